@@ -1,0 +1,76 @@
+//! Request and response bodies of protocol v1 other than the snapshot itself.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const ENROLL_PATH: &str = "/api/v1/enroll";
+pub const SNAPSHOTS_PATH: &str = "/api/v1/snapshots";
+pub const HEARTBEAT_PATH: &str = "/api/v1/heartbeat";
+
+/// What an agent tells the collector when it enrolls. The facts are recorded as evidence;
+/// the collector links the agent to a CI by its own identification rules on the first
+/// snapshot, never by these claims alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// `ed25519:<base64>`.
+    pub public_key: String,
+    pub agent_version: String,
+    pub facts: IdentityFacts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFacts {
+    pub hostname: String,
+    pub fqdn: Option<String>,
+    pub machine_id: Option<String>,
+    pub vendor: Option<String>,
+    pub serial: Option<String>,
+    pub system_uuid: Option<String>,
+    #[serde(default)]
+    pub macs: Vec<String>,
+    pub os: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub agent_id: String,
+    pub server_time: DateTime<Utc>,
+}
+
+/// A heartbeat: the inventory is unchanged since the last acknowledged snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub content_hash: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The collector's answer once a snapshot or heartbeat is durably stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub agent_id: String,
+    pub seq: u64,
+    pub ci_id: Option<String>,
+    pub content_hash: String,
+    /// The change record this snapshot raised, if any.
+    pub change_record: Option<String>,
+    /// Set when the collector could not use the heartbeat (it no longer has that content):
+    /// the agent must send a full snapshot next.
+    #[serde(default)]
+    pub resend_full: bool,
+}
+
+/// Error body (RFC 9457 problem details) used by every refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

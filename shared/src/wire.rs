@@ -1,0 +1,195 @@
+//! Body encoding: snapshot <-> JSON <-> zstd, with every decoding bound enforced.
+
+use std::io::Read;
+
+use crate::limits::{LimitError, MAX_DECOMPRESSED_BYTES, ZSTD_WINDOW_LOG_MAX};
+use crate::schema::{Snapshot, SCHEMA_VERSION};
+
+/// How the body bytes are encoded (the HTTP `Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    Identity,
+    Zstd,
+}
+
+impl BodyEncoding {
+    /// From a `Content-Encoding` header value; `None` for anything else.
+    pub fn from_header(value: Option<&str>) -> Option<Self> {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            None => Some(BodyEncoding::Identity),
+            Some(v) if v.is_empty() || v == "identity" => Some(BodyEncoding::Identity),
+            Some(v) if v == "zstd" => Some(BodyEncoding::Zstd),
+            Some(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("decompressed body exceeds the limit of {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
+    #[error("body is not valid zstd: {0}")]
+    Zstd(String),
+    #[error("{path}: {message}")]
+    Json { path: String, message: String },
+    #[error("unsupported schema_version {found}; this collector reads version {SCHEMA_VERSION}")]
+    SchemaVersion { found: u32 },
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+impl DecodeError {
+    /// The field the error names, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            DecodeError::Json { path, .. } => Some(path),
+            DecodeError::Limit(e) => Some(&e.field),
+            DecodeError::SchemaVersion { .. } => Some("schema_version"),
+            _ => None,
+        }
+    }
+}
+
+/// Decompresses `body` refusing more than `limit` output bytes and windows over 8 MiB.
+pub fn zstd_decompress_bounded(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut decoder =
+        zstd::stream::read::Decoder::new(body).map_err(|e| DecodeError::Zstd(e.to_string()))?;
+    decoder
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(|e| DecodeError::Zstd(e.to_string()))?;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let read = decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::Zstd(e.to_string()))?;
+    if read > limit {
+        return Err(DecodeError::DecompressedTooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Decodes a JSON snapshot, naming the failing field, then enforces the schema version
+/// and every limit.
+pub fn decode_snapshot_json(json: &[u8]) -> Result<Snapshot, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let snapshot: Snapshot = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        DecodeError::Json {
+            path: if path == "." { "body".into() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    de.end().map_err(|e| DecodeError::Json {
+        path: "body".into(),
+        message: e.to_string(),
+    })?;
+    if snapshot.schema_version != SCHEMA_VERSION {
+        return Err(DecodeError::SchemaVersion {
+            found: snapshot.schema_version,
+        });
+    }
+    snapshot.check_limits()?;
+    Ok(snapshot)
+}
+
+/// The whole collector-side decode: bounded decompression, then JSON, then limits.
+pub fn decode_body(body: &[u8], encoding: BodyEncoding) -> Result<Snapshot, DecodeError> {
+    match encoding {
+        BodyEncoding::Identity => {
+            if body.len() > MAX_DECOMPRESSED_BYTES {
+                return Err(DecodeError::DecompressedTooLarge {
+                    limit: MAX_DECOMPRESSED_BYTES,
+                });
+            }
+            decode_snapshot_json(body)
+        }
+        BodyEncoding::Zstd => {
+            let json = zstd_decompress_bounded(body, MAX_DECOMPRESSED_BYTES)?;
+            decode_snapshot_json(&json)
+        }
+    }
+}
+
+/// The agent-side encode: JSON then zstd at a level that costs little CPU on a laptop.
+pub fn encode_body(snapshot: &Snapshot) -> Result<Vec<u8>, std::io::Error> {
+    let json = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    zstd::bulk::compress(&json, 6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn sample() -> Snapshot {
+        Snapshot::empty("agent-1", 1, Utc::now())
+    }
+
+    #[test]
+    fn round_trip_through_zstd() {
+        let s = sample();
+        let body = encode_body(&s).unwrap();
+        let back = decode_body(&body, BodyEncoding::Zstd).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn zip_bomb_is_refused() {
+        let zeros = vec![b' '; 2 * 1024 * 1024];
+        let bomb = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(bomb.len() < 4096, "bomb is {} bytes", bomb.len());
+        match zstd_decompress_bounded(&bomb, 1024 * 1024) {
+            Err(DecodeError::DecompressedTooLarge { limit }) => assert_eq!(limit, 1024 * 1024),
+            other => panic!("expected too large, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_the_field() {
+        let mut v = serde_json::to_string(&sample()).unwrap();
+        v.insert_str(1, "\"seq\":5,");
+        let err = decode_snapshot_json(v.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `seq`"), "{err}");
+    }
+
+    #[test]
+    fn nested_errors_name_the_path() {
+        let mut s = sample();
+        s.software = crate::schema::Section::collected(vec![Default::default()]);
+        let mut v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        v["software"]["data"][0]["version"] = serde_json::json!(42);
+        let err = decode_snapshot_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(err.field(), Some("software.data[0].version"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_trailing_garbage_are_refused() {
+        let mut v: serde_json::Value = serde_json::to_value(sample()).unwrap();
+        v["extra"] = serde_json::json!(1);
+        assert!(decode_snapshot_json(&serde_json::to_vec(&v).unwrap()).is_err());
+        let mut bytes = serde_json::to_vec(&sample()).unwrap();
+        bytes.extend_from_slice(b" {}");
+        assert!(decode_snapshot_json(&bytes).is_err());
+    }
+
+    #[test]
+    fn future_schema_version_is_refused() {
+        let mut s = sample();
+        s.schema_version = 2;
+        let err = decode_snapshot_json(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(matches!(err, DecodeError::SchemaVersion { found: 2 }));
+    }
+
+    #[test]
+    fn encoding_header() {
+        assert_eq!(
+            BodyEncoding::from_header(None),
+            Some(BodyEncoding::Identity)
+        );
+        assert_eq!(
+            BodyEncoding::from_header(Some("ZSTD")),
+            Some(BodyEncoding::Zstd)
+        );
+        assert_eq!(BodyEncoding::from_header(Some("gzip")), None);
+    }
+}
