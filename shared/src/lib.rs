@@ -11,6 +11,7 @@
 
 pub mod canonical;
 pub mod envelope;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod protocol;
