@@ -1,1 +1,369 @@
-fn main() {}
+//! `census-collector`: the server and its admin CLI.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use census_collector::admin::{self, AdminRequest};
+use census_collector::api::{self, AppState};
+use census_collector::ingest::{GroupCommit, Ingest};
+use census_collector::model::{CiClass, Role};
+use census_collector::store::{SledStore, Store};
+use census_collector::{server, tls};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "census-collector", version, about = "Census collector: signed snapshot ingest into a CMDB")]
+struct Cli {
+    /// Data directory (store, TLS material, admin socket).
+    #[arg(long, global = true, env = "CENSUS_DATA_DIR", default_value = "/var/lib/census-collector")]
+    data_dir: PathBuf,
+    /// Output format of admin commands.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the agent API over HTTPS.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Operator's certificate chain (PEM); with --tls-key. Without both, a private CA is
+        /// made in the data directory on first start.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Extra DNS names or IPs for the generated server certificate.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Plain HTTP, for local development only; refused on non-loopback addresses.
+        #[arg(long)]
+        insecure_http: bool,
+        /// Ingest work running at once (default: number of CPUs).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Submissions admitted at once before answering 429.
+        #[arg(long, default_value_t = 512)]
+        max_queue: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Print the private CA's SHA-256 fingerprint for `census-agent enroll --ca-fingerprint`.
+    Fingerprint,
+    /// Enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Enrolled agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// People and their roles.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Configuration items.
+    Ci {
+        #[command(subcommand)]
+        command: CiCommand,
+    },
+    /// Identity conflicts waiting for a person.
+    Conflicts,
+    /// Change records raised by drift.
+    Changes,
+    /// Counts of CIs by class, agents, records and store size.
+    Stats,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an enrollment token; the secret is shown once.
+    Create {
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long)]
+        note: Option<String>,
+        /// The collector URL to print in the enroll command.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    List,
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    List,
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum CiCommand {
+    List {
+        #[arg(long)]
+        class: Option<CiClass>,
+    },
+    Show {
+        id: String,
+        /// RFC 3339 time: the CI as it was then.
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+    },
+    History { id: String },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CENSUS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { listen, tls_cert, tls_key, sans, insecure_http, workers, max_queue, log_format } => {
+            init_logging(log_format);
+            serve(&cli.data_dir, listen, tls_cert, tls_key, sans, insecure_http, workers, max_queue)
+        }
+        Command::Fingerprint => fingerprint(&cli.data_dir),
+        other => admin_command(&cli.data_dir, cli.format, other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("census-collector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fingerprint(data_dir: &Path) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    let path = data_dir.join(tls::CA_CERT_FILE);
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&path).with_context(|| format!("read {} (has the collector been started?)", path.display()))?;
+    println!("{}", tls::fingerprint(&der));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve(data_dir: &Path, listen: SocketAddr, tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, sans: Vec<String>, insecure_http: bool, workers: Option<usize>, max_queue: usize) -> Result<()> {
+    if insecure_http && !listen.ip().is_loopback() {
+        bail!("--insecure-http is refused on {listen}: plain HTTP only on loopback addresses");
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("store"))?);
+    let tls_config = if insecure_http {
+        tracing::warn!("serving plain HTTP on loopback: development only");
+        None
+    } else {
+        if tls_cert.is_none() && tls_key.is_none() {
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+            if let Ok(h) = hostname_string() {
+                names.push(h);
+            }
+            if !listen.ip().is_unspecified() && !names.contains(&listen.ip().to_string()) {
+                names.push(listen.ip().to_string());
+            }
+            names.extend(sans);
+            let fp = tls::ensure_private_ca(data_dir, &names)?;
+            tracing::info!(ca_fingerprint = %fp, ca = %data_dir.join(tls::CA_CERT_FILE).display(), "private CA in use; agents pin this fingerprint");
+            println!("CA fingerprint (sha256): {fp}");
+        }
+        let (cert, key) = tls::server_files(data_dir, tls_cert, tls_key)?;
+        Some(tls::server_config(&cert, &key)?)
+    };
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(workers.max(2) * 4).build()?;
+    runtime.block_on(async move {
+        let group = GroupCommit::start(store.clone());
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            ingest: Arc::new(Ingest { store: store.clone() }),
+            group,
+            workers: Arc::new(tokio::sync::Semaphore::new(workers)),
+            admitted: Default::default(),
+            max_admitted: max_queue.max(1),
+        });
+        #[cfg(unix)]
+        {
+            let sock = data_dir.join(admin::SOCKET_FILE);
+            let admin_store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = admin::serve_socket(sock, admin_store).await {
+                    tracing::error!(error = %e, "admin socket stopped");
+                }
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+        let scheme = if tls_config.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, scheme, workers, max_queue, "collector listening");
+        println!("listening on {scheme}://{}", listener.local_addr()?);
+        server::serve(listener, tls_config, api::router(state), shutdown_signal()).await?;
+        tracing::info!("shutting down: flushing the store");
+        store.flush()?;
+        let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_FILE));
+        Ok(())
+    })
+}
+
+fn hostname_string() -> Result<String> {
+    let out = std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::env::var("HOSTNAME"))?;
+    Ok(out.trim().to_string())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
+    if let Some(resp) = admin::call_socket(data_dir, &req).map_err(anyhow::Error::msg)? {
+        return match resp.error {
+            None => Ok(resp.result),
+            Some(e) => bail!(e),
+        };
+    }
+    let store_dir = data_dir.join("store");
+    if !store_dir.exists() {
+        bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
+    }
+    let store = SledStore::open(&store_dir)?;
+    let result = admin::execute(&store, req, Utc::now()).map_err(anyhow::Error::msg)?;
+    store.flush()?;
+    Ok(result)
+}
+
+fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Result<()> {
+    let (req, columns): (AdminRequest, &[&str]) = match command {
+        Command::Token { command: TokenCommand::Create { ttl, uses, note, server } } => {
+            let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
+            let result = run_admin(data_dir, AdminRequest::TokenCreate { ttl_seconds, uses, note })?;
+            if format == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
+            let token = result["token"].as_str().unwrap_or_default();
+            println!("token {} (id {}), {} use(s), expires {}", token, result["id"].as_str().unwrap_or_default(), uses, result["expires_at"].as_str().unwrap_or_default());
+            let fp = {
+                use rustls::pki_types::pem::PemObject;
+                rustls::pki_types::CertificateDer::from_pem_file(data_dir.join(tls::CA_CERT_FILE)).ok().map(|d| tls::fingerprint(&d))
+            };
+            let server = server.unwrap_or_else(|| "https://COLLECTOR:8443".into());
+            match fp {
+                Some(fp) => println!("enroll with:\n  census-agent enroll --server {server} --token {token} --ca-fingerprint {fp}"),
+                None => println!("enroll with:\n  census-agent enroll --server {server} --token {token}"),
+            }
+            return Ok(());
+        }
+        Command::Token { command: TokenCommand::List } => (AdminRequest::TokenList, &["id", "state", "uses", "max_uses", "expires_at", "note"]),
+        Command::Token { command: TokenCommand::Revoke { id } } => (AdminRequest::TokenRevoke { id }, &["revoked"]),
+        Command::Agent { command: AgentCommand::List } => (AdminRequest::AgentList, &["id", "hostname", "ci_id", "last_seq", "last_seen", "revoked_at"]),
+        Command::Agent { command: AgentCommand::Revoke { id } } => (AdminRequest::AgentRevoke { id }, &["revoked"]),
+        Command::User { command: UserCommand::Add { name, role } } => (AdminRequest::UserAdd { name, role }, &["name", "role", "created_at"]),
+        Command::User { command: UserCommand::List } => (AdminRequest::UserList, &["name", "role", "created_at"]),
+        Command::Ci { command: CiCommand::List { class } } => (AdminRequest::CiList { class }, &["id", "class", "name", "status", "version", "last_seen"]),
+        Command::Ci { command: CiCommand::Show { id, as_of } } => (AdminRequest::CiShow { id, as_of }, &[]),
+        Command::Ci { command: CiCommand::History { id } } => (AdminRequest::CiHistory { id }, &["version", "valid_from", "status", "relationships", "change_record"]),
+        Command::Conflicts => (AdminRequest::ConflictList, &["id", "rule", "existing_ci", "existing_agent", "claiming_agent", "claiming_ci", "raised_at"]),
+        Command::Changes => (AdminRequest::ChangeList, &["id", "ci_id", "state", "detected_at", "from_version", "to_version"]),
+        Command::Stats => (AdminRequest::Stats, &[]),
+        Command::Serve { .. } | Command::Fingerprint => unreachable_command(),
+    };
+    let result = run_admin(data_dir, req)?;
+    if format == OutputFormat::Json || columns.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print_table(&result, columns);
+    }
+    Ok(())
+}
+
+fn unreachable_command() -> ! {
+    eprintln!("census-collector: internal error: command dispatched twice");
+    std::process::exit(2)
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_table(result: &Value, columns: &[&str]) {
+    let rows: Vec<&Value> = match result {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|c| cell(&r[*c])).collect()).collect();
+    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0)).collect();
+    let line = |vals: Vec<String>| vals.iter().enumerate().map(|(i, v)| format!("{v:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    for r in cells {
+        println!("{}", line(r));
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+}

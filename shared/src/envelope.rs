@@ -9,8 +9,8 @@
 //!
 //! The collector verifies the bytes it received, before decompressing or decoding them,
 //! with `verify_strict` (no malleable or small-order signatures).
-//! Heartbeats use the same layout with the domain `census-heartbeat-v1` and the content
-//! hash of the unchanged inventory in place of the body digest.
+//! Heartbeats use the same layout with the domain `census-heartbeat-v1` over their own body
+//! (the unchanged inventory's content hash and the send time).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -77,20 +77,14 @@ pub fn snapshot_fields<'a>(agent_id: &'a str, seq: u64, body: &[u8]) -> SignedFi
     }
 }
 
-/// Fields for a heartbeat: the digest is the unchanged inventory's content hash.
-pub fn heartbeat_fields<'a>(
-    agent_id: &'a str,
-    seq: u64,
-    content_hash_hex: &str,
-) -> Option<SignedFields<'a>> {
-    let bytes = hex::decode(content_hash_hex).ok()?;
-    let digest: [u8; 32] = bytes.try_into().ok()?;
-    Some(SignedFields {
+/// Fields for a heartbeat body (the JSON [`crate::protocol::Heartbeat`] bytes as sent).
+pub fn heartbeat_fields<'a>(agent_id: &'a str, seq: u64, body: &[u8]) -> SignedFields<'a> {
+    SignedFields {
         domain: HEARTBEAT_DOMAIN,
         agent_id,
         seq,
-        digest,
-    })
+        digest: body_digest(body),
+    }
 }
 
 /// Signs and returns the base64 signature for the header.

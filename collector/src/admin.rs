@@ -1,0 +1,250 @@
+//! Admin commands. One implementation, two transports: the CLI opens the store directly
+//! when no collector runs, or talks to the running collector over `DATA_DIR/admin.sock`
+//! (a Unix socket only the data directory's owner can open: file permissions are the
+//! authentication, as with PostgreSQL's peer auth or docker.sock).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::model::*;
+use crate::store::Store;
+
+pub const SOCKET_FILE: &str = "admin.sock";
+/// Longest admin request line.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminRequest {
+    TokenCreate { ttl_seconds: i64, uses: u32, note: Option<String> },
+    TokenList,
+    TokenRevoke { id: String },
+    AgentList,
+    AgentRevoke { id: String },
+    UserAdd { name: String, role: Role },
+    UserList,
+    CiList { class: Option<CiClass> },
+    CiShow { id: String, as_of: Option<DateTime<Utc>> },
+    CiHistory { id: String },
+    ConflictList,
+    ChangeList,
+    Stats,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminResponse {
+    pub ok: bool,
+    pub result: Value,
+    pub error: Option<String>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Runs one admin command against the store.
+pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Result<Value, String> {
+    match req {
+        AdminRequest::TokenCreate { ttl_seconds, uses, note } => {
+            if ttl_seconds <= 0 || uses == 0 {
+                return Err("a token needs a positive TTL and at least one use".into());
+            }
+            let secret = format!("cet_{}", hex::encode(rand::random::<[u8; 24]>()));
+            let token = EnrollmentToken {
+                id: format!("tok_{}", hex::encode(rand::random::<[u8; 6]>())),
+                secret_hash: crate::api::token_hash(&secret),
+                created_at: now,
+                expires_at: now + Duration::seconds(ttl_seconds),
+                max_uses: uses,
+                uses: 0,
+                revoked_at: None,
+                note,
+            };
+            store.put_token(&token).map_err(store_err)?;
+            Ok(json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": uses}))
+        }
+        AdminRequest::TokenList => {
+            let tokens = store.list_tokens().map_err(store_err)?;
+            Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "uses": t.uses, "max_uses": t.max_uses, "revoked_at": t.revoked_at, "note": t.note, "state": token_state(t, now)})).collect::<Vec<_>>()))
+        }
+        AdminRequest::TokenRevoke { id } => match store.revoke_token(&id, now).map_err(store_err)? {
+            true => Ok(json!({"revoked": id})),
+            false => Err(format!("no token with id {id}")),
+        },
+        AdminRequest::AgentList => {
+            let agents = store.list_agents().map_err(store_err)?;
+            Ok(json!(agents.iter().map(|a| json!({"id": a.id, "hostname": a.facts.hostname, "enrolled_at": a.enrolled_at, "last_seen": a.last_seen, "last_seq": a.last_seq, "ci_id": a.ci_id, "revoked_at": a.revoked_at, "superseded_by": a.superseded_by, "clock_skew_seconds": a.clock_skew_seconds, "agent_version": a.agent_version})).collect::<Vec<_>>()))
+        }
+        AdminRequest::AgentRevoke { id } => match store.revoke_agent(&id, now).map_err(store_err)? {
+            true => Ok(json!({"revoked": id})),
+            false => Err(format!("no agent with id {id}")),
+        },
+        AdminRequest::UserAdd { name, role } => {
+            let valid = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+            if !valid {
+                return Err("user names are 1-64 characters of letters, digits and . _ - @".into());
+            }
+            let user = User { name: name.clone(), role, created_at: now, disabled: false };
+            store.put_user(&user).map_err(store_err)?;
+            Ok(json!(user))
+        }
+        AdminRequest::UserList => Ok(json!(store.list_users().map_err(store_err)?)),
+        AdminRequest::CiList { class } => {
+            let cis = store.list_cis(class).map_err(store_err)?;
+            Ok(json!(cis.iter().map(ci_summary).collect::<Vec<_>>()))
+        }
+        AdminRequest::CiShow { id, as_of } => {
+            let ci = store.get_ci(&id).map_err(store_err)?.ok_or_else(|| format!("no CI with id {id}"))?;
+            let (state, outgoing) = match as_of {
+                Some(at) => {
+                    let v = store.as_of(&id, at).map_err(store_err)?.ok_or_else(|| format!("CI {id} did not exist at {at}"))?;
+                    (json!(v.ci), v.relationships)
+                }
+                None => (json!(ci), store.relationships_from(&id).map_err(store_err)?),
+            };
+            let incoming = store.relationships_to(&id).map_err(store_err)?;
+            let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in &outgoing {
+                *by_kind.entry(r.key.kind.as_str()).or_default() += 1;
+            }
+            let agent = store.list_agents().map_err(store_err)?.into_iter().find(|a| a.ci_id.as_deref() == Some(id.as_str()) && a.superseded_by.is_none());
+            Ok(json!({
+                "ci": state,
+                "as_of": as_of,
+                "counts": by_kind,
+                "relationships_out": outgoing,
+                "relationships_in": incoming.len(),
+                "identification": agent.and_then(|a| a.identification),
+            }))
+        }
+        AdminRequest::CiHistory { id } => {
+            let versions = store.history(&id).map_err(store_err)?;
+            Ok(json!(versions.iter().map(|v| json!({"version": v.version, "valid_from": v.valid_from, "status": v.ci.status, "relationships": v.relationships.len(), "change_record": v.change_record})).collect::<Vec<_>>()))
+        }
+        AdminRequest::ConflictList => Ok(json!(store.list_conflicts().map_err(store_err)?)),
+        AdminRequest::ChangeList => Ok(json!(store.list_change_records().map_err(store_err)?)),
+        AdminRequest::Stats => {
+            let mut counts = BTreeMap::new();
+            for class in CiClass::ALL {
+                counts.insert(class.as_str(), store.list_cis(Some(class)).map_err(store_err)?.len());
+            }
+            Ok(json!({
+                "cis": counts,
+                "agents": store.list_agents().map_err(store_err)?.len(),
+                "change_records": store.list_change_records().map_err(store_err)?.len(),
+                "identity_conflicts": store.list_conflicts().map_err(store_err)?.len(),
+                "store_bytes": store.size_on_disk().map_err(store_err)?,
+            }))
+        }
+    }
+}
+
+fn token_state(t: &EnrollmentToken, now: DateTime<Utc>) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at <= now {
+        "expired"
+    } else if t.uses >= t.max_uses {
+        "exhausted"
+    } else {
+        "active"
+    }
+}
+
+pub fn ci_summary(ci: &Ci) -> Value {
+    json!({"id": ci.id, "class": ci.class, "name": ci.name, "status": ci.status, "version": ci.version, "first_seen": ci.first_seen, "last_seen": ci.last_seen})
+}
+
+/// Serves admin requests on the Unix socket until the task is dropped.
+#[cfg(unix)]
+pub async fn serve_socket(path: std::path::PathBuf, store: std::sync::Arc<dyn Store>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let response = match serde_json::from_str::<AdminRequest>(&line) {
+                Ok(req) => {
+                    let r = tokio::task::spawn_blocking(move || execute(store.as_ref(), req, Utc::now())).await;
+                    match r {
+                        Ok(Ok(result)) => AdminResponse { ok: true, result, error: None },
+                        Ok(Err(e)) => AdminResponse { ok: false, result: Value::Null, error: Some(e) },
+                        Err(e) => AdminResponse { ok: false, result: Value::Null, error: Some(e.to_string()) },
+                    }
+                }
+                Err(e) => AdminResponse { ok: false, result: Value::Null, error: Some(format!("bad admin request: {e}")) },
+            };
+            if let Ok(mut bytes) = serde_json::to_vec(&response) {
+                bytes.push(b'\n');
+                let _ = write.write_all(&bytes).await;
+            }
+        });
+    }
+}
+
+/// Sends one request to a running collector; `Ok(None)` when none listens on the socket.
+#[cfg(unix)]
+pub fn call_socket(data_dir: &Path, req: &AdminRequest) -> Result<Option<AdminResponse>, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let path = data_dir.join(SOCKET_FILE);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return Ok(None),
+        Err(e) => return Err(format!("cannot reach the running collector at {}: {e}", path.display())),
+    };
+    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).map_err(|e| e.to_string())?;
+    serde_json::from_str(&reply).map(Some).map_err(|e| format!("bad reply from the collector: {e}"))
+}
+
+#[cfg(not(unix))]
+pub fn call_socket(_data_dir: &Path, _req: &AdminRequest) -> Result<Option<AdminResponse>, String> {
+    Ok(None)
+}
+
+/// Parses "90s", "30m", "24h", "7d", "2w".
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().map_err(|_| format!("'{text}' is not a duration like 90s, 30m, 24h, 7d"))?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("unknown duration unit '{unit}' in '{text}'; use s, m, h, d or w")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("duration '{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

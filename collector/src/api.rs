@@ -1,0 +1,299 @@
+//! HTTP routes for agents and probes. Every refusal is `application/problem+json` naming
+//! the problem, with the status the protocol assigns it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use census_shared::envelope::{HEADER_AGENT_ID, HEADER_SEQ, HEADER_SIGNATURE};
+use census_shared::limits::{MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES};
+use census_shared::protocol::{EnrollRequest, EnrollResponse, Problem, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH};
+use census_shared::AgentPublicKey;
+use chrono::Utc;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::ingest::{Envelope, GroupCommit, Ingest, IngestError};
+use crate::model::Agent;
+use crate::store::{EnrollError, Store};
+
+/// How long a client may take to send a whole body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds a saturated collector asks agents to wait.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingest: Arc<Ingest>,
+    pub group: Arc<GroupCommit>,
+    /// Ingest work running at once (CPU-bound decode/reconcile).
+    pub workers: Arc<Semaphore>,
+    /// Submissions admitted (running or waiting for a worker).
+    pub admitted: AtomicUsize,
+    /// Most submissions admitted at once; past this the collector answers 429.
+    pub max_admitted: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(ENROLL_PATH, post(enroll))
+        .route(SNAPSHOTS_PATH, post(snapshots))
+        .route(HEARTBEAT_PATH, post(heartbeat))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Response {
+    let p = Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("error").to_string(),
+        status: status.as_u16(),
+        detail: detail.into(),
+        field,
+    };
+    let mut resp = (status, Json(p)).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    resp
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::Conflict(_) => StatusCode::CONFLICT,
+            IngestError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let field = match &self {
+            IngestError::Unprocessable { field, .. } => field.clone(),
+            _ => None,
+        };
+        problem(status, self.to_string(), field)
+    }
+}
+
+async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such route", None)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.check_writable()).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("store not writable: {e}"), None),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("readiness check failed: {e}"), None),
+    }
+}
+
+/// Reads a body of at most `limit` bytes: refuses early on Content-Length, and stops
+/// reading (never buffering more than the limit) when a chunked body runs over.
+async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit as u64 {
+            return Err(IngestError::PayloadTooLarge(format!("body of {len} bytes exceeds the limit of {limit} bytes")));
+        }
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(IngestError::BadRequest(format!("body not received within {}s", BODY_READ_TIMEOUT.as_secs()))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(IngestError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"))),
+        Ok(Err(e)) => Err(IngestError::BadRequest(format!("could not read body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn envelope_from(headers: &HeaderMap) -> Result<Envelope, IngestError> {
+    let get = |name: &str| -> Result<String, IngestError> {
+        let v = headers.get(name).ok_or_else(|| IngestError::Unauthorized(format!("missing {name} header")))?;
+        v.to_str().map(|s| s.trim().to_string()).map_err(|_| IngestError::BadRequest(format!("{name} header is not ASCII")))
+    };
+    let agent_id = get(HEADER_AGENT_ID)?;
+    if agent_id.is_empty() || agent_id.len() > MAX_AGENT_ID_BYTES {
+        return Err(IngestError::BadRequest(format!("{HEADER_AGENT_ID} must be 1 to {MAX_AGENT_ID_BYTES} bytes")));
+    }
+    let seq = get(HEADER_SEQ)?.parse::<u64>().map_err(|_| IngestError::BadRequest(format!("{HEADER_SEQ} must be an unsigned integer")))?;
+    if seq == 0 {
+        return Err(IngestError::BadRequest(format!("{HEADER_SEQ} starts at 1")));
+    }
+    Ok(Envelope { agent_id, seq, signature: get(HEADER_SIGNATURE)? })
+}
+
+/// One admitted submission; dropping it frees the slot.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AppState {
+    fn admit(&self) -> Result<Admission<'_>, IngestError> {
+        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
+        let slot = Admission(&self.admitted);
+        if before >= self.max_admitted {
+            drop(slot);
+            return Err(IngestError::Unavailable("collector is saturated; retry later".into()));
+        }
+        Ok(slot)
+    }
+}
+
+fn saturated(e: IngestError) -> Response {
+    match e {
+        IngestError::Unavailable(m) if m.contains("saturated") => problem(StatusCode::TOO_MANY_REQUESTS, m, None),
+        other => other.into_response(),
+    }
+}
+
+async fn run_ingest<F>(st: &Arc<AppState>, work: F) -> Response
+where
+    F: FnOnce(&Ingest) -> Result<crate::ingest::Accepted, IngestError> + Send + 'static,
+{
+    let permit = match st.workers.clone().acquire_owned().await {
+        Ok(p) => p,
+        Err(_) => return problem(StatusCode::SERVICE_UNAVAILABLE, "collector is shutting down", None),
+    };
+    let ingest = st.ingest.clone();
+    let result = tokio::task::spawn_blocking(move || work(&ingest)).await;
+    drop(permit);
+    let accepted = match result {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::info!(reason = e.reason(), detail = %e, "submission refused");
+            return e.into_response();
+        }
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}"), None),
+    };
+    let ticket = st.group.ticket();
+    if let Err(e) = st.group.wait_durable(ticket).await {
+        return e.into_response();
+    }
+    Json(accepted.ack).into_response()
+}
+
+async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let env = match envelope_from(&headers) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let _slot = match st.admit() {
+        Ok(s) => s,
+        Err(e) => return saturated(e),
+    };
+    let bytes = match read_limited(&headers, body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
+    run_ingest(&st, move |ingest| ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())).await
+}
+
+async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let env = match envelope_from(&headers) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let _slot = match st.admit() {
+        Ok(s) => s,
+        Err(e) => return saturated(e),
+    };
+    let bytes = match read_limited(&headers, body, 4096).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    run_ingest(&st, move |ingest| ingest.heartbeat(&env, &bytes, Utc::now())).await
+}
+
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.trim().as_bytes()))
+}
+
+async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match read_limited(&headers, body, MAX_ENROLL_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let req: EnrollRequest = match serde_path_to_error_free(&mut de) {
+        Ok(r) => r,
+        Err((path, msg)) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {msg}"), Some(path)),
+    };
+    let key = match AgentPublicKey::from_text(&req.public_key) {
+        Ok(k) => k,
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("public_key: {e}"), Some("public_key".into())),
+    };
+    for (field, value) in [("agent_version", &req.agent_version), ("facts.hostname", &req.facts.hostname)] {
+        if value.len() > census_shared::limits::MAX_STRING_BYTES {
+            return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: longer than {} bytes", census_shared::limits::MAX_STRING_BYTES), Some(field.into()));
+        }
+    }
+    let now = Utc::now();
+    let agent = Agent {
+        id: format!("agt_{}", hex::encode(rand::random::<[u8; 10]>())),
+        public_key: key.to_text(),
+        enrolled_at: now,
+        token_id: String::new(),
+        agent_version: req.agent_version.clone(),
+        facts: req.facts.clone(),
+        revoked_at: None,
+        last_seq: 0,
+        last_seen: None,
+        last_content_hash: None,
+        ci_id: None,
+        identification: None,
+        clock_skew_seconds: None,
+        superseded_by: None,
+    };
+    let store = st.store.clone();
+    let secret_hash = token_hash(&req.token);
+    let agent_for_store = agent.clone();
+    let result = tokio::task::spawn_blocking(move || store.enroll(&secret_hash, &agent_for_store, now)).await;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!(agent_id = %agent.id, hostname = %req.facts.hostname, key = %key.fingerprint(), "agent enrolled");
+            (StatusCode::CREATED, Json(EnrollResponse { agent_id: agent.id, server_time: now })).into_response()
+        }
+        Ok(Err(e)) => {
+            let status = match e {
+                EnrollError::UnknownToken | EnrollError::Expired(_) => StatusCode::UNAUTHORIZED,
+                EnrollError::Revoked | EnrollError::Exhausted(_) => StatusCode::FORBIDDEN,
+                EnrollError::KeyInUse(_) => StatusCode::CONFLICT,
+                EnrollError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            tracing::info!(reason = %e, "enrollment refused");
+            problem(status, e.to_string(), None)
+        }
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// JSON decoding that names the failing path.
+fn serde_path_to_error_free<'de, T: serde::Deserialize<'de>>(de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>) -> Result<T, (String, String)> {
+    let v: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        (if path == "." { "body".into() } else { path }, e.into_inner().to_string())
+    })?;
+    de.end().map_err(|e| ("body".to_string(), e.to_string()))?;
+    Ok(v)
+}

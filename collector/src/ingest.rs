@@ -1,0 +1,322 @@
+//! The ingest path, one straight line: verify the signature over the received bytes ->
+//! check seq -> decode with limits -> identify -> reconcile -> one store transaction ->
+//! wait for the group flush -> ack.
+//!
+//! Architecture Invariant: nothing is written before the signature, seq and every limit
+//! have passed, and nothing is acknowledged before [`GroupCommit::wait_durable`] returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use census_shared::envelope::{self, EnvelopeError};
+use census_shared::protocol::{Ack, Heartbeat};
+use census_shared::wire::{self, BodyEncoding, DecodeError};
+use census_shared::AgentPublicKey;
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+
+use crate::identify;
+use crate::model::*;
+use crate::reconcile;
+use crate::store::{CommitError, IngestCommit, Store};
+
+/// Why a submission was refused. Each maps to one HTTP status; none stored anything.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    #[error("{message}")]
+    Unprocessable { field: Option<String>, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IngestError {
+    /// A short machine-readable reason, used for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::BadRequest(_) => "bad_request",
+            IngestError::Unauthorized(_) => "unauthorized",
+            IngestError::Forbidden(_) => "forbidden",
+            IngestError::Conflict(_) => "seq_conflict",
+            IngestError::PayloadTooLarge(_) => "too_large",
+            IngestError::UnsupportedEncoding(_) => "encoding",
+            IngestError::Unprocessable { .. } => "schema",
+            IngestError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> IngestError {
+    tracing::error!(error = %e, "store failure during ingest");
+    IngestError::Unavailable(format!("the collector could not store this submission: {e}"))
+}
+
+/// The envelope fields from the request headers.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub agent_id: String,
+    pub seq: u64,
+    pub signature: String,
+}
+
+/// Group commit: many transactions, one fsync. Each committed ingest takes a ticket and
+/// waits until a flush that started after its commit has finished.
+pub struct GroupCommit {
+    store: Arc<dyn Store>,
+    committed: AtomicU64,
+    state: watch::Sender<FlushState>,
+    kick: Notify,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FlushState {
+    durable: u64,
+    failed: u64,
+    error: String,
+}
+
+impl GroupCommit {
+    pub fn start(store: Arc<dyn Store>) -> Arc<Self> {
+        let gc = Arc::new(GroupCommit { store, committed: AtomicU64::new(0), state: watch::Sender::new(FlushState::default()), kick: Notify::new() });
+        let runner = gc.clone();
+        tokio::spawn(async move { runner.run().await });
+        gc
+    }
+
+    /// Call after a successful commit.
+    pub fn ticket(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub async fn wait_durable(&self, ticket: u64) -> Result<(), IngestError> {
+        let mut rx = self.state.subscribe();
+        self.kick.notify_one();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.durable >= ticket {
+                    return Ok(());
+                }
+                if s.failed >= ticket {
+                    return Err(unavailable(&s.error));
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(IngestError::Unavailable("collector is shutting down".into()));
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            self.kick.notified().await;
+            let target = self.committed.load(Ordering::SeqCst);
+            if target <= self.state.borrow().durable {
+                continue;
+            }
+            let store = self.store.clone();
+            let result = tokio::task::spawn_blocking(move || store.flush()).await;
+            self.state.send_modify(|s| match result {
+                Ok(Ok(())) => s.durable = target,
+                Ok(Err(e)) => {
+                    s.failed = target;
+                    s.error = e.to_string();
+                }
+                Err(e) => {
+                    s.failed = target;
+                    s.error = e.to_string();
+                }
+            });
+        }
+    }
+}
+
+/// The result of a processed submission, before it is durable.
+pub struct Accepted {
+    pub ack: Ack,
+    pub changed: bool,
+}
+
+pub struct Ingest {
+    pub store: Arc<dyn Store>,
+}
+
+const IDENTITY_RETRIES: usize = 3;
+
+impl Ingest {
+    fn authenticate(&self, env: &Envelope, fields: &envelope::SignedFields<'_>) -> Result<Agent, IngestError> {
+        let agent = self
+            .store
+            .get_agent(&env.agent_id)
+            .map_err(unavailable)?
+            .ok_or_else(|| IngestError::Unauthorized(format!("unknown agent '{}': enroll first", env.agent_id)))?;
+        if let Some(at) = agent.revoked_at {
+            return Err(IngestError::Forbidden(format!("agent {} was revoked at {at}", agent.id)));
+        }
+        let key = AgentPublicKey::from_text(&agent.public_key).map_err(|e| unavailable(format!("stored key of {}: {e}", agent.id)))?;
+        envelope::verify(&key, fields, &env.signature).map_err(|e| match e {
+            EnvelopeError::MalformedSignature => IngestError::Unauthorized("signature header is not base64 of 64 bytes".into()),
+            _ => IngestError::Unauthorized(format!("signature does not verify for agent {} over the received body", agent.id)),
+        })?;
+        if env.seq <= agent.last_seq {
+            return Err(IngestError::Conflict(format!("seq {} is not above the last accepted seq {} for agent {}", env.seq, agent.last_seq, agent.id)));
+        }
+        Ok(agent)
+    }
+
+    /// Verifies, decodes, identifies, reconciles and commits a snapshot. Blocking.
+    pub fn snapshot(&self, env: &Envelope, content_encoding: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+        let agent = self.authenticate(env, &envelope::snapshot_fields(&env.agent_id, env.seq, body))?;
+        let encoding = BodyEncoding::from_header(content_encoding)
+            .ok_or_else(|| IngestError::UnsupportedEncoding(format!("Content-Encoding '{}' is not supported; use zstd or identity", content_encoding.unwrap_or(""))))?;
+        let snap = wire::decode_body(body, encoding).map_err(|e| match e {
+            DecodeError::DecompressedTooLarge { .. } => IngestError::PayloadTooLarge(e.to_string()),
+            DecodeError::Zstd(_) => IngestError::BadRequest(e.to_string()),
+            other => IngestError::Unprocessable { field: other.field().map(str::to_string), message: other.to_string() },
+        })?;
+        if snap.agent_id != agent.id {
+            return Err(IngestError::Forbidden(format!("snapshot claims agent '{}' but was signed by agent {}", snap.agent_id, agent.id)));
+        }
+        if snap.seq != env.seq {
+            return Err(IngestError::Unprocessable { field: Some("seq".into()), message: format!("seq: body says {} but the signed envelope says {}", snap.seq, env.seq) });
+        }
+        let content_hash = snap.content_hash();
+        let skew = (snap.collected_at - now).num_seconds();
+
+        if let Some(successor) = &agent.superseded_by {
+            return self.superseded(&agent, successor, env, content_hash, skew, body, now);
+        }
+
+        for _ in 0..IDENTITY_RETRIES {
+            let id = identify::identify(self.store.as_ref(), &agent, &snap, now).map_err(unavailable)?;
+            let stored = self.store.owned_state(&id.ci_id).map_err(unavailable)?;
+            let desired = reconcile::desired(&id.ci_id, &snap, now);
+            let plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
+            let change_record = plan.drifted.then(|| ChangeRecord {
+                id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),
+                ci_id: id.ci_id.clone(),
+                agent_id: agent.id.clone(),
+                seq: env.seq,
+                detected_at: now,
+                from_version: stored.computer.as_ref().map(|c| c.version).unwrap_or(0),
+                to_version: plan.computer.as_ref().map(|c| c.version).unwrap_or(0),
+                items: plan.items.clone(),
+                state: "open".into(),
+            });
+            let mut history = plan.history;
+            if let Some(record) = &change_record {
+                for v in history.iter_mut().filter(|v| v.ci_id == id.ci_id) {
+                    v.change_record = Some(record.id.clone());
+                }
+            }
+            let mut ci_puts = plan.ci_puts;
+            ci_puts.extend(plan.computer);
+            let changed = !history.is_empty();
+            let commit = IngestCommit {
+                agent_id: agent.id.clone(),
+                expected_last_seq: agent.last_seq,
+                new_seq: env.seq,
+                seen_at: now,
+                content_hash: Some(content_hash.clone()),
+                clock_skew_seconds: Some(skew),
+                ci_id: Some(id.ci_id.clone()),
+                identification: Some(id.evidence.clone()),
+                ci_puts,
+                shared_ci_inserts: plan.shared_inserts,
+                relationship_puts: plan.relationship_puts,
+                relationship_deletes: plan.relationship_deletes,
+                history,
+                identity_claims: id.claims,
+                conflict: id.conflict,
+                supersedes: id.supersedes,
+                change_record: change_record.clone(),
+                body: Some(body.to_vec()),
+            };
+            match self.store.commit_ingest(&commit) {
+                Ok(()) => {
+                    tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id = %id.ci_id, rule = %id.evidence.rule, changed, change_record = ?change_record.as_ref().map(|c| &c.id), "snapshot accepted");
+                    return Ok(Accepted {
+                        ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: Some(id.ci_id), content_hash, change_record: change_record.map(|c| c.id), resend_full: false },
+                        changed,
+                    });
+                }
+                Err(CommitError::IdentityRace(key)) => {
+                    tracing::debug!(agent_id = %agent.id, key, "identity claimed concurrently; identifying again");
+                    continue;
+                }
+                Err(e) => return Err(commit_error(e)),
+            }
+        }
+        Err(IngestError::Unavailable("identity keys kept changing under concurrent ingest; retry".into()))
+    }
+
+    /// An agent whose CI was taken over by a re-enrolled agent still reports: two live agents
+    /// claim one machine. Acknowledge (so it does not spool forever), apply nothing, and put
+    /// the conflict in front of a person.
+    #[allow(clippy::too_many_arguments)]
+    fn superseded(&self, agent: &Agent, successor: &str, env: &Envelope, content_hash: String, skew: i64, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+        let ci = agent.ci_id.clone().unwrap_or_default();
+        let conflict = IdentityConflict {
+            id: format!("idc_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{ci}\0{}", agent.id).as_bytes()))[..20]),
+            raised_at: now,
+            rule: "agent".into(),
+            value: format!("{} was superseded by {successor} but still reports", agent.id),
+            existing_ci: ci,
+            existing_agent: Some(successor.to_string()),
+            claiming_agent: agent.id.clone(),
+            claiming_ci: None,
+            resolved_at: None,
+            resolution: None,
+        };
+        let commit = IngestCommit {
+            agent_id: agent.id.clone(),
+            expected_last_seq: agent.last_seq,
+            new_seq: env.seq,
+            seen_at: now,
+            content_hash: Some(content_hash.clone()),
+            clock_skew_seconds: Some(skew),
+            conflict: Some(conflict),
+            body: Some(body.to_vec()),
+            ..Default::default()
+        };
+        self.store.commit_ingest(&commit).map_err(commit_error)?;
+        tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
+        Ok(Accepted { ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: None, content_hash, change_record: None, resend_full: false }, changed: false })
+    }
+
+    /// A heartbeat: the inventory is unchanged. Blocking.
+    pub fn heartbeat(&self, env: &Envelope, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+        if body.len() > 4096 {
+            return Err(IngestError::PayloadTooLarge("heartbeat body exceeds 4096 bytes".into()));
+        }
+        let agent = self.authenticate(env, &envelope::heartbeat_fields(&env.agent_id, env.seq, body))?;
+        let hb: Heartbeat = serde_json::from_slice(body).map_err(|e| IngestError::Unprocessable { field: None, message: format!("heartbeat: {e}") })?;
+        let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str()) && agent.ci_id.is_some();
+        self.store.commit_heartbeat(&agent.id, agent.last_seq, env.seq, now).map_err(commit_error)?;
+        tracing::debug!(agent_id = %agent.id, seq = env.seq, known, "heartbeat accepted");
+        Ok(Accepted {
+            ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: agent.ci_id.clone(), content_hash: hb.content_hash, change_record: None, resend_full: !known },
+            changed: false,
+        })
+    }
+}
+
+fn commit_error(e: CommitError) -> IngestError {
+    match e {
+        CommitError::SeqMoved { expected, current } => IngestError::Conflict(format!("seq conflict: another submission for this agent was accepted first (last seq {current}, expected {expected})")),
+        CommitError::AgentGone(id) => IngestError::Forbidden(format!("agent {id} was revoked")),
+        CommitError::IdentityRace(k) => IngestError::Unavailable(format!("identity {k} contended; retry")),
+        CommitError::Store(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,18 @@
+//! The Census collector as a library: ingest, identification, reconciliation, the store
+//! boundary, the agent API and the admin commands. `main.rs` wires them into a server.
+//!
+//! The runtime path of one snapshot: `server` accepts TLS -> `api::snapshots` checks the
+//! envelope headers, admission and body size -> `ingest::Ingest::snapshot` verifies the
+//! signature over the received bytes, checks seq, decodes with limits, `identify`s the
+//! machine, `reconcile`s it into a plan -> `store::Store::commit_ingest` applies it in one
+//! transaction -> `ingest::GroupCommit` flushes -> the ack leaves.
+
+pub mod admin;
+pub mod api;
+pub mod identify;
+pub mod ingest;
+pub mod model;
+pub mod reconcile;
+pub mod server;
+pub mod store;
+pub mod tls;

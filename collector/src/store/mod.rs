@@ -1,0 +1,150 @@
+//! The storage boundary.
+//!
+//! Architecture Invariant: ingest, identification, drift and query code talk to storage
+//! only through [`Store`]. Everything an accepted snapshot changes arrives as one
+//! [`IngestCommit`] and is applied atomically with a compare-and-set on the agent's last seq,
+//! so a PostgreSQL backend maps it to one `SERIALIZABLE` transaction. Durability is a
+//! separate [`Store::flush`] that the ingest path awaits (group commit) before it acks.
+
+mod sled_store;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::*;
+
+pub use sled_store::SledStore;
+
+/// The on-disk schema version this build writes and reads.
+pub const STORE_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O: {0}")]
+    Io(String),
+    #[error("store data is corrupt at {key}: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("store schema version {found} is newer than this collector's {supported}; upgrade the collector")]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("the data directory is in use by another collector process: {0}")]
+    Locked(String),
+}
+
+/// Why an ingest commit was not applied. Nothing was written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("agent's last seq is now {current}, not {expected}: a concurrent or replayed submission won")]
+    SeqMoved { expected: u64, current: u64 },
+    #[error("agent {0} is unknown or revoked")]
+    AgentGone(String),
+    #[error("identity key {0} was claimed concurrently; identify again")]
+    IdentityRace(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnrollError {
+    #[error("enrollment token is not valid")]
+    UnknownToken,
+    #[error("enrollment token expired at {0}")]
+    Expired(DateTime<Utc>),
+    #[error("enrollment token was revoked")]
+    Revoked,
+    #[error("enrollment token has been used {0} of {0} times")]
+    Exhausted(u32),
+    #[error("this public key is already enrolled as agent {0}")]
+    KeyInUse(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// An identification key: rule name + normalised value ("serial", "dell|ab12cd").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdentityKey {
+    pub rule: &'static str,
+    pub value: String,
+}
+
+impl IdentityKey {
+    pub fn encoded(&self) -> String {
+        format!("{}\u{0}{}", self.rule, self.value)
+    }
+}
+
+/// Everything one accepted snapshot changes, applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct IngestCommit {
+    pub agent_id: String,
+    /// The agent's last seq as read before identification; the commit fails if it moved.
+    pub expected_last_seq: u64,
+    pub new_seq: u64,
+    pub seen_at: DateTime<Utc>,
+    pub content_hash: Option<String>,
+    pub clock_skew_seconds: Option<i64>,
+    pub ci_id: Option<String>,
+    pub identification: Option<IdentificationEvidence>,
+    /// CIs to write (new or changed, including volatile-only updates).
+    pub ci_puts: Vec<Ci>,
+    /// Shared CIs to create only if absent (products, OS releases, subnets).
+    pub shared_ci_inserts: Vec<Ci>,
+    pub relationship_puts: Vec<Relationship>,
+    pub relationship_deletes: Vec<RelKey>,
+    pub history: Vec<CiVersion>,
+    /// Keys to point at a CI, each expected to be absent or already pointing there.
+    pub identity_claims: Vec<(IdentityKey, String)>,
+    pub conflict: Option<IdentityConflict>,
+    /// Another agent whose CI this agent took over.
+    pub supersedes: Option<String>,
+    pub change_record: Option<ChangeRecord>,
+    /// The received wire body, kept as evidence (latest per agent).
+    pub body: Option<Vec<u8>>,
+}
+
+/// A computer with everything it owns, as stored now.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedState {
+    pub computer: Option<Ci>,
+    pub components: Vec<Ci>,
+    /// Edges whose `from` is the computer or one of its components.
+    pub relationships: Vec<Relationship>,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn schema_version(&self) -> Result<u32, StoreError>;
+    /// Writes and removes a probe key: what /readyz asks.
+    fn check_writable(&self) -> Result<(), StoreError>;
+    /// Makes every committed write durable (fsync).
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Approximate bytes on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    fn put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError>;
+    fn list_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError>;
+    fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Atomically checks the token (exists, unexpired, unrevoked, uses left), counts one use
+    /// and stores the agent. Stores nothing on any refusal.
+    fn enroll(&self, secret_hash: &str, agent: &Agent, now: DateTime<Utc>) -> Result<(), EnrollError>;
+
+    fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
+    fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+    fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Records a heartbeat: seq compare-and-set, last seen, and the computer's last seen.
+    fn commit_heartbeat(&self, agent_id: &str, expected_last_seq: u64, seq: u64, at: DateTime<Utc>) -> Result<(), CommitError>;
+    fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError>;
+
+    fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;
+    fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError>;
+    fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError>;
+    fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+    fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+    fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
+    fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;
+    /// The version in force at `at`: the last one with `valid_from <= at`.
+    fn as_of(&self, ci_id: &str, at: DateTime<Utc>) -> Result<Option<CiVersion>, StoreError>;
+
+    fn list_conflicts(&self) -> Result<Vec<IdentityConflict>, StoreError>;
+    fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError>;
+
+    fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    fn list_users(&self) -> Result<Vec<User>, StoreError>;
+}

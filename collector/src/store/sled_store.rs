@@ -1,0 +1,540 @@
+//! The embedded default backend: sled, one tree per record kind, JSON values (history
+//! versions zstd-compressed), multi-tree serializable transactions for ingest.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+
+use super::*;
+
+pub struct SledStore {
+    db: sled::Db,
+    meta: Tree,
+    tokens: Tree,
+    agents: Tree,
+    agent_keys: Tree,
+    cis: Tree,
+    rels: Tree,
+    rels_rev: Tree,
+    history: Tree,
+    identity: Tree,
+    conflicts: Tree,
+    changes: Tree,
+    users: Tree,
+    bodies: Tree,
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(io)
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn encode_version(v: &CiVersion) -> Result<Vec<u8>, StoreError> {
+    zstd::bulk::compress(&encode(v)?, 3).map_err(io)
+}
+
+fn decode_version(key: &[u8], bytes: &[u8]) -> Result<CiVersion, StoreError> {
+    let json = census_shared::wire::zstd_decompress_bounded(bytes, 256 * 1024 * 1024).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })?;
+    decode(key, &json)
+}
+
+fn rel_key(k: &RelKey) -> Vec<u8> {
+    format!("{}\0{}\0{}\0{}", k.from, k.kind.as_str(), k.to, k.discriminator).into_bytes()
+}
+
+fn rel_rev_key(k: &RelKey) -> Vec<u8> {
+    format!("{}\0{}\0{}\0{}", k.to, k.kind.as_str(), k.from, k.discriminator).into_bytes()
+}
+
+fn history_key(ci_id: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ci_id.len() + 9);
+    k.extend_from_slice(ci_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn prefix(id: &str) -> Vec<u8> {
+    let mut p = id.as_bytes().to_vec();
+    p.push(0);
+    p
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<CommitError>>;
+
+fn abort<T>(e: CommitError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> TxResult<T> {
+    decode(key, bytes).or_else(|e| abort(CommitError::Store(e)))
+}
+
+fn tx_encode<T: Serialize>(v: &T) -> TxResult<Vec<u8>> {
+    encode(v).or_else(|e| abort(CommitError::Store(e)))
+}
+
+fn map_tx<T>(r: Result<T, TransactionError<CommitError>>) -> Result<T, CommitError> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => CommitError::Store(io(e)),
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, refusing a newer schema.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // Durability comes from explicit flushes before each ack (group commit); the
+            // background flusher only bounds how much an unacknowledged write can lose.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref ioe) if ioe.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.display().to_string()),
+                sled::Error::Io(ref ioe) if ioe.to_string().contains("lock") => StoreError::Locked(dir.display().to_string()),
+                other => io(other),
+            })?;
+        let open = |name: &str| db.open_tree(name).map_err(io);
+        let store = SledStore {
+            meta: open("meta")?,
+            tokens: open("tokens")?,
+            agents: open("agents")?,
+            agent_keys: open("agent_keys")?,
+            cis: open("cis")?,
+            rels: open("rels")?,
+            rels_rev: open("rels_rev")?,
+            history: open("history")?,
+            identity: open("identity")?,
+            conflicts: open("conflicts")?,
+            changes: open("changes")?,
+            users: open("users")?,
+            bodies: open("bodies")?,
+            db,
+        };
+        match store.meta.get("schema_version").map_err(io)? {
+            None => {
+                store.meta.insert("schema_version", &STORE_SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                store.db.flush().map_err(io)?;
+            }
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "meta/schema_version".into(),
+                    message: "not a u32".into(),
+                })?);
+                if found > STORE_SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { found, supported: STORE_SCHEMA_VERSION });
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    fn scan_values<T: DeserializeOwned>(tree: &Tree) -> Result<Vec<T>, StoreError> {
+        tree.iter()
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn get_json<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match tree.get(key).map_err(io)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn relationships_with_prefix(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        self.rels
+            .scan_prefix(prefix(id))
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_ingest(
+        c: &IngestCommit,
+        agents: &TransactionalTree,
+        cis: &TransactionalTree,
+        rels: &TransactionalTree,
+        rels_rev: &TransactionalTree,
+        history: &TransactionalTree,
+        identity: &TransactionalTree,
+        conflicts: &TransactionalTree,
+        changes: &TransactionalTree,
+        bodies: &TransactionalTree,
+    ) -> TxResult<()> {
+        let key = c.agent_id.as_bytes();
+        let Some(raw) = agents.get(key)? else {
+            return abort(CommitError::AgentGone(c.agent_id.clone()));
+        };
+        let mut agent: Agent = tx_decode(key, &raw)?;
+        if agent.is_revoked() {
+            return abort(CommitError::AgentGone(c.agent_id.clone()));
+        }
+        if agent.last_seq != c.expected_last_seq {
+            return abort(CommitError::SeqMoved { expected: c.expected_last_seq, current: agent.last_seq });
+        }
+        for (ik, ci_id) in &c.identity_claims {
+            let k = ik.encoded();
+            match identity.get(k.as_bytes())? {
+                Some(existing) if existing.as_ref() != ci_id.as_bytes() => {
+                    return abort(CommitError::IdentityRace(k.replace('\0', ":")));
+                }
+                Some(_) => {}
+                None => {
+                    identity.insert(k.as_bytes(), ci_id.as_bytes())?;
+                }
+            }
+        }
+        agent.last_seq = c.new_seq;
+        agent.last_seen = Some(c.seen_at);
+        if c.content_hash.is_some() {
+            agent.last_content_hash = c.content_hash.clone();
+        }
+        if c.clock_skew_seconds.is_some() {
+            agent.clock_skew_seconds = c.clock_skew_seconds;
+        }
+        if c.ci_id.is_some() {
+            agent.ci_id = c.ci_id.clone();
+        }
+        if c.identification.is_some() {
+            agent.identification = c.identification.clone();
+        }
+        agents.insert(key, tx_encode(&agent)?)?;
+        if let Some(old) = &c.supersedes {
+            if let Some(raw) = agents.get(old.as_bytes())? {
+                let mut old_agent: Agent = tx_decode(old.as_bytes(), &raw)?;
+                old_agent.superseded_by = Some(c.agent_id.clone());
+                agents.insert(old.as_bytes(), tx_encode(&old_agent)?)?;
+            }
+        }
+        for ci in &c.shared_ci_inserts {
+            if cis.get(ci.id.as_bytes())?.is_none() {
+                cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+            }
+        }
+        for ci in &c.ci_puts {
+            cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+        }
+        for k in &c.relationship_deletes {
+            rels.remove(rel_key(k))?;
+            rels_rev.remove(rel_rev_key(k))?;
+        }
+        for r in &c.relationship_puts {
+            rels.insert(rel_key(&r.key), tx_encode(r)?)?;
+            rels_rev.insert(rel_rev_key(&r.key), &[])?;
+        }
+        for v in &c.history {
+            let bytes = encode_version(v).or_else(|e| abort(CommitError::Store(e)))?;
+            history.insert(history_key(&v.ci_id, v.version), bytes)?;
+        }
+        if let Some(conflict) = &c.conflict {
+            if conflicts.get(conflict.id.as_bytes())?.is_none() {
+                conflicts.insert(conflict.id.as_bytes(), tx_encode(conflict)?)?;
+            }
+        }
+        if let Some(record) = &c.change_record {
+            changes.insert(record.id.as_bytes(), tx_encode(record)?)?;
+        }
+        if let Some(body) = &c.body {
+            bodies.insert(key, body.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        let v = self.meta.get("schema_version").map_err(io)?.ok_or_else(|| StoreError::Corrupt {
+            key: "meta/schema_version".into(),
+            message: "missing".into(),
+        })?;
+        Ok(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            key: "meta/schema_version".into(),
+            message: "not a u32".into(),
+        })?))
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.meta.insert("readyz", &Utc::now().timestamp().to_be_bytes()).map_err(io)?;
+        self.meta.remove("readyz").map_err(io)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(io)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(io)
+    }
+
+    fn put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError> {
+        self.tokens.insert(token.secret_hash.as_bytes(), encode(token)?).map_err(io)?;
+        self.flush()
+    }
+
+    fn list_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError> {
+        let mut t: Vec<EnrollmentToken> = Self::scan_values(&self.tokens)?;
+        t.sort_by_key(|t| t.created_at);
+        Ok(t)
+    }
+
+    fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        for token in self.list_tokens()? {
+            if token.id == id {
+                let mut t = token;
+                if t.revoked_at.is_none() {
+                    t.revoked_at = Some(at);
+                }
+                self.tokens.insert(t.secret_hash.as_bytes(), encode(&t)?).map_err(io)?;
+                self.flush()?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn enroll(&self, secret_hash: &str, agent: &Agent, now: DateTime<Utc>) -> Result<(), EnrollError> {
+        let store_err = |e: StoreError| EnrollError::Store(e.to_string());
+        let result = (&self.tokens, &self.agents, &self.agent_keys).transaction(|(tokens, agents, keys)| {
+            let Some(raw) = tokens.get(secret_hash.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(EnrollError::UnknownToken));
+            };
+            let mut token: EnrollmentToken = decode(secret_hash.as_bytes(), &raw)
+                .map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+            if token.revoked_at.is_some() {
+                return Err(ConflictableTransactionError::Abort(EnrollError::Revoked));
+            }
+            if token.expires_at <= now {
+                return Err(ConflictableTransactionError::Abort(EnrollError::Expired(token.expires_at)));
+            }
+            if token.uses >= token.max_uses {
+                return Err(ConflictableTransactionError::Abort(EnrollError::Exhausted(token.max_uses)));
+            }
+            if let Some(existing) = keys.get(agent.public_key.as_bytes())? {
+                return Err(ConflictableTransactionError::Abort(EnrollError::KeyInUse(
+                    String::from_utf8_lossy(&existing).into_owned(),
+                )));
+            }
+            token.uses += 1;
+            let tok = encode(&token).map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+            let ag = encode(agent).map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+            tokens.insert(secret_hash.as_bytes(), tok)?;
+            agents.insert(agent.id.as_bytes(), ag)?;
+            keys.insert(agent.public_key.as_bytes(), agent.id.as_bytes())?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.flush().map_err(store_err),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(EnrollError::Store(e.to_string())),
+        }
+    }
+
+    fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        Self::get_json(&self.agents, id.as_bytes())
+    }
+
+    fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let mut a: Vec<Agent> = Self::scan_values(&self.agents)?;
+        a.sort_by_key(|a| a.enrolled_at);
+        Ok(a)
+    }
+
+    fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let r = self.agents.transaction(|agents| {
+            let Some(raw) = agents.get(id.as_bytes())? else { return Ok(false) };
+            let mut agent: Agent = tx_decode(id.as_bytes(), &raw)?;
+            if agent.revoked_at.is_none() {
+                agent.revoked_at = Some(at);
+            }
+            agents.insert(id.as_bytes(), tx_encode(&agent)?)?;
+            Ok(true)
+        });
+        let found = map_tx(r).map_err(|e| io(e.to_string()))?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    fn commit_heartbeat(&self, agent_id: &str, expected_last_seq: u64, seq: u64, at: DateTime<Utc>) -> Result<(), CommitError> {
+        let r = (&self.agents, &self.cis).transaction(|(agents, cis)| {
+            let key = agent_id.as_bytes();
+            let Some(raw) = agents.get(key)? else {
+                return abort(CommitError::AgentGone(agent_id.to_string()));
+            };
+            let mut agent: Agent = tx_decode(key, &raw)?;
+            if agent.is_revoked() {
+                return abort(CommitError::AgentGone(agent_id.to_string()));
+            }
+            if agent.last_seq != expected_last_seq {
+                return abort(CommitError::SeqMoved { expected: expected_last_seq, current: agent.last_seq });
+            }
+            agent.last_seq = seq;
+            agent.last_seen = Some(at);
+            agents.insert(key, tx_encode(&agent)?)?;
+            if let Some(ci_id) = &agent.ci_id {
+                if let Some(raw) = cis.get(ci_id.as_bytes())? {
+                    let mut ci: Ci = tx_decode(ci_id.as_bytes(), &raw)?;
+                    ci.last_seen = at;
+                    if ci.status == CiStatus::Stale {
+                        ci.status = CiStatus::Active;
+                    }
+                    cis.insert(ci_id.as_bytes(), tx_encode(&ci)?)?;
+                }
+            }
+            Ok(())
+        });
+        map_tx(r)
+    }
+
+    fn commit_ingest(&self, c: &IngestCommit) -> Result<(), CommitError> {
+        let trees = (
+            &self.agents,
+            &self.cis,
+            &self.rels,
+            &self.rels_rev,
+            &self.history,
+            &self.identity,
+            &self.conflicts,
+            &self.changes,
+            &self.bodies,
+        );
+        let r = trees.transaction(|(agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)| {
+            Self::apply_ingest(c, agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)
+        });
+        map_tx(r)
+    }
+
+    fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError> {
+        Self::get_json(&self.cis, id.as_bytes())
+    }
+
+    fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError> {
+        let scan = match class {
+            Some(c) => self.cis.scan_prefix(format!("{}_", c.id_prefix())),
+            None => self.cis.iter(),
+        };
+        scan.map(|r| {
+            let (k, v) = r.map_err(io)?;
+            decode(&k, &v)
+        })
+        .collect()
+    }
+
+    fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError> {
+        let Some(computer) = self.get_ci(computer_id)? else { return Ok(OwnedState::default()) };
+        let mut relationships = self.relationships_with_prefix(computer_id)?;
+        let mut components = Vec::new();
+        let mut frontier: Vec<String> = relationships
+            .iter()
+            .filter(|r| r.key.kind == RelKind::Has)
+            .map(|r| r.key.to.clone())
+            .collect();
+        while let Some(id) = frontier.pop() {
+            let Some(ci) = self.get_ci(&id)? else { continue };
+            if ci.owner.as_deref() != Some(computer_id) {
+                continue;
+            }
+            let out = self.relationships_with_prefix(&id)?;
+            frontier.extend(out.iter().filter(|r| r.key.kind == RelKind::HasAddress).map(|r| r.key.to.clone()));
+            relationships.extend(out);
+            components.push(ci);
+        }
+        Ok(OwnedState { computer: Some(computer), components, relationships })
+    }
+
+    fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        self.relationships_with_prefix(id)
+    }
+
+    fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.rels_rev.scan_prefix(prefix(id)) {
+            let (k, _) = r.map_err(io)?;
+            let text = String::from_utf8_lossy(&k);
+            let parts: Vec<&str> = text.splitn(4, '\0').collect();
+            if parts.len() != 4 {
+                continue;
+            }
+            let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
+            if let Some(rel) = Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())? {
+                out.push(rel);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .identity
+            .get(key.encoded().as_bytes())
+            .map_err(io)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError> {
+        self.history
+            .scan_prefix(prefix(ci_id))
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode_version(&k, &v)
+            })
+            .collect()
+    }
+
+    fn as_of(&self, ci_id: &str, at: DateTime<Utc>) -> Result<Option<CiVersion>, StoreError> {
+        // Versions are keyed by number, which grows with time: walk back from the newest.
+        for r in self.history.scan_prefix(prefix(ci_id)).rev() {
+            let (k, v) = r.map_err(io)?;
+            let version = decode_version(&k, &v)?;
+            if version.valid_from <= at {
+                return Ok(Some(version));
+            }
+        }
+        Ok(None)
+    }
+
+    fn list_conflicts(&self) -> Result<Vec<IdentityConflict>, StoreError> {
+        Self::scan_values(&self.conflicts)
+    }
+
+    fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut r: Vec<ChangeRecord> = Self::scan_values(&self.changes)?;
+        r.sort_by_key(|c| c.detected_at);
+        Ok(r)
+    }
+
+    fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.users.insert(user.name.as_bytes(), encode(user)?).map_err(io)?;
+        self.flush()
+    }
+
+    fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        Self::scan_values(&self.users)
+    }
+}
