@@ -20,16 +20,34 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum AdminRequest {
-    TokenCreate { ttl_seconds: i64, uses: u32, note: Option<String> },
+    TokenCreate {
+        ttl_seconds: i64,
+        uses: u32,
+        note: Option<String>,
+    },
     TokenList,
-    TokenRevoke { id: String },
+    TokenRevoke {
+        id: String,
+    },
     AgentList,
-    AgentRevoke { id: String },
-    UserAdd { name: String, role: Role },
+    AgentRevoke {
+        id: String,
+    },
+    UserAdd {
+        name: String,
+        role: Role,
+    },
     UserList,
-    CiList { class: Option<CiClass> },
-    CiShow { id: String, as_of: Option<DateTime<Utc>> },
-    CiHistory { id: String },
+    CiList {
+        class: Option<CiClass>,
+    },
+    CiShow {
+        id: String,
+        as_of: Option<DateTime<Utc>>,
+    },
+    CiHistory {
+        id: String,
+    },
     ConflictList,
     ChangeList,
     Stats,
@@ -49,7 +67,11 @@ fn store_err(e: impl std::fmt::Display) -> String {
 /// Runs one admin command against the store.
 pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Result<Value, String> {
     match req {
-        AdminRequest::TokenCreate { ttl_seconds, uses, note } => {
+        AdminRequest::TokenCreate {
+            ttl_seconds,
+            uses,
+            note,
+        } => {
             if ttl_seconds <= 0 || uses == 0 {
                 return Err("a token needs a positive TTL and at least one use".into());
             }
@@ -65,30 +87,45 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
                 note,
             };
             store.put_token(&token).map_err(store_err)?;
-            Ok(json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": uses}))
+            Ok(
+                json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": uses}),
+            )
         }
         AdminRequest::TokenList => {
             let tokens = store.list_tokens().map_err(store_err)?;
             Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "uses": t.uses, "max_uses": t.max_uses, "revoked_at": t.revoked_at, "note": t.note, "state": token_state(t, now)})).collect::<Vec<_>>()))
         }
-        AdminRequest::TokenRevoke { id } => match store.revoke_token(&id, now).map_err(store_err)? {
-            true => Ok(json!({"revoked": id})),
-            false => Err(format!("no token with id {id}")),
-        },
+        AdminRequest::TokenRevoke { id } => {
+            match store.revoke_token(&id, now).map_err(store_err)? {
+                true => Ok(json!({"revoked": id})),
+                false => Err(format!("no token with id {id}")),
+            }
+        }
         AdminRequest::AgentList => {
             let agents = store.list_agents().map_err(store_err)?;
             Ok(json!(agents.iter().map(|a| json!({"id": a.id, "hostname": a.facts.hostname, "enrolled_at": a.enrolled_at, "last_seen": a.last_seen, "last_seq": a.last_seq, "ci_id": a.ci_id, "revoked_at": a.revoked_at, "superseded_by": a.superseded_by, "clock_skew_seconds": a.clock_skew_seconds, "agent_version": a.agent_version})).collect::<Vec<_>>()))
         }
-        AdminRequest::AgentRevoke { id } => match store.revoke_agent(&id, now).map_err(store_err)? {
-            true => Ok(json!({"revoked": id})),
-            false => Err(format!("no agent with id {id}")),
-        },
+        AdminRequest::AgentRevoke { id } => {
+            match store.revoke_agent(&id, now).map_err(store_err)? {
+                true => Ok(json!({"revoked": id})),
+                false => Err(format!("no agent with id {id}")),
+            }
+        }
         AdminRequest::UserAdd { name, role } => {
-            let valid = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
             if !valid {
                 return Err("user names are 1-64 characters of letters, digits and . _ - @".into());
             }
-            let user = User { name: name.clone(), role, created_at: now, disabled: false };
+            let user = User {
+                name: name.clone(),
+                role,
+                created_at: now,
+                disabled: false,
+            };
             store.put_user(&user).map_err(store_err)?;
             Ok(json!(user))
         }
@@ -98,10 +135,16 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
             Ok(json!(cis.iter().map(ci_summary).collect::<Vec<_>>()))
         }
         AdminRequest::CiShow { id, as_of } => {
-            let ci = store.get_ci(&id).map_err(store_err)?.ok_or_else(|| format!("no CI with id {id}"))?;
+            let ci = store
+                .get_ci(&id)
+                .map_err(store_err)?
+                .ok_or_else(|| format!("no CI with id {id}"))?;
             let (state, outgoing) = match as_of {
                 Some(at) => {
-                    let v = store.as_of(&id, at).map_err(store_err)?.ok_or_else(|| format!("CI {id} did not exist at {at}"))?;
+                    let v = store
+                        .as_of(&id, at)
+                        .map_err(store_err)?
+                        .ok_or_else(|| format!("CI {id} did not exist at {at}"))?;
                     (json!(v.ci), v.relationships)
                 }
                 None => (json!(ci), store.relationships_from(&id).map_err(store_err)?),
@@ -111,7 +154,11 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
             for r in &outgoing {
                 *by_kind.entry(r.key.kind.as_str()).or_default() += 1;
             }
-            let agent = store.list_agents().map_err(store_err)?.into_iter().find(|a| a.ci_id.as_deref() == Some(id.as_str()) && a.superseded_by.is_none());
+            let agent = store
+                .list_agents()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|a| a.ci_id.as_deref() == Some(id.as_str()) && a.superseded_by.is_none());
             Ok(json!({
                 "ci": state,
                 "as_of": as_of,
@@ -130,7 +177,10 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
         AdminRequest::Stats => {
             let mut counts = BTreeMap::new();
             for class in CiClass::ALL {
-                counts.insert(class.as_str(), store.list_cis(Some(class)).map_err(store_err)?.len());
+                counts.insert(
+                    class.as_str(),
+                    store.list_cis(Some(class)).map_err(store_err)?.len(),
+                );
             }
             Ok(json!({
                 "cis": counts,
@@ -161,7 +211,10 @@ pub fn ci_summary(ci: &Ci) -> Value {
 
 /// Serves admin requests on the Unix socket until the task is dropped.
 #[cfg(unix)]
-pub async fn serve_socket(path: std::path::PathBuf, store: std::sync::Arc<dyn Store>) -> anyhow::Result<()> {
+pub async fn serve_socket(
+    path: std::path::PathBuf,
+    store: std::sync::Arc<dyn Store>,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let _ = std::fs::remove_file(&path);
@@ -179,14 +232,33 @@ pub async fn serve_socket(path: std::path::PathBuf, store: std::sync::Arc<dyn St
             }
             let response = match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(req) => {
-                    let r = tokio::task::spawn_blocking(move || execute(store.as_ref(), req, Utc::now())).await;
+                    let r = tokio::task::spawn_blocking(move || {
+                        execute(store.as_ref(), req, Utc::now())
+                    })
+                    .await;
                     match r {
-                        Ok(Ok(result)) => AdminResponse { ok: true, result, error: None },
-                        Ok(Err(e)) => AdminResponse { ok: false, result: Value::Null, error: Some(e) },
-                        Err(e) => AdminResponse { ok: false, result: Value::Null, error: Some(e.to_string()) },
+                        Ok(Ok(result)) => AdminResponse {
+                            ok: true,
+                            result,
+                            error: None,
+                        },
+                        Ok(Err(e)) => AdminResponse {
+                            ok: false,
+                            result: Value::Null,
+                            error: Some(e),
+                        },
+                        Err(e) => AdminResponse {
+                            ok: false,
+                            result: Value::Null,
+                            error: Some(e.to_string()),
+                        },
                     }
                 }
-                Err(e) => AdminResponse { ok: false, result: Value::Null, error: Some(format!("bad admin request: {e}")) },
+                Err(e) => AdminResponse {
+                    ok: false,
+                    result: Value::Null,
+                    error: Some(format!("bad admin request: {e}")),
+                },
             };
             if let Ok(mut bytes) = serde_json::to_vec(&response) {
                 bytes.push(b'\n');
@@ -203,15 +275,31 @@ pub fn call_socket(data_dir: &Path, req: &AdminRequest) -> Result<Option<AdminRe
     let path = data_dir.join(SOCKET_FILE);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return Ok(None),
-        Err(e) => return Err(format!("cannot reach the running collector at {}: {e}", path.display())),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot reach the running collector at {}: {e}",
+                path.display()
+            ))
+        }
     };
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| e.to_string())?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(|e| e.to_string())?;
-    serde_json::from_str(&reply).map(Some).map_err(|e| format!("bad reply from the collector: {e}"))
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&reply)
+        .map(Some)
+        .map_err(|e| format!("bad reply from the collector: {e}"))
 }
 
 #[cfg(not(unix))]
@@ -223,16 +311,23 @@ pub fn call_socket(_data_dir: &Path, _req: &AdminRequest) -> Result<Option<Admin
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num.parse().map_err(|_| format!("'{text}' is not a duration like 90s, 30m, 24h, 7d"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 90s, 30m, 24h, 7d"))?;
     let mult = match unit {
         "s" | "" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("unknown duration unit '{unit}' in '{text}'; use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "unknown duration unit '{unit}' in '{text}'; use s, m, h, d or w"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("duration '{text}' is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration '{text}' is too large"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use census_shared::envelope::{HEADER_AGENT_ID, HEADER_SEQ, HEADER_SIGNATURE};
 use census_shared::limits::{MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES};
-use census_shared::protocol::{EnrollRequest, EnrollResponse, Problem, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH};
+use census_shared::protocol::{
+    EnrollRequest, EnrollResponse, Problem, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
+};
 use census_shared::AgentPublicKey;
 use chrono::Utc;
 use http_body_util::BodyExt;
@@ -61,9 +63,13 @@ pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<Stri
         field,
     };
     let mut resp = (status, Json(p)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
     resp
 }
@@ -100,23 +106,46 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let store = st.store.clone();
     match tokio::task::spawn_blocking(move || store.check_writable()).await {
         Ok(Ok(())) => "ready".into_response(),
-        Ok(Err(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("store not writable: {e}"), None),
-        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, format!("readiness check failed: {e}"), None),
+        Ok(Err(e)) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store not writable: {e}"),
+            None,
+        ),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("readiness check failed: {e}"),
+            None,
+        ),
     }
 }
 
 /// Reads a body of at most `limit` bytes: refuses early on Content-Length, and stops
 /// reading (never buffering more than the limit) when a chunked body runs over.
-async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, IngestError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit as u64 {
-            return Err(IngestError::PayloadTooLarge(format!("body of {len} bytes exceeds the limit of {limit} bytes")));
+            return Err(IngestError::PayloadTooLarge(format!(
+                "body of {len} bytes exceeds the limit of {limit} bytes"
+            )));
         }
     }
     let limited = http_body_util::Limited::new(body, limit);
     match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
-        Err(_) => Err(IngestError::BadRequest(format!("body not received within {}s", BODY_READ_TIMEOUT.as_secs()))),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(IngestError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"))),
+        Err(_) => Err(IngestError::BadRequest(format!(
+            "body not received within {}s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(
+            IngestError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes")),
+        ),
         Ok(Err(e)) => Err(IngestError::BadRequest(format!("could not read body: {e}"))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -124,18 +153,30 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<b
 
 fn envelope_from(headers: &HeaderMap) -> Result<Envelope, IngestError> {
     let get = |name: &str| -> Result<String, IngestError> {
-        let v = headers.get(name).ok_or_else(|| IngestError::Unauthorized(format!("missing {name} header")))?;
-        v.to_str().map(|s| s.trim().to_string()).map_err(|_| IngestError::BadRequest(format!("{name} header is not ASCII")))
+        let v = headers
+            .get(name)
+            .ok_or_else(|| IngestError::Unauthorized(format!("missing {name} header")))?;
+        v.to_str()
+            .map(|s| s.trim().to_string())
+            .map_err(|_| IngestError::BadRequest(format!("{name} header is not ASCII")))
     };
     let agent_id = get(HEADER_AGENT_ID)?;
     if agent_id.is_empty() || agent_id.len() > MAX_AGENT_ID_BYTES {
-        return Err(IngestError::BadRequest(format!("{HEADER_AGENT_ID} must be 1 to {MAX_AGENT_ID_BYTES} bytes")));
+        return Err(IngestError::BadRequest(format!(
+            "{HEADER_AGENT_ID} must be 1 to {MAX_AGENT_ID_BYTES} bytes"
+        )));
     }
-    let seq = get(HEADER_SEQ)?.parse::<u64>().map_err(|_| IngestError::BadRequest(format!("{HEADER_SEQ} must be an unsigned integer")))?;
+    let seq = get(HEADER_SEQ)?.parse::<u64>().map_err(|_| {
+        IngestError::BadRequest(format!("{HEADER_SEQ} must be an unsigned integer"))
+    })?;
     if seq == 0 {
         return Err(IngestError::BadRequest(format!("{HEADER_SEQ} starts at 1")));
     }
-    Ok(Envelope { agent_id, seq, signature: get(HEADER_SIGNATURE)? })
+    Ok(Envelope {
+        agent_id,
+        seq,
+        signature: get(HEADER_SIGNATURE)?,
+    })
 }
 
 /// One admitted submission; dropping it frees the slot.
@@ -153,7 +194,9 @@ impl AppState {
         let slot = Admission(&self.admitted);
         if before >= self.max_admitted {
             drop(slot);
-            return Err(IngestError::Unavailable("collector is saturated; retry later".into()));
+            return Err(IngestError::Unavailable(
+                "collector is saturated; retry later".into(),
+            ));
         }
         Ok(slot)
     }
@@ -161,7 +204,9 @@ impl AppState {
 
 fn saturated(e: IngestError) -> Response {
     match e {
-        IngestError::Unavailable(m) if m.contains("saturated") => problem(StatusCode::TOO_MANY_REQUESTS, m, None),
+        IngestError::Unavailable(m) if m.contains("saturated") => {
+            problem(StatusCode::TOO_MANY_REQUESTS, m, None)
+        }
         other => other.into_response(),
     }
 }
@@ -172,7 +217,13 @@ where
 {
     let permit = match st.workers.clone().acquire_owned().await {
         Ok(p) => p,
-        Err(_) => return problem(StatusCode::SERVICE_UNAVAILABLE, "collector is shutting down", None),
+        Err(_) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "collector is shutting down",
+                None,
+            )
+        }
     };
     let ingest = st.ingest.clone();
     let result = tokio::task::spawn_blocking(move || work(&ingest)).await;
@@ -183,7 +234,13 @@ where
             tracing::info!(reason = e.reason(), detail = %e, "submission refused");
             return e.into_response();
         }
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}"), None),
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ingest task failed: {e}"),
+                None,
+            )
+        }
     };
     let ticket = st.group.ticket();
     if let Err(e) = st.group.wait_durable(ticket).await {
@@ -205,8 +262,14 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
-    run_ingest(&st, move |ingest| ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())).await
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    run_ingest(&st, move |ingest| {
+        ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())
+    })
+    .await
 }
 
 async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -222,7 +285,10 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    run_ingest(&st, move |ingest| ingest.heartbeat(&env, &bytes, Utc::now())).await
+    run_ingest(&st, move |ingest| {
+        ingest.heartbeat(&env, &bytes, Utc::now())
+    })
+    .await
 }
 
 pub fn token_hash(secret: &str) -> String {
@@ -237,15 +303,37 @@ async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let req: EnrollRequest = match serde_path_to_error_free(&mut de) {
         Ok(r) => r,
-        Err((path, msg)) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {msg}"), Some(path)),
+        Err((path, msg)) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{path}: {msg}"),
+                Some(path),
+            )
+        }
     };
     let key = match AgentPublicKey::from_text(&req.public_key) {
         Ok(k) => k,
-        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("public_key: {e}"), Some("public_key".into())),
+        Err(e) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("public_key: {e}"),
+                Some("public_key".into()),
+            )
+        }
     };
-    for (field, value) in [("agent_version", &req.agent_version), ("facts.hostname", &req.facts.hostname)] {
+    for (field, value) in [
+        ("agent_version", &req.agent_version),
+        ("facts.hostname", &req.facts.hostname),
+    ] {
         if value.len() > census_shared::limits::MAX_STRING_BYTES {
-            return problem(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: longer than {} bytes", census_shared::limits::MAX_STRING_BYTES), Some(field.into()));
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{field}: longer than {} bytes",
+                    census_shared::limits::MAX_STRING_BYTES
+                ),
+                Some(field.into()),
+            );
         }
     }
     let now = Utc::now();
@@ -268,11 +356,20 @@ async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
     let store = st.store.clone();
     let secret_hash = token_hash(&req.token);
     let agent_for_store = agent.clone();
-    let result = tokio::task::spawn_blocking(move || store.enroll(&secret_hash, &agent_for_store, now)).await;
+    let result =
+        tokio::task::spawn_blocking(move || store.enroll(&secret_hash, &agent_for_store, now))
+            .await;
     match result {
         Ok(Ok(())) => {
             tracing::info!(agent_id = %agent.id, hostname = %req.facts.hostname, key = %key.fingerprint(), "agent enrolled");
-            (StatusCode::CREATED, Json(EnrollResponse { agent_id: agent.id, server_time: now })).into_response()
+            (
+                StatusCode::CREATED,
+                Json(EnrollResponse {
+                    agent_id: agent.id,
+                    server_time: now,
+                }),
+            )
+                .into_response()
         }
         Ok(Err(e)) => {
             let status = match e {
@@ -289,10 +386,15 @@ async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
 }
 
 /// JSON decoding that names the failing path.
-fn serde_path_to_error_free<'de, T: serde::Deserialize<'de>>(de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>) -> Result<T, (String, String)> {
+fn serde_path_to_error_free<'de, T: serde::Deserialize<'de>>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, (String, String)> {
     let v: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
-        (if path == "." { "body".into() } else { path }, e.into_inner().to_string())
+        (
+            if path == "." { "body".into() } else { path },
+            e.into_inner().to_string(),
+        )
     })?;
     de.end().map_err(|e| ("body".to_string(), e.to_string()))?;
     Ok(v)

@@ -17,21 +17,43 @@ use crate::model::*;
 use crate::store::{IdentityKey, Store, StoreError};
 
 const HARDWARE_RULES: &[&str] = &["serial", "system_uuid", "machine_id", "mac_set"];
-const PLACEHOLDER_HOSTNAMES: &[&str] = &["localhost", "localhost.localdomain", "localhost6", "ubuntu", "debian", "raspberrypi"];
+const PLACEHOLDER_HOSTNAMES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "localhost6",
+    "ubuntu",
+    "debian",
+    "raspberrypi",
+];
 
 /// The identification keys a snapshot offers, in rule order.
 pub fn identity_keys(snap: &Snapshot) -> Vec<IdentityKey> {
     let mut keys = Vec::new();
     if let Some(s) = snap.system.data() {
         if let Some(serial) = s.serial.as_deref().filter(|v| !is_placeholder(v)) {
-            let vendor = s.vendor.as_deref().filter(|v| !is_placeholder(v)).unwrap_or("").trim().to_lowercase();
-            keys.push(IdentityKey { rule: "serial", value: format!("{vendor}|{}", serial.trim()) });
+            let vendor = s
+                .vendor
+                .as_deref()
+                .filter(|v| !is_placeholder(v))
+                .unwrap_or("")
+                .trim()
+                .to_lowercase();
+            keys.push(IdentityKey {
+                rule: "serial",
+                value: format!("{vendor}|{}", serial.trim()),
+            });
         }
         if let Some(uuid) = s.uuid.as_deref().filter(|v| !is_placeholder(v)) {
-            keys.push(IdentityKey { rule: "system_uuid", value: uuid.trim().to_lowercase() });
+            keys.push(IdentityKey {
+                rule: "system_uuid",
+                value: uuid.trim().to_lowercase(),
+            });
         }
         if let Some(mid) = s.machine_id.as_deref().filter(|v| !is_placeholder(v)) {
-            keys.push(IdentityKey { rule: "machine_id", value: mid.trim().to_lowercase() });
+            keys.push(IdentityKey {
+                rule: "machine_id",
+                value: mid.trim().to_lowercase(),
+            });
         }
     }
     if let Some(nics) = snap.network_interfaces.data() {
@@ -45,13 +67,28 @@ pub fn identity_keys(snap: &Snapshot) -> Vec<IdentityKey> {
         macs.sort();
         macs.dedup();
         if !macs.is_empty() {
-            keys.push(IdentityKey { rule: "mac_set", value: macs.join(",") });
+            keys.push(IdentityKey {
+                rule: "mac_set",
+                value: macs.join(","),
+            });
         }
     }
     if let Some(os) = snap.os.data() {
-        let name = os.fqdn.clone().filter(|f| f.contains('.')).unwrap_or_else(|| os.hostname.clone()).trim().to_lowercase();
-        if !name.is_empty() && !PLACEHOLDER_HOSTNAMES.contains(&name.as_str()) && !is_placeholder(&name) {
-            keys.push(IdentityKey { rule: "hostname", value: name });
+        let name = os
+            .fqdn
+            .clone()
+            .filter(|f| f.contains('.'))
+            .unwrap_or_else(|| os.hostname.clone())
+            .trim()
+            .to_lowercase();
+        if !name.is_empty()
+            && !PLACEHOLDER_HOSTNAMES.contains(&name.as_str())
+            && !is_placeholder(&name)
+        {
+            keys.push(IdentityKey {
+                rule: "hostname",
+                value: name,
+            });
         }
     }
     keys
@@ -80,9 +117,17 @@ pub fn new_computer_id() -> String {
 /// True when the snapshot's hardware says it is not the machine `ci` describes: a serial or
 /// UUID that differs, or MAC sets with nothing in common.
 fn contradicts(ci: &Ci, snap: &Snapshot) -> bool {
-    let stored = |k: &str| ci.attributes.get(k).and_then(Value::as_str).map(str::to_lowercase);
+    let stored = |k: &str| {
+        ci.attributes
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_lowercase)
+    };
     if let Some(s) = snap.system.data() {
-        let differs = |k: &str, v: &Option<String>| match (stored(k), v.as_deref().filter(|x| !is_placeholder(x))) {
+        let differs = |k: &str, v: &Option<String>| match (
+            stored(k),
+            v.as_deref().filter(|x| !is_placeholder(x)),
+        ) {
             (Some(a), Some(b)) => a != b.to_lowercase(),
             _ => false,
         };
@@ -94,11 +139,24 @@ fn contradicts(ci: &Ci, snap: &Snapshot) -> bool {
         .attributes
         .get("network.physical_macs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_lowercase).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_lowercase)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(nics) = snap.network_interfaces.data() {
-        let macs: Vec<String> = nics.iter().filter(|n| n.physical).filter_map(|n| n.mac.clone()).map(|m| m.to_lowercase()).collect();
-        if !stored_macs.is_empty() && !macs.is_empty() && !macs.iter().any(|m| stored_macs.contains(m)) {
+        let macs: Vec<String> = nics
+            .iter()
+            .filter(|n| n.physical)
+            .filter_map(|n| n.mac.clone())
+            .map(|m| m.to_lowercase())
+            .collect();
+        if !stored_macs.is_empty()
+            && !macs.is_empty()
+            && !macs.iter().any(|m| stored_macs.contains(m))
+        {
             return true;
         }
     }
@@ -107,10 +165,20 @@ fn contradicts(ci: &Ci, snap: &Snapshot) -> bool {
 
 /// The agent that currently reports for a computer CI.
 pub fn owning_agent(ci: &Ci) -> Option<String> {
-    ci.volatile.get("agent.id").and_then(Value::as_str).map(str::to_string)
+    ci.volatile
+        .get("agent.id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
-fn claims_for(store: &dyn Store, keys: &[IdentityKey], ci_id: &str) -> Result<(Vec<(IdentityKey, String)>, Option<(IdentityKey, String)>), StoreError> {
+/// Keys this CI may claim, and the first hardware key another CI already holds.
+type Claims = (Vec<(IdentityKey, String)>, Option<(IdentityKey, String)>);
+
+fn claims_for(
+    store: &dyn Store,
+    keys: &[IdentityKey],
+    ci_id: &str,
+) -> Result<Claims, StoreError> {
     let mut claims = Vec::new();
     let mut taken = None;
     for k in keys {
@@ -127,7 +195,14 @@ fn claims_for(store: &dyn Store, keys: &[IdentityKey], ci_id: &str) -> Result<(V
     Ok((claims, taken))
 }
 
-fn conflict(key: &IdentityKey, existing_ci: &str, existing_agent: Option<String>, agent: &Agent, claiming_ci: Option<String>, now: DateTime<Utc>) -> IdentityConflict {
+fn conflict(
+    key: &IdentityKey,
+    existing_ci: &str,
+    existing_agent: Option<String>,
+    agent: &Agent,
+    claiming_ci: Option<String>,
+    now: DateTime<Utc>,
+) -> IdentityConflict {
     IdentityConflict {
         id: conflict_id(existing_ci, &agent.id),
         raised_at: now,
@@ -143,7 +218,12 @@ fn conflict(key: &IdentityKey, existing_ci: &str, existing_agent: Option<String>
 }
 
 /// Decides the CI for `agent`'s snapshot.
-pub fn identify(store: &dyn Store, agent: &Agent, snap: &Snapshot, now: DateTime<Utc>) -> Result<Identification, StoreError> {
+pub fn identify(
+    store: &dyn Store,
+    agent: &Agent,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+) -> Result<Identification, StoreError> {
     let keys = identity_keys(snap);
 
     // Already linked: stay put; a hardware key held by another CI is a conflict to review.
@@ -152,42 +232,101 @@ pub fn identify(store: &dyn Store, agent: &Agent, snap: &Snapshot, now: DateTime
         let conflict = match taken {
             Some((k, other)) => {
                 let other_agent = store.get_ci(&other)?.and_then(|c| owning_agent(&c));
-                Some(conflict(&k, &other, other_agent, agent, Some(ci_id.clone()), now))
+                Some(conflict(
+                    &k,
+                    &other,
+                    other_agent,
+                    agent,
+                    Some(ci_id.clone()),
+                    now,
+                ))
             }
             None => None,
         };
-        let evidence = agent.identification.clone().unwrap_or(IdentificationEvidence { rule: "agent".into(), value: agent.id.clone(), at: now });
-        return Ok(Identification { ci_id: ci_id.clone(), evidence, claims, conflict, supersedes: None });
+        let evidence = agent
+            .identification
+            .clone()
+            .unwrap_or(IdentificationEvidence {
+                rule: "agent".into(),
+                value: agent.id.clone(),
+                at: now,
+            });
+        return Ok(Identification {
+            ci_id: ci_id.clone(),
+            evidence,
+            claims,
+            conflict,
+            supersedes: None,
+        });
     }
 
     for key in &keys {
-        let Some(existing_id) = store.lookup_identity(key)? else { continue };
-        let Some(existing) = store.get_ci(&existing_id)? else { continue };
+        let Some(existing_id) = store.lookup_identity(key)? else {
+            continue;
+        };
+        let Some(existing) = store.get_ci(&existing_id)? else {
+            continue;
+        };
         let owner = owning_agent(&existing).filter(|o| o != &agent.id);
         let owner_live = match &owner {
-            Some(o) => store.get_agent(o)?.is_some_and(|a| !a.is_revoked() && a.superseded_by.is_none()),
+            Some(o) => store
+                .get_agent(o)?
+                .is_some_and(|a| !a.is_revoked() && a.superseded_by.is_none()),
             None => false,
         };
         let hardware = HARDWARE_RULES.contains(&key.rule);
-        let evidence = IdentificationEvidence { rule: key.rule.to_string(), value: key.value.clone(), at: now };
+        let evidence = IdentificationEvidence {
+            rule: key.rule.to_string(),
+            value: key.value.clone(),
+            at: now,
+        };
         if !owner_live || (hardware && !contradicts(&existing, snap)) {
             // A machine that lost its agent state (reimage) or whose old agent was revoked.
             let (claims, _) = claims_for(store, &keys, &existing_id)?;
-            return Ok(Identification { ci_id: existing_id, evidence, claims, conflict: None, supersedes: owner.filter(|_| owner_live) });
+            return Ok(Identification {
+                ci_id: existing_id,
+                evidence,
+                claims,
+                conflict: None,
+                supersedes: owner.filter(|_| owner_live),
+            });
         }
         // Another live agent reports this identity and the hardware disagrees: a clone.
         let ci_id = new_computer_id();
         let (claims, _) = claims_for(store, &keys, &ci_id)?;
-        let conflict = hardware.then(|| conflict(key, &existing_id, owner.clone(), agent, Some(ci_id.clone()), now));
-        let evidence = IdentificationEvidence { rule: "new".into(), value: format!("{} matched {existing_id}, owned by a live agent", key.rule), at: now };
-        return Ok(Identification { ci_id, evidence, claims, conflict, supersedes: None });
+        let conflict = hardware.then(|| {
+            conflict(
+                key,
+                &existing_id,
+                owner.clone(),
+                agent,
+                Some(ci_id.clone()),
+                now,
+            )
+        });
+        let evidence = IdentificationEvidence {
+            rule: "new".into(),
+            value: format!("{} matched {existing_id}, owned by a live agent", key.rule),
+            at: now,
+        };
+        return Ok(Identification {
+            ci_id,
+            evidence,
+            claims,
+            conflict,
+            supersedes: None,
+        });
     }
 
     let ci_id = new_computer_id();
     let (claims, _) = claims_for(store, &keys, &ci_id)?;
     Ok(Identification {
         ci_id,
-        evidence: IdentificationEvidence { rule: "new".into(), value: "no identification rule matched".into(), at: now },
+        evidence: IdentificationEvidence {
+            rule: "new".into(),
+            value: "no identification rule matched".into(),
+            at: now,
+        },
         claims,
         conflict: None,
         supersedes: None,
@@ -210,12 +349,35 @@ mod tests {
             ..Default::default()
         });
         s.network_interfaces = Section::collected(vec![
-            NetworkInterface { name: "eth1".into(), mac: Some("52:54:00:00:00:02".into()), physical: true, ..Default::default() },
-            NetworkInterface { name: "eth0".into(), mac: Some("52:54:00:00:00:01".into()), physical: true, ..Default::default() },
-            NetworkInterface { name: "docker0".into(), mac: Some("02:42:ac:11:00:01".into()), physical: false, ..Default::default() },
-            NetworkInterface { name: "ms".into(), mac: Some("02:00:4c:4f:4f:50".into()), physical: true, ..Default::default() },
+            NetworkInterface {
+                name: "eth1".into(),
+                mac: Some("52:54:00:00:00:02".into()),
+                physical: true,
+                ..Default::default()
+            },
+            NetworkInterface {
+                name: "eth0".into(),
+                mac: Some("52:54:00:00:00:01".into()),
+                physical: true,
+                ..Default::default()
+            },
+            NetworkInterface {
+                name: "docker0".into(),
+                mac: Some("02:42:ac:11:00:01".into()),
+                physical: false,
+                ..Default::default()
+            },
+            NetworkInterface {
+                name: "ms".into(),
+                mac: Some("02:00:4c:4f:4f:50".into()),
+                physical: true,
+                ..Default::default()
+            },
         ]);
-        s.os = Section::collected(Os { hostname: "localhost".into(), ..Default::default() });
+        s.os = Section::collected(Os {
+            hostname: "localhost".into(),
+            ..Default::default()
+        });
         let keys = identity_keys(&s);
         let rules: Vec<&str> = keys.iter().map(|k| k.rule).collect();
         assert_eq!(rules, vec!["machine_id", "mac_set"]);
@@ -225,7 +387,11 @@ mod tests {
     #[test]
     fn serial_is_scoped_by_vendor() {
         let mut s = Snapshot::empty("a", 1, Utc::now());
-        s.system = Section::collected(System { vendor: Some("LENOVO".into()), serial: Some("PF2ABCDE".into()), ..Default::default() });
+        s.system = Section::collected(System {
+            vendor: Some("LENOVO".into()),
+            serial: Some("PF2ABCDE".into()),
+            ..Default::default()
+        });
         assert_eq!(identity_keys(&s)[0].value, "lenovo|PF2ABCDE");
     }
 }

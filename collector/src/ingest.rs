@@ -36,7 +36,10 @@ pub enum IngestError {
     #[error("{0}")]
     UnsupportedEncoding(String),
     #[error("{message}")]
-    Unprocessable { field: Option<String>, message: String },
+    Unprocessable {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     Unavailable(String),
 }
@@ -59,7 +62,9 @@ impl IngestError {
 
 fn unavailable(e: impl std::fmt::Display) -> IngestError {
     tracing::error!(error = %e, "store failure during ingest");
-    IngestError::Unavailable(format!("the collector could not store this submission: {e}"))
+    IngestError::Unavailable(format!(
+        "the collector could not store this submission: {e}"
+    ))
 }
 
 /// The envelope fields from the request headers.
@@ -88,7 +93,12 @@ struct FlushState {
 
 impl GroupCommit {
     pub fn start(store: Arc<dyn Store>) -> Arc<Self> {
-        let gc = Arc::new(GroupCommit { store, committed: AtomicU64::new(0), state: watch::Sender::new(FlushState::default()), kick: Notify::new() });
+        let gc = Arc::new(GroupCommit {
+            store,
+            committed: AtomicU64::new(0),
+            state: watch::Sender::new(FlushState::default()),
+            kick: Notify::new(),
+        });
         let runner = gc.clone();
         tokio::spawn(async move { runner.run().await });
         gc
@@ -113,7 +123,9 @@ impl GroupCommit {
                 }
             }
             if rx.changed().await.is_err() {
-                return Err(IngestError::Unavailable("collector is shutting down".into()));
+                return Err(IngestError::Unavailable(
+                    "collector is shutting down".into(),
+                ));
             }
         }
     }
@@ -155,41 +167,84 @@ pub struct Ingest {
 const IDENTITY_RETRIES: usize = 3;
 
 impl Ingest {
-    fn authenticate(&self, env: &Envelope, fields: &envelope::SignedFields<'_>) -> Result<Agent, IngestError> {
+    fn authenticate(
+        &self,
+        env: &Envelope,
+        fields: &envelope::SignedFields<'_>,
+    ) -> Result<Agent, IngestError> {
         let agent = self
             .store
             .get_agent(&env.agent_id)
             .map_err(unavailable)?
-            .ok_or_else(|| IngestError::Unauthorized(format!("unknown agent '{}': enroll first", env.agent_id)))?;
+            .ok_or_else(|| {
+                IngestError::Unauthorized(format!("unknown agent '{}': enroll first", env.agent_id))
+            })?;
         if let Some(at) = agent.revoked_at {
-            return Err(IngestError::Forbidden(format!("agent {} was revoked at {at}", agent.id)));
+            return Err(IngestError::Forbidden(format!(
+                "agent {} was revoked at {at}",
+                agent.id
+            )));
         }
-        let key = AgentPublicKey::from_text(&agent.public_key).map_err(|e| unavailable(format!("stored key of {}: {e}", agent.id)))?;
+        let key = AgentPublicKey::from_text(&agent.public_key)
+            .map_err(|e| unavailable(format!("stored key of {}: {e}", agent.id)))?;
         envelope::verify(&key, fields, &env.signature).map_err(|e| match e {
-            EnvelopeError::MalformedSignature => IngestError::Unauthorized("signature header is not base64 of 64 bytes".into()),
-            _ => IngestError::Unauthorized(format!("signature does not verify for agent {} over the received body", agent.id)),
+            EnvelopeError::MalformedSignature => {
+                IngestError::Unauthorized("signature header is not base64 of 64 bytes".into())
+            }
+            _ => IngestError::Unauthorized(format!(
+                "signature does not verify for agent {} over the received body",
+                agent.id
+            )),
         })?;
         if env.seq <= agent.last_seq {
-            return Err(IngestError::Conflict(format!("seq {} is not above the last accepted seq {} for agent {}", env.seq, agent.last_seq, agent.id)));
+            return Err(IngestError::Conflict(format!(
+                "seq {} is not above the last accepted seq {} for agent {}",
+                env.seq, agent.last_seq, agent.id
+            )));
         }
         Ok(agent)
     }
 
     /// Verifies, decodes, identifies, reconciles and commits a snapshot. Blocking.
-    pub fn snapshot(&self, env: &Envelope, content_encoding: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
-        let agent = self.authenticate(env, &envelope::snapshot_fields(&env.agent_id, env.seq, body))?;
-        let encoding = BodyEncoding::from_header(content_encoding)
-            .ok_or_else(|| IngestError::UnsupportedEncoding(format!("Content-Encoding '{}' is not supported; use zstd or identity", content_encoding.unwrap_or(""))))?;
+    pub fn snapshot(
+        &self,
+        env: &Envelope,
+        content_encoding: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let agent = self.authenticate(
+            env,
+            &envelope::snapshot_fields(&env.agent_id, env.seq, body),
+        )?;
+        let encoding = BodyEncoding::from_header(content_encoding).ok_or_else(|| {
+            IngestError::UnsupportedEncoding(format!(
+                "Content-Encoding '{}' is not supported; use zstd or identity",
+                content_encoding.unwrap_or("")
+            ))
+        })?;
         let snap = wire::decode_body(body, encoding).map_err(|e| match e {
             DecodeError::DecompressedTooLarge { .. } => IngestError::PayloadTooLarge(e.to_string()),
             DecodeError::Zstd(_) => IngestError::BadRequest(e.to_string()),
-            other => IngestError::Unprocessable { field: other.field().map(str::to_string), message: other.to_string() },
+            other => IngestError::Unprocessable {
+                field: other.field().map(str::to_string),
+                message: other.to_string(),
+            },
         })?;
         if snap.agent_id != agent.id {
-            return Err(IngestError::Forbidden(format!("snapshot claims agent '{}' but was signed by agent {}", snap.agent_id, agent.id)));
+            return Err(IngestError::Forbidden(format!(
+                "snapshot claims agent '{}' but was signed by agent {}",
+                snap.agent_id, agent.id
+            )));
         }
         if snap.seq != env.seq {
-            return Err(IngestError::Unprocessable { field: Some("seq".into()), message: format!("seq: body says {} but the signed envelope says {}", snap.seq, env.seq) });
+            return Err(IngestError::Unprocessable {
+                field: Some("seq".into()),
+                message: format!(
+                    "seq: body says {} but the signed envelope says {}",
+                    snap.seq, env.seq
+                ),
+            });
         }
         let content_hash = snap.content_hash();
         let skew = (snap.collected_at - now).num_seconds();
@@ -199,7 +254,8 @@ impl Ingest {
         }
 
         for _ in 0..IDENTITY_RETRIES {
-            let id = identify::identify(self.store.as_ref(), &agent, &snap, now).map_err(unavailable)?;
+            let id =
+                identify::identify(self.store.as_ref(), &agent, &snap, now).map_err(unavailable)?;
             let stored = self.store.owned_state(&id.ci_id).map_err(unavailable)?;
             let desired = reconcile::desired(&id.ci_id, &snap, now);
             let plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
@@ -247,7 +303,14 @@ impl Ingest {
                 Ok(()) => {
                     tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id = %id.ci_id, rule = %id.evidence.rule, changed, change_record = ?change_record.as_ref().map(|c| &c.id), "snapshot accepted");
                     return Ok(Accepted {
-                        ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: Some(id.ci_id), content_hash, change_record: change_record.map(|c| c.id), resend_full: false },
+                        ack: Ack {
+                            agent_id: agent.id.clone(),
+                            seq: env.seq,
+                            ci_id: Some(id.ci_id),
+                            content_hash,
+                            change_record: change_record.map(|c| c.id),
+                            resend_full: false,
+                        },
                         changed,
                     });
                 }
@@ -258,20 +321,39 @@ impl Ingest {
                 Err(e) => return Err(commit_error(e)),
             }
         }
-        Err(IngestError::Unavailable("identity keys kept changing under concurrent ingest; retry".into()))
+        Err(IngestError::Unavailable(
+            "identity keys kept changing under concurrent ingest; retry".into(),
+        ))
     }
 
     /// An agent whose CI was taken over by a re-enrolled agent still reports: two live agents
     /// claim one machine. Acknowledge (so it does not spool forever), apply nothing, and put
     /// the conflict in front of a person.
     #[allow(clippy::too_many_arguments)]
-    fn superseded(&self, agent: &Agent, successor: &str, env: &Envelope, content_hash: String, skew: i64, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+    fn superseded(
+        &self,
+        agent: &Agent,
+        successor: &str,
+        env: &Envelope,
+        content_hash: String,
+        skew: i64,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
         let ci = agent.ci_id.clone().unwrap_or_default();
         let conflict = IdentityConflict {
-            id: format!("idc_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{ci}\0{}", agent.id).as_bytes()))[..20]),
+            id: format!(
+                "idc_{}",
+                &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                    format!("{ci}\0{}", agent.id).as_bytes()
+                ))[..20]
+            ),
             raised_at: now,
             rule: "agent".into(),
-            value: format!("{} was superseded by {successor} but still reports", agent.id),
+            value: format!(
+                "{} was superseded by {successor} but still reports",
+                agent.id
+            ),
             existing_ci: ci,
             existing_agent: Some(successor.to_string()),
             claiming_agent: agent.id.clone(),
@@ -292,21 +374,55 @@ impl Ingest {
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
-        Ok(Accepted { ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: None, content_hash, change_record: None, resend_full: false }, changed: false })
+        Ok(Accepted {
+            ack: Ack {
+                agent_id: agent.id.clone(),
+                seq: env.seq,
+                ci_id: None,
+                content_hash,
+                change_record: None,
+                resend_full: false,
+            },
+            changed: false,
+        })
     }
 
     /// A heartbeat: the inventory is unchanged. Blocking.
-    pub fn heartbeat(&self, env: &Envelope, body: &[u8], now: DateTime<Utc>) -> Result<Accepted, IngestError> {
+    pub fn heartbeat(
+        &self,
+        env: &Envelope,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
         if body.len() > 4096 {
-            return Err(IngestError::PayloadTooLarge("heartbeat body exceeds 4096 bytes".into()));
+            return Err(IngestError::PayloadTooLarge(
+                "heartbeat body exceeds 4096 bytes".into(),
+            ));
         }
-        let agent = self.authenticate(env, &envelope::heartbeat_fields(&env.agent_id, env.seq, body))?;
-        let hb: Heartbeat = serde_json::from_slice(body).map_err(|e| IngestError::Unprocessable { field: None, message: format!("heartbeat: {e}") })?;
-        let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str()) && agent.ci_id.is_some();
-        self.store.commit_heartbeat(&agent.id, agent.last_seq, env.seq, now).map_err(commit_error)?;
+        let agent = self.authenticate(
+            env,
+            &envelope::heartbeat_fields(&env.agent_id, env.seq, body),
+        )?;
+        let hb: Heartbeat =
+            serde_json::from_slice(body).map_err(|e| IngestError::Unprocessable {
+                field: None,
+                message: format!("heartbeat: {e}"),
+            })?;
+        let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str())
+            && agent.ci_id.is_some();
+        self.store
+            .commit_heartbeat(&agent.id, agent.last_seq, env.seq, now)
+            .map_err(commit_error)?;
         tracing::debug!(agent_id = %agent.id, seq = env.seq, known, "heartbeat accepted");
         Ok(Accepted {
-            ack: Ack { agent_id: agent.id.clone(), seq: env.seq, ci_id: agent.ci_id.clone(), content_hash: hb.content_hash, change_record: None, resend_full: !known },
+            ack: Ack {
+                agent_id: agent.id.clone(),
+                seq: env.seq,
+                ci_id: agent.ci_id.clone(),
+                content_hash: hb.content_hash,
+                change_record: None,
+                resend_full: !known,
+            },
             changed: false,
         })
     }

@@ -17,10 +17,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "census-collector", version, about = "Census collector: signed snapshot ingest into a CMDB")]
+#[command(
+    name = "census-collector",
+    version,
+    about = "Census collector: signed snapshot ingest into a CMDB"
+)]
 struct Cli {
     /// Data directory (store, TLS material, admin socket).
-    #[arg(long, global = true, env = "CENSUS_DATA_DIR", default_value = "/var/lib/census-collector")]
+    #[arg(
+        long,
+        global = true,
+        env = "CENSUS_DATA_DIR",
+        default_value = "/var/lib/census-collector"
+    )]
     data_dir: PathBuf,
     /// Output format of admin commands.
     #[arg(long, global = true, value_enum, default_value = "table")]
@@ -113,7 +122,9 @@ enum TokenCommand {
         server: Option<String>,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,12 +155,17 @@ enum CiCommand {
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
     },
-    History { id: String },
+    History {
+        id: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CENSUS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CENSUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -159,9 +175,27 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { listen, tls_cert, tls_key, sans, insecure_http, workers, max_queue, log_format } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            sans,
+            insecure_http,
+            workers,
+            max_queue,
+            log_format,
+        } => {
             init_logging(log_format);
-            serve(&cli.data_dir, listen, tls_cert, tls_key, sans, insecure_http, workers, max_queue)
+            serve(
+                &cli.data_dir,
+                listen,
+                tls_cert,
+                tls_key,
+                sans,
+                insecure_http,
+                workers,
+                max_queue,
+            )
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
         other => admin_command(&cli.data_dir, cli.format, other),
@@ -178,13 +212,23 @@ fn main() -> ExitCode {
 fn fingerprint(data_dir: &Path) -> Result<()> {
     use rustls::pki_types::pem::PemObject;
     let path = data_dir.join(tls::CA_CERT_FILE);
-    let der = rustls::pki_types::CertificateDer::from_pem_file(&path).with_context(|| format!("read {} (has the collector been started?)", path.display()))?;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&path)
+        .with_context(|| format!("read {} (has the collector been started?)", path.display()))?;
     println!("{}", tls::fingerprint(&der));
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn serve(data_dir: &Path, listen: SocketAddr, tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, sans: Vec<String>, insecure_http: bool, workers: Option<usize>, max_queue: usize) -> Result<()> {
+fn serve(
+    data_dir: &Path,
+    listen: SocketAddr,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    sans: Vec<String>,
+    insecure_http: bool,
+    workers: Option<usize>,
+    max_queue: usize,
+) -> Result<()> {
     if insecure_http && !listen.ip().is_loopback() {
         bail!("--insecure-http is refused on {listen}: plain HTTP only on loopback addresses");
     }
@@ -200,7 +244,11 @@ fn serve(data_dir: &Path, listen: SocketAddr, tls_cert: Option<PathBuf>, tls_key
         None
     } else {
         if tls_cert.is_none() && tls_key.is_none() {
-            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+            let mut names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
             if let Ok(h) = hostname_string() {
                 names.push(h);
             }
@@ -215,8 +263,15 @@ fn serve(data_dir: &Path, listen: SocketAddr, tls_cert: Option<PathBuf>, tls_key
         let (cert, key) = tls::server_files(data_dir, tls_cert, tls_key)?;
         Some(tls::server_config(&cert, &key)?)
     };
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(workers.max(2) * 4).build()?;
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(workers.max(2) * 4)
+        .build()?;
     runtime.block_on(async move {
         let group = GroupCommit::start(store.clone());
         let state = Arc::new(AppState {
@@ -250,7 +305,8 @@ fn serve(data_dir: &Path, listen: SocketAddr, tls_cert: Option<PathBuf>, tls_key
 }
 
 fn hostname_string() -> Result<String> {
-    let out = std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::env::var("HOSTNAME"))?;
+    let out = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))?;
     Ok(out.trim().to_string())
 }
 
@@ -295,18 +351,41 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
 
 fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Result<()> {
     let (req, columns): (AdminRequest, &[&str]) = match command {
-        Command::Token { command: TokenCommand::Create { ttl, uses, note, server } } => {
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    ttl,
+                    uses,
+                    note,
+                    server,
+                },
+        } => {
             let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
-            let result = run_admin(data_dir, AdminRequest::TokenCreate { ttl_seconds, uses, note })?;
+            let result = run_admin(
+                data_dir,
+                AdminRequest::TokenCreate {
+                    ttl_seconds,
+                    uses,
+                    note,
+                },
+            )?;
             if format == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(());
             }
             let token = result["token"].as_str().unwrap_or_default();
-            println!("token {} (id {}), {} use(s), expires {}", token, result["id"].as_str().unwrap_or_default(), uses, result["expires_at"].as_str().unwrap_or_default());
+            println!(
+                "token {} (id {}), {} use(s), expires {}",
+                token,
+                result["id"].as_str().unwrap_or_default(),
+                uses,
+                result["expires_at"].as_str().unwrap_or_default()
+            );
             let fp = {
                 use rustls::pki_types::pem::PemObject;
-                rustls::pki_types::CertificateDer::from_pem_file(data_dir.join(tls::CA_CERT_FILE)).ok().map(|d| tls::fingerprint(&d))
+                rustls::pki_types::CertificateDer::from_pem_file(data_dir.join(tls::CA_CERT_FILE))
+                    .ok()
+                    .map(|d| tls::fingerprint(&d))
             };
             let server = server.unwrap_or_else(|| "https://COLLECTOR:8443".into());
             match fp {
@@ -315,17 +394,84 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             }
             return Ok(());
         }
-        Command::Token { command: TokenCommand::List } => (AdminRequest::TokenList, &["id", "state", "uses", "max_uses", "expires_at", "note"]),
-        Command::Token { command: TokenCommand::Revoke { id } } => (AdminRequest::TokenRevoke { id }, &["revoked"]),
-        Command::Agent { command: AgentCommand::List } => (AdminRequest::AgentList, &["id", "hostname", "ci_id", "last_seq", "last_seen", "revoked_at"]),
-        Command::Agent { command: AgentCommand::Revoke { id } } => (AdminRequest::AgentRevoke { id }, &["revoked"]),
-        Command::User { command: UserCommand::Add { name, role } } => (AdminRequest::UserAdd { name, role }, &["name", "role", "created_at"]),
-        Command::User { command: UserCommand::List } => (AdminRequest::UserList, &["name", "role", "created_at"]),
-        Command::Ci { command: CiCommand::List { class } } => (AdminRequest::CiList { class }, &["id", "class", "name", "status", "version", "last_seen"]),
-        Command::Ci { command: CiCommand::Show { id, as_of } } => (AdminRequest::CiShow { id, as_of }, &[]),
-        Command::Ci { command: CiCommand::History { id } } => (AdminRequest::CiHistory { id }, &["version", "valid_from", "status", "relationships", "change_record"]),
-        Command::Conflicts => (AdminRequest::ConflictList, &["id", "rule", "existing_ci", "existing_agent", "claiming_agent", "claiming_ci", "raised_at"]),
-        Command::Changes => (AdminRequest::ChangeList, &["id", "ci_id", "state", "detected_at", "from_version", "to_version"]),
+        Command::Token {
+            command: TokenCommand::List,
+        } => (
+            AdminRequest::TokenList,
+            &["id", "state", "uses", "max_uses", "expires_at", "note"],
+        ),
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => (AdminRequest::TokenRevoke { id }, &["revoked"]),
+        Command::Agent {
+            command: AgentCommand::List,
+        } => (
+            AdminRequest::AgentList,
+            &[
+                "id",
+                "hostname",
+                "ci_id",
+                "last_seq",
+                "last_seen",
+                "revoked_at",
+            ],
+        ),
+        Command::Agent {
+            command: AgentCommand::Revoke { id },
+        } => (AdminRequest::AgentRevoke { id }, &["revoked"]),
+        Command::User {
+            command: UserCommand::Add { name, role },
+        } => (
+            AdminRequest::UserAdd { name, role },
+            &["name", "role", "created_at"],
+        ),
+        Command::User {
+            command: UserCommand::List,
+        } => (AdminRequest::UserList, &["name", "role", "created_at"]),
+        Command::Ci {
+            command: CiCommand::List { class },
+        } => (
+            AdminRequest::CiList { class },
+            &["id", "class", "name", "status", "version", "last_seen"],
+        ),
+        Command::Ci {
+            command: CiCommand::Show { id, as_of },
+        } => (AdminRequest::CiShow { id, as_of }, &[]),
+        Command::Ci {
+            command: CiCommand::History { id },
+        } => (
+            AdminRequest::CiHistory { id },
+            &[
+                "version",
+                "valid_from",
+                "status",
+                "relationships",
+                "change_record",
+            ],
+        ),
+        Command::Conflicts => (
+            AdminRequest::ConflictList,
+            &[
+                "id",
+                "rule",
+                "existing_ci",
+                "existing_agent",
+                "claiming_agent",
+                "claiming_ci",
+                "raised_at",
+            ],
+        ),
+        Command::Changes => (
+            AdminRequest::ChangeList,
+            &[
+                "id",
+                "ci_id",
+                "state",
+                "detected_at",
+                "from_version",
+                "to_version",
+            ],
+        ),
         Command::Stats => (AdminRequest::Stats, &[]),
         Command::Serve { .. } | Command::Fingerprint => unreachable_command(),
     };
@@ -356,10 +502,35 @@ fn print_table(result: &Value, columns: &[&str]) {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
     };
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| columns.iter().map(|c| cell(&r[*c])).collect()).collect();
-    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0)).collect();
-    let line = |vals: Vec<String>| vals.iter().enumerate().map(|(i, v)| format!("{v:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
-    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
     for r in cells {
         println!("{}", line(r));
     }

@@ -63,7 +63,9 @@ impl Owner {
     fn of_ci(class: CiClass) -> Option<Owner> {
         match class {
             CiClass::Disk => Some(Owner::Disks),
-            CiClass::NetworkInterface | CiClass::IpAddress | CiClass::Subnet => Some(Owner::Network),
+            CiClass::NetworkInterface | CiClass::IpAddress | CiClass::Subnet => {
+                Some(Owner::Network)
+            }
             CiClass::Service => Some(Owner::Services),
             CiClass::SoftwareProduct => Some(Owner::Software),
             CiClass::OperatingSystem => Some(Owner::Os),
@@ -107,7 +109,14 @@ fn put(attrs: &mut Attributes, key: &str, value: impl Into<Value>) {
     }
 }
 
-fn new_ci(id: String, class: CiClass, name: String, attributes: Attributes, now: DateTime<Utc>, owner: Option<&str>) -> Ci {
+fn new_ci(
+    id: String,
+    class: CiClass,
+    name: String,
+    attributes: Attributes,
+    now: DateTime<Utc>,
+    owner: Option<&str>,
+) -> Ci {
     Ci {
         id,
         class,
@@ -153,12 +162,21 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     if let Some(s) = collected(&snap.system) {
         d.collected.insert(Owner::System);
         for (k, val) in [
-            ("vendor", &s.vendor), ("model", &s.model), ("family", &s.family), ("serial", &s.serial),
-            ("uuid", &s.uuid), ("sku", &s.sku), ("chassis_type", &s.chassis_type),
-            ("board_vendor", &s.board_vendor), ("board_model", &s.board_model),
-            ("board_serial", &s.board_serial), ("bios_vendor", &s.bios_vendor),
-            ("bios_version", &s.bios_version), ("bios_date", &s.bios_date),
-            ("machine_id", &s.machine_id), ("virtualization", &s.virtualization),
+            ("vendor", &s.vendor),
+            ("model", &s.model),
+            ("family", &s.family),
+            ("serial", &s.serial),
+            ("uuid", &s.uuid),
+            ("sku", &s.sku),
+            ("chassis_type", &s.chassis_type),
+            ("board_vendor", &s.board_vendor),
+            ("board_model", &s.board_model),
+            ("board_serial", &s.board_serial),
+            ("bios_vendor", &s.bios_vendor),
+            ("bios_version", &s.bios_version),
+            ("bios_date", &s.bios_date),
+            ("machine_id", &s.machine_id),
+            ("virtualization", &s.virtualization),
             ("container", &s.container),
         ] {
             put(a, &format!("system.{k}"), val.clone());
@@ -176,9 +194,26 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         put(v, "os.boot_time", os.boot_time.map(|t| t.to_rfc3339()));
         put(v, "os.uptime_seconds", os.uptime_seconds);
         let release = os.name.clone().unwrap_or_else(|| os.family.clone());
-        let version = os.version.clone().or(os.version_id.clone()).unwrap_or_default();
-        let os_name = if version.is_empty() { release.clone() } else { format!("{release} {version}") };
-        let os_id = det_id(CiClass::OperatingSystem, &[&os.family, os.id.as_deref().unwrap_or(""), &release, &version, os.build.as_deref().unwrap_or("")]);
+        let version = os
+            .version
+            .clone()
+            .or(os.version_id.clone())
+            .unwrap_or_default();
+        let os_name = if version.is_empty() {
+            release.clone()
+        } else {
+            format!("{release} {version}")
+        };
+        let os_id = det_id(
+            CiClass::OperatingSystem,
+            &[
+                &os.family,
+                os.id.as_deref().unwrap_or(""),
+                &release,
+                &version,
+                os.build.as_deref().unwrap_or(""),
+            ],
+        );
         let mut attrs = Attributes::new();
         put(&mut attrs, "family", os.family.clone());
         put(&mut attrs, "name", os.name.clone());
@@ -187,20 +222,50 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         put(&mut attrs, "version_id", os.version_id.clone());
         put(&mut attrs, "codename", os.codename.clone());
         put(&mut attrs, "build", os.build.clone());
-        d.shared.insert(os_id.clone(), new_ci(os_id.clone(), CiClass::OperatingSystem, os_name, attrs, now, None));
+        d.shared.insert(
+            os_id.clone(),
+            new_ci(
+                os_id.clone(),
+                CiClass::OperatingSystem,
+                os_name,
+                attrs,
+                now,
+                None,
+            ),
+        );
         let mut edge = Attributes::new();
         put(&mut edge, "kernel_version", os.kernel_version.clone());
         put(&mut edge, "arch", os.arch.clone());
-        d.relationships.insert(RelKey { from: cid.into(), kind: RelKind::Runs, to: os_id, discriminator: String::new() }, edge);
-        d.name = os.fqdn.clone().filter(|f| f.contains('.')).unwrap_or_else(|| os.hostname.clone());
+        d.relationships.insert(
+            RelKey {
+                from: cid.into(),
+                kind: RelKind::Runs,
+                to: os_id,
+                discriminator: String::new(),
+            },
+            edge,
+        );
+        d.name = os
+            .fqdn
+            .clone()
+            .filter(|f| f.contains('.'))
+            .unwrap_or_else(|| os.hostname.clone());
     }
     if let Some(cpus) = collected(&snap.cpus) {
         d.collected.insert(Owner::Cpus);
         put(a, "cpu.model", cpus.first().and_then(|c| c.model.clone()));
         put(a, "cpu.vendor", cpus.first().and_then(|c| c.vendor.clone()));
         put(a, "cpu.sockets", cpus.len() as u64);
-        put(a, "cpu.cores", cpus.iter().map(|c| c.cores as u64).sum::<u64>());
-        put(a, "cpu.threads", cpus.iter().map(|c| c.threads as u64).sum::<u64>());
+        put(
+            a,
+            "cpu.cores",
+            cpus.iter().map(|c| c.cores as u64).sum::<u64>(),
+        );
+        put(
+            a,
+            "cpu.threads",
+            cpus.iter().map(|c| c.threads as u64).sum::<u64>(),
+        );
     }
     if let Some(m) = collected(&snap.memory) {
         d.collected.insert(Owner::Memory);
@@ -216,7 +281,10 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             .collect();
         list.sort_by_key(|x| x["mount_point"].as_str().unwrap_or("").to_string());
         put(a, "filesystems.mounts", Value::Array(list));
-        let free: serde_json::Map<String, Value> = fss.iter().filter_map(|f| Some((f.mount_point.clone(), json!(f.free_bytes?)))).collect();
+        let free: serde_json::Map<String, Value> = fss
+            .iter()
+            .filter_map(|f| Some((f.mount_point.clone(), json!(f.free_bytes?))))
+            .collect();
         put(v, "filesystems.free_bytes", Value::Object(free));
     }
     if let Some(users) = collected(&snap.users) {
@@ -232,7 +300,12 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         d.collected.insert(Owner::Ports);
         let mut set: BTreeSet<(String, String, u16, String)> = BTreeSet::new();
         for p in ports {
-            set.insert((p.protocol.clone(), p.address.clone(), p.port, p.process.clone().unwrap_or_default()));
+            set.insert((
+                p.protocol.clone(),
+                p.address.clone(),
+                p.port,
+                p.process.clone().unwrap_or_default(),
+            ));
         }
         let list: Vec<Value> = set.into_iter().map(|(proto, addr, port, process)| json!({"protocol": proto, "address": addr, "port": port, "process": process})).collect();
         put(a, "ports.listening", Value::Array(list));
@@ -245,7 +318,11 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             if matches!(disk.transport.as_deref(), Some("loop" | "zram")) {
                 continue;
             }
-            let natural = disk.serial.clone().or(disk.wwn.clone()).unwrap_or_else(|| disk.name.clone());
+            let natural = disk
+                .serial
+                .clone()
+                .or(disk.wwn.clone())
+                .unwrap_or_else(|| disk.name.clone());
             let id = det_id(CiClass::Disk, &[cid, &natural]);
             let mut attrs = Attributes::new();
             put(&mut attrs, "device_name", disk.name.clone());
@@ -257,9 +334,24 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(&mut attrs, "rotational", disk.rotational);
             put(&mut attrs, "removable", disk.removable);
             put(&mut attrs, "transport", disk.transport.clone());
-            let name = disk.model.clone().map(|m| format!("{} ({m})", disk.name)).unwrap_or_else(|| disk.name.clone());
-            d.components.insert(id.clone(), new_ci(id.clone(), CiClass::Disk, name, attrs, now, Some(cid)));
-            d.relationships.insert(RelKey { from: cid.into(), kind: RelKind::Has, to: id, discriminator: String::new() }, Attributes::new());
+            let name = disk
+                .model
+                .clone()
+                .map(|m| format!("{} ({m})", disk.name))
+                .unwrap_or_else(|| disk.name.clone());
+            d.components.insert(
+                id.clone(),
+                new_ci(id.clone(), CiClass::Disk, name, attrs, now, Some(cid)),
+            );
+            d.relationships.insert(
+                RelKey {
+                    from: cid.into(),
+                    kind: RelKind::Has,
+                    to: id,
+                    discriminator: String::new(),
+                },
+                Attributes::new(),
+            );
         }
     }
     if let Some(nics) = collected(&snap.network_interfaces) {
@@ -276,7 +368,11 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
                     }
                 }
             }
-            let natural = nic.mac.clone().filter(|_| nic.physical).unwrap_or_else(|| nic.name.clone());
+            let natural = nic
+                .mac
+                .clone()
+                .filter(|_| nic.physical)
+                .unwrap_or_else(|| nic.name.clone());
             let nic_id = det_id(CiClass::NetworkInterface, &[cid, &natural]);
             let mut attrs = Attributes::new();
             put(&mut attrs, "name", nic.name.clone());
@@ -288,14 +384,34 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(&mut attrs, "speed_mbps", nic.speed_mbps);
             put(&mut attrs, "default_route", nic.default_route);
             put(&mut attrs, "gateway", nic.gateway.clone());
-            let mut ci = new_ci(nic_id.clone(), CiClass::NetworkInterface, nic.name.clone(), attrs, now, Some(cid));
+            let mut ci = new_ci(
+                nic_id.clone(),
+                CiClass::NetworkInterface,
+                nic.name.clone(),
+                attrs,
+                now,
+                Some(cid),
+            );
             put(&mut ci.volatile, "up", nic.up);
-            let link_local: Vec<Value> = nic.addresses.iter().filter(|x| x.scope.as_deref() == Some("link")).map(|x| json!(format!("{}/{}", x.address, x.prefix))).collect();
+            let link_local: Vec<Value> = nic
+                .addresses
+                .iter()
+                .filter(|x| x.scope.as_deref() == Some("link"))
+                .map(|x| json!(format!("{}/{}", x.address, x.prefix)))
+                .collect();
             if !link_local.is_empty() {
                 put(&mut ci.volatile, "link_local", Value::Array(link_local));
             }
             d.components.insert(nic_id.clone(), ci);
-            d.relationships.insert(RelKey { from: cid.into(), kind: RelKind::Has, to: nic_id.clone(), discriminator: String::new() }, Attributes::new());
+            d.relationships.insert(
+                RelKey {
+                    from: cid.into(),
+                    kind: RelKind::Has,
+                    to: nic_id.clone(),
+                    discriminator: String::new(),
+                },
+                Attributes::new(),
+            );
             for addr in &nic.addresses {
                 if matches!(addr.scope.as_deref(), Some("host" | "link")) {
                     continue;
@@ -306,21 +422,54 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
                 put(&mut attrs, "prefix", addr.prefix);
                 put(&mut attrs, "family", addr.family.clone());
                 put(&mut attrs, "interface", nic.name.clone());
-                d.components.insert(ip_id.clone(), new_ci(ip_id.clone(), CiClass::IpAddress, addr.address.clone(), attrs, now, Some(cid)));
-                d.relationships.insert(RelKey { from: nic_id.clone(), kind: RelKind::HasAddress, to: ip_id.clone(), discriminator: String::new() }, Attributes::new());
+                d.components.insert(
+                    ip_id.clone(),
+                    new_ci(
+                        ip_id.clone(),
+                        CiClass::IpAddress,
+                        addr.address.clone(),
+                        attrs,
+                        now,
+                        Some(cid),
+                    ),
+                );
+                d.relationships.insert(
+                    RelKey {
+                        from: nic_id.clone(),
+                        kind: RelKind::HasAddress,
+                        to: ip_id.clone(),
+                        discriminator: String::new(),
+                    },
+                    Attributes::new(),
+                );
                 if let Some(cidr) = subnet_of(&addr.address, addr.prefix) {
                     let net_id = det_id(CiClass::Subnet, &[&cidr]);
                     let mut attrs = Attributes::new();
                     put(&mut attrs, "cidr", cidr.clone());
                     put(&mut attrs, "family", addr.family.clone());
-                    d.shared.insert(net_id.clone(), new_ci(net_id.clone(), CiClass::Subnet, cidr, attrs, now, None));
-                    d.relationships.insert(RelKey { from: ip_id, kind: RelKind::In, to: net_id, discriminator: String::new() }, Attributes::new());
+                    d.shared.insert(
+                        net_id.clone(),
+                        new_ci(net_id.clone(), CiClass::Subnet, cidr, attrs, now, None),
+                    );
+                    d.relationships.insert(
+                        RelKey {
+                            from: ip_id,
+                            kind: RelKind::In,
+                            to: net_id,
+                            discriminator: String::new(),
+                        },
+                        Attributes::new(),
+                    );
                 }
             }
         }
         macs.sort();
         macs.dedup();
-        put(&mut d.attributes, "network.physical_macs", Value::Array(macs.into_iter().map(Value::String).collect()));
+        put(
+            &mut d.attributes,
+            "network.physical_macs",
+            Value::Array(macs.into_iter().map(Value::String).collect()),
+        );
     }
     if let Some(software) = collected(&snap.software) {
         d.collected.insert(Owner::Software);
@@ -330,7 +479,14 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             d.shared.entry(id.clone()).or_insert_with(|| {
                 let mut attrs = Attributes::new();
                 put(&mut attrs, "name", sw.name.clone());
-                new_ci(id.clone(), CiClass::SoftwareProduct, sw.name.clone(), attrs, now, None)
+                new_ci(
+                    id.clone(),
+                    CiClass::SoftwareProduct,
+                    sw.name.clone(),
+                    attrs,
+                    now,
+                    None,
+                )
             });
             let mut edge = Attributes::new();
             put(&mut edge, "version", sw.version.clone());
@@ -338,9 +494,18 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(&mut edge, "source", sw.source.clone());
             put(&mut edge, "publisher", sw.publisher.clone());
             put(&mut edge, "source_package", sw.source_package.clone());
-            put(&mut edge, "install_date", sw.install_date.map(|t| t.to_rfc3339()));
+            put(
+                &mut edge,
+                "install_date",
+                sw.install_date.map(|t| t.to_rfc3339()),
+            );
             let base = format!("{}/{}", sw.source, sw.arch.as_deref().unwrap_or(""));
-            let mut key = RelKey { from: cid.into(), kind: RelKind::Installs, to: id, discriminator: base.clone() };
+            let mut key = RelKey {
+                from: cid.into(),
+                kind: RelKind::Installs,
+                to: id,
+                discriminator: base.clone(),
+            };
             let mut n = 2;
             while d.relationships.contains_key(&key) {
                 key.discriminator = format!("{base}#{n}");
@@ -358,14 +523,37 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(&mut attrs, "manager", s.manager.clone());
             put(&mut attrs, "enabled", s.enabled.clone());
             put(&mut attrs, "description", s.description.clone());
-            let mut ci = new_ci(id.clone(), CiClass::Service, s.name.clone(), attrs, now, Some(cid));
+            let mut ci = new_ci(
+                id.clone(),
+                CiClass::Service,
+                s.name.clone(),
+                attrs,
+                now,
+                Some(cid),
+            );
             put(&mut ci.volatile, "state", s.state.clone());
             d.components.insert(id.clone(), ci);
-            d.relationships.insert(RelKey { from: cid.into(), kind: RelKind::Has, to: id, discriminator: String::new() }, Attributes::new());
+            d.relationships.insert(
+                RelKey {
+                    from: cid.into(),
+                    kind: RelKind::Has,
+                    to: id,
+                    discriminator: String::new(),
+                },
+                Attributes::new(),
+            );
         }
     }
-    put(&mut d.attributes, "agent.version", snap.agent_version.clone());
-    put(&mut d.volatile, "collected_at", snap.collected_at.to_rfc3339());
+    put(
+        &mut d.attributes,
+        "agent.version",
+        snap.agent_version.clone(),
+    );
+    put(
+        &mut d.volatile,
+        "collected_at",
+        snap.collected_at.to_rfc3339(),
+    );
     d
 }
 
@@ -384,9 +572,19 @@ pub struct Plan {
 }
 
 fn edge_label(key: &RelKey, names: &BTreeMap<String, String>) -> String {
-    let target = names.get(&key.to).cloned().unwrap_or_else(|| key.to.clone());
-    let from = names.get(&key.from).cloned().unwrap_or_else(|| key.from.clone());
-    let disc = if key.discriminator.is_empty() { String::new() } else { format!(" [{}]", key.discriminator) };
+    let target = names
+        .get(&key.to)
+        .cloned()
+        .unwrap_or_else(|| key.to.clone());
+    let from = names
+        .get(&key.from)
+        .cloned()
+        .unwrap_or_else(|| key.from.clone());
+    let disc = if key.discriminator.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", key.discriminator)
+    };
     if class_of_id(&key.from) == Some(CiClass::Computer) {
         format!("{} {target}{disc}", key.kind.as_str())
     } else {
@@ -395,21 +593,41 @@ fn edge_label(key: &RelKey, names: &BTreeMap<String, String>) -> String {
 }
 
 /// Compares the stored state with the desired one and plans every write.
-pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    cid: &str,
+    agent_id: &str,
+    stored: &OwnedState,
+    mut want: Desired,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut p = Plan::default();
     // Sections not collected keep what they had: attributes by prefix, components, edges.
     let kept = |o: Option<Owner>| o.is_some_and(|o| !want.collected.contains(&o));
     if let Some(old) = &stored.computer {
         for (k, val) in &old.attributes {
-            let owner = [Owner::System, Owner::Os, Owner::Cpus, Owner::Memory, Owner::Disks, Owner::Filesystems, Owner::Network, Owner::Software, Owner::Services, Owner::Users, Owner::Ports]
-                .into_iter()
-                .find(|o| k.starts_with(o.prefix()));
+            let owner = [
+                Owner::System,
+                Owner::Os,
+                Owner::Cpus,
+                Owner::Memory,
+                Owner::Disks,
+                Owner::Filesystems,
+                Owner::Network,
+                Owner::Software,
+                Owner::Services,
+                Owner::Users,
+                Owner::Ports,
+            ]
+            .into_iter()
+            .find(|o| k.starts_with(o.prefix()));
             if kept(owner) {
                 want.attributes.insert(k.clone(), val.clone());
             }
         }
         for (k, val) in &old.volatile {
-            let owner = [Owner::Os, Owner::Memory, Owner::Filesystems].into_iter().find(|o| k.starts_with(o.prefix()));
+            let owner = [Owner::Os, Owner::Memory, Owner::Filesystems]
+                .into_iter()
+                .find(|o| k.starts_with(o.prefix()));
             if kept(owner) {
                 want.volatile.insert(k.clone(), val.clone());
             }
@@ -425,7 +643,8 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
     }
     for r in &stored.relationships {
         if kept(Owner::of_edge(&r.key)) {
-            want.relationships.insert(r.key.clone(), r.attributes.clone());
+            want.relationships
+                .insert(r.key.clone(), r.attributes.clone());
         }
     }
     if want.name.is_empty() {
@@ -433,41 +652,82 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
     }
 
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    for c in want.components.values().chain(want.shared.values()).chain(stored.components.iter()) {
+    for c in want
+        .components
+        .values()
+        .chain(want.shared.values())
+        .chain(stored.components.iter())
+    {
         names.insert(c.id.clone(), c.name.clone());
     }
 
     // Edges.
-    let old_edges: BTreeMap<&RelKey, &Attributes> = stored.relationships.iter().map(|r| (&r.key, &r.attributes)).collect();
+    let old_edges: BTreeMap<&RelKey, &Attributes> = stored
+        .relationships
+        .iter()
+        .map(|r| (&r.key, &r.attributes))
+        .collect();
     let mut changed_from: BTreeSet<String> = BTreeSet::new();
     for (key, attrs) in &want.relationships {
         match old_edges.get(key) {
             Some(old) if *old == attrs => {}
             Some(old) => {
-                p.items.push(ChangeItem { kind: "relationship_changed".into(), path: edge_label(key, &names), old: Some(json!(old)), new: Some(json!(attrs)) });
-                p.relationship_puts.push(Relationship { key: key.clone(), attributes: attrs.clone() });
+                p.items.push(ChangeItem {
+                    kind: "relationship_changed".into(),
+                    path: edge_label(key, &names),
+                    old: Some(json!(old)),
+                    new: Some(json!(attrs)),
+                });
+                p.relationship_puts.push(Relationship {
+                    key: key.clone(),
+                    attributes: attrs.clone(),
+                });
                 changed_from.insert(key.from.clone());
             }
             None => {
-                p.items.push(ChangeItem { kind: "relationship_added".into(), path: edge_label(key, &names), old: None, new: Some(json!(attrs)) });
-                p.relationship_puts.push(Relationship { key: key.clone(), attributes: attrs.clone() });
+                p.items.push(ChangeItem {
+                    kind: "relationship_added".into(),
+                    path: edge_label(key, &names),
+                    old: None,
+                    new: Some(json!(attrs)),
+                });
+                p.relationship_puts.push(Relationship {
+                    key: key.clone(),
+                    attributes: attrs.clone(),
+                });
                 changed_from.insert(key.from.clone());
             }
         }
     }
     for (key, attrs) in &old_edges {
         if !want.relationships.contains_key(*key) {
-            p.items.push(ChangeItem { kind: "relationship_removed".into(), path: edge_label(key, &names), old: Some(json!(attrs)), new: None });
+            p.items.push(ChangeItem {
+                kind: "relationship_removed".into(),
+                path: edge_label(key, &names),
+                old: Some(json!(attrs)),
+                new: None,
+            });
             p.relationship_deletes.push((*key).clone());
             changed_from.insert(key.from.clone());
         }
     }
     let edges_from = |id: &str| -> Vec<Relationship> {
-        want.relationships.iter().filter(|(k, _)| k.from == id).map(|(k, a)| Relationship { key: k.clone(), attributes: a.clone() }).collect()
+        want.relationships
+            .iter()
+            .filter(|(k, _)| k.from == id)
+            .map(|(k, a)| Relationship {
+                key: k.clone(),
+                attributes: a.clone(),
+            })
+            .collect()
     };
 
     // Components: new, changed, retired.
-    let old_components: BTreeMap<&str, &Ci> = stored.components.iter().map(|c| (c.id.as_str(), c)).collect();
+    let old_components: BTreeMap<&str, &Ci> = stored
+        .components
+        .iter()
+        .map(|c| (c.id.as_str(), c))
+        .collect();
     for (id, c) in &want.components {
         let mut next = c.clone();
         let versioned = match old_components.get(id.as_str()) {
@@ -475,10 +735,17 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
                 next.first_seen = old.first_seen;
                 next.version = old.version;
                 next.sources = old.sources.clone();
-                let config_changed = old.attributes != next.attributes || old.status != CiStatus::Active || changed_from.contains(id);
+                let config_changed = old.attributes != next.attributes
+                    || old.status != CiStatus::Active
+                    || changed_from.contains(id);
                 if old.attributes != next.attributes {
                     for (k, old_v, new_v) in attribute_changes(&old.attributes, &next.attributes) {
-                        p.items.push(ChangeItem { kind: "attribute_changed".into(), path: format!("{} {}.{k}", c.class.as_str(), c.name), old: old_v, new: new_v });
+                        p.items.push(ChangeItem {
+                            kind: "attribute_changed".into(),
+                            path: format!("{} {}.{k}", c.class.as_str(), c.name),
+                            old: old_v,
+                            new: new_v,
+                        });
                     }
                 }
                 if !config_changed && old.volatile == next.volatile {
@@ -494,7 +761,14 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
         next.last_seen = now;
         if versioned {
             next.version += 1;
-            p.history.push(CiVersion { ci_id: id.clone(), version: next.version, valid_from: now, ci: next.clone(), relationships: edges_from(id), change_record: None });
+            p.history.push(CiVersion {
+                ci_id: id.clone(),
+                version: next.version,
+                valid_from: now,
+                ci: next.clone(),
+                relationships: edges_from(id),
+                change_record: None,
+            });
         }
         p.ci_puts.push(next);
     }
@@ -503,7 +777,14 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
             let mut gone = old.clone();
             gone.status = CiStatus::Retired;
             gone.version += 1;
-            p.history.push(CiVersion { ci_id: gone.id.clone(), version: gone.version, valid_from: now, ci: gone.clone(), relationships: Vec::new(), change_record: None });
+            p.history.push(CiVersion {
+                ci_id: gone.id.clone(),
+                version: gone.version,
+                valid_from: now,
+                ci: gone.clone(),
+                relationships: Vec::new(),
+                change_record: None,
+            });
             p.ci_puts.push(gone);
         }
     }
@@ -514,16 +795,33 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
         Some(old) => {
             let mut c = old.clone();
             for (k, old_v, new_v) in attribute_changes(&old.attributes, &want.attributes) {
-                p.items.push(ChangeItem { kind: "attribute_changed".into(), path: k, old: old_v, new: new_v });
+                p.items.push(ChangeItem {
+                    kind: "attribute_changed".into(),
+                    path: k,
+                    old: old_v,
+                    new: new_v,
+                });
             }
             c.attributes = want.attributes;
             c.name = want.name;
             c
         }
-        None => new_ci(cid.to_string(), CiClass::Computer, want.name, want.attributes, now, None),
+        None => new_ci(
+            cid.to_string(),
+            CiClass::Computer,
+            want.name,
+            want.attributes,
+            now,
+            None,
+        ),
     };
     let config_changed = match &stored.computer {
-        Some(old) => old.attributes != computer.attributes || old.name != computer.name || changed_from.contains(cid) || old.status != CiStatus::Active,
+        Some(old) => {
+            old.attributes != computer.attributes
+                || old.name != computer.name
+                || changed_from.contains(cid)
+                || old.status != CiStatus::Active
+        }
         None => true,
     };
     computer.volatile = want.volatile;
@@ -535,7 +833,14 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
     }
     if config_changed {
         computer.version += 1;
-        p.history.push(CiVersion { ci_id: cid.to_string(), version: computer.version, valid_from: now, ci: computer.clone(), relationships: edges_from(cid), change_record: None });
+        p.history.push(CiVersion {
+            ci_id: cid.to_string(),
+            version: computer.version,
+            valid_from: now,
+            ci: computer.clone(),
+            relationships: edges_from(cid),
+            change_record: None,
+        });
     }
     p.drifted = stored.computer.is_some() && !p.items.is_empty();
     p.computer = Some(computer);
@@ -543,7 +848,10 @@ pub fn plan(cid: &str, agent_id: &str, stored: &OwnedState, mut want: Desired, n
 }
 
 /// (key, old, new) for every attribute that differs.
-pub fn attribute_changes(old: &Attributes, new: &Attributes) -> Vec<(String, Option<Value>, Option<Value>)> {
+pub fn attribute_changes(
+    old: &Attributes,
+    new: &Attributes,
+) -> Vec<(String, Option<Value>, Option<Value>)> {
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     keys.into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
@@ -558,53 +866,131 @@ mod tests {
 
     fn base() -> Snapshot {
         let mut s = Snapshot::empty("agt_1", 1, Utc::now());
-        s.os = Section::collected(Os { family: "linux".into(), name: Some("Debian GNU/Linux".into()), version: Some("12 (bookworm)".into()), hostname: "web1".into(), fqdn: Some("web1.example.com".into()), arch: "x86_64".into(), kernel_version: Some("6.1.0-18-amd64".into()), ..Default::default() });
+        s.os = Section::collected(Os {
+            family: "linux".into(),
+            name: Some("Debian GNU/Linux".into()),
+            version: Some("12 (bookworm)".into()),
+            hostname: "web1".into(),
+            fqdn: Some("web1.example.com".into()),
+            arch: "x86_64".into(),
+            kernel_version: Some("6.1.0-18-amd64".into()),
+            ..Default::default()
+        });
         s.software = Section::collected(vec![
-            Software { name: "openssl".into(), version: "3.0.11-1~deb12u2".into(), arch: Some("amd64".into()), source: "dpkg".into(), ..Default::default() },
-            Software { name: "libc6".into(), version: "2.36-9".into(), arch: Some("amd64".into()), source: "dpkg".into(), ..Default::default() },
-            Software { name: "libc6".into(), version: "2.36-9".into(), arch: Some("i386".into()), source: "dpkg".into(), ..Default::default() },
+            Software {
+                name: "openssl".into(),
+                version: "3.0.11-1~deb12u2".into(),
+                arch: Some("amd64".into()),
+                source: "dpkg".into(),
+                ..Default::default()
+            },
+            Software {
+                name: "libc6".into(),
+                version: "2.36-9".into(),
+                arch: Some("amd64".into()),
+                source: "dpkg".into(),
+                ..Default::default()
+            },
+            Software {
+                name: "libc6".into(),
+                version: "2.36-9".into(),
+                arch: Some("i386".into()),
+                source: "dpkg".into(),
+                ..Default::default()
+            },
         ]);
         s.network_interfaces = Section::collected(vec![NetworkInterface {
-            name: "eth0".into(), mac: Some("52:54:00:12:34:56".into()), physical: true, kind: "ether".into(), up: true,
-            addresses: vec![IpAddress { address: "10.1.2.3".into(), prefix: 16, family: "ipv4".into(), scope: Some("global".into()) }],
+            name: "eth0".into(),
+            mac: Some("52:54:00:12:34:56".into()),
+            physical: true,
+            kind: "ether".into(),
+            up: true,
+            addresses: vec![IpAddress {
+                address: "10.1.2.3".into(),
+                prefix: 16,
+                family: "ipv4".into(),
+                scope: Some("global".into()),
+            }],
             ..Default::default()
         }]);
-        s.disks = Section::collected(vec![Disk { name: "sda".into(), serial: Some("S1".into()), size_bytes: 100, ..Default::default() }]);
+        s.disks = Section::collected(vec![Disk {
+            name: "sda".into(),
+            serial: Some("S1".into()),
+            size_bytes: 100,
+            ..Default::default()
+        }]);
         s
     }
 
     fn stored_after(cid: &str, p: &Plan) -> OwnedState {
         OwnedState {
             computer: p.computer.clone(),
-            components: p.ci_puts.iter().filter(|c| c.owner.as_deref() == Some(cid)).cloned().collect(),
+            components: p
+                .ci_puts
+                .iter()
+                .filter(|c| c.owner.as_deref() == Some(cid))
+                .cloned()
+                .collect(),
             relationships: p.relationship_puts.clone(),
         }
     }
 
     #[test]
     fn first_snapshot_builds_the_graph() {
-        let p = plan("cmp_1", "agt_1", &OwnedState::default(), desired("cmp_1", &base(), Utc::now()), Utc::now());
+        let p = plan(
+            "cmp_1",
+            "agt_1",
+            &OwnedState::default(),
+            desired("cmp_1", &base(), Utc::now()),
+            Utc::now(),
+        );
         let c = p.computer.as_ref().unwrap();
         assert_eq!(c.name, "web1.example.com");
         assert_eq!(c.version, 1);
         assert!(!p.drifted, "discovery is not drift");
-        let installs = p.relationship_puts.iter().filter(|r| r.key.kind == RelKind::Installs).count();
+        let installs = p
+            .relationship_puts
+            .iter()
+            .filter(|r| r.key.kind == RelKind::Installs)
+            .count();
         assert_eq!(installs, 3, "libc6 amd64 and i386 are two edges");
-        assert!(p.shared_inserts.iter().any(|c| c.class == CiClass::Subnet && c.name == "10.1.0.0/16"));
-        assert!(p.shared_inserts.iter().any(|c| c.class == CiClass::OperatingSystem && c.name == "Debian GNU/Linux 12 (bookworm)"));
-        assert!(p.relationship_puts.iter().any(|r| r.key.kind == RelKind::In));
+        assert!(p
+            .shared_inserts
+            .iter()
+            .any(|c| c.class == CiClass::Subnet && c.name == "10.1.0.0/16"));
+        assert!(p
+            .shared_inserts
+            .iter()
+            .any(|c| c.class == CiClass::OperatingSystem
+                && c.name == "Debian GNU/Linux 12 (bookworm)"));
+        assert!(p
+            .relationship_puts
+            .iter()
+            .any(|r| r.key.kind == RelKind::In));
     }
 
     #[test]
     fn unchanged_snapshot_plans_no_versions() {
-        let p1 = plan("cmp_1", "agt_1", &OwnedState::default(), desired("cmp_1", &base(), Utc::now()), Utc::now());
+        let p1 = plan(
+            "cmp_1",
+            "agt_1",
+            &OwnedState::default(),
+            desired("cmp_1", &base(), Utc::now()),
+            Utc::now(),
+        );
         let stored = stored_after("cmp_1", &p1);
         let mut again = base();
         again.os.data_mut().unwrap().uptime_seconds = Some(999);
         if let Some(sw) = again.software.data_mut() {
             sw.reverse();
         }
-        let p2 = plan("cmp_1", "agt_1", &stored, desired("cmp_1", &again, Utc::now()), Utc::now());
+        let p2 = plan(
+            "cmp_1",
+            "agt_1",
+            &stored,
+            desired("cmp_1", &again, Utc::now()),
+            Utc::now(),
+        );
         assert!(p2.items.is_empty(), "{:?}", p2.items);
         assert!(p2.history.is_empty());
         assert!(p2.relationship_puts.is_empty() && p2.relationship_deletes.is_empty());
@@ -612,34 +998,86 @@ mod tests {
 
     #[test]
     fn failed_section_keeps_what_it_held() {
-        let p1 = plan("cmp_1", "agt_1", &OwnedState::default(), desired("cmp_1", &base(), Utc::now()), Utc::now());
+        let p1 = plan(
+            "cmp_1",
+            "agt_1",
+            &OwnedState::default(),
+            desired("cmp_1", &base(), Utc::now()),
+            Utc::now(),
+        );
         let stored = stored_after("cmp_1", &p1);
         let mut s = base();
         s.software = Section::failed("dpkg status unreadable");
         s.network_interfaces = Section::unsupported("no probe");
         s.disks = Section::failed("permission denied");
-        let p2 = plan("cmp_1", "agt_1", &stored, desired("cmp_1", &s, Utc::now()), Utc::now());
-        assert!(p2.relationship_deletes.is_empty(), "{:?}", p2.relationship_deletes);
+        let p2 = plan(
+            "cmp_1",
+            "agt_1",
+            &stored,
+            desired("cmp_1", &s, Utc::now()),
+            Utc::now(),
+        );
+        assert!(
+            p2.relationship_deletes.is_empty(),
+            "{:?}",
+            p2.relationship_deletes
+        );
         assert!(p2.items.is_empty(), "{:?}", p2.items);
         assert!(p2.ci_puts.iter().all(|c| c.status != CiStatus::Retired));
     }
 
     #[test]
     fn upgrade_removal_and_disk_swap_are_items() {
-        let p1 = plan("cmp_1", "agt_1", &OwnedState::default(), desired("cmp_1", &base(), Utc::now()), Utc::now());
+        let p1 = plan(
+            "cmp_1",
+            "agt_1",
+            &OwnedState::default(),
+            desired("cmp_1", &base(), Utc::now()),
+            Utc::now(),
+        );
         let stored = stored_after("cmp_1", &p1);
         let mut s = base();
         let sw = s.software.data_mut().unwrap();
         sw[0].version = "3.0.13-1~deb12u1".into();
         sw.pop();
-        s.disks = Section::collected(vec![Disk { name: "sda".into(), serial: Some("S2".into()), size_bytes: 200, ..Default::default() }]);
-        let p2 = plan("cmp_1", "agt_1", &stored, desired("cmp_1", &s, Utc::now()), Utc::now());
+        s.disks = Section::collected(vec![Disk {
+            name: "sda".into(),
+            serial: Some("S2".into()),
+            size_bytes: 200,
+            ..Default::default()
+        }]);
+        let p2 = plan(
+            "cmp_1",
+            "agt_1",
+            &stored,
+            desired("cmp_1", &s, Utc::now()),
+            Utc::now(),
+        );
         assert!(p2.drifted);
-        let kinds: Vec<(&str, &str)> = p2.items.iter().map(|i| (i.kind.as_str(), i.path.as_str())).collect();
-        assert!(kinds.contains(&("relationship_changed", "installs openssl [dpkg/amd64]")), "{kinds:?}");
-        assert!(kinds.contains(&("relationship_removed", "installs libc6 [dpkg/i386]")), "{kinds:?}");
-        assert_eq!(kinds.iter().filter(|(k, p)| *k == "relationship_added" && p.starts_with("has sda")).count(), 1);
-        assert!(p2.ci_puts.iter().any(|c| c.class == CiClass::Disk && c.status == CiStatus::Retired));
+        let kinds: Vec<(&str, &str)> = p2
+            .items
+            .iter()
+            .map(|i| (i.kind.as_str(), i.path.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&("relationship_changed", "installs openssl [dpkg/amd64]")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&("relationship_removed", "installs libc6 [dpkg/i386]")),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|(k, p)| *k == "relationship_added" && p.starts_with("has sda"))
+                .count(),
+            1
+        );
+        assert!(p2
+            .ci_puts
+            .iter()
+            .any(|c| c.class == CiClass::Disk && c.status == CiStatus::Retired));
         assert_eq!(p2.computer.unwrap().version, 2);
     }
 

@@ -26,15 +26,26 @@ where
         async move { app.oneshot(req.map(axum::body::Body::new)).await }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64);
     if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
 /// Serves until `shutdown` resolves, then waits up to 10 s for open connections.
-pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, app: Router, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let open = Arc::new(AtomicUsize::new(0));
@@ -62,11 +73,13 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             match acceptor {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_io(tls, app).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => serve_io(tls, app).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
                 None => serve_io(tcp, app).await,
             }
             open.fetch_sub(1, Ordering::SeqCst);

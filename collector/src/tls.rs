@@ -27,7 +27,9 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).with_context(|| format!("create {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
@@ -41,15 +43,24 @@ pub fn ensure_private_ca(data_dir: &Path, names: &[String]) -> Result<String> {
         if !data_dir.join(SERVER_CERT_FILE).exists() {
             bail!("{} exists but {} does not; restore it or remove the tls directory to make a new CA (agents must then re-pin)", ca_path.display(), SERVER_CERT_FILE);
         }
-        let der = CertificateDer::from_pem_file(&ca_path).with_context(|| format!("read {}", ca_path.display()))?;
+        let der = CertificateDer::from_pem_file(&ca_path)
+            .with_context(|| format!("read {}", ca_path.display()))?;
         return Ok(fingerprint(&der));
     }
     std::fs::create_dir_all(data_dir.join("tls"))?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Census collector private CA");
-    ca_params.distinguished_name.push(rcgen::DnType::OrganizationName, "Census");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Census collector private CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Census");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
     let now = time_now();
     ca_params.not_before = now - rcgen_days(1);
     ca_params.not_after = now + rcgen_days(3650);
@@ -57,7 +68,13 @@ pub fn ensure_private_ca(data_dir: &Path, names: &[String]) -> Result<String> {
     let ca = ca_params.self_signed(&ca_key)?;
 
     let mut server_params = rcgen::CertificateParams::new(names.to_vec())?;
-    server_params.distinguished_name.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_else(|| "census-collector".into()));
+    server_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "census-collector".into()),
+    );
     server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     server_params.not_before = now - rcgen_days(1);
     server_params.not_after = now + rcgen_days(825);
@@ -66,7 +83,10 @@ pub fn ensure_private_ca(data_dir: &Path, names: &[String]) -> Result<String> {
 
     write_private(&data_dir.join(CA_KEY_FILE), &ca_key.serialize_pem())?;
     write_private(&data_dir.join(SERVER_KEY_FILE), &server_key.serialize_pem())?;
-    std::fs::write(data_dir.join(SERVER_CERT_FILE), format!("{}{}", server.pem(), ca.pem()))?;
+    std::fs::write(
+        data_dir.join(SERVER_CERT_FILE),
+        format!("{}{}", server.pem(), ca.pem()),
+    )?;
     // The CA certificate last: its presence marks a complete set.
     std::fs::write(&ca_path, ca.pem())?;
     Ok(fingerprint(ca.der()))
@@ -81,10 +101,17 @@ fn rcgen_days(n: i64) -> time::Duration {
 }
 
 /// The server certificate and key paths: the operator's, or the private CA's.
-pub fn server_files(data_dir: &Path, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+pub fn server_files(
+    data_dir: &Path,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(PathBuf, PathBuf)> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok((c, k)),
-        (None, None) => Ok((data_dir.join(SERVER_CERT_FILE), data_dir.join(SERVER_KEY_FILE))),
+        (None, None) => Ok((
+            data_dir.join(SERVER_CERT_FILE),
+            data_dir.join(SERVER_KEY_FILE),
+        )),
         _ => bail!("--tls-cert and --tls-key go together"),
     }
 }
@@ -97,7 +124,8 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustls::Se
     if chain.is_empty() {
         bail!("{} holds no certificate", cert_path.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).with_context(|| format!("read key {}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("read key {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -123,13 +123,24 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Atomically checks the token (exists, unexpired, unrevoked, uses left), counts one use
     /// and stores the agent. Stores nothing on any refusal.
-    fn enroll(&self, secret_hash: &str, agent: &Agent, now: DateTime<Utc>) -> Result<(), EnrollError>;
+    fn enroll(
+        &self,
+        secret_hash: &str,
+        agent: &Agent,
+        now: DateTime<Utc>,
+    ) -> Result<(), EnrollError>;
 
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Records a heartbeat: seq compare-and-set, last seen, and the computer's last seen.
-    fn commit_heartbeat(&self, agent_id: &str, expected_last_seq: u64, seq: u64, at: DateTime<Utc>) -> Result<(), CommitError>;
+    fn commit_heartbeat(
+        &self,
+        agent_id: &str,
+        expected_last_seq: u64,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), CommitError>;
     fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError>;
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;

@@ -48,19 +48,36 @@ fn encode_version(v: &CiVersion) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode_version(key: &[u8], bytes: &[u8]) -> Result<CiVersion, StoreError> {
-    let json = census_shared::wire::zstd_decompress_bounded(bytes, 256 * 1024 * 1024).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: e.to_string(),
-    })?;
+    let json =
+        census_shared::wire::zstd_decompress_bounded(bytes, 256 * 1024 * 1024).map_err(|e| {
+            StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                message: e.to_string(),
+            }
+        })?;
     decode(key, &json)
 }
 
 fn rel_key(k: &RelKey) -> Vec<u8> {
-    format!("{}\0{}\0{}\0{}", k.from, k.kind.as_str(), k.to, k.discriminator).into_bytes()
+    format!(
+        "{}\0{}\0{}\0{}",
+        k.from,
+        k.kind.as_str(),
+        k.to,
+        k.discriminator
+    )
+    .into_bytes()
 }
 
 fn rel_rev_key(k: &RelKey) -> Vec<u8> {
-    format!("{}\0{}\0{}\0{}", k.to, k.kind.as_str(), k.from, k.discriminator).into_bytes()
+    format!(
+        "{}\0{}\0{}\0{}",
+        k.to,
+        k.kind.as_str(),
+        k.from,
+        k.discriminator
+    )
+    .into_bytes()
 }
 
 fn history_key(ci_id: &str, version: u64) -> Vec<u8> {
@@ -109,8 +126,12 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(ref ioe) if ioe.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.display().to_string()),
-                sled::Error::Io(ref ioe) if ioe.to_string().contains("lock") => StoreError::Locked(dir.display().to_string()),
+                sled::Error::Io(ref ioe) if ioe.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                sled::Error::Io(ref ioe) if ioe.to_string().contains("lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
                 other => io(other),
             })?;
         let open = |name: &str| db.open_tree(name).map_err(io);
@@ -132,16 +153,23 @@ impl SledStore {
         };
         match store.meta.get("schema_version").map_err(io)? {
             None => {
-                store.meta.insert("schema_version", &STORE_SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                store
+                    .meta
+                    .insert("schema_version", &STORE_SCHEMA_VERSION.to_be_bytes())
+                    .map_err(io)?;
                 store.db.flush().map_err(io)?;
             }
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: "meta/schema_version".into(),
-                    message: "not a u32".into(),
-                })?);
+                let found =
+                    u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                        key: "meta/schema_version".into(),
+                        message: "not a u32".into(),
+                    })?);
                 if found > STORE_SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { found, supported: STORE_SCHEMA_VERSION });
+                    return Err(StoreError::NewerSchema {
+                        found,
+                        supported: STORE_SCHEMA_VERSION,
+                    });
                 }
             }
         }
@@ -196,7 +224,10 @@ impl SledStore {
             return abort(CommitError::AgentGone(c.agent_id.clone()));
         }
         if agent.last_seq != c.expected_last_seq {
-            return abort(CommitError::SeqMoved { expected: c.expected_last_seq, current: agent.last_seq });
+            return abort(CommitError::SeqMoved {
+                expected: c.expected_last_seq,
+                current: agent.last_seq,
+            });
         }
         for (ik, ci_id) in &c.identity_claims {
             let k = ik.encoded();
@@ -269,18 +300,26 @@ impl SledStore {
 
 impl Store for SledStore {
     fn schema_version(&self) -> Result<u32, StoreError> {
-        let v = self.meta.get("schema_version").map_err(io)?.ok_or_else(|| StoreError::Corrupt {
-            key: "meta/schema_version".into(),
-            message: "missing".into(),
-        })?;
-        Ok(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-            key: "meta/schema_version".into(),
-            message: "not a u32".into(),
+        let v = self
+            .meta
+            .get("schema_version")
+            .map_err(io)?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                message: "missing".into(),
+            })?;
+        Ok(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+            StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                message: "not a u32".into(),
+            }
         })?))
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.meta.insert("readyz", &Utc::now().timestamp().to_be_bytes()).map_err(io)?;
+        self.meta
+            .insert("readyz", &Utc::now().timestamp().to_be_bytes())
+            .map_err(io)?;
         self.meta.remove("readyz").map_err(io)?;
         Ok(())
     }
@@ -294,7 +333,9 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError> {
-        self.tokens.insert(token.secret_hash.as_bytes(), encode(token)?).map_err(io)?;
+        self.tokens
+            .insert(token.secret_hash.as_bytes(), encode(token)?)
+            .map_err(io)?;
         self.flush()
     }
 
@@ -311,7 +352,9 @@ impl Store for SledStore {
                 if t.revoked_at.is_none() {
                     t.revoked_at = Some(at);
                 }
-                self.tokens.insert(t.secret_hash.as_bytes(), encode(&t)?).map_err(io)?;
+                self.tokens
+                    .insert(t.secret_hash.as_bytes(), encode(&t)?)
+                    .map_err(io)?;
                 self.flush()?;
                 return Ok(true);
             }
@@ -319,36 +362,50 @@ impl Store for SledStore {
         Ok(false)
     }
 
-    fn enroll(&self, secret_hash: &str, agent: &Agent, now: DateTime<Utc>) -> Result<(), EnrollError> {
+    fn enroll(
+        &self,
+        secret_hash: &str,
+        agent: &Agent,
+        now: DateTime<Utc>,
+    ) -> Result<(), EnrollError> {
         let store_err = |e: StoreError| EnrollError::Store(e.to_string());
-        let result = (&self.tokens, &self.agents, &self.agent_keys).transaction(|(tokens, agents, keys)| {
-            let Some(raw) = tokens.get(secret_hash.as_bytes())? else {
-                return Err(ConflictableTransactionError::Abort(EnrollError::UnknownToken));
-            };
-            let mut token: EnrollmentToken = decode(secret_hash.as_bytes(), &raw)
-                .map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
-            if token.revoked_at.is_some() {
-                return Err(ConflictableTransactionError::Abort(EnrollError::Revoked));
-            }
-            if token.expires_at <= now {
-                return Err(ConflictableTransactionError::Abort(EnrollError::Expired(token.expires_at)));
-            }
-            if token.uses >= token.max_uses {
-                return Err(ConflictableTransactionError::Abort(EnrollError::Exhausted(token.max_uses)));
-            }
-            if let Some(existing) = keys.get(agent.public_key.as_bytes())? {
-                return Err(ConflictableTransactionError::Abort(EnrollError::KeyInUse(
-                    String::from_utf8_lossy(&existing).into_owned(),
-                )));
-            }
-            token.uses += 1;
-            let tok = encode(&token).map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
-            let ag = encode(agent).map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
-            tokens.insert(secret_hash.as_bytes(), tok)?;
-            agents.insert(agent.id.as_bytes(), ag)?;
-            keys.insert(agent.public_key.as_bytes(), agent.id.as_bytes())?;
-            Ok(())
-        });
+        let result =
+            (&self.tokens, &self.agents, &self.agent_keys).transaction(|(tokens, agents, keys)| {
+                let Some(raw) = tokens.get(secret_hash.as_bytes())? else {
+                    return Err(ConflictableTransactionError::Abort(
+                        EnrollError::UnknownToken,
+                    ));
+                };
+                let mut token: EnrollmentToken = decode(secret_hash.as_bytes(), &raw)
+                    .map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+                if token.revoked_at.is_some() {
+                    return Err(ConflictableTransactionError::Abort(EnrollError::Revoked));
+                }
+                if token.expires_at <= now {
+                    return Err(ConflictableTransactionError::Abort(EnrollError::Expired(
+                        token.expires_at,
+                    )));
+                }
+                if token.uses >= token.max_uses {
+                    return Err(ConflictableTransactionError::Abort(EnrollError::Exhausted(
+                        token.max_uses,
+                    )));
+                }
+                if let Some(existing) = keys.get(agent.public_key.as_bytes())? {
+                    return Err(ConflictableTransactionError::Abort(EnrollError::KeyInUse(
+                        String::from_utf8_lossy(&existing).into_owned(),
+                    )));
+                }
+                token.uses += 1;
+                let tok = encode(&token)
+                    .map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+                let ag =
+                    encode(agent).map_err(|e| ConflictableTransactionError::Abort(store_err(e)))?;
+                tokens.insert(secret_hash.as_bytes(), tok)?;
+                agents.insert(agent.id.as_bytes(), ag)?;
+                keys.insert(agent.public_key.as_bytes(), agent.id.as_bytes())?;
+                Ok(())
+            });
         match result {
             Ok(()) => self.flush().map_err(store_err),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -368,7 +425,9 @@ impl Store for SledStore {
 
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let r = self.agents.transaction(|agents| {
-            let Some(raw) = agents.get(id.as_bytes())? else { return Ok(false) };
+            let Some(raw) = agents.get(id.as_bytes())? else {
+                return Ok(false);
+            };
             let mut agent: Agent = tx_decode(id.as_bytes(), &raw)?;
             if agent.revoked_at.is_none() {
                 agent.revoked_at = Some(at);
@@ -381,7 +440,13 @@ impl Store for SledStore {
         Ok(found)
     }
 
-    fn commit_heartbeat(&self, agent_id: &str, expected_last_seq: u64, seq: u64, at: DateTime<Utc>) -> Result<(), CommitError> {
+    fn commit_heartbeat(
+        &self,
+        agent_id: &str,
+        expected_last_seq: u64,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
         let r = (&self.agents, &self.cis).transaction(|(agents, cis)| {
             let key = agent_id.as_bytes();
             let Some(raw) = agents.get(key)? else {
@@ -392,7 +457,10 @@ impl Store for SledStore {
                 return abort(CommitError::AgentGone(agent_id.to_string()));
             }
             if agent.last_seq != expected_last_seq {
-                return abort(CommitError::SeqMoved { expected: expected_last_seq, current: agent.last_seq });
+                return abort(CommitError::SeqMoved {
+                    expected: expected_last_seq,
+                    current: agent.last_seq,
+                });
             }
             agent.last_seq = seq;
             agent.last_seen = Some(at);
@@ -424,9 +492,13 @@ impl Store for SledStore {
             &self.changes,
             &self.bodies,
         );
-        let r = trees.transaction(|(agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)| {
-            Self::apply_ingest(c, agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)
-        });
+        let r = trees.transaction(
+            |(agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)| {
+                Self::apply_ingest(
+                    c, agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies,
+                )
+            },
+        );
         map_tx(r)
     }
 
@@ -447,7 +519,9 @@ impl Store for SledStore {
     }
 
     fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError> {
-        let Some(computer) = self.get_ci(computer_id)? else { return Ok(OwnedState::default()) };
+        let Some(computer) = self.get_ci(computer_id)? else {
+            return Ok(OwnedState::default());
+        };
         let mut relationships = self.relationships_with_prefix(computer_id)?;
         let mut components = Vec::new();
         let mut frontier: Vec<String> = relationships
@@ -456,16 +530,26 @@ impl Store for SledStore {
             .map(|r| r.key.to.clone())
             .collect();
         while let Some(id) = frontier.pop() {
-            let Some(ci) = self.get_ci(&id)? else { continue };
+            let Some(ci) = self.get_ci(&id)? else {
+                continue;
+            };
             if ci.owner.as_deref() != Some(computer_id) {
                 continue;
             }
             let out = self.relationships_with_prefix(&id)?;
-            frontier.extend(out.iter().filter(|r| r.key.kind == RelKind::HasAddress).map(|r| r.key.to.clone()));
+            frontier.extend(
+                out.iter()
+                    .filter(|r| r.key.kind == RelKind::HasAddress)
+                    .map(|r| r.key.to.clone()),
+            );
             relationships.extend(out);
             components.push(ci);
         }
-        Ok(OwnedState { computer: Some(computer), components, relationships })
+        Ok(OwnedState {
+            computer: Some(computer),
+            components,
+            relationships,
+        })
     }
 
     fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
@@ -530,7 +614,9 @@ impl Store for SledStore {
     }
 
     fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.users.insert(user.name.as_bytes(), encode(user)?).map_err(io)?;
+        self.users
+            .insert(user.name.as_bytes(), encode(user)?)
+            .map_err(io)?;
         self.flush()
     }
 
