@@ -159,6 +159,21 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
                 .map_err(store_err)?
                 .into_iter()
                 .find(|a| a.ci_id.as_deref() == Some(id.as_str()) && a.superseded_by.is_none());
+            let mut names: BTreeMap<String, String> = BTreeMap::new();
+            for r in &outgoing {
+                if !names.contains_key(&r.key.to) {
+                    let name = store
+                        .get_ci(&r.key.to)
+                        .map_err(store_err)?
+                        .map(|c| c.name)
+                        .unwrap_or_default();
+                    names.insert(r.key.to.clone(), name);
+                }
+            }
+            let outgoing: Vec<Value> = outgoing
+                .iter()
+                .map(|r| json!({"key": r.key, "to_name": names.get(&r.key.to), "attributes": r.attributes}))
+                .collect();
             Ok(json!({
                 "ci": state,
                 "as_of": as_of,

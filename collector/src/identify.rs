@@ -174,11 +174,7 @@ pub fn owning_agent(ci: &Ci) -> Option<String> {
 /// Keys this CI may claim, and the first hardware key another CI already holds.
 type Claims = (Vec<(IdentityKey, String)>, Option<(IdentityKey, String)>);
 
-fn claims_for(
-    store: &dyn Store,
-    keys: &[IdentityKey],
-    ci_id: &str,
-) -> Result<Claims, StoreError> {
+fn claims_for(store: &dyn Store, keys: &[IdentityKey], ci_id: &str) -> Result<Claims, StoreError> {
     let mut claims = Vec::new();
     let mut taken = None;
     for k in keys {

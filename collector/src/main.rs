@@ -475,13 +475,94 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
         Command::Stats => (AdminRequest::Stats, &[]),
         Command::Serve { .. } | Command::Fingerprint => unreachable_command(),
     };
+    let show = matches!(req, AdminRequest::CiShow { .. });
     let result = run_admin(data_dir, req)?;
-    if format == OutputFormat::Json || columns.is_empty() {
+    if show && format == OutputFormat::Table {
+        print_ci(&result);
+    } else if format == OutputFormat::Json || columns.is_empty() {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         print_table(&result, columns);
     }
     Ok(())
+}
+
+/// A person's view of one CI: identity, attributes, relationship counts and a sample.
+fn print_ci(result: &Value) {
+    let ci = &result["ci"];
+    println!(
+        "{} {} ({})",
+        cell(&ci["class"]),
+        cell(&ci["name"]),
+        cell(&ci["id"])
+    );
+    println!(
+        "  status {}, version {}, first seen {}, last seen {}",
+        cell(&ci["status"]),
+        cell(&ci["version"]),
+        cell(&ci["first_seen"]),
+        cell(&ci["last_seen"])
+    );
+    if let Some(at) = result["as_of"].as_str() {
+        println!("  as of {at}");
+    }
+    if let Some(ev) = result["identification"].as_object() {
+        println!(
+            "  identified by {} = {}",
+            cell(&ev["rule"]),
+            cell(&ev["value"])
+        );
+    }
+    if let Some(attrs) = ci["attributes"].as_object() {
+        println!("attributes:");
+        for (k, v) in attrs {
+            let text = cell(v);
+            let short: String = text.chars().take(100).collect();
+            println!(
+                "  {k:<28} {short}{}",
+                if text.chars().count() > 100 {
+                    " …"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    println!(
+        "relationships: {} (incoming: {})",
+        cell(&result["counts"]),
+        cell(&result["relationships_in"])
+    );
+    let rels = result["relationships_out"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for r in rels.iter().filter(|r| r["key"]["kind"] != "installs") {
+        println!(
+            "  {} {} ({})",
+            cell(&r["key"]["kind"]),
+            cell(&r["to_name"]),
+            cell(&r["key"]["to"])
+        );
+    }
+    let installs: Vec<&Value> = rels
+        .iter()
+        .filter(|r| r["key"]["kind"] == "installs")
+        .collect();
+    for r in installs.iter().take(10) {
+        println!(
+            "  installs {} {} [{}]",
+            cell(&r["to_name"]),
+            cell(&r["attributes"]["version"]),
+            cell(&r["key"]["discriminator"])
+        );
+    }
+    if installs.len() > 10 {
+        println!(
+            "  … {} more installs (--format json for all)",
+            installs.len() - 10
+        );
+    }
 }
 
 fn unreachable_command() -> ! {

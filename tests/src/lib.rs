@@ -1,1 +1,1 @@
-//! Holder crate for the end-to-end tests in `tests/e2e.rs`.
+//! Holder crate for the end-to-end tests in `tests/e2e/` (one test binary).

@@ -1,0 +1,212 @@
+//! The Store contract, on the embedded sled backend. A second backend must pass these too.
+
+use census_collector::model::*;
+use census_collector::store::*;
+use chrono::{Duration, Utc};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("census-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn token(secret_hash: &str, uses: u32, ttl: i64) -> EnrollmentToken {
+    EnrollmentToken {
+        id: format!("tok_{secret_hash}"),
+        secret_hash: secret_hash.into(),
+        created_at: Utc::now(),
+        expires_at: Utc::now() + Duration::seconds(ttl),
+        max_uses: uses,
+        uses: 0,
+        revoked_at: None,
+        note: None,
+    }
+}
+
+fn agent(id: &str, key: &str) -> Agent {
+    Agent {
+        id: id.into(),
+        public_key: key.into(),
+        enrolled_at: Utc::now(),
+        token_id: String::new(),
+        agent_version: "t".into(),
+        facts: Default::default(),
+        revoked_at: None,
+        last_seq: 0,
+        last_seen: None,
+        last_content_hash: None,
+        ci_id: None,
+        identification: None,
+        clock_skew_seconds: None,
+        superseded_by: None,
+    }
+}
+
+#[test]
+fn newer_schema_is_refused_with_a_clear_message() {
+    let d = dir("schema");
+    drop(SledStore::open(&d).unwrap());
+    {
+        let db = sled::open(&d).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(&d).err().expect("refused");
+    assert!(matches!(
+        err,
+        StoreError::NewerSchema {
+            found: 99,
+            supported: STORE_SCHEMA_VERSION
+        }
+    ));
+    assert!(err.to_string().contains("upgrade the collector"), "{err}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn enroll_is_atomic_and_counts_uses() {
+    let d = dir("enroll");
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h1", 1, 3600)).unwrap();
+    assert_eq!(
+        s.enroll("nope", &agent("a0", "k0"), Utc::now()),
+        Err(EnrollError::UnknownToken)
+    );
+    s.enroll("h1", &agent("a1", "k1"), Utc::now()).unwrap();
+    assert_eq!(
+        s.enroll("h1", &agent("a2", "k2"), Utc::now()),
+        Err(EnrollError::Exhausted(1))
+    );
+    assert!(
+        s.get_agent("a2").unwrap().is_none(),
+        "a refused enrollment stores nothing"
+    );
+    s.put_token(&token("h2", 5, 3600)).unwrap();
+    assert_eq!(
+        s.enroll("h2", &agent("a3", "k1"), Utc::now()),
+        Err(EnrollError::KeyInUse("a1".into()))
+    );
+    s.put_token(&token("h3", 5, -1)).unwrap();
+    assert!(matches!(
+        s.enroll("h3", &agent("a4", "k4"), Utc::now()),
+        Err(EnrollError::Expired(_))
+    ));
+    assert_eq!(
+        s.list_tokens()
+            .unwrap()
+            .iter()
+            .find(|t| t.secret_hash == "h2")
+            .unwrap()
+            .uses,
+        0
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn ingest_commit_is_compare_and_set_on_seq() {
+    let d = dir("cas");
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let ci = Ci {
+        id: "cmp_1".into(),
+        class: CiClass::Computer,
+        name: "h".into(),
+        attributes: Default::default(),
+        volatile: Default::default(),
+        status: CiStatus::Active,
+        first_seen: Utc::now(),
+        last_seen: Utc::now(),
+        sources: vec![],
+        version: 1,
+        owner: None,
+    };
+    let commit = IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 0,
+        new_seq: 1,
+        seen_at: Utc::now(),
+        ci_puts: vec![ci.clone()],
+        ci_id: Some("cmp_1".into()),
+        ..Default::default()
+    };
+    s.commit_ingest(&commit).unwrap();
+    let again = s.commit_ingest(&commit).unwrap_err();
+    assert!(
+        matches!(
+            again,
+            CommitError::SeqMoved {
+                expected: 0,
+                current: 1
+            }
+        ),
+        "{again}"
+    );
+    assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 1);
+    // An identity key held by another CI aborts the whole transaction.
+    let key = IdentityKey {
+        rule: "serial",
+        value: "x|1".into(),
+    };
+    let claim = IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 1,
+        new_seq: 2,
+        seen_at: Utc::now(),
+        identity_claims: vec![(key.clone(), "cmp_1".into())],
+        ..Default::default()
+    };
+    s.commit_ingest(&claim).unwrap();
+    let steal = IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 2,
+        new_seq: 3,
+        seen_at: Utc::now(),
+        identity_claims: vec![(key.clone(), "cmp_2".into())],
+        ci_puts: vec![Ci {
+            id: "cmp_2".into(),
+            ..ci
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.commit_ingest(&steal),
+        Err(CommitError::IdentityRace(_))
+    ));
+    assert!(
+        s.get_ci("cmp_2").unwrap().is_none(),
+        "aborted commit wrote nothing"
+    );
+    assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 2);
+    assert_eq!(s.lookup_identity(&key).unwrap().as_deref(), Some("cmp_1"));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn revoked_agent_cannot_commit() {
+    let d = dir("revoked");
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    assert!(s.revoke_agent("a1", Utc::now()).unwrap());
+    let c = IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 0,
+        new_seq: 1,
+        seen_at: Utc::now(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.commit_ingest(&c),
+        Err(CommitError::AgentGone(_))
+    ));
+    assert!(matches!(
+        s.commit_heartbeat("a1", 0, 1, Utc::now()),
+        Err(CommitError::AgentGone(_))
+    ));
+    let _ = std::fs::remove_dir_all(d);
+}

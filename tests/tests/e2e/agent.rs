@@ -1,0 +1,357 @@
+//! The real agent binary against the real collector: enroll with a pinned CA, deliver,
+//! heartbeat, spool through an outage, tampered spool files, wrong pins.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Every section but listening ports: the tests running beside these ones open and close
+/// loopback ports, which is real drift of this machine and would turn heartbeats into
+/// snapshots at random. The ground-truth tests cover the ports probe.
+const STABLE_SECTIONS: &[&str] = &[
+    "system",
+    "os",
+    "cpus",
+    "memory",
+    "disks",
+    "filesystems",
+    "network",
+    "software",
+    "services",
+    "users",
+];
+
+struct RealAgent {
+    state: PathBuf,
+    config: PathBuf,
+}
+
+impl RealAgent {
+    fn new(name: &str) -> RealAgent {
+        let dir = temp_dir(&format!("agent-{name}"));
+        let agent = RealAgent {
+            state: dir.join("state"),
+            config: dir.join("agent.toml"),
+        };
+        agent.set_sections(STABLE_SECTIONS);
+        agent
+    }
+
+    /// Writes the config with these sections.
+    fn set_sections(&self, sections: &[&str]) {
+        let list: Vec<String> = sections.iter().map(|s| format!("\"{s}\"")).collect();
+        let text = format!("schedule = \"0 */4 * * *\"\nsplay_seconds = 0\nrequest_timeout_seconds = 20\nsections = [{}]\n", list.join(", "));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin("census-agent"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("CENSUS_LOG", "info")
+            .output()
+            .expect("run census-agent")
+    }
+
+    fn enroll(&self, c: &Collector) -> Output {
+        self.run(&[
+            "enroll",
+            "--server",
+            &c.url,
+            "--token",
+            &c.token(1, "1h"),
+            "--ca-fingerprint",
+            &c.fingerprint(),
+        ])
+    }
+
+    fn spool_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.state.join("spool"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn dpkg_installed() -> usize {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Status}\n"])
+        .output()
+        .expect("dpkg-query");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "installed")
+        .count()
+}
+
+fn agent_row(c: &Collector, id: &str) -> Value {
+    c.json(&["agent", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .expect("agent listed")
+}
+
+fn enrollment(state: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(state.join("enrollment.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn enroll_and_first_snapshot_build_this_machine_in_the_cmdb() {
+    let c = Collector::start("spine");
+    let agent = RealAgent::new("spine");
+    let out = agent.enroll(&c);
+    assert!(out.status.success(), "{}", text(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(agent.state.join("agent.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "private key is 0600");
+    }
+    let out = agent.run(&["once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("snapshot seq 1 delivered"),
+        "{}",
+        text(&out)
+    );
+
+    let id = enrollment(&agent.state)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ci = agent_row(&c, &id)["ci_id"].as_str().unwrap().to_string();
+    let shown = c.json(&["ci", "show", &ci]);
+    let counts = &shown["counts"];
+    assert_eq!(
+        counts["installs"].as_u64().unwrap() as usize,
+        dpkg_installed(),
+        "every installed package is an installs edge: {counts}"
+    );
+    assert_eq!(counts["runs"], 1, "{counts}");
+    assert!(
+        counts["has"].as_u64().unwrap() >= 2,
+        "disks and NICs: {counts}"
+    );
+    let attrs = &shown["ci"]["attributes"];
+    assert_eq!(
+        attrs["os.hostname"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    assert_eq!(
+        attrs["system.machine_id"].as_str().unwrap(),
+        std::fs::read_to_string("/etc/machine-id").unwrap().trim()
+    );
+    let stats = c.json(&["stats"]);
+    assert!(stats["cis"]["ip_address"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["cis"]["network_interface"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(stats["cis"]["disk"].as_u64().unwrap() >= 1, "{stats}");
+
+    // Nothing changed: a heartbeat, no new version.
+    let out = agent.run(&["once"]);
+    assert!(text(&out).contains("heartbeat accepted"), "{}", text(&out));
+    assert_eq!(c.json(&["ci", "history", &ci]).as_array().unwrap().len(), 1);
+    assert_eq!(agent_row(&c, &id)["last_seq"], 2);
+    let status = text(&agent.run(&["status"]));
+    assert!(status.contains("spool:         0 snapshot(s)"), "{status}");
+    assert!(!status.contains("last success:  never"), "{status}");
+}
+
+#[test]
+fn outage_spools_in_order_and_delivers_all_on_return() {
+    let mut c = Collector::start("outage");
+    let agent = RealAgent::new("outage");
+    assert!(agent.enroll(&c).status.success());
+    assert!(agent.run(&["once"]).status.success());
+    c.stop();
+    // Unchanged inventory during an outage is a failed heartbeat, nothing to spool.
+    let out = agent.run(&["once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "undelivered runs exit 3: {}",
+        text(&out)
+    );
+    assert!(agent.spool_files().is_empty());
+    // Changed inventory is spooled: three different configurations (seq 3, 4, 5).
+    for sections in [
+        &STABLE_SECTIONS[..9],
+        &STABLE_SECTIONS[..8],
+        &STABLE_SECTIONS[..9],
+    ] {
+        agent.set_sections(sections);
+        let out = agent.run(&["once"]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "undelivered runs exit 3: {}",
+            text(&out)
+        );
+    }
+    let spooled = agent.spool_files();
+    assert_eq!(spooled.len(), 3, "{spooled:?}");
+    c.start_again();
+    agent.set_sections(STABLE_SECTIONS);
+    let out = agent.run(&["once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let order: Vec<usize> = [
+        "seq 3 delivered",
+        "seq 4 delivered",
+        "seq 5 delivered",
+        "seq 6 delivered",
+    ]
+    .iter()
+    .map(|s| t.find(s).unwrap_or_else(|| panic!("{s} missing in {t}")))
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "delivered in seq order: {t}"
+    );
+    assert!(agent.spool_files().is_empty());
+    let id = enrollment(&agent.state)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        agent_row(&c, &id)["last_seq"],
+        6,
+        "none lost, none duplicated"
+    );
+}
+
+#[test]
+fn tampered_spool_file_is_refused_and_the_agent_moves_on() {
+    let mut c = Collector::start("spool-tamper");
+    let agent = RealAgent::new("spool-tamper");
+    assert!(agent.enroll(&c).status.success());
+    c.stop();
+    assert_eq!(agent.run(&["once"]).status.code(), Some(3));
+    assert_eq!(agent.run(&["once"]).status.code(), Some(3));
+    let files = agent.spool_files();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&files[0], bytes).unwrap();
+    c.start_again();
+    let out = agent.run(&["once"]);
+    let t = text(&out);
+    assert!(t.contains("snapshot seq 1 refused (401)"), "{t}");
+    assert!(
+        t.contains("collector refused a spooled snapshot"),
+        "logged: {t}"
+    );
+    assert!(
+        t.contains("snapshot seq 2 delivered") && t.contains("snapshot seq 3 delivered"),
+        "{t}"
+    );
+    assert!(agent.spool_files().is_empty());
+}
+
+#[test]
+fn wrong_ca_pin_refuses_to_send() {
+    let c = Collector::start("pin");
+    let agent = RealAgent::new("pin");
+    let wrong = "00".repeat(32);
+    let out = agent.run(&[
+        "enroll",
+        "--server",
+        &c.url,
+        "--token",
+        &c.token(1, "1h"),
+        "--ca-fingerprint",
+        &wrong,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("pinned CA fingerprint"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        c.json(&["agent", "list"]).as_array().unwrap().len(),
+        0,
+        "nothing reached the collector"
+    );
+    // An enrolled agent whose stored CA is replaced by another one refuses the server.
+    assert!(agent.enroll(&c).status.success());
+    let other = Collector::start("pin-other");
+    let mut e = enrollment(&agent.state);
+    e["ca_pem"] = Value::String(other.ca_pem());
+    std::fs::write(
+        agent.state.join("enrollment.json"),
+        serde_json::to_vec(&e).unwrap(),
+    )
+    .unwrap();
+    let out = agent.run(&["once"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn enroll_errors_are_clear() {
+    let c = Collector::start("enroll-errors");
+    let agent = RealAgent::new("enroll-errors");
+    let out = agent.run(&[
+        "enroll",
+        "--server",
+        &c.url,
+        "--token",
+        "cet_wrong",
+        "--ca-fingerprint",
+        &c.fingerprint(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .contains("enrollment refused by the collector (401): enrollment token is not valid"),
+        "{}",
+        text(&out)
+    );
+    let out = agent.run(&[
+        "enroll",
+        "--server",
+        "https://127.0.0.1:1",
+        "--token",
+        "x",
+        "--ca-fingerprint",
+        &c.fingerprint(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot reach https://127.0.0.1:1"),
+        "{}",
+        text(&out)
+    );
+    let out = agent.run(&["once"]);
+    assert!(text(&out).contains("not enrolled"), "{}", text(&out));
+}

@@ -1,0 +1,168 @@
+//! kill -9 during ingest: every acknowledged snapshot is present afterwards, the store opens
+//! every time, no duplicate CIs. CI runs a short version; `bench/crash.sh` runs 100 cycles
+//! (CENSUS_CRASH_CYCLES=100).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use census_shared::{envelope, wire, Section};
+
+use crate::support::*;
+
+const AGENTS: usize = 4;
+
+#[test]
+fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
+    let cycles: usize = std::env::var("CENSUS_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let mut c = Collector::start("crash");
+    let token = c.token(AGENTS as u32, "1h");
+    let agents: Vec<Arc<Mutex<FakeAgent>>> = (0..AGENTS)
+        .map(|_| Arc::new(Mutex::new(FakeAgent::enroll(&c, &token))))
+        .collect();
+    let acked: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..AGENTS)
+        .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
+        .collect();
+    let mut total_acked = 0;
+    for cycle in 0..cycles {
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = c.url.clone();
+        let ca = c.ca_pem();
+        let mut threads = Vec::new();
+        for (i, agent) in agents.iter().enumerate() {
+            let (agent, acked, stop, url, ca) = (
+                agent.clone(),
+                acked[i].clone(),
+                stop.clone(),
+                url.clone(),
+                ca.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let mut a = agent.lock().unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    a.seq += 1;
+                    let seq = a.seq;
+                    let mut snap = machine(
+                        &format!("crash-{i}"),
+                        Some(&format!("CRASH-SN-{i}")),
+                        None,
+                        &format!("crash-mid-{i}"),
+                        &[&format!("52:54:00:cc:00:0{i}")],
+                    );
+                    // A unique configuration per snapshot: every accepted one is a version.
+                    if let Some(os) = snap.os.data_mut() {
+                        os.timezone = Some(format!("seq-{seq}"));
+                    }
+                    if i % 2 == 1 {
+                        snap.services = Section::failed("not probed in this test");
+                    }
+                    snap.agent_id = a.id.clone();
+                    snap.seq = seq;
+                    let body = wire::encode_body(&snap).unwrap();
+                    let sig = envelope::sign(
+                        a.key.signing_key(),
+                        &envelope::snapshot_fields(&a.id, seq, &body),
+                    )
+                    .unwrap();
+                    let r = http
+                        .post(format!("{url}/api/v1/snapshots"))
+                        .header(envelope::HEADER_AGENT_ID, &a.id)
+                        .header(envelope::HEADER_SEQ, seq.to_string())
+                        .header(envelope::HEADER_SIGNATURE, sig)
+                        .header("content-encoding", "zstd")
+                        .body(body)
+                        .send();
+                    match r {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            acked.lock().unwrap().insert(seq);
+                        }
+                        Ok(r) => panic!(
+                            "unexpected status {} for seq {seq}: {:?}",
+                            r.status(),
+                            r.text()
+                        ),
+                        Err(_) => break, // the collector died under us
+                    }
+                }
+            }));
+        }
+        let delay = 150 + rand::random::<u64>() % 350;
+        std::thread::sleep(Duration::from_millis(delay));
+        c.kill9();
+        stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().expect("sender thread");
+        }
+        c.start_again();
+
+        // Every acknowledged snapshot is there: its seq is at or below the agent's last
+        // accepted seq, and (after the first, which is discovery) it raised a change record.
+        let rows = c.json(&["agent", "list"]);
+        let changes = c.json(&["changes"]);
+        let mut recorded: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for ch in changes.as_array().unwrap() {
+            recorded
+                .entry(ch["agent_id"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(ch["seq"].as_u64().unwrap());
+        }
+        total_acked = 0;
+        for (i, agent) in agents.iter().enumerate() {
+            let a = agent.lock().unwrap();
+            let row = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == a.id.as_str())
+                .expect("agent survives");
+            let acked = acked[i].lock().unwrap();
+            total_acked += acked.len();
+            if let Some(max) = acked.iter().max() {
+                assert!(
+                    row["last_seq"].as_u64().unwrap() >= *max,
+                    "cycle {cycle}: agent {i} acked {max} but store has {}",
+                    row["last_seq"]
+                );
+            }
+            let first = acked.iter().next().copied();
+            let seen = recorded.get(&a.id).cloned().unwrap_or_default();
+            let missing: Vec<u64> = acked
+                .iter()
+                .filter(|s| Some(**s) != first && !seen.contains(s))
+                .copied()
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "cycle {cycle}: agent {i} acked seqs without a stored change: {missing:?}"
+            );
+        }
+        let stats = c.json(&["stats"]);
+        assert_eq!(
+            stats["cis"]["computer"].as_u64().unwrap() as usize,
+            AGENTS.min(
+                rows.as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| !r["ci_id"].is_null())
+                    .count()
+            ),
+            "cycle {cycle}: no duplicate computers: {stats}"
+        );
+    }
+    eprintln!(
+        "crash test: {cycles} kill -9 cycles, {total_acked} acknowledged snapshots, all present"
+    );
+    assert!(
+        total_acked > 0,
+        "the test acknowledged nothing: it proved nothing"
+    );
+}

@@ -1,0 +1,571 @@
+//! The collector's ingest contract over real TLS: every refusal has its status and message
+//! and stores nothing; identification, history and as-of behave as DESIGN.md says.
+
+use std::io::Read;
+use std::time::Duration;
+
+use census_shared::*;
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn stats(c: &Collector) -> Value {
+    c.json(&["stats"])
+}
+
+fn agent_row(c: &Collector, id: &str) -> Value {
+    c.json(&["agent", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .expect("agent listed")
+}
+
+#[test]
+fn tampered_byte_is_401_and_nothing_is_stored() {
+    let c = Collector::start("tamper");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut snap = machine(
+        "web1",
+        Some("SN1"),
+        None,
+        "mid-tamper",
+        &["52:54:00:aa:00:01"],
+    );
+    snap.agent_id = a.id.clone();
+    snap.seq = 1;
+    let body = wire::encode_body(&snap).unwrap();
+    let sig = envelope::sign(
+        a.key.signing_key(),
+        &envelope::snapshot_fields(&a.id, 1, &body),
+    )
+    .unwrap();
+    let before = stats(&c);
+    for pos in [0, body.len() / 2, body.len() - 1] {
+        let mut tampered = body.clone();
+        tampered[pos] ^= 0x01;
+        let r = a.post_signed(&c, 1, tampered, Some("zstd"), &sig);
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(r.detail().contains("signature does not verify"), "{r:?}");
+    }
+    // Another agent's key signing this agent's message: also a signature failure.
+    let other = AgentKeyPair::generate();
+    let foreign = envelope::sign(
+        other.signing_key(),
+        &envelope::snapshot_fields(&a.id, 1, &body),
+    )
+    .unwrap();
+    assert_eq!(
+        a.post_signed(&c, 1, body.clone(), Some("zstd"), &foreign)
+            .status,
+        401
+    );
+    assert_eq!(stats(&c), before, "refusals stored nothing");
+    assert_eq!(agent_row(&c, &a.id)["last_seq"], 0);
+    // The untampered body is then accepted with the same seq.
+    assert_eq!(a.post_signed(&c, 1, body, Some("zstd"), &sig).status, 200);
+    a.seq = 1;
+}
+
+#[test]
+fn replay_and_lower_seq_are_409_also_after_restart() {
+    let mut c = Collector::start("replay");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut snap = machine(
+        "web2",
+        Some("SN2"),
+        None,
+        "mid-replay",
+        &["52:54:00:aa:00:02"],
+    );
+    assert_eq!(a.send(&c, &mut snap).status, 200);
+    assert_eq!(a.send(&c, &mut snap).status, 200);
+    let body = wire::encode_body(&snap).unwrap(); // seq 2 inside
+    let replay = a.post_raw(&c, 2, body.clone(), Some("zstd"));
+    assert_eq!(replay.status, 409, "{replay:?}");
+    assert!(
+        replay
+            .detail()
+            .contains("not above the last accepted seq 2"),
+        "{replay:?}"
+    );
+    let mut lower = snap.clone();
+    lower.seq = 1;
+    assert_eq!(
+        a.post_raw(&c, 1, wire::encode_body(&lower).unwrap(), Some("zstd"))
+            .status,
+        409
+    );
+    c.restart();
+    assert_eq!(
+        a.post_raw(&c, 2, body, Some("zstd")).status,
+        409,
+        "seq survives a restart"
+    );
+    assert_eq!(a.send(&c, &mut snap).status, 200);
+}
+
+#[test]
+fn cross_agent_unknown_and_revoked() {
+    let c = Collector::start("cross");
+    let token = c.token(3, "1h");
+    let mut a = FakeAgent::enroll(&c, &token);
+    let b = FakeAgent::enroll(&c, &token);
+    // A signs correctly but the body says it is B: 403.
+    let mut snap = machine("web3", None, None, "mid-cross", &["52:54:00:aa:00:03"]);
+    snap.agent_id = b.id.clone();
+    snap.seq = 1;
+    let r = a.post_raw(&c, 1, wire::encode_body(&snap).unwrap(), Some("zstd"));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.detail().contains("claims agent"), "{r:?}");
+    // Unknown agent id: 401.
+    let ghost = FakeAgent {
+        key: AgentKeyPair::generate(),
+        id: "agt_doesnotexist".into(),
+        seq: 0,
+    };
+    assert_eq!(ghost.post_raw(&c, 1, b"{}".to_vec(), None).status, 401);
+    // Revoked: 403, and nothing stored.
+    c.cli(&["agent", "revoke", &a.id]);
+    let r = a.send(
+        &c,
+        &mut machine("web3", None, None, "mid-cross", &["52:54:00:aa:00:03"]),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.detail().contains("revoked"), "{r:?}");
+    assert_eq!(stats(&c)["cis"]["computer"], 0);
+}
+
+#[test]
+fn enrollment_tokens_expire_exhaust_and_revoke() {
+    let c = Collector::start("tokens");
+    let http = c.http();
+    let enroll = |token: &str| {
+        let key = AgentKeyPair::generate();
+        let body = serde_json::json!({"token": token, "public_key": key.public().to_text(), "agent_version": "t", "facts": {"hostname": "h", "fqdn": null, "machine_id": null, "vendor": null, "serial": null, "system_uuid": null, "macs": [], "os": null}});
+        let r = http
+            .post(format!("{}/api/v1/enroll", c.url))
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let expired = c.token(5, "1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (s, body) = enroll(&expired);
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let once = c.token(1, "1h");
+    assert_eq!(enroll(&once).0, 201);
+    let (s, body) = enroll(&once);
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("used 1 of 1"), "{body}");
+    let revoked = c.token(5, "1h");
+    let id = c
+        .json(&["token", "list"])
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.cli(&["token", "revoke", &id]);
+    let (s, body) = enroll(&revoked);
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    assert_eq!(enroll("cet_nonsense").0, 401);
+    let (s, body) = enroll("");
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(
+        c.json(&["agent", "list"]).as_array().unwrap().len(),
+        1,
+        "only the valid enrollment stored an agent"
+    );
+    // A bad public key names the field.
+    let r = http.post(format!("{}/api/v1/enroll", c.url)).json(&serde_json::json!({"token": c.token(1, "1h"), "public_key": "ed25519:AAAA", "agent_version": "t", "facts": {"hostname": "h", "fqdn": null, "machine_id": null, "vendor": null, "serial": null, "system_uuid": null, "macs": [], "os": null}})).send().unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(r.text().unwrap().contains("public_key"));
+}
+
+struct Zeros(u64);
+
+impl Read for Zeros {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.0) as usize;
+        buf[..n].fill(b' ');
+        self.0 -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn hundred_megabyte_body_is_413_with_bounded_memory() {
+    let c = Collector::start("huge");
+    let a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let sig = envelope::sign(
+        a.key.signing_key(),
+        &envelope::snapshot_fields(&a.id, 1, b""),
+    )
+    .unwrap();
+    // Declared length: refused before reading.
+    let r = c
+        .http()
+        .post(format!("{}/api/v1/snapshots", c.url))
+        .header(envelope::HEADER_AGENT_ID, &a.id)
+        .header(envelope::HEADER_SEQ, "1")
+        .header(envelope::HEADER_SIGNATURE, &sig)
+        .body(reqwest::blocking::Body::sized(
+            Zeros(100 * 1024 * 1024),
+            100 * 1024 * 1024,
+        ))
+        .send();
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    // Chunked, no length: the collector stops reading at the limit.
+    let r = c
+        .http()
+        .post(format!("{}/api/v1/snapshots", c.url))
+        .header(envelope::HEADER_AGENT_ID, &a.id)
+        .header(envelope::HEADER_SEQ, "1")
+        .header(envelope::HEADER_SIGNATURE, &sig)
+        .body(reqwest::blocking::Body::new(Zeros(100 * 1024 * 1024)))
+        .send();
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+        assert!(r.text().unwrap().contains("exceeds the limit"));
+    }
+    let peak = c.peak_rss_kib();
+    assert!(
+        peak > 0 && peak < 120 * 1024,
+        "collector peak RSS {peak} KiB after 2x100 MB bodies"
+    );
+    assert_eq!(agent_row(&c, &a.id)["last_seq"], 0);
+}
+
+#[test]
+fn zip_bomb_is_413() {
+    let c = Collector::start("bomb");
+    let a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let bomb = zstd::bulk::compress(&vec![b' '; 100 * 1024 * 1024], 19).unwrap();
+    assert!(bomb.len() < 64 * 1024, "bomb is {} bytes", bomb.len());
+    let r = a.post_raw(&c, 1, bomb, Some("zstd"));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.detail().contains("decompressed body exceeds"), "{r:?}");
+    let peak = c.peak_rss_kib();
+    assert!(
+        peak < 200 * 1024,
+        "peak RSS {peak} KiB while refusing a zip bomb"
+    );
+    assert_eq!(agent_row(&c, &a.id)["last_seq"], 0);
+}
+
+#[test]
+fn schema_violations_are_422_naming_the_field() {
+    let c = Collector::start("schema");
+    let a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut snap = machine("web4", None, None, "mid-schema", &["52:54:00:aa:00:04"]);
+    snap.agent_id = a.id.clone();
+    snap.seq = 1;
+    let json = serde_json::to_string(&snap).unwrap();
+    // Duplicate key.
+    let dup = json.replacen("\"seq\":1", "\"seq\":1,\"seq\":1", 1);
+    let r = a.post_raw(&c, 1, dup.into_bytes(), None);
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(r.detail().contains("duplicate field `seq`"), "{r:?}");
+    // Over-long string deep inside.
+    let mut v: Value = serde_json::from_str(&json).unwrap();
+    v["software"]["data"][2]["name"] = Value::String("x".repeat(5000));
+    let r = a.post_raw(&c, 1, serde_json::to_vec(&v).unwrap(), None);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["field"], "software.data[2].name", "{r:?}");
+    // Over-long array.
+    let mut v: Value = serde_json::from_str(&json).unwrap();
+    v["cpus"] = serde_json::json!({"status": "collected", "data": vec![serde_json::json!({"socket":0,"vendor":null,"model":null,"cores":1,"threads":1,"max_mhz":null,"flags_virtualization":null}); 1025]});
+    let r = a.post_raw(&c, 1, serde_json::to_vec(&v).unwrap(), None);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["field"], "cpus.data", "{r:?}");
+    // Wrong type.
+    let mut v: Value = serde_json::from_str(&json).unwrap();
+    v["os"]["data"]["hostname"] = serde_json::json!(7);
+    let r = a.post_raw(&c, 1, serde_json::to_vec(&v).unwrap(), None);
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("os.data.hostname")),
+        "{r:?}"
+    );
+    // Unknown encoding.
+    assert_eq!(
+        a.post_raw(&c, 1, json.clone().into_bytes(), Some("gzip"))
+            .status,
+        415
+    );
+    // Body seq differs from the signed seq.
+    let r = a.post_raw(&c, 2, json.into_bytes(), None);
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("seq")),
+        "{r:?}"
+    );
+    assert_eq!(stats(&c)["cis"]["computer"], 0);
+    assert_eq!(agent_row(&c, &a.id)["last_seq"], 0);
+}
+
+#[test]
+fn cloned_vm_raises_one_conflict_and_no_merge() {
+    let c = Collector::start("clone");
+    let token = c.token(2, "1h");
+    let mut a = FakeAgent::enroll(&c, &token);
+    let mut b = FakeAgent::enroll(&c, &token);
+    let uuid = "4c4c4544-0042-3510-8051-b4c04f4e4b32";
+    let mut sa = machine(
+        "tmpl-a",
+        None,
+        Some(uuid),
+        "cloned-machine-id",
+        &["00:50:56:01:00:01"],
+    );
+    let mut sb = machine(
+        "tmpl-b",
+        None,
+        Some(uuid),
+        "cloned-machine-id",
+        &["00:50:56:01:00:02"],
+    );
+    for _ in 0..3 {
+        assert_eq!(a.send(&c, &mut sa).status, 200);
+        assert_eq!(b.send(&c, &mut sb).status, 200);
+    }
+    let conflicts = c.json(&["conflicts"]);
+    assert_eq!(conflicts.as_array().unwrap().len(), 1, "{conflicts}");
+    assert_eq!(conflicts[0]["rule"], "system_uuid");
+    let ca = agent_row(&c, &a.id)["ci_id"].clone();
+    let cb = agent_row(&c, &b.id)["ci_id"].clone();
+    assert_ne!(ca, cb, "no merge");
+    assert_eq!(stats(&c)["cis"]["computer"], 2);
+    let name_a = c.json(&["ci", "show", ca.as_str().unwrap()])["ci"]["name"].clone();
+    assert_eq!(name_a, "tmpl-a.example.com", "A's CI never took B's data");
+}
+
+#[test]
+fn reimaged_machine_keeps_its_ci() {
+    let c = Collector::start("reimage");
+    let token = c.token(2, "1h");
+    let mut before = FakeAgent::enroll(&c, &token);
+    let mut s1 = machine(
+        "db1",
+        Some("7XK2M33"),
+        Some("4c4c4544-0058-4b10-8032-b7c04f4d3333"),
+        "old-machine-id",
+        &["b8:2a:72:00:00:01"],
+    );
+    assert_eq!(before.send(&c, &mut s1).status, 200);
+    let ci = agent_row(&c, &before.id)["ci_id"].clone();
+    // Reinstalled: new agent key and id, new machine-id, same hardware.
+    let mut after = FakeAgent::enroll(&c, &token);
+    let mut s2 = machine(
+        "db1",
+        Some("7XK2M33"),
+        Some("4c4c4544-0058-4b10-8032-b7c04f4d3333"),
+        "new-machine-id",
+        &["b8:2a:72:00:00:01"],
+    );
+    assert_eq!(after.send(&c, &mut s2).status, 200);
+    let row = agent_row(&c, &after.id);
+    assert_eq!(row["ci_id"], ci, "re-enrolled machine linked to its CI");
+    assert_eq!(stats(&c)["cis"]["computer"], 1);
+    let shown = c.json(&["ci", "show", ci.as_str().unwrap()]);
+    assert_eq!(shown["identification"]["rule"], "serial", "{shown}");
+    // The old agent comes back to life: a conflict for a person, no ping-pong.
+    assert_eq!(before.send(&c, &mut s1).status, 200);
+    assert_eq!(agent_row(&c, &before.id)["superseded_by"], after.id);
+    assert_eq!(c.json(&["conflicts"]).as_array().unwrap().len(), 1);
+    assert_eq!(after.send(&c, &mut s2).status, 200);
+    assert_eq!(agent_row(&c, &after.id)["ci_id"], ci);
+}
+
+#[test]
+fn failed_section_keeps_its_data() {
+    let c = Collector::start("failed");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "app1",
+        Some("SNF"),
+        None,
+        "mid-failed",
+        &["52:54:00:aa:00:05"],
+    );
+    assert_eq!(a.send(&c, &mut s).status, 200);
+    let ci = agent_row(&c, &a.id)["ci_id"].as_str().unwrap().to_string();
+    let counts = c.json(&["ci", "show", &ci])["counts"].clone();
+    assert_eq!(counts["installs"], 4);
+    s.software = Section::failed("dpkg: status database locked");
+    s.disks = Section::unsupported("no probe");
+    s.network_interfaces = Section::failed("permission denied");
+    let r = a.send(&c, &mut s);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["change_record"].is_null(),
+        "a failed section is not drift: {r:?}"
+    );
+    let shown = c.json(&["ci", "show", &ci]);
+    assert_eq!(shown["counts"], counts, "{shown}");
+    assert_eq!(stats(&c)["cis"]["disk"], 1);
+}
+
+#[test]
+fn as_of_returns_the_older_version() {
+    let c = Collector::start("asof");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "hist1",
+        Some("SNH"),
+        None,
+        "mid-hist",
+        &["52:54:00:aa:00:06"],
+    );
+    assert_eq!(a.send(&c, &mut s).status, 200);
+    let ci = agent_row(&c, &a.id)["ci_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = Utc::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    if let Some(os) = s.os.data_mut() {
+        os.kernel_version = Some("6.1.0-21-amd64".into());
+    }
+    if let Some(sw) = s.software.data_mut() {
+        sw[0].version = "3.0.13-1~deb12u1".into();
+    }
+    let r = a.send(&c, &mut s);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["change_record"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chg_")),
+        "{r:?}"
+    );
+    let now = c.json(&["ci", "show", &ci]);
+    assert_eq!(
+        now["ci"]["attributes"]["os.kernel_version"],
+        "6.1.0-21-amd64"
+    );
+    let then = c.json(&["ci", "show", &ci, "--as-of", &between.to_rfc3339()]);
+    assert_eq!(
+        then["ci"]["attributes"]["os.kernel_version"], "6.1.0-18-amd64",
+        "{then}"
+    );
+    let openssl_then = then["relationships_out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["attributes"]["version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.0.11"))
+        })
+        .cloned();
+    assert!(
+        openssl_then.is_some(),
+        "the old openssl edge is in the old version"
+    );
+    let history = c.json(&["ci", "history", &ci]);
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    // Unchanged content delivered again: no new version.
+    assert_eq!(a.send(&c, &mut s).status, 200);
+    assert_eq!(c.json(&["ci", "history", &ci]).as_array().unwrap().len(), 2);
+    let changes = c.json(&["changes"]);
+    assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
+}
+
+#[test]
+fn bad_envelope_headers_are_named() {
+    let c = Collector::start("headers");
+    let http = c.http();
+    let r = http
+        .post(format!("{}/api/v1/snapshots", c.url))
+        .header("x-census-agent", "a")
+        .header("x-census-seq", "abc")
+        .header("x-census-signature", "x")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("x-census-seq"));
+    let r = http
+        .post(format!("{}/api/v1/snapshots", c.url))
+        .header("x-census-agent", "a".repeat(200))
+        .header("x-census-seq", "1")
+        .header("x-census-signature", "x")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .get(format!("{}/api/v1/nothing", c.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        http.get(format!("{}/readyz", c.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[test]
+fn insecure_http_is_refused_off_loopback() {
+    let out = std::process::Command::new(bin("census-collector"))
+        .args([
+            "--data-dir",
+            temp_dir("insecure").to_str().unwrap(),
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-http",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only on loopback"));
+}
+
+#[test]
+fn store_reopens_after_clean_stop_and_keeps_data() {
+    let mut c = Collector::start("reopen");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    assert_eq!(
+        a.send(
+            &c,
+            &mut machine(
+                "keep1",
+                Some("SNK"),
+                None,
+                "mid-keep",
+                &["52:54:00:aa:00:07"]
+            )
+        )
+        .status,
+        200
+    );
+    c.stop();
+    // Offline admin commands open the store directly.
+    assert_eq!(c.json(&["stats"])["cis"]["computer"], 1);
+    c.start_again();
+    assert_eq!(
+        c.http()
+            .get(format!("{}/readyz", c.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(c.json(&["stats"])["cis"]["computer"], 1);
+}

@@ -1,0 +1,388 @@
+//! Test support: start the real binaries, talk to them over real TLS on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use census_shared::envelope;
+use census_shared::protocol::{EnrollRequest, EnrollResponse, IdentityFacts};
+use census_shared::*;
+use chrono::Utc;
+use serde_json::Value;
+
+/// A built workspace binary next to this test executable (target/<profile>/).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo test --workspace` (which builds it)",
+        path.display()
+    );
+    path
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("census-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("temp dir");
+    p
+}
+
+pub struct Collector {
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    extra: Vec<String>,
+}
+
+impl Collector {
+    pub fn start(name: &str) -> Collector {
+        Self::start_with(name, &[])
+    }
+
+    pub fn start_with(name: &str, extra: &[&str]) -> Collector {
+        let mut c = Collector {
+            dir: temp_dir(name),
+            child: None,
+            port: 0,
+            url: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        c.launch();
+        c
+    }
+
+    fn launch(&mut self) {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.dir.display().to_string(),
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+        ];
+        args.extend(self.extra.clone());
+        let mut child = Command::new(bin("census-collector"))
+            .args(&args)
+            .env("CENSUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start collector");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut url = None;
+        while Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(u) = line.strip_prefix("listening on ") {
+                        url = Some(u.trim().to_string());
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        // Keep draining stdout so the collector never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.expect("collector did not report its address");
+        self.port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.launch();
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tls/ca.pem")).expect("ca.pem")
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.cli(&["fingerprint"]).trim().to_string()
+    }
+
+    /// Runs an admin command; panics with its stderr when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("census-collector"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run collector CLI");
+        assert!(
+            out.status.success(),
+            "census-collector {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.cli(&all)).expect("JSON from the CLI")
+    }
+
+    pub fn token(&self, uses: u32, ttl: &str) -> String {
+        self.json(&["token", "create", "--uses", &uses.to_string(), "--ttl", ttl])["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
+    pub fn http(&self) -> reqwest::blocking::Client {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).expect("CA");
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+    }
+
+    /// Peak resident memory of the collector, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An agent simulated in-process with the shared crate: its own key, id and seq.
+pub struct FakeAgent {
+    pub key: AgentKeyPair,
+    pub id: String,
+    pub seq: u64,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn detail(&self) -> String {
+        self.body["detail"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn reply(r: reqwest::blocking::Response) -> Reply {
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+impl FakeAgent {
+    pub fn enroll(c: &Collector, token: &str) -> FakeAgent {
+        let key = AgentKeyPair::generate();
+        let req = EnrollRequest {
+            token: token.into(),
+            public_key: key.public().to_text(),
+            agent_version: "test".into(),
+            facts: IdentityFacts {
+                hostname: "fake".into(),
+                ..Default::default()
+            },
+        };
+        let r = c
+            .http()
+            .post(format!("{}/api/v1/enroll", c.url))
+            .json(&req)
+            .send()
+            .expect("enroll");
+        assert_eq!(r.status().as_u16(), 201, "enroll: {:?}", r.text());
+        let resp: EnrollResponse = r.json().expect("enroll response");
+        FakeAgent {
+            key,
+            id: resp.agent_id,
+            seq: 0,
+        }
+    }
+
+    /// Encodes, signs and posts `snap` with the next seq.
+    pub fn send(&mut self, c: &Collector, snap: &mut Snapshot) -> Reply {
+        self.seq += 1;
+        snap.agent_id = self.id.clone();
+        snap.seq = self.seq;
+        let body = census_shared::wire::encode_body(snap).expect("encode");
+        self.post_raw(c, self.seq, body, Some("zstd"))
+    }
+
+    pub fn post_raw(
+        &self,
+        c: &Collector,
+        seq: u64,
+        body: Vec<u8>,
+        encoding: Option<&str>,
+    ) -> Reply {
+        let sig = envelope::sign(
+            self.key.signing_key(),
+            &envelope::snapshot_fields(&self.id, seq, &body),
+        )
+        .expect("sign");
+        self.post_signed(c, seq, body, encoding, &sig)
+    }
+
+    pub fn post_signed(
+        &self,
+        c: &Collector,
+        seq: u64,
+        body: Vec<u8>,
+        encoding: Option<&str>,
+        sig: &str,
+    ) -> Reply {
+        let mut req = c
+            .http()
+            .post(format!("{}/api/v1/snapshots", c.url))
+            .header(envelope::HEADER_AGENT_ID, &self.id)
+            .header(envelope::HEADER_SEQ, seq.to_string())
+            .header(envelope::HEADER_SIGNATURE, sig)
+            .body(body);
+        if let Some(e) = encoding {
+            req = req.header("content-encoding", e);
+        }
+        reply(req.send().expect("post snapshot"))
+    }
+}
+
+/// A small but complete machine inventory.
+pub fn machine(
+    hostname: &str,
+    serial: Option<&str>,
+    uuid: Option<&str>,
+    machine_id: &str,
+    macs: &[&str],
+) -> Snapshot {
+    let mut s = Snapshot::empty("", 0, Utc::now());
+    s.agent_version = "test".into();
+    s.system = Section::collected(System {
+        vendor: Some("Dell Inc.".into()),
+        model: Some("PowerEdge R640".into()),
+        serial: serial.map(str::to_string),
+        uuid: uuid.map(str::to_string),
+        machine_id: Some(machine_id.into()),
+        ..Default::default()
+    });
+    s.os = Section::collected(Os {
+        family: "linux".into(),
+        name: Some("Debian GNU/Linux".into()),
+        id: Some("debian".into()),
+        version: Some("12 (bookworm)".into()),
+        version_id: Some("12".into()),
+        kernel_version: Some("6.1.0-18-amd64".into()),
+        arch: "x86_64".into(),
+        hostname: hostname.into(),
+        fqdn: Some(format!("{hostname}.example.com")),
+        timezone: Some("UTC".into()),
+        ..Default::default()
+    });
+    s.network_interfaces = Section::collected(
+        macs.iter()
+            .enumerate()
+            .map(|(i, m)| NetworkInterface {
+                name: format!("eth{i}"),
+                mac: Some(m.to_string()),
+                physical: true,
+                kind: "ether".into(),
+                up: true,
+                addresses: vec![IpAddress {
+                    address: format!("10.20.{}.{}", i, 1 + (hostname.len() % 200)),
+                    prefix: 24,
+                    family: "ipv4".into(),
+                    scope: Some("global".into()),
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    );
+    s.disks = Section::collected(vec![Disk {
+        name: "sda".into(),
+        model: Some("PERC H730".into()),
+        serial: Some(format!("DISK-{machine_id}")),
+        size_bytes: 480_000_000_000,
+        ..Default::default()
+    }]);
+    s.software = Section::collected(
+        [
+            ("openssl", "3.0.11-1~deb12u2"),
+            ("libc6", "2.36-9+deb12u4"),
+            ("nginx", "1.22.1-9"),
+            ("curl", "7.88.1-10+deb12u5"),
+        ]
+        .iter()
+        .map(|(n, v)| Software {
+            name: n.to_string(),
+            version: v.to_string(),
+            arch: Some("amd64".into()),
+            source: "dpkg".into(),
+            ..Default::default()
+        })
+        .collect(),
+    );
+    s.users = Section::collected(vec![User {
+        name: "root".into(),
+        uid: Some(0),
+        gid: Some(0),
+        shell: Some("/bin/bash".into()),
+        login_shell: true,
+        ..Default::default()
+    }]);
+    s
+}
