@@ -224,17 +224,24 @@ pub fn ci_summary(ci: &Ci) -> Value {
     json!({"id": ci.id, "class": ci.class, "name": ci.name, "status": ci.status, "version": ci.version, "first_seen": ci.first_seen, "last_seen": ci.last_seen})
 }
 
-/// Serves admin requests on the Unix socket until the task is dropped.
+/// Binds the admin socket (mode 0600), replacing a stale one left by a crash. Done before
+/// the collector announces itself, so an admin command right after start finds it.
+#[cfg(unix)]
+pub fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves admin requests on the bound socket until the task is dropped.
 #[cfg(unix)]
 pub async fn serve_socket(
-    path: std::path::PathBuf,
+    listener: tokio::net::UnixListener,
     store: std::sync::Arc<dyn Store>,
 ) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     loop {
         let (stream, _) = listener.accept().await?;
         let store = store.clone();

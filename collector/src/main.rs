@@ -284,10 +284,10 @@ fn serve(
         });
         #[cfg(unix)]
         {
-            let sock = data_dir.join(admin::SOCKET_FILE);
+            let listener = admin::bind_socket(&data_dir.join(admin::SOCKET_FILE))?;
             let admin_store = store.clone();
             tokio::spawn(async move {
-                if let Err(e) = admin::serve_socket(sock, admin_store).await {
+                if let Err(e) = admin::serve_socket(listener, admin_store).await {
                     tracing::error!(error = %e, "admin socket stopped");
                 }
             });
@@ -333,17 +333,30 @@ async fn shutdown_signal() {
 }
 
 fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
-    if let Some(resp) = admin::call_socket(data_dir, &req).map_err(anyhow::Error::msg)? {
-        return match resp.error {
-            None => Ok(resp.result),
-            Some(e) => bail!(e),
-        };
-    }
-    let store_dir = data_dir.join("store");
-    if !store_dir.exists() {
-        bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
-    }
-    let store = SledStore::open(&store_dir)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let store = loop {
+        if let Some(resp) = admin::call_socket(data_dir, &req).map_err(anyhow::Error::msg)? {
+            return match resp.error {
+                None => Ok(resp.result),
+                Some(e) => bail!(e),
+            };
+        }
+        let store_dir = data_dir.join("store");
+        if !store_dir.exists() {
+            bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
+        }
+        match SledStore::open(&store_dir) {
+            Ok(s) => break s,
+            // A collector holds the store but its socket is not up yet (starting, or
+            // restarting after a crash): ask again shortly.
+            Err(census_collector::store::StoreError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let result = admin::execute(&store, req, Utc::now()).map_err(anyhow::Error::msg)?;
     store.flush()?;
     Ok(result)

@@ -355,3 +355,75 @@ fn enroll_errors_are_clear() {
     let out = agent.run(&["once"]);
     assert!(text(&out).contains("not enrolled"), "{}", text(&out));
 }
+
+#[test]
+fn daemon_delivers_its_spool_reloads_on_hup_and_stops_on_term() {
+    let mut c = Collector::start("daemon");
+    let agent = RealAgent::new("daemon");
+    assert!(agent.enroll(&c).status.success());
+    c.stop();
+    assert_eq!(agent.run(&["once"]).status.code(), Some(3));
+    assert_eq!(agent.spool_files().len(), 1);
+    c.start_again();
+    let mut child = Command::new(bin("census-agent"))
+        .arg("--state-dir")
+        .arg(&agent.state)
+        .arg("--config")
+        .arg(&agent.config)
+        .args(["--log-format", "json", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !agent.spool_files().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        agent.spool_files().is_empty(),
+        "the daemon delivers what waited in the spool at start"
+    );
+    // SIGHUP with a broken config keeps the old one; the daemon stays up.
+    std::fs::write(&agent.config, "schedule = \"every now and then\"\n").unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a bad reload does not kill the daemon"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "SIGTERM stops the daemon promptly"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut logs = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "snapshot delivered" && l["fields"]["seq"] == 1),
+        "structured key=value logs: {logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reload failed"))),
+        "{logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "stopping"),
+        "{logs}"
+    );
+}

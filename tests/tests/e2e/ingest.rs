@@ -569,3 +569,132 @@ fn store_reopens_after_clean_stop_and_keeps_data() {
     );
     assert_eq!(c.json(&["stats"])["cis"]["computer"], 1);
 }
+
+#[test]
+fn saturated_collector_answers_429_with_retry_after_and_loses_nothing() {
+    let c = Collector::start_with("saturated", &["--max-queue", "2", "--workers", "1"]);
+    let token = c.token(24, "1h");
+    let agents: Vec<FakeAgent> = (0..24).map(|_| FakeAgent::enroll(&c, &token)).collect();
+    let url = c.url.clone();
+    let ca = c.ca_pem();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(agents.len()));
+    let threads: Vec<_> = agents
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let (url, ca, barrier) = (url.clone(), ca.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                    .build()
+                    .unwrap();
+                let mut snap = machine(
+                    &format!("sat-{i}"),
+                    Some(&format!("SAT-{i}")),
+                    None,
+                    &format!("sat-mid-{i}"),
+                    &[&format!("52:54:00:dd:00:{i:02x}")],
+                );
+                // Big enough that ingest takes a while and the submissions overlap.
+                snap.software = Section::collected(
+                    (0..3000)
+                        .map(|n| Software {
+                            name: format!("pkg-{n}"),
+                            version: "1.0-1".into(),
+                            source: "dpkg".into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                );
+                snap.agent_id = a.id.clone();
+                snap.seq = 1;
+                let body = wire::encode_body(&snap).unwrap();
+                let sig = envelope::sign(
+                    a.key.signing_key(),
+                    &envelope::snapshot_fields(&a.id, 1, &body),
+                )
+                .unwrap();
+                barrier.wait();
+                let r = http
+                    .post(format!("{url}/api/v1/snapshots"))
+                    .header(envelope::HEADER_AGENT_ID, &a.id)
+                    .header(envelope::HEADER_SEQ, "1")
+                    .header(envelope::HEADER_SIGNATURE, sig)
+                    .header("content-encoding", "zstd")
+                    .body(body)
+                    .send()
+                    .unwrap();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (a.id.clone(), r.status().as_u16(), retry_after)
+            })
+        })
+        .collect();
+    let results: Vec<(String, u16, Option<String>)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.1 == 429).collect();
+    let accepted: Vec<_> = results.iter().filter(|r| r.1 == 200).collect();
+    assert_eq!(
+        refused.len() + accepted.len(),
+        results.len(),
+        "only 200 or 429: {results:?}"
+    );
+    assert!(
+        !refused.is_empty(),
+        "24 simultaneous submissions into a queue of 2 must be pushed back: {results:?}"
+    );
+    assert!(
+        refused.iter().all(|r| r.2.as_deref() == Some("5")),
+        "429 carries Retry-After"
+    );
+    let rows = c.json(&["agent", "list"]);
+    for (id, status, _) in &results {
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .unwrap();
+        let expected = if *status == 200 { 1 } else { 0 };
+        assert_eq!(
+            row["last_seq"], expected,
+            "acked means stored; refused means nothing stored"
+        );
+    }
+}
+
+#[test]
+fn operators_own_certificate_is_served() {
+    // Any CA-signed pair works; borrow one made by another collector's private CA.
+    let donor = Collector::start("donor");
+    let cert = donor.dir.join("tls/server.pem");
+    let key = donor.dir.join("tls/server.key");
+    let own = Collector::start_with(
+        "own-cert",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !own.dir.join("tls/ca.pem").exists(),
+        "no private CA made when the operator brings a certificate"
+    );
+    let ca = reqwest::Certificate::from_pem(donor.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    assert_eq!(
+        http.get(format!("{}/healthz", own.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "ok"
+    );
+}

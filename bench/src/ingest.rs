@@ -1,0 +1,434 @@
+//! Ingest benchmark: starts the release collector, enrolls N agents over loopback TLS, and
+//! measures first (discovery) snapshots, changed snapshots and heartbeats: throughput,
+//! p50/p99 latency, collector peak RSS. Bodies are encoded and signed before each timed
+//! phase so the load generator spends its CPU on TLS and HTTP, not on zstd and Ed25519.
+//!
+//! usage: ingest-bench [--agents N] [--changed K] [--heartbeats M] [--concurrency C]
+//!                     [--base inventory.json] [--bin DIR]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use census_shared::envelope;
+use census_shared::protocol::{EnrollRequest, EnrollResponse, Heartbeat, IdentityFacts};
+use census_shared::*;
+
+struct Args {
+    agents: usize,
+    changed: usize,
+    heartbeats: usize,
+    concurrency: usize,
+    base: Option<PathBuf>,
+    bin: PathBuf,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        agents: 100,
+        changed: 10,
+        heartbeats: 50,
+        concurrency: 16,
+        base: None,
+        bin: PathBuf::from("target/release"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().context(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--agents" => a.agents = val()?.parse()?,
+            "--changed" => a.changed = val()?.parse()?,
+            "--heartbeats" => a.heartbeats = val()?.parse()?,
+            "--concurrency" => a.concurrency = val()?.parse()?,
+            "--base" => a.base = Some(PathBuf::from(val()?)),
+            "--bin" => a.bin = PathBuf::from(val()?),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+struct Collector {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+    bin: PathBuf,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Collector {
+    fn start(bin: &std::path::Path) -> Result<Collector> {
+        let dir = std::env::temp_dir().join(format!("census-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = Command::new(bin.join("census-collector"))
+            .args([
+                "--data-dir",
+                dir.to_str().context("path")?,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-queue",
+                "4096",
+            ])
+            .env("CENSUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start census-collector (build it with cargo build --release)")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(u) = line.strip_prefix("listening on ") {
+                url = Some(u.to_string());
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Collector {
+            child,
+            dir,
+            url: url.context("collector did not start")?,
+            bin: bin.to_path_buf(),
+        })
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.bin.join("census-collector"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+}
+
+struct Agent {
+    key: AgentKeyPair,
+    id: String,
+    seq: u64,
+}
+
+/// A signed request ready to send.
+struct Prepared {
+    path: &'static str,
+    agent: String,
+    seq: u64,
+    sig: String,
+    body: Vec<u8>,
+    zstd: bool,
+}
+
+fn vary(base: &Snapshot, i: usize, round: usize) -> Snapshot {
+    let mut s = base.clone();
+    if let Some(sys) = s.system.data_mut() {
+        sys.machine_id = Some(format!("{:032x}", i + 1));
+        sys.serial = Some(format!("BENCH-{i:06}"));
+        sys.uuid = None;
+    }
+    if let Some(os) = s.os.data_mut() {
+        os.hostname = format!("bench-{i:06}");
+        os.fqdn = Some(format!("bench-{i:06}.example.com"));
+    }
+    if let Some(nics) = s.network_interfaces.data_mut() {
+        for (n, nic) in nics.iter_mut().enumerate() {
+            if nic.mac.is_some() {
+                nic.mac = Some(format!(
+                    "52:54:{:02x}:{:02x}:{:02x}:{:02x}",
+                    n,
+                    (i >> 16) & 0xff,
+                    (i >> 8) & 0xff,
+                    i & 0xff
+                ));
+            }
+        }
+    }
+    // Drift: five packages move to a new version each round.
+    if let Some(sw) = s.software.data_mut() {
+        let len = sw.len().max(1);
+        for k in 0..5.min(len) {
+            let idx = (i * 7 + k * 131) % len;
+            if round > 0 {
+                sw[idx].version = format!("{}+bench{round}", sw[idx].version);
+            }
+        }
+    }
+    s
+}
+
+async fn run_phase(
+    name: &str,
+    client: &reqwest::Client,
+    url: &str,
+    work: Vec<Prepared>,
+    concurrency: usize,
+) -> Result<(f64, Vec<Duration>)> {
+    let n = work.len();
+    let queue = Arc::new(tokio::sync::Mutex::new(work));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, client, url) = (queue.clone(), client.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failures = 0usize;
+            loop {
+                let Some(p) = queue.lock().await.pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                let mut req = client
+                    .post(format!("{url}{}", p.path))
+                    .header(envelope::HEADER_AGENT_ID, &p.agent)
+                    .header(envelope::HEADER_SEQ, p.seq.to_string())
+                    .header(envelope::HEADER_SIGNATURE, &p.sig)
+                    .body(p.body);
+                if p.zstd {
+                    req = req.header("content-encoding", "zstd");
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(r) => {
+                        failures += 1;
+                        if failures < 3 {
+                            eprintln!(
+                                "refused {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures < 3 {
+                            eprintln!("error: {e}");
+                        }
+                    }
+                }
+            }
+            (lat, failures)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut failures = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        all.extend(l);
+        failures += f;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if failures > 0 {
+        eprintln!("{name}: {failures} failed requests");
+    }
+    all.sort();
+    Ok((all.len() as f64 / secs, all))
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let base: Snapshot = match &a.base {
+        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
+        None => {
+            let out = Command::new(a.bin.join("census-agent"))
+                .args(["inventory", "--format", "json"])
+                .output()?;
+            serde_json::from_slice(&out.stdout)?
+        }
+    };
+    let packages = base.software.data().map(|s| s.len()).unwrap_or(0);
+    let collector = Collector::start(&a.bin)?;
+    let token_json: serde_json::Value = serde_json::from_str(&collector.cli(&[
+        "--format",
+        "json",
+        "token",
+        "create",
+        "--uses",
+        &a.agents.to_string(),
+    ])?)?;
+    let token = token_json["token"].as_str().context("token")?.to_string();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(collector.dir.join("tls/ca.pem"))?)?;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .pool_max_idle_per_host(a.concurrency)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+
+    let mut agents = Vec::new();
+    for _ in 0..a.agents {
+        let key = AgentKeyPair::generate();
+        let req = EnrollRequest {
+            token: token.clone(),
+            public_key: key.public().to_text(),
+            agent_version: "bench".into(),
+            facts: IdentityFacts {
+                hostname: "bench".into(),
+                ..Default::default()
+            },
+        };
+        let r: EnrollResponse = client
+            .post(format!("{}/api/v1/enroll", collector.url))
+            .json(&req)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        agents.push(Agent {
+            key,
+            id: r.agent_id,
+            seq: 0,
+        });
+    }
+
+    let mut rows = Vec::new();
+    let mut body_bytes = 0usize;
+    for round in 0..=a.changed {
+        // Round 0 is discovery; later rounds each change five packages per agent.
+        let mut work = Vec::new();
+        for (i, agent) in agents.iter_mut().enumerate() {
+            agent.seq += 1;
+            let mut s = vary(&base, i, round);
+            s.agent_id = agent.id.clone();
+            s.seq = agent.seq;
+            s.collected_at = chrono::Utc::now();
+            let body = wire::encode_body(&s)?;
+            body_bytes = body.len();
+            let sig = envelope::sign(
+                agent.key.signing_key(),
+                &envelope::snapshot_fields(&agent.id, agent.seq, &body),
+            )?;
+            work.push(Prepared {
+                path: "/api/v1/snapshots",
+                agent: agent.id.clone(),
+                seq: agent.seq,
+                sig,
+                body,
+                zstd: true,
+            });
+        }
+        let name = if round == 0 {
+            "first snapshots (discovery)"
+        } else {
+            "changed snapshots"
+        };
+        let (rate, lat) = run_phase(name, &client, &collector.url, work, a.concurrency).await?;
+        rows.push((
+            name.to_string(),
+            lat.len(),
+            rate,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+        ));
+    }
+    // Heartbeats: the content hash of each agent's last snapshot.
+    // Interleaved by agent so one agent's consecutive seqs are far apart in the queue (each
+    // agent's seqs must arrive in order); pop() takes from the end, hence the reverse.
+    let hashes: Vec<String> = (0..agents.len())
+        .map(|i| vary(&base, i, a.changed).content_hash())
+        .collect();
+    let mut work = Vec::new();
+    for _ in 0..a.heartbeats {
+        for (agent, hash) in agents.iter_mut().zip(&hashes) {
+            agent.seq += 1;
+            let body = serde_json::to_vec(&Heartbeat {
+                content_hash: hash.clone(),
+                sent_at: chrono::Utc::now(),
+            })?;
+            let sig = envelope::sign(
+                agent.key.signing_key(),
+                &envelope::heartbeat_fields(&agent.id, agent.seq, &body),
+            )?;
+            work.push(Prepared {
+                path: "/api/v1/heartbeat",
+                agent: agent.id.clone(),
+                seq: agent.seq,
+                sig,
+                body,
+                zstd: false,
+            });
+        }
+    }
+    work.reverse();
+    let (rate, lat) = run_phase("heartbeats", &client, &collector.url, work, a.concurrency).await?;
+    rows.push((
+        "heartbeats".into(),
+        lat.len(),
+        rate,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+    ));
+
+    // Merge the changed rounds into one row.
+    let changed: Vec<_> = rows.iter().filter(|r| r.0 == "changed snapshots").collect();
+    let total: usize = changed.iter().map(|r| r.1).sum();
+    println!(
+        "agents {} x {} packages ({} bytes zstd per snapshot), concurrency {}",
+        a.agents, packages, body_bytes, a.concurrency
+    );
+    println!("| phase | requests | per second | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|");
+    let first = &rows[0];
+    println!(
+        "| {} | {} | {:.0} | {:.1} | {:.1} |",
+        first.0, first.1, first.2, first.3, first.4
+    );
+    if total > 0 {
+        let rate = changed.iter().map(|r| r.2 * r.1 as f64).sum::<f64>() / total as f64;
+        let p50 = changed.iter().map(|r| r.3).sum::<f64>() / changed.len() as f64;
+        let p99 = changed.iter().map(|r| r.4).fold(0.0, f64::max);
+        println!(
+            "| changed snapshots (5 upgrades each) | {total} | {rate:.0} | {p50:.1} | {p99:.1} |"
+        );
+    }
+    let hb = rows.last().context("rows")?;
+    println!(
+        "| {} | {} | {:.0} | {:.1} | {:.1} |",
+        hb.0, hb.1, hb.2, hb.3, hb.4
+    );
+    println!(
+        "collector peak RSS: {:.0} MiB; store on disk: {}",
+        collector.peak_rss_mib(),
+        collector
+            .cli(&["--format", "json", "stats"])
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .map(|v| v["store_bytes"].to_string())
+            .unwrap_or_default()
+    );
+    Ok(())
+}
