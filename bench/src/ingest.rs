@@ -80,9 +80,20 @@ impl Collector {
                 "--max-queue",
                 "4096",
             ])
-            .env("CENSUS_LOG", "warn")
+            // CENSUS_BENCH_LOG=FILE keeps the collector's info log (per-phase timings).
+            .env(
+                "CENSUS_LOG",
+                if std::env::var_os("CENSUS_BENCH_LOG").is_some() {
+                    "info"
+                } else {
+                    "warn"
+                },
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("CENSUS_BENCH_LOG") {
+                Some(p) => Stdio::from(std::fs::File::create(p)?),
+                None => Stdio::null(),
+            })
             .spawn()
             .context("start census-collector (build it with cargo build --release)")?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();

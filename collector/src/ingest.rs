@@ -162,11 +162,21 @@ pub struct Accepted {
 
 pub struct Ingest {
     pub store: Arc<dyn Store>,
+    /// Shared CIs (products, OS releases, subnets) known to exist. They are never deleted,
+    /// so a commit need not re-check the hundreds a snapshot references.
+    known_shared: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 const IDENTITY_RETRIES: usize = 3;
 
 impl Ingest {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Ingest {
+            store,
+            known_shared: Default::default(),
+        }
+    }
+
     fn authenticate(
         &self,
         env: &Envelope,
@@ -213,10 +223,12 @@ impl Ingest {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
+        let t0 = std::time::Instant::now();
         let agent = self.authenticate(
             env,
             &envelope::snapshot_fields(&env.agent_id, env.seq, body),
         )?;
+        let t_verify = t0.elapsed();
         let encoding = BodyEncoding::from_header(content_encoding).ok_or_else(|| {
             IngestError::UnsupportedEncoding(format!(
                 "Content-Encoding '{}' is not supported; use zstd or identity",
@@ -247,6 +259,7 @@ impl Ingest {
             });
         }
         let content_hash = snap.content_hash();
+        let t_decode = t0.elapsed();
         let skew = (snap.collected_at - now).num_seconds();
 
         if let Some(successor) = &agent.superseded_by {
@@ -257,8 +270,10 @@ impl Ingest {
             let id =
                 identify::identify(self.store.as_ref(), &agent, &snap, now).map_err(unavailable)?;
             let stored = self.store.owned_state(&id.ci_id).map_err(unavailable)?;
+            let t_read = t0.elapsed();
             let desired = reconcile::desired(&id.ci_id, &snap, now);
             let plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
+            let t_plan = t0.elapsed();
             let change_record = plan.drifted.then(|| ChangeRecord {
                 id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),
                 ci_id: id.ci_id.clone(),
@@ -289,7 +304,14 @@ impl Ingest {
                 ci_id: Some(id.ci_id.clone()),
                 identification: Some(id.evidence.clone()),
                 ci_puts,
-                shared_ci_inserts: plan.shared_inserts,
+                shared_ci_inserts: match self.known_shared.read() {
+                    Ok(known) => plan
+                        .shared_inserts
+                        .into_iter()
+                        .filter(|c| !known.contains(&c.id))
+                        .collect(),
+                    Err(_) => plan.shared_inserts,
+                },
                 relationship_puts: plan.relationship_puts,
                 relationship_deletes: plan.relationship_deletes,
                 history,
@@ -301,7 +323,19 @@ impl Ingest {
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
-                    tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id = %id.ci_id, rule = %id.evidence.rule, changed, change_record = ?change_record.as_ref().map(|c| &c.id), "snapshot accepted");
+                    if !commit.shared_ci_inserts.is_empty() {
+                        if let Ok(mut known) = self.known_shared.write() {
+                            known.extend(commit.shared_ci_inserts.iter().map(|c| c.id.clone()));
+                        }
+                    }
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+                    tracing::info!(
+                        agent_id = %agent.id, seq = env.seq, ci_id = %id.ci_id, rule = %id.evidence.rule, changed,
+                        change_record = ?change_record.as_ref().map(|c| &c.id),
+                        verify_ms = ms(t_verify), decode_ms = ms(t_decode - t_verify), read_ms = ms(t_read - t_decode),
+                        plan_ms = ms(t_plan - t_read), commit_ms = ms(t0.elapsed() - t_plan),
+                        "snapshot accepted"
+                    );
                     return Ok(Accepted {
                         ack: Ack {
                             agent_id: agent.id.clone(),

@@ -276,7 +276,7 @@ fn serve(
         let group = GroupCommit::start(store.clone());
         let state = Arc::new(AppState {
             store: store.clone(),
-            ingest: Arc::new(Ingest { store: store.clone() }),
+            ingest: Arc::new(Ingest::new(store.clone())),
             group,
             workers: Arc::new(tokio::sync::Semaphore::new(workers)),
             admitted: Default::default(),

@@ -26,6 +26,8 @@ pub struct SledStore {
     changes: Tree,
     users: Tree,
     bodies: Tree,
+    /// ci_id -> last seen (i64 seconds, big-endian): heartbeats touch only this.
+    seen: Tree,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -149,6 +151,7 @@ impl SledStore {
             changes: open("changes")?,
             users: open("users")?,
             bodies: open("bodies")?,
+            seen: open("seen")?,
             db,
         };
         match store.meta.get("schema_version").map_err(io)? {
@@ -174,6 +177,26 @@ impl SledStore {
             }
         }
         Ok(store)
+    }
+
+    /// A heartbeat's last-seen time, when later than the CI record's.
+    fn overlay_seen(&self, ci: &mut Ci) -> Result<(), StoreError> {
+        if ci.class != CiClass::Computer {
+            return Ok(());
+        }
+        if let Some(v) = self.seen.get(ci.id.as_bytes()).map_err(io)? {
+            let micros =
+                i64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("seen/{}", ci.id),
+                    message: "not an i64".into(),
+                })?);
+            if let Some(at) = DateTime::<Utc>::from_timestamp_micros(micros) {
+                if at > ci.last_seen {
+                    ci.last_seen = at;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn scan_values<T: DeserializeOwned>(tree: &Tree) -> Result<Vec<T>, StoreError> {
@@ -447,7 +470,7 @@ impl Store for SledStore {
         seq: u64,
         at: DateTime<Utc>,
     ) -> Result<(), CommitError> {
-        let r = (&self.agents, &self.cis).transaction(|(agents, cis)| {
+        let r = (&self.agents, &self.seen).transaction(|(agents, seen)| {
             let key = agent_id.as_bytes();
             let Some(raw) = agents.get(key)? else {
                 return abort(CommitError::AgentGone(agent_id.to_string()));
@@ -466,14 +489,7 @@ impl Store for SledStore {
             agent.last_seen = Some(at);
             agents.insert(key, tx_encode(&agent)?)?;
             if let Some(ci_id) = &agent.ci_id {
-                if let Some(raw) = cis.get(ci_id.as_bytes())? {
-                    let mut ci: Ci = tx_decode(ci_id.as_bytes(), &raw)?;
-                    ci.last_seen = at;
-                    if ci.status == CiStatus::Stale {
-                        ci.status = CiStatus::Active;
-                    }
-                    cis.insert(ci_id.as_bytes(), tx_encode(&ci)?)?;
-                }
+                seen.insert(ci_id.as_bytes(), &at.timestamp_micros().to_be_bytes())?;
             }
             Ok(())
         });
@@ -503,7 +519,11 @@ impl Store for SledStore {
     }
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError> {
-        Self::get_json(&self.cis, id.as_bytes())
+        let mut ci: Option<Ci> = Self::get_json(&self.cis, id.as_bytes())?;
+        if let Some(ci) = ci.as_mut() {
+            self.overlay_seen(ci)?;
+        }
+        Ok(ci)
     }
 
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError> {
@@ -513,7 +533,9 @@ impl Store for SledStore {
         };
         scan.map(|r| {
             let (k, v) = r.map_err(io)?;
-            decode(&k, &v)
+            let mut ci: Ci = decode(&k, &v)?;
+            self.overlay_seen(&mut ci)?;
+            Ok(ci)
         })
         .collect()
     }
