@@ -547,6 +547,7 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
 
 enum Event {
     Timer,
+    #[cfg_attr(not(unix), allow(dead_code))]
     Reload,
     Stop,
 }

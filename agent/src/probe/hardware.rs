@@ -366,7 +366,7 @@ pub fn collect_cpus() -> Result<Section<Vec<Cpu>>, ProbeError> {
         socket: 0,
         vendor: first.map(|c| c.vendor_id().to_string()),
         model: first.map(|c| c.brand().trim().to_string()),
-        cores: sysinfo::System::physical_core_count().unwrap_or(sys.cpus().len()) as u32,
+        cores: sys.physical_core_count().unwrap_or(sys.cpus().len()) as u32,
         threads: sys.cpus().len() as u32,
         max_mhz: first.map(|c| c.frequency()),
         flags_virtualization: None,

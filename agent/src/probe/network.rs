@@ -166,6 +166,7 @@ pub fn build_interfaces(
         .collect()
 }
 
+#[cfg(any(unix, test))]
 fn prefix_len(mask: &[u8]) -> u8 {
     mask.iter().map(|b| b.count_ones() as u8).sum()
 }

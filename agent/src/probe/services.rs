@@ -1,7 +1,6 @@
 //! Services with their runtime state and start-up policy (systemd on Linux).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use census_shared::{Section, Service};
 
@@ -64,7 +63,7 @@ pub fn collect() -> Result<Section<Vec<Service>>, ProbeError> {
             "no service manager running (systemd is not PID 1)",
         ));
     }
-    let timeout = Duration::from_secs(20);
+    let timeout = std::time::Duration::from_secs(20);
     let units = super::run_command(
         "systemctl",
         &[

@@ -1,6 +1,7 @@
 //! Installed software from every package manager present, each package tagged with its
 //! source. Install dates come from the package manager's own data, never guessed.
 
+#[cfg(target_os = "linux")]
 use std::time::Duration;
 
 use census_shared::{Section, Software};
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::ProbeError;
 
+#[cfg(target_os = "linux")]
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One paragraph of a deb822-style file (`Key: value`, continuation lines start with space).
