@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use census_shared::envelope::{HEADER_AGENT_ID, HEADER_SEQ, HEADER_SIGNATURE};
-use census_shared::limits::{MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES};
+use census_shared::limits::{
+    MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES, MAX_HEARTBEAT_BYTES,
+};
 use census_shared::protocol::{
     EnrollRequest, EnrollResponse, Problem, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
 };
@@ -249,18 +251,26 @@ where
     Json(accepted.ack).into_response()
 }
 
+/// The common front of both signed routes: envelope headers, an admission slot, and the
+/// body read up to `limit` bytes. Refusals come back as ready responses.
+async fn accept_signed<'a>(
+    st: &'a AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Envelope, Admission<'a>, bytes::Bytes), Response> {
+    let env = envelope_from(headers).map_err(IntoResponse::into_response)?;
+    let slot = st.admit().map_err(saturated)?;
+    let bytes = read_limited(headers, body, limit)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((env, slot, bytes))
+}
+
 async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let env = match envelope_from(&headers) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
-    };
-    let _slot = match st.admit() {
-        Ok(s) => s,
-        Err(e) => return saturated(e),
-    };
-    let bytes = match read_limited(&headers, body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    let (env, _slot, bytes) = match accept_signed(&st, &headers, body, MAX_BODY_BYTES).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
     };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -273,17 +283,9 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 }
 
 async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let env = match envelope_from(&headers) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
-    };
-    let _slot = match st.admit() {
-        Ok(s) => s,
-        Err(e) => return saturated(e),
-    };
-    let bytes = match read_limited(&headers, body, 4096).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    let (env, _slot, bytes) = match accept_signed(&st, &headers, body, MAX_HEARTBEAT_BYTES).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
     };
     run_ingest(&st, move |ingest| {
         ingest.heartbeat(&env, &bytes, Utc::now())

@@ -428,10 +428,11 @@ impl Ingest {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
-        if body.len() > 4096 {
-            return Err(IngestError::PayloadTooLarge(
-                "heartbeat body exceeds 4096 bytes".into(),
-            ));
+        if body.len() > census_shared::limits::MAX_HEARTBEAT_BYTES {
+            return Err(IngestError::PayloadTooLarge(format!(
+                "heartbeat body exceeds {} bytes",
+                census_shared::limits::MAX_HEARTBEAT_BYTES
+            )));
         }
         let agent = self.authenticate(
             env,

@@ -20,6 +20,8 @@ pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 pub const MAX_STRING_BYTES: usize = 4096;
 /// Longest agent id.
 pub const MAX_AGENT_ID_BYTES: usize = 128;
+/// Largest heartbeat body (content hash and send time).
+pub const MAX_HEARTBEAT_BYTES: usize = 4096;
 /// Largest enrollment request body.
 pub const MAX_ENROLL_BODY_BYTES: usize = 64 * 1024;
 

@@ -99,16 +99,6 @@ fn dpkg_installed() -> usize {
         .count()
 }
 
-fn agent_row(c: &Collector, id: &str) -> Value {
-    c.json(&["agent", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == id)
-        .cloned()
-        .expect("agent listed")
-}
-
 fn enrollment(state: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(state.join("enrollment.json")).unwrap()).unwrap()
 }

@@ -14,16 +14,6 @@ fn stats(c: &Collector) -> Value {
     c.json(&["stats"])
 }
 
-fn agent_row(c: &Collector, id: &str) -> Value {
-    c.json(&["agent", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == id)
-        .cloned()
-        .expect("agent listed")
-}
-
 #[test]
 fn tampered_byte_is_401_and_nothing_is_stored() {
     let c = Collector::start("tamper");

@@ -31,6 +31,17 @@ pub fn temp_dir(name: &str) -> PathBuf {
     p
 }
 
+/// The `agent list` row of one agent.
+pub fn agent_row(c: &Collector, id: &str) -> Value {
+    c.json(&["agent", "list"])
+        .as_array()
+        .expect("agent list")
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .expect("agent listed")
+}
+
 pub struct Collector {
     pub dir: PathBuf,
     pub child: Option<Child>,
