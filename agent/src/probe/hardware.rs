@@ -176,17 +176,23 @@ pub struct MountEntry {
     pub source: String,
 }
 
-/// Decodes mountinfo's octal escapes (`\040` for a space).
+/// Decodes mountinfo's octal escapes (`\040` for a space). Works on bytes: a backslash
+/// may be followed by anything, including part of a multi-byte UTF-8 character.
 fn unescape_octal(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
+        if bytes[i] == b'\\' {
+            if let Some(digits) = bytes.get(i + 1..i + 4) {
+                if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                    let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                    if let Ok(v) = u8::try_from(value) {
+                        out.push(v);
+                        i += 4;
+                        continue;
+                    }
+                }
             }
         }
         out.push(bytes[i]);
@@ -501,6 +507,16 @@ mod tests {
         let d = disk_from_facts(&virtio).unwrap();
         assert_eq!(d.vendor, None);
         assert_eq!(d.transport.as_deref(), Some("virtio"));
+    }
+
+    #[test]
+    fn unescape_octal_does_not_panic_on_multibyte_after_backslash() {
+        // The old str slicing panicked here: byte i+4 falls inside the second 'é'.
+        assert_eq!(unescape_octal("x\\éé"), "x\\éé");
+        assert_eq!(unescape_octal("/mnt/a\\é/b"), "/mnt/a\\é/b");
+        assert_eq!(unescape_octal("/media/usb\\040stick"), "/media/usb stick");
+        assert_eq!(unescape_octal("tail\\04"), "tail\\04");
+        assert_eq!(unescape_octal("\\777"), "\\777", "out of byte range stays literal");
     }
 
     #[test]
