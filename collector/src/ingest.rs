@@ -272,7 +272,8 @@ impl Ingest {
             let stored = self.store.owned_state(&id.ci_id).map_err(unavailable)?;
             let t_read = t0.elapsed();
             let desired = reconcile::desired(&id.ci_id, &snap, now);
-            let plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
+            let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
+            continue_version_lines(self.store.as_ref(), &stored, &mut plan).map_err(unavailable)?;
             let t_plan = t0.elapsed();
             let change_record = plan.drifted.then(|| ChangeRecord {
                 id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),
@@ -461,6 +462,32 @@ impl Ingest {
             changed: false,
         })
     }
+}
+
+/// A component that comes back (a NIC plugged in again, a disk re-attached) is not reachable
+/// from the computer's current edges, so the plan sees it as new. Its stored record and
+/// history exist: continue its version line instead of overwriting version 1.
+fn continue_version_lines(
+    store: &dyn Store,
+    stored: &crate::store::OwnedState,
+    plan: &mut reconcile::Plan,
+) -> Result<(), crate::store::StoreError> {
+    for ci in plan.ci_puts.iter_mut() {
+        if ci.version != 1 || stored.components.iter().any(|c| c.id == ci.id) {
+            continue;
+        }
+        let Some(previous) = store.get_ci(&ci.id)? else {
+            continue;
+        };
+        ci.version = previous.version + 1;
+        ci.first_seen = previous.first_seen;
+        for v in plan.history.iter_mut().filter(|v| v.ci_id == ci.id) {
+            v.version = ci.version;
+            v.ci.version = ci.version;
+            v.ci.first_seen = ci.first_seen;
+        }
+    }
+    Ok(())
 }
 
 fn commit_error(e: CommitError) -> IngestError {

@@ -186,7 +186,9 @@ fn unescape_octal(s: &str) -> String {
         if bytes[i] == b'\\' {
             if let Some(digits) = bytes.get(i + 1..i + 4) {
                 if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                    let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                    let value = digits
+                        .iter()
+                        .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                     if let Ok(v) = u8::try_from(value) {
                         out.push(v);
                         i += 4;
@@ -516,7 +518,11 @@ mod tests {
         assert_eq!(unescape_octal("/mnt/a\\é/b"), "/mnt/a\\é/b");
         assert_eq!(unescape_octal("/media/usb\\040stick"), "/media/usb stick");
         assert_eq!(unescape_octal("tail\\04"), "tail\\04");
-        assert_eq!(unescape_octal("\\777"), "\\777", "out of byte range stays literal");
+        assert_eq!(
+            unescape_octal("\\777"),
+            "\\777",
+            "out of byte range stays literal"
+        );
     }
 
     #[test]

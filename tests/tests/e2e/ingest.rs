@@ -688,3 +688,54 @@ fn operators_own_certificate_is_served() {
         "ok"
     );
 }
+
+#[test]
+fn returning_component_continues_its_history_instead_of_overwriting_version_1() {
+    let c = Collector::start("comeback");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let two = machine(
+        "nic1",
+        Some("SNN"),
+        None,
+        "mid-nic",
+        &["52:54:00:ee:00:01", "52:54:00:ee:00:02"],
+    );
+    let mut one = two.clone();
+    if let Some(nics) = one.network_interfaces.data_mut() {
+        nics.pop();
+    }
+    assert_eq!(a.send(&c, &mut two.clone()).status, 200);
+    let ci = agent_row(&c, &a.id)["ci_id"].as_str().unwrap().to_string();
+    let nic = c.json(&["ci", "show", &ci])["relationships_out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["to_name"] == "eth1")
+        .unwrap()["key"]["to"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(a.send(&c, &mut one).status, 200);
+    assert_eq!(c.json(&["ci", "show", &nic])["ci"]["status"], "retired");
+    assert_eq!(a.send(&c, &mut two.clone()).status, 200);
+    let history = c.json(&["ci", "history", &nic]);
+    let states: Vec<(u64, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (1, "active".into()),
+            (2, "retired".into()),
+            (3, "active".into())
+        ]
+    );
+}
