@@ -366,6 +366,38 @@ async fn main() -> Result<()> {
             pct(&lat, 0.99),
         ));
     }
+    // The same content again as full snapshots (an agent restarted, or one that does not
+    // send heartbeats): the collector's unchanged-configuration path.
+    let mut work = Vec::new();
+    for (i, agent) in agents.iter_mut().enumerate() {
+        agent.seq += 1;
+        let mut s = vary(&base, i, a.changed);
+        s.agent_id = agent.id.clone();
+        s.seq = agent.seq;
+        s.collected_at = chrono::Utc::now();
+        let body = wire::encode_body(&s)?;
+        let sig = envelope::sign(
+            agent.key.signing_key(),
+            &envelope::snapshot_fields(&agent.id, agent.seq, &body),
+        )?;
+        work.push(Prepared {
+            path: "/api/v1/snapshots",
+            agent: agent.id.clone(),
+            seq: agent.seq,
+            sig,
+            body,
+            zstd: true,
+        });
+    }
+    let (rate, lat) = run_phase("unchanged", &client, &collector.url, work, a.concurrency).await?;
+    let unchanged_row = (
+        "unchanged full snapshots".to_string(),
+        lat.len(),
+        rate,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+    );
+
     // Heartbeats: the content hash of each agent's last snapshot.
     // Interleaved by agent so one agent's consecutive seqs are far apart in the queue (each
     // agent's seqs must arrive in order); pop() takes from the end, hence the reverse.
@@ -426,6 +458,10 @@ async fn main() -> Result<()> {
             "| changed snapshots (5 upgrades each) | {total} | {rate:.0} | {p50:.1} | {p99:.1} |"
         );
     }
+    println!(
+        "| {} | {} | {:.0} | {:.1} | {:.1} |",
+        unchanged_row.0, unchanged_row.1, unchanged_row.2, unchanged_row.3, unchanged_row.4
+    );
     let hb = rows.last().context("rows")?;
     println!(
         "| {} | {} | {:.0} | {:.1} | {:.1} |",

@@ -265,6 +265,23 @@ impl Ingest {
         if let Some(successor) = &agent.superseded_by {
             return self.superseded(&agent, successor, env, content_hash, skew, body, now);
         }
+        if let (Some(ci_id), true) = (
+            &agent.ci_id,
+            agent.last_content_hash.as_deref() == Some(content_hash.as_str()),
+        ) {
+            if let Some(accepted) = self.unchanged(
+                &agent,
+                ci_id,
+                env,
+                &snap,
+                content_hash.clone(),
+                skew,
+                body,
+                now,
+            )? {
+                return Ok(accepted);
+            }
+        }
 
         for _ in 0..IDENTITY_RETRIES {
             let id =
@@ -359,6 +376,58 @@ impl Ingest {
         Err(IngestError::Unavailable(
             "identity keys kept changing under concurrent ingest; retry".into(),
         ))
+    }
+
+    /// The same configuration as the last accepted snapshot: refresh the computer's
+    /// volatile facts and last seen; no identification, no plan, no version. Cost does not
+    /// grow with the machine's size. `None` when the CI is gone (then the full path runs).
+    #[allow(clippy::too_many_arguments)]
+    fn unchanged(
+        &self,
+        agent: &Agent,
+        ci_id: &str,
+        env: &Envelope,
+        snap: &census_shared::Snapshot,
+        content_hash: String,
+        skew: i64,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Accepted>, IngestError> {
+        let Some(mut computer) = self.store.get_ci(ci_id).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let mut volatile = reconcile::computer_volatile(snap);
+        // Sections not collected this time keep their last volatile values.
+        for (k, v) in &computer.volatile {
+            volatile.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        volatile.insert("agent.id".into(), serde_json::json!(agent.id));
+        computer.volatile = volatile;
+        computer.last_seen = now;
+        let commit = IngestCommit {
+            agent_id: agent.id.clone(),
+            expected_last_seq: agent.last_seq,
+            new_seq: env.seq,
+            seen_at: now,
+            content_hash: Some(content_hash.clone()),
+            clock_skew_seconds: Some(skew),
+            ci_puts: vec![computer],
+            body: Some(body.to_vec()),
+            ..Default::default()
+        };
+        self.store.commit_ingest(&commit).map_err(commit_error)?;
+        tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id, "snapshot accepted: configuration unchanged");
+        Ok(Some(Accepted {
+            ack: Ack {
+                agent_id: agent.id.clone(),
+                seq: env.seq,
+                ci_id: Some(ci_id.to_string()),
+                content_hash,
+                change_record: None,
+                resend_full: false,
+            },
+            changed: false,
+        }))
     }
 
     /// An agent whose CI was taken over by a re-enrolled agent still reports: two live agents

@@ -157,7 +157,6 @@ fn collected<T>(s: &Section<T>) -> Option<&T> {
 pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     let mut d = Desired::default();
     let a = &mut d.attributes;
-    let v = &mut d.volatile;
 
     if let Some(s) = collected(&snap.system) {
         d.collected.insert(Owner::System);
@@ -191,8 +190,6 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         put(a, "os.kernel_version", os.kernel_version.clone());
         put(a, "os.arch", os.arch.clone());
         put(a, "os.timezone", os.timezone.clone());
-        put(v, "os.boot_time", os.boot_time.map(|t| t.to_rfc3339()));
-        put(v, "os.uptime_seconds", os.uptime_seconds);
         let release = os.name.clone().unwrap_or_else(|| os.family.clone());
         let version = os
             .version
@@ -271,7 +268,6 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         d.collected.insert(Owner::Memory);
         put(a, "memory.total_bytes", m.total_bytes);
         put(a, "memory.swap_total_bytes", m.swap_total_bytes);
-        put(v, "memory.available_bytes", m.available_bytes);
     }
     if let Some(fss) = collected(&snap.filesystems) {
         d.collected.insert(Owner::Filesystems);
@@ -281,11 +277,6 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             .collect();
         list.sort_by_key(|x| x["mount_point"].as_str().unwrap_or("").to_string());
         put(a, "filesystems.mounts", Value::Array(list));
-        let free: serde_json::Map<String, Value> = fss
-            .iter()
-            .filter_map(|f| Some((f.mount_point.clone(), json!(f.free_bytes?))))
-            .collect();
-        put(v, "filesystems.free_bytes", Value::Object(free));
     }
     if let Some(users) = collected(&snap.users) {
         d.collected.insert(Owner::Users);
@@ -549,12 +540,30 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         "agent.version",
         snap.agent_version.clone(),
     );
-    put(
-        &mut d.volatile,
-        "collected_at",
-        snap.collected_at.to_rfc3339(),
-    );
+    d.volatile = computer_volatile(snap);
     d
+}
+
+/// The computer's volatile facts from the sections that were collected: they update the CI
+/// in place and never make a version.
+pub fn computer_volatile(snap: &Snapshot) -> Attributes {
+    let mut v = Attributes::new();
+    if let Some(os) = collected(&snap.os) {
+        put(&mut v, "os.boot_time", os.boot_time.map(|t| t.to_rfc3339()));
+        put(&mut v, "os.uptime_seconds", os.uptime_seconds);
+    }
+    if let Some(m) = collected(&snap.memory) {
+        put(&mut v, "memory.available_bytes", m.available_bytes);
+    }
+    if let Some(fss) = collected(&snap.filesystems) {
+        let free: serde_json::Map<String, Value> = fss
+            .iter()
+            .filter_map(|f| Some((f.mount_point.clone(), json!(f.free_bytes?))))
+            .collect();
+        put(&mut v, "filesystems.free_bytes", Value::Object(free));
+    }
+    put(&mut v, "collected_at", snap.collected_at.to_rfc3339());
+    v
 }
 
 /// The outcome of comparing stored and desired state.

@@ -463,9 +463,16 @@ fn as_of_returns_the_older_version() {
     );
     let history = c.json(&["ci", "history", &ci]);
     assert_eq!(history.as_array().unwrap().len(), 2);
-    // Unchanged content delivered again: no new version.
-    assert_eq!(a.send(&c, &mut s).status, 200);
+    // Unchanged configuration delivered again (volatile facts differ): no new version, no
+    // change record, but the volatile facts are refreshed.
+    if let Some(os) = s.os.data_mut() {
+        os.uptime_seconds = Some(12_345);
+    }
+    let r = a.send(&c, &mut s);
+    assert_eq!(r.status, 200);
+    assert!(r.body["change_record"].is_null(), "{r:?}");
     assert_eq!(c.json(&["ci", "history", &ci]).as_array().unwrap().len(), 2);
+    assert_eq!(c.json(&["ci", "show", &ci])["ci"]["volatile"]["os.uptime_seconds"], 12_345);
     let changes = c.json(&["changes"]);
     assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
 }
