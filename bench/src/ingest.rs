@@ -190,6 +190,33 @@ fn vary(base: &Snapshot, i: usize, round: usize) -> Snapshot {
     s
 }
 
+/// Agent `i`'s inventory for `round`, with its next seq, encoded and signed.
+fn prepare_snapshot(
+    agent: &mut Agent,
+    base: &Snapshot,
+    i: usize,
+    round: usize,
+) -> Result<Prepared> {
+    agent.seq += 1;
+    let mut s = vary(base, i, round);
+    s.agent_id = agent.id.clone();
+    s.seq = agent.seq;
+    s.collected_at = chrono::Utc::now();
+    let body = wire::encode_body(&s)?;
+    let sig = envelope::sign(
+        agent.key.signing_key(),
+        &envelope::snapshot_fields(&agent.id, agent.seq, &body),
+    )?;
+    Ok(Prepared {
+        path: "/api/v1/snapshots",
+        agent: agent.id.clone(),
+        seq: agent.seq,
+        sig,
+        body,
+        zstd: true,
+    })
+}
+
 async fn run_phase(
     name: &str,
     client: &reqwest::Client,
@@ -332,25 +359,9 @@ async fn main() -> Result<()> {
         // Round 0 is discovery; later rounds each change five packages per agent.
         let mut work = Vec::new();
         for (i, agent) in agents.iter_mut().enumerate() {
-            agent.seq += 1;
-            let mut s = vary(&base, i, round);
-            s.agent_id = agent.id.clone();
-            s.seq = agent.seq;
-            s.collected_at = chrono::Utc::now();
-            let body = wire::encode_body(&s)?;
-            body_bytes = body.len();
-            let sig = envelope::sign(
-                agent.key.signing_key(),
-                &envelope::snapshot_fields(&agent.id, agent.seq, &body),
-            )?;
-            work.push(Prepared {
-                path: "/api/v1/snapshots",
-                agent: agent.id.clone(),
-                seq: agent.seq,
-                sig,
-                body,
-                zstd: true,
-            });
+            let prepared = prepare_snapshot(agent, &base, i, round)?;
+            body_bytes = prepared.body.len();
+            work.push(prepared);
         }
         let name = if round == 0 {
             "first snapshots (discovery)"
@@ -370,24 +381,7 @@ async fn main() -> Result<()> {
     // send heartbeats): the collector's unchanged-configuration path.
     let mut work = Vec::new();
     for (i, agent) in agents.iter_mut().enumerate() {
-        agent.seq += 1;
-        let mut s = vary(&base, i, a.changed);
-        s.agent_id = agent.id.clone();
-        s.seq = agent.seq;
-        s.collected_at = chrono::Utc::now();
-        let body = wire::encode_body(&s)?;
-        let sig = envelope::sign(
-            agent.key.signing_key(),
-            &envelope::snapshot_fields(&agent.id, agent.seq, &body),
-        )?;
-        work.push(Prepared {
-            path: "/api/v1/snapshots",
-            agent: agent.id.clone(),
-            seq: agent.seq,
-            sig,
-            body,
-            zstd: true,
-        });
+        work.push(prepare_snapshot(agent, &base, i, a.changed)?);
     }
     let (rate, lat) = run_phase("unchanged", &client, &collector.url, work, a.concurrency).await?;
     let unchanged_row = (

@@ -313,12 +313,6 @@ impl Ingest {
             ci_puts.extend(plan.computer);
             let changed = !history.is_empty();
             let commit = IngestCommit {
-                agent_id: agent.id.clone(),
-                expected_last_seq: agent.last_seq,
-                new_seq: env.seq,
-                seen_at: now,
-                content_hash: Some(content_hash.clone()),
-                clock_skew_seconds: Some(skew),
                 ci_id: Some(id.ci_id.clone()),
                 identification: Some(id.evidence.clone()),
                 ci_puts,
@@ -337,7 +331,7 @@ impl Ingest {
                 conflict: id.conflict,
                 supersedes: id.supersedes,
                 change_record: change_record.clone(),
-                body: Some(body.to_vec()),
+                ..accepted_commit(&agent, env, now, &content_hash, skew, body)
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
@@ -405,15 +399,8 @@ impl Ingest {
         computer.volatile = volatile;
         computer.last_seen = now;
         let commit = IngestCommit {
-            agent_id: agent.id.clone(),
-            expected_last_seq: agent.last_seq,
-            new_seq: env.seq,
-            seen_at: now,
-            content_hash: Some(content_hash.clone()),
-            clock_skew_seconds: Some(skew),
             ci_puts: vec![computer],
-            body: Some(body.to_vec()),
-            ..Default::default()
+            ..accepted_commit(agent, env, now, &content_hash, skew, body)
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id, "snapshot accepted: configuration unchanged");
@@ -466,15 +453,8 @@ impl Ingest {
             resolution: None,
         };
         let commit = IngestCommit {
-            agent_id: agent.id.clone(),
-            expected_last_seq: agent.last_seq,
-            new_seq: env.seq,
-            seen_at: now,
-            content_hash: Some(content_hash.clone()),
-            clock_skew_seconds: Some(skew),
             conflict: Some(conflict),
-            body: Some(body.to_vec()),
-            ..Default::default()
+            ..accepted_commit(agent, env, now, &content_hash, skew, body)
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
@@ -530,6 +510,27 @@ impl Ingest {
             },
             changed: false,
         })
+    }
+}
+
+/// The part of a commit every accepted snapshot shares: the seq step, times and evidence.
+fn accepted_commit(
+    agent: &Agent,
+    env: &Envelope,
+    now: DateTime<Utc>,
+    content_hash: &str,
+    skew: i64,
+    body: &[u8],
+) -> IngestCommit {
+    IngestCommit {
+        agent_id: agent.id.clone(),
+        expected_last_seq: agent.last_seq,
+        new_seq: env.seq,
+        seen_at: now,
+        content_hash: Some(content_hash.to_string()),
+        clock_skew_seconds: Some(skew),
+        body: Some(body.to_vec()),
+        ..Default::default()
     }
 }
 

@@ -472,7 +472,10 @@ fn as_of_returns_the_older_version() {
     assert_eq!(r.status, 200);
     assert!(r.body["change_record"].is_null(), "{r:?}");
     assert_eq!(c.json(&["ci", "history", &ci]).as_array().unwrap().len(), 2);
-    assert_eq!(c.json(&["ci", "show", &ci])["ci"]["volatile"]["os.uptime_seconds"], 12_345);
+    assert_eq!(
+        c.json(&["ci", "show", &ci])["ci"]["volatile"]["os.uptime_seconds"],
+        12_345
+    );
     let changes = c.json(&["changes"]);
     assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
 }
