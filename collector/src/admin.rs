@@ -60,12 +60,27 @@ pub struct AdminResponse {
     pub error: Option<String>,
 }
 
-fn store_err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn store_err(e: crate::store::StoreError) -> AdminError {
+    AdminError::Store(e)
 }
 
 /// Runs one admin command against the store.
-pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Result<Value, String> {
+pub fn execute(
+    store: &dyn Store,
+    req: AdminRequest,
+    now: DateTime<Utc>,
+) -> Result<Value, AdminError> {
     match req {
         AdminRequest::TokenCreate {
             ttl_seconds,
@@ -73,7 +88,9 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
             note,
         } => {
             if ttl_seconds <= 0 || uses == 0 {
-                return Err("a token needs a positive TTL and at least one use".into());
+                return Err(AdminError::Invalid(
+                    "a token needs a positive TTL and at least one use".into(),
+                ));
             }
             let secret = format!("cet_{}", hex::encode(rand::random::<[u8; 24]>()));
             let token = EnrollmentToken {
@@ -98,7 +115,7 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
         AdminRequest::TokenRevoke { id } => {
             match store.revoke_token(&id, now).map_err(store_err)? {
                 true => Ok(json!({"revoked": id})),
-                false => Err(format!("no token with id {id}")),
+                false => Err(AdminError::NotFound(format!("no token with id {id}"))),
             }
         }
         AdminRequest::AgentList => {
@@ -108,7 +125,7 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
         AdminRequest::AgentRevoke { id } => {
             match store.revoke_agent(&id, now).map_err(store_err)? {
                 true => Ok(json!({"revoked": id})),
-                false => Err(format!("no agent with id {id}")),
+                false => Err(AdminError::NotFound(format!("no agent with id {id}"))),
             }
         }
         AdminRequest::UserAdd { name, role } => {
@@ -118,7 +135,9 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
             if !valid {
-                return Err("user names are 1-64 characters of letters, digits and . _ - @".into());
+                return Err(AdminError::Invalid(
+                    "user names are 1-64 characters of letters, digits and . _ - @".into(),
+                ));
             }
             let user = User {
                 name: name.clone(),
@@ -138,13 +157,12 @@ pub fn execute(store: &dyn Store, req: AdminRequest, now: DateTime<Utc>) -> Resu
             let ci = store
                 .get_ci(&id)
                 .map_err(store_err)?
-                .ok_or_else(|| format!("no CI with id {id}"))?;
+                .ok_or_else(|| AdminError::NotFound(format!("no CI with id {id}")))?;
             let (state, outgoing) = match as_of {
                 Some(at) => {
-                    let v = store
-                        .as_of(&id, at)
-                        .map_err(store_err)?
-                        .ok_or_else(|| format!("CI {id} did not exist at {at}"))?;
+                    let v = store.as_of(&id, at).map_err(store_err)?.ok_or_else(|| {
+                        AdminError::NotFound(format!("CI {id} did not exist at {at}"))
+                    })?;
                     (json!(v.ci), v.relationships)
                 }
                 None => (json!(ci), store.relationships_from(&id).map_err(store_err)?),
@@ -267,7 +285,7 @@ pub async fn serve_socket(
                         Ok(Err(e)) => AdminResponse {
                             ok: false,
                             result: Value::Null,
-                            error: Some(e),
+                            error: Some(e.to_string()),
                         },
                         Err(e) => AdminResponse {
                             ok: false,

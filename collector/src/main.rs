@@ -357,7 +357,7 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
             Err(e) => return Err(e.into()),
         }
     };
-    let result = admin::execute(&store, req, Utc::now()).map_err(anyhow::Error::msg)?;
+    let result = admin::execute(&store, req, Utc::now())?;
     store.flush()?;
     Ok(result)
 }
