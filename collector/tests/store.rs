@@ -210,3 +210,60 @@ fn revoked_agent_cannot_commit() {
     ));
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn heartbeat_is_compare_and_set_and_visible_on_the_agent() {
+    let d = dir("heartbeat");
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    s.commit_heartbeat("a1", 0, 1, Utc::now()).unwrap();
+    let at = Utc::now();
+    s.commit_heartbeat("a1", 1, 2, at).unwrap();
+    let a = s.get_agent("a1").unwrap().unwrap();
+    assert_eq!(a.last_seq, 2);
+    assert_eq!(
+        a.last_seen.map(|t| t.timestamp_micros()),
+        Some(at.timestamp_micros())
+    );
+    assert!(matches!(
+        s.commit_heartbeat("a1", 1, 3, Utc::now()),
+        Err(CommitError::SeqMoved {
+            expected: 1,
+            current: 2
+        })
+    ));
+    // A snapshot commit continues from the heartbeat's seq.
+    let stale = IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 0,
+        new_seq: 3,
+        seen_at: Utc::now(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.commit_ingest(&stale),
+        Err(CommitError::SeqMoved {
+            expected: 0,
+            current: 2
+        })
+    ));
+    let next = IngestCommit {
+        expected_last_seq: 2,
+        ..stale
+    };
+    s.commit_ingest(&next).unwrap();
+    assert_eq!(s.list_agents().unwrap()[0].last_seq, 3);
+    drop(s);
+    assert_eq!(
+        SledStore::open(&d)
+            .unwrap()
+            .get_agent("a1")
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        3,
+        "survives reopen"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -26,8 +26,11 @@ pub struct SledStore {
     changes: Tree,
     users: Tree,
     bodies: Tree,
-    /// ci_id -> last seen (i64 seconds, big-endian): heartbeats touch only this.
+    /// ci_id -> last seen (i64 microseconds, big-endian): heartbeats touch only this.
     seen: Tree,
+    /// agent_id -> hot state (last seq u64 BE, last seen i64 µs BE): a heartbeat rewrites 16
+    /// bytes here instead of the agent's JSON record (sled copies a whole leaf on write).
+    agent_state: Tree,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -96,6 +99,36 @@ fn prefix(id: &str) -> Vec<u8> {
     p
 }
 
+fn encode_hot(seq: u64, seen: Option<DateTime<Utc>>) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&seq.to_be_bytes());
+    b[8..].copy_from_slice(
+        &seen
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(0)
+            .to_be_bytes(),
+    );
+    b
+}
+
+fn decode_hot(bytes: &[u8]) -> Option<(u64, Option<DateTime<Utc>>)> {
+    let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let micros = i64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+    Some((
+        seq,
+        (micros != 0)
+            .then(|| DateTime::<Utc>::from_timestamp_micros(micros))
+            .flatten(),
+    ))
+}
+
+/// The agent's last seq: the hot record when there is one, else the agent record's.
+fn current_seq(agent: &Agent, hot: Option<&[u8]>) -> u64 {
+    hot.and_then(decode_hot)
+        .map(|(seq, _)| seq)
+        .unwrap_or(agent.last_seq)
+}
+
 type TxResult<T> = Result<T, ConflictableTransactionError<CommitError>>;
 
 fn abort<T>(e: CommitError) -> TxResult<T> {
@@ -152,6 +185,7 @@ impl SledStore {
             users: open("users")?,
             bodies: open("bodies")?,
             seen: open("seen")?,
+            agent_state: open("agent_state")?,
             db,
         };
         match store.meta.get("schema_version").map_err(io)? {
@@ -177,6 +211,21 @@ impl SledStore {
             }
         }
         Ok(store)
+    }
+
+    /// The hot state (last seq, last seen) over the agent record.
+    fn overlay_hot(&self, agent: &mut Agent) -> Result<(), StoreError> {
+        if let Some(v) = self.agent_state.get(agent.id.as_bytes()).map_err(io)? {
+            let (seq, seen) = decode_hot(&v).ok_or_else(|| StoreError::Corrupt {
+                key: format!("agent_state/{}", agent.id),
+                message: "not 16 bytes".into(),
+            })?;
+            agent.last_seq = seq;
+            if seen.is_some() {
+                agent.last_seen = seen;
+            }
+        }
+        Ok(())
     }
 
     /// A heartbeat's last-seen time, when later than the CI record's.
@@ -229,6 +278,7 @@ impl SledStore {
     fn apply_ingest(
         c: &IngestCommit,
         agents: &TransactionalTree,
+        agent_state: &TransactionalTree,
         cis: &TransactionalTree,
         rels: &TransactionalTree,
         rels_rev: &TransactionalTree,
@@ -246,10 +296,11 @@ impl SledStore {
         if agent.is_revoked() {
             return abort(CommitError::AgentGone(c.agent_id.clone()));
         }
-        if agent.last_seq != c.expected_last_seq {
+        let current = current_seq(&agent, agent_state.get(key)?.as_deref());
+        if current != c.expected_last_seq {
             return abort(CommitError::SeqMoved {
                 expected: c.expected_last_seq,
-                current: agent.last_seq,
+                current,
             });
         }
         for (ik, ci_id) in &c.identity_claims {
@@ -279,6 +330,7 @@ impl SledStore {
             agent.identification = c.identification.clone();
         }
         agents.insert(key, tx_encode(&agent)?)?;
+        agent_state.insert(key, &encode_hot(c.new_seq, Some(c.seen_at)))?;
         if let Some(old) = &c.supersedes {
             if let Some(raw) = agents.get(old.as_bytes())? {
                 let mut old_agent: Agent = tx_decode(old.as_bytes(), &raw)?;
@@ -437,11 +489,18 @@ impl Store for SledStore {
     }
 
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        Self::get_json(&self.agents, id.as_bytes())
+        let mut agent: Option<Agent> = Self::get_json(&self.agents, id.as_bytes())?;
+        if let Some(a) = agent.as_mut() {
+            self.overlay_hot(a)?;
+        }
+        Ok(agent)
     }
 
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         let mut a: Vec<Agent> = Self::scan_values(&self.agents)?;
+        for agent in a.iter_mut() {
+            self.overlay_hot(agent)?;
+        }
         a.sort_by_key(|a| a.enrolled_at);
         Ok(a)
     }
@@ -470,35 +529,37 @@ impl Store for SledStore {
         seq: u64,
         at: DateTime<Utc>,
     ) -> Result<(), CommitError> {
-        let r = (&self.agents, &self.seen).transaction(|(agents, seen)| {
-            let key = agent_id.as_bytes();
-            let Some(raw) = agents.get(key)? else {
-                return abort(CommitError::AgentGone(agent_id.to_string()));
-            };
-            let mut agent: Agent = tx_decode(key, &raw)?;
-            if agent.is_revoked() {
-                return abort(CommitError::AgentGone(agent_id.to_string()));
-            }
-            if agent.last_seq != expected_last_seq {
-                return abort(CommitError::SeqMoved {
-                    expected: expected_last_seq,
-                    current: agent.last_seq,
-                });
-            }
-            agent.last_seq = seq;
-            agent.last_seen = Some(at);
-            agents.insert(key, tx_encode(&agent)?)?;
-            if let Some(ci_id) = &agent.ci_id {
-                seen.insert(ci_id.as_bytes(), &at.timestamp_micros().to_be_bytes())?;
-            }
-            Ok(())
-        });
+        let r = (&self.agents, &self.agent_state, &self.seen).transaction(
+            |(agents, agent_state, seen)| {
+                let key = agent_id.as_bytes();
+                let Some(raw) = agents.get(key)? else {
+                    return abort(CommitError::AgentGone(agent_id.to_string()));
+                };
+                let agent: Agent = tx_decode(key, &raw)?;
+                if agent.is_revoked() {
+                    return abort(CommitError::AgentGone(agent_id.to_string()));
+                }
+                let current = current_seq(&agent, agent_state.get(key)?.as_deref());
+                if current != expected_last_seq {
+                    return abort(CommitError::SeqMoved {
+                        expected: expected_last_seq,
+                        current,
+                    });
+                }
+                agent_state.insert(key, &encode_hot(seq, Some(at)))?;
+                if let Some(ci_id) = &agent.ci_id {
+                    seen.insert(ci_id.as_bytes(), &at.timestamp_micros().to_be_bytes())?;
+                }
+                Ok(())
+            },
+        );
         map_tx(r)
     }
 
     fn commit_ingest(&self, c: &IngestCommit) -> Result<(), CommitError> {
         let trees = (
             &self.agents,
+            &self.agent_state,
             &self.cis,
             &self.rels,
             &self.rels_rev,
@@ -509,9 +570,30 @@ impl Store for SledStore {
             &self.bodies,
         );
         let r = trees.transaction(
-            |(agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies)| {
+            |(
+                agents,
+                agent_state,
+                cis,
+                rels,
+                rels_rev,
+                history,
+                identity,
+                conflicts,
+                changes,
+                bodies,
+            )| {
                 Self::apply_ingest(
-                    c, agents, cis, rels, rels_rev, history, identity, conflicts, changes, bodies,
+                    c,
+                    agents,
+                    agent_state,
+                    cis,
+                    rels,
+                    rels_rev,
+                    history,
+                    identity,
+                    conflicts,
+                    changes,
+                    bodies,
                 )
             },
         );
