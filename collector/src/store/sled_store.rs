@@ -547,7 +547,9 @@ impl Store for SledStore {
                     });
                 }
                 agent_state.insert(key, &encode_hot(seq, Some(at)))?;
-                if let Some(ci_id) = &agent.ci_id {
+                // A superseded agent's CI belongs to its successor: its heartbeats are
+                // recorded on the agent, never on the CI.
+                if let (Some(ci_id), None) = (&agent.ci_id, &agent.superseded_by) {
                     seen.insert(ci_id.as_bytes(), &at.timestamp_micros().to_be_bytes())?;
                 }
                 Ok(())

@@ -376,6 +376,40 @@ fn reimaged_machine_keeps_its_ci() {
     assert_eq!(c.json(&["conflicts"]).as_array().unwrap().len(), 1);
     assert_eq!(after.send(&c, &mut s2).status, 200);
     assert_eq!(agent_row(&c, &after.id)["ci_id"], ci);
+    // The superseded agent's heartbeats do not touch the CI its successor now reports.
+    let last_seen = c.json(&["ci", "show", ci.as_str().unwrap()])["ci"]["last_seen"].clone();
+    std::thread::sleep(Duration::from_millis(20));
+    before.seq += 1;
+    let hb = serde_json::to_vec(&census_shared::protocol::Heartbeat {
+        content_hash: s1.content_hash(),
+        sent_at: Utc::now(),
+    })
+    .unwrap();
+    let sig = envelope::sign(
+        before.key.signing_key(),
+        &envelope::heartbeat_fields(&before.id, before.seq, &hb),
+    )
+    .unwrap();
+    let r = c
+        .http()
+        .post(format!("{}/api/v1/heartbeat", c.url))
+        .header(envelope::HEADER_AGENT_ID, &before.id)
+        .header(envelope::HEADER_SEQ, before.seq.to_string())
+        .header(envelope::HEADER_SIGNATURE, sig)
+        .body(hb)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        c.json(&["ci", "show", ci.as_str().unwrap()])["ci"]["last_seen"],
+        last_seen,
+        "a superseded agent's heartbeat leaves the CI alone"
+    );
+    assert_eq!(
+        agent_row(&c, &before.id)["last_seq"],
+        before.seq,
+        "but is recorded on the agent"
+    );
 }
 
 #[test]
