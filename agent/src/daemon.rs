@@ -75,6 +75,7 @@ pub async fn enroll(
     force: bool,
     timeout: Duration,
 ) -> Result<Enrollment> {
+    let _lock = state.lock()?;
     if let Some(existing) = state.enrollment()? {
         if !force {
             bail!("already enrolled as {} with {}; pass --force to enroll again (a new key and agent id)", existing.agent_id, existing.server);
@@ -129,6 +130,8 @@ pub struct RunReport {
 
 pub struct Agent {
     pub state: StateDir,
+    /// Exclusive use of the state directory for as long as this agent lives.
+    _lock: crate::state::StateLock,
     pub config: AgentConfig,
     pub enrollment: Enrollment,
     pub client: Client,
@@ -137,6 +140,7 @@ pub struct Agent {
 impl Agent {
     pub fn open(state_dir: &Path, config: AgentConfig) -> Result<Agent> {
         let state = StateDir::open(state_dir)?;
+        let lock = state.lock()?;
         let enrollment = state.require_enrollment()?;
         let client = Client::new(
             &enrollment.server,
@@ -145,10 +149,22 @@ impl Agent {
         )?;
         Ok(Agent {
             state,
+            _lock: lock,
             config,
             enrollment,
             client,
         })
+    }
+
+    /// Applies a reloaded configuration without giving up the state directory.
+    pub fn reconfigure(&mut self, config: AgentConfig) -> Result<()> {
+        self.client = Client::new(
+            &self.enrollment.server,
+            Trust::CaPem(self.enrollment.ca_pem.clone()),
+            Duration::from_secs(config.request_timeout_seconds),
+        )?;
+        self.config = config;
+        Ok(())
     }
 
     fn spool(&self) -> Spool {
@@ -475,7 +491,7 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
                     Ok((s, c)) => {
                         config = c;
                         schedule = s;
-                        agent = Agent::open(&state_dir, config.clone())?;
+                        agent.reconfigure(config.clone())?;
                         next_collect = schedule.next_after(
                             Utc::now(),
                             splay_for(&agent.enrollment.agent_id, config.splay_seconds),

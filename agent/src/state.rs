@@ -22,6 +22,13 @@ pub enum StateError {
     Corrupt { path: String, message: String },
     #[error("this agent is not enrolled (no {0}); run `census-agent enroll` first")]
     NotEnrolled(String),
+    #[error("another census-agent is using {0} (a running `census-agent run`?); stop it or wait")]
+    Busy(String),
+}
+
+/// Held while a process reserves seqs or writes the spool; released on drop.
+pub struct StateLock {
+    _file: std::fs::File,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -100,6 +107,25 @@ impl StateDir {
         Ok(StateDir {
             root: root.to_path_buf(),
         })
+    }
+
+    /// Takes the state directory for this process: two agents sharing one seq line would
+    /// reserve the same seq.
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        let path = self.root.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(StateError::Busy(self.root.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
     }
 
     pub fn spool_dir(&self) -> PathBuf {
@@ -233,6 +259,20 @@ mod tests {
             std::env::temp_dir().join(format!("census-agent-state-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         p
+    }
+
+    #[test]
+    fn state_directory_is_exclusive() {
+        let dir = tmp("lock");
+        let s = StateDir::open(&dir).unwrap();
+        let held = s.lock().unwrap();
+        assert!(matches!(
+            StateDir::open(&dir).unwrap().lock(),
+            Err(StateError::Busy(_))
+        ));
+        drop(held);
+        assert!(s.lock().is_ok(), "released on drop");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -373,6 +373,14 @@ fn daemon_delivers_its_spool_reloads_on_hup_and_stops_on_term() {
         agent.spool_files().is_empty(),
         "the daemon delivers what waited in the spool at start"
     );
+    // While the daemon runs, a second agent process on the same state would reuse seqs.
+    let out = agent.run(&["once"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("another census-agent is using"),
+        "{}",
+        text(&out)
+    );
     // SIGHUP with a broken config keeps the old one; the daemon stays up.
     std::fs::write(&agent.config, "schedule = \"every now and then\"\n").unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
