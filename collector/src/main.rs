@@ -53,30 +53,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the agent API over HTTPS.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Operator's certificate chain (PEM); with --tls-key. Without both, a private CA is
-        /// made in the data directory on first start.
-        #[arg(long)]
-        tls_cert: Option<PathBuf>,
-        #[arg(long)]
-        tls_key: Option<PathBuf>,
-        /// Extra DNS names or IPs for the generated server certificate.
-        #[arg(long = "san")]
-        sans: Vec<String>,
-        /// Plain HTTP, for local development only; refused on non-loopback addresses.
-        #[arg(long)]
-        insecure_http: bool,
-        /// Ingest work running at once (default: number of CPUs).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Submissions admitted at once before answering 429.
-        #[arg(long, default_value_t = 512)]
-        max_queue: usize,
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: LogFormat,
-    },
+    Serve(ServeArgs),
     /// Print the private CA's SHA-256 fingerprint for `census-agent enroll --ca-fingerprint`.
     Fingerprint,
     /// Enrollment tokens.
@@ -105,6 +82,32 @@ enum Command {
     Changes,
     /// Counts of CIs by class, agents, records and store size.
     Stats,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Operator's certificate chain (PEM); with --tls-key. Without both, a private CA is
+    /// made in the data directory on first start.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated server certificate.
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// Plain HTTP, for local development only; refused on non-loopback addresses.
+    #[arg(long)]
+    insecure_http: bool,
+    /// Ingest work running at once (default: number of CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Submissions admitted at once before answering 429.
+    #[arg(long, default_value_t = 512)]
+    max_queue: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -175,27 +178,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            listen,
-            tls_cert,
-            tls_key,
-            sans,
-            insecure_http,
-            workers,
-            max_queue,
-            log_format,
-        } => {
-            init_logging(log_format);
-            serve(
-                &cli.data_dir,
-                listen,
-                tls_cert,
-                tls_key,
-                sans,
-                insecure_http,
-                workers,
-                max_queue,
-            )
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            serve(&cli.data_dir, args)
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
         other => admin_command(&cli.data_dir, cli.format, other),
@@ -218,17 +203,17 @@ fn fingerprint(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn serve(
-    data_dir: &Path,
-    listen: SocketAddr,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    sans: Vec<String>,
-    insecure_http: bool,
-    workers: Option<usize>,
-    max_queue: usize,
-) -> Result<()> {
+fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        listen,
+        tls_cert,
+        tls_key,
+        sans,
+        insecure_http,
+        workers,
+        max_queue,
+        log_format: _,
+    } = args;
     if insecure_http && !listen.ip().is_loopback() {
         bail!("--insecure-http is refused on {listen}: plain HTTP only on loopback addresses");
     }
@@ -486,7 +471,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
-        Command::Serve { .. } | Command::Fingerprint => unreachable_command(),
+        Command::Serve(_) | Command::Fingerprint => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let result = run_admin(data_dir, req)?;

@@ -129,6 +129,20 @@ fn current_seq(agent: &Agent, hot: Option<&[u8]>) -> u64 {
         .unwrap_or(agent.last_seq)
 }
 
+/// The trees one ingest transaction writes, as the transaction sees them.
+struct IngestTrees<'a> {
+    agents: &'a TransactionalTree,
+    agent_state: &'a TransactionalTree,
+    cis: &'a TransactionalTree,
+    rels: &'a TransactionalTree,
+    rels_rev: &'a TransactionalTree,
+    history: &'a TransactionalTree,
+    identity: &'a TransactionalTree,
+    conflicts: &'a TransactionalTree,
+    changes: &'a TransactionalTree,
+    bodies: &'a TransactionalTree,
+}
+
 type TxResult<T> = Result<T, ConflictableTransactionError<CommitError>>;
 
 fn abort<T>(e: CommitError) -> TxResult<T> {
@@ -274,29 +288,16 @@ impl SledStore {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn apply_ingest(
-        c: &IngestCommit,
-        agents: &TransactionalTree,
-        agent_state: &TransactionalTree,
-        cis: &TransactionalTree,
-        rels: &TransactionalTree,
-        rels_rev: &TransactionalTree,
-        history: &TransactionalTree,
-        identity: &TransactionalTree,
-        conflicts: &TransactionalTree,
-        changes: &TransactionalTree,
-        bodies: &TransactionalTree,
-    ) -> TxResult<()> {
+    fn apply_ingest(c: &IngestCommit, t: &IngestTrees<'_>) -> TxResult<()> {
         let key = c.agent_id.as_bytes();
-        let Some(raw) = agents.get(key)? else {
+        let Some(raw) = t.agents.get(key)? else {
             return abort(CommitError::AgentGone(c.agent_id.clone()));
         };
         let mut agent: Agent = tx_decode(key, &raw)?;
         if agent.is_revoked() {
             return abort(CommitError::AgentGone(c.agent_id.clone()));
         }
-        let current = current_seq(&agent, agent_state.get(key)?.as_deref());
+        let current = current_seq(&agent, t.agent_state.get(key)?.as_deref());
         if current != c.expected_last_seq {
             return abort(CommitError::SeqMoved {
                 expected: c.expected_last_seq,
@@ -305,13 +306,13 @@ impl SledStore {
         }
         for (ik, ci_id) in &c.identity_claims {
             let k = ik.encoded();
-            match identity.get(k.as_bytes())? {
+            match t.identity.get(k.as_bytes())? {
                 Some(existing) if existing.as_ref() != ci_id.as_bytes() => {
                     return abort(CommitError::IdentityRace(k.replace('\0', ":")));
                 }
                 Some(_) => {}
                 None => {
-                    identity.insert(k.as_bytes(), ci_id.as_bytes())?;
+                    t.identity.insert(k.as_bytes(), ci_id.as_bytes())?;
                 }
             }
         }
@@ -329,45 +330,47 @@ impl SledStore {
         if c.identification.is_some() {
             agent.identification = c.identification.clone();
         }
-        agents.insert(key, tx_encode(&agent)?)?;
-        agent_state.insert(key, &encode_hot(c.new_seq, Some(c.seen_at)))?;
+        t.agents.insert(key, tx_encode(&agent)?)?;
+        t.agent_state
+            .insert(key, &encode_hot(c.new_seq, Some(c.seen_at)))?;
         if let Some(old) = &c.supersedes {
-            if let Some(raw) = agents.get(old.as_bytes())? {
+            if let Some(raw) = t.agents.get(old.as_bytes())? {
                 let mut old_agent: Agent = tx_decode(old.as_bytes(), &raw)?;
                 old_agent.superseded_by = Some(c.agent_id.clone());
-                agents.insert(old.as_bytes(), tx_encode(&old_agent)?)?;
+                t.agents.insert(old.as_bytes(), tx_encode(&old_agent)?)?;
             }
         }
         for ci in &c.shared_ci_inserts {
-            if cis.get(ci.id.as_bytes())?.is_none() {
-                cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+            if t.cis.get(ci.id.as_bytes())?.is_none() {
+                t.cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
             }
         }
         for ci in &c.ci_puts {
-            cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+            t.cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
         }
         for k in &c.relationship_deletes {
-            rels.remove(rel_key(k))?;
-            rels_rev.remove(rel_rev_key(k))?;
+            t.rels.remove(rel_key(k))?;
+            t.rels_rev.remove(rel_rev_key(k))?;
         }
         for r in &c.relationship_puts {
-            rels.insert(rel_key(&r.key), tx_encode(r)?)?;
-            rels_rev.insert(rel_rev_key(&r.key), &[])?;
+            t.rels.insert(rel_key(&r.key), tx_encode(r)?)?;
+            t.rels_rev.insert(rel_rev_key(&r.key), &[])?;
         }
         for v in &c.history {
             let bytes = encode_version(v).or_else(|e| abort(CommitError::Store(e)))?;
-            history.insert(history_key(&v.ci_id, v.version), bytes)?;
+            t.history.insert(history_key(&v.ci_id, v.version), bytes)?;
         }
         if let Some(conflict) = &c.conflict {
-            if conflicts.get(conflict.id.as_bytes())?.is_none() {
-                conflicts.insert(conflict.id.as_bytes(), tx_encode(conflict)?)?;
+            if t.conflicts.get(conflict.id.as_bytes())?.is_none() {
+                t.conflicts
+                    .insert(conflict.id.as_bytes(), tx_encode(conflict)?)?;
             }
         }
         if let Some(record) = &c.change_record {
-            changes.insert(record.id.as_bytes(), tx_encode(record)?)?;
+            t.changes.insert(record.id.as_bytes(), tx_encode(record)?)?;
         }
         if let Some(body) = &c.body {
-            bodies.insert(key, body.as_slice())?;
+            t.bodies.insert(key, body.as_slice())?;
         }
         Ok(())
     }
@@ -584,8 +587,7 @@ impl Store for SledStore {
                 changes,
                 bodies,
             )| {
-                Self::apply_ingest(
-                    c,
+                let trees = IngestTrees {
                     agents,
                     agent_state,
                     cis,
@@ -596,7 +598,8 @@ impl Store for SledStore {
                     conflicts,
                     changes,
                     bodies,
-                )
+                };
+                Self::apply_ingest(c, &trees)
             },
         );
         map_tx(r)
