@@ -88,7 +88,7 @@ pub fn parse_meminfo(text: &str) -> Result<Memory, ProbeError> {
             .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
-            .map(|v| v * 1024)
+            .and_then(|v| v.checked_mul(1024))
     };
     Ok(Memory {
         total_bytes: kb("MemTotal")
@@ -158,7 +158,7 @@ pub fn disk_from_facts(f: &BlockFacts) -> Option<Disk> {
         vendor: census_shared::identity::meaningful(vendor.as_deref()),
         serial: census_shared::identity::meaningful(f.serial.as_deref()),
         wwn: census_shared::identity::meaningful(f.wwid.as_deref()),
-        size_bytes: f.size_sectors * 512,
+        size_bytes: f.size_sectors.saturating_mul(512),
         rotational: f.rotational,
         removable: f.removable,
         transport: transport.map(str::to_string),
@@ -432,6 +432,21 @@ mod tests {
         assert_eq!(cpus[0].threads, 2);
         assert_eq!(cpus[0].cores, 2);
         assert_eq!(cpus[0].vendor.as_deref(), Some("ARM"));
+    }
+
+    #[test]
+    fn meminfo_kib_overflow_is_refused_not_a_panic() {
+        // Found by the proc_files fuzz target: 2922222222222222222 kB * 1024 overflowed u64.
+        let err = parse_meminfo("MemTotal:  \x0c\x0b2922222222222222222 kB\n");
+        assert!(err.is_err(), "an impossible MemTotal is no MemTotal");
+        let d = disk_from_facts(&BlockFacts {
+            name: "sda".into(),
+            major: 8,
+            size_sectors: u64::MAX,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(d.size_bytes, u64::MAX);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Software> {
             source_package,
             installed_size_bytes: get("Installed-Size")
                 .and_then(|v| v.parse::<u64>().ok())
-                .map(|k| k * 1024),
+                .and_then(|k| k.checked_mul(1024)),
             install_date: None,
         });
     }
@@ -442,6 +442,17 @@ mod tests {
             "Source equal to the package is not repeated"
         );
         assert_eq!(dpkg_list_names(&pkgs[1])[0], "libc6:i386.list");
+    }
+
+    #[test]
+    fn installed_size_overflow_is_dropped_not_a_panic() {
+        let pkgs = parse_dpkg_status("Package: big\nStatus: install ok installed\nVersion: 1\nInstalled-Size: 18446744073709551615\n");
+        assert_eq!(pkgs[0].installed_size_bytes, None);
+        let win = crate::probe::windows::parse_uninstall_json(
+            r#"{"DisplayName":"Big","EstimatedSize":18446744073709551615,"PSPath":"HKLM"}"#,
+        )
+        .unwrap();
+        assert_eq!(win[0].installed_size_bytes, None);
     }
 
     #[test]

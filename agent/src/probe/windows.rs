@@ -93,7 +93,7 @@ pub fn parse_uninstall_json(json: &str) -> Result<Vec<Software>, ProbeError> {
                 publisher: text(e, "Publisher"),
                 source: "windows-registry".into(),
                 source_package: None,
-                installed_size_bytes: number(e, "EstimatedSize").map(|k| k * 1024),
+                installed_size_bytes: number(e, "EstimatedSize").and_then(|k| k.checked_mul(1024)),
                 install_date,
             })
         })
