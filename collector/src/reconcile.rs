@@ -580,15 +580,9 @@ pub struct Plan {
     pub drifted: bool,
 }
 
-fn edge_label(key: &RelKey, names: &BTreeMap<String, String>) -> String {
-    let target = names
-        .get(&key.to)
-        .cloned()
-        .unwrap_or_else(|| key.to.clone());
-    let from = names
-        .get(&key.from)
-        .cloned()
-        .unwrap_or_else(|| key.from.clone());
+fn edge_label<'a>(key: &'a RelKey, name_of: impl Fn(&'a str) -> Option<&'a str>) -> String {
+    let target = name_of(&key.to).unwrap_or(&key.to);
+    let from = name_of(&key.from).unwrap_or(&key.from);
     let disc = if key.discriminator.is_empty() {
         String::new()
     } else {
@@ -660,15 +654,20 @@ pub fn plan(
         want.name = cid.to_string();
     }
 
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    for c in want
-        .components
-        .values()
-        .chain(want.shared.values())
-        .chain(stored.components.iter())
-    {
-        names.insert(c.id.clone(), c.name.clone());
-    }
+    // Names label the few changed edges; look them up where they already are rather than
+    // copying every component's and product's name on each snapshot. Stored components
+    // come first, then shared CIs, then desired components (the precedence labels had).
+    let components = &want.components;
+    let shared = &want.shared;
+    let name_of = |id: &str| -> Option<&str> {
+        stored
+            .components
+            .iter()
+            .find(|c| c.id == id)
+            .or_else(|| shared.get(id))
+            .or_else(|| components.get(id))
+            .map(|c| c.name.as_str())
+    };
 
     // Edges.
     let old_edges: BTreeMap<&RelKey, &Attributes> = stored
@@ -683,7 +682,7 @@ pub fn plan(
             Some(old) => {
                 p.items.push(ChangeItem {
                     kind: "relationship_changed".into(),
-                    path: edge_label(key, &names),
+                    path: edge_label(key, name_of),
                     old: Some(json!(old)),
                     new: Some(json!(attrs)),
                 });
@@ -696,7 +695,7 @@ pub fn plan(
             None => {
                 p.items.push(ChangeItem {
                     kind: "relationship_added".into(),
-                    path: edge_label(key, &names),
+                    path: edge_label(key, name_of),
                     old: None,
                     new: Some(json!(attrs)),
                 });
@@ -712,7 +711,7 @@ pub fn plan(
         if !want.relationships.contains_key(*key) {
             p.items.push(ChangeItem {
                 kind: "relationship_removed".into(),
-                path: edge_label(key, &names),
+                path: edge_label(key, name_of),
                 old: Some(json!(attrs)),
                 new: None,
             });
