@@ -15,6 +15,7 @@ use census_shared::AgentPublicKey;
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify};
 
+use crate::drift::{self, DriftRules, Evaluation, RecordHeader, ScopeSubject};
 use crate::identify;
 use crate::model::*;
 use crate::reconcile;
@@ -165,6 +166,12 @@ pub struct Ingest {
     /// Shared CIs (products, OS releases, subnets) known to exist. They are never deleted,
     /// so a commit need not re-check the hundreds a snapshot references.
     known_shared: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Noise, severity and planned changes, loaded once and dropped by
+    /// [`Ingest::invalidate_rules`] whenever a person edits them.
+    rules: std::sync::RwLock<Option<Arc<DriftRules>>>,
+    flap_window: chrono::Duration,
+    /// Woken when a commit queued a feed event.
+    pub events: Notify,
 }
 
 const IDENTITY_RETRIES: usize = 3;
@@ -174,7 +181,42 @@ impl Ingest {
         Ingest {
             store,
             known_shared: Default::default(),
+            rules: Default::default(),
+            flap_window: chrono::Duration::hours(24),
+            events: Notify::new(),
         }
+    }
+
+    pub fn with_flap_window(mut self, window: chrono::Duration) -> Self {
+        self.flap_window = window;
+        self
+    }
+
+    /// Drops the cached drift rules; the next snapshot reloads them.
+    pub fn invalidate_rules(&self) {
+        if let Ok(mut r) = self.rules.write() {
+            *r = None;
+        }
+    }
+
+    fn drift_rules(&self, now: DateTime<Utc>) -> Result<Arc<DriftRules>, IngestError> {
+        if let Some(r) = self.rules.read().ok().and_then(|r| r.clone()) {
+            return Ok(r);
+        }
+        let rules = Arc::new(DriftRules {
+            noise: self.store.list_noise_rules().map_err(unavailable)?,
+            severity: self
+                .store
+                .severity_rules()
+                .map_err(unavailable)?
+                .unwrap_or_else(|| SeverityRules::defaults(now)),
+            planned: self.store.list_planned_changes().map_err(unavailable)?,
+            flap_window: self.flap_window,
+        });
+        if let Ok(mut slot) = self.rules.write() {
+            *slot = Some(rules.clone());
+        }
+        Ok(rules)
     }
 
     fn authenticate(
@@ -291,18 +333,46 @@ impl Ingest {
             let desired = reconcile::desired(&id.ci_id, &snap, now);
             let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
             continue_version_lines(self.store.as_ref(), &stored, &mut plan).map_err(unavailable)?;
+            let drift = if plan.drifted {
+                let rules = self.drift_rules(now)?;
+                let recent = self.store.recent_removals(&id.ci_id).map_err(unavailable)?;
+                let computer = plan.computer.as_ref();
+                let attr = |k: &str| {
+                    computer
+                        .and_then(|c| c.attributes.get(k))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                let who = ScopeSubject {
+                    ci_id: id.ci_id.clone(),
+                    hostnames: [attr("os.hostname"), attr("os.fqdn")]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    addresses: plan.after.addresses(),
+                };
+                let header = RecordHeader {
+                    id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),
+                    ci_id: id.ci_id.clone(),
+                    ci_name: computer.map(|c| c.name.clone()).unwrap_or_default(),
+                    agent_id: agent.id.clone(),
+                    seq: env.seq,
+                    from_version: stored.computer.as_ref().map(|c| c.version).unwrap_or(0),
+                    to_version: computer.map(|c| c.version).unwrap_or(0),
+                };
+                drift::evaluate(
+                    std::mem::take(&mut plan.items),
+                    &rules,
+                    &who,
+                    &recent,
+                    header,
+                    now,
+                )
+            } else {
+                Evaluation::default()
+            };
             let t_plan = t0.elapsed();
-            let change_record = plan.drifted.then(|| ChangeRecord {
-                id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),
-                ci_id: id.ci_id.clone(),
-                agent_id: agent.id.clone(),
-                seq: env.seq,
-                detected_at: now,
-                from_version: stored.computer.as_ref().map(|c| c.version).unwrap_or(0),
-                to_version: plan.computer.as_ref().map(|c| c.version).unwrap_or(0),
-                items: plan.items.clone(),
-                state: "open".into(),
-            });
+            let change_record = drift.record;
             let mut history = plan.history;
             if let Some(record) = &change_record {
                 for v in history.iter_mut().filter(|v| v.ci_id == id.ci_id) {
@@ -331,10 +401,15 @@ impl Ingest {
                 conflict: id.conflict,
                 supersedes: id.supersedes,
                 change_record: change_record.clone(),
+                removals_put: drift.removals_put,
+                removals_cleared: drift.removals_cleared,
                 ..accepted_commit(&agent, env, now, &content_hash, skew, body)
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
+                    if change_record.is_some() {
+                        self.events.notify_one();
+                    }
                     if !commit.shared_ci_inserts.is_empty() {
                         if let Ok(mut known) = self.known_shared.write() {
                             known.extend(commit.shared_ci_inserts.iter().map(|c| c.id.clone()));
@@ -343,7 +418,7 @@ impl Ingest {
                     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
                     tracing::info!(
                         agent_id = %agent.id, seq = env.seq, ci_id = %id.ci_id, rule = %id.evidence.rule, changed,
-                        change_record = ?change_record.as_ref().map(|c| &c.id),
+                        change_record = ?change_record.as_ref().map(|c| &c.id), suppressed_items = drift.suppressed,
                         verify_ms = ms(t_verify), decode_ms = ms(t_decode - t_verify), read_ms = ms(t_read - t_decode),
                         plan_ms = ms(t_plan - t_read), commit_ms = ms(t0.elapsed() - t_plan),
                         "snapshot accepted"

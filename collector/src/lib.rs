@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod drift;
 pub mod identify;
 pub mod ingest;
 pub mod model;

@@ -269,28 +269,433 @@ pub struct IdentityConflict {
     pub resolution: Option<String>,
 }
 
+/// Which part of a computer's configuration a change item is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aspect {
+    Attribute,
+    Os,
+    Software,
+    Disk,
+    Nic,
+    Ip,
+    Service,
+    User,
+    Port,
+    Mount,
+}
+
+impl Aspect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aspect::Attribute => "attribute",
+            Aspect::Os => "os",
+            Aspect::Software => "software",
+            Aspect::Disk => "disk",
+            Aspect::Nic => "nic",
+            Aspect::Ip => "ip",
+            Aspect::Service => "service",
+            Aspect::User => "user",
+            Aspect::Port => "port",
+            Aspect::Mount => "mount",
+        }
+    }
+    /// The CI class a noise rule names to reach this aspect's items.
+    pub fn ci_class(self) -> CiClass {
+        match self {
+            Aspect::Software => CiClass::SoftwareProduct,
+            Aspect::Disk => CiClass::Disk,
+            Aspect::Nic => CiClass::NetworkInterface,
+            Aspect::Ip => CiClass::IpAddress,
+            Aspect::Service => CiClass::Service,
+            Aspect::Os => CiClass::OperatingSystem,
+            Aspect::Attribute | Aspect::User | Aspect::Port | Aspect::Mount => CiClass::Computer,
+        }
+    }
+}
+
+/// What happened to one aspect of a computer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    AttributeChanged,
+    KernelChanged,
+    OsUpgraded,
+    OsDowngraded,
+    OsChanged,
+    SoftwareInstalled,
+    SoftwareRemoved,
+    SoftwareUpgraded,
+    SoftwareDowngraded,
+    SoftwareChanged,
+    DiskAdded,
+    DiskRemoved,
+    DiskChanged,
+    NicAdded,
+    NicRemoved,
+    NicChanged,
+    IpAdded,
+    IpRemoved,
+    IpMoved,
+    IpChanged,
+    ServiceAdded,
+    ServiceRemoved,
+    ServiceEnabled,
+    ServiceDisabled,
+    ServiceChanged,
+    UserAdded,
+    UserRemoved,
+    UserChanged,
+    PortOpened,
+    PortClosed,
+    PortChanged,
+    MountAdded,
+    MountRemoved,
+    MountChanged,
+}
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 34] = [
+        ItemKind::AttributeChanged,
+        ItemKind::KernelChanged,
+        ItemKind::OsUpgraded,
+        ItemKind::OsDowngraded,
+        ItemKind::OsChanged,
+        ItemKind::SoftwareInstalled,
+        ItemKind::SoftwareRemoved,
+        ItemKind::SoftwareUpgraded,
+        ItemKind::SoftwareDowngraded,
+        ItemKind::SoftwareChanged,
+        ItemKind::DiskAdded,
+        ItemKind::DiskRemoved,
+        ItemKind::DiskChanged,
+        ItemKind::NicAdded,
+        ItemKind::NicRemoved,
+        ItemKind::NicChanged,
+        ItemKind::IpAdded,
+        ItemKind::IpRemoved,
+        ItemKind::IpMoved,
+        ItemKind::IpChanged,
+        ItemKind::ServiceAdded,
+        ItemKind::ServiceRemoved,
+        ItemKind::ServiceEnabled,
+        ItemKind::ServiceDisabled,
+        ItemKind::ServiceChanged,
+        ItemKind::UserAdded,
+        ItemKind::UserRemoved,
+        ItemKind::UserChanged,
+        ItemKind::PortOpened,
+        ItemKind::PortClosed,
+        ItemKind::PortChanged,
+        ItemKind::MountAdded,
+        ItemKind::MountRemoved,
+        ItemKind::MountChanged,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::AttributeChanged => "attribute_changed",
+            ItemKind::KernelChanged => "kernel_changed",
+            ItemKind::OsUpgraded => "os_upgraded",
+            ItemKind::OsDowngraded => "os_downgraded",
+            ItemKind::OsChanged => "os_changed",
+            ItemKind::SoftwareInstalled => "software_installed",
+            ItemKind::SoftwareRemoved => "software_removed",
+            ItemKind::SoftwareUpgraded => "software_upgraded",
+            ItemKind::SoftwareDowngraded => "software_downgraded",
+            ItemKind::SoftwareChanged => "software_changed",
+            ItemKind::DiskAdded => "disk_added",
+            ItemKind::DiskRemoved => "disk_removed",
+            ItemKind::DiskChanged => "disk_changed",
+            ItemKind::NicAdded => "nic_added",
+            ItemKind::NicRemoved => "nic_removed",
+            ItemKind::NicChanged => "nic_changed",
+            ItemKind::IpAdded => "ip_added",
+            ItemKind::IpRemoved => "ip_removed",
+            ItemKind::IpMoved => "ip_moved",
+            ItemKind::IpChanged => "ip_changed",
+            ItemKind::ServiceAdded => "service_added",
+            ItemKind::ServiceRemoved => "service_removed",
+            ItemKind::ServiceEnabled => "service_enabled",
+            ItemKind::ServiceDisabled => "service_disabled",
+            ItemKind::ServiceChanged => "service_changed",
+            ItemKind::UserAdded => "user_added",
+            ItemKind::UserRemoved => "user_removed",
+            ItemKind::UserChanged => "user_changed",
+            ItemKind::PortOpened => "port_opened",
+            ItemKind::PortClosed => "port_closed",
+            ItemKind::PortChanged => "port_changed",
+            ItemKind::MountAdded => "mount_added",
+            ItemKind::MountRemoved => "mount_removed",
+            ItemKind::MountChanged => "mount_changed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            _ => Err(format!(
+                "unknown severity '{s}'; severities are low, medium, high"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Accepted,
+    Rejected,
+}
+
+/// A person's decision on a record or one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    pub decision: Decision,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub comment: String,
+}
+
 /// One configuration change between two versions of a computer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeItem {
-    /// "attribute_changed", "relationship_added", "relationship_removed",
-    /// "relationship_changed".
-    pub kind: String,
-    /// Attribute path or relationship description ("installs openssl (amd64)").
-    pub path: String,
+    pub kind: ItemKind,
+    pub aspect: Aspect,
+    /// Unique within the aspect (a package's product and arch/source, a service's
+    /// manager/name, an attribute's path).
+    pub key: String,
+    /// What people call it: package, service or user name, attribute path, "tcp/22".
+    pub subject: String,
     pub old: Option<Value>,
     pub new: Option<Value>,
+    pub severity: Severity,
+    /// Why this item does not count: "noise:<rule id>" or "flap".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
+    /// The planned change that authorizes this item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    Open,
+    Accepted,
+    Rejected,
+}
+
+impl std::str::FromStr for RecordState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(RecordState::Open),
+            "accepted" => Ok(RecordState::Accepted),
+            "rejected" => Ok(RecordState::Rejected),
+            _ => Err(format!(
+                "unknown state '{s}'; states are open, accepted, rejected"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Authorization {
+    Authorized,
+    Unauthorized,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     pub id: String,
     pub ci_id: String,
+    pub ci_name: String,
     pub agent_id: String,
     pub seq: u64,
     pub detected_at: DateTime<Utc>,
     pub from_version: u64,
     pub to_version: u64,
     pub items: Vec<ChangeItem>,
-    /// "open" until reviewed.
-    pub state: String,
+    /// The highest severity among items that count.
+    pub severity: Severity,
+    /// Authorized when every item that counts falls inside an open planned change.
+    pub authorization: Authorization,
+    pub planned_changes: Vec<String>,
+    pub state: RecordState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+/// Matches change items: kind and subject are globs (`*`, `?`); `new` lists fields the
+/// item's new value must hold (`{"login_shell": true}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemPattern {
+    #[serde(default = "any")]
+    pub kind: String,
+    #[serde(default = "any")]
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub new: BTreeMap<String, Value>,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+/// Items an operator does not want raised, per CI class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseRule {
+    pub id: String,
+    /// `computer` reaches every item of a computer's records; another class reaches the
+    /// items about that kind of component (software_product, service, ...).
+    pub class: CiClass,
+    pub pattern: ItemPattern,
+    pub note: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityRule {
+    pub pattern: ItemPattern,
+    pub severity: Severity,
+}
+
+/// Ordered: the first rule that matches an item gives its severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeverityRules {
+    pub rules: Vec<SeverityRule>,
+    /// Severity of an item no rule matches.
+    pub default: Severity,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which computers a planned change covers: any listed id, any address inside a listed
+/// subnet, any hostname matching a listed glob, or all.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanScope {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ci_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlannedState {
+    Active,
+    Cancelled,
+}
+
+/// A change request: what may change, where, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedChange {
+    pub id: String,
+    pub title: String,
+    pub scope: PlanScope,
+    pub allowed: Vec<ItemPattern>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub state: PlannedState,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One append-only audit entry. `prev_hash` chains entries so a removed or altered entry
+/// is detectable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// An event of the changed-since feed, also what webhooks receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedEvent {
+    pub cursor: u64,
+    /// "change_record.created" or "change_record.reviewed".
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    pub record: ChangeRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    /// The HMAC-SHA256 key, shown once at creation.
+    pub secret: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub active: bool,
+}
+
+/// One event on its way to one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub cursor: u64,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+/// A removal remembered for flap suppression: if the same thing comes back within the
+/// window, its return is marked, not raised again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentRemoval {
+    pub aspect: Aspect,
+    pub key: String,
+    pub removed_at: DateTime<Utc>,
+    pub value: Value,
+}
+
+/// A person's API token (the secret is never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub user: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::drift;
+use crate::drift::view::ConfigView;
 use crate::model::*;
 use crate::store::OwnedState;
 
@@ -190,6 +192,10 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         put(a, "os.kernel_version", os.kernel_version.clone());
         put(a, "os.arch", os.arch.clone());
         put(a, "os.timezone", os.timezone.clone());
+        put(a, "os.name", os.name.clone());
+        put(a, "os.version", os.version.clone());
+        put(a, "os.version_id", os.version_id.clone());
+        put(a, "os.build", os.build.clone());
         let release = os.name.clone().unwrap_or_else(|| os.family.clone());
         let version = os
             .version
@@ -275,7 +281,12 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             .iter()
             .map(|f| json!({"mount_point": f.mount_point, "device": f.device, "fs_type": f.fs_type, "total_bytes": f.total_bytes, "read_only": f.read_only}))
             .collect();
-        list.sort_by_key(|x| x["mount_point"].as_str().unwrap_or("").to_string());
+        list.sort_by_cached_key(|x| {
+            (
+                x["mount_point"].as_str().unwrap_or("").to_string(),
+                x.to_string(),
+            )
+        });
         put(a, "filesystems.mounts", Value::Array(list));
     }
     if let Some(users) = collected(&snap.users) {
@@ -284,7 +295,8 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             .iter()
             .map(|u| json!({"name": u.name, "uid": u.uid, "shell": u.shell, "login_shell": u.login_shell}))
             .collect();
-        list.sort_by_key(|x| x["name"].as_str().unwrap_or("").to_string());
+        list.sort_by_cached_key(|x| (x["name"].as_str().unwrap_or("").to_string(), x.to_string()));
+        list.dedup();
         put(a, "users.local", Value::Array(list));
     }
     if let Some(ports) = collected(&snap.listening_ports) {
@@ -464,6 +476,10 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     }
     if let Some(software) = collected(&snap.software) {
         d.collected.insert(Owner::Software);
+        // Duplicate name/source/arch entries get numbered discriminators; sorting first
+        // makes the numbering independent of the order the OS listed them in.
+        let mut software: Vec<&census_shared::Software> = software.iter().collect();
+        software.sort();
         for sw in software {
             let product_key = sw.name.trim().to_lowercase();
             let id = det_id(CiClass::SoftwareProduct, &[&product_key]);
@@ -480,6 +496,7 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
                 )
             });
             let mut edge = Attributes::new();
+            put(&mut edge, "name", sw.name.clone());
             put(&mut edge, "version", sw.version.clone());
             put(&mut edge, "arch", sw.arch.clone());
             put(&mut edge, "source", sw.source.clone());
@@ -507,6 +524,8 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     }
     if let Some(services) = collected(&snap.services) {
         d.collected.insert(Owner::Services);
+        let mut services: Vec<&census_shared::Service> = services.iter().collect();
+        services.sort();
         for s in services {
             let id = det_id(CiClass::Service, &[cid, &s.manager, &s.name]);
             let mut attrs = Attributes::new();
@@ -575,24 +594,12 @@ pub struct Plan {
     pub relationship_puts: Vec<Relationship>,
     pub relationship_deletes: Vec<RelKey>,
     pub history: Vec<CiVersion>,
+    /// Drift items (empty for a computer seen for the first time).
     pub items: Vec<ChangeItem>,
+    /// The reconciled configuration view, for planned-change scopes.
+    pub after: ConfigView,
     /// The computer existed before and its configuration changed.
     pub drifted: bool,
-}
-
-fn edge_label<'a>(key: &'a RelKey, name_of: impl Fn(&'a str) -> Option<&'a str>) -> String {
-    let target = name_of(&key.to).unwrap_or(&key.to);
-    let from = name_of(&key.from).unwrap_or(&key.from);
-    let disc = if key.discriminator.is_empty() {
-        String::new()
-    } else {
-        format!(" [{}]", key.discriminator)
-    };
-    if class_of_id(&key.from) == Some(CiClass::Computer) {
-        format!("{} {target}{disc}", key.kind.as_str())
-    } else {
-        format!("{from} {} {target}{disc}", key.kind.as_str())
-    }
 }
 
 /// Compares the stored state with the desired one and plans every write.
@@ -654,20 +661,25 @@ pub fn plan(
         want.name = cid.to_string();
     }
 
-    // Names label the few changed edges; look them up where they already are rather than
-    // copying every component's and product's name on each snapshot. Stored components
-    // come first, then shared CIs, then desired components (the precedence labels had).
-    let components = &want.components;
-    let shared = &want.shared;
-    let name_of = |id: &str| -> Option<&str> {
-        stored
-            .components
-            .iter()
-            .find(|c| c.id == id)
-            .or_else(|| shared.get(id))
-            .or_else(|| components.get(id))
-            .map(|c| c.name.as_str())
-    };
+    // Drift compares configuration views built the same way from both sides.
+    let after = ConfigView::build(
+        &want.attributes,
+        want.components.values(),
+        want.relationships.iter().filter(|(k, _)| k.from == cid),
+    );
+    if let Some(old) = &stored.computer {
+        let before = ConfigView::build(
+            &old.attributes,
+            stored.components.iter(),
+            stored
+                .relationships
+                .iter()
+                .filter(|r| r.key.from == cid)
+                .map(|r| (&r.key, &r.attributes)),
+        );
+        p.items = drift::diff::diff(&before, &after);
+    }
+    p.after = after;
 
     // Edges.
     let old_edges: BTreeMap<&RelKey, &Attributes> = stored
@@ -679,13 +691,7 @@ pub fn plan(
     for (key, attrs) in &want.relationships {
         match old_edges.get(key) {
             Some(old) if *old == attrs => {}
-            Some(old) => {
-                p.items.push(ChangeItem {
-                    kind: "relationship_changed".into(),
-                    path: edge_label(key, name_of),
-                    old: Some(json!(old)),
-                    new: Some(json!(attrs)),
-                });
+            Some(_) => {
                 p.relationship_puts.push(Relationship {
                     key: key.clone(),
                     attributes: attrs.clone(),
@@ -693,12 +699,6 @@ pub fn plan(
                 changed_from.insert(key.from.clone());
             }
             None => {
-                p.items.push(ChangeItem {
-                    kind: "relationship_added".into(),
-                    path: edge_label(key, name_of),
-                    old: None,
-                    new: Some(json!(attrs)),
-                });
                 p.relationship_puts.push(Relationship {
                     key: key.clone(),
                     attributes: attrs.clone(),
@@ -707,14 +707,8 @@ pub fn plan(
             }
         }
     }
-    for (key, attrs) in &old_edges {
+    for key in old_edges.keys() {
         if !want.relationships.contains_key(*key) {
-            p.items.push(ChangeItem {
-                kind: "relationship_removed".into(),
-                path: edge_label(key, name_of),
-                old: Some(json!(attrs)),
-                new: None,
-            });
             p.relationship_deletes.push((*key).clone());
             changed_from.insert(key.from.clone());
         }
@@ -746,16 +740,6 @@ pub fn plan(
                 let config_changed = old.attributes != next.attributes
                     || old.status != CiStatus::Active
                     || changed_from.contains(id);
-                if old.attributes != next.attributes {
-                    for (k, old_v, new_v) in attribute_changes(&old.attributes, &next.attributes) {
-                        p.items.push(ChangeItem {
-                            kind: "attribute_changed".into(),
-                            path: format!("{} {}.{k}", c.class.as_str(), c.name),
-                            old: old_v,
-                            new: new_v,
-                        });
-                    }
-                }
                 if !config_changed && old.volatile == next.volatile {
                     continue;
                 }
@@ -802,14 +786,6 @@ pub fn plan(
     let mut computer = match &stored.computer {
         Some(old) => {
             let mut c = old.clone();
-            for (k, old_v, new_v) in attribute_changes(&old.attributes, &want.attributes) {
-                p.items.push(ChangeItem {
-                    kind: "attribute_changed".into(),
-                    path: k,
-                    old: old_v,
-                    new: new_v,
-                });
-            }
             c.attributes = want.attributes;
             c.name = want.name;
             c
@@ -853,18 +829,6 @@ pub fn plan(
     p.drifted = stored.computer.is_some() && !p.items.is_empty();
     p.computer = Some(computer);
     p
-}
-
-/// (key, old, new) for every attribute that differs.
-pub fn attribute_changes(
-    old: &Attributes,
-    new: &Attributes,
-) -> Vec<(String, Option<Value>, Option<Value>)> {
-    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| (k.clone(), old.get(k).cloned(), new.get(k).cloned()))
-        .collect()
 }
 
 #[cfg(test)]
@@ -1065,23 +1029,15 @@ mod tests {
         let kinds: Vec<(&str, &str)> = p2
             .items
             .iter()
-            .map(|i| (i.kind.as_str(), i.path.as_str()))
+            .map(|i| (i.kind.as_str(), i.subject.as_str()))
             .collect();
         assert!(
-            kinds.contains(&("relationship_changed", "installs openssl [dpkg/amd64]")),
+            kinds.contains(&("software_upgraded", "openssl")),
             "{kinds:?}"
         );
-        assert!(
-            kinds.contains(&("relationship_removed", "installs libc6 [dpkg/i386]")),
-            "{kinds:?}"
-        );
-        assert_eq!(
-            kinds
-                .iter()
-                .filter(|(k, p)| *k == "relationship_added" && p.starts_with("has sda"))
-                .count(),
-            1
-        );
+        assert!(kinds.contains(&("software_removed", "libc6")), "{kinds:?}");
+        assert!(kinds.contains(&("disk_added", "sda")), "{kinds:?}");
+        assert!(kinds.contains(&("disk_removed", "sda")), "{kinds:?}");
         assert!(p2
             .ci_puts
             .iter()

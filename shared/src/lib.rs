@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod protocol;
 pub mod schema;
+pub mod version;
 pub mod wire;
 
 pub use canonical::ContentHash;

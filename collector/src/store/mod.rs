@@ -95,9 +95,55 @@ pub struct IngestCommit {
     pub conflict: Option<IdentityConflict>,
     /// Another agent whose CI this agent took over.
     pub supersedes: Option<String>,
+    /// Also queued for the changed-since feed and webhooks in the same transaction.
     pub change_record: Option<ChangeRecord>,
+    /// Removals to remember (flap suppression) and to forget.
+    pub removals_put: Vec<RecentRemoval>,
+    pub removals_cleared: Vec<(Aspect, String)>,
     /// The received wire body, kept as evidence (latest per agent).
     pub body: Option<Vec<u8>>,
+}
+
+/// A write made by a person, applied together with its audit entry or not at all.
+#[derive(Debug, Clone)]
+pub enum PeopleWrite {
+    PutNoiseRule(NoiseRule),
+    DeleteNoiseRule(String),
+    PutSeverityRules(SeverityRules),
+    PutPlannedChange(PlannedChange),
+    /// A review: applied only if the stored record still equals `expected` (two reviewers
+    /// racing cannot both win), and queued on the feed as `change_record.reviewed`.
+    ReviewRecord {
+        expected: Box<ChangeRecord>,
+        record: Box<ChangeRecord>,
+    },
+    PutWebhook(Webhook),
+    DeleteWebhook(String),
+    /// Makes a dead delivery due again.
+    Redeliver(Delivery),
+    PutApiToken(ApiToken),
+    PutUser(User),
+}
+
+/// What a person did, before the store numbers and chains it.
+#[derive(Debug, Clone)]
+pub struct AuditDraft {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeopleWriteError {
+    #[error("{0} changed since it was read; reload and try again")]
+    Stale(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A computer with everything it owns, as stored now.
@@ -156,6 +202,53 @@ pub trait Store: Send + Sync + 'static {
     fn list_conflicts(&self) -> Result<Vec<IdentityConflict>, StoreError>;
     fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError>;
 
+    fn get_change_record(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError>;
+
     fn put_user(&self, user: &User) -> Result<(), StoreError>;
     fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    // Drift rules and the people's writes. Every write goes through `commit_people`,
+    // which appends its audit entry in the same transaction. There is no method that
+    // changes or removes an audit entry.
+    fn list_noise_rules(&self) -> Result<Vec<NoiseRule>, StoreError>;
+    fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError>;
+    fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError>;
+    fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError>;
+    fn commit_people(
+        &self,
+        write: &PeopleWrite,
+        audit: AuditDraft,
+        at: DateTime<Utc>,
+    ) -> Result<AuditEntry, PeopleWriteError>;
+    /// Audit entries with `seq > after`, oldest first.
+    fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    // The changed-since feed. Ingest and reviews queue events; `sequence_events` numbers
+    // them (one sequencer, so cursors only grow) and queues a delivery per webhook.
+    fn sequence_events(&self, max: usize) -> Result<usize, StoreError>;
+    fn feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError>;
+    fn feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError>;
+
+    fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    /// Deliveries that are not dead and due at `now`, oldest first.
+    fn due_deliveries(&self, now: DateTime<Utc>, limit: usize)
+        -> Result<Vec<Delivery>, StoreError>;
+    fn list_deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
+    /// Records an attempt's outcome: `None` removes a delivered one.
+    fn update_delivery(&self, id: &str, next: Option<&Delivery>) -> Result<(), StoreError>;
+
+    fn find_api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    fn list_api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    fn touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// SHA-256 over the previous entry's hash and this entry (with an empty `hash`).
+pub fn audit_hash(entry: &AuditEntry) -> Result<String, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut unhashed = entry.clone();
+    unhashed.hash = String::new();
+    let mut h = Sha256::new();
+    h.update(entry.prev_hash.as_bytes());
+    h.update(serde_json::to_vec(&unhashed).map_err(|e| StoreError::Io(e.to_string()))?);
+    Ok(hex::encode(h.finalize()))
 }

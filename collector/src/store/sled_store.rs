@@ -31,6 +31,37 @@ pub struct SledStore {
     /// agent_id -> hot state (last seq u64 BE, last seen i64 µs BE): a heartbeat rewrites 16
     /// bytes here instead of the agent's JSON record (sled copies a whole leaf on write).
     agent_state: Tree,
+    noise: Tree,
+    planned: Tree,
+    /// seq (u64 BE) -> audit entry. Written only by `commit_people`, never rewritten.
+    audit: Tree,
+    /// generated id (u64 BE) -> queued event, until the sequencer numbers it.
+    outbox: Tree,
+    /// cursor (u64 BE) -> feed event.
+    feed: Tree,
+    deliveries: Tree,
+    webhooks: Tree,
+    /// ci_id \0 aspect \0 key -> recent removal (flap suppression).
+    removals: Tree,
+    api_tokens: Tree,
+}
+
+/// An event waiting for its cursor.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct QueuedEvent {
+    event_type: String,
+    record_id: String,
+    at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct AuditHead {
+    seq: u64,
+    hash: String,
+}
+
+fn removal_key(ci_id: &str, aspect: Aspect, key: &str) -> Vec<u8> {
+    format!("{ci_id}\0{}\0{key}", aspect.as_str()).into_bytes()
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -141,6 +172,24 @@ struct IngestTrees<'a> {
     conflicts: &'a TransactionalTree,
     changes: &'a TransactionalTree,
     bodies: &'a TransactionalTree,
+    removals: &'a TransactionalTree,
+    outbox: &'a TransactionalTree,
+}
+
+fn queue_event(
+    outbox: &TransactionalTree,
+    event_type: &str,
+    record_id: &str,
+    at: DateTime<Utc>,
+) -> TxResult<()> {
+    let id = outbox.generate_id()?;
+    let event = QueuedEvent {
+        event_type: event_type.into(),
+        record_id: record_id.into(),
+        at,
+    };
+    outbox.insert(&id.to_be_bytes(), tx_encode(&event)?)?;
+    Ok(())
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<CommitError>>;
@@ -200,6 +249,15 @@ impl SledStore {
             bodies: open("bodies")?,
             seen: open("seen")?,
             agent_state: open("agent_state")?,
+            noise: open("noise")?,
+            planned: open("planned")?,
+            audit: open("audit")?,
+            outbox: open("outbox")?,
+            feed: open("feed")?,
+            deliveries: open("deliveries")?,
+            webhooks: open("webhooks")?,
+            removals: open("removals")?,
+            api_tokens: open("api_tokens")?,
             db,
         };
         match store.meta.get("schema_version").map_err(io)? {
@@ -368,6 +426,16 @@ impl SledStore {
         }
         if let Some(record) = &c.change_record {
             t.changes.insert(record.id.as_bytes(), tx_encode(record)?)?;
+            queue_event(t.outbox, "change_record.created", &record.id, c.seen_at)?;
+        }
+        if let Some(ci_id) = &c.ci_id {
+            for (aspect, key) in &c.removals_cleared {
+                t.removals.remove(removal_key(ci_id, *aspect, key))?;
+            }
+            for r in &c.removals_put {
+                t.removals
+                    .insert(removal_key(ci_id, r.aspect, &r.key), tx_encode(r)?)?;
+            }
         }
         if let Some(body) = &c.body {
             t.bodies.insert(key, body.as_slice())?;
@@ -573,6 +641,8 @@ impl Store for SledStore {
             &self.conflicts,
             &self.changes,
             &self.bodies,
+            &self.removals,
+            &self.outbox,
         );
         let r = trees.transaction(
             |(
@@ -586,6 +656,8 @@ impl Store for SledStore {
                 conflicts,
                 changes,
                 bodies,
+                removals,
+                outbox,
             )| {
                 let trees = IngestTrees {
                     agents,
@@ -598,6 +670,8 @@ impl Store for SledStore {
                     conflicts,
                     changes,
                     bodies,
+                    removals,
+                    outbox,
                 };
                 Self::apply_ingest(c, &trees)
             },
@@ -731,5 +805,310 @@ impl Store for SledStore {
 
     fn list_users(&self) -> Result<Vec<User>, StoreError> {
         Self::scan_values(&self.users)
+    }
+
+    fn get_change_record(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        Self::get_json(&self.changes, id.as_bytes())
+    }
+
+    fn list_noise_rules(&self) -> Result<Vec<NoiseRule>, StoreError> {
+        let mut r: Vec<NoiseRule> = Self::scan_values(&self.noise)?;
+        r.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(r)
+    }
+
+    fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError> {
+        Self::get_json(&self.meta, b"severity_rules")
+    }
+
+    fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError> {
+        let mut r: Vec<PlannedChange> = Self::scan_values(&self.planned)?;
+        r.sort_by(|a, b| (a.window_start, &a.id).cmp(&(b.window_start, &b.id)));
+        Ok(r)
+    }
+
+    fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError> {
+        self.removals
+            .scan_prefix(prefix(ci_id))
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn commit_people(
+        &self,
+        write: &PeopleWrite,
+        draft: AuditDraft,
+        at: DateTime<Utc>,
+    ) -> Result<AuditEntry, PeopleWriteError> {
+        let trees = (
+            &self.meta,
+            &self.audit,
+            &self.noise,
+            &self.planned,
+            &self.changes,
+            &self.outbox,
+            &self.webhooks,
+            &self.deliveries,
+            &self.api_tokens,
+            &self.users,
+        );
+        type PeopleTx<T> = Result<T, ConflictableTransactionError<PeopleWriteError>>;
+        fn fail<T>(e: PeopleWriteError) -> PeopleTx<T> {
+            Err(ConflictableTransactionError::Abort(e))
+        }
+        fn enc<T: Serialize>(v: &T) -> PeopleTx<Vec<u8>> {
+            encode(v).or_else(|e| fail(e.into()))
+        }
+        let r = trees.transaction(
+            |(
+                meta,
+                audit,
+                noise,
+                planned,
+                changes,
+                outbox,
+                webhooks,
+                deliveries,
+                tokens,
+                users,
+            )| {
+                match write {
+                    PeopleWrite::PutNoiseRule(rule) => {
+                        noise.insert(rule.id.as_bytes(), enc(rule)?)?;
+                    }
+                    PeopleWrite::DeleteNoiseRule(id) => {
+                        if noise.remove(id.as_bytes())?.is_none() {
+                            return fail(PeopleWriteError::NotFound(format!("noise rule {id}")));
+                        }
+                    }
+                    PeopleWrite::PutSeverityRules(rules) => {
+                        meta.insert("severity_rules", enc(rules)?)?;
+                    }
+                    PeopleWrite::PutPlannedChange(p) => {
+                        planned.insert(p.id.as_bytes(), enc(p)?)?;
+                    }
+                    PeopleWrite::ReviewRecord { expected, record } => {
+                        let Some(raw) = changes.get(record.id.as_bytes())? else {
+                            return fail(PeopleWriteError::NotFound(format!(
+                                "change record {}",
+                                record.id
+                            )));
+                        };
+                        let stored: ChangeRecord =
+                            decode(record.id.as_bytes(), &raw).or_else(|e| fail(e.into()))?;
+                        if stored != **expected {
+                            return fail(PeopleWriteError::Stale(format!(
+                                "change record {}",
+                                record.id
+                            )));
+                        }
+                        changes.insert(record.id.as_bytes(), enc(record.as_ref())?)?;
+                        let id = outbox.generate_id()?;
+                        let event = QueuedEvent {
+                            event_type: "change_record.reviewed".into(),
+                            record_id: record.id.clone(),
+                            at,
+                        };
+                        outbox.insert(&id.to_be_bytes(), enc(&event)?)?;
+                    }
+                    PeopleWrite::PutWebhook(w) => {
+                        webhooks.insert(w.id.as_bytes(), enc(w)?)?;
+                    }
+                    PeopleWrite::DeleteWebhook(id) => {
+                        if webhooks.remove(id.as_bytes())?.is_none() {
+                            return fail(PeopleWriteError::NotFound(format!("webhook {id}")));
+                        }
+                    }
+                    PeopleWrite::Redeliver(d) => {
+                        if deliveries.get(d.id.as_bytes())?.is_none() {
+                            return fail(PeopleWriteError::NotFound(format!("delivery {}", d.id)));
+                        }
+                        deliveries.insert(d.id.as_bytes(), enc(d)?)?;
+                    }
+                    PeopleWrite::PutApiToken(t) => {
+                        tokens.insert(t.id.as_bytes(), enc(t)?)?;
+                    }
+                    PeopleWrite::PutUser(u) => {
+                        users.insert(u.name.as_bytes(), enc(u)?)?;
+                    }
+                }
+                let head: AuditHead = match meta.get("audit_head")? {
+                    Some(raw) => decode(b"meta/audit_head", &raw).or_else(|e| fail(e.into()))?,
+                    None => AuditHead::default(),
+                };
+                let mut entry = AuditEntry {
+                    seq: head.seq + 1,
+                    at,
+                    actor: draft.actor.clone(),
+                    action: draft.action.clone(),
+                    target: draft.target.clone(),
+                    before: draft.before.clone(),
+                    after: draft.after.clone(),
+                    comment: draft.comment.clone(),
+                    prev_hash: head.hash.clone(),
+                    hash: String::new(),
+                };
+                entry.hash = audit_hash(&entry).or_else(|e| fail(e.into()))?;
+                audit.insert(&entry.seq.to_be_bytes(), enc(&entry)?)?;
+                meta.insert(
+                    "audit_head",
+                    enc(&AuditHead {
+                        seq: entry.seq,
+                        hash: entry.hash.clone(),
+                    })?,
+                )?;
+                Ok(entry)
+            },
+        );
+        let entry = r.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => PeopleWriteError::Store(io(e)),
+        })?;
+        self.flush()?;
+        Ok(entry)
+    }
+
+    fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit
+            .range((after.saturating_add(1)).to_be_bytes()..)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn sequence_events(&self, max: usize) -> Result<usize, StoreError> {
+        let webhooks: Vec<Webhook> = self
+            .list_webhooks()?
+            .into_iter()
+            .filter(|w| w.active)
+            .collect();
+        let mut done = 0;
+        for item in self.outbox.iter().take(max) {
+            let (key, raw) = item.map_err(io)?;
+            let queued: QueuedEvent = decode(&key, &raw)?;
+            let trees = (
+                &self.outbox,
+                &self.feed,
+                &self.meta,
+                &self.deliveries,
+                &self.changes,
+            );
+            let r = trees.transaction(|(outbox, feed, meta, deliveries, changes)| {
+                if outbox.remove(&key)?.is_none() {
+                    return Ok(()); // another sequencer took it
+                }
+                let Some(raw) = changes.get(queued.record_id.as_bytes())? else {
+                    return Ok(());
+                };
+                let record: ChangeRecord = tx_decode(queued.record_id.as_bytes(), &raw)?;
+                let cursor = match meta.get("feed_head")? {
+                    Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+                    None => 0,
+                } + 1;
+                meta.insert("feed_head", &cursor.to_be_bytes())?;
+                let event = FeedEvent {
+                    cursor,
+                    event_type: queued.event_type.clone(),
+                    at: queued.at,
+                    record,
+                };
+                feed.insert(&cursor.to_be_bytes(), tx_encode(&event)?)?;
+                for w in &webhooks {
+                    let d = Delivery {
+                        id: format!("dlv_{:016x}_{}", cursor, w.id),
+                        webhook_id: w.id.clone(),
+                        cursor,
+                        attempts: 0,
+                        next_attempt_at: queued.at,
+                        last_error: None,
+                        dead_at: None,
+                    };
+                    deliveries.insert(d.id.as_bytes(), tx_encode(&d)?)?;
+                }
+                Ok(())
+            });
+            map_tx(r).map_err(|e| io(e.to_string()))?;
+            done += 1;
+        }
+        if done > 0 {
+            self.flush()?;
+        }
+        Ok(done)
+    }
+
+    fn feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        self.feed
+            .range((cursor.saturating_add(1)).to_be_bytes()..)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {
+        Self::get_json(&self.feed, &cursor.to_be_bytes())
+    }
+
+    fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let mut w: Vec<Webhook> = Self::scan_values(&self.webhooks)?;
+        w.sort_by_key(|w| w.created_at);
+        Ok(w)
+    }
+
+    fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut due: Vec<Delivery> = Self::scan_values::<Delivery>(&self.deliveries)?
+            .into_iter()
+            .filter(|d| d.dead_at.is_none() && d.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|d| (d.cursor, d.next_attempt_at));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    fn list_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut d: Vec<Delivery> = Self::scan_values(&self.deliveries)?;
+        d.sort_by_key(|d| d.cursor);
+        Ok(d)
+    }
+
+    fn update_delivery(&self, id: &str, next: Option<&Delivery>) -> Result<(), StoreError> {
+        match next {
+            Some(d) => self.deliveries.insert(id.as_bytes(), encode(d)?),
+            None => self.deliveries.remove(id.as_bytes()),
+        }
+        .map_err(io)?;
+        self.flush()
+    }
+
+    fn find_api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        Self::get_json(&self.api_tokens, id.as_bytes())
+    }
+
+    fn list_api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let mut t: Vec<ApiToken> = Self::scan_values(&self.api_tokens)?;
+        t.sort_by_key(|t| t.created_at);
+        Ok(t)
+    }
+
+    fn touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(mut t) = self.find_api_token(id)? {
+            t.last_used_at = Some(at);
+            self.api_tokens
+                .insert(id.as_bytes(), encode(&t)?)
+                .map_err(io)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,709 @@
+//! Drift over the real ingest path: a signed, zstd-encoded snapshot goes through
+//! `Ingest::snapshot` (verify, decode, identify, reconcile, drift, commit) on a sled store.
+
+use std::sync::Arc;
+
+use census_collector::drift::diff::{apply, diff};
+use census_collector::drift::view::ConfigView;
+use census_collector::ingest::{Envelope, Ingest};
+use census_collector::model::*;
+use census_collector::reconcile;
+use census_collector::store::*;
+use census_shared::IpAddress;
+use census_shared::{
+    envelope, wire, AgentKeyPair, ListeningPort, NetworkInterface, Os, Section, Service, Snapshot,
+    Software, System,
+};
+type AgentUser = census_shared::User;
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use serde_json::json;
+
+struct Rig {
+    ingest: Ingest,
+    store: Arc<SledStore>,
+    key: AgentKeyPair,
+    agent_id: String,
+    seq: u64,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rig(name: &str) -> Rig {
+    let dir = std::env::temp_dir().join(format!("census-drift-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(SledStore::open(&dir).unwrap());
+    let key = AgentKeyPair::generate();
+    store
+        .put_token(&EnrollmentToken {
+            id: "tok_t".into(),
+            secret_hash: "h".into(),
+            created_at: Utc::now(),
+            expires_at: Utc::now() + Duration::hours(1),
+            max_uses: 10,
+            uses: 0,
+            revoked_at: None,
+            note: None,
+        })
+        .unwrap();
+    let agent_id = format!("agt_{name}");
+    store
+        .enroll(
+            "h",
+            &Agent {
+                id: agent_id.clone(),
+                public_key: key.public().to_text(),
+                enrolled_at: Utc::now(),
+                token_id: "tok_t".into(),
+                agent_version: "t".into(),
+                facts: Default::default(),
+                revoked_at: None,
+                last_seq: 0,
+                last_seen: None,
+                last_content_hash: None,
+                ci_id: None,
+                identification: None,
+                clock_skew_seconds: None,
+                superseded_by: None,
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    for rule in census_collector::drift::rules::default_noise_rules(Utc::now()) {
+        store
+            .commit_people(
+                &PeopleWrite::PutNoiseRule(rule),
+                draft("census", "seed"),
+                Utc::now(),
+            )
+            .unwrap();
+    }
+    Rig {
+        ingest: Ingest::new(store.clone()).with_flap_window(Duration::hours(1)),
+        store,
+        key,
+        agent_id,
+        seq: 0,
+        dir,
+    }
+}
+
+fn draft(actor: &str, action: &str) -> AuditDraft {
+    AuditDraft {
+        actor: actor.into(),
+        action: action.into(),
+        target: "t".into(),
+        before: None,
+        after: None,
+        comment: None,
+    }
+}
+
+fn pkg(name: &str, version: &str, source: &str) -> Software {
+    Software {
+        name: name.into(),
+        version: version.into(),
+        arch: Some("amd64".into()),
+        source: source.into(),
+        ..Default::default()
+    }
+}
+
+fn machine(software: Vec<Software>) -> Snapshot {
+    let mut s = Snapshot::empty("", 0, Utc::now());
+    s.agent_version = "1.0".into();
+    s.system = Section::collected(System {
+        vendor: Some("Dell Inc.".into()),
+        serial: Some("SER123".into()),
+        machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+        ..Default::default()
+    });
+    s.os = Section::collected(Os {
+        family: "linux".into(),
+        name: Some("Debian GNU/Linux".into()),
+        id: Some("debian".into()),
+        version_id: Some("12".into()),
+        kernel_version: Some("6.1.0-18-amd64".into()),
+        arch: "x86_64".into(),
+        hostname: "web01".into(),
+        ..Default::default()
+    });
+    s.network_interfaces = Section::collected(vec![NetworkInterface {
+        name: "eth0".into(),
+        mac: Some("52:54:00:12:34:56".into()),
+        kind: "ethernet".into(),
+        physical: true,
+        addresses: vec![IpAddress {
+            address: "10.1.2.3".into(),
+            prefix: 16,
+            family: "ipv4".into(),
+            scope: Some("global".into()),
+        }],
+        ..Default::default()
+    }]);
+    s.software = Section::collected(software);
+    s.services = Section::collected(vec![Service {
+        name: "ssh.service".into(),
+        manager: "systemd".into(),
+        state: "running".into(),
+        enabled: Some("enabled".into()),
+        description: None,
+    }]);
+    s.users = Section::collected(vec![AgentUser {
+        name: "root".into(),
+        uid: Some(0),
+        shell: Some("/bin/bash".into()),
+        login_shell: true,
+        ..Default::default()
+    }]);
+    s.listening_ports = Section::collected(vec![ListeningPort {
+        protocol: "tcp".into(),
+        address: "0.0.0.0".into(),
+        port: 22,
+        process: Some("sshd".into()),
+        ..Default::default()
+    }]);
+    s
+}
+
+fn base_software() -> Vec<Software> {
+    vec![
+        pkg("openssl", "3.0.11-1~deb12u2", "dpkg"),
+        pkg("vim", "2:9.0.1378-2", "dpkg"),
+        pkg("curl", "7.88.1-10+deb12u5", "dpkg"),
+        pkg("nginx", "1:1.22.1-9", "dpkg"),
+    ]
+}
+
+impl Rig {
+    /// Signs and ingests `snap` as the next seq at `at`; the change record it raised.
+    fn send(&mut self, mut snap: Snapshot, at: DateTime<Utc>) -> Option<ChangeRecord> {
+        self.seq += 1;
+        snap.agent_id = self.agent_id.clone();
+        snap.seq = self.seq;
+        snap.collected_at = at;
+        let body = wire::encode_body(&snap).unwrap();
+        let signature = envelope::sign(
+            self.key.signing_key(),
+            &envelope::snapshot_fields(&self.agent_id, self.seq, &body),
+        )
+        .unwrap();
+        let env = Envelope {
+            agent_id: self.agent_id.clone(),
+            seq: self.seq,
+            signature,
+        };
+        let accepted = self
+            .ingest
+            .snapshot(&env, Some("zstd"), &body, at)
+            .expect("accepted");
+        accepted
+            .ack
+            .change_record
+            .map(|id| self.store.get_change_record(&id).unwrap().expect("stored"))
+    }
+
+    fn plan(&self, p: PlannedChange) {
+        self.store
+            .commit_people(
+                &PeopleWrite::PutPlannedChange(p),
+                draft("cm", "plan"),
+                Utc::now(),
+            )
+            .unwrap();
+        self.ingest.invalidate_rules();
+    }
+}
+
+fn kinds(r: &ChangeRecord) -> Vec<(ItemKind, String)> {
+    r.items
+        .iter()
+        .map(|i| (i.kind, i.subject.clone()))
+        .collect()
+}
+
+fn with(mut sw: Vec<Software>, name: &str, version: &str) -> Vec<Software> {
+    for p in sw.iter_mut().filter(|p| p.name == name) {
+        p.version = version.into();
+    }
+    sw
+}
+
+#[test]
+fn install_remove_upgrade_downgrade_with_real_version_strings() {
+    let mut r = rig("kinds");
+    let t0 = Utc::now();
+    assert!(
+        r.send(machine(base_software()), t0).is_none(),
+        "first sight raises nothing"
+    );
+
+    // dpkg: ~ sorts before the release it precedes; an epoch beats any upstream version.
+    let mut sw = with(base_software(), "openssl", "3.0.13-1~deb12u1");
+    sw = with(sw, "vim", "2:9.0.1378-2~bpo1"); // lower: tilde
+    sw = with(sw, "nginx", "1:1.22.1-9+deb12u1");
+    sw.retain(|p| p.name != "curl");
+    sw.push(pkg("htop", "3.2.2-2", "dpkg"));
+    sw.push(pkg("bash", "1:3.0.7-24.el9", "rpm"));
+    let rec = r
+        .send(machine(sw.clone()), t0 + Duration::minutes(1))
+        .expect("record");
+    let k = kinds(&rec);
+    for want in [
+        (ItemKind::SoftwareUpgraded, "openssl"),
+        (ItemKind::SoftwareDowngraded, "vim"),
+        (ItemKind::SoftwareUpgraded, "nginx"),
+        (ItemKind::SoftwareRemoved, "curl"),
+        (ItemKind::SoftwareInstalled, "htop"),
+        (ItemKind::SoftwareInstalled, "bash"),
+    ] {
+        assert!(
+            k.contains(&(want.0, want.1.to_string())),
+            "{want:?} in {k:?}"
+        );
+    }
+    assert_eq!(k.len(), 6, "{k:?}");
+    assert_eq!(rec.state, RecordState::Open);
+    assert_eq!(rec.authorization, Authorization::Unauthorized);
+    assert_eq!(
+        rec.severity,
+        Severity::High,
+        "openssl and curl are security-relevant"
+    );
+
+    // rpm: an epoch upgrade that looks like a lower version.
+    let sw2 = with(sw, "bash", "2:1.0-1.el9");
+    let rec = r.send(machine(sw2), t0 + Duration::minutes(2)).unwrap();
+    assert_eq!(
+        kinds(&rec),
+        vec![(ItemKind::SoftwareUpgraded, "bash".into())]
+    );
+}
+
+#[test]
+fn configuration_kinds_beyond_software() {
+    let mut r = rig("config");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let mut s = machine(base_software());
+    if let Some(os) = s.os.data_mut() {
+        os.kernel_version = Some("6.1.0-21-amd64".into());
+        os.version_id = Some("13".into());
+    }
+    if let Some(svcs) = s.services.data_mut() {
+        svcs[0].enabled = Some("disabled".into());
+        svcs.push(Service {
+            name: "cups.service".into(),
+            manager: "systemd".into(),
+            state: "running".into(),
+            enabled: Some("enabled".into()),
+            description: None,
+        });
+    }
+    if let Some(users) = s.users.data_mut() {
+        users.push(AgentUser {
+            name: "mallory".into(),
+            uid: Some(1001),
+            shell: Some("/bin/bash".into()),
+            login_shell: true,
+            ..Default::default()
+        });
+    }
+    if let Some(ports) = s.listening_ports.data_mut() {
+        ports.push(ListeningPort {
+            protocol: "tcp".into(),
+            address: "0.0.0.0".into(),
+            port: 4444,
+            process: Some("nc".into()),
+            ..Default::default()
+        });
+    }
+    if let Some(nics) = s.network_interfaces.data_mut() {
+        nics[0].addresses[0].address = "10.1.9.9".into();
+    }
+    let rec = r.send(s, t0 + Duration::minutes(1)).unwrap();
+    let k = kinds(&rec);
+    for want in [
+        (ItemKind::KernelChanged, "os.kernel_version"),
+        (ItemKind::OsUpgraded, "Debian GNU/Linux"),
+        (ItemKind::ServiceDisabled, "ssh.service"),
+        (ItemKind::ServiceAdded, "cups.service"),
+        (ItemKind::UserAdded, "mallory"),
+        (ItemKind::PortOpened, "tcp/4444"),
+        (ItemKind::IpAdded, "10.1.9.9"),
+        (ItemKind::IpRemoved, "10.1.2.3"),
+    ] {
+        assert!(
+            k.contains(&(want.0, want.1.to_string())),
+            "{want:?} in {k:?}"
+        );
+    }
+    let sev = |kind| rec.items.iter().find(|i| i.kind == kind).unwrap().severity;
+    assert_eq!(sev(ItemKind::UserAdded), Severity::High, "login shell");
+    assert_eq!(sev(ItemKind::PortOpened), Severity::High);
+    assert_eq!(sev(ItemKind::ServiceDisabled), Severity::Low);
+}
+
+#[test]
+fn redelivered_and_reordered_content_raises_nothing() {
+    let mut r = rig("same");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    // Same content, new seq (a restart): nothing.
+    assert!(r
+        .send(machine(base_software()), t0 + Duration::minutes(1))
+        .is_none());
+    // Same content, lists reordered by the OS: nothing.
+    let mut sw = base_software();
+    sw.reverse();
+    let mut s = machine(sw);
+    s.agent_version = "2.0".into(); // the default noise rule ignores the agent's own version
+    assert!(r.send(s, t0 + Duration::minutes(2)).is_none());
+    assert!(r.store.list_change_records().unwrap().is_empty());
+}
+
+#[test]
+fn failed_section_raises_nothing() {
+    let mut r = rig("failed");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let mut s = machine(vec![]);
+    s.software = Section::failed("dpkg status unreadable");
+    s.services = Section::unsupported("not on this platform");
+    assert!(
+        r.send(s, t0 + Duration::minutes(1)).is_none(),
+        "never 'everything uninstalled'"
+    );
+}
+
+#[test]
+fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
+    let mut r = rig("planned");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    r.plan(PlannedChange {
+        id: "pln_1".into(),
+        title: "patch openssl".into(),
+        scope: PlanScope {
+            subnets: vec!["10.1.0.0/16".into()],
+            ..Default::default()
+        },
+        allowed: vec![ItemPattern::new("software_upgraded", "openssl")],
+        window_start: t0 + Duration::hours(1),
+        window_end: t0 + Duration::hours(2),
+        state: PlannedState::Active,
+        created_by: "cm".into(),
+        created_at: t0,
+        updated_at: t0,
+    });
+    // Before the window: unauthorized.
+    let sw1 = with(base_software(), "openssl", "3.0.13-1~deb12u1");
+    let rec = r
+        .send(machine(sw1.clone()), t0 + Duration::minutes(30))
+        .unwrap();
+    assert_eq!(rec.authorization, Authorization::Unauthorized);
+    assert!(rec.items[0].planned_change.is_none());
+    // Inside the window, only the planned item: authorized and linked.
+    let sw2 = with(sw1.clone(), "openssl", "3.0.14-1~deb12u1");
+    let rec = r
+        .send(machine(sw2.clone()), t0 + Duration::minutes(90))
+        .unwrap();
+    assert_eq!(rec.authorization, Authorization::Authorized);
+    assert_eq!(rec.planned_changes, vec!["pln_1".to_string()]);
+    assert_eq!(rec.items[0].planned_change.as_deref(), Some("pln_1"));
+    // Inside the window with an unplanned item too: unauthorized, item by item.
+    let mut sw3 = with(sw2, "openssl", "3.0.15-1~deb12u1");
+    sw3.push(pkg("netcat", "1.10-47", "dpkg"));
+    let rec = r.send(machine(sw3), t0 + Duration::minutes(100)).unwrap();
+    assert_eq!(rec.authorization, Authorization::Unauthorized);
+    let planned: Vec<_> = rec
+        .items
+        .iter()
+        .map(|i| (i.subject.as_str(), i.planned_change.is_some()))
+        .collect();
+    assert!(planned.contains(&("openssl", true)), "{planned:?}");
+    assert!(planned.contains(&("netcat", false)), "{planned:?}");
+    assert_eq!(rec.planned_changes, vec!["pln_1".to_string()]);
+}
+
+#[test]
+fn noise_rule_suppresses() {
+    let mut r = rig("noise");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    r.store
+        .commit_people(
+            &PeopleWrite::PutNoiseRule(NoiseRule {
+                id: "noise_vim".into(),
+                class: CiClass::SoftwareProduct,
+                pattern: ItemPattern::new("software_*", "vim*"),
+                note: "editors churn".into(),
+                created_by: "cm".into(),
+                created_at: t0,
+            }),
+            draft("cm", "noise_rule.create"),
+            t0,
+        )
+        .unwrap();
+    r.ingest.invalidate_rules();
+    let sw = with(base_software(), "vim", "2:9.1.0-1");
+    assert!(
+        r.send(machine(sw.clone()), t0 + Duration::minutes(1))
+            .is_none(),
+        "all items suppressed: no record"
+    );
+    let sw = with(sw, "openssl", "3.0.13-1~deb12u1");
+    let sw = with(sw, "vim", "2:9.1.1-1");
+    let rec = r.send(machine(sw), t0 + Duration::minutes(2)).unwrap();
+    let vim = rec.items.iter().find(|i| i.subject == "vim").unwrap();
+    assert_eq!(vim.suppressed.as_deref(), Some("noise:noise_vim"));
+    assert_eq!(
+        rec.severity,
+        Severity::High,
+        "severity comes from counted items"
+    );
+}
+
+#[test]
+fn flap_within_window_is_marked_not_raised_twice() {
+    let mut r = rig("flap");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let mut gone = base_software();
+    gone.retain(|p| p.name != "nginx");
+    let rec = r
+        .send(machine(gone.clone()), t0 + Duration::minutes(1))
+        .unwrap();
+    assert_eq!(
+        kinds(&rec),
+        vec![(ItemKind::SoftwareRemoved, "nginx".into())]
+    );
+    // Back within the window (1 h in this rig): marked, no new record.
+    assert!(r
+        .send(machine(base_software()), t0 + Duration::minutes(20))
+        .is_none());
+    // Gone and back again, outside the window: raised both times.
+    r.send(machine(gone), t0 + Duration::minutes(30)).unwrap();
+    let rec = r
+        .send(machine(base_software()), t0 + Duration::hours(3))
+        .unwrap();
+    assert_eq!(
+        kinds(&rec),
+        vec![(ItemKind::SoftwareInstalled, "nginx".into())]
+    );
+    assert!(rec.items[0].suppressed.is_none());
+}
+
+#[test]
+fn one_record_per_snapshot_feeds_the_changed_since_feed_in_order() {
+    let mut r = rig("feed");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let a = r
+        .send(
+            machine(with(base_software(), "vim", "2:9.1-1")),
+            t0 + Duration::minutes(1),
+        )
+        .unwrap();
+    let b = r
+        .send(
+            machine(with(base_software(), "vim", "2:9.2-1")),
+            t0 + Duration::minutes(2),
+        )
+        .unwrap();
+    assert_eq!(r.store.sequence_events(100).unwrap(), 2);
+    let feed = r.store.feed_since(0, 100).unwrap();
+    let ids: Vec<_> = feed
+        .iter()
+        .map(|e| (e.cursor, e.record.id.clone()))
+        .collect();
+    assert_eq!(ids, vec![(1, a.id), (2, b.id.clone())]);
+    assert_eq!(r.store.feed_since(1, 100).unwrap().len(), 1);
+    assert!(r.store.feed_since(2, 100).unwrap().is_empty());
+    // The version the record made points back at it.
+    let history = r.store.history(&b.ci_id).unwrap();
+    assert_eq!(
+        history.last().unwrap().change_record.as_deref(),
+        Some(b.id.as_str())
+    );
+}
+
+#[test]
+fn audit_chain_links_every_entry() {
+    let r = rig("audit");
+    for i in 0..3 {
+        r.store
+            .commit_people(
+                &PeopleWrite::PutNoiseRule(NoiseRule {
+                    id: format!("n{i}"),
+                    class: CiClass::Computer,
+                    pattern: ItemPattern::new("attribute_changed", "x"),
+                    note: String::new(),
+                    created_by: "cm".into(),
+                    created_at: Utc::now(),
+                }),
+                draft("cm", "noise_rule.create"),
+                Utc::now(),
+            )
+            .unwrap();
+    }
+    let log = r.store.list_audit(0, 100).unwrap();
+    assert_eq!(log.len(), 4, "seed + 3");
+    let mut prev = String::new();
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.prev_hash, prev);
+        assert_eq!(audit_hash(e).unwrap(), e.hash);
+        prev = e.hash.clone();
+    }
+    // A tampered entry no longer hashes to itself.
+    let mut forged = log[1].clone();
+    forged.actor = "someone else".into();
+    assert_ne!(audit_hash(&forged).unwrap(), forged.hash);
+}
+
+// --- the diff engine's algebra, on views built from random inventories ---
+
+fn view_of(s: &Snapshot) -> ConfigView {
+    let d = reconcile::desired("cmp_x", s, Utc::now());
+    ConfigView::build(
+        &d.attributes,
+        d.components.values(),
+        d.relationships.iter().filter(|(k, _)| k.from == "cmp_x"),
+    )
+}
+
+fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
+    let names = prop::sample::select(vec![
+        "openssl", "vim", "curl", "nginx", "bash", "zsh", "git", "libc6", "python3", "perl",
+    ]);
+    let software = prop::collection::vec(
+        (
+            names.clone(),
+            "[0-9]{1,2}\\.[0-9]{1,2}(~rc[0-9])?-[0-9]",
+            prop::sample::select(vec!["amd64", "i386"]),
+            prop::sample::select(vec!["dpkg", "rpm", "snap"]),
+        ),
+        0..12,
+    );
+    let services = prop::collection::btree_map(
+        names.clone(),
+        prop::sample::select(vec!["enabled", "disabled", "static"]),
+        0..5,
+    );
+    let users = prop::collection::btree_map(names.clone(), any::<bool>(), 0..4);
+    let ports =
+        prop::collection::btree_set((prop::sample::select(vec!["tcp", "udp"]), 1u16..100), 0..5);
+    (software, services, users, ports, 0u8..4).prop_map(|(sw, svcs, users, ports, kernel)| {
+        let mut s = machine(
+            sw.into_iter()
+                .map(|(n, v, a, src)| Software {
+                    arch: Some(a.into()),
+                    ..pkg(n, &v, src)
+                })
+                .collect(),
+        );
+        if let Some(os) = s.os.data_mut() {
+            os.kernel_version = Some(format!("6.1.0-{kernel}"));
+        }
+        s.services = Section::collected(
+            svcs.into_iter()
+                .map(|(n, e)| Service {
+                    name: n.into(),
+                    manager: "systemd".into(),
+                    state: "running".into(),
+                    enabled: Some(e.into()),
+                    description: None,
+                })
+                .collect(),
+        );
+        s.users = Section::collected(
+            users
+                .into_iter()
+                .map(|(n, login)| AgentUser {
+                    name: n.into(),
+                    login_shell: login,
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        s.listening_ports = Section::collected(
+            ports
+                .into_iter()
+                .map(|(p, port)| ListeningPort {
+                    protocol: p.into(),
+                    address: "0.0.0.0".into(),
+                    port,
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        s
+    })
+}
+
+fn permuted(mut s: Snapshot, seed: u64) -> Snapshot {
+    fn shuffle<T>(v: &mut [T], mut seed: u64) {
+        for i in (1..v.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            v.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+    }
+    if let Some(v) = s.software.data_mut() {
+        shuffle(v, seed);
+    }
+    if let Some(v) = s.services.data_mut() {
+        shuffle(v, seed ^ 1);
+    }
+    if let Some(v) = s.users.data_mut() {
+        shuffle(v, seed ^ 2);
+    }
+    if let Some(v) = s.listening_ports.data_mut() {
+        shuffle(v, seed ^ 3);
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn diff_applied_to_a_gives_b(a in arb_snapshot(), b in arb_snapshot()) {
+        let (va, vb) = (view_of(&a), view_of(&b));
+        let items = diff(&va, &vb);
+        prop_assert_eq!(apply(&va, &items), vb.clone());
+        prop_assert!(diff(&vb, &apply(&va, &items)).is_empty());
+    }
+
+    #[test]
+    fn a_permuted_inventory_has_no_diff(a in arb_snapshot(), seed in any::<u64>()) {
+        let items = diff(&view_of(&a), &view_of(&permuted(a.clone(), seed)));
+        prop_assert!(items.is_empty(), "{:?}", items);
+    }
+}
+
+#[test]
+fn view_explodes_lists_into_keyed_facts() {
+    let v = view_of(&machine(base_software()));
+    let aspects: std::collections::BTreeSet<_> = v.facts.keys().map(|k| k.aspect).collect();
+    for a in [
+        Aspect::Attribute,
+        Aspect::Os,
+        Aspect::Software,
+        Aspect::Nic,
+        Aspect::Ip,
+        Aspect::Service,
+        Aspect::User,
+        Aspect::Port,
+    ] {
+        assert!(aspects.contains(&a), "{a:?}");
+    }
+    assert_eq!(v.attribute("os.hostname"), Some(&json!("web01")));
+}
