@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::*;
-use crate::store::Store;
+use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError, Store};
 
 pub const SOCKET_FILE: &str = "admin.sock";
 /// Longest admin request line.
@@ -38,6 +38,15 @@ pub enum AdminRequest {
         role: Role,
     },
     UserList,
+    /// A person's API token; the secret is shown once.
+    UserToken {
+        name: String,
+        ttl_seconds: i64,
+    },
+    UserTokenList,
+    UserTokenRevoke {
+        id: String,
+    },
     CiList {
         class: Option<CiClass>,
     },
@@ -139,16 +148,85 @@ pub fn execute(
                     "user names are 1-64 characters of letters, digits and . _ - @".into(),
                 ));
             }
+            let before = store
+                .list_users()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|u| u.name == name);
             let user = User {
                 name: name.clone(),
                 role,
-                created_at: now,
+                created_at: before.as_ref().map(|u| u.created_at).unwrap_or(now),
                 disabled: false,
             };
-            store.put_user(&user).map_err(store_err)?;
+            audited_admin(
+                store,
+                PeopleWrite::PutUser(user.clone()),
+                if before.is_some() {
+                    "user.update"
+                } else {
+                    "user.create"
+                },
+                &name,
+                before.map(|u| json!(u)),
+                Some(json!(user)),
+                now,
+            )?;
             Ok(json!(user))
         }
         AdminRequest::UserList => Ok(json!(store.list_users().map_err(store_err)?)),
+        AdminRequest::UserToken { name, ttl_seconds } => {
+            if ttl_seconds <= 0 {
+                return Err(AdminError::Invalid("a token needs a positive TTL".into()));
+            }
+            let user = store
+                .list_users()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|u| u.name == name)
+                .ok_or_else(|| {
+                    AdminError::NotFound(format!(
+                        "no user {name}; add one with `user add {name} --role ROLE`"
+                    ))
+                })?;
+            let (token, text) =
+                crate::people::new_token(&user.name, Duration::seconds(ttl_seconds), now);
+            audited_admin(
+                store,
+                PeopleWrite::PutApiToken(token.clone()),
+                "api_token.create",
+                &token.id,
+                None,
+                Some(json!({"id": token.id, "user": token.user, "expires_at": token.expires_at})),
+                now,
+            )?;
+            Ok(
+                json!({"id": token.id, "user": user.name, "role": user.role, "token": text, "expires_at": token.expires_at}),
+            )
+        }
+        AdminRequest::UserTokenList => {
+            let tokens = store.list_api_tokens().map_err(store_err)?;
+            Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "user": t.user, "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})).collect::<Vec<_>>()))
+        }
+        AdminRequest::UserTokenRevoke { id } => {
+            let mut token = store
+                .find_api_token(&id)
+                .map_err(store_err)?
+                .ok_or_else(|| AdminError::NotFound(format!("no API token with id {id}")))?;
+            if token.revoked_at.is_none() {
+                token.revoked_at = Some(now);
+                audited_admin(
+                    store,
+                    PeopleWrite::PutApiToken(token.clone()),
+                    "api_token.revoke",
+                    &id,
+                    None,
+                    Some(json!({"revoked_at": now})),
+                    now,
+                )?;
+            }
+            Ok(json!({"revoked": id}))
+        }
         AdminRequest::CiList { class } => {
             let cis = store.list_cis(class).map_err(store_err)?;
             Ok(json!(cis.iter().map(ci_summary).collect::<Vec<_>>()))
@@ -206,7 +284,10 @@ pub fn execute(
             Ok(json!(versions.iter().map(|v| json!({"version": v.version, "valid_from": v.valid_from, "status": v.ci.status, "relationships": v.relationships.len(), "change_record": v.change_record})).collect::<Vec<_>>()))
         }
         AdminRequest::ConflictList => Ok(json!(store.list_conflicts().map_err(store_err)?)),
-        AdminRequest::ChangeList => Ok(json!(store.list_change_records().map_err(store_err)?)),
+        AdminRequest::ChangeList => {
+            let records = store.list_change_records().map_err(store_err)?;
+            Ok(json!(records.iter().map(|r| json!({"id": r.id, "ci_id": r.ci_id, "ci_name": r.ci_name, "agent_id": r.agent_id, "seq": r.seq, "state": r.state, "severity": r.severity, "authorization": r.authorization, "detected_at": r.detected_at, "items": r.items.len(), "record": r})).collect::<Vec<_>>()))
+        }
         AdminRequest::Stats => {
             let mut counts = BTreeMap::new();
             for class in CiClass::ALL {
@@ -224,6 +305,40 @@ pub fn execute(
             }))
         }
     }
+}
+
+/// An admin-CLI write, audited as done by the operator at the console.
+fn audited_admin(
+    store: &dyn Store,
+    write: PeopleWrite,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<(), AdminError> {
+    let actor = format!(
+        "admin-cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    store
+        .commit_people(
+            &write,
+            AuditDraft {
+                actor,
+                action: action.into(),
+                target: target.into(),
+                before,
+                after,
+                comment: None,
+            },
+            now,
+        )
+        .map_err(|e| match e {
+            PeopleWriteError::Store(e) => AdminError::Store(e),
+            other => AdminError::Invalid(other.to_string()),
+        })?;
+    Ok(())
 }
 
 fn token_state(t: &EnrollmentToken, now: DateTime<Utc>) -> &'static str {

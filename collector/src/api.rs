@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(ENROLL_PATH, post(enroll))
         .route(SNAPSHOTS_PATH, post(snapshots))
         .route(HEARTBEAT_PATH, post(heartbeat))
+        .merge(crate::changes_api::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -74,6 +75,41 @@ pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<Stri
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
     }
     resp
+}
+
+/// A refusal from a people route: rendered as problem+json. Small, so `Result`s carrying
+/// it stay cheap (an axum `Response` is not).
+#[derive(Debug, Clone)]
+pub struct ApiProblem {
+    pub status: StatusCode,
+    pub detail: String,
+    pub field: Option<String>,
+    /// 401s name the scheme people authenticate with.
+    pub bearer_challenge: bool,
+}
+
+impl ApiProblem {
+    pub fn new(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Self {
+        ApiProblem {
+            status,
+            detail: detail.into(),
+            field,
+            bearer_challenge: status == StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl IntoResponse for ApiProblem {
+    fn into_response(self) -> Response {
+        let mut r = problem(self.status, self.detail, self.field);
+        if self.bearer_challenge {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"census\""),
+            );
+        }
+        r
+    }
 }
 
 impl IntoResponse for IngestError {

@@ -9,11 +9,14 @@
 
 pub mod admin;
 pub mod api;
+pub mod changes_api;
 pub mod drift;
 pub mod identify;
 pub mod ingest;
 pub mod model;
+pub mod people;
 pub mod reconcile;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod webhooks;

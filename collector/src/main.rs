@@ -108,6 +108,16 @@ struct ServeArgs {
     max_queue: usize,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// A package (or service, port, ...) that disappears and returns within this window is
+    /// marked as a flap instead of being raised again.
+    #[arg(long, default_value = "24h")]
+    flap_window: String,
+    /// Delay before a failed webhook delivery is retried; doubles per attempt.
+    #[arg(long, default_value = "30s")]
+    webhook_retry_base: String,
+    /// Attempts before a webhook delivery moves to the dead letters.
+    #[arg(long, default_value_t = 10)]
+    webhook_max_attempts: u32,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +154,18 @@ enum UserCommand {
         role: Role,
     },
     List,
+    /// Create an API token for a person; the token is shown once.
+    Token {
+        name: String,
+        #[arg(long, default_value = "90d")]
+        ttl: String,
+    },
+    /// List people's API tokens (never their secrets).
+    Tokens,
+    /// Revoke a person's API token.
+    RevokeToken {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,7 +235,22 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         workers,
         max_queue,
         log_format: _,
+        flap_window,
+        webhook_retry_base,
+        webhook_max_attempts,
     } = args;
+    let flap_window = chrono::Duration::seconds(
+        admin::parse_duration(&flap_window).map_err(|e| anyhow::anyhow!("--flap-window: {e}"))?,
+    );
+    let webhook_config = census_collector::webhooks::WebhookConfig {
+        retry_base: std::time::Duration::from_secs(
+            admin::parse_duration(&webhook_retry_base)
+                .map_err(|e| anyhow::anyhow!("--webhook-retry-base: {e}"))?
+                .max(1) as u64,
+        ),
+        max_attempts: webhook_max_attempts.max(1),
+        ..Default::default()
+    };
     if insecure_http && !listen.ip().is_loopback() {
         bail!("--insecure-http is refused on {listen}: plain HTTP only on loopback addresses");
     }
@@ -224,6 +261,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("store"))?);
+    census_collector::drift::seed_defaults(store.as_ref(), Utc::now())?;
     let tls_config = if insecure_http {
         tracing::warn!("serving plain HTTP on loopback: development only");
         None
@@ -259,9 +297,15 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let group = GroupCommit::start(store.clone());
+        let ingest = Arc::new(Ingest::new(store.clone()).with_flap_window(flap_window));
+        tokio::spawn(census_collector::webhooks::run(
+            store.clone(),
+            ingest.clone(),
+            webhook_config,
+        ));
         let state = Arc::new(AppState {
             store: store.clone(),
-            ingest: Arc::new(Ingest::new(store.clone())),
+            ingest,
             group,
             workers: Arc::new(tokio::sync::Semaphore::new(workers)),
             admitted: Default::default(),
@@ -426,6 +470,41 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
         Command::User {
             command: UserCommand::List,
         } => (AdminRequest::UserList, &["name", "role", "created_at"]),
+        Command::User {
+            command: UserCommand::Token { name, ttl },
+        } => {
+            let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
+            let result = run_admin(data_dir, AdminRequest::UserToken { name, ttl_seconds })?;
+            if format == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!(
+                    "API token for {} ({}), id {}, expires {}:\n  {}\nIt is shown once. Use it as: Authorization: Bearer <token>",
+                    result["user"].as_str().unwrap_or_default(),
+                    result["role"].as_str().unwrap_or_default(),
+                    result["id"].as_str().unwrap_or_default(),
+                    result["expires_at"].as_str().unwrap_or_default(),
+                    result["token"].as_str().unwrap_or_default(),
+                );
+            }
+            return Ok(());
+        }
+        Command::User {
+            command: UserCommand::Tokens,
+        } => (
+            AdminRequest::UserTokenList,
+            &[
+                "id",
+                "user",
+                "created_at",
+                "expires_at",
+                "last_used_at",
+                "revoked_at",
+            ],
+        ),
+        Command::User {
+            command: UserCommand::RevokeToken { id },
+        } => (AdminRequest::UserTokenRevoke { id }, &["revoked"]),
         Command::Ci {
             command: CiCommand::List { class },
         } => (
@@ -463,11 +542,12 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             AdminRequest::ChangeList,
             &[
                 "id",
-                "ci_id",
+                "ci_name",
                 "state",
+                "severity",
+                "authorization",
                 "detected_at",
-                "from_version",
-                "to_version",
+                "items",
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),

@@ -229,6 +229,17 @@ pub enum Role {
     Auditor,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ChangeManager => "change_manager",
+            Role::AssetManager => "asset_manager",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -20,6 +20,40 @@ use chrono::{DateTime, Duration, Utc};
 use crate::model::*;
 pub use rules::ScopeSubject;
 
+/// On a new store, stores the shipped severity and noise rules (audited as `census`), so
+/// operators see and edit them like their own. Existing rules are never touched.
+pub fn seed_defaults(
+    store: &dyn crate::store::Store,
+    now: DateTime<Utc>,
+) -> Result<(), crate::store::PeopleWriteError> {
+    use crate::store::{AuditDraft, PeopleWrite};
+    if store.severity_rules()?.is_some() {
+        return Ok(());
+    }
+    let seed = |action: &str, target: &str| AuditDraft {
+        actor: "census".into(),
+        action: action.into(),
+        target: target.into(),
+        before: None,
+        after: None,
+        comment: Some("shipped default".into()),
+    };
+    for rule in rules::default_noise_rules(now) {
+        let id = rule.id.clone();
+        store.commit_people(
+            &PeopleWrite::PutNoiseRule(rule),
+            seed("noise_rule.create", &id),
+            now,
+        )?;
+    }
+    store.commit_people(
+        &PeopleWrite::PutSeverityRules(SeverityRules::defaults(now)),
+        seed("severity_rules.update", "severity_rules"),
+        now,
+    )?;
+    Ok(())
+}
+
 /// Everything drift classification reads, loaded from the store.
 #[derive(Debug, Clone)]
 pub struct DriftRules {

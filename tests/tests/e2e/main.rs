@@ -3,5 +3,6 @@
 
 mod agent;
 mod crash;
+mod drift;
 mod ingest;
 mod support;

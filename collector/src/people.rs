@@ -1,0 +1,200 @@
+//! People's authentication: API tokens (random, shown once, stored as a SHA-256 of the
+//! secret, with expiry, revocation and last-used) and the role guard every people route
+//! calls first.
+//!
+//! Architecture Invariant: an agent's key never authorizes a person's route and a person's
+//! token never authorizes an agent route. People routes read only `Authorization: Bearer`;
+//! agent routes read only the signed envelope headers.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::api::ApiProblem;
+use crate::model::{ApiToken, Role, User};
+use crate::store::Store;
+
+/// Printed form: `census_pat.<id>.<secret>`.
+pub const TOKEN_PREFIX: &str = "census_pat";
+
+/// Who is calling a people route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub role: Role,
+    pub token_id: String,
+}
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new token for `user`: the record to store and the text to show once.
+pub fn new_token(user: &str, ttl: Duration, now: DateTime<Utc>) -> (ApiToken, String) {
+    let id = format!("pat_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let text = format!("{TOKEN_PREFIX}.{id}.{secret}");
+    (
+        ApiToken {
+            id,
+            user: user.to_string(),
+            secret_hash: secret_hash(&secret),
+            created_at: now,
+            expires_at: now + ttl,
+            last_used_at: None,
+            revoked_at: None,
+        },
+        text,
+    )
+}
+
+fn unauthorized(detail: &str) -> ApiProblem {
+    ApiProblem::new(StatusCode::UNAUTHORIZED, detail, None)
+}
+
+/// Constant-time equality of two hex digests.
+fn same_digest(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Resolves the bearer token to a person. Blocking (reads the store).
+pub fn authenticate(
+    store: &dyn Store,
+    headers: &HeaderMap,
+    now: DateTime<Utc>,
+) -> Result<Person, ApiProblem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "this route needs a person's API token: Authorization: Bearer census_pat.…",
+        ));
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("Authorization must be 'Bearer <token>'"))?;
+    let mut parts = text.splitn(3, '.');
+    let (Some(TOKEN_PREFIX), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(unauthorized("the bearer token is not a Census API token"));
+    };
+    let invalid = || unauthorized("the API token is not valid");
+    let store_error = |e: crate::store::StoreError| {
+        ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None)
+    };
+    let token = store
+        .find_api_token(id)
+        .map_err(store_error)?
+        .ok_or_else(invalid)?;
+    if !same_digest(&token.secret_hash, &secret_hash(secret)) {
+        return Err(invalid());
+    }
+    if token.revoked_at.is_some() {
+        return Err(unauthorized("the API token was revoked"));
+    }
+    if token.expires_at <= now {
+        return Err(unauthorized("the API token has expired"));
+    }
+    let user: User = store
+        .list_users()
+        .map_err(store_error)?
+        .into_iter()
+        .find(|u| u.name == token.user)
+        .ok_or_else(invalid)?;
+    if user.disabled {
+        return Err(unauthorized("this user is disabled"));
+    }
+    // last_used is a hint for operators, not an audit trail: record it at most once a
+    // minute so reads do not turn into writes.
+    if token
+        .last_used_at
+        .is_none_or(|t| now - t > Duration::seconds(60))
+    {
+        store.touch_api_token(&token.id, now).map_err(store_error)?;
+    }
+    Ok(Person {
+        name: user.name,
+        role: user.role,
+        token_id: token.id,
+    })
+}
+
+/// Who may call a people route.
+#[derive(Debug, Clone, Copy)]
+pub enum Allowed {
+    /// Every role.
+    AnyPerson,
+    Roles(&'static [Role]),
+}
+
+impl Allowed {
+    pub fn permits(self, role: Role) -> bool {
+        match self {
+            Allowed::AnyPerson => true,
+            Allowed::Roles(roles) => roles.contains(&role),
+        }
+    }
+}
+
+/// Authenticates and checks the role: 401 without a valid token, 403 with the wrong role.
+pub async fn guard(
+    store: &Arc<dyn Store>,
+    headers: &HeaderMap,
+    allowed: Allowed,
+) -> Result<Person, ApiProblem> {
+    let store = store.clone();
+    let headers = headers.clone();
+    let person =
+        tokio::task::spawn_blocking(move || authenticate(store.as_ref(), &headers, Utc::now()))
+            .await
+            .map_err(|e| {
+                ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
+            })??;
+    if !allowed.permits(person.role) {
+        let need = match allowed {
+            Allowed::Roles(r) => r
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            Allowed::AnyPerson => "any role".into(),
+        };
+        return Err(ApiProblem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role {} may not do this; it needs {need}",
+                person.role.as_str()
+            ),
+            None,
+        ));
+    }
+    Ok(person)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_compare_in_constant_shape() {
+        assert!(same_digest("abcd", "abcd"));
+        assert!(!same_digest("abcd", "abce"));
+        assert!(!same_digest("abcd", "abc"));
+    }
+
+    #[test]
+    fn token_text_carries_id_and_secret_but_store_keeps_only_the_hash() {
+        let (t, text) = new_token("ann", Duration::days(1), Utc::now());
+        assert!(text.starts_with("census_pat.pat_"));
+        let secret = text.rsplit('.').next().unwrap();
+        assert_eq!(t.secret_hash, secret_hash(secret));
+        assert!(!serde_json::to_string(&t).unwrap().contains(secret));
+    }
+}
