@@ -349,7 +349,7 @@ impl Ingest {
                         .into_iter()
                         .flatten()
                         .collect(),
-                    addresses: plan.after.addresses(),
+                    addresses: plan.addresses.clone(),
                 };
                 let header = RecordHeader {
                     id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),

@@ -596,8 +596,8 @@ pub struct Plan {
     pub history: Vec<CiVersion>,
     /// Drift items (empty for a computer seen for the first time).
     pub items: Vec<ChangeItem>,
-    /// The reconciled configuration view, for planned-change scopes.
-    pub after: ConfigView,
+    /// The computer's routable addresses after this snapshot, for planned-change scopes.
+    pub addresses: Vec<std::net::IpAddr>,
     /// The computer existed before and its configuration changed.
     pub drifted: bool,
 }
@@ -679,7 +679,7 @@ pub fn plan(
         );
         p.items = drift::diff::diff(&before, &after);
     }
-    p.after = after;
+    p.addresses = after.addresses();
 
     // Edges.
     let old_edges: BTreeMap<&RelKey, &Attributes> = stored

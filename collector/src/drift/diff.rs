@@ -1,17 +1,18 @@
 //! The diff engine: two configuration views in, typed change items out, and the inverse
 //! (`apply`) so that `apply(a, diff(a, b)) == b` can be checked as a property.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use census_shared::version::{self, VersionScheme};
 use serde_json::Value;
 
-use super::view::{ConfigView, Fact, FactKey};
+use super::view::{ConfigView, Fact, FactKey, FactValue};
 use crate::model::*;
 
 /// Every difference between `before` and `after`, in key order. Severity starts low; rules
 /// set it later.
-pub fn diff(before: &ConfigView, after: &ConfigView) -> Vec<ChangeItem> {
+pub fn diff(before: &ConfigView<'_>, after: &ConfigView<'_>) -> Vec<ChangeItem> {
     let mut items = Vec::new();
     let mut old = before.facts.iter().peekable();
     let mut new = after.facts.iter().peekable();
@@ -46,20 +47,20 @@ pub fn diff(before: &ConfigView, after: &ConfigView) -> Vec<ChangeItem> {
 }
 
 /// Applies items to a view: the inverse of [`diff`].
-pub fn apply(view: &ConfigView, items: &[ChangeItem]) -> ConfigView {
+pub fn apply<'a>(view: &ConfigView<'a>, items: &'a [ChangeItem]) -> ConfigView<'a> {
     let mut out = view.clone();
     for i in items {
         let key = FactKey {
             aspect: i.aspect,
-            key: i.key.clone(),
+            key: Cow::Borrowed(i.key.as_str()),
         };
         match &i.new {
             Some(v) => {
                 out.facts.insert(
                     key,
                     Fact {
-                        subject: i.subject.clone(),
-                        value: v.clone(),
+                        subject: Cow::Borrowed(i.subject.as_str()),
+                        value: FactValue::Json(Cow::Borrowed(v)),
                     },
                 );
             }
@@ -71,14 +72,17 @@ pub fn apply(view: &ConfigView, items: &[ChangeItem]) -> ConfigView {
     out
 }
 
-fn item(k: &FactKey, old: Option<&Fact>, new: Option<&Fact>) -> ChangeItem {
-    let subject = new.or(old).map(|f| f.subject.clone()).unwrap_or_default();
-    let old = old.map(|f| f.value.clone());
-    let new = new.map(|f| f.value.clone());
+fn item(k: &FactKey<'_>, old: Option<&Fact<'_>>, new: Option<&Fact<'_>>) -> ChangeItem {
+    let subject = new
+        .or(old)
+        .map(|f| f.subject.to_string())
+        .unwrap_or_default();
+    let old = old.map(|f| f.value.to_value());
+    let new = new.map(|f| f.value.to_value());
     ChangeItem {
         kind: kind_of(k, old.as_ref(), new.as_ref()),
         aspect: k.aspect,
-        key: k.key.clone(),
+        key: k.key.to_string(),
         subject,
         old,
         new,
@@ -101,7 +105,7 @@ fn version_order(old: Option<&Value>, new: Option<&Value>, scheme: VersionScheme
     }
 }
 
-fn kind_of(k: &FactKey, old: Option<&Value>, new: Option<&Value>) -> ItemKind {
+fn kind_of(k: &FactKey<'_>, old: Option<&Value>, new: Option<&Value>) -> ItemKind {
     use ItemKind::*;
     let (added, removed) = (old.is_none(), new.is_none());
     let pick = |a: ItemKind, r: ItemKind, c: ItemKind| match (added, removed) {
@@ -110,7 +114,7 @@ fn kind_of(k: &FactKey, old: Option<&Value>, new: Option<&Value>) -> ItemKind {
         _ => c,
     };
     match k.aspect {
-        Aspect::Attribute => match k.key.as_str() {
+        Aspect::Attribute => match k.key.as_ref() {
             "os.kernel" | "os.kernel_version" => KernelChanged,
             _ => AttributeChanged,
         },

@@ -2,7 +2,11 @@
 //! built the same way from the stored state and from a reconciled snapshot, so the diff
 //! between them is a plain keyed comparison. Lists the OS reports in any order (users,
 //! ports, mounts, packages, NICs) become keyed facts, so order never shows up as change.
+//!
+//! A view borrows from the state it was built from: building one for a 2,000-package
+//! machine must not copy 2,000 attribute maps (it runs on every changed snapshot).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
@@ -10,20 +14,61 @@ use serde_json::{json, Value};
 use crate::model::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FactKey {
+pub struct FactKey<'a> {
     pub aspect: Aspect,
-    pub key: String,
+    pub key: Cow<'a, str>,
+}
+
+/// A fact's value: an attribute map or a JSON value, borrowed where possible.
+#[derive(Debug, Clone)]
+pub enum FactValue<'a> {
+    Attrs(&'a Attributes),
+    Json(Cow<'a, Value>),
+}
+
+impl FactValue<'_> {
+    pub fn to_value(&self) -> Value {
+        match self {
+            FactValue::Attrs(a) => {
+                Value::Object(a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            FactValue::Json(v) => v.clone().into_owned(),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            FactValue::Attrs(a) => a.get(name),
+            FactValue::Json(v) => v.get(name),
+        }
+    }
+}
+
+impl PartialEq for FactValue<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FactValue::Attrs(a), FactValue::Attrs(b)) => a == b,
+            (FactValue::Json(a), FactValue::Json(b)) => a == b,
+            (FactValue::Attrs(a), FactValue::Json(v))
+            | (FactValue::Json(v), FactValue::Attrs(a)) => match v.as_ref() {
+                Value::Object(m) => {
+                    m.len() == a.len() && a.iter().all(|(k, x)| m.get(k) == Some(x))
+                }
+                _ => false,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Fact {
-    pub subject: String,
-    pub value: Value,
+pub struct Fact<'a> {
+    pub subject: Cow<'a, str>,
+    pub value: FactValue<'a>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConfigView {
-    pub facts: BTreeMap<FactKey, Fact>,
+pub struct ConfigView<'a> {
+    pub facts: BTreeMap<FactKey<'a>, Fact<'a>>,
 }
 
 /// Computer attributes that the view turns into keyed facts of their own, or that are
@@ -39,23 +84,46 @@ const EXPLODED: [&str; 8] = [
     "os.build",
 ];
 
-impl ConfigView {
-    fn put(&mut self, aspect: Aspect, key: String, subject: String, value: Value) {
-        self.facts
-            .insert(FactKey { aspect, key }, Fact { subject, value });
+fn text<'a>(v: Option<&'a Value>) -> Option<&'a str> {
+    v.and_then(Value::as_str)
+}
+
+impl<'a> ConfigView<'a> {
+    fn put(
+        &mut self,
+        aspect: Aspect,
+        key: impl Into<Cow<'a, str>>,
+        subject: impl Into<Cow<'a, str>>,
+        value: FactValue<'a>,
+    ) {
+        self.facts.insert(
+            FactKey {
+                aspect,
+                key: key.into(),
+            },
+            Fact {
+                subject: subject.into(),
+                value,
+            },
+        );
     }
 
     /// Builds the view from a computer's attributes, its live components and its
     /// `installs` edges (product id, discriminator, edge attributes).
-    pub fn build<'a>(
-        attributes: &Attributes,
+    pub fn build(
+        attributes: &'a Attributes,
         components: impl Iterator<Item = &'a Ci>,
         installs: impl Iterator<Item = (&'a RelKey, &'a Attributes)>,
-    ) -> ConfigView {
+    ) -> ConfigView<'a> {
         let mut v = ConfigView::default();
         for (k, val) in attributes {
             if !EXPLODED.contains(&k.as_str()) {
-                v.put(Aspect::Attribute, k.clone(), k.clone(), val.clone());
+                v.put(
+                    Aspect::Attribute,
+                    k.as_str(),
+                    k.as_str(),
+                    FactValue::Json(Cow::Borrowed(val)),
+                );
             }
         }
         let os: serde_json::Map<String, Value> = ["name", "version", "version_id", "build"]
@@ -63,14 +131,17 @@ impl ConfigView {
             .filter_map(|f| Some((f.to_string(), attributes.get(&format!("os.{f}"))?.clone())))
             .collect();
         if !os.is_empty() {
-            let subject = os
-                .get("name")
-                .and_then(Value::as_str)
+            let subject = text(os.get("name"))
                 .unwrap_or("operating system")
                 .to_string();
-            v.put(Aspect::Os, "os".into(), subject, Value::Object(os));
+            v.put(
+                Aspect::Os,
+                "os",
+                subject,
+                FactValue::Json(Cow::Owned(Value::Object(os))),
+            );
         }
-        let listed = |name: &str| -> &[Value] {
+        let listed = |name: &str| -> &'a [Value] {
             attributes
                 .get(name)
                 .and_then(Value::as_array)
@@ -78,86 +149,77 @@ impl ConfigView {
                 .unwrap_or(&[])
         };
         for u in listed("users.local") {
-            let name = u["name"].as_str().unwrap_or_default().to_string();
-            v.put(Aspect::User, name.clone(), name, u.clone());
+            let name = text(u.get("name")).unwrap_or_default();
+            v.put(Aspect::User, name, name, FactValue::Json(Cow::Borrowed(u)));
         }
         for p in listed("ports.listening") {
-            let proto = p["protocol"].as_str().unwrap_or_default();
-            let addr = p["address"].as_str().unwrap_or_default();
-            let port = p["port"].as_u64().unwrap_or_default();
-            let key = format!("{proto} {addr} {port}");
+            let proto = text(p.get("protocol")).unwrap_or_default();
+            let addr = text(p.get("address")).unwrap_or_default();
+            let port = p.get("port").and_then(Value::as_u64).unwrap_or_default();
             v.put(
                 Aspect::Port,
-                key,
+                format!("{proto} {addr} {port}"),
                 format!("{proto}/{port}"),
-                json!({"address": addr, "process": p["process"]}),
+                FactValue::Json(Cow::Owned(
+                    json!({"address": addr, "process": p.get("process")}),
+                )),
             );
         }
         for m in listed("filesystems.mounts") {
-            let mp = m["mount_point"].as_str().unwrap_or_default().to_string();
-            v.put(Aspect::Mount, mp.clone(), mp, m.clone());
+            let mp = text(m.get("mount_point")).unwrap_or_default();
+            v.put(Aspect::Mount, mp, mp, FactValue::Json(Cow::Borrowed(m)));
         }
         for c in components.filter(|c| c.status != CiStatus::Retired) {
-            let a = |f: &str| c.attributes.get(f).and_then(Value::as_str);
-            let (aspect, key, subject) = match c.class {
+            let a = |f: &str| text(c.attributes.get(f));
+            let name = c.name.as_str();
+            let (aspect, key, subject): (Aspect, Cow<'a, str>, &'a str) = match c.class {
                 CiClass::Disk => (
                     Aspect::Disk,
                     a("serial")
                         .or(a("wwn"))
                         .or(a("device_name"))
-                        .unwrap_or(&c.id),
-                    a("device_name").unwrap_or(&c.name),
+                        .unwrap_or(&c.id)
+                        .into(),
+                    a("device_name").unwrap_or(name),
                 ),
                 CiClass::NetworkInterface => (
                     Aspect::Nic,
                     match (c.attributes.get("physical"), a("mac")) {
                         (Some(Value::Bool(true)), Some(mac)) => mac,
                         _ => a("name").unwrap_or(&c.id),
-                    },
-                    a("name").unwrap_or(&c.name),
+                    }
+                    .into(),
+                    a("name").unwrap_or(name),
                 ),
                 CiClass::IpAddress => (
                     Aspect::Ip,
-                    a("address").unwrap_or(&c.name),
-                    a("address").unwrap_or(&c.name),
+                    a("address").unwrap_or(name).into(),
+                    a("address").unwrap_or(name),
                 ),
-                CiClass::Service => {
-                    let key = format!(
+                CiClass::Service => (
+                    Aspect::Service,
+                    format!(
                         "{}/{}",
                         a("manager").unwrap_or_default(),
-                        a("name").unwrap_or(&c.name)
-                    );
-                    v.put(
-                        Aspect::Service,
-                        key,
-                        a("name").unwrap_or(&c.name).to_string(),
-                        Value::Object(c.attributes.clone().into_iter().collect()),
-                    );
-                    continue;
-                }
+                        a("name").unwrap_or(name)
+                    )
+                    .into(),
+                    a("name").unwrap_or(name),
+                ),
                 _ => continue,
             };
-            v.put(
-                aspect,
-                key.to_string(),
-                subject.to_string(),
-                Value::Object(c.attributes.clone().into_iter().collect()),
-            );
+            v.put(aspect, key, subject, FactValue::Attrs(&c.attributes));
         }
         for (k, attrs) in installs {
             if k.kind != RelKind::Installs {
                 continue;
             }
-            let subject = attrs
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(&k.to)
-                .to_string();
+            let subject = text(attrs.get("name")).unwrap_or(&k.to);
             v.put(
                 Aspect::Software,
                 format!("{}|{}", k.to, k.discriminator),
                 subject,
-                Value::Object(attrs.clone().into_iter().collect()),
+                FactValue::Attrs(attrs),
             );
         }
         v
@@ -172,12 +234,12 @@ impl ConfigView {
             .collect()
     }
 
-    pub fn attribute(&self, name: &str) -> Option<&Value> {
+    pub fn attribute(&self, name: &str) -> Option<Value> {
         self.facts
             .get(&FactKey {
                 aspect: Aspect::Attribute,
-                key: name.to_string(),
+                key: Cow::Borrowed(name),
             })
-            .map(|f| &f.value)
+            .map(|f| f.value.to_value())
     }
 }

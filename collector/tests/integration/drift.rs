@@ -569,13 +569,34 @@ fn audit_chain_links_every_entry() {
 
 // --- the diff engine's algebra, on views built from random inventories ---
 
-fn view_of(s: &Snapshot) -> ConfigView {
+/// The view of a snapshot's desired state, with its values owned so it outlives the state.
+fn view_of(s: &Snapshot) -> ConfigView<'static> {
+    use census_collector::drift::view::{Fact, FactKey, FactValue};
+    use std::borrow::Cow;
     let d = reconcile::desired("cmp_x", s, Utc::now());
-    ConfigView::build(
+    let v = ConfigView::build(
         &d.attributes,
         d.components.values(),
         d.relationships.iter().filter(|(k, _)| k.from == "cmp_x"),
-    )
+    );
+    ConfigView {
+        facts: v
+            .facts
+            .into_iter()
+            .map(|(k, f)| {
+                (
+                    FactKey {
+                        aspect: k.aspect,
+                        key: Cow::Owned(k.key.into_owned()),
+                    },
+                    Fact {
+                        subject: Cow::Owned(f.subject.into_owned()),
+                        value: FactValue::Json(Cow::Owned(f.value.to_value())),
+                    },
+                )
+            })
+            .collect(),
+    }
 }
 
 fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
@@ -705,5 +726,5 @@ fn view_explodes_lists_into_keyed_facts() {
     ] {
         assert!(aspects.contains(&a), "{a:?}");
     }
-    assert_eq!(v.attribute("os.hostname"), Some(&json!("web01")));
+    assert_eq!(v.attribute("os.hostname"), Some(json!("web01")));
 }
