@@ -84,7 +84,7 @@ const EXPLODED: [&str; 8] = [
     "os.build",
 ];
 
-fn text<'a>(v: Option<&'a Value>) -> Option<&'a str> {
+fn text(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
 }
 
