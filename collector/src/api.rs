@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::ingest::{Envelope, GroupCommit, Ingest, IngestError};
 use crate::model::Agent;
+use crate::people::{Access, RouteTable};
 use crate::store::{EnrollError, Store};
 
 /// How long a client may take to send a whole body.
@@ -45,14 +46,20 @@ pub struct AppState {
     pub max_admitted: usize,
 }
 
+/// Every route with who may call it. The router and this table come from one builder.
+pub fn route_table(mut t: RouteTable) -> RouteTable {
+    t.open("GET", "/healthz", Access::Anonymous, get(healthz));
+    t.open("GET", "/readyz", Access::Anonymous, get(readyz));
+    t.open("POST", ENROLL_PATH, Access::Anonymous, post(enroll));
+    t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots));
+    t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
+    crate::changes_api::routes(&mut t);
+    t
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route(ENROLL_PATH, post(enroll))
-        .route(SNAPSHOTS_PATH, post(snapshots))
-        .route(HEARTBEAT_PATH, post(heartbeat))
-        .merge(crate::changes_api::routes())
+    route_table(RouteTable::new(state.store.clone()))
+        .into_router()
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,16 +1,16 @@
 //! People's routes for drift: change records and their review, the changed-since feed,
 //! planned changes, noise and severity rules, webhooks, and the audit log. Every write
-//! goes through [`Store::commit_people`] with its audit entry; every route starts with
-//! [`people::guard`].
+//! goes through [`Store::commit_people`] with its audit entry; who may call each route is
+//! declared where it is registered ([`RouteTable::people`]).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::api::{ApiProblem, AppState};
 use crate::model::*;
-use crate::people::{guard, Allowed, Person};
+use crate::people::{Allowed, Person, RouteTable};
 use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError, StoreError};
 
 /// The largest JSON body a people route reads.
@@ -35,42 +35,90 @@ const RULE_EDITORS: Allowed = Allowed::Roles(&[Role::ChangeManager, Role::Admin]
 const AUDITORS: Allowed = Allowed::Roles(&[Role::Auditor, Role::Admin]);
 const ADMINS: Allowed = Allowed::Roles(&[Role::Admin]);
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/change-records", get(list_records))
-        .route("/api/v1/change-records/{id}", get(get_record))
-        .route("/api/v1/change-records/{id}/review", post(review_record))
-        .route("/api/v1/changes", get(feed))
-        .route(
-            "/api/v1/planned-changes",
-            get(list_planned).post(create_planned),
-        )
-        .route(
-            "/api/v1/planned-changes/{id}",
-            get(get_planned).put(update_planned),
-        )
-        .route("/api/v1/planned-changes/{id}/cancel", post(cancel_planned))
-        .route("/api/v1/noise-rules", get(list_noise).post(create_noise))
-        .route(
-            "/api/v1/noise-rules/{id}",
-            axum::routing::delete(delete_noise),
-        )
-        .route(
-            "/api/v1/severity-rules",
-            get(get_severity).put(put_severity),
-        )
-        .route("/api/v1/audit", get(audit_log))
-        .route("/api/v1/webhooks", get(list_webhooks).post(create_webhook))
-        .route(
-            "/api/v1/webhooks/{id}",
-            axum::routing::delete(delete_webhook),
-        )
-        .route("/api/v1/webhooks/deliveries", get(list_deliveries))
-        .route(
-            "/api/v1/webhooks/deliveries/{id}/retry",
-            post(retry_delivery),
-        )
+/// Registers the people's drift routes, each with who may call it.
+pub fn routes(table: &mut RouteTable) {
+    use axum::routing::{delete, put};
+    table.people("GET", "/api/v1/me", READERS, get(me));
+    table.people("GET", "/api/v1/change-records", READERS, get(list_records));
+    table.people(
+        "GET",
+        "/api/v1/change-records/{id}",
+        READERS,
+        get(get_record),
+    );
+    table.people(
+        "POST",
+        "/api/v1/change-records/{id}/review",
+        REVIEWERS,
+        post(review_record),
+    );
+    table.people("GET", "/api/v1/changes", READERS, get(feed));
+    table.people("GET", "/api/v1/planned-changes", READERS, get(list_planned));
+    table.people(
+        "POST",
+        "/api/v1/planned-changes",
+        REVIEWERS,
+        post(create_planned),
+    );
+    table.people(
+        "GET",
+        "/api/v1/planned-changes/{id}",
+        READERS,
+        get(get_planned),
+    );
+    table.people(
+        "PUT",
+        "/api/v1/planned-changes/{id}",
+        REVIEWERS,
+        put(update_planned),
+    );
+    table.people(
+        "POST",
+        "/api/v1/planned-changes/{id}/cancel",
+        REVIEWERS,
+        post(cancel_planned),
+    );
+    table.people("GET", "/api/v1/noise-rules", READERS, get(list_noise));
+    table.people(
+        "POST",
+        "/api/v1/noise-rules",
+        RULE_EDITORS,
+        post(create_noise),
+    );
+    table.people(
+        "DELETE",
+        "/api/v1/noise-rules/{id}",
+        RULE_EDITORS,
+        delete(delete_noise),
+    );
+    table.people("GET", "/api/v1/severity-rules", READERS, get(get_severity));
+    table.people(
+        "PUT",
+        "/api/v1/severity-rules",
+        RULE_EDITORS,
+        put(put_severity),
+    );
+    table.people("GET", "/api/v1/audit", AUDITORS, get(audit_log));
+    table.people("GET", "/api/v1/webhooks", ADMINS, get(list_webhooks));
+    table.people("POST", "/api/v1/webhooks", ADMINS, post(create_webhook));
+    table.people(
+        "DELETE",
+        "/api/v1/webhooks/{id}",
+        ADMINS,
+        delete(delete_webhook),
+    );
+    table.people(
+        "GET",
+        "/api/v1/webhooks/deliveries",
+        ADMINS,
+        get(list_deliveries),
+    );
+    table.people(
+        "POST",
+        "/api/v1/webhooks/deliveries/{id}/retry",
+        ADMINS,
+        post(retry_delivery),
+    );
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -203,8 +251,7 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(rand::random::<[u8; 8]>()))
 }
 
-async fn me(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    let p = guard(&st.store, &headers, READERS).await?;
+async fn me(Extension(p): Extension<Person>) -> Reply {
     Ok(Json(json!({"name": p.name, "role": p.role, "token_id": p.token_id})).into_response())
 }
 
@@ -224,10 +271,9 @@ struct RecordFilter {
 
 async fn list_records(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(_person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
     let f: RecordFilter = query(q)?;
     let state: Option<RecordState> =
         f.state
@@ -300,10 +346,9 @@ async fn list_records(
 
 async fn get_record(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(_person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
     let store = st.store.clone();
     let lookup = id.clone();
     match blocking(move || store.get_change_record(&lookup)).await? {
@@ -413,11 +458,10 @@ fn review_summary(r: &ChangeRecord) -> Value {
 
 async fn review_record(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
     body: Body,
 ) -> Reply {
-    let person = guard(&st.store, &headers, REVIEWERS).await?;
     let req: ReviewRequest = read_json(body).await?;
     let comment = req.comment.trim().to_string();
     if comment.is_empty() || comment.chars().count() > MAX_COMMENT_CHARS {
@@ -475,8 +519,11 @@ struct FeedQuery {
     limit: Option<usize>,
 }
 
-async fn feed(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
+async fn feed(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
     let fq: FeedQuery = query(q)?;
     let since = fq.since.unwrap_or(0);
     let limit = fq.limit.unwrap_or(100).clamp(1, MAX_PAGE);
@@ -498,8 +545,10 @@ struct PlannedRequest {
     window_end: DateTime<Utc>,
 }
 
-async fn list_planned(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
+async fn list_planned(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_planned_changes()).await?;
     Ok(Json(json!({"planned_changes": list})).into_response())
@@ -519,15 +568,17 @@ async fn find_planned(st: &AppState, id: &str) -> Result<PlannedChange, ApiProbl
 
 async fn get_planned(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(_person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
     Ok(Json(find_planned(&st, &id).await?).into_response())
 }
 
-async fn create_planned(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Reply {
-    let person = guard(&st.store, &headers, REVIEWERS).await?;
+async fn create_planned(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
     let req: PlannedRequest = read_json(body).await?;
     let now = Utc::now();
     let p = PlannedChange {
@@ -555,11 +606,10 @@ async fn create_planned(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
 
 async fn update_planned(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
     body: Body,
 ) -> Reply {
-    let person = guard(&st.store, &headers, REVIEWERS).await?;
     let req: PlannedRequest = read_json(body).await?;
     let before = find_planned(&st, &id).await?;
     if before.state == PlannedState::Cancelled {
@@ -597,10 +647,9 @@ async fn update_planned(
 
 async fn cancel_planned(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    let person = guard(&st.store, &headers, REVIEWERS).await?;
     let before = find_planned(&st, &id).await?;
     let p = PlannedChange {
         state: PlannedState::Cancelled,
@@ -634,15 +683,20 @@ struct NoiseRequest {
     note: String,
 }
 
-async fn list_noise(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
+async fn list_noise(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_noise_rules()).await?;
     Ok(Json(json!({"noise_rules": list})).into_response())
 }
 
-async fn create_noise(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Reply {
-    let person = guard(&st.store, &headers, RULE_EDITORS).await?;
+async fn create_noise(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
     let req: NoiseRequest = read_json(body).await?;
     req.pattern.validate("pattern").map_err(unprocessable)?;
     if req.note.chars().count() > MAX_COMMENT_CHARS {
@@ -676,10 +730,9 @@ async fn create_noise(State(st): State<Arc<AppState>>, headers: HeaderMap, body:
 
 async fn delete_noise(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    let person = guard(&st.store, &headers, RULE_EDITORS).await?;
     let store = st.store.clone();
     let before = blocking(move || store.list_noise_rules())
         .await?
@@ -722,13 +775,18 @@ async fn current_severity(st: &AppState) -> Result<SeverityRules, ApiProblem> {
         .unwrap_or_else(|| SeverityRules::defaults(Utc::now())))
 }
 
-async fn get_severity(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    guard(&st.store, &headers, READERS).await?;
+async fn get_severity(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
     Ok(Json(current_severity(&st).await?).into_response())
 }
 
-async fn put_severity(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Reply {
-    let person = guard(&st.store, &headers, RULE_EDITORS).await?;
+async fn put_severity(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
     let req: SeverityRequest = read_json(body).await?;
     if req.rules.len() > 1000 {
         return Err(unprocessable("rules: at most 1000 rules"));
@@ -772,10 +830,9 @@ struct AuditQuery {
 
 async fn audit_log(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(_person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    guard(&st.store, &headers, AUDITORS).await?;
     let aq: AuditQuery = query(q)?;
     let after = aq.after.unwrap_or(0);
     let limit = aq.limit.unwrap_or(100).clamp(1, MAX_PAGE);
@@ -834,16 +891,21 @@ pub fn validate_webhook_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn list_webhooks(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    guard(&st.store, &headers, ADMINS).await?;
+async fn list_webhooks(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_webhooks()).await?;
     let views: Vec<WebhookView> = list.iter().map(view).collect();
     Ok(Json(json!({"webhooks": views})).into_response())
 }
 
-async fn create_webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Reply {
-    let person = guard(&st.store, &headers, ADMINS).await?;
+async fn create_webhook(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
     let req: WebhookRequest = read_json(body).await?;
     validate_webhook_url(&req.url).map_err(unprocessable)?;
     let w = Webhook {
@@ -876,10 +938,9 @@ async fn create_webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
 
 async fn delete_webhook(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    let person = guard(&st.store, &headers, ADMINS).await?;
     audited(
         &st,
         PeopleWrite::DeleteWebhook(id.clone()),
@@ -889,8 +950,10 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_deliveries(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Reply {
-    guard(&st.store, &headers, ADMINS).await?;
+async fn list_deliveries(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
     let store = st.store.clone();
     let all = blocking(move || store.list_deliveries()).await?;
     let (dead, pending): (Vec<Delivery>, Vec<Delivery>) =
@@ -900,10 +963,9 @@ async fn list_deliveries(State(st): State<Arc<AppState>>, headers: HeaderMap) ->
 
 async fn retry_delivery(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    let person = guard(&st.store, &headers, ADMINS).await?;
     let store = st.store.clone();
     let lookup = id.clone();
     let Some(before) = blocking(move || store.list_deliveries())

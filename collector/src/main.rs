@@ -82,6 +82,8 @@ enum Command {
     Changes,
     /// Counts of CIs by class, agents, records and store size.
     Stats,
+    /// Every HTTP route and who may call it (JSON).
+    Routes,
 }
 
 #[derive(clap::Args)]
@@ -205,6 +207,17 @@ fn main() -> ExitCode {
             serve(&cli.data_dir, args)
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
+        Command::Routes => {
+            let table =
+                census_collector::api::route_table(census_collector::people::RouteTable::listing());
+            match serde_json::to_string_pretty(&table.entries) {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         other => admin_command(&cli.data_dir, cli.format, other),
     };
     match result {
@@ -551,7 +564,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
-        Command::Serve(_) | Command::Fingerprint => unreachable_command(),
+        Command::Serve(_) | Command::Fingerprint | Command::Routes => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let result = run_admin(data_dir, req)?;

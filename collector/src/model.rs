@@ -230,6 +230,12 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::ChangeManager,
+        Role::AssetManager,
+        Role::Auditor,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",

@@ -143,6 +143,125 @@ impl Allowed {
     }
 }
 
+/// Who may call a route, as registered.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    /// Probes and enrollment (the token is in the body).
+    Anonymous,
+    /// Signed by an enrolled agent's key (envelope headers).
+    Agent,
+    People(Allowed),
+}
+
+/// One registered route and who may call it: the table the route test walks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteAccess {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// "anonymous", "agent", or the roles allowed.
+    pub access: Vec<&'static str>,
+}
+
+/// Builds the router and its access table together, so a route cannot be registered
+/// without saying who may call it. People's routes get the role check as a layer; their
+/// handlers receive the authenticated [`Person`] as an extension.
+pub struct RouteTable {
+    router: axum::Router<Arc<crate::api::AppState>>,
+    /// None only for [`RouteTable::listing`], which never serves.
+    store: Option<Arc<dyn Store>>,
+    pub entries: Vec<RouteAccess>,
+}
+
+impl RouteTable {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        RouteTable {
+            router: axum::Router::new(),
+            store: Some(store),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The table alone, for `census-collector routes` and tests.
+    pub fn listing() -> Self {
+        RouteTable {
+            router: axum::Router::new(),
+            store: None,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn open(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        access: Access,
+        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+    ) {
+        let who = match access {
+            Access::Anonymous => vec!["anonymous"],
+            Access::Agent => vec!["agent"],
+            Access::People(_) => unreachable_people(),
+        };
+        self.entries.push(RouteAccess {
+            method,
+            path,
+            access: who,
+        });
+        self.router = std::mem::take(&mut self.router).route(path, route);
+    }
+
+    pub fn people(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        allowed: Allowed,
+        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+    ) {
+        let roles = Role::ALL
+            .into_iter()
+            .filter(|r| allowed.permits(*r))
+            .map(Role::as_str)
+            .collect();
+        self.entries.push(RouteAccess {
+            method,
+            path,
+            access: roles,
+        });
+        let route = match &self.store {
+            Some(store) => route.route_layer(axum::middleware::from_fn_with_state(
+                (store.clone(), allowed),
+                require,
+            )),
+            None => route,
+        };
+        self.router = std::mem::take(&mut self.router).route(path, route);
+    }
+
+    pub fn into_router(self) -> axum::Router<Arc<crate::api::AppState>> {
+        self.router
+    }
+}
+
+fn unreachable_people() -> Vec<&'static str> {
+    // `open` is for anonymous and agent routes; people's routes go through `people`.
+    vec!["misregistered"]
+}
+
+async fn require(
+    axum::extract::State((store, allowed)): axum::extract::State<(Arc<dyn Store>, Allowed)>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match guard(&store, req.headers(), allowed).await {
+        Ok(person) => {
+            req.extensions_mut().insert(person);
+            next.run(req).await
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
 /// Authenticates and checks the role: 401 without a valid token, 403 with the wrong role.
 pub async fn guard(
     store: &Arc<dyn Store>,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `census-collector` and `census-agent` binaries over real TLS
 //! on 127.0.0.1. One test binary; modules by subject.
 
+mod access;
 mod agent;
 mod crash;
 mod drift;
