@@ -54,6 +54,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots));
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
     crate::changes_api::routes(&mut t);
+    crate::query_api::routes(&mut t);
     t
 }
 

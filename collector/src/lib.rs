@@ -15,6 +15,8 @@ pub mod identify;
 pub mod ingest;
 pub mod model;
 pub mod people;
+pub mod query;
+pub mod query_api;
 pub mod reconcile;
 pub mod server;
 pub mod store;

@@ -466,6 +466,20 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
                 }
             }
         }
+        let mut addresses: Vec<&str> = nics
+            .iter()
+            .filter(|n| !matches!(n.kind.as_str(), "loopback" | "veth"))
+            .flat_map(|n| n.addresses.iter())
+            .filter(|a| !matches!(a.scope.as_deref(), Some("host" | "link")))
+            .map(|a| a.address.as_str())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        put(
+            &mut d.attributes,
+            "network.addresses",
+            Value::Array(addresses.into_iter().map(|a| json!(a)).collect()),
+        );
         macs.sort();
         macs.dedup();
         put(

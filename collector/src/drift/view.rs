@@ -73,7 +73,8 @@ pub struct ConfigView<'a> {
 
 /// Computer attributes that the view turns into keyed facts of their own, or that are
 /// derived from other facts (the physical MAC set follows the NICs).
-const EXPLODED: [&str; 8] = [
+const EXPLODED: [&str; 9] = [
+    "network.addresses",
     "users.local",
     "ports.listening",
     "filesystems.mounts",

@@ -191,6 +191,9 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError>;
+    /// Visits the CIs of a class one at a time (constant memory) until `visit` says stop.
+    fn scan_cis(&self, class: CiClass, visit: &mut dyn FnMut(Ci) -> bool)
+        -> Result<(), StoreError>;
     fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError>;
     fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;

@@ -701,6 +701,22 @@ impl Store for SledStore {
         .collect()
     }
 
+    fn scan_cis(
+        &self,
+        class: CiClass,
+        visit: &mut dyn FnMut(Ci) -> bool,
+    ) -> Result<(), StoreError> {
+        for r in self.cis.scan_prefix(format!("{}_", class.id_prefix())) {
+            let (k, v) = r.map_err(io)?;
+            let mut ci: Ci = decode(&k, &v)?;
+            self.overlay_seen(&mut ci)?;
+            if !visit(ci) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError> {
         let Some(computer) = self.get_ci(computer_id)? else {
             return Ok(OwnedState::default());

@@ -32,7 +32,13 @@ fn every_route_for_every_role_and_anonymous() {
         table
             .iter()
             .filter(|r| r["access"].as_array().unwrap().iter().any(|a| a == who))
-            .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap(),
+                    r["path"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     assert_eq!(
@@ -62,7 +68,10 @@ fn every_route_for_every_role_and_anonymous() {
     let mut checked = 0;
     for route in &table {
         let method = route["method"].as_str().unwrap();
-        let path = route["path"].as_str().unwrap().replace("{id}", "does-not-exist");
+        let path = route["path"]
+            .as_str()
+            .unwrap()
+            .replace("{id}", "does-not-exist");
         let access: Vec<&str> = route["access"]
             .as_array()
             .unwrap()

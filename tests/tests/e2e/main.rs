@@ -6,4 +6,5 @@ mod agent;
 mod crash;
 mod drift;
 mod ingest;
+mod query;
 mod support;

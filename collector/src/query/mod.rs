@@ -1,0 +1,317 @@
+//! Queries for asset managers: CIs by class with the filter language, sorted, paged with
+//! stable cursors, narrowed to selected fields. Reads go through `Store` only.
+//!
+//! The path of one query: parse (`filter::parse`) -> candidates (from the product's
+//! `installs` edges when the filter requires a package name, else a scan of the class) ->
+//! `eval::matches` -> sort by (key, id) -> the page after the cursor.
+
+pub mod eval;
+pub mod filter;
+pub mod views;
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::model::*;
+use crate::reconcile::det_id;
+use crate::store::{Store, StoreError};
+use filter::{Expr, Field};
+
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Sort {
+    pub key: String,
+    pub descending: bool,
+}
+
+impl Sort {
+    pub fn parse(text: &str) -> Result<Sort, String> {
+        let (descending, key) = match text.strip_prefix('-') {
+            Some(k) => (true, k),
+            None => (false, text),
+        };
+        let ok = matches!(key, "id" | "name" | "first_seen" | "last_seen")
+            || (key.contains('.')
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_'));
+        if !ok {
+            return Err(format!(
+                "sort: '{key}' is not id, name, first_seen, last_seen or an attribute path"
+            ));
+        }
+        Ok(Sort {
+            key: key.to_string(),
+            descending,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub class: CiClass,
+    pub filter: Option<Expr>,
+    pub sort: Sort,
+    pub limit: usize,
+    /// Continue after this (sort value, id), from a previous page's `next_cursor`.
+    pub after: Option<(Value, String)>,
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Ci>,
+    pub total: usize,
+    pub next_cursor: Option<String>,
+}
+
+pub fn encode_cursor(value: &Value, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([value, id]).to_string())
+}
+
+pub fn decode_cursor(text: &str) -> Result<(Value, String), String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| "cursor: not a cursor from a previous page".to_string())?;
+    let v: (Value, String) = serde_json::from_slice(&bytes)
+        .map_err(|_| "cursor: not a cursor from a previous page".to_string())?;
+    Ok(v)
+}
+
+fn sort_value(ci: &Ci, key: &str) -> Value {
+    match key {
+        "id" => json!(ci.id),
+        "name" => json!(ci.name),
+        "first_seen" => json!(ci.first_seen.timestamp_micros()),
+        "last_seen" => json!(ci.last_seen.timestamp_micros()),
+        path => ci
+            .attributes
+            .get(path)
+            .or_else(|| ci.volatile.get(path))
+            .cloned()
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// Missing values sort last; numbers numerically; strings in the generic version order.
+fn compare_values(a: &Value, b: &Value) -> Ordering {
+    use census_shared::version::{compare, VersionScheme};
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => {
+            compare(VersionScheme::Generic, x, y).then_with(|| x.cmp(y))
+        }
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+fn mentions_status(e: &Expr) -> bool {
+    match e {
+        Expr::And(v) | Expr::Or(v) => v.iter().any(mentions_status),
+        Expr::Not(e) => mentions_status(e),
+        Expr::Cond(c) => *c.field() == Field::Status,
+    }
+}
+
+/// Whether all `software.*` conditions are direct children of the top-level `and` (so a
+/// product's own edges are all evaluation needs).
+fn software_only_at_top(e: &Expr) -> bool {
+    fn none_below(e: &Expr) -> bool {
+        !e.mentions_software()
+    }
+    match e {
+        Expr::Cond(_) => true,
+        Expr::And(parts) => parts.iter().all(|p| match p {
+            Expr::Cond(_) => true,
+            other => none_below(other),
+        }),
+        other => none_below(other),
+    }
+}
+
+fn installs(edges: Vec<Relationship>) -> Vec<Attributes> {
+    edges
+        .into_iter()
+        .filter(|r| r.key.kind == RelKind::Installs)
+        .map(|r| r.attributes)
+        .collect()
+}
+
+/// Runs a query. Retired CIs are left out unless the filter mentions `status`.
+pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, StoreError> {
+    let mut candidates: Vec<(Ci, Vec<Attributes>)> = Vec::new();
+    let needs_software = q.filter.as_ref().is_some_and(Expr::mentions_software);
+    let indexed = q
+        .filter
+        .as_ref()
+        .filter(|_| q.class == CiClass::Computer)
+        .and_then(|f| f.required_software_name().map(|n| (f, n)));
+    match indexed {
+        Some((f, name)) => {
+            let product = det_id(CiClass::SoftwareProduct, &[&name.trim().to_lowercase()]);
+            let mut by_computer: BTreeMap<String, Vec<Attributes>> = BTreeMap::new();
+            for r in store.relationships_to(&product)? {
+                if r.key.kind == RelKind::Installs {
+                    by_computer
+                        .entry(r.key.from)
+                        .or_default()
+                        .push(r.attributes);
+                }
+            }
+            let own_edges_suffice = software_only_at_top(f);
+            for (id, edges) in by_computer {
+                let Some(ci) = store.get_ci(&id)? else {
+                    continue;
+                };
+                let edges = if own_edges_suffice {
+                    edges
+                } else {
+                    installs(store.relationships_from(&id)?)
+                };
+                candidates.push((ci, edges));
+            }
+        }
+        None => {
+            for ci in store.list_cis(Some(q.class))? {
+                let edges = if needs_software {
+                    installs(store.relationships_from(&ci.id)?)
+                } else {
+                    Vec::new()
+                };
+                candidates.push((ci, edges));
+            }
+        }
+    }
+    let keep_retired = q.filter.as_ref().is_some_and(mentions_status);
+    let mut matched: Vec<(Value, Ci)> = candidates
+        .into_iter()
+        .filter(|(ci, _)| keep_retired || ci.status != CiStatus::Retired)
+        .filter(|(ci, edges)| match &q.filter {
+            None => true,
+            Some(f) => {
+                let refs: Vec<&Attributes> = edges.iter().collect();
+                eval::matches(
+                    f,
+                    &eval::Subject {
+                        ci,
+                        software: &refs,
+                        now,
+                    },
+                )
+            }
+        })
+        .map(|(ci, _)| (sort_value(&ci, &q.sort.key), ci))
+        .collect();
+    let order = |a: &(Value, Ci), b: &(Value, Ci)| {
+        let o = compare_values(&a.0, &b.0).then_with(|| a.1.id.cmp(&b.1.id));
+        if q.sort.descending {
+            o.reverse()
+        } else {
+            o
+        }
+    };
+    matched.sort_by(order);
+    let total = matched.len();
+    let start = match &q.after {
+        None => 0,
+        Some((value, id)) => {
+            let probe = (
+                value.clone(),
+                Ci {
+                    id: id.clone(),
+                    ..placeholder()
+                },
+            );
+            matched.partition_point(|m| order(m, &probe) != Ordering::Greater)
+        }
+    };
+    let page: Vec<(Value, Ci)> = matched.into_iter().skip(start).take(q.limit).collect();
+    let next_cursor = (page.len() == q.limit && start + page.len() < total)
+        .then(|| page.last().map(|(v, ci)| encode_cursor(v, &ci.id)))
+        .flatten();
+    Ok(Page {
+        items: page.into_iter().map(|(_, ci)| ci).collect(),
+        total,
+        next_cursor,
+    })
+}
+
+fn placeholder() -> Ci {
+    Ci {
+        id: String::new(),
+        class: CiClass::Computer,
+        name: String::new(),
+        attributes: Attributes::new(),
+        volatile: Attributes::new(),
+        status: CiStatus::Active,
+        first_seen: DateTime::<Utc>::MIN_UTC,
+        last_seen: DateTime::<Utc>::MIN_UTC,
+        sources: Vec::new(),
+        version: 0,
+        owner: None,
+    }
+}
+
+/// One CI narrowed to `fields` (top-level names or attribute paths); all of it if empty.
+pub fn select(ci: &Ci, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return json!(ci);
+    }
+    let full = json!(ci);
+    let mut out = serde_json::Map::new();
+    for f in fields {
+        let v = match full.get(f) {
+            Some(v) => v.clone(),
+            None => ci
+                .attributes
+                .get(f)
+                .or_else(|| ci.volatile.get(f))
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        out.insert(f.clone(), v);
+    }
+    Value::Object(out)
+}
+
+/// A `software.version` condition without its name, for impact queries ("<3.0.7").
+pub fn version_condition(text: &str) -> Result<Expr, filter::FilterError> {
+    let trimmed = text.trim();
+    let (op, rest) = ["<=", ">=", "!=", "<", ">", "="]
+        .iter()
+        .find_map(|op| trimmed.strip_prefix(op).map(|r| (*op, r)))
+        .unwrap_or(("=", trimmed));
+    let expr = format!(
+        "software.version {op} \"{}\"",
+        rest.trim().replace(['"', '\\'], "")
+    );
+    filter::parse(&expr)?.ok_or(filter::FilterError {
+        position: 0,
+        message: "empty version condition".into(),
+    })
+}
+
+/// Whether an `installs` edge satisfies a version condition from [`version_condition`].
+pub fn edge_matches(cond: &Expr, edge: &Attributes, now: DateTime<Utc>) -> bool {
+    let ci = placeholder();
+    let refs = [edge];
+    eval::matches(
+        cond,
+        &eval::Subject {
+            ci: &ci,
+            software: &refs,
+            now,
+        },
+    )
+}

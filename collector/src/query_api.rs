@@ -1,0 +1,524 @@
+//! People's read routes: CI queries with the filter language, one CI (as of a time, its
+//! history, the drift between two times), the software catalogue, impact traversal,
+//! identity conflicts, and exports (streamed CSV, CycloneDX SBOM).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{ApiProblem, AppState};
+use crate::model::*;
+use crate::people::{Allowed, Person, RouteTable};
+use crate::query::{self, filter, views, Query, Sort};
+use crate::store::StoreError;
+
+const READERS: Allowed = Allowed::AnyPerson;
+const EXPORTERS: Allowed = Allowed::Roles(&[Role::AssetManager, Role::Admin]);
+
+pub fn routes(table: &mut RouteTable) {
+    table.people("GET", "/api/v1/cis", READERS, get(list_cis));
+    table.people("GET", "/api/v1/cis/{id}", READERS, get(ci_detail));
+    table.people("GET", "/api/v1/cis/{id}/history", READERS, get(ci_history));
+    table.people("GET", "/api/v1/cis/{id}/diff", READERS, get(ci_diff));
+    table.people("GET", "/api/v1/cis/{id}/sbom", EXPORTERS, get(ci_sbom));
+    table.people("GET", "/api/v1/export/cis", EXPORTERS, get(export_csv));
+    table.people("GET", "/api/v1/software", READERS, get(software_catalogue));
+    table.people("GET", "/api/v1/impact", READERS, get(impact));
+    table.people("GET", "/api/v1/conflicts", READERS, get(conflicts));
+}
+
+type Reply = Result<Response, ApiProblem>;
+
+fn bad(field: &str, detail: impl Into<String>) -> ApiProblem {
+    ApiProblem::new(StatusCode::BAD_REQUEST, detail, Some(field.to_string()))
+}
+
+fn not_found(what: String) -> ApiProblem {
+    ApiProblem::new(StatusCode::NOT_FOUND, what, None)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiProblem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+        .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
+}
+
+fn params<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiProblem> {
+    match raw {
+        None => Ok(T::default()),
+        Some(q) => {
+            serde_urlencoded::from_str(&q).map_err(|e| bad("query", format!("query string: {e}")))
+        }
+    }
+}
+
+fn time_param(field: &str, text: &str) -> Result<DateTime<Utc>, ApiProblem> {
+    query::eval::parse_time(text, Utc::now()).ok_or_else(|| {
+        bad(
+            field,
+            format!(
+                "{field}: '{text}' is not an RFC 3339 time, a date (2026-11-01) or an age (-7d)"
+            ),
+        )
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CiQuery {
+    class: Option<String>,
+    filter: Option<String>,
+    sort: Option<String>,
+    fields: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+struct Parsed {
+    query: Query,
+    fields: Vec<String>,
+}
+
+fn parse_query(p: CiQuery, default_limit: usize) -> Result<Parsed, ApiProblem> {
+    let class: CiClass = p
+        .class
+        .as_deref()
+        .unwrap_or("computer")
+        .parse()
+        .map_err(|e: String| bad("class", format!("class: {e}")))?;
+    let filter = filter::parse(p.filter.as_deref().unwrap_or(""))
+        .map_err(|e| bad("filter", e.to_string()))?;
+    let sort = Sort::parse(p.sort.as_deref().unwrap_or("name")).map_err(|e| bad("sort", e))?;
+    let after = p
+        .cursor
+        .as_deref()
+        .map(query::decode_cursor)
+        .transpose()
+        .map_err(|e| bad("cursor", e))?;
+    let fields: Vec<String> = p
+        .fields
+        .as_deref()
+        .map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if fields.len() > 100 {
+        return Err(bad("fields", "fields: at most 100"));
+    }
+    Ok(Parsed {
+        query: Query {
+            class,
+            filter,
+            sort,
+            limit: p.limit.unwrap_or(default_limit).clamp(1, query::MAX_PAGE),
+            after,
+        },
+        fields,
+    })
+}
+
+async fn list_cis(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let parsed = parse_query(params(q)?, query::DEFAULT_PAGE)?;
+    let store = st.store.clone();
+    let query = parsed.query;
+    let page = blocking(move || query::run(store.as_ref(), &query, Utc::now())).await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|ci| query::select(ci, &parsed.fields))
+        .collect();
+    Ok(
+        Json(json!({"total": page.total, "items": items, "next_cursor": page.next_cursor}))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    as_of: Option<String>,
+}
+
+async fn ci_detail(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: AsOf = params(q)?;
+    let at = p
+        .as_of
+        .as_deref()
+        .map(|t| time_param("as_of", t))
+        .transpose()?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    match blocking(move || views::ci_detail(store.as_ref(), &lookup, at)).await? {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(not_found(match at {
+            Some(t) => format!("CI {id} did not exist at {t}"),
+            None => format!("CI {id} does not exist"),
+        })),
+    }
+}
+
+async fn ci_history(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let versions = blocking(move || views::history(store.as_ref(), &lookup)).await?;
+    if versions.is_empty() {
+        return Err(not_found(format!("CI {id} has no history")));
+    }
+    Ok(Json(json!({"ci_id": id, "versions": versions})).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn ci_diff(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: DiffQuery = params(q)?;
+    let from = time_param(
+        "from",
+        p.from
+            .as_deref()
+            .ok_or_else(|| bad("from", "from: required"))?,
+    )?;
+    let to = match p.to.as_deref() {
+        Some(t) => time_param("to", t)?,
+        None => Utc::now(),
+    };
+    let store = st.store.clone();
+    let lookup = id.clone();
+    match blocking(move || views::diff_between(store.as_ref(), &lookup, from, to)).await? {
+        Some(items) => {
+            Ok(Json(json!({"ci_id": id, "from": from, "to": to, "items": items})).into_response())
+        }
+        None => Err(not_found(format!(
+            "CI {id} has no version at {from} or at {to}"
+        ))),
+    }
+}
+
+async fn ci_sbom(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let store = st.store.clone();
+    let lookup = id.clone();
+    match blocking(move || views::sbom(store.as_ref(), &lookup, Utc::now())).await? {
+        Some(bom) => {
+            let mut r = Json(bom).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.cyclonedx+json; version=1.5"),
+            );
+            Ok(r)
+        }
+        None => Err(not_found(format!("computer {id} does not exist"))),
+    }
+}
+
+/// One CSV cell: quoted when needed, and a leading `=`, `+`, `-`, `@`, tab or CR escaped
+/// with `'` so spreadsheets never evaluate agent-supplied text as a formula.
+pub fn csv_cell(value: &Value) -> String {
+    let text = match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+const DEFAULT_CSV_FIELDS: [&str; 12] = [
+    "id",
+    "class",
+    "name",
+    "status",
+    "first_seen",
+    "last_seen",
+    "os.hostname",
+    "os.name",
+    "os.version_id",
+    "system.vendor",
+    "system.model",
+    "system.serial",
+];
+
+async fn export_csv(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: CiQuery = params(q)?;
+    if p.sort.is_some() || p.cursor.is_some() || p.limit.is_some() {
+        return Err(bad(
+            "query",
+            "export streams every match in id order: sort, cursor and limit do not apply",
+        ));
+    }
+    let parsed = parse_query(p, 1)?;
+    let fields: Vec<String> = if parsed.fields.is_empty() {
+        DEFAULT_CSV_FIELDS.iter().map(|s| s.to_string()).collect()
+    } else {
+        parsed.fields
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+    let store = st.store.clone();
+    let query = parsed.query;
+    tokio::task::spawn_blocking(move || {
+        let header = fields
+            .iter()
+            .map(|f| csv_cell(&json!(f)))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\r\n";
+        if tx.blocking_send(Ok(bytes::Bytes::from(header))).is_err() {
+            return;
+        }
+        let now = Utc::now();
+        let mut chunk = String::new();
+        let needs_software = query
+            .filter
+            .as_ref()
+            .is_some_and(filter::Expr::mentions_software);
+        let mut failed = None;
+        let result = store.scan_cis(query.class, &mut |ci| {
+            if ci.status == CiStatus::Retired {
+                return true;
+            }
+            if let Some(f) = &query.filter {
+                let edges: Vec<Attributes> = if needs_software {
+                    match store.relationships_from(&ci.id) {
+                        Ok(r) => r
+                            .into_iter()
+                            .filter(|r| r.key.kind == RelKind::Installs)
+                            .map(|r| r.attributes)
+                            .collect(),
+                        Err(e) => {
+                            failed = Some(e);
+                            return false;
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
+                let refs: Vec<&Attributes> = edges.iter().collect();
+                let subject = query::eval::Subject {
+                    ci: &ci,
+                    software: &refs,
+                    now,
+                };
+                if !query::eval::matches(f, &subject) {
+                    return true;
+                }
+            }
+            let row = query::select(&ci, &fields);
+            let line = fields
+                .iter()
+                .map(|f| csv_cell(&row[f.as_str()]))
+                .collect::<Vec<_>>()
+                .join(",");
+            chunk.push_str(&line);
+            chunk.push_str("\r\n");
+            if chunk.len() >= 64 * 1024 {
+                let out = std::mem::take(&mut chunk);
+                return tx.blocking_send(Ok(bytes::Bytes::from(out))).is_ok();
+            }
+            true
+        });
+        if let Some(e) = failed.or(result.err()) {
+            // The status line is gone; end the body with an error so the client sees a
+            // truncated transfer instead of a silently short file.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(bytes::Bytes::from(chunk)));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Body::from_stream(stream).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"census-cis.csv\""),
+    );
+    Ok(r)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogueQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+async fn software_catalogue(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: CatalogueQuery = params(q)?;
+    let limit = p.limit.unwrap_or(100).clamp(1, query::MAX_PAGE);
+    let store = st.store.clone();
+    let (items, total) = blocking(move || {
+        views::catalogue(
+            store.as_ref(),
+            p.prefix.as_deref(),
+            limit,
+            p.after.as_deref(),
+        )
+    })
+    .await?;
+    let next = (items.len() == limit)
+        .then(|| {
+            items
+                .last()
+                .and_then(|i| i["id"].as_str().map(str::to_string))
+        })
+        .flatten();
+    Ok(Json(json!({"total": total, "products": items, "next_after": next})).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImpactQuery {
+    from: Option<String>,
+    depth: Option<usize>,
+    version: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn impact(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: ImpactQuery = params(q)?;
+    let from = p.from.ok_or_else(|| {
+        bad(
+            "from",
+            "from: give a CI id (a product, OS release, subnet or computer)",
+        )
+    })?;
+    let version = p
+        .version
+        .as_deref()
+        .map(query::version_condition)
+        .transpose()
+        .map_err(|e| bad("version", format!("version: {}", e.message)))?;
+    if p.depth.is_some_and(|d| d > views::MAX_IMPACT_DEPTH) {
+        return Err(bad(
+            "depth",
+            format!("depth: at most {}", views::MAX_IMPACT_DEPTH),
+        ));
+    }
+    let depth = p.depth.unwrap_or(2);
+    let limit = p.limit.unwrap_or(1000).clamp(1, views::MAX_IMPACT_NODES);
+    let store = st.store.clone();
+    let lookup = from.clone();
+    match blocking(move || {
+        views::impact(
+            store.as_ref(),
+            &lookup,
+            depth,
+            version.as_ref(),
+            limit,
+            Utc::now(),
+        )
+    })
+    .await?
+    {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(not_found(format!("CI {from} does not exist"))),
+    }
+}
+
+async fn conflicts(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
+    let store = st.store.clone();
+    let list = blocking(move || store.list_conflicts()).await?;
+    Ok(Json(json!({"conflicts": list})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_formula_safe_and_quoted() {
+        assert_eq!(
+            csv_cell(&json!("=HYPERLINK(\"x\")")),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
+        assert_eq!(csv_cell(&json!("+1")), "'+1");
+        assert_eq!(csv_cell(&json!("-cmd")), "'-cmd");
+        assert_eq!(csv_cell(&json!("@SUM(A1)")), "'@SUM(A1)");
+        assert_eq!(csv_cell(&json!("a,b")), "\"a,b\"");
+        assert_eq!(csv_cell(&json!("line\nbreak")), "\"line\nbreak\"");
+        assert_eq!(
+            csv_cell(&json!(["10.0.0.1", "10.0.0.2"])),
+            "10.0.0.1 10.0.0.2"
+        );
+        assert_eq!(csv_cell(&Value::Null), "");
+        assert_eq!(csv_cell(&json!(42)), "42");
+    }
+}
