@@ -38,6 +38,11 @@ pub enum AdminRequest {
         role: Role,
     },
     UserList,
+    /// Sets a person's password for login (Argon2id).
+    UserPassword {
+        name: String,
+        password: String,
+    },
     /// A person's API token; the secret is shown once.
     UserToken {
         name: String,
@@ -158,6 +163,7 @@ pub fn execute(
                 role,
                 created_at: before.as_ref().map(|u| u.created_at).unwrap_or(now),
                 disabled: false,
+                password_hash: before.as_ref().and_then(|u| u.password_hash.clone()),
             };
             audited_admin(
                 store,
@@ -168,13 +174,38 @@ pub fn execute(
                     "user.create"
                 },
                 &name,
-                before.map(|u| json!(u)),
-                Some(json!(user)),
+                before.map(|u| user_view(&u)),
+                Some(user_view(&user)),
                 now,
             )?;
-            Ok(json!(user))
+            Ok(user_view(&user))
         }
-        AdminRequest::UserList => Ok(json!(store.list_users().map_err(store_err)?)),
+        AdminRequest::UserList => Ok(json!(store
+            .list_users()
+            .map_err(store_err)?
+            .iter()
+            .map(user_view)
+            .collect::<Vec<_>>())),
+        AdminRequest::UserPassword { name, password } => {
+            let mut user = store
+                .list_users()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|u| u.name == name)
+                .ok_or_else(|| AdminError::NotFound(format!("no user {name}")))?;
+            user.password_hash =
+                Some(crate::login::hash_password(&password).map_err(AdminError::Invalid)?);
+            audited_admin(
+                store,
+                PeopleWrite::PutUser(user.clone()),
+                "user.password",
+                &name,
+                None,
+                None,
+                now,
+            )?;
+            Ok(json!({"user": name, "password": "set"}))
+        }
         AdminRequest::UserToken { name, ttl_seconds } => {
             if ttl_seconds <= 0 {
                 return Err(AdminError::Invalid("a token needs a positive TTL".into()));
@@ -305,6 +336,11 @@ pub fn execute(
             }))
         }
     }
+}
+
+/// A user as listed: never the password hash.
+fn user_view(u: &User) -> Value {
+    json!({"name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled, "password": u.password_hash.is_some()})
 }
 
 /// An admin-CLI write, audited as done by the operator at the console.

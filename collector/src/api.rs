@@ -44,6 +44,7 @@ pub struct AppState {
     pub admitted: AtomicUsize,
     /// Most submissions admitted at once; past this the collector answers 429.
     pub max_admitted: usize,
+    pub login_limiter: crate::login::LoginLimiter,
 }
 
 /// Every route with who may call it. The router and this table come from one builder.
@@ -51,6 +52,12 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     t.open("GET", "/healthz", Access::Anonymous, get(healthz));
     t.open("GET", "/readyz", Access::Anonymous, get(readyz));
     t.open("POST", ENROLL_PATH, Access::Anonymous, post(enroll));
+    t.open(
+        "POST",
+        "/api/v1/login",
+        Access::Anonymous,
+        post(crate::login::login),
+    );
     t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots));
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
     crate::changes_api::routes(&mut t);

@@ -13,6 +13,7 @@ pub mod changes_api;
 pub mod drift;
 pub mod identify;
 pub mod ingest;
+pub mod login;
 pub mod model;
 pub mod people;
 pub mod query;

@@ -156,6 +156,10 @@ enum UserCommand {
         role: Role,
     },
     List,
+    /// Set a person's password for login; read from stdin (one line).
+    Passwd {
+        name: String,
+    },
     /// Create an API token for a person; the token is shown once.
     Token {
         name: String,
@@ -323,6 +327,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             workers: Arc::new(tokio::sync::Semaphore::new(workers)),
             admitted: Default::default(),
             max_admitted: max_queue.max(1),
+            login_limiter: Default::default(),
         });
         #[cfg(unix)]
         {
@@ -501,6 +506,17 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
                 );
             }
             return Ok(());
+        }
+        Command::User {
+            command: UserCommand::Passwd { name },
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            (
+                AdminRequest::UserPassword { name, password },
+                &["user", "password"],
+            )
         }
         Command::User {
             command: UserCommand::Tokens,

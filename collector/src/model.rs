@@ -267,6 +267,9 @@ pub struct User {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub disabled: bool,
+    /// Argon2id PHC string, for password login; None means API tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
 }
 
 /// Two agents whose machines match one identity: a person decides, the collector never

@@ -17,13 +17,17 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 8192;
 
-async fn serve_io<I>(io: I, app: Router)
+async fn serve_io<I>(io: I, app: Router, peer: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
-        async move { app.oneshot(req.map(axum::body::Body::new)).await }
+        let mut req = req.map(axum::body::Body::new);
+        // The peer address, for per-client limits (login attempts).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        async move { app.oneshot(req).await }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -75,12 +79,12 @@ pub async fn serve(
             match acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve_io(tls, app).await,
+                        Ok(Ok(tls)) => serve_io(tls, app, peer).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_io(tcp, app).await,
+                None => serve_io(tcp, app, peer).await,
             }
             open.fetch_sub(1, Ordering::SeqCst);
             drop(permit);

@@ -43,10 +43,15 @@ fn every_route_for_every_role_and_anonymous() {
     };
     assert_eq!(
         with_access("anonymous"),
-        ["GET /healthz", "GET /readyz", "POST /api/v1/enroll"]
-            .map(String::from)
-            .into(),
-        "the anonymous list is exactly the probes and enrollment"
+        [
+            "GET /healthz",
+            "GET /readyz",
+            "POST /api/v1/enroll",
+            "POST /api/v1/login"
+        ]
+        .map(String::from)
+        .into(),
+        "the anonymous list is exactly the probes, enrollment and password login"
     );
     assert_eq!(
         with_access("agent"),
@@ -113,4 +118,72 @@ fn every_route_for_every_role_and_anonymous() {
     eprintln!("access: {checked} route/role pairs checked");
     assert!(checked >= 80, "checked {checked} route/role pairs");
     assert_eq!(call("GET", "/api/v1/not-a-route", None), 404);
+}
+
+#[test]
+fn password_login_is_generic_rate_limited_and_issues_a_working_token() {
+    use std::io::Write;
+    let c = Collector::start("login");
+    c.cli(&["user", "add", "carol", "--role", "change_manager"]);
+    let mut child = std::process::Command::new(bin("census-collector"))
+        .arg("--data-dir")
+        .arg(&c.dir)
+        .args(["user", "passwd", "carol"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let users = c.json(&["user", "list"]);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "listings never show the hash"
+    );
+
+    let http = c.http();
+    let login = |name: &str, password: &str| {
+        let r = http
+            .post(format!("{}/api/v1/login", c.url))
+            .json(&json!({"name": name, "password": password}))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, r.json::<Value>().unwrap_or(Value::Null), retry)
+    };
+    let (s, wrong, _) = login("carol", "not the password");
+    let (s2, unknown, _) = login("nobody", "not the password");
+    assert_eq!((s, s2), (401, 401));
+    assert_eq!(wrong["detail"], unknown["detail"], "one generic message");
+    let (s, ok, _) = login("carol", "correct horse battery staple");
+    assert_eq!(s, 200, "{ok}");
+    let me: Value = http
+        .get(format!("{}/api/v1/me", c.url))
+        .bearer_auth(ok["token"].as_str().unwrap())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("carol"), Some("change_manager"))
+    );
+    for _ in 0..5 {
+        login("carol", "guessing");
+    }
+    let (s, _, retry) = login("carol", "correct horse battery staple");
+    assert_eq!(
+        s, 429,
+        "locked after 5 failures, even with the right password"
+    );
+    assert!(retry.unwrap().parse::<u64>().unwrap() > 0);
 }

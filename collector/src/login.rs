@@ -1,0 +1,273 @@
+//! Password login for people (the web UI and `census login`): Argon2id hashes, a generic
+//! failure message, and failure limits per user and per client address. A successful
+//! login issues a short-lived API token, so every later request is authenticated the same
+//! way as any other person's.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{ApiProblem, AppState};
+use crate::people;
+use crate::store::{AuditDraft, PeopleWrite};
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Failed logins allowed per user, and per client address, within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES_PER_USER: usize = 5;
+pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// How long a login's token lasts.
+pub const SESSION_HOURS: i64 = 12;
+const GENERIC_FAILURE: &str = "invalid user name or password";
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "a password needs at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("a password is at most {MAX_PASSWORD_BYTES} bytes"));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing failed: {e}"))
+}
+
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Recent failures per key ("user:NAME", "ip:ADDR"). Bounded: the oldest keys are dropped
+/// past [`LoginLimiter::MAX_KEYS`].
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl LoginLimiter {
+    const MAX_KEYS: usize = 100_000;
+
+    fn recent(q: &mut VecDeque<Instant>, now: Instant) -> usize {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.len()
+    }
+
+    /// Seconds to wait when `key` has used its failures, else None.
+    pub fn blocked(&self, key: &str, max: usize) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().ok()?;
+        let q = map.get_mut(key)?;
+        if Self::recent(q, now) >= max {
+            let oldest = q.front().copied().unwrap_or(now);
+            let wait = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
+            return Some(wait.as_secs().max(1));
+        }
+        None
+    }
+
+    pub fn fail(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            if map.len() >= Self::MAX_KEYS {
+                let now = Instant::now();
+                map.retain(|_, q| Self::recent(q, now) > 0);
+            }
+            map.entry(key.to_string())
+                .or_default()
+                .push_back(Instant::now());
+        }
+    }
+
+    pub fn clear(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    name: String,
+    password: String,
+}
+
+fn too_many(wait: u64) -> Response {
+    let mut r = ApiProblem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed logins; wait before trying again",
+        None,
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn address_key(peer: Option<SocketAddr>) -> String {
+    let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    format!("ip:{ip}")
+}
+
+pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let body: Body = request.into_body();
+    let bytes = match http_body_util::Limited::new(body, 4096).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return ApiProblem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "login body over 4096 bytes",
+                None,
+            )
+            .into_response()
+        }
+    };
+    let req: LoginRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiProblem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("body: {e}; send {{\"name\": ..., \"password\": ...}}"),
+                Some("body".into()),
+            )
+            .into_response()
+        }
+    };
+    let ip_key = address_key(peer);
+    let user_key = format!("user:{}", req.name);
+    if let Some(wait) = st
+        .login_limiter
+        .blocked(&ip_key, MAX_FAILURES_PER_ADDRESS)
+        .or_else(|| st.login_limiter.blocked(&user_key, MAX_FAILURES_PER_USER))
+    {
+        return too_many(wait);
+    }
+    let store = st.store.clone();
+    let name = req.name.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let user = store
+            .list_users()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|u| u.name == name && !u.disabled);
+        // Unknown users cost the same Argon2 work, so timing does not reveal names.
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let dummy = DUMMY
+            .get_or_init(|| hash_password("census dummy password for timing").unwrap_or_default());
+        let hash = user
+            .as_ref()
+            .and_then(|u| u.password_hash.clone())
+            .unwrap_or_else(|| dummy.clone());
+        let ok = verify_password(&hash, &req.password)
+            && user.as_ref().is_some_and(|u| u.password_hash.is_some());
+        let Some(user) = user.filter(|_| ok) else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let (token, text) =
+            people::new_token(&user.name, chrono::Duration::hours(SESSION_HOURS), now);
+        store
+            .commit_people(
+                &PeopleWrite::PutApiToken(token.clone()),
+                AuditDraft {
+                    actor: user.name.clone(),
+                    action: "session.login".into(),
+                    target: token.id.clone(),
+                    before: None,
+                    after: Some(json!({"expires_at": token.expires_at})),
+                    comment: None,
+                },
+                now,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(Some((user, token, text)))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(Some((user, token, text)))) => {
+            st.login_limiter.clear(&user_key);
+            tracing::info!(user = %user.name, token_id = %token.id, "login");
+            Json(json!({"token": text, "user": user.name, "role": user.role, "expires_at": token.expires_at}))
+                .into_response()
+        }
+        Ok(Ok(None)) => {
+            st.login_limiter.fail(&ip_key);
+            st.login_limiter.fail(&user_key);
+            tracing::info!(user = %req.name, "login failed");
+            ApiProblem::new(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, None).into_response()
+        }
+        Ok(Err(e)) => ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None)
+            .into_response(),
+        Err(e) => {
+            ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_round_trip_and_policy() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "correct horse batterY"));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(hash_password("short").unwrap_err().contains("12"));
+    }
+
+    #[test]
+    fn unknown_users_cost_a_real_verification() {
+        let h = hash_password("census dummy password for timing").unwrap();
+        assert!(PasswordHash::new(&h).is_ok());
+    }
+
+    #[test]
+    fn limiter_blocks_after_max_failures_and_clears() {
+        let l = LoginLimiter::default();
+        for _ in 0..MAX_FAILURES_PER_USER {
+            assert!(l.blocked("user:a", MAX_FAILURES_PER_USER).is_none());
+            l.fail("user:a");
+        }
+        let wait = l.blocked("user:a", MAX_FAILURES_PER_USER).unwrap();
+        assert!(wait > 0 && wait <= FAILURE_WINDOW.as_secs());
+        assert!(l.blocked("user:b", MAX_FAILURES_PER_USER).is_none());
+        l.clear("user:a");
+        assert!(l.blocked("user:a", MAX_FAILURES_PER_USER).is_none());
+    }
+}
