@@ -15,6 +15,7 @@ pub mod identify;
 pub mod ingest;
 pub mod login;
 pub mod model;
+pub mod openapi;
 pub mod people;
 pub mod query;
 pub mod query_api;

@@ -84,6 +84,8 @@ enum Command {
     Stats,
     /// Every HTTP route and who may call it (JSON).
     Routes,
+    /// The OpenAPI 3 document of the HTTP API.
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -211,6 +213,10 @@ fn main() -> ExitCode {
             serve(&cli.data_dir, args)
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
+        Command::Openapi => census_collector::openapi::served()
+            .to_pretty_json()
+            .map(|text| println!("{text}"))
+            .map_err(Into::into),
         Command::Routes => {
             let table =
                 census_collector::api::route_table(census_collector::people::RouteTable::listing());
@@ -580,7 +586,9 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
-        Command::Serve(_) | Command::Fingerprint | Command::Routes => unreachable_command(),
+        Command::Serve(_) | Command::Fingerprint | Command::Routes | Command::Openapi => {
+            unreachable_command()
+        }
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let result = run_admin(data_dir, req)?;

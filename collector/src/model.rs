@@ -9,7 +9,19 @@ use serde_json::Value;
 
 pub type Attributes = BTreeMap<String, Value>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CiClass {
     Computer,
@@ -81,7 +93,7 @@ impl std::str::FromStr for CiClass {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CiStatus {
     Active,
@@ -90,15 +102,17 @@ pub enum CiStatus {
 }
 
 /// A configuration item in its current state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ci {
     pub id: String,
     pub class: CiClass,
     pub name: String,
     /// Configuration: a change here is drift and writes a history version.
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
     pub attributes: Attributes,
     /// Volatile facts (uptime, free space, ...): updated in place, never versioned.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
     pub volatile: Attributes,
     pub status: CiStatus,
     pub first_seen: DateTime<Utc>,
@@ -113,7 +127,19 @@ pub struct Ci {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RelKind {
     Runs,
@@ -137,7 +163,9 @@ impl RelKind {
 
 /// Identifies one edge. `discriminator` separates parallel edges between the same pair
 /// (libc6 installed for amd64 and for i386).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct RelKey {
     pub from: String,
     pub kind: RelKind,
@@ -146,15 +174,16 @@ pub struct RelKey {
     pub discriminator: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Relationship {
     pub key: RelKey,
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
     pub attributes: Attributes,
 }
 
 /// One version of a CI: its configuration and its outgoing edges from `valid_from` until
 /// the next version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CiVersion {
     pub ci_id: String,
     pub version: u64,
@@ -167,7 +196,7 @@ pub struct CiVersion {
 }
 
 /// How a snapshot's machine was matched to its CI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IdentificationEvidence {
     /// "serial", "system_uuid", "machine_id", "mac_set", "hostname", "agent" (already
     /// linked) or "new".
@@ -206,7 +235,7 @@ impl Agent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollmentToken {
     /// Short public id ("tok_…") for listing and revoking; the secret is never stored.
     pub id: String,
@@ -220,7 +249,7 @@ pub struct EnrollmentToken {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -261,7 +290,7 @@ impl std::str::FromStr for Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub name: String,
     pub role: Role,
@@ -274,7 +303,7 @@ pub struct User {
 
 /// Two agents whose machines match one identity: a person decides, the collector never
 /// merges them silently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IdentityConflict {
     pub id: String,
     pub raised_at: DateTime<Utc>,
@@ -290,7 +319,19 @@ pub struct IdentityConflict {
 }
 
 /// Which part of a computer's configuration a change item is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Aspect {
     Attribute,
@@ -335,7 +376,19 @@ impl Aspect {
 }
 
 /// What happened to one aspect of a computer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {
     AttributeChanged,
@@ -451,7 +504,19 @@ impl ItemKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -473,7 +538,7 @@ impl std::str::FromStr for Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Accepted,
@@ -481,7 +546,7 @@ pub enum Decision {
 }
 
 /// A person's decision on a record or one item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Review {
     pub decision: Decision,
     pub by: String,
@@ -490,7 +555,7 @@ pub struct Review {
 }
 
 /// One configuration change between two versions of a computer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeItem {
     pub kind: ItemKind,
     pub aspect: Aspect,
@@ -512,7 +577,7 @@ pub struct ChangeItem {
     pub review: Option<Review>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordState {
     Open,
@@ -534,14 +599,14 @@ impl std::str::FromStr for RecordState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Authorization {
     Authorized,
     Unauthorized,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeRecord {
     pub id: String,
     pub ci_id: String,
@@ -564,7 +629,7 @@ pub struct ChangeRecord {
 
 /// Matches change items: kind and subject are globs (`*`, `?`); `new` lists fields the
 /// item's new value must hold (`{"login_shell": true}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemPattern {
     #[serde(default = "any")]
@@ -580,7 +645,7 @@ fn any() -> String {
 }
 
 /// Items an operator does not want raised, per CI class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoiseRule {
     pub id: String,
     /// `computer` reaches every item of a computer's records; another class reaches the
@@ -592,7 +657,7 @@ pub struct NoiseRule {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityRule {
     pub pattern: ItemPattern,
@@ -600,7 +665,7 @@ pub struct SeverityRule {
 }
 
 /// Ordered: the first rule that matches an item gives its severity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeverityRules {
     pub rules: Vec<SeverityRule>,
     /// Severity of an item no rule matches.
@@ -611,7 +676,7 @@ pub struct SeverityRules {
 
 /// Which computers a planned change covers: any listed id, any address inside a listed
 /// subnet, any hostname matching a listed glob, or all.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanScope {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -624,7 +689,7 @@ pub struct PlanScope {
     pub all: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlannedState {
     Active,
@@ -632,7 +697,7 @@ pub enum PlannedState {
 }
 
 /// A change request: what may change, where, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlannedChange {
     pub id: String,
     pub title: String,
@@ -648,7 +713,7 @@ pub struct PlannedChange {
 
 /// One append-only audit entry. `prev_hash` chains entries so a removed or altered entry
 /// is detectable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: u64,
     pub at: DateTime<Utc>,
@@ -664,7 +729,7 @@ pub struct AuditEntry {
 }
 
 /// An event of the changed-since feed, also what webhooks receive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedEvent {
     pub cursor: u64,
     /// "change_record.created" or "change_record.reviewed".
@@ -674,7 +739,7 @@ pub struct FeedEvent {
     pub record: ChangeRecord,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -686,7 +751,7 @@ pub struct Webhook {
 }
 
 /// One event on its way to one webhook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub webhook_id: String,
@@ -700,7 +765,7 @@ pub struct Delivery {
 
 /// A removal remembered for flap suppression: if the same thing comes back within the
 /// window, its return is marked, not raised again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecentRemoval {
     pub aspect: Aspect,
     pub key: String,
@@ -709,7 +774,7 @@ pub struct RecentRemoval {
 }
 
 /// A person's API token (the secret is never stored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: String,
     pub user: String,

@@ -34,6 +34,7 @@ pub fn routes(table: &mut RouteTable) {
     table.people("GET", "/api/v1/software", READERS, get(software_catalogue));
     table.people("GET", "/api/v1/impact", READERS, get(impact));
     table.people("GET", "/api/v1/conflicts", READERS, get(conflicts));
+    table.people("GET", "/api/v1/openapi.json", READERS, get(openapi));
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -487,6 +488,24 @@ async fn impact(
     {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(not_found(format!("CI {from} does not exist"))),
+    }
+}
+
+async fn openapi(Extension(_person): Extension<Person>) -> Reply {
+    match crate::openapi::served().to_json() {
+        Ok(text) => {
+            let mut r = text.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
+        }
+        Err(e) => Err(ApiProblem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+            None,
+        )),
     }
 }
 
