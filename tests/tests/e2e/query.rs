@@ -350,3 +350,127 @@ fn filters_paging_detail_history_catalogue_impact_and_exports() {
         .unwrap()
         .starts_with("urn:uuid:"));
 }
+
+#[test]
+fn census_cli_logs_in_and_answers_the_asset_managers_questions() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let c = Collector::start("census-cli");
+    c.cli(&["user", "add", "alice", "--role", "asset_manager"]);
+    let mut p = Command::new(bin("census-collector"))
+        .arg("--data-dir")
+        .arg(&c.dir)
+        .args(["user", "passwd", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    assert!(p.wait().unwrap().success());
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "cli01",
+        Some("SER-CLI"),
+        None,
+        &format!("{:032x}", 77),
+        &["52:54:00:cc:00:01"],
+    );
+    set_openssl(&mut s, "3.0.11-1~deb12u2");
+    assert_eq!(a.send(&c, &mut s).status, 200);
+
+    let config = c.dir.join("client.json");
+    let census = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
+        let mut child = Command::new(bin("census"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("census runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ca = c.dir.join("tls/ca.pem");
+    let (ok, _, err) = census(
+        &[
+            "login",
+            "--server",
+            &c.url,
+            "--user",
+            "alice",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        Some("wrong password here\n"),
+    );
+    assert!(
+        !ok && err.contains("invalid user name or password"),
+        "{err}"
+    );
+    let (ok, out, err) = census(
+        &[
+            "login",
+            "--server",
+            &c.url,
+            "--user",
+            "alice",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("logged in as alice (asset_manager)"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let (ok, out, err) = census(&["software", "where", "openssl", "<3.0.12"], None);
+    assert!(ok, "{err}");
+    assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
+    assert!(out.contains("cli01"), "{out}");
+    let (_, out, _) = census(&["software", "where", "openssl", "<3.0.11"], None);
+    assert!(!out.contains("cli01"), "below the installed version: {out}");
+    let (ok, out, _) = census(
+        &[
+            "-o",
+            "csv",
+            "ci",
+            "list",
+            "--filter",
+            "os.hostname = cli01",
+            "--fields",
+            "id,os.hostname",
+        ],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(out.lines().nth(1).unwrap().split(',').nth(1), Some("cli01"));
+    let (ok, out, _) = census(&["-o", "json", "changes", "list", "--state", "open"], None);
+    assert!(ok);
+    assert!(serde_json::from_str::<Value>(&out).unwrap().is_array());
+    let (ok, _, err) = census(&["ci", "list", "--filter", "os.hostname ="], None);
+    assert!(!ok && err.contains("position"), "{err}");
+    let (ok, out, _) = census(&["completions", "bash"], None);
+    assert!(ok && out.contains("census"), "completions");
+}

@@ -1,0 +1,523 @@
+//! `census`: the command-line client for people. Talks to the collector's HTTPS API with
+//! a person's API token (from `census login`), prints tables, JSON or formula-safe CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "census",
+    version,
+    about = "Query the Census CMDB and review drift"
+)]
+struct Cli {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    output: Output,
+    /// Client configuration (server, token, CA); default ~/.config/census/client.json.
+    #[arg(long, env = "CENSUS_CLIENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in with a password (read from stdin) or save an existing API token.
+    Login {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        user: Option<String>,
+        /// Use this API token instead of a password.
+        #[arg(long, env = "CENSUS_TOKEN")]
+        token: Option<String>,
+        /// The collector's CA certificate (PEM), e.g. DATA_DIR/tls/ca.pem.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Configuration items.
+    Ci {
+        #[command(subcommand)]
+        command: CiCommand,
+    },
+    /// Installed software.
+    Software {
+        #[command(subcommand)]
+        command: SoftwareCommand,
+    },
+    /// Change records.
+    Changes {
+        #[command(subcommand)]
+        command: ChangesCommand,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum CiCommand {
+    List {
+        #[arg(long, default_value = "computer")]
+        class: String,
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long, default_value = "id,name,status,last_seen")]
+        fields: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    Show {
+        id: String,
+        /// RFC 3339 time, date, or age (-7d).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SoftwareCommand {
+    /// Computers with a package, optionally within a version condition ('<3.0.7').
+    Where {
+        name: String,
+        condition: Option<String>,
+    },
+    /// The catalogue: products, install counts, versions.
+    List {
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChangesCommand {
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        severity: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClientConfig {
+    server: String,
+    token: String,
+    ca_pem: Option<String>,
+}
+
+fn config_path(cli: &Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = cli {
+        return Ok(p.clone());
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .context("neither XDG_CONFIG_HOME nor HOME is set; pass --config")?;
+    Ok(base.join("census").join("client.json"))
+}
+
+fn client(ca_pem: Option<&str>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    Ok(b.build()?)
+}
+
+async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Result<Value> {
+    let r = client(cfg.ca_pem.as_deref())?
+        .get(format!("{}{path}", cfg.server.trim_end_matches('/')))
+        .query(query)
+        .bearer_auth(&cfg.token)
+        .send()
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            body["detail"]
+                .as_str()
+                .unwrap_or("the collector refused the request")
+        );
+    }
+    Ok(body)
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rows_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn print_rows(output: Output, rows: &[Value], columns: &[&str]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
+        Output::Csv => {
+            writeln!(out, "{}", columns.join(","))?;
+            for r in rows {
+                let line: Vec<String> = columns
+                    .iter()
+                    .map(|c| census_collector::query_api::csv_cell(&r[*c]))
+                    .collect();
+                writeln!(out, "{}", line.join(","))?;
+            }
+        }
+        Output::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    cells
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([c.len()])
+                        .max()
+                        .unwrap_or(0)
+                        .min(60)
+                })
+                .collect();
+            // Agent-supplied text never reaches the terminal with control characters.
+            let line = |vals: Vec<String>| -> String {
+                vals.iter()
+                    .zip(&widths)
+                    .map(|(v, w)| {
+                        let v: String = v.chars().filter(|c| !c.is_control()).take(*w).collect();
+                        format!("{v:<w$}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            writeln!(
+                out,
+                "{}",
+                line(columns.iter().map(|c| c.to_uppercase()).collect())
+            )?;
+            for r in cells {
+                writeln!(out, "{}", line(r))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// '<3.0.7' -> ("<", "3.0.7"); a bare version means '='.
+fn split_condition(text: &str) -> (&str, &str) {
+    for op in ["<=", ">=", "!=", "<", ">", "="] {
+        if let Some(rest) = text.trim().strip_prefix(op) {
+            return (op, rest.trim());
+        }
+    }
+    ("=", text.trim())
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+async fn login(
+    path: &std::path::Path,
+    server: String,
+    user: Option<String>,
+    token: Option<String>,
+    ca: Option<PathBuf>,
+) -> Result<()> {
+    let ca_pem = ca.map(std::fs::read_to_string).transpose()?;
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let user = user.context("give --user NAME (password on stdin) or --token")?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let r = client(ca_pem.as_deref())?
+                .post(format!("{}/api/v1/login", server.trim_end_matches('/')))
+                .json(&serde_json::json!({"name": user, "password": password.trim_end_matches(['\n', '\r'])}))
+                .send()
+                .await?;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                bail!(
+                    "login refused: {}",
+                    body["detail"].as_str().unwrap_or("unknown")
+                );
+            }
+            body["token"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let cfg = ClientConfig {
+        server,
+        token,
+        ca_pem,
+    };
+    let me = call(&cfg, "/api/v1/me", &[]).await?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?
+        .write_all(serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    println!(
+        "logged in as {} ({}); saved to {}",
+        cell(&me["name"]),
+        cell(&me["role"]),
+        path.display()
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let path = config_path(&cli.config)?;
+    let load = || -> Result<ClientConfig> {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {} (run `census login` first)", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let output = cli.output;
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "census", &mut std::io::stdout());
+        }
+        Command::Login {
+            server,
+            user,
+            token,
+            ca,
+        } => login(&path, server, user, token, ca).await?,
+        Command::Ci {
+            command:
+                CiCommand::List {
+                    class,
+                    filter,
+                    sort,
+                    fields,
+                    limit,
+                },
+        } => {
+            let cfg = load()?;
+            let mut q = vec![
+                ("class", class),
+                ("fields", fields.clone()),
+                ("limit", limit.to_string()),
+            ];
+            if let Some(f) = filter {
+                q.push(("filter", f));
+            }
+            if let Some(s) = sort {
+                q.push(("sort", s));
+            }
+            let page = call(&cfg, "/api/v1/cis", &q).await?;
+            let cols: Vec<&str> = fields.split(',').map(str::trim).collect();
+            print_rows(output, rows_of(&page, "items"), &cols)?;
+            if output == Output::Table {
+                eprintln!(
+                    "{} of {} shown",
+                    rows_of(&page, "items").len(),
+                    cell(&page["total"])
+                );
+            }
+        }
+        Command::Ci {
+            command: CiCommand::Show { id, as_of },
+        } => {
+            let cfg = load()?;
+            let q: Vec<(&str, String)> = as_of.map(|t| vec![("as_of", t)]).unwrap_or_default();
+            let detail = call(&cfg, &format!("/api/v1/cis/{id}"), &q).await?;
+            if output == Output::Table {
+                let ci = &detail["ci"];
+                println!(
+                    "{} {} ({}) {}",
+                    cell(&ci["class"]),
+                    cell(&ci["name"]),
+                    cell(&ci["id"]),
+                    cell(&ci["status"])
+                );
+                if let Some(attrs) = ci["attributes"].as_object() {
+                    for (k, v) in attrs {
+                        let text: String = cell(v)
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(100)
+                            .collect();
+                        println!("  {k:<28} {text}");
+                    }
+                }
+                println!(
+                    "relationships out: {}, in: {}",
+                    cell(&detail["relationships_out_total"]),
+                    cell(&detail["relationships_in_total"])
+                );
+            } else {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            }
+        }
+        Command::Software {
+            command: SoftwareCommand::Where { name, condition },
+        } => {
+            let cfg = load()?;
+            let mut filter = format!("software.name = {}", quoted(&name));
+            if let Some(c) = condition {
+                let (op, v) = split_condition(&c);
+                filter.push_str(&format!(" and software.version {op} {}", quoted(v)));
+            }
+            let fields = "id,name,os.hostname,last_seen";
+            let page = call(
+                &cfg,
+                "/api/v1/cis",
+                &[
+                    ("filter", filter),
+                    ("fields", fields.into()),
+                    ("limit", "1000".into()),
+                ],
+            )
+            .await?;
+            let cols: Vec<&str> = fields.split(',').collect();
+            print_rows(output, rows_of(&page, "items"), &cols)?;
+        }
+        Command::Software {
+            command: SoftwareCommand::List { prefix },
+        } => {
+            let cfg = load()?;
+            let q: Vec<(&str, String)> = prefix.map(|p| vec![("prefix", p)]).unwrap_or_default();
+            let cat = call(&cfg, "/api/v1/software", &q).await?;
+            print_rows(
+                output,
+                rows_of(&cat, "products"),
+                &["name", "installs", "distinct_versions", "id"],
+            )?;
+        }
+        Command::Changes {
+            command: ChangesCommand::List { state, severity },
+        } => {
+            let cfg = load()?;
+            let mut q = Vec::new();
+            if let Some(s) = state {
+                q.push(("state", s));
+            }
+            if let Some(s) = severity {
+                q.push(("severity", s));
+            }
+            let list = call(&cfg, "/api/v1/change-records", &q).await?;
+            let rows: Vec<Value> = rows_of(&list, "records")
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r["items"] = Value::from(r["items"].as_array().map(Vec::len).unwrap_or(0));
+                    r
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "id",
+                    "ci_name",
+                    "state",
+                    "severity",
+                    "authorization",
+                    "detected_at",
+                    "items",
+                ],
+            )?;
+        }
+        Command::Changes {
+            command: ChangesCommand::Show { id },
+        } => {
+            let cfg = load()?;
+            let r = call(&cfg, &format!("/api/v1/change-records/{id}"), &[]).await?;
+            if output == Output::Table {
+                println!(
+                    "{} {} on {} ({}), {} {}",
+                    cell(&r["id"]),
+                    cell(&r["state"]),
+                    cell(&r["ci_name"]),
+                    cell(&r["ci_id"]),
+                    cell(&r["severity"]),
+                    cell(&r["authorization"])
+                );
+                print_rows(
+                    Output::Table,
+                    rows_of(&r, "items"),
+                    &[
+                        "kind",
+                        "subject",
+                        "severity",
+                        "suppressed",
+                        "planned_change",
+                    ],
+                )?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("census: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("census: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_and_quoting() {
+        assert_eq!(split_condition("<3.0.7"), ("<", "3.0.7"));
+        assert_eq!(split_condition(" <= 1:2.0 "), ("<=", "1:2.0"));
+        assert_eq!(split_condition("3.0.7"), ("=", "3.0.7"));
+        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}
