@@ -45,6 +45,8 @@ pub struct AppState {
     /// Most submissions admitted at once; past this the collector answers 429.
     pub max_admitted: usize,
     pub login_limiter: crate::login::LoginLimiter,
+    /// Renders `/metrics`; None when another server in this process owns the recorder.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Every route with who may call it. The router and this table come from one builder.
@@ -237,13 +239,15 @@ struct Admission<'a>(&'a AtomicUsize);
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let before = self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("census_ingest_admitted").set(before.saturating_sub(1) as f64);
     }
 }
 
 impl AppState {
     fn admit(&self) -> Result<Admission<'_>, IngestError> {
         let before = self.admitted.fetch_add(1, Ordering::SeqCst);
+        metrics::gauge!("census_ingest_admitted").set((before + 1) as f64);
         let slot = Admission(&self.admitted);
         if before >= self.max_admitted {
             drop(slot);
@@ -264,10 +268,11 @@ fn saturated(e: IngestError) -> Response {
     }
 }
 
-async fn run_ingest<F>(st: &Arc<AppState>, work: F) -> Response
+async fn run_ingest<F>(st: &Arc<AppState>, route: &'static str, work: F) -> Response
 where
     F: FnOnce(&Ingest) -> Result<crate::ingest::Accepted, IngestError> + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let permit = match st.workers.clone().acquire_owned().await {
         Ok(p) => p,
         Err(_) => {
@@ -285,6 +290,7 @@ where
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             tracing::info!(reason = e.reason(), detail = %e, "submission refused");
+            metrics::counter!("census_ingest_refused_total", "route" => route, "reason" => e.reason()).increment(1);
             return e.into_response();
         }
         Err(e) => {
@@ -297,8 +303,15 @@ where
     };
     let ticket = st.group.ticket();
     if let Err(e) = st.group.wait_durable(ticket).await {
+        metrics::counter!("census_ingest_refused_total", "route" => route, "reason" => e.reason())
+            .increment(1);
         return e.into_response();
     }
+    let changed = if accepted.changed { "true" } else { "false" };
+    metrics::counter!("census_ingest_accepted_total", "route" => route, "changed" => changed)
+        .increment(1);
+    metrics::histogram!("census_ingest_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     Json(accepted.ack).into_response()
 }
 
@@ -310,11 +323,23 @@ async fn accept_signed<'a>(
     body: Body,
     limit: usize,
 ) -> Result<(Envelope, Admission<'a>, bytes::Bytes), Response> {
-    let env = envelope_from(headers).map_err(IntoResponse::into_response)?;
-    let slot = st.admit().map_err(saturated)?;
-    let bytes = read_limited(headers, body, limit)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let refused = |e: &IngestError| {
+        metrics::counter!("census_ingest_refused_total", "route" => "signed", "reason" => e.reason())
+            .increment(1);
+    };
+    let env = envelope_from(headers).map_err(|e| {
+        refused(&e);
+        e.into_response()
+    })?;
+    let slot = st.admit().map_err(|e| {
+        metrics::counter!("census_ingest_refused_total", "route" => "signed", "reason" => "saturated")
+            .increment(1);
+        saturated(e)
+    })?;
+    let bytes = read_limited(headers, body, limit).await.map_err(|e| {
+        refused(&e);
+        e.into_response()
+    })?;
     Ok((env, slot, bytes))
 }
 
@@ -327,7 +352,7 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    run_ingest(&st, move |ingest| {
+    run_ingest(&st, "snapshot", move |ingest| {
         ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())
     })
     .await
@@ -338,7 +363,7 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Ok(accepted) => accepted,
         Err(refusal) => return refusal,
     };
-    run_ingest(&st, move |ingest| {
+    run_ingest(&st, "heartbeat", move |ingest| {
         ingest.heartbeat(&env, &bytes, Utc::now())
     })
     .await

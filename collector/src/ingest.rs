@@ -407,8 +407,14 @@ impl Ingest {
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
-                    if change_record.is_some() {
+                    if let Some(r) = &change_record {
                         self.events.notify_one();
+                        metrics::counter!(
+                            "census_change_records_total",
+                            "severity" => format!("{:?}", r.severity).to_lowercase(),
+                            "authorization" => format!("{:?}", r.authorization).to_lowercase()
+                        )
+                        .increment(1);
                     }
                     if !commit.shared_ci_inserts.is_empty() {
                         if let Ok(mut known) = self.known_shared.write() {
@@ -465,6 +471,11 @@ impl Ingest {
         let Some(mut computer) = self.store.get_ci(ci_id).map_err(unavailable)? else {
             return Ok(None);
         };
+        // A stale or retired computer that reports again becomes active: a status change
+        // is a version, so the full path writes it.
+        if computer.status != CiStatus::Active {
+            return Ok(None);
+        }
         let mut volatile = reconcile::computer_volatile(snap);
         // Sections not collected this time keep their last volatile values.
         for (k, v) in &computer.volatile {

@@ -121,6 +121,7 @@ struct LoginRequest {
 }
 
 fn too_many(wait: u64) -> Response {
+    metrics::counter!("census_login_throttled_total").increment(1);
     let mut r = ApiProblem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too many failed logins; wait before trying again",
@@ -227,6 +228,7 @@ pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Respons
             st.login_limiter.fail(&ip_key);
             st.login_limiter.fail(&user_key);
             tracing::info!(user = %req.name, "login failed");
+            metrics::counter!("census_login_failures_total").increment(1);
             ApiProblem::new(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, None).into_response()
         }
         Ok(Err(e)) => ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None)

@@ -122,6 +122,15 @@ struct ServeArgs {
     /// Attempts before a webhook delivery moves to the dead letters.
     #[arg(long, default_value_t = 10)]
     webhook_max_attempts: u32,
+    /// A computer not seen for this long turns stale.
+    #[arg(long, default_value = "7d")]
+    stale_after: String,
+    /// A computer not seen for this long is retired.
+    #[arg(long, default_value = "30d")]
+    retire_after: String,
+    /// How often the stale/retired sweep runs.
+    #[arg(long, default_value = "5m")]
+    lifecycle_every: String,
 }
 
 #[derive(Subcommand)]
@@ -261,7 +270,22 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         flap_window,
         webhook_retry_base,
         webhook_max_attempts,
+        stale_after,
+        retire_after,
+        lifecycle_every,
     } = args;
+    let seconds = |flag: &str, v: &str| -> Result<i64> {
+        admin::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    let lifecycle = census_collector::lifecycle::Lifecycle {
+        stale_after: chrono::Duration::seconds(seconds("stale-after", &stale_after)?),
+        retire_after: chrono::Duration::seconds(seconds("retire-after", &retire_after)?),
+    };
+    if lifecycle.retire_after <= lifecycle.stale_after {
+        bail!("--retire-after must be longer than --stale-after");
+    }
+    let lifecycle_every =
+        std::time::Duration::from_secs(seconds("lifecycle-every", &lifecycle_every)?.max(1) as u64);
     let flap_window = chrono::Duration::seconds(
         admin::parse_duration(&flap_window).map_err(|e| anyhow::anyhow!("--flap-window: {e}"))?,
     );
@@ -321,6 +345,15 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let group = GroupCommit::start(store.clone());
         let ingest = Arc::new(Ingest::new(store.clone()).with_flap_window(flap_window));
+        tokio::spawn(census_collector::lifecycle::run(
+            store.clone(),
+            lifecycle,
+            lifecycle_every,
+        ));
+        tokio::spawn(census_collector::telemetry::store_gauges(
+            store.clone(),
+            std::time::Duration::from_secs(30),
+        ));
         tokio::spawn(census_collector::webhooks::run(
             store.clone(),
             ingest.clone(),
@@ -334,6 +367,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             admitted: Default::default(),
             max_admitted: max_queue.max(1),
             login_limiter: Default::default(),
+            metrics: census_collector::telemetry::install(),
         });
         #[cfg(unix)]
         {

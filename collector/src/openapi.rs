@@ -68,6 +68,7 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("GET", "/api/v1/webhooks/deliveries") => "Pending deliveries and dead letters",
         ("POST", "/api/v1/webhooks/deliveries/{id}/retry") => "Make a dead delivery due again",
         ("GET", "/api/v1/openapi.json") => "This document",
+        ("GET", "/metrics") => "Prometheus metrics (text format)",
         _ => "",
     }
 }
@@ -95,7 +96,7 @@ fn query_params(m: &str, path: &str) -> &'static [&'static str] {
     match (m, path) {
         ("GET", "/api/v1/cis") => &["class", "filter", "sort", "fields", "limit", "cursor"],
         ("GET", "/api/v1/export/cis") => &["class", "filter", "fields"],
-        ("GET", "/api/v1/cis/{id}") => &["as_of"],
+        ("GET", "/api/v1/cis/{id}") => &["as_of", "relationships"],
         ("GET", "/api/v1/cis/{id}/diff") => &["from", "to"],
         ("GET", "/api/v1/software") => &["prefix", "limit", "after"],
         ("GET", "/api/v1/impact") => &["from", "depth", "version", "limit"],

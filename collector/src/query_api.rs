@@ -35,6 +35,7 @@ pub fn routes(table: &mut RouteTable) {
     table.people("GET", "/api/v1/impact", READERS, get(impact));
     table.people("GET", "/api/v1/conflicts", READERS, get(conflicts));
     table.people("GET", "/api/v1/openapi.json", READERS, get(openapi));
+    table.people("GET", "/metrics", READERS, get(prometheus));
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -157,6 +158,8 @@ async fn list_cis(
 #[serde(deny_unknown_fields)]
 struct AsOf {
     as_of: Option<String>,
+    /// Relationships listed per direction (default 200, at most 5000).
+    relationships: Option<usize>,
 }
 
 async fn ci_detail(
@@ -173,7 +176,11 @@ async fn ci_detail(
         .transpose()?;
     let store = st.store.clone();
     let lookup = id.clone();
-    match blocking(move || views::ci_detail(store.as_ref(), &lookup, at)).await? {
+    let limit = p
+        .relationships
+        .unwrap_or(views::DEFAULT_LISTED_RELATIONSHIPS)
+        .min(views::MAX_LISTED_RELATIONSHIPS);
+    match blocking(move || views::ci_detail(store.as_ref(), &lookup, at, limit)).await? {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(not_found(match at {
             Some(t) => format!("CI {id} did not exist at {t}"),
@@ -489,6 +496,25 @@ async fn impact(
         Some(v) => Ok(Json(v).into_response()),
         None => Err(not_found(format!("CI {from} does not exist"))),
     }
+}
+
+async fn prometheus(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
+    let Some(handle) = &st.metrics else {
+        return Err(ApiProblem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not recorded in this process",
+            None,
+        ));
+    };
+    let mut r = handle.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
 }
 
 async fn openapi(Extension(_person): Extension<Person>) -> Reply {

@@ -172,6 +172,8 @@ async fn deliver(
     let outcome = match failure {
         None => {
             tracing::info!(delivery = %d.id, webhook = %hook.id, cursor = d.cursor, "webhook delivered");
+            metrics::counter!("census_webhook_deliveries_total", "outcome" => "delivered")
+                .increment(1);
             blocking(move || s.update_delivery(&id, None)).await
         }
         Some(error) => {
@@ -187,6 +189,8 @@ async fn deliver(
                 dead_at: dead.then_some(now),
                 ..d.clone()
             };
+            let outcome = if dead { "dead" } else { "failed" };
+            metrics::counter!("census_webhook_deliveries_total", "outcome" => outcome).increment(1);
             if dead {
                 tracing::warn!(delivery = %d.id, webhook = %hook.id, attempts, error, "webhook delivery moved to dead letters");
             } else {

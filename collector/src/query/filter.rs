@@ -155,6 +155,8 @@ pub struct FilterError {
     pub message: String,
 }
 
+impl std::error::Error for FilterError {}
+
 impl fmt::Display for FilterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "filter at position {}: {}", self.position, self.message)

@@ -170,7 +170,25 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 }
             }
             let own_edges_suffice = software_only_at_top(f);
+            // With every software condition at the top, a computer whose edges fail them
+            // cannot match: drop it before reading its CI.
+            let software_part = match f {
+                Expr::And(parts) if own_edges_suffice => Some(Expr::And(
+                    parts
+                        .iter()
+                        .filter(|p| matches!(p, Expr::Cond(c) if c.is_software()))
+                        .cloned()
+                        .collect(),
+                )),
+                Expr::Cond(c) if c.is_software() => Some(f.clone()),
+                _ => None,
+            };
             for (id, edges) in by_computer {
+                if let Some(part) = &software_part {
+                    if !edges.iter().any(|e| edge_matches(part, e, now)) {
+                        continue;
+                    }
+                }
                 let Some(ci) = store.get_ci(&id)? else {
                     continue;
                 };

@@ -14,8 +14,10 @@ use crate::model::*;
 use crate::reconcile::class_of_id;
 use crate::store::{Store, StoreError};
 
-/// Most relationships a detail view lists in each direction (the count is always given).
+/// Most relationships a detail view lists in each direction (the count is always given);
+/// `GET /api/v1/cis/{id}?relationships=N` asks for up to this many.
 pub const MAX_LISTED_RELATIONSHIPS: usize = 5000;
+pub const DEFAULT_LISTED_RELATIONSHIPS: usize = 200;
 /// Most nodes an impact traversal visits.
 pub const MAX_IMPACT_NODES: usize = 10_000;
 pub const MAX_IMPACT_DEPTH: usize = 4;
@@ -46,46 +48,50 @@ pub fn ci_detail(
     store: &dyn Store,
     id: &str,
     at: Option<DateTime<Utc>>,
+    limit: usize,
 ) -> Result<Option<Value>, StoreError> {
     let Some(current) = store.get_ci(id)? else {
         return Ok(None);
     };
-    let (ci, outgoing) = match at {
+    let limit = limit.min(MAX_LISTED_RELATIONSHIPS);
+    let (ci, outgoing, outgoing_total) = match at {
         Some(t) => match store.as_of(id, t)? {
-            Some(v) => (v.ci, v.relationships),
+            Some(v) => {
+                let total = v.relationships.len();
+                (v.ci, v.relationships, total)
+            }
             None => return Ok(None),
         },
         None => {
-            let out = store.relationships_from(id)?;
-            (current, out)
+            let (page, total) = store.relationships_from_page(id, limit)?;
+            (current, page, total)
         }
     };
     let incoming = store.relationships_to(id)?;
     let mut out = Vec::new();
-    for r in outgoing.iter().take(MAX_LISTED_RELATIONSHIPS) {
+    for r in outgoing.iter().take(limit) {
         out.push(edge_out(store, r)?);
     }
     let mut inc = Vec::new();
-    for r in incoming.iter().take(MAX_LISTED_RELATIONSHIPS) {
+    for r in incoming.iter().take(limit) {
         let (name, class) = name_of(store, &r.key.from)?;
         inc.push(
             json!({"kind": r.key.kind, "from": r.key.from, "from_name": name, "from_class": class,
             "discriminator": r.key.discriminator, "attributes": r.attributes}),
         );
     }
-    let agent = if ci.class == CiClass::Computer {
-        store
-            .list_agents()?
-            .into_iter()
-            .find(|a| a.ci_id.as_deref() == Some(id) && a.superseded_by.is_none())
-    } else {
-        None
+    // The reporting agent is recorded on the computer; no scan of every agent.
+    let agent = match ci.volatile.get("agent.id").and_then(Value::as_str) {
+        Some(agent_id) if ci.class == CiClass::Computer => store
+            .get_agent(agent_id)?
+            .filter(|a| a.ci_id.as_deref() == Some(id) && a.superseded_by.is_none()),
+        _ => None,
     };
     Ok(Some(json!({
         "ci": ci,
         "as_of": at,
         "relationships_out": out,
-        "relationships_out_total": outgoing.len(),
+        "relationships_out_total": outgoing_total,
         "relationships_in": inc,
         "relationships_in_total": incoming.len(),
         "identification": agent.as_ref().and_then(|a| a.identification.clone()),

@@ -188,6 +188,15 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<(), CommitError>;
     fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError>;
+    /// Lifecycle: sets a CI's status with a history version, only if the CI still has
+    /// `expected_version` (a snapshot that landed meanwhile wins). Raises no drift.
+    fn set_ci_status(
+        &self,
+        id: &str,
+        expected_version: u64,
+        status: CiStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError>;
@@ -196,6 +205,12 @@ pub trait Store: Send + Sync + 'static {
         -> Result<(), StoreError>;
     fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError>;
     fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+    /// The first `limit` outgoing edges (in key order) and how many there are in all.
+    fn relationships_from_page(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<(Vec<Relationship>, usize), StoreError>;
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;

@@ -679,6 +679,44 @@ impl Store for SledStore {
         map_tx(r)
     }
 
+    fn set_ci_status(
+        &self,
+        id: &str,
+        expected_version: u64,
+        status: CiStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let relationships = self.relationships_with_prefix(id)?;
+        let r = (&self.cis, &self.history).transaction(|(cis, history)| {
+            let Some(raw) = cis.get(id.as_bytes())? else {
+                return Ok(false);
+            };
+            let mut ci: Ci = tx_decode(id.as_bytes(), &raw)?;
+            if ci.version != expected_version || ci.status == status {
+                return Ok(false);
+            }
+            ci.status = status;
+            ci.version += 1;
+            let version = CiVersion {
+                ci_id: id.to_string(),
+                version: ci.version,
+                valid_from: at,
+                ci: ci.clone(),
+                relationships: relationships.clone(),
+                change_record: None,
+            };
+            let bytes = encode_version(&version).or_else(|e| abort(CommitError::Store(e)))?;
+            history.insert(history_key(id, ci.version), bytes)?;
+            cis.insert(id.as_bytes(), tx_encode(&ci)?)?;
+            Ok(true)
+        });
+        let changed = map_tx(r).map_err(|e| io(e.to_string()))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(changed)
+    }
+
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError> {
         let mut ci: Option<Ci> = Self::get_json(&self.cis, id.as_bytes())?;
         if let Some(ci) = ci.as_mut() {
@@ -753,6 +791,23 @@ impl Store for SledStore {
 
     fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
         self.relationships_with_prefix(id)
+    }
+
+    fn relationships_from_page(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<(Vec<Relationship>, usize), StoreError> {
+        let mut page = Vec::new();
+        let mut total = 0;
+        for r in self.rels.scan_prefix(prefix(id)) {
+            let (k, v) = r.map_err(io)?;
+            if page.len() < limit {
+                page.push(decode(&k, &v)?);
+            }
+            total += 1;
+        }
+        Ok((page, total))
     }
 
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {

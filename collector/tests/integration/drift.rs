@@ -728,3 +728,65 @@ fn view_explodes_lists_into_keyed_facts() {
     }
     assert_eq!(v.attribute("os.hostname"), Some(json!("web01")));
 }
+
+#[test]
+fn stale_then_retired_without_drift_and_active_again_on_report() {
+    use census_collector::lifecycle::{sweep, Lifecycle};
+    let mut r = rig("lifecycle");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let policy = Lifecycle {
+        stale_after: Duration::days(7),
+        retire_after: Duration::days(30),
+    };
+    let ci_id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    assert_eq!(
+        sweep(r.store.as_ref(), policy, t0 + Duration::days(1)).unwrap(),
+        0
+    );
+    assert_eq!(
+        sweep(r.store.as_ref(), policy, t0 + Duration::days(8)).unwrap(),
+        1
+    );
+    assert_eq!(
+        r.store.get_ci(&ci_id).unwrap().unwrap().status,
+        CiStatus::Stale
+    );
+    assert_eq!(
+        sweep(r.store.as_ref(), policy, t0 + Duration::days(31)).unwrap(),
+        1
+    );
+    assert_eq!(
+        r.store.get_ci(&ci_id).unwrap().unwrap().status,
+        CiStatus::Retired
+    );
+    assert!(
+        r.store.list_change_records().unwrap().is_empty(),
+        "lifecycle is not drift"
+    );
+    let statuses: Vec<CiStatus> = r
+        .store
+        .history(&ci_id)
+        .unwrap()
+        .iter()
+        .map(|v| v.ci.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![CiStatus::Active, CiStatus::Stale, CiStatus::Retired]
+    );
+    // It reports again: active, still no change record.
+    assert!(r
+        .send(machine(base_software()), t0 + Duration::days(32))
+        .is_none());
+    assert_eq!(
+        r.store.get_ci(&ci_id).unwrap().unwrap().status,
+        CiStatus::Active
+    );
+    assert_eq!(
+        sweep(r.store.as_ref(), policy, t0 + Duration::days(32)).unwrap(),
+        0
+    );
+}

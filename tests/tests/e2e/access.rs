@@ -187,3 +187,75 @@ fn password_login_is_generic_rate_limited_and_issues_a_working_token() {
     );
     assert!(retry.unwrap().parse::<u64>().unwrap() > 0);
 }
+
+#[test]
+fn metrics_scrape_parses_as_prometheus_text_with_ingest_outcomes() {
+    let c = Collector::start("metrics");
+    c.cli(&["user", "add", "prom", "--role", "auditor"]);
+    let token = c.json(&["user", "token", "prom", "--ttl", "1h"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut snap = machine(
+        "metrics01",
+        Some("SER-M1"),
+        None,
+        &format!("{:032x}", 5),
+        &["52:54:00:ee:00:01"],
+    );
+    assert_eq!(a.send(&c, &mut snap).status, 200);
+    assert_eq!(
+        a.post_raw(&c, 1, b"{}".to_vec(), None).status,
+        409,
+        "replayed seq"
+    );
+    let http = c.http();
+    assert_eq!(
+        http.get(format!("{}/metrics", c.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let text = http
+        .get(format!("{}/metrics", c.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str, label: (&str, &str)| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value("census_ingest_accepted_total", ("route", "snapshot")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("census_ingest_refused_total", ("reason", "seq_conflict")),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("census_ingest_seconds")),
+        "latency histogram: {text}"
+    );
+}
