@@ -64,6 +64,10 @@ pub enum AdminRequest {
     },
     ConflictList,
     ChangeList,
+    /// A consistent backup of the store to this absolute path (written 0600).
+    Backup {
+        to: String,
+    },
     Stats,
 }
 
@@ -313,6 +317,32 @@ pub fn execute(
         AdminRequest::CiHistory { id } => {
             let versions = store.history(&id).map_err(store_err)?;
             Ok(json!(versions.iter().map(|v| json!({"version": v.version, "valid_from": v.valid_from, "status": v.ci.status, "relationships": v.relationships.len(), "change_record": v.change_record})).collect::<Vec<_>>()))
+        }
+        AdminRequest::Backup { to } => {
+            let path = Path::new(&to);
+            if !path.is_absolute() {
+                return Err(AdminError::Invalid(
+                    "backup --to needs an absolute path".into(),
+                ));
+            }
+            let tmp = path.with_extension("partial");
+            let mut file = {
+                let mut o = std::fs::OpenOptions::new();
+                o.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                o.open(&tmp)
+                    .map_err(|e| AdminError::Invalid(format!("{}: {e}", tmp.display())))?
+            };
+            let started = std::time::Instant::now();
+            let summary = store.backup(&mut file).map_err(store_err)?;
+            file.sync_all()
+                .and_then(|_| std::fs::rename(&tmp, path))
+                .map_err(|e| AdminError::Invalid(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            Ok(
+                json!({"to": to, "trees": summary.trees, "records": summary.records, "bytes": bytes, "seconds": started.elapsed().as_secs_f64()}),
+            )
         }
         AdminRequest::ConflictList => Ok(json!(store.list_conflicts().map_err(store_err)?)),
         AdminRequest::ChangeList => {

@@ -84,6 +84,16 @@ enum Command {
     Stats,
     /// Every HTTP route and who may call it (JSON).
     Routes,
+    /// Write a consistent backup of the store (online: ingest waits while it runs).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into this data directory, which must not hold a store yet.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// The OpenAPI 3 document of the HTTP API.
     Openapi,
 }
@@ -222,6 +232,7 @@ fn main() -> ExitCode {
             serve(&cli.data_dir, args)
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
+        Command::Restore { from } => restore(&cli.data_dir, &from),
         Command::Openapi => census_collector::openapi::served()
             .to_pretty_json()
             .map(|text| println!("{text}"))
@@ -246,6 +257,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn restore(data_dir: &Path, from: &Path) -> Result<()> {
+    let mut file = std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
+    std::fs::create_dir_all(data_dir)?;
+    let summary = SledStore::restore(&data_dir.join("store"), &mut file)?;
+    println!(
+        "restored {} records in {} trees into {} (copy the tls/ directory too if the CA should stay the same)",
+        summary.records,
+        summary.trees,
+        data_dir.join("store").display()
+    );
+    Ok(())
 }
 
 fn fingerprint(data_dir: &Path) -> Result<()> {
@@ -620,9 +644,20 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
-        Command::Serve(_) | Command::Fingerprint | Command::Routes | Command::Openapi => {
-            unreachable_command()
+        Command::Backup { to } => {
+            let to = std::path::absolute(&to)?;
+            (
+                AdminRequest::Backup {
+                    to: to.display().to_string(),
+                },
+                &["to", "records", "bytes", "seconds"],
+            )
         }
+        Command::Serve(_)
+        | Command::Fingerprint
+        | Command::Routes
+        | Command::Openapi
+        | Command::Restore { .. } => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let result = run_admin(data_dir, req)?;

@@ -155,7 +155,16 @@ pub struct OwnedState {
     pub relationships: Vec<Relationship>,
 }
 
+/// What a backup or restore moved.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupSummary {
+    pub trees: usize,
+    pub records: usize,
+}
+
 pub trait Store: Send + Sync + 'static {
+    /// Writes a consistent, checksummed copy of the whole store (writes wait meanwhile).
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError>;
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Writes and removes a probe key: what /readyz asks.
     fn check_writable(&self) -> Result<(), StoreError>;

@@ -13,6 +13,9 @@ use super::*;
 
 pub struct SledStore {
     db: sled::Db,
+    /// Writers hold it shared; a backup holds it exclusively, so a backup is one
+    /// consistent point in time while the collector keeps running.
+    gate: std::sync::RwLock<()>,
     meta: Tree,
     tokens: Tree,
     agents: Tree,
@@ -213,7 +216,109 @@ fn map_tx<T>(r: Result<T, TransactionError<CommitError>>) -> Result<T, CommitErr
     })
 }
 
+const BACKUP_MAGIC: &[u8] = b"CENSUS-BACKUP-1\n";
+
 impl SledStore {
+    /// A shared hold on the write gate. A poisoned gate (a writer panicked) still orders
+    /// writes against backups, so the poison is ignored.
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Restores a backup into `dir`, which must not hold a store. The backup's checksum is
+    /// verified before the store is kept; on any error the partial store is removed.
+    pub fn restore(dir: &Path, input: &mut dyn std::io::Read) -> Result<BackupSummary, StoreError> {
+        if dir.join("conf").exists() || dir.join("db").exists() {
+            return Err(StoreError::Io(format!(
+                "{} already holds a store; restore into an empty data directory",
+                dir.display()
+            )));
+        }
+        let result = Self::restore_into(dir, input);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+
+    fn restore_into(
+        dir: &Path,
+        input: &mut dyn std::io::Read,
+    ) -> Result<BackupSummary, StoreError> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let bad = |m: &str| StoreError::Corrupt {
+            key: "backup".into(),
+            message: m.into(),
+        };
+        let mut z = zstd::stream::read::Decoder::new(input).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut read = |n: usize, hash: bool, z: &mut dyn Read| -> Result<Vec<u8>, StoreError> {
+            let mut buf = vec![0u8; n];
+            z.read_exact(&mut buf)
+                .map_err(|e| bad(&format!("truncated: {e}")))?;
+            if hash {
+                hasher.update(&buf);
+            }
+            Ok(buf)
+        };
+        let magic = read(BACKUP_MAGIC.len(), true, &mut z)?;
+        if magic != BACKUP_MAGIC {
+            return Err(bad("not a Census backup"));
+        }
+        let db = sled::Config::new().path(dir).open().map_err(io)?;
+        let mut summary = BackupSummary::default();
+        let mut tree: Option<sled::Tree> = None;
+        const MAX_FIELD: usize = 1 << 30;
+        loop {
+            let tag = read(1, true, &mut z)?[0];
+            match tag {
+                1 => {
+                    let len =
+                        u32::from_be_bytes(read(4, true, &mut z)?.try_into().unwrap_or([0; 4]))
+                            as usize;
+                    let name = read(len.min(MAX_FIELD), true, &mut z)?;
+                    tree = Some(db.open_tree(name).map_err(io)?);
+                    summary.trees += 1;
+                }
+                2 => {
+                    let t = tree.as_ref().ok_or_else(|| bad("record before any tree"))?;
+                    let klen =
+                        u32::from_be_bytes(read(4, true, &mut z)?.try_into().unwrap_or([0; 4]))
+                            as usize;
+                    let k = read(klen.min(MAX_FIELD), true, &mut z)?;
+                    let vlen =
+                        u32::from_be_bytes(read(4, true, &mut z)?.try_into().unwrap_or([0; 4]))
+                            as usize;
+                    let v = read(vlen.min(MAX_FIELD), true, &mut z)?;
+                    t.insert(k, v).map_err(io)?;
+                    summary.records += 1;
+                }
+                3 => break,
+                _ => return Err(bad("unknown record tag")),
+            }
+        }
+        let expected = read(32, false, &mut z)?;
+        if hasher.finalize().as_slice() != expected.as_slice() {
+            return Err(bad("checksum mismatch: the backup is damaged"));
+        }
+        // The same check as any start: a backup from a newer collector is refused.
+        let found = db
+            .open_tree("meta")
+            .and_then(|m| m.get("schema_version"))
+            .map_err(io)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .ok_or_else(|| bad("the backup has no schema version"))?;
+        if found > STORE_SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: STORE_SCHEMA_VERSION,
+            });
+        }
+        db.flush().map_err(io)?;
+        Ok(summary)
+    }
+
     /// Opens (or creates) the store in `dir`, refusing a newer schema.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
@@ -258,6 +363,7 @@ impl SledStore {
             webhooks: open("webhooks")?,
             removals: open("removals")?,
             api_tokens: open("api_tokens")?,
+            gate: std::sync::RwLock::new(()),
             db,
         };
         match store.meta.get("schema_version").map_err(io)? {
@@ -463,6 +569,7 @@ impl Store for SledStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.meta
             .insert("readyz", &Utc::now().timestamp().to_be_bytes())
             .map_err(io)?;
@@ -479,6 +586,7 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.tokens
             .insert(token.secret_hash.as_bytes(), encode(token)?)
             .map_err(io)?;
@@ -492,6 +600,7 @@ impl Store for SledStore {
     }
 
     fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         for token in self.list_tokens()? {
             if token.id == id {
                 let mut t = token;
@@ -514,6 +623,7 @@ impl Store for SledStore {
         agent: &Agent,
         now: DateTime<Utc>,
     ) -> Result<(), EnrollError> {
+        let _writing = self.writing();
         let store_err = |e: StoreError| EnrollError::Store(e.to_string());
         let result =
             (&self.tokens, &self.agents, &self.agent_keys).transaction(|(tokens, agents, keys)| {
@@ -577,6 +687,7 @@ impl Store for SledStore {
     }
 
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let r = self.agents.transaction(|agents| {
             let Some(raw) = agents.get(id.as_bytes())? else {
                 return Ok(false);
@@ -600,6 +711,7 @@ impl Store for SledStore {
         seq: u64,
         at: DateTime<Utc>,
     ) -> Result<(), CommitError> {
+        let _writing = self.writing();
         let r = (&self.agents, &self.agent_state, &self.seen).transaction(
             |(agents, agent_state, seen)| {
                 let key = agent_id.as_bytes();
@@ -630,6 +742,7 @@ impl Store for SledStore {
     }
 
     fn commit_ingest(&self, c: &IngestCommit) -> Result<(), CommitError> {
+        let _writing = self.writing();
         let trees = (
             &self.agents,
             &self.agent_state,
@@ -686,6 +799,7 @@ impl Store for SledStore {
         status: CiStatus,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let relationships = self.relationships_with_prefix(id)?;
         let r = (&self.cis, &self.history).transaction(|(cis, history)| {
             let Some(raw) = cis.get(id.as_bytes())? else {
@@ -868,6 +982,7 @@ impl Store for SledStore {
     }
 
     fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.users
             .insert(user.name.as_bytes(), encode(user)?)
             .map_err(io)?;
@@ -914,6 +1029,7 @@ impl Store for SledStore {
         draft: AuditDraft,
         at: DateTime<Utc>,
     ) -> Result<AuditEntry, PeopleWriteError> {
+        let _writing = self.writing();
         let trees = (
             &self.meta,
             &self.audit,
@@ -1054,6 +1170,7 @@ impl Store for SledStore {
     }
 
     fn sequence_events(&self, max: usize) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let webhooks: Vec<Webhook> = self
             .list_webhooks()?
             .into_iter()
@@ -1155,6 +1272,7 @@ impl Store for SledStore {
     }
 
     fn update_delivery(&self, id: &str, next: Option<&Delivery>) -> Result<(), StoreError> {
+        let _writing = self.writing();
         match next {
             Some(d) => self.deliveries.insert(id.as_bytes(), encode(d)?),
             None => self.deliveries.remove(id.as_bytes()),
@@ -1174,6 +1292,7 @@ impl Store for SledStore {
     }
 
     fn touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let _writing = self.writing();
         if let Some(mut t) = self.find_api_token(id)? {
             t.last_used_at = Some(at);
             self.api_tokens
@@ -1181,5 +1300,40 @@ impl Store for SledStore {
                 .map_err(io)?;
         }
         Ok(())
+    }
+
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError> {
+        use sha2::{Digest, Sha256};
+        // Exclusive: no write is half-applied across trees while the backup reads them.
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut z = zstd::stream::write::Encoder::new(out, 3).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut summary = BackupSummary::default();
+        let mut put = |z: &mut dyn std::io::Write, bytes: &[u8]| -> Result<(), StoreError> {
+            hasher.update(bytes);
+            z.write_all(bytes).map_err(io)
+        };
+        put(&mut z, BACKUP_MAGIC)?;
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(io)?;
+            put(&mut z, &[1])?;
+            put(&mut z, &(name.len() as u32).to_be_bytes())?;
+            put(&mut z, &name)?;
+            summary.trees += 1;
+            for r in tree.iter() {
+                let (k, v) = r.map_err(io)?;
+                put(&mut z, &[2])?;
+                put(&mut z, &(k.len() as u32).to_be_bytes())?;
+                put(&mut z, &k)?;
+                put(&mut z, &(v.len() as u32).to_be_bytes())?;
+                put(&mut z, &v)?;
+                summary.records += 1;
+            }
+        }
+        put(&mut z, &[3])?;
+        let digest = hasher.finalize();
+        std::io::Write::write_all(&mut z, &digest).map_err(io)?;
+        z.finish().map_err(io)?;
+        Ok(summary)
     }
 }

@@ -3,6 +3,7 @@
 
 mod access;
 mod agent;
+mod backup;
 mod crash;
 mod drift;
 mod ingest;

@@ -48,6 +48,8 @@ pub struct Collector {
     pub port: u16,
     pub url: String,
     extra: Vec<String>,
+    /// Made by `attach`: dropping it leaves the collector and its directory alone.
+    attached: bool,
 }
 
 impl Collector {
@@ -62,6 +64,7 @@ impl Collector {
             port: 0,
             url: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            attached: false,
         };
         c.launch();
         c
@@ -108,6 +111,18 @@ impl Collector {
             .expect("port");
         self.url = url;
         self.child = Some(child);
+    }
+
+    /// A handle on a collector another handle started: talks HTTP, never stops it.
+    pub fn attach(url: &str, dir: &Path, port: u16) -> Collector {
+        Collector {
+            dir: dir.to_path_buf(),
+            child: None,
+            port,
+            url: url.to_string(),
+            extra: Vec::new(),
+            attached: true,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -207,6 +222,9 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
+        if self.attached {
+            return;
+        }
         self.kill9();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
