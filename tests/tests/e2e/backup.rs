@@ -35,7 +35,9 @@ fn json_of(dir: &std::path::Path, args: &[&str]) -> Value {
 }
 
 /// (id, version) of every CI and (id, state) of every change record.
-fn cmdb(dir: &std::path::Path) -> (Vec<(String, u64)>, Vec<(String, String)>) {
+type Cmdb = (Vec<(String, u64)>, Vec<(String, String)>);
+
+fn cmdb(dir: &std::path::Path) -> Cmdb {
     let mut cis: Vec<(String, u64)> = json_of(dir, &["ci", "list"])
         .as_array()
         .unwrap()
