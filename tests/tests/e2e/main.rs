@@ -7,5 +7,6 @@ mod backup;
 mod crash;
 mod drift;
 mod ingest;
+mod packaging;
 mod query;
 mod support;
