@@ -63,3 +63,16 @@ package census-collector /var/lib/census-collector \
   "Census collector: signed-snapshot ingest, CMDB, drift review and query API" \
   /etc/default/census-collector
 rm -rf "$root"
+
+# RPMs, where rpmbuild exists (apt-get install rpm on Debian; native on Fedora/RHEL).
+if command -v rpmbuild >/dev/null 2>&1; then
+  top=$(mktemp -d)
+  rpmbuild -bb --quiet \
+    --define "_topdir $top" --define "repo $PWD" --define "version $version" \
+    --define "_systemd_util_dir /usr/lib/systemd" \
+    packaging/rpm/census.spec >/dev/null 2>"$top/rpmbuild.log" || { cat "$top/rpmbuild.log" >&2; exit 1; }
+  for r in "$top"/RPMS/*/*.rpm; do
+    cp "$r" "$out/" && echo "$out/$(basename "$r")"
+  done
+  rm -rf "$top"
+fi

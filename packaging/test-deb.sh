@@ -15,10 +15,20 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
 
+command -v rpmbuild >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null 2>&1 || true
 debs=$(bash packaging/build.sh)
 agent_deb=$(echo "$debs" | grep census-agent_)
 collector_deb=$(echo "$debs" | grep census-collector_)
 echo "built: $agent_deb $collector_deb"
+if command -v rpmbuild >/dev/null 2>&1; then
+  agent_rpm=$(echo "$debs" | grep 'census-agent-.*\.rpm$') || fail "no agent rpm"
+  collector_rpm=$(echo "$debs" | grep 'census-collector-.*\.rpm$') || fail "no collector rpm"
+  rpm -qlp "$agent_rpm" | grep -qx /usr/bin/census-agent || fail "agent rpm lacks the binary"
+  rpm -qp --configfiles "$agent_rpm" | grep -qx /etc/census-agent/agent.toml || fail "agent.toml not %config in the rpm"
+  rpm -qlp "$collector_rpm" | grep -qx /usr/lib/systemd/system/census-collector.service || fail "collector rpm lacks its unit"
+  rpm -qp --scripts "$agent_rpm" | grep -q 'rm -rf' && fail "the rpm deletes data"
+  echo "rpm: ok ($agent_rpm, $collector_rpm)"
+fi
 
 dpkg -i "$collector_deb" "$agent_deb" >/dev/null
 getent passwd census-agent >/dev/null || fail "no census-agent user"
