@@ -76,6 +76,9 @@ pub struct Envelope {
     pub signature: String,
 }
 
+/// The exit status after a failed store flush (EX_TEMPFAIL): restart me.
+pub const EXIT_STORE_FAILED: i32 = 75;
+
 /// Group commit: many transactions, one fsync. Each committed ingest takes a ticket and
 /// waits until a flush that started after its commit has finished.
 pub struct GroupCommit {
@@ -140,17 +143,27 @@ impl GroupCommit {
             }
             let store = self.store.clone();
             let result = tokio::task::spawn_blocking(move || store.flush()).await;
-            self.state.send_modify(|s| match result {
-                Ok(Ok(())) => s.durable = target,
-                Ok(Err(e)) => {
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            self.state.send_modify(|s| match &failure {
+                None => s.durable = target,
+                Some(e) => {
                     s.failed = target;
-                    s.error = e.to_string();
-                }
-                Err(e) => {
-                    s.failed = target;
-                    s.error = e.to_string();
+                    s.error = e.clone();
                 }
             });
+            if let Some(error) = failure {
+                // After a failed fsync the store's in-memory state may be ahead of the disk
+                // and cannot be trusted again (the lesson of PostgreSQL's "fsyncgate").
+                // Fail-stop: the waiting submissions get 503, then the process exits so its
+                // supervisor restarts it from the last durable state.
+                tracing::error!(error, "store flush failed; stopping so a restart recovers from the last durable state");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                std::process::exit(EXIT_STORE_FAILED);
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod agent;
 mod backup;
 mod crash;
 mod drift;
+mod faults;
 mod ingest;
 mod packaging;
 mod query;

@@ -57,6 +57,20 @@ impl Collector {
         Self::start_with(name, &[])
     }
 
+    /// A collector whose data directory is `dir` (e.g. on a small filesystem).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Collector {
+        let mut c = Collector {
+            dir: dir.to_path_buf(),
+            child: None,
+            port: 0,
+            url: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            attached: false,
+        };
+        c.launch();
+        c
+    }
+
     pub fn start_with(name: &str, extra: &[&str]) -> Collector {
         let mut c = Collector {
             dir: temp_dir(name),
