@@ -126,22 +126,13 @@ fn enroll(store: &SledStore, i: usize) -> Result<Agent> {
     store
         .enroll(
             "bench-token",
-            &census_collector::model::Agent {
-                id: id.clone(),
-                public_key: key.public().to_text(),
-                enrolled_at: Utc::now(),
-                token_id: "tok_bench".into(),
-                agent_version: "bench".into(),
-                facts: Default::default(),
-                revoked_at: None,
-                last_seq: 0,
-                last_seen: None,
-                last_content_hash: None,
-                ci_id: None,
-                identification: None,
-                clock_skew_seconds: None,
-                superseded_by: None,
-            },
+            &census_collector::model::Agent::enrolled(
+                id.clone(),
+                key.public().to_text(),
+                "bench".into(),
+                Default::default(),
+                Utc::now(),
+            ),
             Utc::now(),
         )
         .map_err(|e| anyhow::anyhow!("enroll: {e}"))?;

@@ -129,6 +129,32 @@ impl IntoResponse for ApiProblem {
     }
 }
 
+/// Runs a store read or write off the async workers; a store error is a 503.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiProblem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+        .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
+}
+
+/// Decodes a query string into `T` (absent: `T::default()`); errors are 400 naming it.
+pub fn query_params<T: serde::de::DeserializeOwned + Default>(
+    raw: Option<String>,
+) -> Result<T, ApiProblem> {
+    match raw {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
+            ApiProblem::new(
+                StatusCode::BAD_REQUEST,
+                format!("query string: {e}"),
+                Some("query".into()),
+            )
+        }),
+    }
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -415,22 +441,13 @@ async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
         }
     }
     let now = Utc::now();
-    let agent = Agent {
-        id: format!("agt_{}", hex::encode(rand::random::<[u8; 10]>())),
-        public_key: key.to_text(),
-        enrolled_at: now,
-        token_id: String::new(),
-        agent_version: req.agent_version.clone(),
-        facts: req.facts.clone(),
-        revoked_at: None,
-        last_seq: 0,
-        last_seen: None,
-        last_content_hash: None,
-        ci_id: None,
-        identification: None,
-        clock_skew_seconds: None,
-        superseded_by: None,
-    };
+    let agent = Agent::enrolled(
+        format!("agt_{}", hex::encode(rand::random::<[u8; 10]>())),
+        key.to_text(),
+        req.agent_version.clone(),
+        req.facts.clone(),
+        now,
+    );
     let store = st.store.clone();
     let secret_hash = token_hash(&req.token);
     let agent_for_store = agent.clone();

@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{ApiProblem, AppState};
+use crate::api::{blocking, query_params as query, ApiProblem, AppState};
 use crate::model::*;
 use crate::people::{Allowed, Person, RouteTable};
-use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError, StoreError};
+use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError};
 
 /// The largest JSON body a people route reads.
 pub const MAX_PEOPLE_BODY_BYTES: usize = 256 * 1024;
@@ -133,15 +133,6 @@ fn unprocessable(message: impl Into<String>) -> ApiProblem {
     ApiProblem::new(StatusCode::UNPROCESSABLE_ENTITY, message, field)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiProblem> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
-        .map_err(store_failed)
-}
-
 /// Reads a JSON body of at most [`MAX_PEOPLE_BODY_BYTES`]; a decoding error names the field.
 async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiProblem> {
     let limited = http_body_util::Limited::new(body, MAX_PEOPLE_BODY_BYTES);
@@ -171,19 +162,6 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiProblem> {
         )
     })?;
     Ok(value)
-}
-
-fn query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiProblem> {
-    match raw {
-        None => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
-            ApiProblem::new(
-                StatusCode::BAD_REQUEST,
-                format!("query string: {e}"),
-                Some("query".into()),
-            )
-        }),
-    }
 }
 
 /// Applies a person's write with its audit entry.
@@ -512,11 +490,23 @@ async fn review_record(
 
 // --- the changed-since feed ---
 
+/// Paging over a numbered log (the feed's cursors, the audit log's sequence numbers):
+/// entries after `since`, at most `limit`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FeedQuery {
+struct LogPage {
     since: Option<u64>,
     limit: Option<usize>,
+}
+
+impl LogPage {
+    fn parse(raw: Option<String>) -> Result<(u64, usize), ApiProblem> {
+        let p: LogPage = query(raw)?;
+        Ok((
+            p.since.unwrap_or(0),
+            p.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+        ))
+    }
 }
 
 async fn feed(
@@ -524,9 +514,7 @@ async fn feed(
     Extension(_person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let fq: FeedQuery = query(q)?;
-    let since = fq.since.unwrap_or(0);
-    let limit = fq.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (since, limit) = LogPage::parse(q)?;
     let store = st.store.clone();
     let events = blocking(move || store.feed_since(since, limit)).await?;
     let next = events.last().map(|e| e.cursor).unwrap_or(since);
@@ -821,25 +809,16 @@ async fn put_severity(
 
 // --- audit ---
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
 async fn audit_log(
     State(st): State<Arc<AppState>>,
     Extension(_person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let aq: AuditQuery = query(q)?;
-    let after = aq.after.unwrap_or(0);
-    let limit = aq.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (since, limit) = LogPage::parse(q)?;
     let store = st.store.clone();
-    let entries = blocking(move || store.list_audit(after, limit)).await?;
-    let next = entries.last().map(|e| e.seq).unwrap_or(after);
-    Ok(Json(json!({"entries": entries, "next_after": next})).into_response())
+    let entries = blocking(move || store.list_audit(since, limit)).await?;
+    let next = entries.last().map(|e| e.seq).unwrap_or(since);
+    Ok(Json(json!({"entries": entries, "next_cursor": next})).into_response())
 }
 
 // --- webhooks ---

@@ -23,6 +23,7 @@ pub mod query_api;
 pub mod reconcile;
 pub mod server;
 pub mod store;
+pub mod table;
 pub mod telemetry;
 pub mod tls;
 pub mod webhooks;

@@ -754,52 +754,12 @@ fn unreachable_command() -> ! {
     std::process::exit(2)
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+use census_collector::table::cell;
 
 fn print_table(result: &Value, columns: &[&str]) {
     let rows: Vec<&Value> = match result {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
     };
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: Vec<String>| {
-        vals.iter()
-            .enumerate()
-            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    println!(
-        "{}",
-        line(columns.iter().map(|c| c.to_uppercase()).collect())
-    );
-    for r in cells {
-        println!("{}", line(r));
-    }
-    if rows.is_empty() {
-        println!("(none)");
-    }
+    print!("{}", census_collector::table::render(&rows, columns));
 }

@@ -230,6 +230,32 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A newly enrolled agent: nothing accepted yet, no CI.
+    pub fn enrolled(
+        id: String,
+        public_key: String,
+        agent_version: String,
+        facts: census_shared::protocol::IdentityFacts,
+        now: DateTime<Utc>,
+    ) -> Agent {
+        Agent {
+            id,
+            public_key,
+            enrolled_at: now,
+            token_id: String::new(),
+            agent_version,
+            facts,
+            revoked_at: None,
+            last_seq: 0,
+            last_seen: None,
+            last_content_hash: None,
+            ci_id: None,
+            identification: None,
+            clock_skew_seconds: None,
+            superseded_by: None,
+        }
+    }
+
     pub fn is_revoked(&self) -> bool {
         self.revoked_at.is_some()
     }

@@ -104,7 +104,7 @@ fn query_params(m: &str, path: &str) -> &'static [&'static str] {
             &["state", "severity", "authorization", "ci", "limit", "after"]
         }
         ("GET", "/api/v1/changes") => &["since", "limit"],
-        ("GET", "/api/v1/audit") => &["after", "limit"],
+        ("GET", "/api/v1/audit") => &["since", "limit"],
         _ => &[],
     }
 }

@@ -11,15 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{ApiProblem, AppState};
+use crate::api::{blocking, query_params as params, ApiProblem, AppState};
 use crate::model::*;
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::{self, filter, views, Query, Sort};
-use crate::store::StoreError;
 
 const READERS: Allowed = Allowed::AnyPerson;
 const EXPORTERS: Allowed = Allowed::Roles(&[Role::AssetManager, Role::Admin]);
@@ -46,24 +44,6 @@ fn bad(field: &str, detail: impl Into<String>) -> ApiProblem {
 
 fn not_found(what: String) -> ApiProblem {
     ApiProblem::new(StatusCode::NOT_FOUND, what, None)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiProblem> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
-        .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
-}
-
-fn params<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiProblem> {
-    match raw {
-        None => Ok(T::default()),
-        Some(q) => {
-            serde_urlencoded::from_str(&q).map_err(|e| bad("query", format!("query string: {e}")))
-        }
-    }
 }
 
 fn time_param(field: &str, text: &str) -> Result<DateTime<Utc>, ApiProblem> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use census_collector::table::cell;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -164,14 +165,6 @@ async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Resul
     Ok(body)
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn rows_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -191,42 +184,8 @@ fn print_rows(output: Output, rows: &[Value], columns: &[&str]) -> Result<()> {
             }
         }
         Output::Table => {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
-                .collect();
-            let widths: Vec<usize> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    cells
-                        .iter()
-                        .map(|r| r[i].chars().count())
-                        .chain([c.len()])
-                        .max()
-                        .unwrap_or(0)
-                        .min(60)
-                })
-                .collect();
-            // Agent-supplied text never reaches the terminal with control characters.
-            let line = |vals: Vec<String>| -> String {
-                vals.iter()
-                    .zip(&widths)
-                    .map(|(v, w)| {
-                        let v: String = v.chars().filter(|c| !c.is_control()).take(*w).collect();
-                        format!("{v:<w$}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            writeln!(
-                out,
-                "{}",
-                line(columns.iter().map(|c| c.to_uppercase()).collect())
-            )?;
-            for r in cells {
-                writeln!(out, "{}", line(r))?;
-            }
+            let refs: Vec<&Value> = rows.iter().collect();
+            write!(out, "{}", census_collector::table::render(&refs, columns))?;
         }
     }
     Ok(())

@@ -55,22 +55,13 @@ fn rig(name: &str) -> Rig {
     store
         .enroll(
             "h",
-            &Agent {
-                id: agent_id.clone(),
-                public_key: key.public().to_text(),
-                enrolled_at: Utc::now(),
-                token_id: "tok_t".into(),
-                agent_version: "t".into(),
-                facts: Default::default(),
-                revoked_at: None,
-                last_seq: 0,
-                last_seen: None,
-                last_content_hash: None,
-                ci_id: None,
-                identification: None,
-                clock_skew_seconds: None,
-                superseded_by: None,
-            },
+            &Agent::enrolled(
+                agent_id.clone(),
+                key.public().to_text(),
+                "t".into(),
+                Default::default(),
+                Utc::now(),
+            ),
             Utc::now(),
         )
         .unwrap();

@@ -24,22 +24,13 @@ fn token(secret_hash: &str, uses: u32, ttl: i64) -> EnrollmentToken {
 }
 
 fn agent(id: &str, key: &str) -> Agent {
-    Agent {
-        id: id.into(),
-        public_key: key.into(),
-        enrolled_at: Utc::now(),
-        token_id: String::new(),
-        agent_version: "t".into(),
-        facts: Default::default(),
-        revoked_at: None,
-        last_seq: 0,
-        last_seen: None,
-        last_content_hash: None,
-        ci_id: None,
-        identification: None,
-        clock_skew_seconds: None,
-        superseded_by: None,
-    }
+    Agent::enrolled(
+        id.into(),
+        key.into(),
+        "t".into(),
+        Default::default(),
+        Utc::now(),
+    )
 }
 
 #[test]
