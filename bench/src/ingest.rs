@@ -6,9 +6,8 @@
 //! usage: ingest-bench [--agents N] [--changed K] [--heartbeats M] [--concurrency C]
 //!                     [--base inventory.json] [--bin DIR]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,10 @@ use anyhow::{bail, Context, Result};
 use census_shared::envelope;
 use census_shared::protocol::{EnrollRequest, EnrollResponse, Heartbeat, IdentityFacts};
 use census_shared::*;
+
+#[path = "harness.rs"]
+mod harness;
+use harness::Collector;
 
 struct Args {
     agents: usize,
@@ -49,92 +52,6 @@ fn args() -> Result<Args> {
         }
     }
     Ok(a)
-}
-
-struct Collector {
-    child: std::process::Child,
-    dir: PathBuf,
-    url: String,
-    bin: PathBuf,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Collector {
-    fn start(bin: &std::path::Path) -> Result<Collector> {
-        let dir = std::env::temp_dir().join(format!("census-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new(bin.join("census-collector"))
-            .args([
-                "--data-dir",
-                dir.to_str().context("path")?,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--max-queue",
-                "4096",
-            ])
-            // CENSUS_BENCH_LOG=FILE keeps the collector's info log (per-phase timings).
-            .env(
-                "CENSUS_LOG",
-                if std::env::var_os("CENSUS_BENCH_LOG").is_some() {
-                    "info"
-                } else {
-                    "warn"
-                },
-            )
-            .stdout(Stdio::piped())
-            .stderr(match std::env::var_os("CENSUS_BENCH_LOG") {
-                Some(p) => Stdio::from(std::fs::File::create(p)?),
-                None => Stdio::null(),
-            })
-            .spawn()
-            .context("start census-collector (build it with cargo build --release)")?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let mut url = None;
-        for line in lines.by_ref() {
-            let line = line?;
-            if let Some(u) = line.strip_prefix("listening on ") {
-                url = Some(u.to_string());
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Collector {
-            child,
-            dir,
-            url: url.context("collector did not start")?,
-            bin: bin.to_path_buf(),
-        })
-    }
-
-    fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(self.bin.join("census-collector"))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("{}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    }
 }
 
 struct Agent {
