@@ -485,8 +485,11 @@ async fn main() -> Result<()> {
                 let wait = match backoff {
                     None => interval * (0.9 + 0.2 * (g.rng.below(1000) as f64 / 1000.0)),
                     Some(floor) => {
+                        // The real agent's full-jitter back-off (base 5 s, cap 900 s against
+                        // an hourly schedule), scaled to the compressed interval.
                         g.failures += 1;
-                        let cap = (1.0f64 * 2f64.powi(g.failures.min(6) as i32)).min(30.0);
+                        let base = interval / 20.0;
+                        let cap = (base * 2f64.powi(g.failures.min(10) as i32)).min(interval);
                         floor + cap * (g.rng.below(1000) as f64 / 1000.0)
                     }
                 };
