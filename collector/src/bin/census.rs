@@ -116,6 +116,17 @@ enum ChangesCommand {
     Show {
         id: String,
     },
+    /// Accept or reject a record (or some of its items) with a comment.
+    Review {
+        id: String,
+        #[arg(value_parser = ["accepted", "rejected"])]
+        decision: String,
+        #[arg(long, short)]
+        comment: String,
+        /// Item indexes (0-based) to decide; all when absent.
+        #[arg(long, value_delimiter = ',')]
+        items: Option<Vec<usize>>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +153,27 @@ fn client(ca_pem: Option<&str>) -> Result<reqwest::Client> {
         b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
     }
     Ok(b.build()?)
+}
+
+async fn post(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
+    let r = client(cfg.ca_pem.as_deref())?
+        .post(format!("{}{path}", cfg.server.trim_end_matches('/')))
+        .bearer_auth(&cfg.token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            body["detail"]
+                .as_str()
+                .unwrap_or("the collector refused the request")
+        );
+    }
+    Ok(body)
 }
 
 async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Result<Value> {
@@ -412,6 +444,27 @@ async fn run(cli: Cli) -> Result<()> {
                     "items",
                 ],
             )?;
+        }
+        Command::Changes {
+            command:
+                ChangesCommand::Review {
+                    id,
+                    decision,
+                    comment,
+                    items,
+                },
+        } => {
+            let cfg = load()?;
+            let mut body = serde_json::json!({"decision": decision, "comment": comment});
+            if let Some(items) = items {
+                body["items"] = serde_json::json!(items);
+            }
+            let r = post(&cfg, &format!("/api/v1/change-records/{id}/review"), &body).await?;
+            if output == Output::Table {
+                println!("{} is now {}", cell(&r["id"]), cell(&r["state"]));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
         }
         Command::Changes {
             command: ChangesCommand::Show { id },

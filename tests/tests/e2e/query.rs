@@ -473,4 +473,58 @@ fn census_cli_logs_in_and_answers_the_asset_managers_questions() {
     assert!(!ok && err.contains("position"), "{err}");
     let (ok, out, _) = census(&["completions", "bash"], None);
     assert!(ok && out.contains("census"), "completions");
+
+    // A change manager reviews drift from the command line (token login, second config).
+    c.cli(&["user", "add", "carol", "--role", "change_manager"]);
+    let cm_token = c.json(&["user", "token", "carol", "--ttl", "1h"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_openssl(&mut s, "3.0.13-1~deb12u1");
+    let record = a.send(&c, &mut s).body["change_record"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cm_config = c.dir.join("cm.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("census"))
+            .arg("--config")
+            .arg(&cm_config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&[
+        "login",
+        "--server",
+        &c.url,
+        "--token",
+        &cm_token,
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "changes",
+        "review",
+        &record,
+        "accepted",
+        "-c",
+        "patch window",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("is now accepted"), "{out}");
+    let (ok, _, err) = census(
+        &["changes", "review", &record, "rejected", "-c", "no"],
+        None,
+    );
+    assert!(
+        !ok && err.contains("403"),
+        "an asset manager may not review: {err}"
+    );
 }
