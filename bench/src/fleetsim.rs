@@ -12,7 +12,8 @@
 //! against the collector's (nothing acknowledged was lost) and 409 refusals are counted.
 //!
 //! usage: census-fleetsim [--agents N] [--duration S] [--interval S] [--drift P]
-//!        [--concurrency C] [--outage-at S --outage-for S] [--csv FILE] [--bin DIR]
+//!        [--concurrency C] [--outage-at S --outage-for S] [--csv FILE] [--svg FILE]
+//!        [--bin DIR]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ struct Args {
     outage_at: Option<f64>,
     outage_for: f64,
     csv: Option<PathBuf>,
+    svg: Option<PathBuf>,
     bin: PathBuf,
 }
 
@@ -50,6 +52,7 @@ fn args() -> Result<Args> {
         outage_at: None,
         outage_for: 10.0,
         csv: None,
+        svg: None,
         bin: PathBuf::from("target/release"),
     };
     let mut it = std::env::args().skip(1);
@@ -64,6 +67,7 @@ fn args() -> Result<Args> {
             "--outage-at" => a.outage_at = Some(val()?.parse()?),
             "--outage-for" => a.outage_for = val()?.parse()?,
             "--csv" => a.csv = Some(PathBuf::from(val()?)),
+            "--svg" => a.svg = Some(PathBuf::from(val()?)),
             "--bin" => a.bin = PathBuf::from(val()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
@@ -293,6 +297,61 @@ fn prepare(a: &mut SimAgent, drift_p: f64) -> Result<Pending> {
     };
     a.pending = Some(p.clone());
     Ok(p)
+}
+
+/// One plotted line: name, colour, (second, value) points.
+type Series<'a> = (&'a str, &'a str, &'a Vec<(f64, f64)>);
+
+/// A small SVG line chart: one panel per series, time on x, the outage shaded.
+fn svg_plot(
+    title: &str,
+    duration: f64,
+    series: &[Series<'_>],
+    outage: Option<(f64, f64)>,
+) -> String {
+    let (w, panel, left, top) = (900.0, 160.0, 70.0, 40.0);
+    let h = top + panel * series.len() as f64 + 30.0;
+    let x = |t: f64| left + (t / duration.max(1.0)) * (w - left - 20.0);
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">{}</text>"#,
+        title.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    for (i, (name, colour, points)) in series.iter().enumerate() {
+        let y0 = top + panel * i as f64;
+        let max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
+        let y = |v: f64| y0 + panel - 20.0 - (v / max) * (panel - 40.0);
+        if let Some((from, to)) = outage {
+            out.push_str(&format!(
+                r##"<rect x="{:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="#eeeeee"/>"##,
+                x(from),
+                x(to) - x(from),
+                panel - 20.0
+            ));
+        }
+        out.push_str(&format!(
+            r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999"/><text x="5" y="{:.1}">{name}</text><text x="5" y="{:.1}">max {max:.0}</text>"##,
+            y(0.0),
+            w - 20.0,
+            y(0.0),
+            y0 + 15.0,
+            y0 + 30.0
+        ));
+        let path: Vec<String> = points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        out.push_str(&format!(
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            path.join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        r#"<text x="{left}" y="{:.1}">0 s</text><text x="{:.1}" y="{:.1}">{duration:.0} s</text></svg>"#,
+        h - 8.0,
+        w - 60.0,
+        h - 8.0
+    ));
+    out
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -600,9 +659,9 @@ async fn main() -> Result<()> {
         );
         let sample_at: BTreeMap<u64, (f64, u64)> =
             samples.iter().map(|(s, r, d)| (*s, (*r, *d))).collect();
-        for (sec, s) in all {
+        for (sec, s) in &all {
             let mut l = s.latencies_ms.clone();
-            let (rss, disk) = sample_at.get(&sec).copied().unwrap_or((0.0, 0));
+            let (rss, disk) = sample_at.get(sec).copied().unwrap_or((0.0, 0));
             out.push_str(&format!(
                 "{sec},{},{},{},{},{:.1},{:.1},{rss:.0},{disk}\n",
                 s.full,
@@ -615,6 +674,37 @@ async fn main() -> Result<()> {
         }
         std::fs::write(path, out)?;
         eprintln!("per-second series: {}", path.display());
+    }
+    if let Some(path) = &a.svg {
+        let accepted: Vec<(f64, f64)> = all
+            .iter()
+            .map(|(sec, s)| (*sec as f64, accepted_at(s)))
+            .collect();
+        let p99: Vec<(f64, f64)> = all
+            .iter()
+            .map(|(sec, s)| {
+                let mut l = s.latencies_ms.clone();
+                (*sec as f64, pct(&mut l, 0.99))
+            })
+            .collect();
+        let rss: Vec<(f64, f64)> = samples.iter().map(|(s, r, _)| (*s as f64, *r)).collect();
+        std::fs::write(
+            path,
+            svg_plot(
+                &format!(
+                    "census-fleetsim: {} agents, interval {} s",
+                    a.agents, a.interval
+                ),
+                a.duration,
+                &[
+                    ("accepted/s", "#1f77b4", &accepted),
+                    ("p99 latency ms", "#d62728", &p99),
+                    ("collector RSS MiB", "#2ca02c", &rss),
+                ],
+                a.outage_at.map(|at| (at, at + a.outage_for)),
+            ),
+        )?;
+        eprintln!("plot: {}", path.display());
     }
     anyhow::ensure!(lost == 0, "{lost} agents lost an acknowledged submission");
     Ok(())
