@@ -91,15 +91,18 @@ fn disk_full_answers_503_acks_nothing_unstored_and_recovers() {
         if let Some(os) = snap.os.data_mut() {
             os.timezone = Some(format!("full-{n}"));
         }
-        let r = a.send(&c, &mut snap);
+        // The collector may stop itself mid-loop (fail-stop after a failed flush).
+        let Some(r) = a.try_send(&c, &mut snap) else {
+            break;
+        };
         if r.status == 200 {
             acked_while_full.push(a.seq);
         }
         statuses.push(r.status);
     }
     assert!(
-        statuses.contains(&503),
-        "a full disk answers 503: {statuses:?}"
+        !statuses.is_empty() && statuses.contains(&503),
+        "a full disk answers 503 before anything else: {statuses:?}"
     );
     assert!(
         statuses.iter().all(|s| *s == 503 || *s == 200),
