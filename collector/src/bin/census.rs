@@ -155,14 +155,13 @@ fn client(ca_pem: Option<&str>) -> Result<reqwest::Client> {
     Ok(b.build()?)
 }
 
-async fn post(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
-    let r = client(cfg.ca_pem.as_deref())?
-        .post(format!("{}{path}", cfg.server.trim_end_matches('/')))
+/// Sends a request with the saved token; a refusal becomes an error with its detail.
+async fn send(cfg: &ClientConfig, what: String, req: reqwest::RequestBuilder) -> Result<Value> {
+    let r = req
         .bearer_auth(&cfg.token)
-        .json(body)
         .send()
         .await
-        .with_context(|| format!("POST {path}"))?;
+        .with_context(|| what.clone())?;
     let status = r.status();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -176,25 +175,22 @@ async fn post(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
     Ok(body)
 }
 
+fn url(cfg: &ClientConfig, path: &str) -> String {
+    format!("{}{path}", cfg.server.trim_end_matches('/'))
+}
+
+async fn post(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
+    let req = client(cfg.ca_pem.as_deref())?
+        .post(url(cfg, path))
+        .json(body);
+    send(cfg, format!("POST {path}"), req).await
+}
+
 async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Result<Value> {
-    let r = client(cfg.ca_pem.as_deref())?
-        .get(format!("{}{path}", cfg.server.trim_end_matches('/')))
-        .query(query)
-        .bearer_auth(&cfg.token)
-        .send()
-        .await
-        .with_context(|| format!("GET {path}"))?;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            body["detail"]
-                .as_str()
-                .unwrap_or("the collector refused the request")
-        );
-    }
-    Ok(body)
+    let req = client(cfg.ca_pem.as_deref())?
+        .get(url(cfg, path))
+        .query(query);
+    send(cfg, format!("GET {path}"), req).await
 }
 
 fn rows_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
