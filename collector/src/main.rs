@@ -141,6 +141,9 @@ struct ServeArgs {
     /// How often the stale/retired sweep runs.
     #[arg(long, default_value = "5m")]
     lifecycle_every: String,
+    /// The store's page cache in MiB (bounds the collector's memory; more caches more).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
 }
 
 #[derive(Subcommand)]
@@ -297,6 +300,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         stale_after,
         retire_after,
         lifecycle_every,
+        cache_mb,
     } = args;
     let seconds = |flag: &str, v: &str| -> Result<i64> {
         admin::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
@@ -331,7 +335,10 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("store"))?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with_cache(
+        &data_dir.join("store"),
+        cache_mb.max(16) * 1024 * 1024,
+    )?);
     census_collector::drift::seed_defaults(store.as_ref(), Utc::now())?;
     let tls_config = if insecure_http {
         tracing::warn!("serving plain HTTP on loopback: development only");

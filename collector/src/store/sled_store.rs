@@ -218,6 +218,9 @@ fn map_tx<T>(r: Result<T, TransactionError<CommitError>>) -> Result<T, CommitErr
 
 const BACKUP_MAGIC: &[u8] = b"CENSUS-BACKUP-1\n";
 
+/// The page cache a store opens with unless told otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 impl SledStore {
     /// A shared hold on the write gate. A poisoned gate (a writer panicked) still orders
     /// writes against backups, so the poison is ignored.
@@ -321,8 +324,15 @@ impl SledStore {
 
     /// Opens (or creates) the store in `dir`, refusing a newer schema.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens with a page cache of at most `cache_bytes` (sled's own default is 1 GiB, which
+    /// a collector's RSS grows into during a discovery wave).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             // Durability comes from explicit flushes before each ack (group commit); the
             // background flusher only bounds how much an unacknowledged write can lose.
