@@ -157,11 +157,7 @@ pub fn execute(
                     "user names are 1-64 characters of letters, digits and . _ - @".into(),
                 ));
             }
-            let before = store
-                .list_users()
-                .map_err(store_err)?
-                .into_iter()
-                .find(|u| u.name == name);
+            let before = store.get_user(&name).map_err(store_err)?;
             let user = User {
                 name: name.clone(),
                 role,
@@ -192,10 +188,8 @@ pub fn execute(
             .collect::<Vec<_>>())),
         AdminRequest::UserPassword { name, password } => {
             let mut user = store
-                .list_users()
+                .get_user(&name)
                 .map_err(store_err)?
-                .into_iter()
-                .find(|u| u.name == name)
                 .ok_or_else(|| AdminError::NotFound(format!("no user {name}")))?;
             user.password_hash =
                 Some(crate::login::hash_password(&password).map_err(AdminError::Invalid)?);
@@ -214,16 +208,11 @@ pub fn execute(
             if ttl_seconds <= 0 {
                 return Err(AdminError::Invalid("a token needs a positive TTL".into()));
             }
-            let user = store
-                .list_users()
-                .map_err(store_err)?
-                .into_iter()
-                .find(|u| u.name == name)
-                .ok_or_else(|| {
-                    AdminError::NotFound(format!(
-                        "no user {name}; add one with `user add {name} --role ROLE`"
-                    ))
-                })?;
+            let user = store.get_user(&name).map_err(store_err)?.ok_or_else(|| {
+                AdminError::NotFound(format!(
+                    "no user {name}; add one with `user add {name} --role ROLE`"
+                ))
+            })?;
             let (token, text) =
                 crate::people::new_token(&user.name, Duration::seconds(ttl_seconds), now);
             audited_admin(

@@ -103,10 +103,8 @@ pub fn authenticate(
         return Err(unauthorized("the API token has expired"));
     }
     let user: User = store
-        .list_users()
+        .get_user(&token.user)
         .map_err(store_error)?
-        .into_iter()
-        .find(|u| u.name == token.user)
         .ok_or_else(invalid)?;
     if user.disabled {
         return Err(unauthorized("this user is disabled"));

@@ -231,7 +231,7 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_change_record(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError>;
 
-    fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    fn get_user(&self, name: &str) -> Result<Option<User>, StoreError>;
     fn list_users(&self) -> Result<Vec<User>, StoreError>;
 
     // Drift rules and the people's writes. Every write goes through `commit_people`,

@@ -445,6 +445,21 @@ impl SledStore {
             .collect()
     }
 
+    /// Records of a tree keyed by a big-endian number, after `after`, at most `limit`.
+    fn numbered_after<T: DeserializeOwned>(
+        tree: &Tree,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        tree.range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     fn get_json<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
         match tree.get(key).map_err(io)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
@@ -991,12 +1006,8 @@ impl Store for SledStore {
         Ok(r)
     }
 
-    fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        let _writing = self.writing();
-        self.users
-            .insert(user.name.as_bytes(), encode(user)?)
-            .map_err(io)?;
-        self.flush()
+    fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Self::get_json(&self.users, name.as_bytes())
     }
 
     fn list_users(&self) -> Result<Vec<User>, StoreError> {
@@ -1169,18 +1180,15 @@ impl Store for SledStore {
     }
 
     fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit
-            .range((after.saturating_add(1)).to_be_bytes()..)
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r.map_err(io)?;
-                decode(&k, &v)
-            })
-            .collect()
+        Self::numbered_after(&self.audit, after, limit)
     }
 
     fn sequence_events(&self, max: usize) -> Result<usize, StoreError> {
         let _writing = self.writing();
+        // Runs every second: with nothing queued, read nothing else.
+        if self.outbox.is_empty() {
+            return Ok(0);
+        }
         let webhooks: Vec<Webhook> = self
             .list_webhooks()?
             .into_iter()
@@ -1241,14 +1249,7 @@ impl Store for SledStore {
     }
 
     fn feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        self.feed
-            .range((cursor.saturating_add(1)).to_be_bytes()..)
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r.map_err(io)?;
-                decode(&k, &v)
-            })
-            .collect()
+        Self::numbered_after(&self.feed, cursor, limit)
     }
 
     fn feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {
