@@ -461,17 +461,8 @@ async fn impact(
     let limit = p.limit.unwrap_or(1000).clamp(1, views::MAX_IMPACT_NODES);
     let store = st.store.clone();
     let lookup = from.clone();
-    match blocking(move || {
-        views::impact(
-            store.as_ref(),
-            &lookup,
-            depth,
-            version.as_ref(),
-            limit,
-            Utc::now(),
-        )
-    })
-    .await?
+    match blocking(move || views::impact(store.as_ref(), &lookup, depth, version.as_ref(), limit))
+        .await?
     {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(not_found(format!("CI {from} does not exist"))),

@@ -209,6 +209,17 @@ fn addresses(ci: &Ci) -> impl Iterator<Item = &str> {
     list.iter().filter_map(Value::as_str).chain(own)
 }
 
+/// Whether one `installs` edge satisfies an expression made of software conditions; any
+/// other condition is false (it is about the CI, not the edge).
+pub fn matches_edge(e: &Expr, edge: &Attributes) -> bool {
+    match e {
+        Expr::Cond(c) => software_cond(edge, c),
+        Expr::Not(inner) => !matches_edge(inner, edge),
+        Expr::Or(parts) => parts.iter().any(|p| matches_edge(p, edge)),
+        Expr::And(parts) => parts.iter().all(|p| matches_edge(p, edge)),
+    }
+}
+
 /// Whether `s` matches `e`. In an `and` chain, the `software.*` conditions bind to one
 /// package.
 pub fn matches(e: &Expr, s: &Subject<'_>) -> bool {

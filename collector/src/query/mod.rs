@@ -185,7 +185,7 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
             };
             for (id, edges) in by_computer {
                 if let Some(part) = &software_part {
-                    if !edges.iter().any(|e| edge_matches(part, e, now)) {
+                    if !edges.iter().any(|e| eval::matches_edge(part, e)) {
                         continue;
                     }
                 }
@@ -231,27 +231,21 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
         })
         .map(|(ci, _)| (sort_value(&ci, &q.sort.key), ci))
         .collect();
-    let order = |a: &(Value, Ci), b: &(Value, Ci)| {
-        let o = compare_values(&a.0, &b.0).then_with(|| a.1.id.cmp(&b.1.id));
+    // Pages are ordered by (sort value, id); a cursor is the last such key shown.
+    let order = |(va, ia): (&Value, &str), (vb, ib): (&Value, &str)| {
+        let o = compare_values(va, vb).then_with(|| ia.cmp(ib));
         if q.sort.descending {
             o.reverse()
         } else {
             o
         }
     };
-    matched.sort_by(order);
+    matched.sort_by(|a, b| order((&a.0, &a.1.id), (&b.0, &b.1.id)));
     let total = matched.len();
     let start = match &q.after {
         None => 0,
         Some((value, id)) => {
-            let probe = (
-                value.clone(),
-                Ci {
-                    id: id.clone(),
-                    ..placeholder()
-                },
-            );
-            matched.partition_point(|m| order(m, &probe) != Ordering::Greater)
+            matched.partition_point(|m| order((&m.0, &m.1.id), (value, id)) != Ordering::Greater)
         }
     };
     let page: Vec<(Value, Ci)> = matched.into_iter().skip(start).take(q.limit).collect();
@@ -263,22 +257,6 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
         total,
         next_cursor,
     })
-}
-
-fn placeholder() -> Ci {
-    Ci {
-        id: String::new(),
-        class: CiClass::Computer,
-        name: String::new(),
-        attributes: Attributes::new(),
-        volatile: Attributes::new(),
-        status: CiStatus::Active,
-        first_seen: DateTime::<Utc>::MIN_UTC,
-        last_seen: DateTime::<Utc>::MIN_UTC,
-        sources: Vec::new(),
-        version: 0,
-        owner: None,
-    }
 }
 
 /// One CI narrowed to `fields` (top-level names or attribute paths); all of it if empty.
@@ -318,18 +296,4 @@ pub fn version_condition(text: &str) -> Result<Expr, filter::FilterError> {
         position: 0,
         message: "empty version condition".into(),
     })
-}
-
-/// Whether an `installs` edge satisfies a version condition from [`version_condition`].
-pub fn edge_matches(cond: &Expr, edge: &Attributes, now: DateTime<Utc>) -> bool {
-    let ci = placeholder();
-    let refs = [edge];
-    eval::matches(
-        cond,
-        &eval::Subject {
-            ci: &ci,
-            software: &refs,
-            now,
-        },
-    )
 }

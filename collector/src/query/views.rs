@@ -245,7 +245,6 @@ pub fn impact(
     depth: usize,
     version: Option<&Expr>,
     limit: usize,
-    now: DateTime<Utc>,
 ) -> Result<Option<Value>, StoreError> {
     let Some(origin) = store.get_ci(from)? else {
         return Ok(None);
@@ -260,7 +259,7 @@ pub fn impact(
                     continue;
                 }
                 if let Some(cond) = version {
-                    if !super::edge_matches(cond, &r.attributes, now) {
+                    if !super::eval::matches_edge(cond, &r.attributes) {
                         continue;
                     }
                 }
