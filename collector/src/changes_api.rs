@@ -363,11 +363,12 @@ pub fn apply_review(
             .as_ref()
             .map(|r| format!(" by {} at {}", r.by, r.at))
             .unwrap_or_default();
+        // The reviewer's name and the record id keep their case.
         return Err(format!(
-            "state: change record {} is already {:?}{by}; reviews are final",
-            record.id, record.state
-        )
-        .to_lowercase());
+            "state: change record {} is already {}{by}; reviews are final",
+            record.id,
+            record.state.as_str()
+        ));
     }
     let mut next = record.clone();
     match items {

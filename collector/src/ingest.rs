@@ -424,8 +424,8 @@ impl Ingest {
                         self.events.notify_one();
                         metrics::counter!(
                             "census_change_records_total",
-                            "severity" => format!("{:?}", r.severity).to_lowercase(),
-                            "authorization" => format!("{:?}", r.authorization).to_lowercase()
+                            "severity" => r.severity.as_str(),
+                            "authorization" => r.authorization.as_str()
                         )
                         .increment(1);
                     }

@@ -550,6 +550,16 @@ pub enum Severity {
     High,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
 impl std::str::FromStr for Severity {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -611,6 +621,16 @@ pub enum RecordState {
     Rejected,
 }
 
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Open => "open",
+            RecordState::Accepted => "accepted",
+            RecordState::Rejected => "rejected",
+        }
+    }
+}
+
 impl std::str::FromStr for RecordState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -630,6 +650,15 @@ impl std::str::FromStr for RecordState {
 pub enum Authorization {
     Authorized,
     Unauthorized,
+}
+
+impl Authorization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authorization::Authorized => "authorized",
+            Authorization::Unauthorized => "unauthorized",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
