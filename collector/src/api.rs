@@ -316,7 +316,7 @@ where
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             tracing::info!(reason = e.reason(), detail = %e, "submission refused");
-            metrics::counter!("census_ingest_refused_total", "route" => route, "reason" => e.reason()).increment(1);
+            count_refusal(route, e.reason());
             return e.into_response();
         }
         Err(e) => {
@@ -329,8 +329,7 @@ where
     };
     let ticket = st.group.ticket();
     if let Err(e) = st.group.wait_durable(ticket).await {
-        metrics::counter!("census_ingest_refused_total", "route" => route, "reason" => e.reason())
-            .increment(1);
+        count_refusal(route, e.reason());
         return e.into_response();
     }
     let changed = if accepted.changed { "true" } else { "false" };
@@ -345,35 +344,37 @@ where
 /// body read up to `limit` bytes. Refusals come back as ready responses.
 async fn accept_signed<'a>(
     st: &'a AppState,
+    route: &'static str,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
 ) -> Result<(Envelope, Admission<'a>, bytes::Bytes), Response> {
-    let refused = |e: &IngestError| {
-        metrics::counter!("census_ingest_refused_total", "route" => "signed", "reason" => e.reason())
-            .increment(1);
-    };
     let env = envelope_from(headers).map_err(|e| {
-        refused(&e);
+        count_refusal(route, e.reason());
         e.into_response()
     })?;
     let slot = st.admit().map_err(|e| {
-        metrics::counter!("census_ingest_refused_total", "route" => "signed", "reason" => "saturated")
-            .increment(1);
+        count_refusal(route, "saturated");
         saturated(e)
     })?;
     let bytes = read_limited(headers, body, limit).await.map_err(|e| {
-        refused(&e);
+        count_refusal(route, e.reason());
         e.into_response()
     })?;
     Ok((env, slot, bytes))
 }
 
+fn count_refusal(route: &'static str, reason: &'static str) {
+    metrics::counter!("census_ingest_refused_total", "route" => route, "reason" => reason)
+        .increment(1);
+}
+
 async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let (env, _slot, bytes) = match accept_signed(&st, &headers, body, MAX_BODY_BYTES).await {
-        Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
-    };
+    let (env, _slot, bytes) =
+        match accept_signed(&st, "snapshot", &headers, body, MAX_BODY_BYTES).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => return refusal,
+        };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -385,10 +386,11 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 }
 
 async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let (env, _slot, bytes) = match accept_signed(&st, &headers, body, MAX_HEARTBEAT_BYTES).await {
-        Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
-    };
+    let (env, _slot, bytes) =
+        match accept_signed(&st, "heartbeat", &headers, body, MAX_HEARTBEAT_BYTES).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => return refusal,
+        };
     run_ingest(&st, "heartbeat", move |ingest| {
         ingest.heartbeat(&env, &bytes, Utc::now())
     })
