@@ -63,6 +63,12 @@ pub enum AdminRequest {
         id: String,
     },
     ConflictList,
+    /// Closes an identity conflict: `kept_separate` (two real machines) or
+    /// `claiming_agent_revoked` (a clone: its agent is revoked in the same write).
+    ConflictResolve {
+        id: String,
+        resolution: ConflictResolution,
+    },
     ChangeList,
     /// A consistent backup of the store to this absolute path (written 0600).
     Backup {
@@ -93,12 +99,45 @@ fn store_err(e: crate::store::StoreError) -> AdminError {
     AdminError::Store(e)
 }
 
-/// Runs one admin command against the store.
+/// What a person decided about an identity conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictResolution {
+    KeptSeparate,
+    ClaimingAgentRevoked,
+}
+
+impl ConflictResolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictResolution::KeptSeparate => "kept_separate",
+            ConflictResolution::ClaimingAgentRevoked => "claiming_agent_revoked",
+        }
+    }
+}
+
+/// The audit actor for commands typed at the collector's host.
+pub fn cli_actor() -> String {
+    format!(
+        "admin-cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Runs one admin command against the store; every write is audited as `actor`.
 pub fn execute(
     store: &dyn Store,
     req: AdminRequest,
+    actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Value, AdminError> {
+    let audited = |write: PeopleWrite,
+                   action: &str,
+                   target: &str,
+                   before: Option<Value>,
+                   after: Option<Value>| {
+        audited_admin(store, write, actor, action, target, before, after, now)
+    };
     match req {
         AdminRequest::TokenCreate {
             ttl_seconds,
@@ -121,7 +160,15 @@ pub fn execute(
                 revoked_at: None,
                 note,
             };
-            store.put_token(&token).map_err(store_err)?;
+            audited(
+                PeopleWrite::PutEnrollmentToken(token.clone()),
+                "enrollment_token.create",
+                &token.id,
+                None,
+                Some(
+                    json!({"id": token.id, "expires_at": token.expires_at, "max_uses": uses, "note": token.note}),
+                ),
+            )?;
             Ok(
                 json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": uses}),
             )
@@ -131,20 +178,47 @@ pub fn execute(
             Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "uses": t.uses, "max_uses": t.max_uses, "revoked_at": t.revoked_at, "note": t.note, "state": token_state(t, now)})).collect::<Vec<_>>()))
         }
         AdminRequest::TokenRevoke { id } => {
-            match store.revoke_token(&id, now).map_err(store_err)? {
-                true => Ok(json!({"revoked": id})),
-                false => Err(AdminError::NotFound(format!("no token with id {id}"))),
+            let expected = store
+                .list_tokens()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|t| t.id == id)
+                .ok_or_else(|| AdminError::NotFound(format!("no token with id {id}")))?;
+            if expected.revoked_at.is_none() {
+                let mut token = expected.clone();
+                token.revoked_at = Some(now);
+                audited(
+                    PeopleWrite::ReviseEnrollmentToken {
+                        expected: Box::new(expected),
+                        token: Box::new(token),
+                    },
+                    "enrollment_token.revoke",
+                    &id,
+                    None,
+                    Some(json!({"revoked_at": now})),
+                )?;
             }
+            Ok(json!({"revoked": id}))
         }
         AdminRequest::AgentList => {
             let agents = store.list_agents().map_err(store_err)?;
             Ok(json!(agents.iter().map(|a| json!({"id": a.id, "hostname": a.facts.hostname, "enrolled_at": a.enrolled_at, "last_seen": a.last_seen, "last_seq": a.last_seq, "ci_id": a.ci_id, "revoked_at": a.revoked_at, "superseded_by": a.superseded_by, "clock_skew_seconds": a.clock_skew_seconds, "agent_version": a.agent_version})).collect::<Vec<_>>()))
         }
         AdminRequest::AgentRevoke { id } => {
-            match store.revoke_agent(&id, now).map_err(store_err)? {
-                true => Ok(json!({"revoked": id})),
-                false => Err(AdminError::NotFound(format!("no agent with id {id}"))),
+            let agent = store
+                .get_agent(&id)
+                .map_err(store_err)?
+                .ok_or_else(|| AdminError::NotFound(format!("no agent with id {id}")))?;
+            if agent.revoked_at.is_none() {
+                audited(
+                    PeopleWrite::RevokeAgent(id.clone()),
+                    "agent.revoke",
+                    &id,
+                    Some(json!({"hostname": agent.facts.hostname, "ci_id": agent.ci_id})),
+                    Some(json!({"revoked_at": now})),
+                )?;
             }
+            Ok(json!({"revoked": id}))
         }
         AdminRequest::UserAdd { name, role } => {
             let valid = !name.is_empty()
@@ -165,8 +239,7 @@ pub fn execute(
                 disabled: false,
                 password_hash: before.as_ref().and_then(|u| u.password_hash.clone()),
             };
-            audited_admin(
-                store,
+            audited(
                 PeopleWrite::PutUser(user.clone()),
                 if before.is_some() {
                     "user.update"
@@ -176,7 +249,6 @@ pub fn execute(
                 &name,
                 before.map(|u| user_view(&u)),
                 Some(user_view(&user)),
-                now,
             )?;
             Ok(user_view(&user))
         }
@@ -193,14 +265,12 @@ pub fn execute(
                 .ok_or_else(|| AdminError::NotFound(format!("no user {name}")))?;
             user.password_hash =
                 Some(crate::login::hash_password(&password).map_err(AdminError::Invalid)?);
-            audited_admin(
-                store,
+            audited(
                 PeopleWrite::PutUser(user.clone()),
                 "user.password",
                 &name,
                 None,
                 None,
-                now,
             )?;
             Ok(json!({"user": name, "password": "set"}))
         }
@@ -215,14 +285,12 @@ pub fn execute(
             })?;
             let (token, text) =
                 crate::people::new_token(&user.name, Duration::seconds(ttl_seconds), now);
-            audited_admin(
-                store,
+            audited(
                 PeopleWrite::PutApiToken(token.clone()),
                 "api_token.create",
                 &token.id,
                 None,
                 Some(json!({"id": token.id, "user": token.user, "expires_at": token.expires_at})),
-                now,
             )?;
             Ok(
                 json!({"id": token.id, "user": user.name, "role": user.role, "token": text, "expires_at": token.expires_at}),
@@ -239,14 +307,12 @@ pub fn execute(
                 .ok_or_else(|| AdminError::NotFound(format!("no API token with id {id}")))?;
             if token.revoked_at.is_none() {
                 token.revoked_at = Some(now);
-                audited_admin(
-                    store,
+                audited(
                     PeopleWrite::PutApiToken(token.clone()),
                     "api_token.revoke",
                     &id,
                     None,
                     Some(json!({"revoked_at": now})),
-                    now,
                 )?;
             }
             Ok(json!({"revoked": id}))
@@ -334,6 +400,30 @@ pub fn execute(
             )
         }
         AdminRequest::ConflictList => Ok(json!(store.list_conflicts().map_err(store_err)?)),
+        AdminRequest::ConflictResolve { id, resolution } => {
+            let conflict = store
+                .list_conflicts()
+                .map_err(store_err)?
+                .into_iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| AdminError::NotFound(format!("no identity conflict {id}")))?;
+            let revoke_agent = (resolution == ConflictResolution::ClaimingAgentRevoked)
+                .then(|| conflict.claiming_agent.clone());
+            audited(
+                PeopleWrite::ResolveConflict {
+                    id: id.clone(),
+                    resolution: resolution.as_str().into(),
+                    revoke_agent: revoke_agent.clone(),
+                },
+                "identity_conflict.resolve",
+                &id,
+                Some(
+                    json!({"rule": conflict.rule, "existing_ci": conflict.existing_ci, "claiming_agent": conflict.claiming_agent}),
+                ),
+                Some(json!({"resolution": resolution.as_str(), "revoked_agent": revoke_agent})),
+            )?;
+            Ok(json!({"resolved": id, "resolution": resolution.as_str()}))
+        }
         AdminRequest::ChangeList => {
             let records = store.list_change_records().map_err(store_err)?;
             Ok(json!(records.iter().map(|r| json!({"id": r.id, "ci_id": r.ci_id, "ci_name": r.ci_name, "agent_id": r.agent_id, "seq": r.seq, "state": r.state, "severity": r.severity, "authorization": r.authorization, "detected_at": r.detected_at, "items": r.items.len(), "record": r})).collect::<Vec<_>>()))
@@ -363,24 +453,22 @@ fn user_view(u: &User) -> Value {
 }
 
 /// An admin-CLI write, audited as done by the operator at the console.
+#[allow(clippy::too_many_arguments)]
 fn audited_admin(
     store: &dyn Store,
     write: PeopleWrite,
+    actor: &str,
     action: &str,
     target: &str,
     before: Option<Value>,
     after: Option<Value>,
     now: DateTime<Utc>,
 ) -> Result<(), AdminError> {
-    let actor = format!(
-        "admin-cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
     store
         .commit_people(
             &write,
             AuditDraft {
-                actor,
+                actor: actor.into(),
                 action: action.into(),
                 target: target.into(),
                 before,
@@ -443,7 +531,7 @@ pub async fn serve_socket(
             let response = match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(req) => {
                     let r = tokio::task::spawn_blocking(move || {
-                        execute(store.as_ref(), req, Utc::now())
+                        execute(store.as_ref(), req, &cli_actor(), Utc::now())
                     })
                     .await;
                     match r {

@@ -47,6 +47,9 @@ pub struct AppState {
     pub login_limiter: crate::login::LoginLimiter,
     /// Renders `/metrics`; None when another server in this process owns the recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The private CA's fingerprint agents pin, when the collector made its own CA: the
+    /// web UI prints it in the enrollment command.
+    pub ca_fingerprint: Option<String>,
 }
 
 /// Every route with who may call it. The router and this table come from one builder.
@@ -64,6 +67,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
     crate::changes_api::routes(&mut t);
     crate::query_api::routes(&mut t);
+    crate::ui::routes(&mut t);
     t
 }
 
@@ -71,6 +75,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     route_table(RouteTable::new(state.store.clone()))
         .into_router()
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::ui::session::security_headers,
+        ))
         .with_state(state)
 }
 

@@ -166,7 +166,7 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiProblem> {
 
 /// Applies a person's write with its audit entry.
 /// What `person` did to `target`, for the audit log.
-fn draft(
+pub(crate) fn draft(
     person: &Person,
     action: &str,
     target: &str,
@@ -184,7 +184,7 @@ fn draft(
     }
 }
 
-async fn audited(
+pub(crate) async fn audited(
     st: &AppState,
     write: PeopleWrite,
     draft: AuditDraft,
@@ -442,14 +442,28 @@ async fn review_record(
     body: Body,
 ) -> Reply {
     let req: ReviewRequest = read_json(body).await?;
-    let comment = req.comment.trim().to_string();
+    let next = review(&st, &person, &id, req.decision, req.items, &req.comment).await?;
+    Ok(Json(next).into_response())
+}
+
+/// Decides a change record or some of its items, audited; 409 when it is already decided
+/// or another reviewer won the race. Shared by the API and the web UI.
+pub async fn review(
+    st: &AppState,
+    person: &Person,
+    id: &str,
+    decision: Decision,
+    items: Option<Vec<usize>>,
+    comment: &str,
+) -> Result<ChangeRecord, ApiProblem> {
+    let comment = comment.trim().to_string();
     if comment.is_empty() || comment.chars().count() > MAX_COMMENT_CHARS {
         return Err(unprocessable(format!(
             "comment: a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
         )));
     }
     let store = st.store.clone();
-    let lookup = id.clone();
+    let lookup = id.to_string();
     let Some(record) = blocking(move || store.get_change_record(&lookup)).await? else {
         return Err(ApiProblem::new(
             StatusCode::NOT_FOUND,
@@ -458,12 +472,12 @@ async fn review_record(
         ));
     };
     let review = Review {
-        decision: req.decision,
+        decision,
         by: person.name.clone(),
         at: Utc::now(),
         comment: comment.clone(),
     };
-    let next = apply_review(&record, req.decision, req.items.as_deref(), review).map_err(|e| {
+    let next = apply_review(&record, decision, items.as_deref(), review).map_err(|e| {
         if e.starts_with("state:") || e.contains("already reviewed") {
             ApiProblem::new(StatusCode::CONFLICT, e, None)
         } else {
@@ -471,22 +485,22 @@ async fn review_record(
         }
     })?;
     audited(
-        &st,
+        st,
         PeopleWrite::ReviewRecord {
             expected: Box::new(record.clone()),
             record: Box::new(next.clone()),
         },
         draft(
-            &person,
+            person,
             "change_record.review",
-            &id,
+            id,
             Some(review_summary(&record)),
             Some(review_summary(&next)),
             Some(comment),
         ),
     )
     .await?;
-    Ok(Json(next).into_response())
+    Ok(next)
 }
 
 // --- the changed-since feed ---
@@ -526,12 +540,12 @@ async fn feed(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlannedRequest {
-    title: String,
-    scope: PlanScope,
-    allowed: Vec<ItemPattern>,
-    window_start: DateTime<Utc>,
-    window_end: DateTime<Utc>,
+pub struct PlannedRequest {
+    pub title: String,
+    pub scope: PlanScope,
+    pub allowed: Vec<ItemPattern>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
 }
 
 async fn list_planned(
@@ -569,6 +583,16 @@ async fn create_planned(
     body: Body,
 ) -> Reply {
     let req: PlannedRequest = read_json(body).await?;
+    let p = create_planned_change(&st, &person, req).await?;
+    Ok((StatusCode::CREATED, Json(p)).into_response())
+}
+
+/// Stores a new, validated planned change, audited.
+pub async fn create_planned_change(
+    st: &AppState,
+    person: &Person,
+    req: PlannedRequest,
+) -> Result<PlannedChange, ApiProblem> {
     let now = Utc::now();
     let p = PlannedChange {
         id: new_id("pln"),
@@ -585,12 +609,12 @@ async fn create_planned(
     p.validate().map_err(unprocessable)?;
     let after = serde_json::to_value(&p).ok();
     audited(
-        &st,
+        st,
         PeopleWrite::PutPlannedChange(p.clone()),
-        draft(&person, "planned_change.create", &p.id, None, after, None),
+        draft(person, "planned_change.create", &p.id, None, after, None),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(p)).into_response())
+    Ok(p)
 }
 
 async fn update_planned(
@@ -639,37 +663,46 @@ async fn cancel_planned(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
-    let before = find_planned(&st, &id).await?;
+    Ok(Json(cancel_planned_change(&st, &person, &id).await?).into_response())
+}
+
+/// Cancels a planned change (idempotent), audited.
+pub async fn cancel_planned_change(
+    st: &AppState,
+    person: &Person,
+    id: &str,
+) -> Result<PlannedChange, ApiProblem> {
+    let before = find_planned(st, id).await?;
     let p = PlannedChange {
         state: PlannedState::Cancelled,
         updated_at: Utc::now(),
         ..before.clone()
     };
     audited(
-        &st,
+        st,
         PeopleWrite::PutPlannedChange(p.clone()),
         draft(
-            &person,
+            person,
             "planned_change.cancel",
-            &id,
+            id,
             serde_json::to_value(&before).ok(),
             serde_json::to_value(&p).ok(),
             None,
         ),
     )
     .await?;
-    Ok(Json(p).into_response())
+    Ok(p)
 }
 
 // --- noise and severity rules ---
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoiseRequest {
-    class: CiClass,
-    pattern: ItemPattern,
+pub struct NoiseRequest {
+    pub class: CiClass,
+    pub pattern: ItemPattern,
     #[serde(default)]
-    note: String,
+    pub note: String,
 }
 
 async fn list_noise(
@@ -687,6 +720,16 @@ async fn create_noise(
     body: Body,
 ) -> Reply {
     let req: NoiseRequest = read_json(body).await?;
+    let rule = create_noise_rule(&st, &person, req).await?;
+    Ok((StatusCode::CREATED, Json(rule)).into_response())
+}
+
+/// Stores a validated noise rule, audited.
+pub async fn create_noise_rule(
+    st: &AppState,
+    person: &Person,
+    req: NoiseRequest,
+) -> Result<NoiseRule, ApiProblem> {
     req.pattern.validate("pattern").map_err(unprocessable)?;
     if req.note.chars().count() > MAX_COMMENT_CHARS {
         return Err(unprocessable(format!(
@@ -702,10 +745,10 @@ async fn create_noise(
         created_at: Utc::now(),
     };
     audited(
-        &st,
+        st,
         PeopleWrite::PutNoiseRule(rule.clone()),
         draft(
-            &person,
+            person,
             "noise_rule.create",
             &rule.id,
             None,
@@ -714,7 +757,7 @@ async fn create_noise(
         ),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(rule)).into_response())
+    Ok(rule)
 }
 
 async fn delete_noise(
@@ -722,6 +765,12 @@ async fn delete_noise(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
+    delete_noise_rule(&st, &person, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes a noise rule, audited with what it was.
+pub async fn delete_noise_rule(st: &AppState, person: &Person, id: &str) -> Result<(), ApiProblem> {
     let store = st.store.clone();
     let before = blocking(move || store.list_noise_rules())
         .await?
@@ -735,19 +784,19 @@ async fn delete_noise(
             )
         })?;
     audited(
-        &st,
-        PeopleWrite::DeleteNoiseRule(id.clone()),
+        st,
+        PeopleWrite::DeleteNoiseRule(id.to_string()),
         draft(
-            &person,
+            person,
             "noise_rule.delete",
-            &id,
+            id,
             serde_json::to_value(&before).ok(),
             None,
             None,
         ),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -887,20 +936,34 @@ async fn create_webhook(
     body: Body,
 ) -> Reply {
     let req: WebhookRequest = read_json(body).await?;
-    validate_webhook_url(&req.url).map_err(unprocessable)?;
+    let w = add_webhook(&st, &person, req.url).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"webhook": view(&w), "secret": w.secret, "note": "the secret is shown once; receivers check X-Census-Signature with it"})),
+    )
+        .into_response())
+}
+
+/// Registers a webhook with a fresh HMAC secret (returned: shown once), audited without it.
+pub async fn add_webhook(
+    st: &AppState,
+    person: &Person,
+    url: String,
+) -> Result<Webhook, ApiProblem> {
+    validate_webhook_url(&url).map_err(unprocessable)?;
     let w = Webhook {
         id: new_id("whk"),
-        url: req.url,
+        url,
         secret: hex::encode(rand::random::<[u8; 32]>()),
         created_by: person.name.clone(),
         created_at: Utc::now(),
         active: true,
     };
     audited(
-        &st,
+        st,
         PeopleWrite::PutWebhook(w.clone()),
         draft(
-            &person,
+            person,
             "webhook.create",
             &w.id,
             None,
@@ -909,11 +972,7 @@ async fn create_webhook(
         ),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"webhook": view(&w), "secret": w.secret, "note": "the secret is shown once; receivers check X-Census-Signature with it"})),
-    )
-        .into_response())
+    Ok(w)
 }
 
 async fn delete_webhook(
@@ -921,13 +980,18 @@ async fn delete_webhook(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> Reply {
+    remove_webhook(&st, &person, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn remove_webhook(st: &AppState, person: &Person, id: &str) -> Result<(), ApiProblem> {
     audited(
-        &st,
-        PeopleWrite::DeleteWebhook(id.clone()),
-        draft(&person, "webhook.delete", &id, None, None, None),
+        st,
+        PeopleWrite::DeleteWebhook(id.to_string()),
+        draft(person, "webhook.delete", id, None, None, None),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 async fn list_deliveries(

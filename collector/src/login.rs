@@ -121,7 +121,6 @@ struct LoginRequest {
 }
 
 fn too_many(wait: u64) -> Response {
-    metrics::counter!("census_login_throttled_total").increment(1);
     let mut r = ApiProblem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too many failed logins; wait before trying again",
@@ -134,7 +133,7 @@ fn too_many(wait: u64) -> Response {
     r
 }
 
-fn address_key(peer: Option<SocketAddr>) -> String {
+pub fn address_key(peer: Option<SocketAddr>) -> String {
     let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     format!("ip:{ip}")
 }
@@ -167,20 +166,69 @@ pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Respons
             .into_response()
         }
     };
+    match password_login(&st, peer, req.name, req.password).await {
+        LoginOutcome::Session {
+            user,
+            role,
+            token_text,
+            expires_at,
+        } => {
+            Json(json!({"token": token_text, "user": user, "role": role, "expires_at": expires_at}))
+                .into_response()
+        }
+        LoginOutcome::Failed => {
+            ApiProblem::new(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, None).into_response()
+        }
+        LoginOutcome::Throttled { retry_after } => too_many(retry_after),
+        LoginOutcome::Unavailable(e) => {
+            ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, e, None).into_response()
+        }
+    }
+}
+
+/// How a password login ended; the API answers JSON, the web UI a cookie.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Session {
+        user: String,
+        role: crate::model::Role,
+        /// The API token the session carries (`census_pat.…`), shown once.
+        token_text: String,
+        expires_at: chrono::DateTime<Utc>,
+    },
+    /// Wrong name or password, or a disabled user: one generic answer.
+    Failed,
+    Throttled {
+        retry_after: u64,
+    },
+    Unavailable(String),
+}
+
+pub const LOGIN_FAILED_MESSAGE: &str = GENERIC_FAILURE;
+
+/// Checks a password under the failure limits and, on success, stores an audited session
+/// token.
+pub async fn password_login(
+    st: &AppState,
+    peer: Option<SocketAddr>,
+    name: String,
+    password: String,
+) -> LoginOutcome {
     let ip_key = address_key(peer);
-    let user_key = format!("user:{}", req.name);
+    let user_key = format!("user:{name}");
     if let Some(wait) = st
         .login_limiter
         .blocked(&ip_key, MAX_FAILURES_PER_ADDRESS)
         .or_else(|| st.login_limiter.blocked(&user_key, MAX_FAILURES_PER_USER))
     {
-        return too_many(wait);
+        metrics::counter!("census_login_throttled_total").increment(1);
+        return LoginOutcome::Throttled { retry_after: wait };
     }
     let store = st.store.clone();
-    let name = req.name.clone();
+    let lookup = name.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let user = store
-            .get_user(&name)
+            .get_user(&lookup)
             .map_err(|e| e.to_string())?
             .filter(|u| !u.disabled);
         // Unknown users cost the same Argon2 work, so timing does not reveal names.
@@ -191,7 +239,7 @@ pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Respons
             .as_ref()
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy.clone());
-        let ok = verify_password(&hash, &req.password)
+        let ok = verify_password(&hash, &password)
             && user.as_ref().is_some_and(|u| u.password_hash.is_some());
         let Some(user) = user.filter(|_| ok) else {
             return Ok(None);
@@ -220,21 +268,22 @@ pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Respons
         Ok(Ok(Some((user, token, text)))) => {
             st.login_limiter.clear(&user_key);
             tracing::info!(user = %user.name, token_id = %token.id, "login");
-            Json(json!({"token": text, "user": user.name, "role": user.role, "expires_at": token.expires_at}))
-                .into_response()
+            LoginOutcome::Session {
+                user: user.name,
+                role: user.role,
+                token_text: text,
+                expires_at: token.expires_at,
+            }
         }
         Ok(Ok(None)) => {
             st.login_limiter.fail(&ip_key);
             st.login_limiter.fail(&user_key);
-            tracing::info!(user = %req.name, "login failed");
+            tracing::info!(user = %name, "login failed");
             metrics::counter!("census_login_failures_total").increment(1);
-            ApiProblem::new(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, None).into_response()
+            LoginOutcome::Failed
         }
-        Ok(Err(e)) => ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None)
-            .into_response(),
-        Err(e) => {
-            ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None).into_response()
-        }
+        Ok(Err(e)) => LoginOutcome::Unavailable(format!("store: {e}")),
+        Err(e) => LoginOutcome::Unavailable(e.to_string()),
     }
 }
 

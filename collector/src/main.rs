@@ -78,6 +78,12 @@ enum Command {
     },
     /// Identity conflicts waiting for a person.
     Conflicts,
+    /// Decide an identity conflict: two real machines, or a clone whose agent is revoked.
+    ResolveConflict {
+        id: String,
+        #[arg(long, value_enum)]
+        decision: admin::ConflictResolution,
+    },
     /// Change records raised by drift.
     Changes,
     /// Counts of CIs by class, agents, records and store size.
@@ -340,6 +346,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         cache_mb.max(16) * 1024 * 1024,
     )?);
     census_collector::drift::seed_defaults(store.as_ref(), Utc::now())?;
+    let mut ca_fingerprint = None;
     let tls_config = if insecure_http {
         tracing::warn!("serving plain HTTP on loopback: development only");
         None
@@ -360,6 +367,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             let fp = tls::ensure_private_ca(data_dir, &names)?;
             tracing::info!(ca_fingerprint = %fp, ca = %data_dir.join(tls::CA_CERT_FILE).display(), "private CA in use; agents pin this fingerprint");
             println!("CA fingerprint (sha256): {fp}");
+            ca_fingerprint = Some(fp);
         }
         let (cert, key) = tls::server_files(data_dir, tls_cert, tls_key)?;
         Some(tls::server_config(&cert, &key)?)
@@ -399,6 +407,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             max_admitted: max_queue.max(1),
             login_limiter: Default::default(),
             metrics: census_collector::telemetry::install(),
+            ca_fingerprint,
         });
         #[cfg(unix)]
         {
@@ -475,7 +484,7 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
             Err(e) => return Err(e.into()),
         }
     };
-    let result = admin::execute(&store, req, Utc::now())?;
+    let result = admin::execute(&store, req, &admin::cli_actor(), Utc::now())?;
     store.flush()?;
     Ok(result)
 }
@@ -637,6 +646,13 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
                 "claiming_ci",
                 "raised_at",
             ],
+        ),
+        Command::ResolveConflict { id, decision } => (
+            AdminRequest::ConflictResolve {
+                id,
+                resolution: decision,
+            },
+            &["resolved", "resolution"],
         ),
         Command::Changes => (
             AdminRequest::ChangeList,

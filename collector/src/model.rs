@@ -101,6 +101,16 @@ pub enum CiStatus {
     Retired,
 }
 
+impl CiStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CiStatus::Active => "active",
+            CiStatus::Stale => "stale",
+            CiStatus::Retired => "retired",
+        }
+    }
+}
+
 /// A configuration item in its current state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ci {

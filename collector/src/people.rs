@@ -80,6 +80,16 @@ pub fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| unauthorized("Authorization must be 'Bearer <token>'"))?;
+    authenticate_token(store, text, now)
+}
+
+/// Resolves a token's text (`census_pat.<id>.<secret>`) to a person: the one check behind
+/// both the API's bearer tokens and the web UI's session cookie. Blocking.
+pub fn authenticate_token(
+    store: &dyn Store,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Person, ApiProblem> {
     let mut parts = text.splitn(3, '.');
     let (Some(TOKEN_PREFIX), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -158,6 +168,9 @@ pub struct RouteAccess {
     pub path: &'static str,
     /// "anonymous", "agent", or the roles allowed.
     pub access: Vec<&'static str>,
+    /// What the caller presents: "none", "signature" (agents), "bearer" (API tokens) or
+    /// "session" (the web UI's cookie). A route accepts exactly one.
+    pub credential: &'static str,
 }
 
 /// Builds the router and its access table together, so a route cannot be registered
@@ -195,15 +208,16 @@ impl RouteTable {
         access: Access,
         route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
     ) {
-        let who = match access {
-            Access::Anonymous => vec!["anonymous"],
-            Access::Agent => vec!["agent"],
-            Access::People(_) => unreachable_people(),
+        let (who, credential) = match access {
+            Access::Anonymous => (vec!["anonymous"], "none"),
+            Access::Agent => (vec!["agent"], "signature"),
+            Access::People(_) => (unreachable_people(), "misregistered"),
         };
         self.entries.push(RouteAccess {
             method,
             path,
             access: who,
+            credential,
         });
         self.router = std::mem::take(&mut self.router).route(path, route);
     }
@@ -224,11 +238,42 @@ impl RouteTable {
             method,
             path,
             access: roles,
+            credential: "bearer",
         });
         let route = match &self.store {
             Some(store) => route.route_layer(axum::middleware::from_fn_with_state(
                 (store.clone(), allowed),
                 require,
+            )),
+            None => route,
+        };
+        self.router = std::mem::take(&mut self.router).route(path, route);
+    }
+
+    /// A web UI page or form: the session cookie, the role check and (for POST) the CSRF
+    /// check come as a layer, see [`crate::ui::session`].
+    pub fn ui(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        allowed: Allowed,
+        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+    ) {
+        let roles = Role::ALL
+            .into_iter()
+            .filter(|r| allowed.permits(*r))
+            .map(Role::as_str)
+            .collect();
+        self.entries.push(RouteAccess {
+            method,
+            path,
+            access: roles,
+            credential: "session",
+        });
+        let route = match &self.store {
+            Some(store) => route.route_layer(axum::middleware::from_fn_with_state(
+                (store.clone(), allowed),
+                crate::ui::session::require,
             )),
             None => route,
         };
@@ -241,7 +286,7 @@ impl RouteTable {
 }
 
 fn unreachable_people() -> Vec<&'static str> {
-    // `open` is for anonymous and agent routes; people's routes go through `people`.
+    // `open` is for anonymous and agent routes; people's routes go through `people` or `ui`.
     vec!["misregistered"]
 }
 
@@ -275,24 +320,29 @@ pub async fn guard(
                 ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
             })??;
     if !allowed.permits(person.role) {
-        let need = match allowed {
-            Allowed::Roles(r) => r
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-            Allowed::AnyPerson => "any role".into(),
-        };
-        return Err(ApiProblem::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "role {} may not do this; it needs {need}",
-                person.role.as_str()
-            ),
-            None,
-        ));
+        return Err(forbidden(&person, allowed));
     }
     Ok(person)
+}
+
+/// The 403 for a person whose role is not among `allowed`.
+pub fn forbidden(person: &Person, allowed: Allowed) -> ApiProblem {
+    let need = match allowed {
+        Allowed::Roles(r) => r
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        Allowed::AnyPerson => "any role".into(),
+    };
+    ApiProblem::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "role {} may not do this; it needs {need}",
+            person.role.as_str()
+        ),
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -123,6 +123,22 @@ pub enum PeopleWrite {
     Redeliver(Delivery),
     PutApiToken(ApiToken),
     PutUser(User),
+    PutEnrollmentToken(EnrollmentToken),
+    /// Applied only if the stored token still equals `expected` (an enrollment meanwhile
+    /// counted a use).
+    ReviseEnrollmentToken {
+        expected: Box<EnrollmentToken>,
+        token: Box<EnrollmentToken>,
+    },
+    /// Revokes an agent (idempotent: an already revoked agent keeps its first time).
+    RevokeAgent(String),
+    /// Closes an identity conflict with a person's decision, revoking the named agent in
+    /// the same transaction when the decision is that it is a clone.
+    ResolveConflict {
+        id: String,
+        resolution: String,
+        revoke_agent: Option<String>,
+    },
 }
 
 /// What a person did, before the store numbers and chains it.
@@ -249,6 +265,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<AuditEntry, PeopleWriteError>;
     /// Audit entries with `seq > after`, oldest first.
     fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The newest audit entry's seq (0 when the log is empty).
+    fn audit_head(&self) -> Result<u64, StoreError>;
 
     // The changed-since feed. Ingest and reviews queue events; `sequence_events` numbers
     // them (one sequencer, so cursors only grow) and queues a delivery per webhook.

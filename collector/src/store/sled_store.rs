@@ -1062,6 +1062,9 @@ impl Store for SledStore {
             &self.deliveries,
             &self.api_tokens,
             &self.users,
+            &self.tokens,
+            &self.agents,
+            &self.conflicts,
         );
         type PeopleTx<T> = Result<T, ConflictableTransactionError<PeopleWriteError>>;
         fn fail<T>(e: PeopleWriteError) -> PeopleTx<T> {
@@ -1069,6 +1072,21 @@ impl Store for SledStore {
         }
         fn enc<T: Serialize>(v: &T) -> PeopleTx<Vec<u8>> {
             encode(v).or_else(|e| fail(e.into()))
+        }
+        fn revoke_agent_in(
+            agents: &sled::transaction::TransactionalTree,
+            id: &str,
+            at: DateTime<Utc>,
+        ) -> PeopleTx<()> {
+            let Some(raw) = agents.get(id.as_bytes())? else {
+                return fail(PeopleWriteError::NotFound(format!("agent {id}")));
+            };
+            let mut agent: Agent = decode(id.as_bytes(), &raw).or_else(|e| fail(e.into()))?;
+            if agent.revoked_at.is_none() {
+                agent.revoked_at = Some(at);
+                agents.insert(id.as_bytes(), enc(&agent)?)?;
+            }
+            Ok(())
         }
         let r = trees.transaction(
             |(
@@ -1080,8 +1098,11 @@ impl Store for SledStore {
                 outbox,
                 webhooks,
                 deliveries,
-                tokens,
+                api_tokens,
                 users,
+                enrollment_tokens,
+                agents,
+                conflicts,
             )| {
                 match write {
                     PeopleWrite::PutNoiseRule(rule) => {
@@ -1137,10 +1158,58 @@ impl Store for SledStore {
                         deliveries.insert(d.id.as_bytes(), enc(d)?)?;
                     }
                     PeopleWrite::PutApiToken(t) => {
-                        tokens.insert(t.id.as_bytes(), enc(t)?)?;
+                        api_tokens.insert(t.id.as_bytes(), enc(t)?)?;
                     }
                     PeopleWrite::PutUser(u) => {
                         users.insert(u.name.as_bytes(), enc(u)?)?;
+                    }
+                    PeopleWrite::PutEnrollmentToken(t) => {
+                        enrollment_tokens.insert(t.secret_hash.as_bytes(), enc(t)?)?;
+                    }
+                    PeopleWrite::ReviseEnrollmentToken { expected, token } => {
+                        let key = token.secret_hash.as_bytes();
+                        let Some(raw) = enrollment_tokens.get(key)? else {
+                            return fail(PeopleWriteError::NotFound(format!(
+                                "enrollment token {}",
+                                token.id
+                            )));
+                        };
+                        let stored: EnrollmentToken =
+                            decode(key, &raw).or_else(|e| fail(e.into()))?;
+                        if stored != **expected {
+                            return fail(PeopleWriteError::Stale(format!(
+                                "enrollment token {}",
+                                token.id
+                            )));
+                        }
+                        enrollment_tokens.insert(key, enc(token.as_ref())?)?;
+                    }
+                    PeopleWrite::RevokeAgent(id) => {
+                        revoke_agent_in(agents, id, at)?;
+                    }
+                    PeopleWrite::ResolveConflict {
+                        id,
+                        resolution,
+                        revoke_agent,
+                    } => {
+                        if let Some(agent) = revoke_agent {
+                            revoke_agent_in(agents, agent, at)?;
+                        }
+                        let Some(raw) = conflicts.get(id.as_bytes())? else {
+                            return fail(PeopleWriteError::NotFound(format!(
+                                "identity conflict {id}"
+                            )));
+                        };
+                        let mut conflict: IdentityConflict =
+                            decode(id.as_bytes(), &raw).or_else(|e| fail(e.into()))?;
+                        if conflict.resolved_at.is_some() {
+                            return fail(PeopleWriteError::Stale(format!(
+                                "identity conflict {id} (already resolved)"
+                            )));
+                        }
+                        conflict.resolved_at = Some(at);
+                        conflict.resolution = Some(resolution.clone());
+                        conflicts.insert(id.as_bytes(), enc(&conflict)?)?;
                     }
                 }
                 let head: AuditHead = match meta.get("audit_head")? {
@@ -1181,6 +1250,13 @@ impl Store for SledStore {
 
     fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         Self::numbered_after(&self.audit, after, limit)
+    }
+
+    fn audit_head(&self) -> Result<u64, StoreError> {
+        match self.meta.get("audit_head").map_err(io)? {
+            Some(raw) => Ok(decode::<AuditHead>(b"meta/audit_head", &raw)?.seq),
+            None => Ok(0),
+        }
     }
 
     fn sequence_events(&self, max: usize) -> Result<usize, StoreError> {
