@@ -91,6 +91,9 @@ pub enum AdminError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// Changed or decided since it was read (another person won).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -479,7 +482,8 @@ fn audited_admin(
         )
         .map_err(|e| match e {
             PeopleWriteError::Store(e) => AdminError::Store(e),
-            other => AdminError::Invalid(other.to_string()),
+            PeopleWriteError::Stale(_) => AdminError::Conflict(e.to_string()),
+            PeopleWriteError::NotFound(_) => AdminError::NotFound(e.to_string()),
         })?;
     Ok(())
 }

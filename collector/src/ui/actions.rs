@@ -81,6 +81,10 @@ async fn admin_as(
             status: StatusCode::NOT_FOUND,
             message: m,
         },
+        AdminError::Conflict(m) => UiError {
+            status: StatusCode::CONFLICT,
+            message: m,
+        },
         AdminError::Store(e) => UiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("store: {e}"),

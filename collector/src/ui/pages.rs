@@ -680,6 +680,17 @@ pub struct ItemRow {
     pub review: String,
 }
 
+/// A change item's side: a package's or service's version when it has one, else the value.
+fn item_value(v: &Value) -> String {
+    match v.get("version").map(show) {
+        Some(version) => match v.get("arch").map(show).filter(|a| !a.is_empty()) {
+            Some(arch) => format!("{version} ({arch})"),
+            None => version,
+        },
+        None => show(v),
+    }
+}
+
 fn item_row(i: &ChangeItem) -> ItemRow {
     ItemRow {
         kind: serde_json::to_value(i.kind)
@@ -687,8 +698,8 @@ fn item_row(i: &ChangeItem) -> ItemRow {
             .unwrap_or_default()
             .replace('_', " "),
         subject: i.subject.clone(),
-        old: i.old.as_ref().map(show).unwrap_or_default(),
-        new: i.new.as_ref().map(show).unwrap_or_default(),
+        old: i.old.as_ref().map(item_value).unwrap_or_default(),
+        new: i.new.as_ref().map(item_value).unwrap_or_default(),
         severity: i.severity.as_str().into(),
         suppressed: i.suppressed.clone().unwrap_or_default(),
         planned: i.planned_change.clone().unwrap_or_default(),

@@ -20,6 +20,7 @@ fn every_route_for_every_role_and_anonymous() {
         .map(|r| {
             let name = format!("user-{r}");
             c.cli(&["user", "add", &name, "--role", r]);
+            c.set_password(&name, "correct horse battery staple");
             let t = c.json(&["user", "token", &name, "--ttl", "1h"])["token"]
                 .as_str()
                 .unwrap()
@@ -47,12 +48,43 @@ fn every_route_for_every_role_and_anonymous() {
             "GET /healthz",
             "GET /readyz",
             "POST /api/v1/enroll",
-            "POST /api/v1/login"
+            "POST /api/v1/login",
+            "GET /ui/login",
+            "POST /ui/login",
+            "GET /ui/assets/{file}"
         ]
         .map(String::from)
         .into(),
-        "the anonymous list is exactly the probes, enrollment and password login"
+        "the anonymous list is exactly the probes, enrollment, password login and the login page"
     );
+    let sessions: Vec<(&str, UiSession)> = ROLES
+        .iter()
+        .map(|r| {
+            (
+                *r,
+                c.ui_login(&format!("user-{r}"), "correct horse battery staple"),
+            )
+        })
+        .collect();
+    let browser = c.http_no_redirect();
+    let ui_call = |method: &str, path: &str, session: Option<&UiSession>, bearer: Option<&str>| {
+        let mut req = browser.request(method.parse().unwrap(), format!("{}{path}", c.url));
+        if let Some(s) = session {
+            req = req
+                .header("cookie", &s.cookie)
+                .form(&[("csrf", s.csrf.as_str())]);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().expect("request");
+        let to_login = r
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .is_some_and(|l| l.starts_with("/ui/login"));
+        (r.status().as_u16(), to_login)
+    };
     assert_eq!(
         with_access("agent"),
         ["POST /api/v1/snapshots", "POST /api/v1/heartbeat"]
@@ -86,6 +118,34 @@ fn every_route_for_every_role_and_anonymous() {
         if access == ["anonymous"] {
             continue;
         }
+        if route["credential"] == "session" {
+            if path == "/ui/logout" {
+                continue; // would end the sessions this loop uses; see ui::logout_revokes_the_session
+            }
+            assert_eq!(
+                ui_call(method, &path, None, None),
+                (303, true),
+                "anonymous {method} {path} goes to the login page"
+            );
+            assert_eq!(
+                ui_call(method, &path, None, Some(&tokens[0].1)),
+                (303, true),
+                "an API token does not open UI route {method} {path}"
+            );
+            for (role, session) in &sessions {
+                let (status, to_login) = ui_call(method, &path, Some(session), None);
+                if access.contains(role) {
+                    assert!(
+                        status != 401 && status != 403 && !to_login,
+                        "{role} may use {method} {path} but got {status}"
+                    );
+                } else {
+                    assert_eq!(status, 403, "{role} must get 403 on {method} {path}");
+                }
+                checked += 1;
+            }
+            continue;
+        }
         if access == ["agent"] {
             for (role, token) in &tokens {
                 assert_eq!(
@@ -97,6 +157,18 @@ fn every_route_for_every_role_and_anonymous() {
             continue;
         }
         assert_eq!(call(method, &path, None), 401, "anonymous {method} {path}");
+        let with_cookie = http
+            .request(method.parse().unwrap(), format!("{}{path}", c.url))
+            .header("cookie", &sessions[0].1.cookie)
+            .json(&json!({}))
+            .send()
+            .expect("request")
+            .status()
+            .as_u16();
+        assert_eq!(
+            with_cookie, 401,
+            "a UI session cookie must not open API route {method} {path}"
+        );
         assert_eq!(
             call(method, &path, Some("census_pat.pat_deadbeef.0000")),
             401,
@@ -116,7 +188,7 @@ fn every_route_for_every_role_and_anonymous() {
         }
     }
     eprintln!("access: {checked} route/role pairs checked");
-    assert!(checked >= 80, "checked {checked} route/role pairs");
+    assert!(checked >= 160, "checked {checked} route/role pairs");
     assert_eq!(call("GET", "/api/v1/not-a-route", None), 404);
 }
 

@@ -11,3 +11,5 @@ mod ingest;
 mod packaging;
 mod query;
 mod support;
+mod ui;
+mod ui_browser;

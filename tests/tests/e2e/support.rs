@@ -206,6 +206,73 @@ impl Collector {
         serde_json::from_str(&self.cli(&all)).expect("JSON from the CLI")
     }
 
+    /// Sets a person's password (the CLI reads it from stdin).
+    pub fn set_password(&self, name: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(bin("census-collector"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["user", "passwd", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run collector CLI");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write password");
+        assert!(child.wait().expect("wait").success());
+    }
+
+    /// An HTTPS client that does not follow redirects (to see the UI's 303s).
+    pub fn http_no_redirect(&self) -> reqwest::blocking::Client {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).expect("CA");
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client")
+    }
+
+    /// Signs in through the web UI's login form; returns the session cookie's value.
+    pub fn ui_login(&self, name: &str, password: &str) -> UiSession {
+        let http = self.http_no_redirect();
+        let page = http
+            .get(format!("{}/ui/login", self.url))
+            .send()
+            .expect("login page");
+        let login_cookie =
+            cookie_value(page.headers(), "__Host-census_login").expect("login cookie");
+        let r = http
+            .post(format!("{}/ui/login", self.url))
+            .header("cookie", format!("__Host-census_login={login_cookie}"))
+            .form(&[
+                ("name", name),
+                ("password", password),
+                ("csrf", login_cookie.as_str()),
+                ("next", "/ui"),
+            ])
+            .send()
+            .expect("login");
+        assert_eq!(r.status().as_u16(), 303, "login as {name}");
+        let session = cookie_value(r.headers(), "__Host-census_session").expect("session cookie");
+        let cookie = format!("__Host-census_session={session}");
+        let home = http
+            .get(format!("{}/ui", self.url))
+            .header("cookie", &cookie)
+            .send()
+            .expect("dashboard")
+            .text()
+            .expect("dashboard body");
+        UiSession {
+            cookie,
+            csrf: hidden_csrf(&home).expect("csrf field on the dashboard"),
+        }
+    }
+
     pub fn token(&self, uses: u32, ttl: &str) -> String {
         self.json(&["token", "create", "--uses", &uses.to_string(), "--ttl", ttl])["token"]
             .as_str()
@@ -447,4 +514,31 @@ pub fn machine(
         ..Default::default()
     }]);
     s
+}
+
+/// A signed-in browser session: the Cookie header to send and the page's CSRF token.
+#[derive(Debug, Clone)]
+pub struct UiSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub fn cookie_value(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()?
+                .trim()
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_string)
+        })
+        .filter(|v| !v.is_empty())
+}
+
+pub fn hidden_csrf(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_string())
 }

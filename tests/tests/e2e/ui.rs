@@ -1,0 +1,405 @@
+//! The web UI over HTTPS at the HTTP level: hostile agent values render as text, security
+//! headers, CSRF on every form (nothing stored without it), sessions that end for real,
+//! and the admin flows audited under the signed-in person. The browser test is
+//! `ui_browser.rs`.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+const HOSTILE_HOST: &str = "<script>alert(1)</script>";
+const HOSTILE_PACKAGE: &str = "pkg\"quote'<img src=x onerror=alert(2)>";
+
+pub fn person_with_password(c: &Collector, name: &str, role: &str) -> UiSession {
+    c.cli(&["user", "add", name, "--role", role]);
+    c.set_password(name, PASSWORD);
+    c.ui_login(name, PASSWORD)
+}
+
+/// Enrolls a fake agent whose machine has a hostile host name and package name.
+pub fn hostile_machine(c: &Collector) -> (FakeAgent, census_shared::Snapshot) {
+    let mut agent = FakeAgent::enroll(c, &c.token(1, "1h"));
+    let mut snap = machine(
+        HOSTILE_HOST,
+        Some("SER-UI-1"),
+        None,
+        "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1",
+        &["52:54:00:00:a1:01"],
+    );
+    snap.software
+        .data_mut()
+        .expect("software")
+        .push(census_shared::Software {
+            name: HOSTILE_PACKAGE.into(),
+            version: "1.0-1".into(),
+            arch: Some("amd64".into()),
+            source: "dpkg".into(),
+            ..Default::default()
+        });
+    let r = agent.send(c, &mut snap);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    (agent, snap)
+}
+
+fn get(c: &Collector, s: &UiSession, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = c
+        .http_no_redirect()
+        .get(format!("{}{path}", c.url))
+        .header("cookie", &s.cookie)
+        .send()
+        .expect("GET");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().expect("body"))
+}
+
+fn post(c: &Collector, s: &UiSession, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = c
+        .http_no_redirect()
+        .post(format!("{}{path}", c.url))
+        .header("cookie", &s.cookie)
+        .form(form)
+        .send()
+        .expect("POST");
+    (r.status().as_u16(), r.text().expect("body"))
+}
+
+fn computer_id(c: &Collector) -> String {
+    c.json(&["ci", "list", "--class", "computer"])[0]["id"]
+        .as_str()
+        .expect("a computer")
+        .to_string()
+}
+
+#[test]
+fn hostile_agent_values_render_as_text_under_a_strict_csp() {
+    let c = Collector::start("ui-escape");
+    let s = person_with_password(&c, "ann", "asset_manager");
+    hostile_machine(&c);
+    let id = computer_id(&c);
+    for path in [
+        "/ui".to_string(),
+        "/ui/computers".into(),
+        format!("/ui/cis/{id}"),
+        "/ui/software?prefix=pkg".into(),
+        "/ui/changes?state=".into(),
+    ] {
+        let (status, headers, body) = get(&c, &s, &path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            !body.contains("<script>alert"),
+            "{path} renders a hostile host name as markup"
+        );
+        assert!(
+            !body.contains("<img src=x"),
+            "{path} renders a hostile package name as markup"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(directive), "{path}: CSP {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    let (_, _, detail) = get(&c, &s, &format!("/ui/cis/{id}"));
+    assert!(
+        detail.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "the host name is shown, escaped"
+    );
+    let (_, _, software) = get(&c, &s, "/ui/software?prefix=pkg");
+    assert!(
+        software.contains("pkg&#34;quote&#39;&#60;img src=x onerror=alert(2)&#62;"),
+        "{software}"
+    );
+    // The filter link for a package with quotes is built with the language's escapes.
+    let (status, _, found) = get(
+        &c,
+        &s,
+        &format!(
+            "/ui/computers?filter={}",
+            url(&format!(
+                "software.name = \"{}\"",
+                HOSTILE_PACKAGE.replace('"', "\\\"")
+            ))
+        ),
+    );
+    assert_eq!(status, 200);
+    assert!(found.contains("1 matching"), "{found}");
+    // A filter error names its position and is refused with 400, escaped too.
+    let (status, _, bad) = get(
+        &c,
+        &s,
+        &format!("/ui/computers?filter={}", url("name = <script>")),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        bad.contains("filter:") && !bad.contains("<script>"),
+        "{bad}"
+    );
+}
+
+fn url(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn forms_without_the_session_csrf_token_store_nothing() {
+    let c = Collector::start("ui-csrf");
+    let admin = person_with_password(&c, "root", "admin");
+    let other = person_with_password(&c, "ops", "admin");
+    let tokens_before = c.json(&["token", "list"]).as_array().unwrap().len();
+    let form = [("ttl_hours", "1"), ("uses", "1"), ("note", "csrf")];
+    let (status, body) = post(&c, &admin, "/ui/admin/tokens", &form);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("security token"), "{body}");
+    let mut with_other = form.to_vec();
+    with_other.push(("csrf", other.csrf.as_str()));
+    let (status, _) = post(&c, &admin, "/ui/admin/tokens", &with_other);
+    assert_eq!(
+        status, 403,
+        "another session's CSRF token does not fit this session"
+    );
+    // A browser marks a cross-site form; refused even with the right token.
+    let mut good = form.to_vec();
+    good.push(("csrf", admin.csrf.as_str()));
+    let r = c
+        .http_no_redirect()
+        .post(format!("{}/ui/admin/tokens", c.url))
+        .header("cookie", &admin.cookie)
+        .header("sec-fetch-site", "cross-site")
+        .form(&good)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        c.json(&["token", "list"]).as_array().unwrap().len(),
+        tokens_before,
+        "no refused form stored a token"
+    );
+    // Oversized forms are refused before they are read whole.
+    let big = "x".repeat(70 * 1024);
+    let (status, _) = post(
+        &c,
+        &admin,
+        "/ui/admin/tokens",
+        &[("note", big.as_str()), ("csrf", admin.csrf.as_str())],
+    );
+    assert_eq!(status, 413);
+
+    let (status, page) = post(&c, &admin, "/ui/admin/tokens", &good);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("census-agent enroll --server https://127.0.0.1:"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("--ca-fingerprint {}", c.fingerprint())),
+        "{page}"
+    );
+    let tokens: Value = c.json(&["token", "list"]);
+    assert_eq!(tokens.as_array().unwrap().len(), tokens_before + 1);
+    let audit = c
+        .http()
+        .get(format!("{}/api/v1/audit", c.url))
+        .bearer_auth(
+            c.json(&["user", "token", "root", "--ttl", "1h"])["token"]
+                .as_str()
+                .unwrap(),
+        )
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert!(
+        audit.to_string().contains("\"actor\":\"root\"")
+            && audit.to_string().contains("enrollment_token.create"),
+        "the UI's token creation is audited under the person: {audit}"
+    );
+}
+
+#[test]
+fn logout_revokes_the_session_and_the_login_form_is_generic() {
+    let c = Collector::start("ui-logout");
+    let s = person_with_password(&c, "bob", "auditor");
+    assert_eq!(get(&c, &s, "/ui/audit").0, 200);
+    let (status, _) = post(&c, &s, "/ui/logout", &[("csrf", s.csrf.as_str())]);
+    assert_eq!(status, 303);
+    let r = c
+        .http_no_redirect()
+        .get(format!("{}/ui/audit", c.url))
+        .header("cookie", &s.cookie)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "the old cookie no longer works after logout"
+    );
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/login?next=%2Fui%2Faudit")
+            || r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/ui/login?next=/ui/audit")
+    );
+
+    let http = c.http_no_redirect();
+    let page = http.get(format!("{}/ui/login", c.url)).send().unwrap();
+    let login = cookie_value(page.headers(), "__Host-census_login").unwrap();
+    let attempt = |name: &str, password: &str, csrf: &str| {
+        let r = http
+            .post(format!("{}/ui/login", c.url))
+            .header("cookie", format!("__Host-census_login={login}"))
+            .form(&[
+                ("name", name),
+                ("password", password),
+                ("csrf", csrf),
+                ("next", "https://evil.example/"),
+            ])
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.headers().clone(), r.text().unwrap())
+    };
+    let (s1, _, wrong) = attempt("bob", "wrong password here", &login);
+    let (s2, _, unknown) = attempt("nobody", "wrong password here", &login);
+    assert_eq!((s1, s2), (401, 401));
+    assert!(
+        wrong.contains("invalid user name or password")
+            && unknown.contains("invalid user name or password")
+    );
+    assert_eq!(
+        attempt("bob", PASSWORD, "not-the-cookie").0,
+        403,
+        "login CSRF"
+    );
+    let (status, headers, _) = attempt("bob", PASSWORD, &login);
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers["location"], "/ui",
+        "never redirects off-site after login"
+    );
+    let set = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("__Host-census_session="))
+        .unwrap();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+}
+
+#[test]
+fn admin_resolves_an_identity_conflict_from_the_ui_and_revokes_the_clone() {
+    let c = Collector::start("ui-conflict");
+    let admin = person_with_password(&c, "root", "admin");
+    let viewer = person_with_password(&c, "ann", "asset_manager");
+    let uuid = "4c4c4544-0042-3510-8051-b4c04f4e4b99";
+    let snap = |host: &str, mac: &str| machine(host, None, Some(uuid), "cloned-machine-id", &[mac]);
+    let mut first = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    assert_eq!(
+        first
+            .send(&c, &mut snap("tmpl-a", "00:50:56:01:00:01"))
+            .status,
+        200
+    );
+    let mut clone = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    assert_eq!(
+        clone
+            .send(&c, &mut snap("tmpl-b", "00:50:56:01:00:02"))
+            .status,
+        200
+    );
+    let conflicts = c.json(&["conflicts"]);
+    let id = conflicts[0]["id"].as_str().expect("a conflict").to_string();
+    let (_, _, page) = get(&c, &viewer, "/ui/conflicts");
+    assert!(
+        page.contains(uuid) && page.contains("system_uuid"),
+        "the evidence is shown: {page}"
+    );
+    assert!(
+        !page.contains("claiming_agent_revoked"),
+        "only an admin sees the actions"
+    );
+    let path = format!("/ui/conflicts/{id}/resolve");
+    assert_eq!(
+        post(
+            &c,
+            &viewer,
+            &path,
+            &[
+                ("decision", "kept_separate"),
+                ("csrf", viewer.csrf.as_str())
+            ]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(
+            &c,
+            &admin,
+            &path,
+            &[("decision", "merge"), ("csrf", admin.csrf.as_str())]
+        )
+        .0,
+        422
+    );
+    assert_eq!(
+        post(
+            &c,
+            &admin,
+            &path,
+            &[
+                ("decision", "claiming_agent_revoked"),
+                ("csrf", admin.csrf.as_str())
+            ]
+        )
+        .0,
+        303
+    );
+    assert_eq!(
+        post(
+            &c,
+            &admin,
+            &path,
+            &[("decision", "kept_separate"), ("csrf", admin.csrf.as_str())]
+        )
+        .0,
+        409,
+        "decided once"
+    );
+    let resolved = c.json(&["conflicts"]);
+    assert_eq!(resolved[0]["resolution"], "claiming_agent_revoked");
+    let agent = agent_row(&c, &clone.id);
+    assert!(
+        !agent["revoked_at"].is_null(),
+        "the clone's agent is revoked in the same write"
+    );
+    assert_eq!(
+        clone
+            .send(&c, &mut snap("tmpl-b", "00:50:56:01:00:02"))
+            .status,
+        403,
+        "a revoked clone is refused"
+    );
+}

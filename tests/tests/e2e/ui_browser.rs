@@ -1,0 +1,349 @@
+//! The web UI in a real headless Chromium, driven over W3C WebDriver (chromedriver): sign
+//! in, find this machine (enrolled by the real agent), open its detail, accept a change
+//! record, read the audit entry, prove a hostile host name renders as text, check phone
+//! width and keyboard access, and save screenshots of the main pages.
+//!
+//! WebDriver is JSON over HTTP; the dozen commands used here are a page of code on the
+//! reqwest client the tests already have, instead of a WebDriver crate's dependency tree.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::support::*;
+use crate::ui::{hostile_machine, person_with_password};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    process: Child,
+    url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let process = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium chromium-driver; .ci/run does)");
+        let d = Driver {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.http.get(format!("{}/status", d.url)).send().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn session(&self) -> Browser<'_> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            // The collector's private CA is not in Chromium's store; the test pins nothing
+            // about TLS here (the API tests do).
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US"]}
+        }}});
+        let r: Value = self
+            .http
+            .post(format!("{}/session", self.url))
+            .json(&caps)
+            .send()
+            .expect("new session")
+            .json()
+            .expect("session JSON");
+        let id = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_string();
+        Browser {
+            driver: self,
+            base: format!("{}/session/{id}", self.url),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+struct Browser<'d> {
+    driver: &'d Driver,
+    base: String,
+}
+
+impl Browser<'_> {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .driver
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req
+            .send()
+            .expect("webdriver")
+            .json()
+            .expect("webdriver JSON");
+        v["value"].clone()
+    }
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let v = self.cmd(method, path, body);
+        assert!(v.get("error").is_none(), "webdriver {method} {path}: {v}");
+        v
+    }
+    fn go(&self, url: &str) {
+        self.ok("POST", "/url", Some(json!({"url": url})));
+    }
+    fn current_url(&self) -> String {
+        self.ok("GET", "/url", None).as_str().unwrap().to_string()
+    }
+    fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.cmd(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            if let Some(id) = v[ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.ok("POST", &format!("/element/{e}/clear"), Some(json!({})));
+        self.ok(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.ok("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+    fn text(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.ok("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+    fn script(&self, js: &str) -> Value {
+        self.ok(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+    fn wait_for(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !f(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    fn screenshot(&self, dir: &Path, name: &str) {
+        let b64 = self.ok("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+    fn resize(&self, width: u32, height: u32) {
+        self.ok(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+    fn no_alert(&self) -> bool {
+        self.cmd("GET", "/alert/text", None)["error"] == "no such alert"
+    }
+    fn sign_in(&self, c: &Collector, name: &str) {
+        self.go(&format!("{}/ui", c.url));
+        self.wait_for("login page", |b| b.current_url().contains("/ui/login"));
+        self.type_into("#name", name);
+        self.type_into("#password", "correct horse battery staple");
+        self.click("#sign-in");
+        self.wait_for("dashboard", |b| b.current_url().ends_with("/ui"));
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        let _ = self.driver.http.delete(&self.base).send();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = bin("census-collector")
+        .parent()
+        .unwrap()
+        .join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn browser_finds_this_machine_accepts_a_change_and_sees_the_audit_entry() {
+    let c = Collector::start("ui-browser");
+    person_with_password(&c, "carol", "change_manager");
+    person_with_password(&c, "dora", "auditor");
+    // This machine, enrolled and inventoried by the real agent.
+    let state = temp_dir("ui-browser-agent");
+    let agent = |args: &[&str]| {
+        let out = Command::new(bin("census-agent"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .output()
+            .expect("census-agent");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    agent(&[
+        "enroll",
+        "--server",
+        &c.url,
+        "--token",
+        &c.token(1, "1h"),
+        "--ca-fingerprint",
+        &c.fingerprint(),
+    ]);
+    agent(&["once"]);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // A hostile machine that then drifts, so there is a change record to review.
+    let (mut hostile, mut snap) = hostile_machine(&c);
+    snap.software.data_mut().unwrap()[0].version = "3.0.13-1~deb12u1".into();
+    let r = hostile.send(&c, &mut snap);
+    let record = r.body["change_record"]
+        .as_str()
+        .expect("a change record")
+        .to_string();
+
+    let shots = screenshot_dir();
+    let driver = Driver::start();
+    let b = driver.session();
+    b.sign_in(&c, "carol");
+    b.screenshot(&shots, "dashboard");
+
+    // Keyboard: the first Tab stop is the skip link.
+    b.ok(
+        "POST",
+        "/actions",
+        Some(json!({"actions": [{"type": "key", "id": "kb", "actions": [
+        {"type": "keyDown", "value": "\u{E004}"}, {"type": "keyUp", "value": "\u{E004}"}]}]})),
+    );
+    assert_eq!(b.script("return document.activeElement.className"), "skip");
+
+    // Find this machine with the filter box (htmx swaps the results in place).
+    b.go(&format!("{}/ui/computers", c.url));
+    b.type_into("#filter", &format!("name = \"{hostname}\""));
+    b.wait_for("the filtered list", |b| {
+        b.script("return document.querySelector('#results .count') ? document.querySelector('#results .count').textContent : ''")
+            .as_str()
+            .unwrap_or("")
+            .starts_with("1 matching")
+    });
+    assert!(
+        b.current_url().contains("filter="),
+        "htmx pushed the filter into the address"
+    );
+    b.screenshot(&shots, "computers");
+    b.click("#results table a");
+    b.wait_for("the detail page", |b| b.current_url().contains("/ui/cis/"));
+    assert_eq!(b.text("#ci-name"), hostname);
+    assert!(b.text("#h-history").contains("History"));
+    b.screenshot(&shots, "computer-detail");
+
+    // The hostile host name is text, and no script ran.
+    b.go(&format!(
+        "{}/ui/computers?filter={}",
+        c.url, "name%20%5E%3D%20%22%3C%22"
+    ));
+    b.click("#results table a");
+    b.wait_for("the hostile detail page", |b| {
+        b.current_url().contains("/ui/cis/")
+    });
+    assert_eq!(b.text("#ci-name"), "<script>alert(1)</script>.example.com");
+    assert!(b.no_alert(), "no script from agent data ran");
+    assert_eq!(
+        b.script("return document.querySelectorAll('main script').length"),
+        0
+    );
+
+    // Compare the two versions side by side.
+    b.click("form[action$='/compare'] button");
+    b.wait_for("the comparison", |b| b.current_url().contains("/compare?"));
+    assert!(b.text("#h-drift").contains("Configuration changes"));
+    b.screenshot(&shots, "compare");
+
+    // Accept the change record with a comment.
+    b.go(&format!("{}/ui/changes", c.url));
+    b.screenshot(&shots, "changes");
+    b.go(&format!("{}/ui/changes/{record}", c.url));
+    b.type_into("#comment", "planned openssl update, ticket CHG-42");
+    b.screenshot(&shots, "change-record");
+    b.click("#accept");
+    b.wait_for("the accepted record", |b| {
+        b.text("#record-state") == "accepted"
+    });
+
+    // The auditor sees the review in the audit log.
+    b.click("header form.who button");
+    b.wait_for("signed out", |b| b.current_url().contains("/ui/login"));
+    b.sign_in(&c, "dora");
+    b.go(&format!("{}/ui/audit", c.url));
+    let audit = b.text("#audit");
+    assert!(
+        audit.contains("change_record.review")
+            && audit.contains("carol")
+            && audit.contains(&record),
+        "{audit}"
+    );
+    b.screenshot(&shots, "audit");
+
+    // Phone width: nothing wider than the screen outside the scrolling tables.
+    b.resize(390, 844);
+    b.go(&format!("{}/ui", c.url));
+    let overflow = b.script("return document.documentElement.scrollWidth - window.innerWidth");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "page overflows a phone by {overflow}px"
+    );
+    b.screenshot(&shots, "dashboard-phone");
+    eprintln!("screenshots in {}", shots.display());
+}
