@@ -47,6 +47,12 @@ echo "==> collecting and delivering this machine's inventory"
 CENSUS_LOG=warn "$A" --state-dir "$ADIR" --config "$DATA/agent.toml" once
 CI=$(sed -n 's/.*"ci_id": "\(cmp_[0-9a-f]*\)".*/\1/p' "$ADIR/last_ack.json")
 PKGS=$("$C" --data-dir "$CDIR" --format json ci show "$CI" | sed -n 's/^ *"installs": \([0-9]*\).*/\1/p' | head -1)
+# A web UI login for the person running the quickstart (kept in a 0600 file, made once).
+if [ ! -f "$DATA/ui-password" ]; then
+  "$C" --data-dir "$CDIR" user add admin --role admin >/dev/null
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DATA/ui-password")
+  "$C" --data-dir "$CDIR" user passwd admin < "$DATA/ui-password" >/dev/null
+fi
 cat <<MSG
 
 Census is running.
@@ -54,6 +60,8 @@ Census is running.
   this host   CI $CI with ${PKGS:-?} installed packages
 
 Look next:
+  web UI      https://127.0.0.1:$PORT/ui   user admin, password in $DATA/ui-password
+              (the browser warns about the private CA; its fingerprint is $FP)
   $C --data-dir $CDIR ci show $CI          # this machine: attributes, relationships, identification
   $C --data-dir $CDIR ci list --class computer
   $C --data-dir $CDIR ci history $CI

@@ -1046,7 +1046,7 @@ pub async fn planned(
 ) -> UiResult {
     let store = st.store.clone();
     let mut list = blocking(move || store.list_planned_changes()).await?;
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     let now = Utc::now();
     render(&Planned {
         chrome: Chrome::new(&person, &session, "/ui/planned"),
