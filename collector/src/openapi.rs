@@ -168,7 +168,8 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
 
     let mut paths = PathsBuilder::new();
     let mut by_path: std::collections::BTreeMap<&str, Vec<&RouteAccess>> = Default::default();
-    for r in routes {
+    // The web UI's HTML pages are not part of the JSON API.
+    for r in routes.iter().filter(|r| is_api(r)) {
         by_path.entry(r.path).or_default().push(r);
     }
     for (path, entries) in by_path {
@@ -271,6 +272,11 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
         .build()
 }
 
+/// A JSON API route (not a web UI page or form).
+pub fn is_api(r: &RouteAccess) -> bool {
+    !r.path.starts_with("/ui")
+}
+
 /// The document for the routes this collector serves.
 pub fn served() -> OpenApi {
     let table = crate::api::route_table(RouteTable::listing());
@@ -287,7 +293,15 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&served().to_json().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let mut ids = BTreeSet::new();
-        for r in &table.entries {
+        assert!(
+            doc["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|p| !p.starts_with("/ui")),
+            "UI pages stay out of the API document"
+        );
+        for r in table.entries.iter().filter(|r| is_api(r)) {
             let op = &doc["paths"][r.path][r.method.to_lowercase()];
             assert!(op.is_object(), "{} {} documented", r.method, r.path);
             assert!(

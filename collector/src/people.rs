@@ -151,6 +151,13 @@ impl Allowed {
     }
 }
 
+/// What a person presents on a route.
+#[derive(Debug, Clone, Copy)]
+enum Credential {
+    Bearer,
+    Session,
+}
+
 /// Who may call a route, as registered.
 #[derive(Debug, Clone, Copy)]
 pub enum Access {
@@ -222,6 +229,7 @@ impl RouteTable {
         self.router = std::mem::take(&mut self.router).route(path, route);
     }
 
+    /// A route for people with an API token (`Authorization: Bearer`).
     pub fn people(
         &mut self,
         method: &'static str,
@@ -229,25 +237,7 @@ impl RouteTable {
         allowed: Allowed,
         route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
     ) {
-        let roles = Role::ALL
-            .into_iter()
-            .filter(|r| allowed.permits(*r))
-            .map(Role::as_str)
-            .collect();
-        self.entries.push(RouteAccess {
-            method,
-            path,
-            access: roles,
-            credential: "bearer",
-        });
-        let route = match &self.store {
-            Some(store) => route.route_layer(axum::middleware::from_fn_with_state(
-                (store.clone(), allowed),
-                require,
-            )),
-            None => route,
-        };
-        self.router = std::mem::take(&mut self.router).route(path, route);
+        self.person_route(method, path, allowed, route, Credential::Bearer);
     }
 
     /// A web UI page or form: the session cookie, the role check and (for POST) the CSRF
@@ -259,6 +249,17 @@ impl RouteTable {
         allowed: Allowed,
         route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
     ) {
+        self.person_route(method, path, allowed, route, Credential::Session);
+    }
+
+    fn person_route(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        allowed: Allowed,
+        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+        credential: Credential,
+    ) {
         let roles = Role::ALL
             .into_iter()
             .filter(|r| allowed.permits(*r))
@@ -268,14 +269,22 @@ impl RouteTable {
             method,
             path,
             access: roles,
-            credential: "session",
+            credential: match credential {
+                Credential::Bearer => "bearer",
+                Credential::Session => "session",
+            },
         });
-        let route = match &self.store {
-            Some(store) => route.route_layer(axum::middleware::from_fn_with_state(
-                (store.clone(), allowed),
-                crate::ui::session::require,
-            )),
-            None => route,
+        let route = match (&self.store, credential) {
+            (Some(store), Credential::Bearer) => route.route_layer(
+                axum::middleware::from_fn_with_state((store.clone(), allowed), require),
+            ),
+            (Some(store), Credential::Session) => {
+                route.route_layer(axum::middleware::from_fn_with_state(
+                    (store.clone(), allowed),
+                    crate::ui::session::require,
+                ))
+            }
+            (None, _) => route,
         };
         self.router = std::mem::take(&mut self.router).route(path, route);
     }

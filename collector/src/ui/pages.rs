@@ -113,29 +113,16 @@ pub async fn dashboard(
     let now = Utc::now();
     let data = blocking(move || {
         let mut classes = Vec::new();
-        let mut os: BTreeMap<String, usize> = BTreeMap::new();
+        // (os.name, os.version) -> computers.
+        let mut os: BTreeMap<(String, String), usize> = BTreeMap::new();
         let mut status: BTreeMap<&'static str, usize> = BTreeMap::new();
         for class in CiClass::ALL {
             let mut n = 0;
             store.scan_cis(class, &mut |ci| {
                 n += 1;
                 if class == CiClass::Computer {
-                    let name = [
-                        ci.attributes.get("os.name"),
-                        ci.attributes.get("os.version"),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .map(show)
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                    *os.entry(if name.is_empty() {
-                        "unknown".into()
-                    } else {
-                        name
-                    })
-                    .or_default() += 1;
+                    let attr = |k: &str| ci.attributes.get(k).map(show).unwrap_or_default();
+                    *os.entry((attr("os.name"), attr("os.version"))).or_default() += 1;
                     *status.entry(ci.status.as_str()).or_default() += 1;
                 }
                 true
@@ -150,7 +137,7 @@ pub async fn dashboard(
     .await?;
     let (classes, os, status, agents, records, conflicts) = data;
     let live: Vec<&Agent> = agents.iter().filter(|a| a.revoked_at.is_none()).collect();
-    let mut os: Vec<(String, usize)> = os.into_iter().collect();
+    let mut os: Vec<((String, String), usize)> = os.into_iter().collect();
     os.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut unauthorized = Vec::new();
     for sev in [Severity::High, Severity::Medium, Severity::Low] {
@@ -185,15 +172,20 @@ pub async fn dashboard(
         os: os
             .into_iter()
             .take(10)
-            .map(|(label, value)| Count {
+            .map(|((name, version), value)| Count {
                 href: format!(
                     "/ui/computers?filter={}",
                     url_encode(&format!(
-                        "os.name = {}",
-                        filter_string(label.split(' ').next().unwrap_or(""))
+                        "os.name = {} and os.version = {}",
+                        filter_string(&name),
+                        filter_string(&version)
                     ))
                 ),
-                label,
+                label: match (name.is_empty(), version.is_empty()) {
+                    (true, _) => "unknown".into(),
+                    (false, true) => name,
+                    (false, false) => format!("{name} {version}"),
+                },
                 value,
             })
             .collect(),
@@ -522,6 +514,26 @@ fn edge_detail(attrs: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Relationship rows from a detail view's list; `end` is "to" (outgoing) or "from".
+fn edges(list: &Value, end: &str) -> Vec<Edge> {
+    let Some(list) = list.as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|e| {
+            let id = show(&e[end]);
+            let name = show(&e[format!("{end}_name").as_str()]);
+            Edge {
+                kind: show(&e["kind"]),
+                href: format!("/ui/cis/{}", segment(&id)),
+                name: if name.is_empty() { id } else { name },
+                class: show(&e[format!("{end}_class").as_str()]).replace('_', " "),
+                detail: edge_detail(&e["attributes"]),
+            }
+        })
+        .collect()
+}
+
 pub async fn ci(
     State(st): State<Arc<AppState>>,
     Extension(person): Extension<Person>,
@@ -582,48 +594,8 @@ pub async fn ci(
             checked_from: i == 1 || (n == 1 && i == 0),
         })
         .collect();
-    let out = d["relationships_out"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| Edge {
-                    kind: show(&e["kind"]),
-                    href: format!("/ui/cis/{}", segment(&show(&e["to"]))),
-                    name: {
-                        let n = show(&e["to_name"]);
-                        if n.is_empty() {
-                            show(&e["to"])
-                        } else {
-                            n
-                        }
-                    },
-                    class: show(&e["to_class"]).replace('_', " "),
-                    detail: edge_detail(&e["attributes"]),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let incoming = d["relationships_in"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| Edge {
-                    kind: show(&e["kind"]),
-                    href: format!("/ui/cis/{}", segment(&show(&e["from"]))),
-                    name: {
-                        let n = show(&e["from_name"]);
-                        if n.is_empty() {
-                            show(&e["from"])
-                        } else {
-                            n
-                        }
-                    },
-                    class: show(&e["from_class"]).replace('_', " "),
-                    detail: edge_detail(&e["attributes"]),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let out = edges(&d["relationships_out"], "to");
+    let incoming = edges(&d["relationships_in"], "from");
     let identification = d["identification"].as_object().map(|o| {
         (
             o.get("rule").map(show).unwrap_or_default(),

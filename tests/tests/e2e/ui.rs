@@ -109,6 +109,16 @@ fn hostile_agent_values_render_as_text_under_a_strict_csp() {
         assert_eq!(headers["x-frame-options"], "DENY");
         assert_eq!(headers["cache-control"], "no-store");
     }
+    // The dashboard's operating-system row links to exactly those computers.
+    let (_, _, dash) = get(&c, &s, "/ui");
+    let at = dash
+        .find("href=\"/ui/computers?filter=os.name")
+        .expect("an OS link")
+        + "href=\"".len();
+    let href = dash[at..].split('"').next().unwrap();
+    let (status, _, list) = get(&c, &s, href);
+    assert_eq!(status, 200, "{href}");
+    assert!(list.contains("1 matching"), "{href}: {list}");
     let (_, _, detail) = get(&c, &s, &format!("/ui/cis/{id}"));
     assert!(
         detail.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
