@@ -50,6 +50,8 @@ pub struct AppState {
     /// The private CA's fingerprint agents pin, when the collector made its own CA: the
     /// web UI prints it in the enrollment command.
     pub ca_fingerprint: Option<String>,
+    /// Sheds submissions past a multiple of the steady rate (after an outage).
+    pub pacer: Arc<crate::pace::Pacer>,
 }
 
 /// Every route with who may call it. The router and this table come from one builder.
@@ -339,6 +341,7 @@ where
         count_refusal(route, e.reason());
         return e.into_response();
     }
+    st.pacer.accepted();
     let changed = if accepted.changed { "true" } else { "false" };
     metrics::counter!("census_ingest_accepted_total", "route" => route, "changed" => changed)
         .increment(1);
@@ -364,6 +367,22 @@ async fn accept_signed<'a>(
         count_refusal(route, "saturated");
         saturated(e)
     })?;
+    if let Err(paced) = st.pacer.admit() {
+        count_refusal(route, "paced");
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the collector is pacing submissions after a burst; retry in {} s",
+                paced.retry_after_seconds
+            ),
+            None,
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(paced.retry_after_seconds),
+        );
+        return Err(r);
+    }
     let bytes = read_limited(headers, body, limit).await.map_err(|e| {
         count_refusal(route, e.reason());
         e.into_response()

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod model;
 pub mod openapi;
+pub mod pace;
 pub mod people;
 pub mod query;
 pub mod query_api;

@@ -135,6 +135,14 @@ struct ServeArgs {
     /// Delay before a failed webhook delivery is retried; doubles per attempt.
     #[arg(long, default_value = "30s")]
     webhook_retry_base: String,
+    /// Admit at most this many times the steady submission rate (remembered across
+    /// restarts in the data dir); the excess gets 429 with a spread Retry-After, so agents
+    /// returning after an outage do not arrive at once. 0 switches pacing off.
+    #[arg(long, default_value_t = 2.0)]
+    pace_factor: f64,
+    /// Paced submissions are told to retry uniformly within this many seconds.
+    #[arg(long, default_value = "30s")]
+    pace_spread: String,
     /// Attempts before a webhook delivery moves to the dead letters.
     #[arg(long, default_value_t = 10)]
     webhook_max_attempts: u32,
@@ -303,6 +311,8 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         flap_window,
         webhook_retry_base,
         webhook_max_attempts,
+        pace_factor,
+        pace_spread,
         stale_after,
         retire_after,
         lifecycle_every,
@@ -320,6 +330,13 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
     }
     let lifecycle_every =
         std::time::Duration::from_secs(seconds("lifecycle-every", &lifecycle_every)?.max(1) as u64);
+    if !pace_factor.is_finite() || (pace_factor != 0.0 && pace_factor < 1.0) {
+        bail!("--pace-factor must be 0 (off) or at least 1, not {pace_factor}");
+    }
+    let pace = census_collector::pace::PaceConfig {
+        factor: pace_factor,
+        spread_seconds: seconds("pace-spread", &pace_spread)?.max(1) as u64,
+    };
     let flap_window = chrono::Duration::seconds(
         admin::parse_duration(&flap_window).map_err(|e| anyhow::anyhow!("--flap-window: {e}"))?,
     );
@@ -398,6 +415,11 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             ingest.clone(),
             webhook_config,
         ));
+        let pacer = Arc::new(census_collector::pace::Pacer::open(data_dir, pace, Utc::now()));
+        tokio::spawn(census_collector::pace::run(
+            pacer.clone(),
+            std::time::Duration::from_secs(10),
+        ));
         let state = Arc::new(AppState {
             store: store.clone(),
             ingest,
@@ -408,6 +430,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             login_limiter: Default::default(),
             metrics: census_collector::telemetry::install(),
             ca_fingerprint,
+            pacer: pacer.clone(),
         });
         #[cfg(unix)]
         {
@@ -426,6 +449,9 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         server::serve(listener, tls_config, api::router(state), shutdown_signal()).await?;
         tracing::info!("shutting down: flushing the store");
         store.flush()?;
+        if let Err(e) = pacer.remember(Utc::now()) {
+            tracing::warn!(error = %e, "could not remember the ingest rate");
+        }
         let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_FILE));
         Ok(())
     })

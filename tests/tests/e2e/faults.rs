@@ -258,3 +258,86 @@ fn clock_skew_is_recorded_and_ordering_stays_by_seq() {
     assert!(skew(&behind.id) < -5 * 365 * 86_400, "{}", skew(&behind.id));
     assert_eq!(agent_row(&c, &behind.id)["last_seq"], 2);
 }
+
+#[test]
+fn a_restarted_collector_paces_the_returning_backlog_with_a_spread_retry_after() {
+    let dir = temp_dir("pace");
+    // What the collector remembered before it went down: one submission per second.
+    std::fs::write(
+        dir.join("pace.json"),
+        format!(
+            "{{\"steady_per_second\":1.0,\"at\":\"{}\"}}",
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let c = Collector::start_in(&dir, &["--pace-spread", "4s"]);
+    let n = 12;
+    let mut agents: Vec<FakeAgent> = (0..n)
+        .map(|_| FakeAgent::enroll(&c, &c.token(1, "1h")))
+        .collect();
+    let mut snaps: Vec<census_shared::Snapshot> = (0..n)
+        .map(|i| {
+            machine(
+                &format!("pace{i}"),
+                Some(&format!("SER-PACE-{i}")),
+                None,
+                &format!("{:032x}", i + 1),
+                &[&format!("52:54:00:10:00:{i:02x}")],
+            )
+        })
+        .collect();
+    // The whole backlog at once, as agents do when a collector comes back.
+    let mut waiting = Vec::new();
+    for i in 0..n {
+        let r = agents[i].send(&c, &mut snaps[i]);
+        match r.status {
+            200 => {}
+            429 => {
+                let detail = r.detail();
+                assert!(detail.contains("pacing"), "{detail}");
+                let secs: u64 = detail
+                    .rsplit("retry in ")
+                    .next()
+                    .and_then(|t| t.split(' ').next())
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(|| panic!("Retry-After in {detail}"));
+                assert!((1..=4).contains(&secs), "{secs}");
+                assert_eq!(
+                    agent_row(&c, &agents[i].id)["last_seq"],
+                    0,
+                    "a paced submission stores nothing"
+                );
+                waiting.push((i, Instant::now() + Duration::from_secs(secs)));
+            }
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+    }
+    let accepted = n - waiting.len();
+    assert!(
+        accepted <= 6 && waiting.len() >= 6,
+        "at 2 x 1/s only a few pass at once: {accepted} accepted"
+    );
+    // Each refused agent comes back when told and is accepted (the backlog drains).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while let Some((i, at)) = waiting.first().copied() {
+        assert!(Instant::now() < deadline, "backlog did not drain");
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        waiting.remove(0);
+        let r = agents[i].send(&c, &mut snaps[i]);
+        match r.status {
+            200 => {}
+            429 => waiting.push((i, Instant::now() + Duration::from_secs(2))),
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+        waiting.sort_by_key(|w| w.1);
+    }
+    for a in &agents {
+        assert!(agent_row(&c, &a.id)["last_seq"].as_u64().unwrap() >= 1);
+    }
+    // Recovery over (a spread without refusals): steady operation is not paced.
+    std::thread::sleep(Duration::from_secs(5));
+    for i in 0..n {
+        assert_eq!(agents[i].send(&c, &mut snaps[i]).status, 200);
+    }
+}
