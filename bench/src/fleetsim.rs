@@ -13,7 +13,7 @@
 //!
 //! usage: census-fleetsim [--agents N] [--duration S] [--interval S] [--drift P]
 //!        [--concurrency C] [--outage-at S --outage-for S] [--csv FILE] [--svg FILE]
-//!        [--bin DIR]
+//!        [--bin DIR] [--collector-arg ARG]...
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +40,8 @@ struct Args {
     csv: Option<PathBuf>,
     svg: Option<PathBuf>,
     bin: PathBuf,
+    /// Passed to `census-collector serve` (e.g. `--pace-factor 0` for a control run).
+    collector_args: Vec<String>,
 }
 
 fn args() -> Result<Args> {
@@ -54,6 +56,7 @@ fn args() -> Result<Args> {
         csv: None,
         svg: None,
         bin: PathBuf::from("target/release"),
+        collector_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +72,7 @@ fn args() -> Result<Args> {
             "--csv" => a.csv = Some(PathBuf::from(val()?)),
             "--svg" => a.svg = Some(PathBuf::from(val()?)),
             "--bin" => a.bin = PathBuf::from(val()?),
+            "--collector-arg" => a.collector_args.push(val()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -365,7 +369,8 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = args()?;
-    let mut collector = Collector::start(&a.bin)?;
+    let extra: Vec<&str> = a.collector_args.iter().map(String::as_str).collect();
+    let mut collector = Collector::start_with(&a.bin, &extra)?;
     let token = collector
         .cli(&[
             "--format",

@@ -51,6 +51,8 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+// Parsed once at startup; boxing the serve arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the agent API over HTTPS.
     Serve(ServeArgs),

@@ -110,7 +110,9 @@ impl Pacer {
                 bin_started: now,
                 tokens: (config.factor * steady).max(1.0),
                 refilled: now,
-                recovering: true,
+                // Only a collector that remembers a rate is coming back from an outage;
+                // a new one (or one without history) paces nothing.
+                recovering: steady >= MIN_STEADY_PER_SECOND,
                 started: now,
                 last_paced: None,
             }),
@@ -243,6 +245,23 @@ mod tests {
             assert!(p.admit_at(t, i).is_ok());
         }
         assert_eq!(p.limit(), None);
+    }
+
+    #[test]
+    fn a_collector_without_history_never_paces_even_once_it_has_a_rate() {
+        let p = Pacer::with(PaceConfig::default(), None, 0.0);
+        let t0 = Instant::now();
+        for sec in 0..600u64 {
+            for _ in 0..30 {
+                p.accepted_at(t0 + Duration::from_secs(sec));
+            }
+        }
+        assert!(p.steady_per_second() > 10.0);
+        let later = t0 + Duration::from_secs(601);
+        assert!(
+            (0..5000).all(|i| p.admit_at(later, i).is_ok()),
+            "a discovery wave is not paced"
+        );
     }
 
     #[test]
