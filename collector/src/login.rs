@@ -133,7 +133,7 @@ fn too_many(wait: u64) -> Response {
     r
 }
 
-pub fn address_key(peer: Option<SocketAddr>) -> String {
+fn address_key(peer: Option<SocketAddr>) -> String {
     let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     format!("ip:{ip}")
 }

@@ -54,8 +54,8 @@ fn unauthorized(detail: &str) -> ApiProblem {
     ApiProblem::new(StatusCode::UNAUTHORIZED, detail, None)
 }
 
-/// Constant-time equality of two hex digests.
-fn same_digest(a: &str, b: &str) -> bool {
+/// Constant-time equality of two secrets or digests (same length leaks nothing else).
+pub fn same_digest(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -379,7 +379,7 @@ async fn login_submit(State(st): State<Arc<AppState>>, request: Request) -> Resp
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
-    if !expected.is_some_and(|e| session::same(&e, &form.csrf)) {
+    if !expected.is_some_and(|e| crate::people::same_digest(&e, &form.csrf)) {
         return login_form(
             &form.next,
             Some("the login form expired; please sign in again"),

@@ -67,11 +67,7 @@ pub fn parse_when(text: &str) -> Option<DateTime<Utc>> {
 }
 
 fn params<T: serde::de::DeserializeOwned + Default>(q: Option<String>) -> Result<T, UiError> {
-    match q.as_deref() {
-        None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| bad_request(format!("the address has a bad parameter: {e}"))),
-    }
+    crate::api::query_params(q.filter(|q| !q.is_empty())).map_err(UiError::from)
 }
 
 fn not_found(what: String) -> UiError {

@@ -17,7 +17,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::people::{authenticate_token, forbidden, Allowed, Person};
+use crate::people::{authenticate_token, forbidden, same_digest, Allowed, Person};
 use crate::store::Store;
 
 /// `__Host-` pins the cookie to this origin: Secure, Path=/ and no Domain are required.
@@ -39,14 +39,6 @@ pub fn csrf_for(session_text: &str) -> String {
     h.update(b"census-ui-csrf\0");
     h.update(session_text.as_bytes());
     hex::encode(&h.finalize()[..20])
-}
-
-pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -158,7 +150,7 @@ pub async fn require(
             Err(r) => return r,
         };
         let sent = form_field(&bytes, "csrf").unwrap_or_default();
-        if !same(&sent, &csrf) {
+        if !same_digest(&sent, &csrf) {
             tracing::warn!(user = %person.name, path = %parts.uri.path(), "ui form refused: CSRF token missing or wrong");
             return super::error_page(
                 StatusCode::FORBIDDEN,
@@ -214,8 +206,8 @@ mod tests {
         let a = csrf_for("census_pat.pat_1.aaaa");
         assert_eq!(a, csrf_for("census_pat.pat_1.aaaa"));
         assert_ne!(a, csrf_for("census_pat.pat_1.aaab"));
-        assert!(same(&a, &a.clone()));
-        assert!(!same(&a, &a[..a.len() - 1]));
+        assert!(same_digest(&a, &a.clone()));
+        assert!(!same_digest(&a, &a[..a.len() - 1]));
     }
 
     #[test]
