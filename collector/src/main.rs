@@ -16,6 +16,13 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
+/// Ingest allocates and frees many small, short-lived values (JSON trees, edges, sled
+/// nodes); under glibc malloc 27 % of the collector's CPU went to the allocator itself
+/// (malloc_consolidate, unlink_chunk). See bench/RESULTS.md, "Allocator".
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "census-collector",

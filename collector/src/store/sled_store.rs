@@ -82,8 +82,25 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
+thread_local! {
+    /// One compression context per thread: a fresh context per version allocates and
+    /// initialises its tables again, which showed up in the ingest profile.
+    static VERSION_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn encode_version(v: &CiVersion) -> Result<Vec<u8>, StoreError> {
-    zstd::bulk::compress(&encode(v)?, 3).map_err(io)
+    let json = encode(v)?;
+    VERSION_COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(3).map_err(io)?);
+        }
+        match slot.as_mut() {
+            Some(c) => c.compress(&json).map_err(io),
+            None => Err(io("zstd compressor unavailable")),
+        }
+    })
 }
 
 fn decode_version(key: &[u8], bytes: &[u8]) -> Result<CiVersion, StoreError> {
