@@ -20,6 +20,10 @@ use census_shared::{
 };
 use chrono::{DateTime, Utc};
 
+/// The collector's allocator: seeding runs the real ingest path in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()

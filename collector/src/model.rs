@@ -169,6 +169,17 @@ impl RelKind {
             RelKind::In => "in",
         }
     }
+    pub fn from_name(name: &str) -> Option<RelKind> {
+        [
+            RelKind::Runs,
+            RelKind::Installs,
+            RelKind::Has,
+            RelKind::HasAddress,
+            RelKind::In,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 /// Identifies one edge. `discriminator` separates parallel edges between the same pair

@@ -140,6 +140,92 @@ fn software_only_at_top(e: &Expr) -> bool {
     }
 }
 
+/// A filter made only of `software.*` conditions joined by `and` (no status, no other
+/// attribute): the product's edges decide it alone.
+fn only_software(e: &Expr) -> bool {
+    match e {
+        Expr::Cond(c) => c.is_software(),
+        Expr::And(parts) => parts
+            .iter()
+            .all(|p| matches!(p, Expr::Cond(c) if c.is_software())),
+        _ => false,
+    }
+}
+
+/// "Which computers have package X below version V", ordered by name or id: decided by
+/// the product's edges, so only each match's name and status are read, and the whole CI
+/// only for the page shown. Same answer as the general path (pinned by a test).
+fn run_on_edges(
+    store: &dyn Store,
+    q: &Query,
+    software: &Expr,
+    by_computer: BTreeMap<String, Vec<Attributes>>,
+) -> Result<Page, StoreError> {
+    let mut matched: Vec<(Value, String, String)> = Vec::new();
+    for (id, edges) in by_computer {
+        if !edges.iter().any(|e| eval::matches_edge(software, e)) {
+            continue;
+        }
+        let Some(summary) = store.ci_summary(&id)? else {
+            continue;
+        };
+        if summary.status == CiStatus::Retired {
+            continue;
+        }
+        let value = match q.sort.key.as_str() {
+            "name" => Value::String(summary.name),
+            _ => Value::String(id.clone()),
+        };
+        matched.push((value, id.clone(), id));
+    }
+    let (page, total, next_cursor) = paginate(matched, q);
+    let mut items = Vec::with_capacity(page.len());
+    for id in &page {
+        if let Some(ci) = store.get_ci(id)? {
+            items.push(ci);
+        }
+    }
+    Ok(Page {
+        items,
+        total,
+        next_cursor,
+    })
+}
+
+/// Orders `(sort value, id, item)` by (value, id), and returns the page after the cursor,
+/// the total and the next cursor.
+fn paginate<T>(
+    mut matched: Vec<(Value, String, T)>,
+    q: &Query,
+) -> (Vec<T>, usize, Option<String>) {
+    // Pages are ordered by (sort value, id); a cursor is the last such key shown.
+    let order = |(va, ia): (&Value, &str), (vb, ib): (&Value, &str)| {
+        let o = compare_values(va, vb).then_with(|| ia.cmp(ib));
+        if q.sort.descending {
+            o.reverse()
+        } else {
+            o
+        }
+    };
+    matched.sort_by(|a, b| order((&a.0, &a.1), (&b.0, &b.1)));
+    let total = matched.len();
+    let start = match &q.after {
+        None => 0,
+        Some((value, id)) => {
+            matched.partition_point(|m| order((&m.0, &m.1), (value, id)) != Ordering::Greater)
+        }
+    };
+    let page: Vec<(Value, String, T)> = matched.into_iter().skip(start).take(q.limit).collect();
+    let next_cursor = (page.len() == q.limit && start + page.len() < total)
+        .then(|| page.last().map(|(v, id, _)| encode_cursor(v, id)))
+        .flatten();
+    (
+        page.into_iter().map(|(_, _, item)| item).collect(),
+        total,
+        next_cursor,
+    )
+}
+
 fn installs(edges: Vec<Relationship>) -> Vec<Attributes> {
     edges
         .into_iter()
@@ -183,6 +269,11 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 Expr::Cond(c) if c.is_software() => Some(f.clone()),
                 _ => None,
             };
+            if let (Some(part), true) = (&software_part, only_software(f)) {
+                if matches!(q.sort.key.as_str(), "id" | "name") {
+                    return run_on_edges(store, q, part, by_computer);
+                }
+            }
             for (id, edges) in by_computer {
                 if let Some(part) = &software_part {
                     if !edges.iter().any(|e| eval::matches_edge(part, e)) {
@@ -212,7 +303,7 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
         }
     }
     let keep_retired = q.filter.as_ref().is_some_and(mentions_status);
-    let mut matched: Vec<(Value, Ci)> = candidates
+    let matched: Vec<(Value, String, Ci)> = candidates
         .into_iter()
         .filter(|(ci, _)| keep_retired || ci.status != CiStatus::Retired)
         .filter(|(ci, edges)| match &q.filter {
@@ -229,31 +320,11 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 )
             }
         })
-        .map(|(ci, _)| (sort_value(&ci, &q.sort.key), ci))
+        .map(|(ci, _)| (sort_value(&ci, &q.sort.key), ci.id.clone(), ci))
         .collect();
-    // Pages are ordered by (sort value, id); a cursor is the last such key shown.
-    let order = |(va, ia): (&Value, &str), (vb, ib): (&Value, &str)| {
-        let o = compare_values(va, vb).then_with(|| ia.cmp(ib));
-        if q.sort.descending {
-            o.reverse()
-        } else {
-            o
-        }
-    };
-    matched.sort_by(|a, b| order((&a.0, &a.1.id), (&b.0, &b.1.id)));
-    let total = matched.len();
-    let start = match &q.after {
-        None => 0,
-        Some((value, id)) => {
-            matched.partition_point(|m| order((&m.0, &m.1.id), (value, id)) != Ordering::Greater)
-        }
-    };
-    let page: Vec<(Value, Ci)> = matched.into_iter().skip(start).take(q.limit).collect();
-    let next_cursor = (page.len() == q.limit && start + page.len() < total)
-        .then(|| page.last().map(|(v, ci)| encode_cursor(v, &ci.id)))
-        .flatten();
+    let (items, total, next_cursor) = paginate(matched, q);
     Ok(Page {
-        items: page.into_iter().map(|(_, ci)| ci).collect(),
+        items,
         total,
         next_cursor,
     })

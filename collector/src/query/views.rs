@@ -23,8 +23,9 @@ pub const MAX_IMPACT_NODES: usize = 10_000;
 pub const MAX_IMPACT_DEPTH: usize = 4;
 
 fn name_of(store: &dyn Store, id: &str) -> Result<(String, Option<CiClass>), StoreError> {
-    Ok(match store.get_ci(id)? {
-        Some(ci) => (ci.name, Some(ci.class)),
+    // Ids name their class, so a name lookup need not decode the whole CI.
+    Ok(match store.ci_summary(id)? {
+        Some(summary) => (summary.name, class_of_id(id)),
         None => (String::new(), class_of_id(id)),
     })
 }

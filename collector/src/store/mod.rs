@@ -171,6 +171,13 @@ pub struct OwnedState {
     pub relationships: Vec<Relationship>,
 }
 
+/// See [`Store::ci_summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CiSummary {
+    pub name: String,
+    pub status: CiStatus,
+}
+
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BackupSummary {
@@ -224,6 +231,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;
+    /// A CI's name and status without decoding its attributes: what a package query needs
+    /// to order thousands of matching computers before it reads the page it shows.
+    fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError>;
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError>;
     /// Visits the CIs of a class one at a time (constant memory) until `visit` says stop.
     fn scan_cis(&self, class: CiClass, visit: &mut dyn FnMut(Ci) -> bool)

@@ -560,7 +560,11 @@ impl SledStore {
         }
         for r in &c.relationship_puts {
             t.rels.insert(rel_key(&r.key), tx_encode(r)?)?;
-            t.rels_rev.insert(rel_rev_key(&r.key), &[])?;
+            // The reverse entry carries the edge's attributes so "who installs X" is one
+            // prefix scan, not a scan plus a lookup per edge (entries written before this
+            // are empty and fall back to the lookup).
+            t.rels_rev
+                .insert(rel_rev_key(&r.key), tx_encode(&r.attributes)?)?;
         }
         for v in &c.history {
             let bytes = encode_version(v).or_else(|e| abort(CommitError::Store(e)))?;
@@ -881,6 +885,10 @@ impl Store for SledStore {
         Ok(ci)
     }
 
+    fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
+        Self::get_json(&self.cis, id.as_bytes())
+    }
+
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError> {
         let scan = match class {
             Some(c) => self.cis.scan_prefix(format!("{}_", c.id_prefix())),
@@ -969,10 +977,26 @@ impl Store for SledStore {
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
         let mut out = Vec::new();
         for r in self.rels_rev.scan_prefix(prefix(id)) {
-            let (k, _) = r.map_err(io)?;
+            let (k, v) = r.map_err(io)?;
             let text = String::from_utf8_lossy(&k);
             let parts: Vec<&str> = text.splitn(4, '\0').collect();
             if parts.len() != 4 {
+                continue;
+            }
+            if !v.is_empty() {
+                let kind = RelKind::from_name(parts[1]).ok_or_else(|| StoreError::Corrupt {
+                    key: text.replace('\0', "/"),
+                    message: format!("unknown relationship kind '{}'", parts[1]),
+                })?;
+                out.push(Relationship {
+                    key: RelKey {
+                        from: parts[2].to_string(),
+                        kind,
+                        to: parts[0].to_string(),
+                        discriminator: parts[3].to_string(),
+                    },
+                    attributes: decode(&k, &v)?,
+                });
                 continue;
             }
             let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
