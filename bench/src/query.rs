@@ -4,7 +4,8 @@
 //! computers with package X below version V, one CI's detail, an as-of read, and a CSV
 //! export of every computer (peak RSS during the export).
 //!
-//! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH]
+//! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
+//!                    [--cache-mb MB]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -174,6 +175,7 @@ fn main() -> Result<()> {
     let (mut computers, mut packages, mut runs) = (10_000usize, 1000usize, 50usize);
     let mut dir = std::env::temp_dir().join(format!("census-query-bench-{}", std::process::id()));
     let mut keep = false;
+    let mut cache_mb: u64 = 256;
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -183,6 +185,8 @@ fn main() -> Result<()> {
             "--dir" => dir = value()?.into(),
             // Keep the seeded store, and reuse one that a previous --keep run left.
             "--keep" => keep = true,
+            // The collector's --cache-mb: sled's page cache.
+            "--cache-mb" => cache_mb = value()?.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -190,7 +194,7 @@ fn main() -> Result<()> {
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let store = Arc::new(SledStore::open(&dir)?);
+    let store = Arc::new(SledStore::open_with_cache(&dir, cache_mb * 1024 * 1024)?);
     let t_mid = if reuse {
         let mid_file = std::fs::read_to_string(dir.join("bench-t-mid"))?;
         DateTime::parse_from_rfc3339(mid_file.trim())?.with_timezone(&Utc)

@@ -18,6 +18,7 @@ pub mod login;
 pub mod model;
 pub mod openapi;
 pub mod pace;
+pub mod parallel;
 pub mod people;
 pub mod query;
 pub mod query_api;

@@ -118,10 +118,25 @@ fn software_cond(edge: &Attributes, cond: &Cond) -> bool {
             match f {
                 SoftwareField::Name => {
                     // Package names are matched case-insensitively: products are keyed so.
-                    let (a, v) = (actual.to_lowercase(), value.to_lowercase());
+                    // Equality is the common case (one product's edges, thousands of
+                    // them): compare without allocating two lowercased copies.
+                    let same = || {
+                        actual
+                            .chars()
+                            .flat_map(char::to_lowercase)
+                            .eq(value.chars().flat_map(char::to_lowercase))
+                    };
                     match op {
                         Op::Regex => regex.as_ref().is_some_and(|r| r.is_match(actual)),
-                        _ => compare_text(&a, *op, &v, None, VersionScheme::Generic),
+                        Op::Eq => same(),
+                        Op::Ne => !same(),
+                        _ => compare_text(
+                            &actual.to_lowercase(),
+                            *op,
+                            &value.to_lowercase(),
+                            None,
+                            VersionScheme::Generic,
+                        ),
                     }
                 }
                 SoftwareField::Version => {

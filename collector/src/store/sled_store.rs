@@ -10,6 +10,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::*;
+use crate::parallel::in_parallel;
 
 pub struct SledStore {
     db: sled::Db,
@@ -66,6 +67,9 @@ struct AuditHead {
 fn removal_key(ci_id: &str, aspect: Aspect, key: &str) -> Vec<u8> {
     format!("{ci_id}\0{}\0{key}", aspect.as_str()).into_bytes()
 }
+
+/// Below this many reverse entries per worker, decoding stays on one thread.
+const MIN_PARALLEL_DECODE: usize = 2000;
 
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
@@ -482,6 +486,43 @@ impl SledStore {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Reverse entries (to, kind, from, discriminator -> attributes) back into edges.
+    fn decode_reverse(
+        &self,
+        entries: &[(sled::IVec, sled::IVec)],
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let text = String::from_utf8_lossy(k);
+            let parts: Vec<&str> = text.splitn(4, '\0').collect();
+            if parts.len() != 4 {
+                continue;
+            }
+            if !v.is_empty() {
+                let kind = RelKind::from_name(parts[1]).ok_or_else(|| StoreError::Corrupt {
+                    key: text.replace('\0', "/"),
+                    message: format!("unknown relationship kind '{}'", parts[1]),
+                })?;
+                out.push(Relationship {
+                    key: RelKey {
+                        from: parts[2].to_string(),
+                        kind,
+                        to: parts[0].to_string(),
+                        discriminator: parts[3].to_string(),
+                    },
+                    attributes: decode(k, v)?,
+                });
+                continue;
+            }
+            // Written before reverse entries carried attributes: look the edge up.
+            let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
+            if let Some(rel) = Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())? {
+                out.push(rel);
+            }
+        }
+        Ok(out)
     }
 
     fn relationships_with_prefix(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
@@ -975,34 +1016,17 @@ impl Store for SledStore {
     }
 
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.rels_rev.scan_prefix(prefix(id)) {
-            let (k, v) = r.map_err(io)?;
-            let text = String::from_utf8_lossy(&k);
-            let parts: Vec<&str> = text.splitn(4, '\0').collect();
-            if parts.len() != 4 {
-                continue;
-            }
-            if !v.is_empty() {
-                let kind = RelKind::from_name(parts[1]).ok_or_else(|| StoreError::Corrupt {
-                    key: text.replace('\0', "/"),
-                    message: format!("unknown relationship kind '{}'", parts[1]),
-                })?;
-                out.push(Relationship {
-                    key: RelKey {
-                        from: parts[2].to_string(),
-                        kind,
-                        to: parts[0].to_string(),
-                        discriminator: parts[3].to_string(),
-                    },
-                    attributes: decode(&k, &v)?,
-                });
-                continue;
-            }
-            let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
-            if let Some(rel) = Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())? {
-                out.push(rel);
-            }
+        let raw: Vec<(sled::IVec, sled::IVec)> = self
+            .rels_rev
+            .scan_prefix(prefix(id))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        // A popular product has an edge from every computer: decoding 10,000 attribute
+        // maps is most of "who installs X", and the pieces are independent.
+        let parts = in_parallel(&raw, MIN_PARALLEL_DECODE, |part| self.decode_reverse(part));
+        let mut out = Vec::with_capacity(raw.len());
+        for part in parts {
+            out.extend(part?);
         }
         Ok(out)
     }

@@ -298,8 +298,7 @@ fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
     let s = SledStore::open(&d).unwrap();
     s.put_token(&token("h", 1, 3600)).unwrap();
     s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
-    let product =
-        census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let versions = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"];
     for i in 0..40u64 {
         let id = format!("cmp_{i:03}");
@@ -327,8 +326,7 @@ fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
 #[test]
 fn reverse_edges_carry_the_same_attributes_as_the_forward_ones() {
     let (s, d) = package_fleet("rev-attrs");
-    let product =
-        census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let to = s.relationships_to(&product).unwrap();
     assert_eq!(to.len(), 40);
     for r in &to {
