@@ -341,3 +341,84 @@ fn a_restarted_collector_paces_the_returning_backlog_with_a_spread_retry_after()
         assert_eq!(agents[i].send(&c, &mut snaps[i]).status, 200);
     }
 }
+
+/// A TLS connection to the collector that sends a signed-looking snapshot request whose
+/// body never finishes: headers promise `declared` bytes, `sent` arrive, then nothing.
+fn stalled_body(c: &Collector, agent: &str, declared: usize, sent: usize) -> impl Read + Write {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(c.ca_pem().as_bytes()) {
+        roots.add(cert.expect("CA pem")).expect("CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    let tcp = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let head = format!(
+        "POST /api/v1/snapshots HTTP/1.1\r\nHost: localhost\r\nx-census-agent: {agent}\r\n\
+         x-census-seq: 2\r\nx-census-signature: {}==\r\ncontent-encoding: zstd\r\n\
+         content-length: {declared}\r\n\r\n",
+        "A".repeat(86)
+    );
+    tls.write_all(head.as_bytes()).expect("headers");
+    tls.write_all(&vec![0u8; sent]).expect("part of the body");
+    tls.flush().expect("flush");
+    tls
+}
+
+#[test]
+fn slow_bodies_are_cut_off_at_the_body_deadline_without_holding_workers() {
+    let c = Collector::start("faults-slow-body");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut snap = machine(
+        "patient",
+        Some("SER-P"),
+        None,
+        &format!("{:032x}", 42),
+        &["52:54:00:aa:bb:02"],
+    );
+    assert_eq!(a.send(&c, &mut snap).status, 200);
+    // Twenty connections each start a 100 KB body, send 1 KB and stall.
+    let started = Instant::now();
+    let mut stalled: Vec<_> = (0..20)
+        .map(|_| stalled_body(&c, &a.id, 100_000, 1_000))
+        .collect();
+    // Meanwhile an honest snapshot goes through at once: stalled bodies hold no worker.
+    let t = Instant::now();
+    assert_eq!(
+        a.send(&c, &mut snap).status,
+        200,
+        "honest agent not starved"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Each stalled request is answered at the body deadline (30 s), not held open.
+    for s in stalled.iter_mut() {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("body not received") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("body not received within 30s"), "{text}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(45),
+        "answered after {took:?}"
+    );
+    // Nothing stored: the agent's seq is the honest one's.
+    assert_eq!(agent_row(&c, &a.id)["last_seq"], 2);
+}
