@@ -57,14 +57,48 @@ pub fn zstd_decompress_bounded(body: &[u8], limit: usize) -> Result<Vec<u8>, Dec
     decoder
         .window_log_max(ZSTD_WINDOW_LOG_MAX)
         .map_err(|e| DecodeError::Zstd(e.to_string()))?;
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let read = decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Zstd(e.to_string()))?;
-    if read > limit {
+    // A frame that declares more than the limit is refused before any decompression.
+    // A declared size is only a hint otherwise (the count below is what holds): it sizes
+    // the buffer once. Without one, chunks are kept apart and joined at the end, so a
+    // bomb never costs more than the limit (a doubling Vec with a copying realloc held
+    // 64 + 128 MiB at once).
+    let declared = zstd::zstd_safe::get_frame_content_size(body).ok().flatten();
+    if declared.is_some_and(|size| size > limit as u64) {
         return Err(DecodeError::DecompressedTooLarge { limit });
     }
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0usize;
+    const CHUNK: usize = 256 * 1024;
+    // One byte over the declared size, so an honest frame ends inside its first chunk.
+    let mut chunk_len = declared.map_or(CHUNK, |size| (size as usize).saturating_add(1));
+    loop {
+        let mut chunk = vec![0u8; chunk_len.min(limit.saturating_add(1))];
+        chunk_len = CHUNK;
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(DecodeError::Zstd(e.to_string())),
+            }
+        }
+        total += filled;
+        if total > limit {
+            return Err(DecodeError::DecompressedTooLarge { limit });
+        }
+        let done = filled < chunk.len();
+        chunk.truncate(filled);
+        chunks.push(chunk);
+        if done {
+            break;
+        }
+    }
+    let out = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        chunks.concat()
+    };
     Ok(out)
 }
 
@@ -154,6 +188,41 @@ mod tests {
             Err(DecodeError::DecompressedTooLarge { limit }) => assert_eq!(limit, 1024 * 1024),
             other => panic!("expected too large, got {other:?}"),
         }
+    }
+
+    /// A frame without a declared size (streaming encoder), as an attacker would send.
+    fn streamed(data: &[u8]) -> Vec<u8> {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        e.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut e, data).unwrap();
+        let out = e.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&out).ok().flatten(),
+            None
+        );
+        out
+    }
+
+    #[test]
+    fn zip_bomb_without_a_declared_size_is_refused_at_the_limit() {
+        let bomb = streamed(&vec![b' '; 3 * 1024 * 1024]);
+        assert!(matches!(
+            zstd_decompress_bounded(&bomb, 1024 * 1024),
+            Err(DecodeError::DecompressedTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn sizes_at_the_limit_pass_whatever_the_frame_declares() {
+        let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        for body in [zstd::bulk::compress(&data, 3).unwrap(), streamed(&data)] {
+            assert_eq!(zstd_decompress_bounded(&body, data.len()).unwrap(), data);
+            assert!(matches!(
+                zstd_decompress_bounded(&body, data.len() - 1),
+                Err(DecodeError::DecompressedTooLarge { .. })
+            ));
+        }
+        assert_eq!(zstd_decompress_bounded(&streamed(b""), 10).unwrap(), b"");
     }
 
     #[test]

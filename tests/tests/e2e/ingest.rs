@@ -246,6 +246,20 @@ fn zip_bomb_is_413() {
     let r = a.post_raw(&c, 1, bomb, Some("zstd"));
     assert_eq!(r.status, 413, "{r:?}");
     assert!(r.detail().contains("decompressed body exceeds"), "{r:?}");
+    // The same bomb without a declared content size: refused by counting, not by the
+    // frame header.
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    e.include_contentsize(false).unwrap();
+    std::io::Write::write_all(&mut e, &vec![b' '; 100 * 1024 * 1024]).unwrap();
+    let streamed = e.finish().unwrap();
+    assert!(
+        streamed.len() < 64 * 1024,
+        "bomb is {} bytes",
+        streamed.len()
+    );
+    let r = a.post_raw(&c, 1, streamed, Some("zstd"));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.detail().contains("decompressed body exceeds"), "{r:?}");
     let peak = c.peak_rss_kib();
     assert!(
         peak < 200 * 1024,
