@@ -160,6 +160,13 @@ pub enum RelKind {
 }
 
 impl RelKind {
+    pub const ALL: [RelKind; 5] = [
+        RelKind::Runs,
+        RelKind::Installs,
+        RelKind::Has,
+        RelKind::HasAddress,
+        RelKind::In,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             RelKind::Runs => "runs",
@@ -170,15 +177,7 @@ impl RelKind {
         }
     }
     pub fn from_name(name: &str) -> Option<RelKind> {
-        [
-            RelKind::Runs,
-            RelKind::Installs,
-            RelKind::Has,
-            RelKind::HasAddress,
-            RelKind::In,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
+        RelKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 

@@ -266,26 +266,23 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
     match indexed {
         Some((f, name)) => {
             let product = det_id(CiClass::SoftwareProduct, &[&name.trim().to_lowercase()]);
-            // The reverse scan yields a product's edges ordered by (kind, computer), so one
-            // computer's edges are adjacent: group them without a map.
+            // One computer can install a product more than once (amd64 and i386): sort the
+            // edges by computer (already in that order from the embedded store, so this is
+            // one pass) and group neighbours, cheaper than a map over 10,000 computers.
+            let mut edges: Vec<(String, Attributes)> = store
+                .relationships_to(&product)?
+                .into_iter()
+                .filter(|r| r.key.kind == RelKind::Installs)
+                .map(|r| (r.key.from, r.attributes))
+                .collect();
+            edges.sort_by(|a, b| a.0.cmp(&b.0));
             let mut by_computer: Vec<(String, Vec<Attributes>)> = Vec::new();
-            for r in store.relationships_to(&product)? {
-                if r.key.kind != RelKind::Installs {
-                    continue;
-                }
+            for (from, attributes) in edges {
                 match by_computer.last_mut() {
-                    Some((id, edges)) if *id == r.key.from => edges.push(r.attributes),
-                    _ => by_computer.push((r.key.from, vec![r.attributes])),
+                    Some((id, edges)) if *id == from => edges.push(attributes),
+                    _ => by_computer.push((from, vec![attributes])),
                 }
             }
-            by_computer.sort_by(|a, b| a.0.cmp(&b.0));
-            by_computer.dedup_by(|later, first| {
-                let same = later.0 == first.0;
-                if same {
-                    first.1.append(&mut later.1);
-                }
-                same
-            });
             let own_edges_suffice = software_only_at_top(f);
             // With every software condition at the top, a computer whose edges fail them
             // cannot match: drop it before reading its CI.
