@@ -100,6 +100,7 @@ fn snapshot(i: usize, packages: usize, rng: &mut Lcg, bump: bool) -> Snapshot {
                 version: v,
                 arch: Some("amd64".into()),
                 source: "dpkg".into(),
+                install_date: Some(installed_at(i, p)),
                 ..Default::default()
             }
         })
@@ -113,10 +114,21 @@ fn snapshot(i: usize, packages: usize, rng: &mut Lcg, bump: bool) -> Snapshot {
         version: VERSIONS[(rng.next() % 3) as usize].into(),
         arch: Some("amd64".into()),
         source: "dpkg".into(),
+        install_date: Some(installed_at(i, p)),
         ..Default::default()
     }));
     s.software = Section::collected(sw);
     s
+}
+
+/// A different install time on every computer, as the agents report them (dpkg's .list
+/// files, rpm's INSTALLTIME): no two computers' edges for a package are byte-identical.
+fn installed_at(computer: usize, package: usize) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(
+        1_700_000_000 + (computer * 7919 + package * 104_729) as i64 % 31_536_000,
+        0,
+    )
+    .unwrap_or_default()
 }
 
 struct Agent {

@@ -153,20 +153,15 @@ fn only_software(e: &Expr) -> bool {
 }
 
 /// "Which computers have package X below version V", ordered by name or id: decided by
-/// the product's edges, so only each match's name and status are read, and the whole CI
-/// only for the page shown. Same answer as the general path (pinned by a test).
-fn run_on_edges(
-    store: &dyn Store,
-    q: &Query,
-    software: &Expr,
-    by_computer: Vec<(String, Vec<Attributes>)>,
-) -> Result<Page, StoreError> {
+/// the product's installs alone, so only each match's name and status are read, and the
+/// whole CI only for the page shown. Same answer as the general path (pinned by a test).
+fn run_on_installs(store: &dyn Store, q: &Query, computers: &[String]) -> Result<Page, StoreError> {
     // Thousands of independent reads: split over the cores, a quiet collector answers one
-    // asset manager's question sooner (-25 % at 10,000 computers, bench/RESULTS.md).
-    let sort_key = q.sort.key.as_str();
-    let mut matched = Vec::new();
-    for part in in_parallel(&by_computer, MIN_PARALLEL_CHUNK, |part| {
-        matching_summaries(store, sort_key, software, part)
+    // asset manager's question sooner (bench/RESULTS.md).
+    let by_name = q.sort.key == "name";
+    let mut matched = Vec::with_capacity(computers.len());
+    for part in in_parallel(computers, MIN_PARALLEL_CHUNK, |part| {
+        sort_keys_of_unretired(store, by_name, part)
     }) {
         matched.extend(part?);
     }
@@ -187,32 +182,28 @@ fn run_on_edges(
 /// Below this many computers per worker a query stays on one thread.
 const MIN_PARALLEL_CHUNK: usize = 1000;
 
-/// The computers in `part` with an edge that satisfies `software`, not retired, with
-/// their sort value (name or id).
-fn matching_summaries(
+/// The computers in `part` that are not retired, with their sort value (name or id).
+fn sort_keys_of_unretired(
     store: &dyn Store,
-    sort_key: &str,
-    software: &Expr,
-    part: &[(String, Vec<Attributes>)],
+    by_name: bool,
+    part: &[String],
 ) -> Result<Vec<(Value, String, String)>, StoreError> {
-    let mut matched = Vec::new();
-    for (id, edges) in part {
-        if !edges.iter().any(|e| eval::matches_edge(software, e)) {
-            continue;
-        }
+    let mut out = Vec::with_capacity(part.len());
+    for id in part {
         let Some(summary) = store.ci_summary(id)? else {
             continue;
         };
         if summary.status == CiStatus::Retired {
             continue;
         }
-        let value = match sort_key {
-            "name" => Value::String(summary.name),
-            _ => Value::String(id.clone()),
+        let value = if by_name {
+            Value::String(summary.name)
+        } else {
+            Value::String(id.clone())
         };
-        matched.push((value, id.clone(), id.clone()));
+        out.push((value, id.clone(), id.clone()));
     }
-    Ok(matched)
+    Ok(out)
 }
 
 /// Orders `(sort value, id, item)` by (value, id), and returns the page after the cursor,
@@ -246,6 +237,22 @@ fn paginate<T>(mut matched: Vec<(Value, String, T)>, q: &Query) -> (Vec<T>, usiz
     )
 }
 
+/// (computer, variant) pairs, ordered by computer, as one entry per computer (a computer
+/// can install a product more than once: amd64 and i386).
+fn group_by_computer(mut installs: Vec<(String, usize)>) -> Vec<(String, Vec<usize>)> {
+    // Already in computer order from the embedded store, so this sort is one pass; another
+    // backend need not return that order.
+    installs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
+    for (computer, variant) in installs {
+        match grouped.last_mut() {
+            Some((id, variants)) if *id == computer => variants.push(variant),
+            _ => grouped.push((computer, vec![variant])),
+        }
+    }
+    grouped
+}
+
 fn installs(edges: Vec<Relationship>) -> Vec<Attributes> {
     edges
         .into_iter()
@@ -266,25 +273,9 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
     match indexed {
         Some((f, name)) => {
             let product = det_id(CiClass::SoftwareProduct, &[&name.trim().to_lowercase()]);
-            // One computer can install a product more than once (amd64 and i386): sort the
-            // edges by computer (already in that order from the embedded store, so this is
-            // one pass) and group neighbours, cheaper than a map over 10,000 computers.
-            let mut edges: Vec<(String, Attributes)> = store
-                .relationships_to(&product)?
-                .into_iter()
-                .filter(|r| r.key.kind == RelKind::Installs)
-                .map(|r| (r.key.from, r.attributes))
-                .collect();
-            edges.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut by_computer: Vec<(String, Vec<Attributes>)> = Vec::new();
-            for (from, attributes) in edges {
-                match by_computer.last_mut() {
-                    Some((id, edges)) if *id == from => edges.push(attributes),
-                    _ => by_computer.push((from, vec![attributes])),
-                }
-            }
+            let product_installs = store.installs_of(&product)?;
             let own_edges_suffice = software_only_at_top(f);
-            // With every software condition at the top, a computer whose edges fail them
+            // With every software condition at the top, a computer whose packages fail them
             // cannot match: drop it before reading its CI.
             let software_part = match f {
                 Expr::And(parts) if own_edges_suffice => Some(Expr::And(
@@ -297,22 +288,41 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 Expr::Cond(c) if c.is_software() => Some(f.clone()),
                 _ => None,
             };
-            if let (Some(part), true) = (&software_part, only_software(f)) {
-                if matches!(q.sort.key.as_str(), "id" | "name") {
-                    return run_on_edges(store, q, part, by_computer);
-                }
+            // Once per distinct variant, not once per install.
+            let variant_passes: Vec<bool> = product_installs
+                .variants
+                .iter()
+                .map(|v| {
+                    software_part
+                        .as_ref()
+                        .is_none_or(|p| eval::matches_edge(p, v))
+                })
+                .collect();
+            let by_computer = group_by_computer(product_installs.installs);
+            let passing = |variants: &[usize]| variants.iter().any(|&i| variant_passes[i]);
+            if software_part.is_some()
+                && only_software(f)
+                && matches!(q.sort.key.as_str(), "id" | "name")
+            {
+                let computers: Vec<String> = by_computer
+                    .into_iter()
+                    .filter(|(_, variants)| passing(variants))
+                    .map(|(id, _)| id)
+                    .collect();
+                return run_on_installs(store, q, &computers);
             }
-            for (id, edges) in by_computer {
-                if let Some(part) = &software_part {
-                    if !edges.iter().any(|e| eval::matches_edge(part, e)) {
-                        continue;
-                    }
+            for (id, variants) in by_computer {
+                if software_part.is_some() && !passing(&variants) {
+                    continue;
                 }
                 let Some(ci) = store.get_ci(&id)? else {
                     continue;
                 };
                 let edges = if own_edges_suffice {
-                    edges
+                    variants
+                        .iter()
+                        .map(|&i| product_installs.variants[i].clone())
+                        .collect()
                 } else {
                     installs(store.relationships_from(&id)?)
                 };

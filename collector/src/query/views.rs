@@ -213,22 +213,20 @@ pub fn catalogue(
     };
     let mut out = Vec::new();
     for p in products.into_iter().skip(start).take(limit) {
-        let mut versions: BTreeMap<String, usize> = BTreeMap::new();
+        let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
         let mut computers = BTreeSet::new();
-        for r in store.relationships_to(&p.id)? {
-            if r.key.kind != RelKind::Installs {
-                continue;
-            }
-            computers.insert(r.key.from);
-            let v = r
-                .attributes
-                .get("version")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            *versions.entry(v.to_string()).or_default() += 1;
+        let installs = store.installs_of(&p.id)?;
+        let version_of: Vec<&str> = installs
+            .variants
+            .iter()
+            .map(|v| v.get("version").and_then(Value::as_str).unwrap_or(""))
+            .collect();
+        for (computer, variant) in &installs.installs {
+            computers.insert(computer.as_str());
+            *versions.entry(version_of[*variant]).or_default() += 1;
         }
-        let mut spread: Vec<(String, usize)> = versions.into_iter().collect();
-        spread.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut spread: Vec<(&str, usize)> = versions.into_iter().collect();
+        spread.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let distinct = spread.len();
         spread.truncate(20);
         out.push(json!({"id": p.id, "name": p.name, "installs": computers.len(),

@@ -14,8 +14,10 @@ use crate::model::*;
 
 pub use sled_store::SledStore;
 
-/// The on-disk schema version this build writes and reads.
-pub const STORE_SCHEMA_VERSION: u32 = 1;
+/// The on-disk schema version this build writes and reads. 2: a name/status summary per
+/// CI (a store of version 1 is migrated when it opens; a collector that only knows 1
+/// refuses a 2, which it would leave with stale summaries).
+pub const STORE_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,10 +174,24 @@ pub struct OwnedState {
 }
 
 /// See [`Store::ci_summary`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CiSummary {
     pub name: String,
     pub status: CiStatus,
+}
+
+/// The attributes of an `installs` edge a package query can test (`software.*` in the filter
+/// language); the rest (install date, source package) stays on the edge.
+pub const PACKAGE_VARIANT_KEYS: [&str; 5] = ["name", "version", "source", "arch", "publisher"];
+
+/// Who installs one product, in the form a package query evaluates: each distinct variant
+/// (the edge attributes in [`PACKAGE_VARIANT_KEYS`]) once, and every install as (computer,
+/// index into `variants`), ordered by computer. A fleet has few distinct versions of a
+/// product and many computers, so a filter is evaluated per variant, not per install.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductInstalls {
+    pub variants: Vec<Attributes>,
+    pub installs: Vec<(String, usize)>,
 }
 
 /// What a backup or restore moved.
@@ -247,6 +263,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Relationship>, usize), StoreError>;
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+    /// The `installs` edges into a product, see [`ProductInstalls`].
+    fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;
     /// The version in force at `at`: the last one with `valid_from <= at`.

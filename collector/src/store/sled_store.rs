@@ -1,11 +1,14 @@
 //! The embedded default backend: sled, one tree per record kind, JSON values (history
 //! versions zstd-compressed), multi-tree serializable transactions for ingest.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
@@ -22,6 +25,9 @@ pub struct SledStore {
     agents: Tree,
     agent_keys: Tree,
     cis: Tree,
+    /// ci_id -> [`CiSummary`] (name, status), written with every CI record: a package query
+    /// orders thousands of computers by name without decoding their whole records.
+    ci_summaries: Tree,
     rels: Tree,
     rels_rev: Tree,
     history: Tree,
@@ -48,6 +54,62 @@ pub struct SledStore {
     /// ci_id \0 aspect \0 key -> recent removal (flap suppression).
     removals: Tree,
     api_tokens: Tree,
+}
+
+/// The [`PACKAGE_VARIANT_KEYS`] of an `installs` edge, borrowed from its stored JSON (no
+/// allocation unless a value has escapes); the edge's other attributes are skipped.
+#[derive(Debug, serde::Deserialize, PartialEq, Eq, Hash)]
+struct PackageVariantView<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arch: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    publisher: Option<Cow<'a, str>>,
+}
+
+impl PackageVariantView<'_> {
+    fn to_attributes(&self) -> Attributes {
+        let fields = [
+            &self.name,
+            &self.version,
+            &self.source,
+            &self.arch,
+            &self.publisher,
+        ];
+        PACKAGE_VARIANT_KEYS
+            .iter()
+            .zip(fields)
+            .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.as_deref()?.to_string()))))
+            .collect()
+    }
+}
+
+/// An edge's attributes narrowed to [`PACKAGE_VARIANT_KEYS`] (text values only, as a
+/// `software.*` condition reads them).
+fn variant_of(edge: &Attributes) -> Attributes {
+    PACKAGE_VARIANT_KEYS
+        .iter()
+        .filter_map(|k| match edge.get(*k) {
+            Some(v @ Value::String(_)) => Some((k.to_string(), v.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes a CI record and its summary (the only way CI records are written).
+fn put_ci(cis: &TransactionalTree, summaries: &TransactionalTree, ci: &Ci) -> TxResult<()> {
+    cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+    let summary = CiSummary {
+        name: ci.name.clone(),
+        status: ci.status,
+    };
+    summaries.insert(ci.id.as_bytes(), tx_encode(&summary)?)?;
+    Ok(())
 }
 
 /// An event waiting for its cursor.
@@ -189,6 +251,7 @@ struct IngestTrees<'a> {
     agents: &'a TransactionalTree,
     agent_state: &'a TransactionalTree,
     cis: &'a TransactionalTree,
+    ci_summaries: &'a TransactionalTree,
     rels: &'a TransactionalTree,
     rels_rev: &'a TransactionalTree,
     history: &'a TransactionalTree,
@@ -375,6 +438,7 @@ impl SledStore {
             agents: open("agents")?,
             agent_keys: open("agent_keys")?,
             cis: open("cis")?,
+            ci_summaries: open("ci_summaries")?,
             rels: open("rels")?,
             rels_rev: open("rels_rev")?,
             history: open("history")?,
@@ -417,9 +481,39 @@ impl SledStore {
                         supported: STORE_SCHEMA_VERSION,
                     });
                 }
+                if found < 2 {
+                    store.migrate_to_ci_summaries()?;
+                }
             }
         }
         Ok(store)
+    }
+
+    /// Schema 1 -> 2: a summary per CI record. Nothing else writes while the store opens;
+    /// the version is raised only after every summary is durable, so an interrupted
+    /// migration runs again at the next start.
+    fn migrate_to_ci_summaries(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut count = 0usize;
+        for r in self.cis.iter() {
+            let (k, v) = r.map_err(io)?;
+            let summary: CiSummary = decode(&k, &v)?;
+            self.ci_summaries
+                .insert(&k, encode(&summary)?)
+                .map_err(io)?;
+            count += 1;
+        }
+        self.db.flush().map_err(io)?;
+        self.meta
+            .insert("schema_version", &2u32.to_be_bytes())
+            .map_err(io)?;
+        self.db.flush().map_err(io)?;
+        tracing::info!(
+            cis = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store schema 1 -> 2: CI summaries written"
+        );
+        Ok(())
     }
 
     /// The hot state (last seq, last seen) over the agent record.
@@ -517,12 +611,22 @@ impl SledStore {
                 continue;
             }
             // Written before reverse entries carried attributes: look the edge up.
-            let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
-            if let Some(rel) = Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())? {
+            if let Some(rel) = self.forward_of_reverse(k)? {
                 out.push(rel);
             }
         }
         Ok(out)
+    }
+
+    /// The forward edge of a reverse key (to, kind, from, discriminator).
+    fn forward_of_reverse(&self, reverse_key: &[u8]) -> Result<Option<Relationship>, StoreError> {
+        let text = String::from_utf8_lossy(reverse_key);
+        let parts: Vec<&str> = text.splitn(4, '\0').collect();
+        if parts.len() != 4 {
+            return Ok(None);
+        }
+        let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
+        Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())
     }
 
     fn relationships_with_prefix(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
@@ -589,11 +693,11 @@ impl SledStore {
         }
         for ci in &c.shared_ci_inserts {
             if t.cis.get(ci.id.as_bytes())?.is_none() {
-                t.cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+                put_ci(t.cis, t.ci_summaries, ci)?;
             }
         }
         for ci in &c.ci_puts {
-            t.cis.insert(ci.id.as_bytes(), tx_encode(ci)?)?;
+            put_ci(t.cis, t.ci_summaries, ci)?;
         }
         for k in &c.relationship_deletes {
             t.rels.remove(rel_key(k))?;
@@ -834,6 +938,7 @@ impl Store for SledStore {
             &self.agents,
             &self.agent_state,
             &self.cis,
+            &self.ci_summaries,
             &self.rels,
             &self.rels_rev,
             &self.history,
@@ -849,6 +954,7 @@ impl Store for SledStore {
                 agents,
                 agent_state,
                 cis,
+                ci_summaries,
                 rels,
                 rels_rev,
                 history,
@@ -863,6 +969,7 @@ impl Store for SledStore {
                     agents,
                     agent_state,
                     cis,
+                    ci_summaries,
                     rels,
                     rels_rev,
                     history,
@@ -888,29 +995,31 @@ impl Store for SledStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.writing();
         let relationships = self.relationships_with_prefix(id)?;
-        let r = (&self.cis, &self.history).transaction(|(cis, history)| {
-            let Some(raw) = cis.get(id.as_bytes())? else {
-                return Ok(false);
-            };
-            let mut ci: Ci = tx_decode(id.as_bytes(), &raw)?;
-            if ci.version != expected_version || ci.status == status {
-                return Ok(false);
-            }
-            ci.status = status;
-            ci.version += 1;
-            let version = CiVersion {
-                ci_id: id.to_string(),
-                version: ci.version,
-                valid_from: at,
-                ci: ci.clone(),
-                relationships: relationships.clone(),
-                change_record: None,
-            };
-            let bytes = encode_version(&version).or_else(|e| abort(CommitError::Store(e)))?;
-            history.insert(history_key(id, ci.version), bytes)?;
-            cis.insert(id.as_bytes(), tx_encode(&ci)?)?;
-            Ok(true)
-        });
+        let r = (&self.cis, &self.ci_summaries, &self.history).transaction(
+            |(cis, ci_summaries, history)| {
+                let Some(raw) = cis.get(id.as_bytes())? else {
+                    return Ok(false);
+                };
+                let mut ci: Ci = tx_decode(id.as_bytes(), &raw)?;
+                if ci.version != expected_version || ci.status == status {
+                    return Ok(false);
+                }
+                ci.status = status;
+                ci.version += 1;
+                let version = CiVersion {
+                    ci_id: id.to_string(),
+                    version: ci.version,
+                    valid_from: at,
+                    ci: ci.clone(),
+                    relationships: relationships.clone(),
+                    change_record: None,
+                };
+                let bytes = encode_version(&version).or_else(|e| abort(CommitError::Store(e)))?;
+                history.insert(history_key(id, ci.version), bytes)?;
+                put_ci(cis, ci_summaries, &ci)?;
+                Ok(true)
+            },
+        );
         let changed = map_tx(r).map_err(|e| io(e.to_string()))?;
         if changed {
             self.flush()?;
@@ -927,7 +1036,12 @@ impl Store for SledStore {
     }
 
     fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
-        Self::get_json(&self.cis, id.as_bytes())
+        match Self::get_json(&self.ci_summaries, id.as_bytes())? {
+            Some(summary) => Ok(Some(summary)),
+            // Every CI write writes its summary (schema 2, backfilled on open): a miss is
+            // an unknown id, answered by the record itself to stay correct regardless.
+            None => Self::get_json(&self.cis, id.as_bytes()),
+        }
     }
 
     fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError> {
@@ -1027,6 +1141,56 @@ impl Store for SledStore {
         let mut out = Vec::with_capacity(raw.len());
         for part in parts {
             out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
+        let mut scan_prefix = prefix(product_id);
+        scan_prefix.extend_from_slice(RelKind::Installs.as_str().as_bytes());
+        scan_prefix.push(0);
+        let raw: Vec<(sled::IVec, sled::IVec)> = self
+            .rels_rev
+            .scan_prefix(&scan_prefix)
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let mut out = ProductInstalls::default();
+        // Thousands of installs share a handful of variants: intern them borrowed from the
+        // stored bytes, and build each variant's map once.
+        let mut index: HashMap<PackageVariantView<'_>, usize> = HashMap::new();
+        for (k, v) in &raw {
+            let rest = &k[scan_prefix.len()..];
+            let Some(end) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let computer = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let view = match serde_json::from_slice::<PackageVariantView<'_>>(v) {
+                Ok(view) if !v.is_empty() => view,
+                // Written before reverse entries carried attributes, or a value of an
+                // unexpected type: the whole edge, projected.
+                _ => {
+                    let Some(edge) = self.forward_of_reverse(k)? else {
+                        continue;
+                    };
+                    let variant = variant_of(&edge.attributes);
+                    let at = out.variants.iter().position(|x| *x == variant);
+                    let at = at.unwrap_or_else(|| {
+                        out.variants.push(variant);
+                        out.variants.len() - 1
+                    });
+                    out.installs.push((computer, at));
+                    continue;
+                }
+            };
+            let at = match index.get(&view) {
+                Some(&at) => at,
+                None => {
+                    out.variants.push(view.to_attributes());
+                    index.insert(view, out.variants.len() - 1);
+                    out.variants.len() - 1
+                }
+            };
+            out.installs.push((computer, at));
         }
         Ok(out)
     }

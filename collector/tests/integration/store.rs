@@ -275,24 +275,32 @@ fn computer(id: &str, name: &str, status: CiStatus) -> Ci {
     }
 }
 
-fn installs(from: &str, product: &str, version: &str) -> Relationship {
+fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationship {
     let mut attributes = Attributes::new();
     attributes.insert("name".into(), "openssl".into());
     attributes.insert("version".into(), version.into());
     attributes.insert("source".into(), "dpkg".into());
+    attributes.insert("arch".into(), arch.into());
+    // Differs on every computer, as real install dates do.
+    let n: u32 = from.trim_start_matches("cmp_").parse().unwrap_or(0);
+    attributes.insert(
+        "install_date".into(),
+        format!("2026-01-01T10:{n:02}:00+00:00").into(),
+    );
     Relationship {
         key: RelKey {
             from: from.into(),
             kind: RelKind::Installs,
             to: product.into(),
-            discriminator: "dpkg/amd64".into(),
+            discriminator: format!("dpkg/{arch}"),
         },
         attributes,
     }
 }
 
 /// Edges and CIs for a product query: 40 computers with openssl in three versions, every
-/// seventh retired, committed through `commit_ingest` like ingest does.
+/// fifth with the i386 package too, every seventh retired, committed through
+/// `commit_ingest` like ingest does.
 fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
     let d = dir(name);
     let s = SledStore::open(&d).unwrap();
@@ -315,7 +323,10 @@ fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
             new_seq: i + 1,
             seen_at: Utc::now(),
             ci_puts: vec![computer(&id, &name, status)],
-            relationship_puts: vec![installs(&id, &product, versions[i as usize % 3])],
+            relationship_puts: std::iter::once("amd64")
+                .chain((i % 5 == 0).then_some("i386"))
+                .map(|arch| installs(&id, &product, versions[i as usize % 3], arch))
+                .collect(),
             ..Default::default()
         })
         .unwrap();
@@ -328,11 +339,120 @@ fn reverse_edges_carry_the_same_attributes_as_the_forward_ones() {
     let (s, d) = package_fleet("rev-attrs");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let to = s.relationships_to(&product).unwrap();
-    assert_eq!(to.len(), 40);
+    assert_eq!(to.len(), 48);
     for r in &to {
         let forward = s.relationships_from(&r.key.from).unwrap();
-        assert_eq!(forward, vec![r.clone()]);
+        assert!(forward.contains(r), "{r:?} not in {forward:?}");
     }
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn installs_of_lists_every_install_and_each_variant_once() {
+    let (s, d) = package_fleet("installs-of");
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let got = s.installs_of(&product).unwrap();
+    let edges = s.relationships_to(&product).unwrap();
+    assert_eq!(got.installs.len(), edges.len());
+    for ((computer, variant), edge) in got.installs.iter().zip(&edges) {
+        assert_eq!(
+            *computer, edge.key.from,
+            "ordered by computer, like the edges"
+        );
+        let projected: Attributes = PACKAGE_VARIANT_KEYS
+            .iter()
+            .filter_map(|k| Some((k.to_string(), edge.attributes.get(*k)?.clone())))
+            .collect();
+        assert_eq!(got.variants[*variant], projected);
+    }
+    // 3 versions of amd64 and of i386; install dates differ but are not part of a variant.
+    assert_eq!(got.variants.len(), 6, "{:?}", got.variants);
+    for (i, v) in got.variants.iter().enumerate() {
+        assert!(!got.variants[..i].contains(v), "variant {v:?} twice");
+        assert!(!v.contains_key("install_date"));
+    }
+    assert_eq!(
+        s.installs_of("sw_none").unwrap(),
+        ProductInstalls::default()
+    );
+    drop(s);
+    // Reverse entries written before they carried attributes are empty: the edge is read.
+    {
+        let db = sled::open(&d).unwrap();
+        let rev = db.open_tree("rels_rev").unwrap();
+        for k in rev.iter().keys().step_by(2) {
+            rev.insert(k.unwrap(), Vec::<u8>::new()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(&d).unwrap();
+    let old = s.installs_of(&product).unwrap();
+    let resolve = |p: &ProductInstalls| -> Vec<(String, Attributes)> {
+        p.installs
+            .iter()
+            .map(|(c, v)| (c.clone(), p.variants[*v].clone()))
+            .collect()
+    };
+    assert_eq!(resolve(&old), resolve(&got));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn ci_summaries_follow_every_ci_write() {
+    let (s, d) = package_fleet("summaries");
+    let retire = s.get_ci("cmp_001").unwrap().unwrap();
+    assert!(s
+        .set_ci_status("cmp_001", retire.version, CiStatus::Retired, Utc::now())
+        .unwrap());
+    let check = |s: &SledStore| {
+        for ci in s.list_cis(Some(CiClass::Computer)).unwrap() {
+            let summary = s.ci_summary(&ci.id).unwrap().unwrap();
+            assert_eq!((summary.name, summary.status), (ci.name, ci.status));
+        }
+    };
+    check(&s);
+    assert_eq!(
+        s.ci_summary("cmp_001").unwrap().unwrap().status,
+        CiStatus::Retired
+    );
+    assert_eq!(s.ci_summary("cmp_nope").unwrap(), None);
+    drop(s);
+    check(&SledStore::open(&d).unwrap());
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
+    let (s, d) = package_fleet("migrate-1-2");
+    let expected: Vec<(String, String, CiStatus)> = s
+        .list_cis(None)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.name, c.status))
+        .collect();
+    drop(s);
+    // What a schema-1 collector left: no summaries, version 1.
+    {
+        let db = sled::open(&d).unwrap();
+        db.drop_tree("ci_summaries").unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(&d).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(expected.len(), 40);
+    for (id, name, status) in expected {
+        let summary = s.ci_summary(&id).unwrap().unwrap();
+        assert_eq!((summary.name, summary.status), (name, status));
+    }
+    // The summaries come from the tree, not the record fallback.
+    drop(s);
+    let db = sled::open(&d).unwrap();
+    assert_eq!(db.open_tree("ci_summaries").unwrap().len(), 40);
+    drop(db);
     let _ = std::fs::remove_dir_all(d);
 }
 
