@@ -1,11 +1,12 @@
 //! Query performance on a generated CMDB: N computers x M packages ingested through the
 //! real ingest path (signed, encoded snapshots into `Ingest::snapshot` on a sled store),
-//! then the asset managers' questions timed in-process (no HTTP), p50/p99 over R runs:
-//! computers with package X below version V, one CI's detail, an as-of read, and a CSV
-//! export of every computer (peak RSS during the export).
+//! then the asset managers' questions timed in-process (no HTTP): the first run after
+//! opening the store (cold) and p50/p99 over R more runs of computers with package X below
+//! version V, one CI's detail and an as-of read; a CSV export of every computer (peak RSS
+//! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB]
+//!                    [--cache-mb MB] [--only package|detail|asof|csv]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -182,12 +183,38 @@ fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// Runs `query` once cold (the first after opening the store: pages come from disk) and
+/// then `runs` times, and prints the row: first, p50 and p99 of the later runs.
+fn measure<T>(
+    label: &str,
+    runs: usize,
+    mut query: impl FnMut() -> Result<T>,
+    result: impl Fn(&T) -> String,
+) -> Result<()> {
+    let t = Instant::now();
+    let mut last = query()?;
+    let first = t.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = query()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (p50, p99) = percentiles(times);
+    println!(
+        "| {label} | {runs} | {first:.1} | {p50:.1} | {p99:.1} | {} |",
+        result(&last)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut computers, mut packages, mut runs) = (10_000usize, 1000usize, 50usize);
     let mut dir = std::env::temp_dir().join(format!("census-query-bench-{}", std::process::id()));
     let mut keep = false;
     let mut cache_mb: u64 = 256;
+    let mut only: Option<String> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -199,6 +226,8 @@ fn main() -> Result<()> {
             "--keep" => keep = true,
             // The collector's --cache-mb: sled's page cache.
             "--cache-mb" => cache_mb = value()?.parse()?,
+            // One of package, detail, asof, csv (for profiling one query).
+            "--only" => only = Some(value()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -213,7 +242,7 @@ fn main() -> Result<()> {
     } else {
         seed(&store, &dir, computers, packages)?
     };
-    report(&store, &dir, runs, t_mid)?;
+    report(&store, &dir, runs, t_mid, only.as_deref())?;
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -289,10 +318,12 @@ fn report(
     dir: &std::path::Path,
     runs: usize,
     t_mid: DateTime<Utc>,
+    only: Option<&str>,
 ) -> Result<()> {
     let _ = dir;
-    println!("| query | runs | p50 ms | p99 ms | result |");
-    println!("|---|---:|---:|---:|---|");
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let wanted = |name: &str| only.is_none_or(|o| o == name);
 
     let now = Utc::now();
     let q = Query {
@@ -302,15 +333,14 @@ fn report(
         limit: 100,
         after: None,
     };
-    let mut times = Vec::new();
-    let mut total = 0;
-    for _ in 0..runs {
-        let t = Instant::now();
-        total = query::run(store.as_ref(), &q, now)?.total;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    if wanted("package") {
+        measure(
+            "computers with pkg-00010 < 2.0-1 (first page of 100)",
+            runs,
+            || Ok(query::run(store.as_ref(), &q, now)?.total),
+            |total| format!("{total} matches"),
+        )?;
     }
-    let (p50, p99) = percentiles(times);
-    println!("| computers with pkg-00010 < 2.0-1 (first page of 100) | {runs} | {p50:.1} | {p99:.1} | {total} matches |");
 
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
@@ -318,35 +348,43 @@ fn report(
         .map(|c| c.id)
         .collect();
     let mut pick = Lcg(7);
-    let mut times = Vec::new();
-    let mut rels = 0;
-    for _ in 0..runs {
-        let id = &ids[pick.next() as usize % ids.len()];
-        let t = Instant::now();
-        let d = views::ci_detail(
-            store.as_ref(),
-            id,
-            None,
-            views::DEFAULT_LISTED_RELATIONSHIPS,
-        )?
-        .context("detail")?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        rels = d["relationships_out_total"].as_u64().unwrap_or(0);
+    if wanted("detail") {
+        measure(
+            "CI detail (relationships both ways, evidence)",
+            runs,
+            || {
+                let id = &ids[pick.next() as usize % ids.len()];
+                views::ci_detail(
+                    store.as_ref(),
+                    id,
+                    None,
+                    views::DEFAULT_LISTED_RELATIONSHIPS,
+                )?
+                .context("detail")
+            },
+            |d| {
+                format!(
+                    "{} edges out",
+                    d["relationships_out_total"].as_u64().unwrap_or(0)
+                )
+            },
+        )?;
     }
-    let (p50, p99) = percentiles(times);
-    println!("| CI detail (relationships both ways, evidence) | {runs} | {p50:.1} | {p99:.1} | {rels} edges out |");
 
-    let versioned: Vec<&String> = ids.iter().collect();
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let id = versioned[pick.next() as usize % versioned.len()];
-        let t = Instant::now();
-        let v = store.as_of(id, t_mid)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(v.is_some(), "as-of found a version");
+    if wanted("asof") {
+        measure(
+            "as-of read (version in force at a past time)",
+            runs,
+            || {
+                let id = &ids[pick.next() as usize % ids.len()];
+                store.as_of(id, t_mid)?.context("as-of found a version")
+            },
+            |v| format!("version {} with {} edges", v.version, v.relationships.len()),
+        )?;
     }
-    let (p50, p99) = percentiles(times);
-    println!("| as-of read (version in force at a past time) | {runs} | {p50:.1} | {p99:.1} | version with all edges |");
+    if !wanted("csv") {
+        return Ok(());
+    }
 
     // CSV export of every computer: constant memory means RSS does not grow with rows.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -377,7 +415,7 @@ fn report(
     let export_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_peak = status_kib("VmHWM:");
     println!(
-        "| CSV export of all computers (streamed scan) | 1 | {export_ms:.0} | — | {rows} rows, {} KB; RSS {} MiB before, peak {} MiB during |",
+        "| CSV export of all computers (streamed scan) | 1 | {export_ms:.0} | — | — | {rows} rows, {} KB; RSS {} MiB before, peak {} MiB during |",
         bytes / 1000,
         rss_before / 1024,
         rss_peak / 1024

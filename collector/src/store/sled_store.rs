@@ -73,31 +73,62 @@ struct PackageVariantView<'a> {
 }
 
 impl PackageVariantView<'_> {
-    fn to_attributes(&self) -> Attributes {
-        let fields = [
+    fn key(&self) -> VariantKey {
+        [
             &self.name,
             &self.version,
             &self.source,
             &self.arch,
             &self.publisher,
-        ];
-        PACKAGE_VARIANT_KEYS
-            .iter()
-            .zip(fields)
-            .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.as_deref()?.to_string()))))
-            .collect()
+        ]
+        .map(|v| v.as_deref().map(str::to_string))
     }
+}
+
+/// A variant's values in the order of [`PACKAGE_VARIANT_KEYS`].
+type VariantKey = [Option<String>; 5];
+
+fn variant_attributes(key: &VariantKey) -> Attributes {
+    PACKAGE_VARIANT_KEYS
+        .iter()
+        .zip(key)
+        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
+        .collect()
 }
 
 /// An edge's attributes narrowed to [`PACKAGE_VARIANT_KEYS`] (text values only, as a
 /// `software.*` condition reads them).
-fn variant_of(edge: &Attributes) -> Attributes {
-    PACKAGE_VARIANT_KEYS
-        .iter()
-        .filter_map(|k| match edge.get(*k) {
-            Some(v @ Value::String(_)) => Some((k.to_string(), v.clone())),
-            _ => None,
-        })
+fn variant_of(edge: &Attributes) -> VariantKey {
+    PACKAGE_VARIANT_KEYS.map(|k| edge.get(k).and_then(Value::as_str).map(str::to_string))
+}
+
+/// One slice's installs, numbering its own variants.
+#[derive(Default)]
+struct SliceInstalls {
+    variants: Vec<VariantKey>,
+    installs: Vec<(String, usize)>,
+}
+
+/// Below this many installs in a product's first slice, the other slices are read on the
+/// calling thread too (the catalogue asks for many small products).
+const MIN_INSTALLS_PER_SLICE_FOR_THREADS: usize = 250;
+
+/// Eight key ranges that together cover exactly the keys starting with `lo` (which ends in
+/// a 0 byte), split on the computer id's first digest digit: ids are `cmp_` + hex, so the
+/// slices hold about the same number of installs. Any other id still falls in exactly one
+/// slice; only the balance depends on the id format.
+fn computer_slices(lo: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut end = lo.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    let cut = |digit: &str| [lo, b"cmp_", digit.as_bytes()].concat();
+    let mut bounds = vec![lo.to_vec()];
+    bounds.extend(["2", "4", "6", "8", "a", "c", "e"].map(cut));
+    bounds.push(end);
+    bounds
+        .windows(2)
+        .map(|w| (w[0].clone(), w[1].clone()))
         .collect()
 }
 
@@ -614,6 +645,57 @@ impl SledStore {
             if let Some(rel) = self.forward_of_reverse(k)? {
                 out.push(rel);
             }
+        }
+        Ok(out)
+    }
+
+    /// The installs in one slice of a product's reverse entries (`lo` is the product's
+    /// `installs` prefix).
+    fn installs_in(
+        &self,
+        lo: &[u8],
+        slice: &(Vec<u8>, Vec<u8>),
+    ) -> Result<SliceInstalls, StoreError> {
+        let raw: Vec<(sled::IVec, sled::IVec)> = self
+            .rels_rev
+            .range(slice.0.as_slice()..slice.1.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let mut out = SliceInstalls::default();
+        // Thousands of installs share a handful of variants: intern them borrowed from the
+        // stored bytes, and own each variant once.
+        let mut borrowed: HashMap<PackageVariantView<'_>, usize> = HashMap::new();
+        let mut owned: HashMap<VariantKey, usize> = HashMap::new();
+        for (k, v) in &raw {
+            let rest = &k[lo.len()..];
+            let Some(end) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let computer = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let at = match serde_json::from_slice::<PackageVariantView<'_>>(v) {
+                Ok(view) => match borrowed.get(&view) {
+                    Some(&at) => at,
+                    None => {
+                        out.variants.push(view.key());
+                        borrowed.insert(view, out.variants.len() - 1);
+                        out.variants.len() - 1
+                    }
+                },
+                // Empty (written before reverse entries carried attributes) or a value of
+                // an unexpected type: the whole edge, projected.
+                Err(_) => {
+                    let Some(edge) = self.forward_of_reverse(k)? else {
+                        continue;
+                    };
+                    *owned
+                        .entry(variant_of(&edge.attributes))
+                        .or_insert_with_key(|key| {
+                            out.variants.push(key.clone());
+                            out.variants.len() - 1
+                        })
+                }
+            };
+            out.installs.push((computer, at));
         }
         Ok(out)
     }
@@ -1146,51 +1228,47 @@ impl Store for SledStore {
     }
 
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
-        let mut scan_prefix = prefix(product_id);
-        scan_prefix.extend_from_slice(RelKind::Installs.as_str().as_bytes());
-        scan_prefix.push(0);
-        let raw: Vec<(sled::IVec, sled::IVec)> = self
-            .rels_rev
-            .scan_prefix(&scan_prefix)
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
+        let mut lo = prefix(product_id);
+        lo.extend_from_slice(RelKind::Installs.as_str().as_bytes());
+        lo.push(0);
+        let slices = computer_slices(&lo);
+        // A popular product is installed on every computer: read its slices on all cores
+        // once the first slice shows it is big enough to pay for the threads.
+        let first = self.installs_in(&lo, &slices[0])?;
+        let read = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<SliceInstalls>, StoreError> {
+            part.iter().map(|r| self.installs_in(&lo, r)).collect()
+        };
+        let rest = if first.installs.len() >= MIN_INSTALLS_PER_SLICE_FOR_THREADS {
+            in_parallel(&slices[1..], 1, read)
+        } else {
+            vec![read(&slices[1..])]
+        };
+        // Slices are in key order, so installs stay ordered by computer; each slice's
+        // variants are renumbered into one list.
         let mut out = ProductInstalls::default();
-        // Thousands of installs share a handful of variants: intern them borrowed from the
-        // stored bytes, and build each variant's map once.
-        let mut index: HashMap<PackageVariantView<'_>, usize> = HashMap::new();
-        for (k, v) in &raw {
-            let rest = &k[scan_prefix.len()..];
-            let Some(end) = rest.iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let computer = String::from_utf8_lossy(&rest[..end]).into_owned();
-            let view = match serde_json::from_slice::<PackageVariantView<'_>>(v) {
-                Ok(view) if !v.is_empty() => view,
-                // Written before reverse entries carried attributes, or a value of an
-                // unexpected type: the whole edge, projected.
-                _ => {
-                    let Some(edge) = self.forward_of_reverse(k)? else {
-                        continue;
-                    };
-                    let variant = variant_of(&edge.attributes);
-                    let at = out.variants.iter().position(|x| *x == variant);
-                    let at = at.unwrap_or_else(|| {
-                        out.variants.push(variant);
+        let mut index: HashMap<VariantKey, usize> = HashMap::new();
+        let mut take = |part: SliceInstalls| {
+            let renumbered: Vec<usize> = part
+                .variants
+                .into_iter()
+                .map(|key| {
+                    *index.entry(key).or_insert_with_key(|key| {
+                        out.variants.push(variant_attributes(key));
                         out.variants.len() - 1
-                    });
-                    out.installs.push((computer, at));
-                    continue;
-                }
-            };
-            let at = match index.get(&view) {
-                Some(&at) => at,
-                None => {
-                    out.variants.push(view.to_attributes());
-                    index.insert(view, out.variants.len() - 1);
-                    out.variants.len() - 1
-                }
-            };
-            out.installs.push((computer, at));
+                    })
+                })
+                .collect();
+            out.installs.extend(
+                part.installs
+                    .into_iter()
+                    .map(|(computer, v)| (computer, renumbered[v])),
+            );
+        };
+        take(first);
+        for chunk in rest {
+            for part in chunk? {
+                take(part);
+            }
         }
         Ok(out)
     }
@@ -1651,5 +1729,52 @@ impl Store for SledStore {
         std::io::Write::write_all(&mut z, &digest).map_err(io)?;
         z.finish().map_err(io)?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computer_slices_cover_every_key_of_the_prefix_exactly_once() {
+        let lo = b"sw_1\0installs\0".to_vec();
+        let slices = computer_slices(&lo);
+        assert_eq!(slices.len(), 8);
+        for id in [
+            "",
+            "cmp_",
+            "cmp_0",
+            "cmp_1ffff",
+            "cmp_2",
+            "cmp_2000",
+            "cmp_9",
+            "cmp_a0",
+            "cmp_e",
+            "cmp_f",
+            "cmp_fffff",
+            "cmp_g",
+            "agt_x",
+            "zzz",
+            "\u{7f}",
+            "é",
+        ] {
+            let key = [lo.as_slice(), id.as_bytes(), b"\0dpkg/amd64"].concat();
+            let holders = slices
+                .iter()
+                .filter(|(a, b)| a.as_slice() <= key.as_slice() && key.as_slice() < b.as_slice())
+                .count();
+            assert_eq!(holders, 1, "{id:?}");
+        }
+        // Nothing outside the prefix.
+        for key in [
+            b"sw_1\0installs".to_vec(),
+            b"sw_1\0installs\x01".to_vec(),
+            b"sw_2".to_vec(),
+        ] {
+            assert!(slices
+                .iter()
+                .all(|(a, b)| !(a.as_slice() <= key.as_slice() && key.as_slice() < b.as_slice())));
+        }
     }
 }

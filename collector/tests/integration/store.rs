@@ -10,6 +10,30 @@ fn dir(name: &str) -> std::path::PathBuf {
     p
 }
 
+/// Opens a store that was just dropped: sled releases its file lock when its background
+/// flusher has stopped, a moment after the drop (regression: `newer_schema_is_refused...`
+/// saw `Locked` instead of the refusal now and then).
+fn reopen(d: &std::path::Path) -> SledStore {
+    for _ in 0..100 {
+        match SledStore::open(d) {
+            Err(StoreError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked", d.display())
+}
+
+/// The same for sled itself, to edit a store as an older collector left it.
+fn reopen_raw(d: &std::path::Path) -> sled::Db {
+    for _ in 0..100 {
+        match sled::open(d) {
+            Ok(db) => return db,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    panic!("{} stayed locked", d.display())
+}
+
 fn token(secret_hash: &str, uses: u32, ttl: i64) -> EnrollmentToken {
     EnrollmentToken {
         id: format!("tok_{secret_hash}"),
@@ -38,14 +62,23 @@ fn newer_schema_is_refused_with_a_clear_message() {
     let d = dir("schema");
     drop(SledStore::open(&d).unwrap());
     {
-        let db = sled::open(&d).unwrap();
+        let db = reopen_raw(&d);
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &99u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(&d).err().expect("refused");
+    // Past sled's lock release after the drop, the refusal itself.
+    let err = (0..100)
+        .find_map(|_| match SledStore::open(&d) {
+            Err(StoreError::Locked(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                None
+            }
+            other => Some(other.err().expect("refused")),
+        })
+        .expect("the store stayed locked");
     assert!(matches!(
         err,
         StoreError::NewerSchema {
@@ -378,14 +411,14 @@ fn installs_of_lists_every_install_and_each_variant_once() {
     drop(s);
     // Reverse entries written before they carried attributes are empty: the edge is read.
     {
-        let db = sled::open(&d).unwrap();
+        let db = reopen_raw(&d);
         let rev = db.open_tree("rels_rev").unwrap();
         for k in rev.iter().keys().step_by(2) {
             rev.insert(k.unwrap(), Vec::<u8>::new()).unwrap();
         }
         db.flush().unwrap();
     }
-    let s = SledStore::open(&d).unwrap();
+    let s = reopen(&d);
     let old = s.installs_of(&product).unwrap();
     let resolve = |p: &ProductInstalls| -> Vec<(String, Attributes)> {
         p.installs
@@ -394,6 +427,50 @@ fn installs_of_lists_every_install_and_each_variant_once() {
             .collect()
     };
     assert_eq!(resolve(&old), resolve(&got));
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan() {
+    let d = dir("installs-big");
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    // Enough computers that the slices are read on several threads, with real ids.
+    let puts: Vec<Relationship> = (0..3000)
+        .map(|i| {
+            let id = census_collector::reconcile::det_id(CiClass::Computer, &[&i.to_string()]);
+            let version = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"][i % 3];
+            installs(
+                &id,
+                &product,
+                version,
+                if i % 10 == 0 { "i386" } else { "amd64" },
+            )
+        })
+        .collect();
+    s.commit_ingest(&IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 0,
+        new_seq: 1,
+        seen_at: Utc::now(),
+        relationship_puts: puts,
+        ..Default::default()
+    })
+    .unwrap();
+    let got = s.installs_of(&product).unwrap();
+    let edges = s.relationships_to(&product).unwrap();
+    assert_eq!(got.installs.len(), 3000);
+    assert_eq!(got.variants.len(), 6);
+    for ((computer, variant), edge) in got.installs.iter().zip(&edges) {
+        assert_eq!(*computer, edge.key.from);
+        assert_eq!(
+            got.variants[*variant]["version"],
+            edge.attributes["version"]
+        );
+        assert_eq!(got.variants[*variant]["arch"], edge.attributes["arch"]);
+    }
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -417,7 +494,7 @@ fn ci_summaries_follow_every_ci_write() {
     );
     assert_eq!(s.ci_summary("cmp_nope").unwrap(), None);
     drop(s);
-    check(&SledStore::open(&d).unwrap());
+    check(&reopen(&d));
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -433,7 +510,7 @@ fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
     drop(s);
     // What a schema-1 collector left: no summaries, version 1.
     {
-        let db = sled::open(&d).unwrap();
+        let db = reopen_raw(&d);
         db.drop_tree("ci_summaries").unwrap();
         db.open_tree("meta")
             .unwrap()
@@ -441,7 +518,7 @@ fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
             .unwrap();
         db.flush().unwrap();
     }
-    let s = SledStore::open(&d).unwrap();
+    let s = reopen(&d);
     assert_eq!(s.schema_version().unwrap(), 2);
     assert_eq!(expected.len(), 40);
     for (id, name, status) in expected {
@@ -450,7 +527,7 @@ fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
     }
     // The summaries come from the tree, not the record fallback.
     drop(s);
-    let db = sled::open(&d).unwrap();
+    let db = reopen_raw(&d);
     assert_eq!(db.open_tree("ci_summaries").unwrap().len(), 40);
     drop(db);
     let _ = std::fs::remove_dir_all(d);
