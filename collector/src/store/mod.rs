@@ -14,9 +14,9 @@ use crate::model::*;
 
 pub use sled_store::SledStore;
 
-/// The on-disk schema version this build writes and reads. 2: a name/status summary per
-/// CI (a store of version 1 is migrated when it opens; a collector that only knows 1
-/// refuses a 2, which it would leave with stale summaries).
+/// The on-disk schema version this build writes and reads. 2: a name/status summary and
+/// an outgoing edge count per CI (a store of version 1 is migrated when it opens; a
+/// collector that only knows 1 refuses a 2, which it would leave stale).
 pub const STORE_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! versions zstd-compressed), multi-tree serializable transactions for ingest.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,9 @@ pub struct SledStore {
     ci_summaries: Tree,
     rels: Tree,
     rels_rev: Tree,
+    /// ci_id -> number of its outgoing edges (u64 BE), kept with every edge write: a CI's
+    /// detail shows "200 of 1,002" without reading all 1,002.
+    rel_counts: Tree,
     history: Tree,
     identity: Tree,
     conflicts: Tree,
@@ -130,6 +133,12 @@ fn computer_slices(lo: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .windows(2)
         .map(|w| (w[0].clone(), w[1].clone()))
         .collect()
+}
+
+/// An edge count as stored in `rel_counts` (0 for a malformed value: the detail then shows
+/// what it lists).
+fn decode_count(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 /// Writes a CI record and its summary (the only way CI records are written).
@@ -285,6 +294,7 @@ struct IngestTrees<'a> {
     ci_summaries: &'a TransactionalTree,
     rels: &'a TransactionalTree,
     rels_rev: &'a TransactionalTree,
+    rel_counts: &'a TransactionalTree,
     history: &'a TransactionalTree,
     identity: &'a TransactionalTree,
     conflicts: &'a TransactionalTree,
@@ -472,6 +482,7 @@ impl SledStore {
             ci_summaries: open("ci_summaries")?,
             rels: open("rels")?,
             rels_rev: open("rels_rev")?,
+            rel_counts: open("rel_counts")?,
             history: open("history")?,
             identity: open("identity")?,
             conflicts: open("conflicts")?,
@@ -513,26 +524,46 @@ impl SledStore {
                     });
                 }
                 if found < 2 {
-                    store.migrate_to_ci_summaries()?;
+                    store.migrate_to_schema_2()?;
                 }
             }
         }
         Ok(store)
     }
 
-    /// Schema 1 -> 2: a summary per CI record. Nothing else writes while the store opens;
-    /// the version is raised only after every summary is durable, so an interrupted
-    /// migration runs again at the next start.
-    fn migrate_to_ci_summaries(&self) -> Result<(), StoreError> {
+    /// Schema 1 -> 2: a summary per CI record and an outgoing edge count per CI. Nothing
+    /// else writes while the store opens; the version is raised only after both are
+    /// durable, so an interrupted migration runs again at the next start.
+    fn migrate_to_schema_2(&self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let mut count = 0usize;
+        let mut cis = 0usize;
         for r in self.cis.iter() {
             let (k, v) = r.map_err(io)?;
             let summary: CiSummary = decode(&k, &v)?;
             self.ci_summaries
                 .insert(&k, encode(&summary)?)
                 .map_err(io)?;
-            count += 1;
+            cis += 1;
+        }
+        self.rel_counts.clear().map_err(io)?;
+        let mut edges = 0usize;
+        let mut run: Option<(Vec<u8>, u64)> = None;
+        // Keys are ordered by source CI: count each run of one source.
+        for k in self.rels.iter().keys() {
+            let k = k.map_err(io)?;
+            let from = k.split(|&b| b == 0).next().unwrap_or_default();
+            edges += 1;
+            match &mut run {
+                Some((id, n)) if id.as_slice() == from => *n += 1,
+                _ => {
+                    if let Some((id, n)) = run.replace((from.to_vec(), 1)) {
+                        self.rel_counts.insert(id, &n.to_be_bytes()).map_err(io)?;
+                    }
+                }
+            }
+        }
+        if let Some((id, n)) = run {
+            self.rel_counts.insert(id, &n.to_be_bytes()).map_err(io)?;
         }
         self.db.flush().map_err(io)?;
         self.meta
@@ -540,9 +571,10 @@ impl SledStore {
             .map_err(io)?;
         self.db.flush().map_err(io)?;
         tracing::info!(
-            cis = count,
+            cis,
+            edges,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "store schema 1 -> 2: CI summaries written"
+            "store schema 1 -> 2: CI summaries and edge counts written"
         );
         Ok(())
     }
@@ -781,17 +813,39 @@ impl SledStore {
         for ci in &c.ci_puts {
             put_ci(t.cis, t.ci_summaries, ci)?;
         }
+        // Edges added or removed per source CI (inserts and removes return the previous
+        // value, so this costs no extra read).
+        let mut count_changes: BTreeMap<&str, i64> = BTreeMap::new();
         for k in &c.relationship_deletes {
-            t.rels.remove(rel_key(k))?;
+            if t.rels.remove(rel_key(k))?.is_some() {
+                *count_changes.entry(&k.from).or_default() -= 1;
+            }
             t.rels_rev.remove(rel_rev_key(k))?;
         }
         for r in &c.relationship_puts {
-            t.rels.insert(rel_key(&r.key), tx_encode(r)?)?;
+            if t.rels.insert(rel_key(&r.key), tx_encode(r)?)?.is_none() {
+                *count_changes.entry(&r.key.from).or_default() += 1;
+            }
             // The reverse entry carries the edge's attributes so "who installs X" is one
             // prefix scan, not a scan plus a lookup per edge (entries written before this
             // are empty and fall back to the lookup).
             t.rels_rev
                 .insert(rel_rev_key(&r.key), tx_encode(&r.attributes)?)?;
+        }
+        for (from, change) in count_changes {
+            if change == 0 {
+                continue;
+            }
+            let before = t
+                .rel_counts
+                .get(from.as_bytes())?
+                .map_or(0, |v| decode_count(&v));
+            let after = before.saturating_add_signed(change);
+            if after == 0 {
+                t.rel_counts.remove(from.as_bytes())?;
+            } else {
+                t.rel_counts.insert(from.as_bytes(), &after.to_be_bytes())?;
+            }
         }
         for v in &c.history {
             let bytes = encode_version(v).or_else(|e| abort(CommitError::Store(e)))?;
@@ -1023,6 +1077,7 @@ impl Store for SledStore {
             &self.ci_summaries,
             &self.rels,
             &self.rels_rev,
+            &self.rel_counts,
             &self.history,
             &self.identity,
             &self.conflicts,
@@ -1039,6 +1094,7 @@ impl Store for SledStore {
                 ci_summaries,
                 rels,
                 rels_rev,
+                rel_counts,
                 history,
                 identity,
                 conflicts,
@@ -1054,6 +1110,7 @@ impl Store for SledStore {
                     ci_summaries,
                     rels,
                     rels_rev,
+                    rel_counts,
                     history,
                     identity,
                     conflicts,
@@ -1199,15 +1256,21 @@ impl Store for SledStore {
         id: &str,
         limit: usize,
     ) -> Result<(Vec<Relationship>, usize), StoreError> {
-        let mut page = Vec::new();
-        let mut total = 0;
-        for r in self.rels.scan_prefix(prefix(id)) {
-            let (k, v) = r.map_err(io)?;
-            if page.len() < limit {
-                page.push(decode(&k, &v)?);
-            }
-            total += 1;
-        }
+        let page = self
+            .rels
+            .scan_prefix(prefix(id))
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect::<Result<Vec<Relationship>, StoreError>>()?;
+        let counted = self
+            .rel_counts
+            .get(id.as_bytes())
+            .map_err(io)?
+            .map_or(0, |v| decode_count(&v)) as usize;
+        let total = counted.max(page.len());
         Ok((page, total))
     }
 

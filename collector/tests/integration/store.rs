@@ -475,6 +475,53 @@ fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan() {
 }
 
 #[test]
+fn edge_counts_follow_new_replaced_and_deleted_edges() {
+    let (s, d) = package_fleet("edge-counts");
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let other = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["curl"]);
+    let counted = |s: &SledStore, id: &str| s.relationships_from_page(id, 1).unwrap().1;
+    assert_eq!(counted(&s, "cmp_000"), 2, "amd64 and i386");
+    assert_eq!(counted(&s, "cmp_001"), 1);
+    let mut seq = 40;
+    let mut commit = |puts: Vec<Relationship>, deletes: Vec<RelKey>| {
+        s.commit_ingest(&IngestCommit {
+            agent_id: "a1".into(),
+            expected_last_seq: seq,
+            new_seq: seq + 1,
+            seen_at: Utc::now(),
+            relationship_puts: puts,
+            relationship_deletes: deletes,
+            ..Default::default()
+        })
+        .unwrap();
+        seq += 1;
+    };
+    // A replaced edge is not a new one; a new one is; deleting an absent key changes
+    // nothing; the same edge put twice in one commit counts once.
+    let upgraded = installs("cmp_001", &product, "3.0.15-1~deb12u1", "amd64");
+    let curl = installs("cmp_001", &other, "8.5.0-2", "amd64");
+    commit(
+        vec![upgraded, curl.clone(), curl.clone()],
+        vec![installs("cmp_001", &other, "1", "s390x").key],
+    );
+    assert_eq!(counted(&s, "cmp_001"), 2);
+    commit(vec![], vec![curl.key.clone(), curl.key]);
+    assert_eq!(counted(&s, "cmp_001"), 1);
+    commit(vec![], vec![installs("cmp_001", &product, "", "amd64").key]);
+    assert_eq!(counted(&s, "cmp_001"), 0);
+    for i in 0..40 {
+        let id = format!("cmp_{i:03}");
+        assert_eq!(
+            counted(&s, &id),
+            s.relationships_from(&id).unwrap().len(),
+            "{id}"
+        );
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn ci_summaries_follow_every_ci_write() {
     let (s, d) = package_fleet("summaries");
     let retire = s.get_ci("cmp_001").unwrap().unwrap();
@@ -499,7 +546,7 @@ fn ci_summaries_follow_every_ci_write() {
 }
 
 #[test]
-fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
+fn a_schema_1_store_gets_its_summaries_and_edge_counts_when_it_opens() {
     let (s, d) = package_fleet("migrate-1-2");
     let expected: Vec<(String, String, CiStatus)> = s
         .list_cis(None)
@@ -507,11 +554,16 @@ fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
         .into_iter()
         .map(|c| (c.id, c.name, c.status))
         .collect();
+    let edges: Vec<usize> = expected
+        .iter()
+        .map(|(id, _, _)| s.relationships_from(id).unwrap().len())
+        .collect();
     drop(s);
     // What a schema-1 collector left: no summaries, version 1.
     {
         let db = reopen_raw(&d);
         db.drop_tree("ci_summaries").unwrap();
+        db.drop_tree("rel_counts").unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &1u32.to_be_bytes())
@@ -521,9 +573,10 @@ fn a_schema_1_store_gets_its_ci_summaries_when_it_opens() {
     let s = reopen(&d);
     assert_eq!(s.schema_version().unwrap(), 2);
     assert_eq!(expected.len(), 40);
-    for (id, name, status) in expected {
+    for ((id, name, status), edges) in expected.into_iter().zip(edges) {
         let summary = s.ci_summary(&id).unwrap().unwrap();
         assert_eq!((summary.name, summary.status), (name, status));
+        assert_eq!(s.relationships_from_page(&id, 0).unwrap().1, edges, "{id}");
     }
     // The summaries come from the tree, not the record fallback.
     drop(s);
