@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|detail|asof|csv]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -226,7 +226,7 @@ fn main() -> Result<()> {
             "--keep" => keep = true,
             // The collector's --cache-mb: sled's page cache.
             "--cache-mb" => cache_mb = value()?.parse()?,
-            // One of package, detail, asof, csv (for profiling one query).
+            // One of package, impact, detail, asof, csv (for profiling one query).
             "--only" => only = Some(value()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
@@ -339,6 +339,18 @@ fn report(
             runs,
             || Ok(query::run(store.as_ref(), &q, now)?.total),
             |total| format!("{total} matches"),
+        )?;
+    }
+
+    if wanted("impact") {
+        // What `census software where pkg-00010 '<2.0-1'` asks: the API's default listing.
+        let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["pkg-00010"]);
+        let version = query::version_condition("<2.0-1")?;
+        measure(
+            "impact: computers installing pkg-00010 < 2.0-1 (1,000 listed)",
+            runs,
+            || views::impact(store.as_ref(), &product, 1, Some(&version), 1000)?.context("impact"),
+            |v| format!("{} computers", v["computers_total"]),
         )?;
     }
 

@@ -75,6 +75,8 @@ pub enum AdminRequest {
         to: String,
     },
     Stats,
+    /// Compare every derived record with what it derives from.
+    Check,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -431,6 +433,7 @@ pub fn execute(
             let records = store.list_change_records().map_err(store_err)?;
             Ok(json!(records.iter().map(|r| json!({"id": r.id, "ci_id": r.ci_id, "ci_name": r.ci_name, "agent_id": r.agent_id, "seq": r.seq, "state": r.state, "severity": r.severity, "authorization": r.authorization, "detected_at": r.detected_at, "items": r.items.len(), "record": r})).collect::<Vec<_>>()))
         }
+        AdminRequest::Check => Ok(json!(store.check_consistency().map_err(store_err)?)),
         AdminRequest::Stats => {
             let mut counts = BTreeMap::new();
             for class in CiClass::ALL {

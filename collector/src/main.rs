@@ -97,6 +97,9 @@ enum Command {
     Changes,
     /// Counts of CIs by class, agents, records and store size.
     Stats,
+    /// Check the store: every reverse edge, CI summary and edge count against what it is
+    /// derived from (reads everything; exits 1 when any disagree).
+    Check,
     /// Every HTTP route and who may call it (JSON).
     Routes,
     /// Write a consistent backup of the store (online: ingest waits while it runs).
@@ -702,6 +705,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             ],
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
+        Command::Check => (AdminRequest::Check, &[]),
         Command::Backup { to } => {
             let to = std::path::absolute(&to)?;
             (
@@ -718,6 +722,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
         | Command::Restore { .. } => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
+    let check = matches!(req, AdminRequest::Check);
     let result = run_admin(data_dir, req)?;
     if show && format == OutputFormat::Table {
         print_ci(&result);
@@ -725,6 +730,12 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         print_table(&result, columns);
+    }
+    if check && result["problems_total"].as_u64() != Some(0) {
+        bail!(
+            "the store is inconsistent: {} derived records disagree with their sources",
+            result["problems_total"]
+        );
     }
     Ok(())
 }

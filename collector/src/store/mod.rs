@@ -194,6 +194,28 @@ pub struct ProductInstalls {
     pub installs: Vec<(String, usize)>,
 }
 
+/// What [`Store::check_consistency`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConsistencyReport {
+    pub cis: usize,
+    pub edges: usize,
+    /// How many records disagree with what they are derived from (0 when consistent).
+    pub problems_total: usize,
+    /// The first [`MAX_LISTED_PROBLEMS`] of them, each naming the record.
+    pub problems: Vec<String>,
+}
+
+pub const MAX_LISTED_PROBLEMS: usize = 20;
+
+impl ConsistencyReport {
+    pub fn problem(&mut self, what: String) {
+        self.problems_total += 1;
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.problems.push(what);
+        }
+    }
+}
+
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BackupSummary {
@@ -205,6 +227,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a consistent, checksummed copy of the whole store (writes wait meanwhile).
     fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError>;
     fn schema_version(&self) -> Result<u32, StoreError>;
+    /// Compares every derived record (reverse edges, CI summaries, edge counts) with what
+    /// it derives from: `census-collector check`, and the crash test after every kill.
+    fn check_consistency(&self) -> Result<ConsistencyReport, StoreError>;
     /// Writes and removes a probe key: what /readyz asks.
     fn check_writable(&self) -> Result<(), StoreError>;
     /// Makes every committed write durable (fsync).

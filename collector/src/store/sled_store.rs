@@ -546,23 +546,8 @@ impl SledStore {
             cis += 1;
         }
         self.rel_counts.clear().map_err(io)?;
-        let mut edges = 0usize;
-        let mut run: Option<(Vec<u8>, u64)> = None;
-        // Keys are ordered by source CI: count each run of one source.
-        for k in self.rels.iter().keys() {
-            let k = k.map_err(io)?;
-            let from = k.split(|&b| b == 0).next().unwrap_or_default();
-            edges += 1;
-            match &mut run {
-                Some((id, n)) if id.as_slice() == from => *n += 1,
-                _ => {
-                    if let Some((id, n)) = run.replace((from.to_vec(), 1)) {
-                        self.rel_counts.insert(id, &n.to_be_bytes()).map_err(io)?;
-                    }
-                }
-            }
-        }
-        if let Some((id, n)) = run {
+        let (counts, edges) = self.count_edges_by_source()?;
+        for (id, n) in counts {
             self.rel_counts.insert(id, &n.to_be_bytes()).map_err(io)?;
         }
         self.db.flush().map_err(io)?;
@@ -577,6 +562,25 @@ impl SledStore {
             "store schema 1 -> 2: CI summaries and edge counts written"
         );
         Ok(())
+    }
+
+    /// Outgoing edges per source CI, counted from `rels`, and the number of edges.
+    fn count_edges_by_source(&self) -> Result<(BTreeMap<Vec<u8>, u64>, usize), StoreError> {
+        let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let mut edges = 0usize;
+        for k in self.rels.iter().keys() {
+            let k = k.map_err(io)?;
+            let from = k.split(|&b| b == 0).next().unwrap_or_default();
+            edges += 1;
+            // Keys are ordered by source CI: one map entry per run.
+            match counts.last_entry() {
+                Some(mut last) if last.key().as_slice() == from => *last.get_mut() += 1,
+                _ => {
+                    counts.insert(from.to_vec(), 1);
+                }
+            }
+        }
+        Ok((counts, edges))
     }
 
     /// The hot state (last seq, last seen) over the agent record.
@@ -878,6 +882,69 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn check_consistency(&self) -> Result<ConsistencyReport, StoreError> {
+        let mut report = ConsistencyReport::default();
+        let shown = |k: &[u8]| String::from_utf8_lossy(k).replace('\0', "/");
+        for r in self.cis.iter() {
+            let (k, v) = r.map_err(io)?;
+            report.cis += 1;
+            let wanted: CiSummary = decode(&k, &v)?;
+            match self.ci_summaries.get(&k).map_err(io)? {
+                None => report.problem(format!("ci_summaries/{}: missing", shown(&k))),
+                Some(s) if decode::<CiSummary>(&k, &s)? != wanted => report.problem(format!(
+                    "ci_summaries/{}: not the CI's name and status",
+                    shown(&k)
+                )),
+                Some(_) => {}
+            }
+        }
+        for k in self.ci_summaries.iter().keys() {
+            let k = k.map_err(io)?;
+            if !self.cis.contains_key(&k).map_err(io)? {
+                report.problem(format!("ci_summaries/{}: no such CI", shown(&k)));
+            }
+        }
+        for k in self.rels.iter().keys() {
+            let k = k.map_err(io)?;
+            let parts: Vec<&[u8]> = k.splitn(4, |&b| b == 0).collect();
+            if let [from, kind, to, discriminator] = parts.as_slice() {
+                let reverse = [*to, kind, from, discriminator].join(&0u8);
+                if !self.rels_rev.contains_key(&reverse).map_err(io)? {
+                    report.problem(format!("rels_rev/{}: missing", shown(&reverse)));
+                }
+            }
+        }
+        let reverse_entries = self.rels_rev.len();
+        let (counts, edges) = self.count_edges_by_source()?;
+        report.edges = edges;
+        if reverse_entries != edges {
+            report.problem(format!(
+                "rels_rev: {reverse_entries} entries for {edges} edges"
+            ));
+        }
+        let mut stored: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for r in self.rel_counts.iter() {
+            let (k, v) = r.map_err(io)?;
+            stored.insert(k.to_vec(), decode_count(&v));
+        }
+        for (id, n) in &counts {
+            let found = stored.remove(id).unwrap_or(0);
+            if found != *n {
+                report.problem(format!(
+                    "rel_counts/{}: says {found}, counted {n}",
+                    shown(id)
+                ));
+            }
+        }
+        for (id, found) in stored {
+            report.problem(format!(
+                "rel_counts/{}: says {found}, counted 0",
+                shown(&id)
+            ));
+        }
+        Ok(report)
+    }
+
     fn schema_version(&self) -> Result<u32, StoreError> {
         let v = self
             .meta

@@ -522,6 +522,51 @@ fn edge_counts_follow_new_replaced_and_deleted_edges() {
 }
 
 #[test]
+fn consistency_check_names_every_derived_record_that_disagrees() {
+    let (s, d) = package_fleet("check");
+    let clean = s.check_consistency().unwrap();
+    assert_eq!(
+        (clean.cis, clean.edges, clean.problems_total),
+        (40, 48, 0),
+        "{clean:?}"
+    );
+    drop(s);
+    {
+        let db = reopen_raw(&d);
+        let summaries = db.open_tree("ci_summaries").unwrap();
+        summaries
+            .insert("cmp_003", &br#"{"name":"renamed","status":"active"}"#[..])
+            .unwrap();
+        summaries
+            .insert("cmp_999", &br#"{"name":"ghost","status":"active"}"#[..])
+            .unwrap();
+        let rev = db.open_tree("rels_rev").unwrap();
+        let first = rev.iter().keys().next().unwrap().unwrap();
+        rev.remove(first).unwrap();
+        db.open_tree("rel_counts")
+            .unwrap()
+            .insert("cmp_011", &7u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = reopen(&d);
+    let report = s.check_consistency().unwrap();
+    assert_eq!(report.problems_total, 5, "{report:?}");
+    let all = report.problems.join("\n");
+    for expected in [
+        "ci_summaries/cmp_003: not the CI's name and status",
+        "ci_summaries/cmp_999: no such CI",
+        "rels_rev/",
+        "rels_rev: 47 entries for 48 edges",
+        "rel_counts/cmp_011: says 7, counted 1",
+    ] {
+        assert!(all.contains(expected), "{expected} not in {all}");
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn ci_summaries_follow_every_ci_write() {
     let (s, d) = package_fleet("summaries");
     let retire = s.get_ci("cmp_001").unwrap().unwrap();
