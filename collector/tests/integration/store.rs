@@ -34,6 +34,15 @@ fn reopen_raw(d: &std::path::Path) -> sled::Db {
     panic!("{} stayed locked", d.display())
 }
 
+/// A fresh store with one enrolled agent, `a1`, at seq 0.
+fn store_with_agent_a1(name: &str) -> (SledStore, std::path::PathBuf) {
+    let d = dir(name);
+    let s = SledStore::open(&d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    (s, d)
+}
+
 fn token(secret_hash: &str, uses: u32, ttl: i64) -> EnrollmentToken {
     EnrollmentToken {
         id: format!("tok_{secret_hash}"),
@@ -132,10 +141,7 @@ fn enroll_is_atomic_and_counts_uses() {
 
 #[test]
 fn ingest_commit_is_compare_and_set_on_seq() {
-    let d = dir("cas");
-    let s = SledStore::open(&d).unwrap();
-    s.put_token(&token("h", 1, 3600)).unwrap();
-    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let (s, d) = store_with_agent_a1("cas");
     let ci = Ci {
         id: "cmp_1".into(),
         class: CiClass::Computer,
@@ -212,10 +218,7 @@ fn ingest_commit_is_compare_and_set_on_seq() {
 
 #[test]
 fn revoked_agent_cannot_commit() {
-    let d = dir("revoked");
-    let s = SledStore::open(&d).unwrap();
-    s.put_token(&token("h", 1, 3600)).unwrap();
-    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let (s, d) = store_with_agent_a1("revoked");
     assert!(s.revoke_agent("a1", Utc::now()).unwrap());
     let c = IngestCommit {
         agent_id: "a1".into(),
@@ -237,10 +240,7 @@ fn revoked_agent_cannot_commit() {
 
 #[test]
 fn heartbeat_is_compare_and_set_and_visible_on_the_agent() {
-    let d = dir("heartbeat");
-    let s = SledStore::open(&d).unwrap();
-    s.put_token(&token("h", 1, 3600)).unwrap();
-    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let (s, d) = store_with_agent_a1("heartbeat");
     s.commit_heartbeat("a1", 0, 1, Utc::now()).unwrap();
     let at = Utc::now();
     s.commit_heartbeat("a1", 1, 2, at).unwrap();
@@ -335,10 +335,7 @@ fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationshi
 /// fifth with the i386 package too, every seventh retired, committed through
 /// `commit_ingest` like ingest does.
 fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
-    let d = dir(name);
-    let s = SledStore::open(&d).unwrap();
-    s.put_token(&token("h", 1, 3600)).unwrap();
-    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let (s, d) = store_with_agent_a1(name);
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let versions = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"];
     for i in 0..40u64 {
@@ -432,10 +429,7 @@ fn installs_of_lists_every_install_and_each_variant_once() {
 
 #[test]
 fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan() {
-    let d = dir("installs-big");
-    let s = SledStore::open(&d).unwrap();
-    s.put_token(&token("h", 1, 3600)).unwrap();
-    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    let (s, d) = store_with_agent_a1("installs-big");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     // Enough computers that the slices are read on several threads, with real ids.
     let puts: Vec<Relationship> = (0..3000)
