@@ -98,7 +98,7 @@ enum Command {
     /// Counts of CIs by class, agents, records and store size.
     Stats,
     /// Check the store: every reverse edge, CI summary and edge count against what it is
-    /// derived from (reads everything; exits 1 when any disagree).
+    /// derived from (reads everything while ingest waits; exits 1 when any disagree).
     Check,
     /// Every HTTP route and who may call it (JSON).
     Routes,

@@ -229,6 +229,7 @@ pub trait Store: Send + Sync + 'static {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Compares every derived record (reverse edges, CI summaries, edge counts) with what
     /// it derives from: `census-collector check`, and the crash test after every kill.
+    /// Writes wait while it reads, as for a backup.
     fn check_consistency(&self) -> Result<ConsistencyReport, StoreError>;
     /// Writes and removes a probe key: what /readyz asks.
     fn check_writable(&self) -> Result<(), StoreError>;

@@ -883,6 +883,9 @@ impl SledStore {
 
 impl Store for SledStore {
     fn check_consistency(&self) -> Result<ConsistencyReport, StoreError> {
+        // Exclusive, like a backup: a commit between reading a CI and its summary would
+        // otherwise show as a disagreement that is not there.
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut report = ConsistencyReport::default();
         let shown = |k: &[u8]| String::from_utf8_lossy(k).replace('\0', "/");
         for r in self.cis.iter() {

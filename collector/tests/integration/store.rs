@@ -561,6 +561,46 @@ fn consistency_check_names_every_derived_record_that_disagrees() {
 }
 
 #[test]
+fn consistency_check_during_ingest_sees_no_half_applied_commit() {
+    let (s, d) = package_fleet("check-live");
+    let s = std::sync::Arc::new(s);
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for seq in 40..240u64 {
+                // Renames a computer and adds or removes one of its edges each time.
+                let id = format!("cmp_{:03}", seq % 40);
+                let edge = installs(&id, &product, "3.0.15-1~deb12u1", "arm64");
+                let (puts, deletes) = if seq % 2 == 0 {
+                    (vec![edge], vec![])
+                } else {
+                    (vec![], vec![edge.key])
+                };
+                s.commit_ingest(&IngestCommit {
+                    agent_id: "a1".into(),
+                    expected_last_seq: seq,
+                    new_seq: seq + 1,
+                    seen_at: Utc::now(),
+                    ci_puts: vec![computer(&id, &format!("renamed-{seq}"), CiStatus::Active)],
+                    relationship_puts: puts,
+                    relationship_deletes: deletes,
+                    ..Default::default()
+                })
+                .unwrap();
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let report = s.check_consistency().unwrap();
+        assert_eq!(report.problems_total, 0, "{report:?}");
+    }
+    writer.join().unwrap();
+    assert_eq!(s.check_consistency().unwrap().problems_total, 0);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
 fn ci_summaries_follow_every_ci_write() {
     let (s, d) = package_fleet("summaries");
     let retire = s.get_ci("cmp_001").unwrap().unwrap();
