@@ -54,6 +54,14 @@ pub enum SoftwareField {
 }
 
 impl SoftwareField {
+    pub const ALL: [SoftwareField; 5] = [
+        SoftwareField::Name,
+        SoftwareField::Version,
+        SoftwareField::Source,
+        SoftwareField::Arch,
+        SoftwareField::Publisher,
+    ];
+
     pub fn edge_key(self) -> &'static str {
         match self {
             SoftwareField::Name => "name",
@@ -278,12 +286,13 @@ fn field_of(name: &str) -> Option<Field> {
         "first_seen" => Field::FirstSeen,
         "last_seen" => Field::LastSeen,
         "ip" => Field::Ip,
-        "software.name" => Field::Software(SoftwareField::Name),
-        "software.version" => Field::Software(SoftwareField::Version),
-        "software.source" => Field::Software(SoftwareField::Source),
-        "software.arch" => Field::Software(SoftwareField::Arch),
-        "software.publisher" => Field::Software(SoftwareField::Publisher),
-        other if other.starts_with("software.") => return None,
+        other if other.starts_with("software.") => {
+            let key = &other["software.".len()..];
+            return SoftwareField::ALL
+                .into_iter()
+                .find(|f| f.edge_key() == key)
+                .map(Field::Software);
+        }
         other
             if other.contains('.')
                 && other
@@ -477,6 +486,14 @@ pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_software_field_is_part_of_a_package_variant() {
+        // A package query evaluates software conditions on the store's variants, which
+        // carry only these keys: a field outside them would silently never match.
+        let fields = super::SoftwareField::ALL.map(super::SoftwareField::edge_key);
+        assert_eq!(fields, crate::store::PACKAGE_VARIANT_KEYS);
+    }
+
     use super::*;
 
     fn fails_at(input: &str) -> (usize, String) {

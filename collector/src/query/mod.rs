@@ -300,10 +300,7 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 .collect();
             let by_computer = group_by_computer(product_installs.installs);
             let passing = |variants: &[usize]| variants.iter().any(|&i| variant_passes[i]);
-            if software_part.is_some()
-                && only_software(f)
-                && matches!(q.sort.key.as_str(), "id" | "name")
-            {
+            if only_software(f) && matches!(q.sort.key.as_str(), "id" | "name") {
                 let computers: Vec<String> = by_computer
                     .into_iter()
                     .filter(|(_, variants)| passing(variants))
@@ -312,7 +309,7 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                 return run_on_installs(store, q, &computers);
             }
             for (id, variants) in by_computer {
-                if software_part.is_some() && !passing(&variants) {
+                if !passing(&variants) {
                     continue;
                 }
                 let Some(ci) = store.get_ci(&id)? else {
