@@ -242,6 +242,26 @@ fn rel_rev_key(k: &RelKey) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The edge key inside a `rels_rev` key (to, kind, from, discriminator); `None` for a key
+/// of another shape.
+fn parse_reverse_key(k: &[u8]) -> Result<Option<RelKey>, StoreError> {
+    let text = String::from_utf8_lossy(k);
+    let parts: Vec<&str> = text.splitn(4, '\0').collect();
+    let [to, kind, from, discriminator] = parts.as_slice() else {
+        return Ok(None);
+    };
+    let kind = RelKind::from_name(kind).ok_or_else(|| StoreError::Corrupt {
+        key: text.replace('\0', "/"),
+        message: format!("unknown relationship kind '{kind}'"),
+    })?;
+    Ok(Some(RelKey {
+        from: from.to_string(),
+        kind,
+        to: to.to_string(),
+        discriminator: discriminator.to_string(),
+    }))
+}
+
 fn history_key(ci_id: &str, version: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(ci_id.len() + 9);
     k.extend_from_slice(ci_id.as_bytes());
@@ -546,7 +566,7 @@ impl SledStore {
             cis += 1;
         }
         self.rel_counts.clear().map_err(io)?;
-        let (counts, edges) = self.count_edges_by_source()?;
+        let (counts, edges) = self.count_edges_by_source(&mut |_| Ok(()))?;
         for (id, n) in counts {
             self.rel_counts.insert(id, &n.to_be_bytes()).map_err(io)?;
         }
@@ -564,12 +584,17 @@ impl SledStore {
         Ok(())
     }
 
-    /// Outgoing edges per source CI, counted from `rels`, and the number of edges.
-    fn count_edges_by_source(&self) -> Result<(BTreeMap<Vec<u8>, u64>, usize), StoreError> {
+    /// Outgoing edges per source CI, counted from `rels`, and the number of edges; `visit`
+    /// sees every edge key on the way (the consistency check's one pass over the edges).
+    fn count_edges_by_source(
+        &self,
+        visit: &mut dyn FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<(BTreeMap<Vec<u8>, u64>, usize), StoreError> {
         let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut edges = 0usize;
         for k in self.rels.iter().keys() {
             let k = k.map_err(io)?;
+            visit(&k)?;
             let from = k.split(|&b| b == 0).next().unwrap_or_default();
             edges += 1;
             // Keys are ordered by source CI: one map entry per run.
@@ -656,30 +681,17 @@ impl SledStore {
     ) -> Result<Vec<Relationship>, StoreError> {
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let text = String::from_utf8_lossy(k);
-            let parts: Vec<&str> = text.splitn(4, '\0').collect();
-            if parts.len() != 4 {
+            let Some(key) = parse_reverse_key(k)? else {
                 continue;
-            }
-            if !v.is_empty() {
-                let kind = RelKind::from_name(parts[1]).ok_or_else(|| StoreError::Corrupt {
-                    key: text.replace('\0', "/"),
-                    message: format!("unknown relationship kind '{}'", parts[1]),
-                })?;
+            };
+            if v.is_empty() {
+                // Written before reverse entries carried attributes: look the edge up.
+                out.extend(Self::get_json::<Relationship>(&self.rels, &rel_key(&key))?);
+            } else {
                 out.push(Relationship {
-                    key: RelKey {
-                        from: parts[2].to_string(),
-                        kind,
-                        to: parts[0].to_string(),
-                        discriminator: parts[3].to_string(),
-                    },
+                    key,
                     attributes: decode(k, v)?,
                 });
-                continue;
-            }
-            // Written before reverse entries carried attributes: look the edge up.
-            if let Some(rel) = self.forward_of_reverse(k)? {
-                out.push(rel);
             }
         }
         Ok(out)
@@ -720,7 +732,11 @@ impl SledStore {
                 // Empty (written before reverse entries carried attributes) or a value of
                 // an unexpected type: the whole edge, projected.
                 Err(_) => {
-                    let Some(edge) = self.forward_of_reverse(k)? else {
+                    let Some(key) = parse_reverse_key(k)? else {
+                        continue;
+                    };
+                    let Some(edge) = Self::get_json::<Relationship>(&self.rels, &rel_key(&key))?
+                    else {
                         continue;
                     };
                     *owned
@@ -734,17 +750,6 @@ impl SledStore {
             out.installs.push((computer, at));
         }
         Ok(out)
-    }
-
-    /// The forward edge of a reverse key (to, kind, from, discriminator).
-    fn forward_of_reverse(&self, reverse_key: &[u8]) -> Result<Option<Relationship>, StoreError> {
-        let text = String::from_utf8_lossy(reverse_key);
-        let parts: Vec<&str> = text.splitn(4, '\0').collect();
-        if parts.len() != 4 {
-            return Ok(None);
-        }
-        let fwd = format!("{}\0{}\0{}\0{}", parts[2], parts[1], parts[0], parts[3]);
-        Self::get_json::<Relationship>(&self.rels, fwd.as_bytes())
     }
 
     fn relationships_with_prefix(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
@@ -907,8 +912,7 @@ impl Store for SledStore {
                 report.problem(format!("ci_summaries/{}: no such CI", shown(&k)));
             }
         }
-        for k in self.rels.iter().keys() {
-            let k = k.map_err(io)?;
+        let (counts, edges) = self.count_edges_by_source(&mut |k| {
             let parts: Vec<&[u8]> = k.splitn(4, |&b| b == 0).collect();
             if let [from, kind, to, discriminator] = parts.as_slice() {
                 let reverse = [*to, kind, from, discriminator].join(&0u8);
@@ -916,9 +920,9 @@ impl Store for SledStore {
                     report.problem(format!("rels_rev/{}: missing", shown(&reverse)));
                 }
             }
-        }
+            Ok(())
+        })?;
         let reverse_entries = self.rels_rev.len();
-        let (counts, edges) = self.count_edges_by_source()?;
         report.edges = edges;
         if reverse_entries != edges {
             report.problem(format!(
