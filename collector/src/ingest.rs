@@ -372,7 +372,6 @@ impl Ingest {
             let t_read = t0.elapsed();
             let desired = reconcile::desired(&id.ci_id, &snap, now);
             let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
-            continue_version_lines(self.store.as_ref(), &stored, &mut plan).map_err(unavailable)?;
             let drift = if plan.drifted {
                 let rules = self.drift_rules(now)?;
                 let recent = self.store.recent_removals(&id.ci_id).map_err(unavailable)?;
@@ -413,15 +412,9 @@ impl Ingest {
             };
             let t_plan = t0.elapsed();
             let change_record = drift.record;
-            let mut history = plan.history;
-            if let Some(record) = &change_record {
-                for v in history.iter_mut().filter(|v| v.ci_id == id.ci_id) {
-                    v.change_record = Some(record.id.clone());
-                }
-            }
             let mut ci_puts = plan.ci_puts;
             ci_puts.extend(plan.computer);
-            let changed = !history.is_empty();
+            let changed = !plan.versioned.is_empty();
             let commit = IngestCommit {
                 ci_id: Some(id.ci_id.clone()),
                 identification: Some(id.evidence.clone()),
@@ -436,7 +429,6 @@ impl Ingest {
                 },
                 relationship_puts: plan.relationship_puts,
                 relationship_deletes: plan.relationship_deletes,
-                history,
                 identity_claims: id.claims,
                 conflict: id.conflict,
                 supersedes: id.supersedes,
@@ -658,32 +650,6 @@ fn accepted_commit(
         body: Some(body.to_vec()),
         ..Default::default()
     }
-}
-
-/// A component that comes back (a NIC plugged in again, a disk re-attached) is not reachable
-/// from the computer's current edges, so the plan sees it as new. Its stored record and
-/// history exist: continue its version line instead of overwriting version 1.
-fn continue_version_lines(
-    store: &dyn Store,
-    stored: &crate::store::OwnedState,
-    plan: &mut reconcile::Plan,
-) -> Result<(), crate::store::StoreError> {
-    for ci in plan.ci_puts.iter_mut() {
-        if ci.version != 1 || stored.components.iter().any(|c| c.id == ci.id) {
-            continue;
-        }
-        let Some(previous) = store.get_ci(&ci.id)? else {
-            continue;
-        };
-        ci.version = previous.version + 1;
-        ci.first_seen = previous.first_seen;
-        for v in plan.history.iter_mut().filter(|v| v.ci_id == ci.id) {
-            v.version = ci.version;
-            v.ci.version = ci.version;
-            v.ci.first_seen = ci.first_seen;
-        }
-    }
-    Ok(())
 }
 
 fn commit_error(e: CommitError) -> IngestError {

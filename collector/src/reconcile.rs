@@ -1,6 +1,7 @@
 //! Reconciliation: a snapshot becomes the desired state of one computer (its attributes,
 //! owned component CIs, references to shared CIs and edges), and the difference with what
-//! is stored becomes writes, history versions and change items.
+//! is stored becomes writes (with the version of every CI whose configuration changed
+//! raised) and change items. The store turns the writes into a history step.
 //!
 //! Architecture Invariant: pure functions, no store access. A section that was not
 //! collected keeps exactly what the stored state held for it: its attributes (by key
@@ -607,7 +608,8 @@ pub struct Plan {
     pub shared_inserts: Vec<Ci>,
     pub relationship_puts: Vec<Relationship>,
     pub relationship_deletes: Vec<RelKey>,
-    pub history: Vec<CiVersion>,
+    /// Ids of the CIs whose version this plan raises.
+    pub versioned: Vec<String>,
     /// Drift items (empty for a computer seen for the first time).
     pub items: Vec<ChangeItem>,
     /// The computer's routable addresses after this snapshot, for planned-change scopes.
@@ -727,16 +729,6 @@ pub fn plan(
             changed_from.insert(key.from.clone());
         }
     }
-    let edges_from = |id: &str| -> Vec<Relationship> {
-        want.relationships
-            .iter()
-            .filter(|(k, _)| k.from == id)
-            .map(|(k, a)| Relationship {
-                key: k.clone(),
-                attributes: a.clone(),
-            })
-            .collect()
-    };
 
     // Components: new, changed, retired.
     let old_components: BTreeMap<&str, &Ci> = stored
@@ -767,14 +759,7 @@ pub fn plan(
         next.last_seen = now;
         if versioned {
             next.version += 1;
-            p.history.push(CiVersion {
-                ci_id: id.clone(),
-                version: next.version,
-                valid_from: now,
-                ci: next.clone(),
-                relationships: edges_from(id),
-                change_record: None,
-            });
+            p.versioned.push(id.clone());
         }
         p.ci_puts.push(next);
     }
@@ -783,14 +768,7 @@ pub fn plan(
             let mut gone = old.clone();
             gone.status = CiStatus::Retired;
             gone.version += 1;
-            p.history.push(CiVersion {
-                ci_id: gone.id.clone(),
-                version: gone.version,
-                valid_from: now,
-                ci: gone.clone(),
-                relationships: Vec::new(),
-                change_record: None,
-            });
+            p.versioned.push(gone.id.clone());
             p.ci_puts.push(gone);
         }
     }
@@ -831,14 +809,7 @@ pub fn plan(
     }
     if config_changed {
         computer.version += 1;
-        p.history.push(CiVersion {
-            ci_id: cid.to_string(),
-            version: computer.version,
-            valid_from: now,
-            ci: computer.clone(),
-            relationships: edges_from(cid),
-            change_record: None,
-        });
+        p.versioned.push(cid.to_string());
     }
     p.drifted = stored.computer.is_some() && !p.items.is_empty();
     p.computer = Some(computer);
@@ -978,7 +949,7 @@ mod tests {
             Utc::now(),
         );
         assert!(p2.items.is_empty(), "{:?}", p2.items);
-        assert!(p2.history.is_empty());
+        assert!(p2.versioned.is_empty());
         assert!(p2.relationship_puts.is_empty() && p2.relationship_deletes.is_empty());
     }
 

@@ -119,35 +119,12 @@ struct StateAt {
 }
 
 fn state_at(store: &dyn Store, id: &str, at: DateTime<Utc>) -> Result<Option<StateAt>, StoreError> {
-    let Some(computer) = store.as_of(id, at)? else {
-        return Ok(None);
-    };
-    let mut components = Vec::new();
-    let mut frontier: VecDeque<String> = computer
-        .relationships
-        .iter()
-        .filter(|r| r.key.kind == RelKind::Has)
-        .map(|r| r.key.to.clone())
-        .collect();
-    let mut seen = BTreeSet::new();
-    while let Some(cid) = frontier.pop_front() {
-        if !seen.insert(cid.clone()) {
-            continue;
-        }
-        if let Some(v) = store.as_of(&cid, at)? {
-            frontier.extend(
-                v.relationships
-                    .iter()
-                    .filter(|r| r.key.kind == RelKind::HasAddress)
-                    .map(|r| r.key.to.clone()),
-            );
-            components.push(v.ci);
-        }
-    }
-    Ok(Some(StateAt {
-        computer,
-        components,
-    }))
+    Ok(store
+        .machine_as_of(id, at)?
+        .map(|(computer, components)| StateAt {
+            computer,
+            components,
+        }))
 }
 
 /// The drift items between a computer's state at `from` and at `to`.

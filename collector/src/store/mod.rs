@@ -1,23 +1,33 @@
-//! The storage boundary.
+//! The storage boundary, in two layers.
+//!
+//! [`Store`] is what ingest, identification, drift, queries and people's operations call.
+//! It is implemented once, by the domain services in [`cmdb`], over the narrow
+//! [`backend::Backend`] interface (ordered key spaces and transactions) that an engine
+//! implements: [`sled_backend`] is the embedded default.
 //!
 //! Architecture Invariant: ingest, identification, drift and query code talk to storage
 //! only through [`Store`]. Everything an accepted snapshot changes arrives as one
-//! [`IngestCommit`] and is applied atomically with a compare-and-set on the agent's last seq,
-//! so a PostgreSQL backend maps it to one `SERIALIZABLE` transaction. Durability is a
-//! separate [`Store::flush`] that the ingest path awaits (group commit) before it acks.
+//! [`IngestCommit`] and is applied atomically with a compare-and-set on the agent's last
+//! seq and on the revision of every computer record it rewrites. Durability is a separate
+//! [`Store::flush`] that the ingest path awaits (group commit) before it acks.
 
-mod sled_store;
+pub mod backend;
+pub mod cmdb;
+pub mod codec;
+pub mod sled_backend;
 
 use chrono::{DateTime, Utc};
 
 use crate::model::*;
 
-pub use sled_store::SledStore;
+pub use cmdb::{Cmdb, SledStore};
+pub use sled_backend::DEFAULT_CACHE_BYTES;
 
-/// The on-disk schema version this build writes and reads. 2: a name/status summary and
-/// an outgoing edge count per CI (a store of version 1 is migrated when it opens; a
-/// collector that only knows 1 refuses a 2, which it would leave stale).
-pub const STORE_SCHEMA_VERSION: u32 = 2;
+/// The on-disk schema version this build writes and reads. 3: compact computer records,
+/// fleet-wide software variants, history as steps (undo records) with checkpoints. Stores
+/// of versions 1 and 2 are migrated when they open; a collector that knows less refuses a
+/// newer store.
+pub const STORE_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,7 +48,8 @@ pub enum CommitError {
     SeqMoved { expected: u64, current: u64 },
     #[error("agent {0} is unknown or revoked")]
     AgentGone(String),
-    #[error("identity key {0} was claimed concurrently; identify again")]
+    /// An identity key or a record this commit was computed against changed meanwhile.
+    #[error("{0} changed concurrently; identify again")]
     IdentityRace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -85,25 +96,33 @@ pub struct IngestCommit {
     pub clock_skew_seconds: Option<i64>,
     pub ci_id: Option<String>,
     pub identification: Option<IdentificationEvidence>,
-    /// CIs to write (new or changed, including volatile-only updates).
+    /// CIs to write (new or changed, including volatile-only updates). A CI whose
+    /// configuration (version, name, status, attributes) differs from the stored one gets
+    /// a history step with the undo of everything the commit changed in its record.
     pub ci_puts: Vec<Ci>,
     /// Shared CIs to create only if absent (products, OS releases, subnets).
     pub shared_ci_inserts: Vec<Ci>,
     pub relationship_puts: Vec<Relationship>,
     pub relationship_deletes: Vec<RelKey>,
-    pub history: Vec<CiVersion>,
     /// Keys to point at a CI, each expected to be absent or already pointing there.
     pub identity_claims: Vec<(IdentityKey, String)>,
     pub conflict: Option<IdentityConflict>,
     /// Another agent whose CI this agent took over.
     pub supersedes: Option<String>,
-    /// Also queued for the changed-since feed and webhooks in the same transaction.
+    /// Also queued for the changed-since feed and webhooks in the same transaction, and
+    /// linked from the history step of `ci_id`.
     pub change_record: Option<ChangeRecord>,
     /// Removals to remember (flap suppression) and to forget.
     pub removals_put: Vec<RecentRemoval>,
     pub removals_cleared: Vec<(Aspect, String)>,
     /// The received wire body, kept as evidence (latest per agent).
     pub body: Option<Vec<u8>>,
+}
+
+impl From<StoreError> for EnrollError {
+    fn from(e: StoreError) -> Self {
+        EnrollError::Store(e.to_string())
+    }
 }
 
 /// A write made by a person, applied together with its audit entry or not at all.
@@ -168,6 +187,7 @@ pub enum PeopleWriteError {
 #[derive(Debug, Clone, Default)]
 pub struct OwnedState {
     pub computer: Option<Ci>,
+    /// Every component, retired ones too (so one that comes back continues its versions).
     pub components: Vec<Ci>,
     /// Edges whose `from` is the computer or one of its components.
     pub relationships: Vec<Relationship>,
@@ -295,6 +315,12 @@ pub trait Store: Send + Sync + 'static {
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;
     /// The version in force at `at`: the last one with `valid_from <= at`.
     fn as_of(&self, ci_id: &str, at: DateTime<Utc>) -> Result<Option<CiVersion>, StoreError>;
+    /// A computer's version in force at `at` and its live components then, in one read.
+    fn machine_as_of(
+        &self,
+        computer_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(CiVersion, Vec<Ci>)>, StoreError>;
 
     fn list_conflicts(&self) -> Result<Vec<IdentityConflict>, StoreError>;
     fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError>;

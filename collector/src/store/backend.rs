@@ -1,0 +1,276 @@
+//! The narrow interface a storage engine implements: named key spaces of ordered byte keys,
+//! point reads, ordered scans, and serializable read-write transactions. Nothing here knows
+//! what a computer or an audit entry is; the domain services above (`cmdb`) hold every
+//! rule, once, for every backend.
+//!
+//! Architecture Invariant: a backend holds no domain logic. It is proven by the
+//! conformance suite (`collector/tests/integration/backend.rs`), which every backend passes.
+
+use super::StoreError;
+
+/// Every key space, with the name a backend stores it under. Adding one is a new variant
+/// here; `ALL` and `name` are exhaustive, so the compiler finds every place to extend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// schema version, counters, chain heads, severity rules.
+    Meta,
+    /// enrollment token secret hash -> token (JSON).
+    EnrollmentTokens,
+    /// agent id -> agent (JSON).
+    Agents,
+    /// public key text -> agent id.
+    AgentKeys,
+    /// agent id -> last seq and last seen (16 bytes): heartbeats write only this.
+    AgentState,
+    /// agent id -> the last accepted body, when evidence bodies are kept.
+    Evidence,
+    /// CI id -> the number of the record that holds it (a component's computer).
+    Ids,
+    /// number -> CI id of a numbered CI (computers, shared CIs, edge targets).
+    NumIds,
+    /// computer number -> [`codec::ComputerRec`](super::codec::ComputerRec).
+    Computers,
+    /// computer number -> its components and non-install edges.
+    Components,
+    /// computer number -> its installs.
+    Installs,
+    /// computer number -> name, status, id: what a package query reads per match.
+    Summaries,
+    /// computer number -> last seen (i64 µs): heartbeats touch only this.
+    Seen,
+    /// (class, number) -> shared CI: operating system release, software product, subnet.
+    Shared,
+    /// variant number -> software variant.
+    Variants,
+    /// encoded variant -> its number.
+    VariantIds,
+    /// reverse edges into numbered CIs (installs grouped by variant).
+    Reverse,
+    /// (computer number, step) -> a history step (when, change record, undo).
+    Steps,
+    /// (computer number, step) -> the full configuration after that step.
+    Checkpoints,
+    /// identity rule and value -> computer id.
+    Identity,
+    Conflicts,
+    ChangeRecords,
+    /// computer id, aspect, key -> a recent removal (flap suppression).
+    Removals,
+    Users,
+    ApiTokens,
+    NoiseRules,
+    PlannedChanges,
+    /// seq (u64 BE) -> audit entry, never rewritten.
+    Audit,
+    /// generated id -> queued feed event, until the sequencer numbers it.
+    Outbox,
+    /// cursor (u64 BE) -> feed event.
+    Feed,
+    Webhooks,
+    Deliveries,
+}
+
+impl Space {
+    pub const ALL: [Space; 32] = [
+        Space::Meta,
+        Space::EnrollmentTokens,
+        Space::Agents,
+        Space::AgentKeys,
+        Space::AgentState,
+        Space::Evidence,
+        Space::Ids,
+        Space::NumIds,
+        Space::Computers,
+        Space::Components,
+        Space::Installs,
+        Space::Summaries,
+        Space::Seen,
+        Space::Shared,
+        Space::Variants,
+        Space::VariantIds,
+        Space::Reverse,
+        Space::Steps,
+        Space::Checkpoints,
+        Space::Identity,
+        Space::Conflicts,
+        Space::ChangeRecords,
+        Space::Removals,
+        Space::Users,
+        Space::ApiTokens,
+        Space::NoiseRules,
+        Space::PlannedChanges,
+        Space::Audit,
+        Space::Outbox,
+        Space::Feed,
+        Space::Webhooks,
+        Space::Deliveries,
+    ];
+
+    /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
+    /// so a migration leaves them in place.
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Meta => "meta",
+            Space::EnrollmentTokens => "tokens",
+            Space::Agents => "agents",
+            Space::AgentKeys => "agent_keys",
+            Space::AgentState => "agent_state",
+            Space::Evidence => "bodies",
+            Space::Ids => "v3_ids",
+            Space::NumIds => "v3_num_ids",
+            Space::Computers => "v3_computers",
+            Space::Components => "v3_components",
+            Space::Installs => "v3_installs",
+            Space::Summaries => "v3_summaries",
+            Space::Seen => "v3_seen",
+            Space::Shared => "v3_shared",
+            Space::Variants => "v3_variants",
+            Space::VariantIds => "v3_variant_ids",
+            Space::Reverse => "v3_reverse",
+            Space::Steps => "v3_steps",
+            Space::Checkpoints => "v3_checkpoints",
+            Space::Identity => "identity",
+            Space::Conflicts => "conflicts",
+            Space::ChangeRecords => "changes",
+            Space::Removals => "removals",
+            Space::Users => "users",
+            Space::ApiTokens => "api_tokens",
+            Space::NoiseRules => "noise",
+            Space::PlannedChanges => "planned",
+            Space::Audit => "audit",
+            Space::Outbox => "outbox",
+            Space::Feed => "feed",
+            Space::Webhooks => "webhooks",
+            Space::Deliveries => "deliveries",
+        }
+    }
+}
+
+/// Why a transaction body stopped. `Abort` carries nothing: the body keeps its own reason.
+#[derive(Debug)]
+pub enum TxError {
+    /// The body decided not to commit; nothing is written.
+    Abort,
+    /// The engine failed; nothing is written.
+    Store(StoreError),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+/// Reads and writes inside one transaction. Reads see the transaction's own writes.
+pub trait Tx {
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// Returns the previous value.
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// Returns the previous value.
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+}
+
+/// What a scan visitor answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A scan's bounds: keys `>= from` and `< to` (`None`: unbounded), optionally newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Range<'a> {
+    pub from: Option<&'a [u8]>,
+    pub to: Option<&'a [u8]>,
+    pub reverse: bool,
+}
+
+impl<'a> Range<'a> {
+    pub fn all() -> Range<'static> {
+        Range::default()
+    }
+    /// Every key that starts with `prefix` (`end` is its exclusive upper bound, which the
+    /// caller computes with [`prefix_end`] and keeps alive).
+    pub fn prefix(prefix: &'a [u8], end: Option<&'a [u8]>) -> Range<'a> {
+        Range {
+            from: Some(prefix),
+            to: end,
+            reverse: false,
+        }
+    }
+    pub fn rev(self) -> Range<'a> {
+        Range {
+            reverse: true,
+            ..self
+        }
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: no such key,
+/// the prefix is all 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<Flow, StoreError> + 'v;
+
+pub trait Backend: Send + Sync + 'static {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn scan(&self, space: Space, range: Range<'_>, visit: &mut Visit<'_>)
+        -> Result<(), StoreError>;
+    fn count(&self, space: Space) -> Result<usize, StoreError>;
+    /// Runs `body` as one serializable transaction: all its writes or none. The body may run
+    /// more than once (an engine retries on conflict), so it must not have other effects.
+    fn transact(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError>;
+    /// Writes outside a transaction (one key is atomic on its own): bulk loads, counters
+    /// nobody else reads in a transaction.
+    fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&self, space: Space, key: &[u8]) -> Result<(), StoreError>;
+    /// Removes every key of a space.
+    fn clear(&self, space: Space) -> Result<(), StoreError>;
+    /// Makes every committed write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
+
+/// Every key starting with `prefix`.
+pub fn scan_prefix(
+    backend: &dyn Backend,
+    space: Space,
+    prefix: &[u8],
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let end = prefix_end(prefix);
+    backend.scan(space, Range::prefix(prefix, end.as_deref()), visit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn space_names_are_unique() {
+        let mut names: Vec<_> = Space::ALL.iter().map(|s| s.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Space::ALL.len());
+    }
+}

@@ -1,0 +1,135 @@
+//! `census-collector check`: every derived record against what it derives from — reverse
+//! entries, summaries, id mappings, history steps, variants.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::store::codec::{self, *};
+
+impl Cmdb {
+    pub(crate) fn do_check_consistency(&self) -> Result<ConsistencyReport, StoreError> {
+        // Exclusive, like a backup: a commit between reading a record and what derives from
+        // it would otherwise show as a disagreement that is not there.
+        let _exclusive = self.exclusive();
+        let mut report = ConsistencyReport::default();
+        let mut nums: Vec<u32> = Vec::new();
+        self.backend
+            .scan(Space::Computers, Range::all(), &mut |k, _| {
+                nums.extend(codec::read_num(k));
+                Ok(Flow::Continue)
+            })?;
+        let mut expected_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for num in nums {
+            let m = self.load_machine(num)?;
+            let holder = m.id.to_string();
+            match self.backend.get(Space::Ids, holder.as_bytes())? {
+                Some(v) if codec::read_num(&v) == Some(num) => {}
+                _ => report.problem(format!("{}/{holder}: not record {num}", Space::Ids.name())),
+            }
+            if let Some(c) = m.computer() {
+                report.cis += 1;
+                let key = codec::num_key(num);
+                let want = SummaryRec {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    status: c.status,
+                };
+                match self.backend.get(Space::Summaries, &key)? {
+                    Some(v) if decode_packed::<SummaryRec>("summary", &v).ok() == Some(want) => {}
+                    Some(_) => report.problem(format!(
+                        "{}/{num}: not the name and status of {}",
+                        Space::Summaries.name(),
+                        c.id
+                    )),
+                    None => report.problem(format!("{}/{num}: missing", Space::Summaries.name())),
+                }
+            }
+            for id in m.components.keys() {
+                report.cis += 1;
+                match self.backend.get(Space::Ids, id.as_bytes())? {
+                    Some(v) if codec::read_num(&v) == Some(num) => {}
+                    _ => report.problem(format!(
+                        "{}/{id}: does not point at its computer's record {num}",
+                        Space::Ids.name()
+                    )),
+                }
+            }
+            for i in m.installs.values() {
+                if self
+                    .backend
+                    .get(Space::Variants, &codec::num_key(i.variant))?
+                    .is_none()
+                {
+                    report.problem(format!(
+                        "{}/{}: missing, installed on {holder}",
+                        Space::Variants.name(),
+                        i.variant
+                    ));
+                }
+            }
+            report.edges += m.edges.len() + m.installs.len();
+            let mut unknown_target = None;
+            let keys = m.reverse_keys(&mut |id| match self.num_of(id) {
+                Ok(n) => n,
+                Err(e) => {
+                    unknown_target = Some(e);
+                    None
+                }
+            });
+            if let Some(e) = unknown_target {
+                return Err(e);
+            }
+            expected_rev.extend(keys);
+            // The newest step is the one the record counts; none lies beyond it.
+            let steps = m.rec.steps;
+            if steps > 0
+                && self
+                    .backend
+                    .get(Space::Steps, &step_key(num, steps))?
+                    .is_none()
+            {
+                report.problem(format!(
+                    "{}/{num}/{steps}: the newest step of {holder} is missing",
+                    Space::Steps.name()
+                ));
+            }
+            let beyond = step_key(num, steps.saturating_add(1));
+            let end = step_key(num.saturating_add(1), 0);
+            let mut extra = 0usize;
+            self.backend.scan(
+                Space::Steps,
+                Range {
+                    from: Some(&beyond),
+                    to: Some(&end),
+                    reverse: false,
+                },
+                &mut |_, _| {
+                    extra += 1;
+                    Ok(Flow::Continue)
+                },
+            )?;
+            if steps < u32::MAX && extra > 0 {
+                report.problem(format!(
+                    "{}/{num}: {extra} steps beyond the {steps} that {holder} counts",
+                    Space::Steps.name()
+                ));
+            }
+        }
+        let mut stored_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
+        self.backend
+            .scan(Space::Reverse, Range::all(), &mut |k, _| {
+                stored_rev.insert(k.to_vec());
+                Ok(Flow::Continue)
+            })?;
+        let shown_rev =
+            |k: &[u8]| format!("{}/{:?}", Space::Reverse.name(), codec::read_rev_key(k));
+        for k in expected_rev.difference(&stored_rev) {
+            report.problem(format!("{}: missing", shown_rev(k)));
+        }
+        for k in stored_rev.difference(&expected_rev) {
+            report.problem(format!("{}: no such edge", shown_rev(k)));
+        }
+        report.cis += self.backend.count(Space::Shared)?;
+        Ok(report)
+    }
+}

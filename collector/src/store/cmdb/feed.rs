@@ -1,0 +1,117 @@
+//! The changed-since feed: ingest and reviews queue events in their own transactions; one
+//! sequencer numbers them (so cursors only grow) and queues a delivery per webhook.
+
+use chrono::{DateTime, Utc};
+
+use super::ingest::QueuedEvent;
+use super::*;
+use crate::model::*;
+
+impl Cmdb {
+    pub(crate) fn do_sequence_events(&self, max: usize) -> Result<usize, StoreError> {
+        let _writing = self.writing();
+        let queued = {
+            let mut out: Vec<(Vec<u8>, QueuedEvent)> = Vec::new();
+            self.backend
+                .scan(Space::Outbox, Range::all(), &mut |k, v| {
+                    out.push((k.to_vec(), codec::decode_json(&shown(Space::Outbox, k), v)?));
+                    Ok(if out.len() >= max {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    })
+                })?;
+            out
+        };
+        // Runs every second: with nothing queued, read nothing else.
+        if queued.is_empty() {
+            return Ok(0);
+        }
+        let webhooks: Vec<Webhook> = self
+            .do_list_webhooks()?
+            .into_iter()
+            .filter(|w| w.active)
+            .collect();
+        let mut done = 0;
+        for (key, event) in &queued {
+            transact::<(), StoreError>(self.backend.as_ref(), |tx| {
+                if tx.delete(Space::Outbox, key)?.is_none() {
+                    return Ok(()); // another sequencer took it
+                }
+                let Some(record) = tx_json::<ChangeRecord, _>(
+                    tx,
+                    Space::ChangeRecords,
+                    event.record_id.as_bytes(),
+                )?
+                else {
+                    return Ok(());
+                };
+                let cursor = match tx.get(Space::Meta, b"feed_head")? {
+                    Some(v) => u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
+                    None => 0,
+                } + 1;
+                tx.put(Space::Meta, b"feed_head", &cursor.to_be_bytes())?;
+                let feed_event = FeedEvent {
+                    cursor,
+                    event_type: event.event_type.clone(),
+                    at: event.at,
+                    record,
+                };
+                tx_put_json(tx, Space::Feed, &cursor.to_be_bytes(), &feed_event)?;
+                for w in &webhooks {
+                    let d = Delivery {
+                        id: format!("dlv_{:016x}_{}", cursor, w.id),
+                        webhook_id: w.id.clone(),
+                        cursor,
+                        attempts: 0,
+                        next_attempt_at: event.at,
+                        last_error: None,
+                        dead_at: None,
+                    };
+                    tx_put_json(tx, Space::Deliveries, d.id.as_bytes(), &d)?;
+                }
+                Ok(())
+            })?;
+            done += 1;
+        }
+        self.backend.flush()?;
+        Ok(done)
+    }
+
+    pub(crate) fn do_list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let mut w: Vec<Webhook> = self.scan_json(Space::Webhooks, Range::all())?;
+        w.sort_by_key(|w| w.created_at);
+        Ok(w)
+    }
+
+    pub(crate) fn do_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut due: Vec<Delivery> = self
+            .scan_json::<Delivery>(Space::Deliveries, Range::all())?
+            .into_iter()
+            .filter(|d| d.dead_at.is_none() && d.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|d| (d.cursor, d.next_attempt_at));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    pub(crate) fn do_update_delivery(
+        &self,
+        id: &str,
+        next: Option<&Delivery>,
+    ) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        match next {
+            Some(d) => {
+                self.backend
+                    .put(Space::Deliveries, id.as_bytes(), &codec::encode_json(d)?)?
+            }
+            None => self.backend.delete(Space::Deliveries, id.as_bytes())?,
+        }
+        self.backend.flush()
+    }
+}

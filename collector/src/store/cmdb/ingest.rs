@@ -1,0 +1,299 @@
+//! Ingest commits, heartbeats and lifecycle status changes.
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::model::*;
+use crate::store::codec;
+
+pub(crate) fn encode_hot(seq: u64, seen: Option<DateTime<Utc>>) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&seq.to_be_bytes());
+    b[8..].copy_from_slice(
+        &seen
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(0)
+            .to_be_bytes(),
+    );
+    b
+}
+
+pub(crate) fn decode_hot(bytes: &[u8]) -> Option<(u64, Option<DateTime<Utc>>)> {
+    let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let micros = i64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+    Some((
+        seq,
+        (micros != 0)
+            .then(|| DateTime::<Utc>::from_timestamp_micros(micros))
+            .flatten(),
+    ))
+}
+
+/// The agent's last seq: the hot record when there is one, else the agent record's.
+fn current_seq(agent: &Agent, hot: Option<&[u8]>) -> u64 {
+    hot.and_then(decode_hot)
+        .map(|(seq, _)| seq)
+        .unwrap_or(agent.last_seq)
+}
+
+/// An event waiting for its cursor.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct QueuedEvent {
+    pub event_type: String,
+    pub record_id: String,
+    pub at: DateTime<Utc>,
+}
+
+pub(crate) fn removal_key(ci_id: &str, aspect: Aspect, key: &str) -> Vec<u8> {
+    format!("{ci_id}\0{}\0{key}", aspect.as_str()).into_bytes()
+}
+
+/// The next outbox key: time-ordered and unique without a counter every writer contends on.
+pub(crate) fn outbox_key(at: DateTime<Utc>) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&(at.timestamp_micros() as u64).to_be_bytes());
+    k[8..].copy_from_slice(&rand::random::<u64>().to_be_bytes());
+    k
+}
+
+/// A commit's records, encoded before its transaction.
+struct PreparedIngest {
+    shared: Vec<(Vec<u8>, Vec<u8>, u32, String)>,
+    records: Vec<machine::Encoded>,
+    change_record: Option<Vec<u8>>,
+    conflict: Option<Vec<u8>>,
+    removals: Vec<(Vec<u8>, Vec<u8>)>,
+    queued: Option<Vec<u8>>,
+}
+
+impl Cmdb {
+    fn prepare_ingest(&self, c: &IngestCommit) -> Result<PreparedIngest, StoreError> {
+        // Shared CIs first: they get numbers and are created if absent, once per fleet.
+        let known = |id: &str| self.cache.shared.read().is_ok_and(|s| s.contains(id));
+        let fresh: Vec<&Ci> = c
+            .shared_ci_inserts
+            .iter()
+            .filter(|ci| !known(&ci.id))
+            .collect();
+        let ids: Vec<&str> = fresh.iter().map(|ci| ci.id.as_str()).collect();
+        let nums = self.ensure_nums(&ids)?;
+        let mut shared = Vec::with_capacity(fresh.len());
+        for (ci, num) in fresh.iter().zip(nums) {
+            let rec = codec::CiRec::from_ci(ci, ci.first_seen);
+            shared.push((
+                codec::shared_key(ci.class, num).to_vec(),
+                codec::encode_packed(&rec)?,
+                num,
+                ci.id.clone(),
+            ));
+        }
+        let record_link = match (&c.ci_id, &c.change_record) {
+            (Some(ci), Some(r)) => Some((ci.as_str(), r.id.as_str())),
+            _ => None,
+        };
+        let records = self.prepare_records(
+            &c.ci_puts,
+            &c.relationship_puts,
+            &c.relationship_deletes,
+            c.seen_at,
+            record_link,
+        )?;
+        let queued = match &c.change_record {
+            Some(r) => Some(codec::encode_json(&QueuedEvent {
+                event_type: "change_record.created".into(),
+                record_id: r.id.clone(),
+                at: c.seen_at,
+            })?),
+            None => None,
+        };
+        let mut removals = Vec::new();
+        if let Some(ci_id) = &c.ci_id {
+            for r in &c.removals_put {
+                removals.push((removal_key(ci_id, r.aspect, &r.key), codec::encode_json(r)?));
+            }
+        }
+        Ok(PreparedIngest {
+            shared,
+            records,
+            change_record: c
+                .change_record
+                .as_ref()
+                .map(codec::encode_json)
+                .transpose()?,
+            conflict: c.conflict.as_ref().map(codec::encode_json).transpose()?,
+            removals,
+            queued,
+        })
+    }
+
+    pub(crate) fn do_commit_ingest(&self, c: &IngestCommit) -> Result<(), CommitError> {
+        let _writing = self.writing();
+        let p = self.prepare_ingest(c)?;
+        let outbox = outbox_key(c.seen_at);
+        transact(self.backend.as_ref(), |tx| {
+            let key = c.agent_id.as_bytes();
+            let Some(mut agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
+                return Err(Fail::Abort(CommitError::AgentGone(c.agent_id.clone())));
+            };
+            if agent.is_revoked() {
+                return Err(Fail::Abort(CommitError::AgentGone(c.agent_id.clone())));
+            }
+            let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
+            if current != c.expected_last_seq {
+                return Err(Fail::Abort(CommitError::SeqMoved {
+                    expected: c.expected_last_seq,
+                    current,
+                }));
+            }
+            for (ik, ci_id) in &c.identity_claims {
+                let k = ik.encoded();
+                match tx.get(Space::Identity, k.as_bytes())? {
+                    Some(existing) if existing != ci_id.as_bytes() => {
+                        return Err(Fail::Abort(CommitError::IdentityRace(k.replace('\0', ":"))));
+                    }
+                    Some(_) => {}
+                    None => {
+                        tx.put(Space::Identity, k.as_bytes(), ci_id.as_bytes())?;
+                    }
+                }
+            }
+            for e in &p.records {
+                Self::write_encoded(tx, e, || {
+                    CommitError::IdentityRace(format!("computer record {} changed", e.num))
+                })?;
+            }
+            agent.last_seq = c.new_seq;
+            agent.last_seen = Some(c.seen_at);
+            if c.content_hash.is_some() {
+                agent.last_content_hash = c.content_hash.clone();
+            }
+            if c.clock_skew_seconds.is_some() {
+                agent.clock_skew_seconds = c.clock_skew_seconds;
+            }
+            if c.ci_id.is_some() {
+                agent.ci_id = c.ci_id.clone();
+            }
+            if c.identification.is_some() {
+                agent.identification = c.identification.clone();
+            }
+            tx_put_json(tx, Space::Agents, key, &agent)?;
+            tx.put(
+                Space::AgentState,
+                key,
+                &encode_hot(c.new_seq, Some(c.seen_at)),
+            )?;
+            if let Some(old) = &c.supersedes {
+                if let Some(mut old_agent) = tx_json::<Agent, _>(tx, Space::Agents, old.as_bytes())?
+                {
+                    old_agent.superseded_by = Some(c.agent_id.clone());
+                    tx_put_json(tx, Space::Agents, old.as_bytes(), &old_agent)?;
+                }
+            }
+            for (k, v, _, _) in &p.shared {
+                if tx.get(Space::Shared, k)?.is_none() {
+                    tx.put(Space::Shared, k, v)?;
+                }
+            }
+            if let (Some(conflict), Some(bytes)) = (&c.conflict, &p.conflict) {
+                if tx.get(Space::Conflicts, conflict.id.as_bytes())?.is_none() {
+                    tx.put(Space::Conflicts, conflict.id.as_bytes(), bytes)?;
+                }
+            }
+            if let (Some(record), Some(bytes), Some(queued)) =
+                (&c.change_record, &p.change_record, &p.queued)
+            {
+                tx.put(Space::ChangeRecords, record.id.as_bytes(), bytes)?;
+                tx.put(Space::Outbox, &outbox, queued)?;
+            }
+            if let Some(ci_id) = &c.ci_id {
+                for (aspect, k) in &c.removals_cleared {
+                    tx.delete(Space::Removals, &removal_key(ci_id, *aspect, k))?;
+                }
+                for (k, v) in &p.removals {
+                    tx.put(Space::Removals, k, v)?;
+                }
+            }
+            if let Some(body) = &c.body {
+                tx.put(Space::Evidence, key, body)?;
+            }
+            Ok(())
+        })?;
+        if let Ok(mut known) = self.cache.shared.write() {
+            known.extend(p.shared.iter().map(|(_, _, _, id)| id.clone()));
+        }
+        let history: usize = p.records.iter().map(|e| e.history_bytes).sum();
+        if history > 0 {
+            tracing::trace!(agent_id = %c.agent_id, history_bytes = history, "history step written");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn do_commit_heartbeat(
+        &self,
+        agent_id: &str,
+        expected_last_seq: u64,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
+        let _writing = self.writing();
+        transact(self.backend.as_ref(), |tx| {
+            let key = agent_id.as_bytes();
+            let Some(agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
+                return Err(Fail::Abort(CommitError::AgentGone(agent_id.to_string())));
+            };
+            if agent.is_revoked() {
+                return Err(Fail::Abort(CommitError::AgentGone(agent_id.to_string())));
+            }
+            let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
+            if current != expected_last_seq {
+                return Err(Fail::Abort(CommitError::SeqMoved {
+                    expected: expected_last_seq,
+                    current,
+                }));
+            }
+            tx.put(Space::AgentState, key, &encode_hot(seq, Some(at)))?;
+            // A superseded agent's CI belongs to its successor: its heartbeats are
+            // recorded on the agent, never on the CI.
+            if let (Some(ci_id), None) = (&agent.ci_id, &agent.superseded_by) {
+                if let Some(v) = tx.get(Space::Ids, ci_id.as_bytes())? {
+                    tx.put(Space::Seen, &v, &at.timestamp_micros().to_be_bytes())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn do_set_ci_status(
+        &self,
+        id: &str,
+        expected_version: u64,
+        status: CiStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        let Some(mut ci) = self.read_ci(id)? else {
+            return Ok(false);
+        };
+        if ci.version != expected_version || ci.status == status {
+            return Ok(false);
+        }
+        ci.status = status;
+        ci.version += 1;
+        let records = self.prepare_records(std::slice::from_ref(&ci), &[], &[], at, None)?;
+        let written = transact::<bool, StoreError>(self.backend.as_ref(), |tx| {
+            for e in &records {
+                match Self::write_encoded(tx, e, || ()) {
+                    Ok(()) => {}
+                    // A snapshot landed meanwhile: it wins, the sweep looks again later.
+                    Err(Fail::Abort(())) => return Ok(false),
+                    Err(Fail::Tx(e)) => return Err(Fail::Tx(e)),
+                }
+            }
+            Ok(true)
+        })?;
+        if written {
+            self.backend.flush()?;
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,564 @@
+//! A computer as stored: its own record, its components and edges, its installs, and how a
+//! commit's CI and edge writes become new records, reverse-index changes and one history
+//! step (the undo of what changed).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::model::*;
+use crate::store::codec::*;
+
+/// A computer's records, decoded. Also the state history walks back through.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub num: u32,
+    /// The id the number was given to (the computer's).
+    pub id: Arc<str>,
+    /// The computer record's bytes as read: a commit applies only if they are unchanged.
+    pub raw: Option<Vec<u8>>,
+    pub rec: ComputerRec,
+    pub components: BTreeMap<String, CiRec>,
+    pub edges: EdgeMap,
+    pub installs: BTreeMap<(u32, String), InstallRec>,
+}
+
+impl Machine {
+    pub fn computer(&self) -> Option<&CiRec> {
+        self.rec.ci.as_ref()
+    }
+
+    /// A CI of this record by id: the computer or a component.
+    pub fn ci(&self, id: &str) -> Option<&CiRec> {
+        match &self.rec.ci {
+            Some(c) if c.id == id => Some(c),
+            _ => self.components.get(id),
+        }
+    }
+
+    /// Whether `id` is held in this record (so an edge to it needs no reverse entry).
+    pub fn holds(&self, id: &str) -> bool {
+        *self.id == *id || self.components.contains_key(id)
+    }
+
+    pub fn owner_of(&self, id: &str) -> Option<&str> {
+        (*self.id != *id).then_some(&*self.id)
+    }
+
+    /// Goes one step back: everything the step changed, as it was before.
+    pub fn undo(&mut self, undo: &Undo) {
+        for (id, before) in &undo.cis {
+            let is_computer = *self.id == **id;
+            match (before, is_computer) {
+                (Some(rec), true) => self.rec.ci = Some(rec.clone()),
+                (None, true) => self.rec.ci = None,
+                (Some(rec), false) => {
+                    self.components.insert(id.clone(), rec.clone());
+                }
+                (None, false) => {
+                    self.components.remove(id);
+                }
+            }
+        }
+        for (key, before) in &undo.edges {
+            match before {
+                Some(a) => {
+                    self.edges.insert(key.clone(), a.clone());
+                }
+                None => {
+                    self.edges.remove(key);
+                }
+            }
+        }
+        for (key, before) in &undo.installs {
+            match before {
+                Some(i) => {
+                    self.installs.insert(key.clone(), i.clone());
+                }
+                None => {
+                    self.installs.remove(key);
+                }
+            }
+        }
+    }
+
+    pub fn checkpoint(&self) -> CheckpointRec {
+        CheckpointRec {
+            computer: self.rec.ci.as_ref().map(CiRec::configuration),
+            components: self.components.values().map(CiRec::configuration).collect(),
+            edges: self
+                .edges
+                .iter()
+                .map(|(k, a)| (k.clone(), a.clone()))
+                .collect(),
+            installs: self.installs.values().cloned().collect(),
+        }
+    }
+
+    pub fn from_checkpoint(num: u32, id: Arc<str>, c: CheckpointRec) -> Machine {
+        Machine {
+            num,
+            id,
+            raw: None,
+            rec: ComputerRec {
+                ci: c.computer,
+                revision: 0,
+                steps: 0,
+            },
+            components: c
+                .components
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
+            edges: c.edges.into_iter().collect(),
+            installs: c
+                .installs
+                .into_iter()
+                .map(|i| ((i.product, i.disc.clone()), i))
+                .collect(),
+        }
+    }
+
+    /// The reverse entries this record owns: installs by (product, variant) and every
+    /// edge to a CI held elsewhere.
+    pub fn reverse_keys(
+        &self,
+        target_num: &mut dyn FnMut(&str) -> Option<u32>,
+    ) -> BTreeSet<Vec<u8>> {
+        let mut keys = BTreeSet::new();
+        for i in self.installs.values() {
+            keys.insert(rev_install_key(i.product, i.variant, self.num).to_vec());
+        }
+        for k in self.edges.keys() {
+            if self.holds(&k.to) {
+                continue;
+            }
+            if let Some(to) = target_num(&k.to) {
+                keys.insert(rev_edge_key(to, self.num, k));
+            }
+        }
+        keys
+    }
+}
+
+/// One record's writes, encoded and ready for a transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub num: u32,
+    /// The computer record's bytes this write was computed against.
+    pub expect: Option<Vec<u8>>,
+    pub computer: Vec<u8>,
+    pub components: Option<Vec<u8>>,
+    pub installs: Option<Vec<u8>>,
+    pub summary: Option<Vec<u8>>,
+    /// Component ids this record holds for the first time.
+    pub new_ids: Vec<String>,
+    pub rev_put: Vec<Vec<u8>>,
+    pub rev_delete: Vec<Vec<u8>>,
+    pub step: Option<([u8; 8], Vec<u8>)>,
+    pub checkpoint: Option<([u8; 8], Vec<u8>)>,
+    /// Bytes in history written by this step (for the log and the benchmarks).
+    pub history_bytes: usize,
+}
+
+/// What one commit writes through computer records.
+#[derive(Debug, Default)]
+pub(crate) struct RecordChange<'a> {
+    pub puts: Vec<&'a Ci>,
+    pub edge_puts: Vec<&'a Relationship>,
+    pub edge_deletes: Vec<&'a RelKey>,
+}
+
+impl Cmdb {
+    pub(crate) fn load_machine(&self, num: u32) -> Result<Machine, StoreError> {
+        let key = codec::num_key(num);
+        let raw = self.backend.get(Space::Computers, &key)?;
+        let rec: ComputerRec = match &raw {
+            Some(b) => decode_packed(&shown(Space::Computers, &key), b)?,
+            None => ComputerRec::default(),
+        };
+        let comps: ComponentsRec = match self.backend.get(Space::Components, &key)? {
+            Some(b) => decode_packed(&shown(Space::Components, &key), &b)?,
+            None => ComponentsRec::default(),
+        };
+        let installs: InstallsRec = match self.backend.get(Space::Installs, &key)? {
+            Some(b) => decode_packed(&shown(Space::Installs, &key), &b)?,
+            None => InstallsRec::default(),
+        };
+        let id = match self.id_of(num)? {
+            Some(id) => id,
+            None => Arc::from(rec.ci.as_ref().map(|c| c.id.as_str()).unwrap_or("")),
+        };
+        Ok(Machine {
+            num,
+            id,
+            raw,
+            rec,
+            components: comps
+                .components
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect(),
+            edges: comps.edges.into_iter().collect(),
+            installs: installs
+                .installs
+                .into_iter()
+                .map(|i| ((i.product, i.disc.clone()), i))
+                .collect(),
+        })
+    }
+
+    /// An install back as the edge people and drift see.
+    pub(crate) fn install_edge(
+        &self,
+        from: &str,
+        i: &InstallRec,
+    ) -> Result<Relationship, StoreError> {
+        let variant = self.variant(i.variant)?;
+        let to = self
+            .id_of(i.product)?
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        Ok(Relationship {
+            key: RelKey {
+                from: from.to_string(),
+                kind: RelKind::Installs,
+                to,
+                discriminator: i.disc.clone(),
+            },
+            attributes: variant.edge_attributes(i.install_date, &i.extra),
+        })
+    }
+
+    /// Edges leaving `from` (the computer or one of its components) in key order.
+    pub(crate) fn edges_from(
+        &self,
+        m: &Machine,
+        from: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let mut out: Vec<Relationship> = m
+            .edges
+            .iter()
+            .filter(|(k, _)| k.from == from)
+            .map(|(k, a)| Relationship {
+                key: k.rel_key(),
+                attributes: codec::attributes(a),
+            })
+            .collect();
+        if *m.id == *from {
+            for i in m.installs.values() {
+                out.push(self.install_edge(from, i)?);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.key.kind.as_str(), &a.key.to, &a.key.discriminator).cmp(&(
+                b.key.kind.as_str(),
+                &b.key.to,
+                &b.key.discriminator,
+            ))
+        });
+        Ok(out)
+    }
+
+    /// Applies one record's share of a commit and encodes the result. `nums` holds the
+    /// number of every edge target held elsewhere and of every installed product.
+    pub(crate) fn encode_change(
+        &self,
+        mut m: Machine,
+        change: &RecordChange<'_>,
+        nums: &HashMap<String, u32>,
+        variants: &HashMap<VariantRec, u32>,
+        at: DateTime<Utc>,
+        change_record: Option<&str>,
+    ) -> Result<Encoded, StoreError> {
+        let target = |id: &str| nums.get(id).copied();
+        let before_rev = m.reverse_keys(&mut |id| target(id));
+        let had_components: BTreeSet<String> = m.components.keys().cloned().collect();
+        let old_summary = m.rec.ci.as_ref().map(|c| (c.name.clone(), c.status));
+        let mut undo = Undo::default();
+        let mut components_changed = false;
+        let mut installs_changed = false;
+
+        for ci in &change.puts {
+            let old = m.ci(&ci.id).cloned();
+            let config_changed = match &old {
+                None => true,
+                Some(o) => {
+                    o.version != ci.version
+                        || o.name != ci.name
+                        || o.status != ci.status
+                        || o.attributes != codec::attr_list(&ci.attributes)
+                }
+            };
+            let versioned_at = match (&old, config_changed) {
+                (Some(o), false) => time(o.versioned_at),
+                _ => at,
+            };
+            let rec = CiRec::from_ci(ci, versioned_at);
+            if config_changed {
+                undo.cis
+                    .push((ci.id.clone(), old.as_ref().map(CiRec::configuration)));
+            }
+            if *m.id == *ci.id {
+                m.rec.ci = Some(rec);
+            } else {
+                m.components.insert(ci.id.clone(), rec);
+                components_changed = true;
+            }
+        }
+        for r in &change.edge_puts {
+            if r.key.kind == RelKind::Installs {
+                let product = target(&r.key.to)
+                    .ok_or_else(|| io(format!("no number for product {}", r.key.to)))?;
+                let (variant, install_date, extra) = VariantRec::split(product, &r.attributes);
+                let variant = *variants
+                    .get(&variant)
+                    .ok_or_else(|| io("variant not interned"))?;
+                let rec = InstallRec {
+                    product,
+                    disc: r.key.discriminator.clone(),
+                    variant,
+                    install_date,
+                    extra,
+                };
+                let key = (product, rec.disc.clone());
+                let old = m.installs.insert(key.clone(), rec.clone());
+                if old.as_ref() != Some(&rec) {
+                    undo.installs.push((key, old));
+                    installs_changed = true;
+                }
+            } else {
+                let key = EdgeKey::of(&r.key);
+                let attrs = codec::attr_list(&r.attributes);
+                let old = m.edges.insert(key.clone(), attrs.clone());
+                if old.as_ref() != Some(&attrs) {
+                    undo.edges.push((key, old));
+                    components_changed = true;
+                }
+            }
+        }
+        for k in &change.edge_deletes {
+            if k.kind == RelKind::Installs {
+                let Some(product) = target(&k.to) else {
+                    continue;
+                };
+                let key = (product, k.discriminator.clone());
+                if let Some(old) = m.installs.remove(&key) {
+                    undo.installs.push((key, Some(old)));
+                    installs_changed = true;
+                }
+            } else {
+                let key = EdgeKey::of(k);
+                if let Some(old) = m.edges.remove(&key) {
+                    undo.edges.push((key, Some(old)));
+                    components_changed = true;
+                }
+            }
+        }
+
+        let after_rev = m.reverse_keys(&mut |id| target(id));
+        let mut out = Encoded {
+            num: m.num,
+            expect: m.raw.take(),
+            rev_put: after_rev.difference(&before_rev).cloned().collect(),
+            rev_delete: before_rev.difference(&after_rev).cloned().collect(),
+            new_ids: m
+                .components
+                .keys()
+                .filter(|id| !had_components.contains(*id))
+                .cloned()
+                .collect(),
+            ..Default::default()
+        };
+        m.rec.revision += 1;
+        if !undo.is_empty() {
+            m.rec.steps += 1;
+            let step = StepRec {
+                valid_from: micros(at),
+                change_record: change_record.map(str::to_string),
+                undo,
+            };
+            let bytes = encode_packed(&step)?;
+            out.history_bytes += bytes.len();
+            out.step = Some((step_key(m.num, m.rec.steps), bytes));
+            if m.rec.steps.is_multiple_of(CHECKPOINT_EVERY) {
+                let bytes = encode_packed(&m.checkpoint())?;
+                out.history_bytes += bytes.len();
+                out.checkpoint = Some((step_key(m.num, m.rec.steps), bytes));
+            }
+        }
+        let new_summary = m.rec.ci.as_ref().map(|c| (c.name.clone(), c.status));
+        if new_summary != old_summary {
+            if let Some(c) = &m.rec.ci {
+                out.summary = Some(encode_packed(&SummaryRec {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    status: c.status,
+                })?);
+            }
+        }
+        out.computer = encode_packed(&m.rec)?;
+        if components_changed {
+            out.components = Some(encode_packed(&ComponentsRec {
+                components: m.components.into_values().collect(),
+                edges: m.edges.into_iter().collect(),
+            })?);
+        }
+        if installs_changed {
+            out.installs = Some(encode_packed(&InstallsRec {
+                installs: m.installs.into_values().collect(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Writes an encoded record change inside a transaction, after checking that the
+    /// computer record is still the one it was computed against.
+    pub(crate) fn write_encoded<E>(
+        tx: &mut dyn Tx,
+        e: &Encoded,
+        moved: impl Fn() -> E,
+    ) -> TxResult<(), E> {
+        let key = codec::num_key(e.num);
+        let current = tx.get(Space::Computers, &key)?;
+        if current != e.expect {
+            return Err(Fail::Abort(moved()));
+        }
+        tx.put(Space::Computers, &key, &e.computer)?;
+        if let Some(c) = &e.components {
+            tx.put(Space::Components, &key, c)?;
+        }
+        if let Some(i) = &e.installs {
+            tx.put(Space::Installs, &key, i)?;
+        }
+        if let Some(s) = &e.summary {
+            tx.put(Space::Summaries, &key, s)?;
+        }
+        for id in &e.new_ids {
+            tx.put(Space::Ids, id.as_bytes(), &key)?;
+        }
+        for k in &e.rev_delete {
+            tx.delete(Space::Reverse, k)?;
+        }
+        for k in &e.rev_put {
+            tx.put(Space::Reverse, k, &[])?;
+        }
+        if let Some((k, v)) = &e.step {
+            tx.put(Space::Steps, k, v)?;
+        }
+        if let Some((k, v)) = &e.checkpoint {
+            tx.put(Space::Checkpoints, k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Groups a commit's CI and edge writes by the record that holds them, gives numbers
+    /// to what needs one, interns variants, and encodes every record's change.
+    pub(crate) fn prepare_records(
+        &self,
+        puts: &[Ci],
+        edge_puts: &[Relationship],
+        edge_deletes: &[RelKey],
+        at: DateTime<Utc>,
+        change_record: Option<(&str, &str)>,
+    ) -> Result<Vec<Encoded>, StoreError> {
+        if puts.is_empty() && edge_puts.is_empty() && edge_deletes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Which record holds what: a computer (or any unowned CI) is its own record; a
+        // component is in its owner's; an edge is in the record of the CI it leaves.
+        let mut holder_of: HashMap<&str, String> = HashMap::new();
+        for ci in puts {
+            let holder = ci.owner.clone().unwrap_or_else(|| ci.id.clone());
+            holder_of.insert(ci.id.as_str(), holder);
+        }
+        let holder_for = |from: &str| -> Result<String, StoreError> {
+            if let Some(h) = holder_of.get(from) {
+                return Ok(h.clone());
+            }
+            let h = match self.num_of(from)? {
+                Some(n) => match self.id_of(n)? {
+                    Some(id) => id.to_string(),
+                    None => from.to_string(),
+                },
+                None => from.to_string(),
+            };
+            Ok(h)
+        };
+        let mut groups: BTreeMap<String, RecordChange<'_>> = BTreeMap::new();
+        for ci in puts {
+            let h = ci.owner.clone().unwrap_or_else(|| ci.id.clone());
+            groups.entry(h).or_default().puts.push(ci);
+        }
+        for r in edge_puts {
+            let h = holder_for(&r.key.from)?;
+            groups.entry(h).or_default().edge_puts.push(r);
+        }
+        for k in edge_deletes {
+            let h = holder_for(&k.from)?;
+            groups.entry(h).or_default().edge_deletes.push(k);
+        }
+        let holders: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let holder_nums = self.ensure_nums(&holders)?;
+        let mut machines = Vec::with_capacity(holders.len());
+        for (h, n) in holders.iter().zip(&holder_nums) {
+            let mut m = self.load_machine(*n)?;
+            m.id = Arc::from(*h);
+            machines.push(m);
+        }
+        // Numbers of everything edges point at outside their record, before and after.
+        let mut targets: BTreeSet<&str> = BTreeSet::new();
+        for (m, (_, change)) in machines.iter().zip(&groups) {
+            let new_components: BTreeSet<&str> = change
+                .puts
+                .iter()
+                .filter(|c| *c.id != *m.id)
+                .map(|c| c.id.as_str())
+                .collect();
+            let outside = |id: &str| !m.holds(id) && !new_components.contains(id);
+            targets.extend(m.edges.keys().map(|k| k.to.as_str()).filter(|t| outside(t)));
+            targets.extend(
+                change
+                    .edge_puts
+                    .iter()
+                    .map(|r| r.key.to.as_str())
+                    .filter(|t| outside(t)),
+            );
+            targets.extend(change.edge_deletes.iter().map(|k| k.to.as_str()));
+        }
+        let targets: Vec<&str> = targets.into_iter().collect();
+        let target_nums = self.ensure_nums(&targets)?;
+        let nums: HashMap<String, u32> = targets
+            .iter()
+            .zip(target_nums)
+            .map(|(t, n)| (t.to_string(), n))
+            .collect();
+        // Variants of the installs written.
+        let mut wanted: Vec<VariantRec> = Vec::new();
+        for change in groups.values() {
+            for r in change
+                .edge_puts
+                .iter()
+                .filter(|r| r.key.kind == RelKind::Installs)
+            {
+                let product = nums
+                    .get(&r.key.to)
+                    .copied()
+                    .ok_or_else(|| io(format!("no number for {}", r.key.to)))?;
+                wanted.push(VariantRec::split(product, &r.attributes).0);
+            }
+        }
+        let interned = self.intern_variants(&wanted)?;
+        let variants: HashMap<VariantRec, u32> = wanted.into_iter().zip(interned).collect();
+        let mut out = Vec::with_capacity(machines.len());
+        for (m, (holder, change)) in machines.into_iter().zip(&groups) {
+            let record = change_record
+                .filter(|(ci, _)| *ci == holder.as_str())
+                .map(|(_, r)| r);
+            out.push(self.encode_change(m, change, &nums, &variants, at, record)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,682 @@
+//! The store's domain services over any [`Backend`]: ingest commits, computer records and
+//! their history steps, reverse indexes, enrollment, people's writes with the audit chain,
+//! the feed and webhook outbox. Every rule lives here once; a backend only keeps bytes.
+//!
+//! Architecture Invariant: everything a transaction writes is encoded before the
+//! transaction starts; the body only checks (sequence, identity claims, record revisions)
+//! and writes. An engine that serializes transactions (sled) is then held for microseconds.
+
+mod backup;
+mod check;
+mod feed;
+mod history;
+mod ingest;
+mod machine;
+mod migrate;
+mod people;
+mod reads;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::backend::*;
+use super::codec::{self, VariantRec};
+use super::sled_backend::{SledBackend, DEFAULT_CACHE_BYTES};
+use super::*;
+
+pub use machine::Machine;
+
+/// The collector's store: domain services over a backend.
+pub struct Cmdb {
+    backend: Box<dyn Backend>,
+    /// Writers hold it shared; a backup or a consistency check holds it exclusively, so
+    /// either sees one point in time while the collector keeps running.
+    gate: RwLock<()>,
+    cache: Cache,
+}
+
+/// The embedded default: the domain services over sled.
+pub type SledStore = Cmdb;
+
+/// Mappings that never change once written (a CI id's number, a variant's number), kept in
+/// memory so ingest does not read them again. Bounded by clearing.
+#[derive(Default)]
+struct Cache {
+    nums: RwLock<HashMap<String, u32>>,
+    ids: RwLock<HashMap<u32, Arc<str>>>,
+    variant_nums: RwLock<HashMap<VariantRec, u32>>,
+    variants: RwLock<HashMap<u32, Arc<VariantRec>>>,
+    /// Shared CIs known to be stored (they are never deleted).
+    shared: RwLock<std::collections::HashSet<String>>,
+}
+
+/// Past this many entries a cache starts again (each entry is under ~200 bytes).
+const MAX_CACHED: usize = 1_000_000;
+
+fn remember<K: std::hash::Hash + Eq, V>(map: &RwLock<HashMap<K, V>>, k: K, v: V) {
+    if let Ok(mut m) = map.write() {
+        if m.len() >= MAX_CACHED {
+            m.clear();
+        }
+        m.insert(k, v);
+    }
+}
+
+fn recall<K: std::hash::Hash + Eq + ?Sized, V: Clone, Q>(
+    map: &RwLock<HashMap<Q, V>>,
+    k: &K,
+) -> Option<V>
+where
+    Q: std::borrow::Borrow<K> + std::hash::Hash + Eq,
+{
+    map.read().ok().and_then(|m| m.get(k).cloned())
+}
+
+pub(crate) fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// Why a transaction body gave up: a domain reason, or the engine's.
+pub(crate) enum Fail<E> {
+    Abort(E),
+    Tx(TxError),
+}
+
+impl<E> From<TxError> for Fail<E> {
+    fn from(e: TxError) -> Self {
+        Fail::Tx(e)
+    }
+}
+
+impl<E> From<StoreError> for Fail<E> {
+    fn from(e: StoreError) -> Self {
+        Fail::Tx(TxError::Store(e))
+    }
+}
+
+pub(crate) type TxResult<T, E> = Result<T, Fail<E>>;
+
+/// Runs `body` in one transaction and hands back its value or its reason.
+pub(crate) fn transact<T, E: From<StoreError>>(
+    backend: &dyn Backend,
+    mut body: impl FnMut(&mut dyn Tx) -> TxResult<T, E>,
+) -> Result<T, E> {
+    let mut out: Option<T> = None;
+    let mut why: Option<E> = None;
+    let r = backend.transact(&mut |tx| {
+        out = None;
+        why = None;
+        match body(tx) {
+            Ok(v) => {
+                out = Some(v);
+                Ok(())
+            }
+            Err(Fail::Abort(e)) => {
+                why = Some(e);
+                Err(TxError::Abort)
+            }
+            Err(Fail::Tx(e)) => Err(e),
+        }
+    });
+    match r {
+        Ok(()) => out.ok_or_else(|| io("transaction finished without a result").into()),
+        Err(TxError::Abort) => Err(why.unwrap_or_else(|| io("transaction aborted").into())),
+        Err(TxError::Store(e)) => Err(e.into()),
+    }
+}
+
+pub(crate) fn tx_json<T: DeserializeOwned, E>(
+    tx: &mut dyn Tx,
+    space: Space,
+    key: &[u8],
+) -> TxResult<Option<T>, E> {
+    match tx.get(space, key)? {
+        Some(v) => Ok(Some(codec::decode_json(&shown(space, key), &v)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn tx_put_json<T: Serialize, E>(
+    tx: &mut dyn Tx,
+    space: Space,
+    key: &[u8],
+    value: &T,
+) -> TxResult<(), E> {
+    tx.put(space, key, &codec::encode_json(value)?)?;
+    Ok(())
+}
+
+/// A key as people read it in an error.
+pub(crate) fn shown(space: Space, key: &[u8]) -> String {
+    format!(
+        "{}/{}",
+        space.name(),
+        String::from_utf8_lossy(key).replace('\0', "/")
+    )
+}
+
+impl Cmdb {
+    /// Opens (or creates) the embedded store in `dir`, refusing a newer schema and migrating
+    /// an older one.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let sled = SledBackend::open(dir, cache_bytes)?;
+        let found = migrate::stored_schema(sled.db())?;
+        match found {
+            Some(v) if v > STORE_SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    supported: STORE_SCHEMA_VERSION,
+                })
+            }
+            Some(v) if v < STORE_SCHEMA_VERSION => {
+                let db = sled.db().clone();
+                let store = Self::over(Box::new(sled));
+                migrate::to_current(&store, &db, v)?;
+                return Ok(store);
+            }
+            Some(_) => migrate::drop_legacy_trees(sled.db())?,
+            None => {
+                sled.put(
+                    Space::Meta,
+                    b"schema_version",
+                    &STORE_SCHEMA_VERSION.to_be_bytes(),
+                )?;
+                sled.flush()?;
+            }
+        }
+        Ok(Self::over(Box::new(sled)))
+    }
+
+    /// The domain services over a backend that already holds the current schema.
+    pub fn over(backend: Box<dyn Backend>) -> Self {
+        Cmdb {
+            backend,
+            gate: RwLock::new(()),
+            cache: Cache::default(),
+        }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// A shared hold on the write gate. A poisoned gate (a writer panicked) still orders
+    /// writes against backups, so the poison is ignored.
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        space: Space,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.backend.get(space, key)? {
+            Some(v) => Ok(Some(codec::decode_json(&shown(space, key), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_json<T: DeserializeOwned>(
+        &self,
+        space: Space,
+        range: Range<'_>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.backend.scan(space, range, &mut |k, v| {
+            out.push(codec::decode_json(&shown(space, k), v)?);
+            Ok(Flow::Continue)
+        })?;
+        Ok(out)
+    }
+
+    /// The number of a CI id, if it has one (a component's is its computer's).
+    pub(crate) fn num_of(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        if let Some(n) = recall(&self.cache.nums, id) {
+            return Ok(Some(n));
+        }
+        let Some(v) = self.backend.get(Space::Ids, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let n = codec::read_num(&v).ok_or_else(|| StoreError::Corrupt {
+            key: shown(Space::Ids, id.as_bytes()),
+            message: "not a number".into(),
+        })?;
+        remember(&self.cache.nums, id.to_string(), n);
+        Ok(Some(n))
+    }
+
+    /// The CI id a number was given to.
+    pub(crate) fn id_of(&self, num: u32) -> Result<Option<Arc<str>>, StoreError> {
+        if let Some(id) = recall(&self.cache.ids, &num) {
+            return Ok(Some(id));
+        }
+        let Some(v) = self.backend.get(Space::NumIds, &codec::num_key(num))? else {
+            return Ok(None);
+        };
+        let id: Arc<str> = String::from_utf8_lossy(&v).into();
+        remember(&self.cache.ids, num, id.clone());
+        Ok(Some(id))
+    }
+
+    /// Numbers for `ids`, giving one to each id that has none (ids are never renumbered, so
+    /// a number given for a commit that then fails is merely unused).
+    pub(crate) fn ensure_nums(&self, ids: &[&str]) -> Result<Vec<u32>, StoreError> {
+        let mut out = vec![0u32; ids.len()];
+        let mut missing = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.num_of(id)? {
+                Some(n) => out[i] = n,
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
+            let mut next = match tx.get(Space::Meta, b"next_num")? {
+                Some(v) => codec::read_num(&v).unwrap_or(1),
+                None => 1,
+            };
+            let mut given = Vec::with_capacity(missing.len());
+            for &i in &missing {
+                let id = ids[i].as_bytes();
+                if let Some(v) = tx.get(Space::Ids, id)? {
+                    given.push(codec::read_num(&v).unwrap_or(0));
+                    continue;
+                }
+                let n = next;
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| Fail::Abort(io("CI numbers exhausted")))?;
+                tx.put(Space::Ids, id, &codec::num_key(n))?;
+                tx.put(Space::NumIds, &codec::num_key(n), id)?;
+                given.push(n);
+            }
+            tx.put(Space::Meta, b"next_num", &codec::num_key(next))?;
+            Ok(given)
+        })?;
+        for (&i, n) in missing.iter().zip(given) {
+            out[i] = n;
+            remember(&self.cache.nums, ids[i].to_string(), n);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn variant(&self, num: u32) -> Result<Arc<VariantRec>, StoreError> {
+        if let Some(v) = recall(&self.cache.variants, &num) {
+            return Ok(v);
+        }
+        let key = codec::num_key(num);
+        let v = self
+            .backend
+            .get(Space::Variants, &key)?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("{}/{num}", Space::Variants.name()),
+                message: "missing variant".into(),
+            })?;
+        let rec: Arc<VariantRec> = Arc::new(codec::decode(Space::Variants.name(), &v)?);
+        remember(&self.cache.variants, num, rec.clone());
+        Ok(rec)
+    }
+
+    /// Numbers for software variants, interning the new ones fleet-wide.
+    pub(crate) fn intern_variants(&self, wanted: &[VariantRec]) -> Result<Vec<u32>, StoreError> {
+        let mut out = vec![0u32; wanted.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, v) in wanted.iter().enumerate() {
+            match recall(&self.cache.variant_nums, v) {
+                Some(n) => out[i] = n,
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<Vec<u8>> = missing
+            .iter()
+            .map(|&i| codec::encode(&wanted[i]))
+            .collect::<Result<_, _>>()?;
+        let values: Vec<Vec<u8>> = keys.clone();
+        let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
+            let mut next = match tx.get(Space::Meta, b"next_variant")? {
+                Some(v) => codec::read_num(&v).unwrap_or(1),
+                None => 1,
+            };
+            let mut given = Vec::with_capacity(keys.len());
+            for (key, value) in keys.iter().zip(&values) {
+                if let Some(v) = tx.get(Space::VariantIds, key)? {
+                    given.push(codec::read_num(&v).unwrap_or(0));
+                    continue;
+                }
+                let n = next;
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| Fail::Abort(io("variant numbers exhausted")))?;
+                tx.put(Space::VariantIds, key, &codec::num_key(n))?;
+                tx.put(Space::Variants, &codec::num_key(n), value)?;
+                given.push(n);
+            }
+            tx.put(Space::Meta, b"next_variant", &codec::num_key(next))?;
+            Ok(given)
+        })?;
+        for (&i, n) in missing.iter().zip(given) {
+            out[i] = n;
+            remember(&self.cache.variant_nums, wanted[i].clone(), n);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for Cmdb {
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError> {
+        self.do_backup(out)
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        let v = self
+            .backend
+            .get(Space::Meta, b"schema_version")?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                message: "missing".into(),
+            })?;
+        Ok(u32::from_be_bytes(v.as_slice().try_into().map_err(
+            |_| StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                message: "not a u32".into(),
+            },
+        )?))
+    }
+
+    fn check_consistency(&self) -> Result<ConsistencyReport, StoreError> {
+        self.do_check_consistency()
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        self.backend.put(
+            Space::Meta,
+            b"readyz",
+            &chrono::Utc::now().timestamp().to_be_bytes(),
+        )?;
+        self.backend.delete(Space::Meta, b"readyz")
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.backend.size_on_disk()
+    }
+
+    fn put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError> {
+        self.do_put_token(token)
+    }
+
+    fn list_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError> {
+        self.do_list_tokens()
+    }
+
+    fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.do_revoke_token(id, at)
+    }
+
+    fn enroll(
+        &self,
+        secret_hash: &str,
+        agent: &Agent,
+        now: DateTime<Utc>,
+    ) -> Result<(), EnrollError> {
+        self.do_enroll(secret_hash, agent, now)
+    }
+
+    fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        self.do_get_agent(id)
+    }
+
+    fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.do_list_agents()
+    }
+
+    fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.do_revoke_agent(id, at)
+    }
+
+    fn commit_heartbeat(
+        &self,
+        agent_id: &str,
+        expected_last_seq: u64,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
+        self.do_commit_heartbeat(agent_id, expected_last_seq, seq, at)
+    }
+
+    fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError> {
+        self.do_commit_ingest(commit)
+    }
+
+    fn set_ci_status(
+        &self,
+        id: &str,
+        expected_version: u64,
+        status: CiStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.do_set_ci_status(id, expected_version, status, at)
+    }
+
+    fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError> {
+        self.read_ci(id)
+    }
+
+    fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
+        self.read_summary(id)
+    }
+
+    fn list_cis(&self, class: Option<CiClass>) -> Result<Vec<Ci>, StoreError> {
+        let mut out = Vec::new();
+        let classes: Vec<CiClass> = match class {
+            Some(c) => vec![c],
+            None => CiClass::ALL.to_vec(),
+        };
+        for c in classes {
+            self.scan_class(c, &mut |ci| {
+                out.push(ci);
+                true
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn scan_cis(
+        &self,
+        class: CiClass,
+        visit: &mut dyn FnMut(Ci) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan_class(class, visit)
+    }
+
+    fn owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError> {
+        self.read_owned_state(computer_id)
+    }
+
+    fn relationships_from(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        self.read_relationships_from(id)
+    }
+
+    fn relationships_from_page(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<(Vec<Relationship>, usize), StoreError> {
+        let mut all = self.read_relationships_from(id)?;
+        let total = all.len();
+        all.truncate(limit);
+        Ok((all, total))
+    }
+
+    fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        self.read_relationships_to(id)
+    }
+
+    fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
+        self.read_installs_of(product_id)
+    }
+
+    fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .backend
+            .get(Space::Identity, key.encoded().as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError> {
+        self.read_history(ci_id)
+    }
+
+    fn as_of(&self, ci_id: &str, at: DateTime<Utc>) -> Result<Option<CiVersion>, StoreError> {
+        self.read_as_of(ci_id, at)
+    }
+
+    fn machine_as_of(
+        &self,
+        computer_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(CiVersion, Vec<Ci>)>, StoreError> {
+        self.read_machine_as_of(computer_id, at)
+    }
+
+    fn list_conflicts(&self) -> Result<Vec<IdentityConflict>, StoreError> {
+        self.scan_json(Space::Conflicts, Range::all())
+    }
+
+    fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut r: Vec<ChangeRecord> = self.scan_json(Space::ChangeRecords, Range::all())?;
+        r.sort_by_key(|c| c.detected_at);
+        Ok(r)
+    }
+
+    fn get_change_record(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.get_json(Space::ChangeRecords, id.as_bytes())
+    }
+
+    fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.get_json(Space::Users, name.as_bytes())
+    }
+
+    fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.scan_json(Space::Users, Range::all())
+    }
+
+    fn list_noise_rules(&self) -> Result<Vec<NoiseRule>, StoreError> {
+        let mut r: Vec<NoiseRule> = self.scan_json(Space::NoiseRules, Range::all())?;
+        r.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(r)
+    }
+
+    fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError> {
+        self.get_json(Space::Meta, b"severity_rules")
+    }
+
+    fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError> {
+        let mut r: Vec<PlannedChange> = self.scan_json(Space::PlannedChanges, Range::all())?;
+        r.sort_by(|a, b| (a.window_start, &a.id).cmp(&(b.window_start, &b.id)));
+        Ok(r)
+    }
+
+    fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError> {
+        let mut prefix = ci_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        scan_prefix(
+            self.backend.as_ref(),
+            Space::Removals,
+            &prefix,
+            &mut |k, v| {
+                out.push(codec::decode_json(&shown(Space::Removals, k), v)?);
+                Ok(Flow::Continue)
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn commit_people(
+        &self,
+        write: &PeopleWrite,
+        audit: AuditDraft,
+        at: DateTime<Utc>,
+    ) -> Result<AuditEntry, PeopleWriteError> {
+        self.do_commit_people(write, audit, at)
+    }
+
+    fn list_audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.do_list_audit(after, limit)
+    }
+
+    fn audit_head(&self) -> Result<u64, StoreError> {
+        self.do_audit_head()
+    }
+
+    fn sequence_events(&self, max: usize) -> Result<usize, StoreError> {
+        self.do_sequence_events(max)
+    }
+
+    fn feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        self.numbered_after(Space::Feed, cursor, limit)
+    }
+
+    fn feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {
+        self.get_json(Space::Feed, &cursor.to_be_bytes())
+    }
+
+    fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.do_list_webhooks()
+    }
+
+    fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.do_due_deliveries(now, limit)
+    }
+
+    fn list_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut d: Vec<Delivery> = self.scan_json(Space::Deliveries, Range::all())?;
+        d.sort_by_key(|d| d.cursor);
+        Ok(d)
+    }
+
+    fn update_delivery(&self, id: &str, next: Option<&Delivery>) -> Result<(), StoreError> {
+        self.do_update_delivery(id, next)
+    }
+
+    fn find_api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.get_json(Space::ApiTokens, id.as_bytes())
+    }
+
+    fn list_api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let mut t: Vec<ApiToken> = self.scan_json(Space::ApiTokens, Range::all())?;
+        t.sort_by_key(|t| t.created_at);
+        Ok(t)
+    }
+
+    fn touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.do_touch_api_token(id, at)
+    }
+}

@@ -1,0 +1,372 @@
+//! Enrollment, agents, and the writes people make: each applied with its audit entry,
+//! chained by SHA-256 to the previous one, in one transaction.
+
+use chrono::{DateTime, Utc};
+
+use super::ingest::{decode_hot, outbox_key, QueuedEvent};
+use super::*;
+use crate::model::*;
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct AuditHead {
+    seq: u64,
+    hash: String,
+}
+
+fn numbered(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+impl Cmdb {
+    /// The hot state (last seq, last seen) over the agent record.
+    fn overlay_hot(&self, agent: &mut Agent) -> Result<(), StoreError> {
+        if let Some(v) = self.backend.get(Space::AgentState, agent.id.as_bytes())? {
+            let (seq, seen) = decode_hot(&v).ok_or_else(|| StoreError::Corrupt {
+                key: format!("agent_state/{}", agent.id),
+                message: "not 16 bytes".into(),
+            })?;
+            agent.last_seq = seq;
+            if seen.is_some() {
+                agent.last_seen = seen;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn do_put_token(&self, token: &EnrollmentToken) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        self.backend.put(
+            Space::EnrollmentTokens,
+            token.secret_hash.as_bytes(),
+            &codec::encode_json(token)?,
+        )?;
+        self.backend.flush()
+    }
+
+    pub(crate) fn do_list_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError> {
+        let mut t: Vec<EnrollmentToken> = self.scan_json(Space::EnrollmentTokens, Range::all())?;
+        t.sort_by_key(|t| t.created_at);
+        Ok(t)
+    }
+
+    pub(crate) fn do_revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        for mut t in self.do_list_tokens()? {
+            if t.id == id {
+                if t.revoked_at.is_none() {
+                    t.revoked_at = Some(at);
+                }
+                self.backend.put(
+                    Space::EnrollmentTokens,
+                    t.secret_hash.as_bytes(),
+                    &codec::encode_json(&t)?,
+                )?;
+                self.backend.flush()?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn do_enroll(
+        &self,
+        secret_hash: &str,
+        agent: &Agent,
+        now: DateTime<Utc>,
+    ) -> Result<(), EnrollError> {
+        let _writing = self.writing();
+        let store_err = |e: StoreError| EnrollError::Store(e.to_string());
+        let agent_bytes = codec::encode_json(agent).map_err(store_err)?;
+        let r = transact::<(), EnrollError>(self.backend.as_ref(), |tx| {
+            let Some(mut token) =
+                tx_json::<EnrollmentToken, _>(tx, Space::EnrollmentTokens, secret_hash.as_bytes())?
+            else {
+                return Err(Fail::Abort(EnrollError::UnknownToken));
+            };
+            if token.revoked_at.is_some() {
+                return Err(Fail::Abort(EnrollError::Revoked));
+            }
+            if token.expires_at <= now {
+                return Err(Fail::Abort(EnrollError::Expired(token.expires_at)));
+            }
+            if token.uses >= token.max_uses {
+                return Err(Fail::Abort(EnrollError::Exhausted(token.max_uses)));
+            }
+            if let Some(existing) = tx.get(Space::AgentKeys, agent.public_key.as_bytes())? {
+                return Err(Fail::Abort(EnrollError::KeyInUse(
+                    String::from_utf8_lossy(&existing).into_owned(),
+                )));
+            }
+            token.uses += 1;
+            tx_put_json(tx, Space::EnrollmentTokens, secret_hash.as_bytes(), &token)?;
+            tx.put(Space::Agents, agent.id.as_bytes(), &agent_bytes)?;
+            tx.put(
+                Space::AgentKeys,
+                agent.public_key.as_bytes(),
+                agent.id.as_bytes(),
+            )?;
+            Ok(())
+        });
+        r?;
+        self.backend.flush().map_err(store_err)
+    }
+
+    pub(crate) fn do_get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        let mut agent: Option<Agent> = self.get_json(Space::Agents, id.as_bytes())?;
+        if let Some(a) = agent.as_mut() {
+            self.overlay_hot(a)?;
+        }
+        Ok(agent)
+    }
+
+    pub(crate) fn do_list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let mut a: Vec<Agent> = self.scan_json(Space::Agents, Range::all())?;
+        for agent in a.iter_mut() {
+            self.overlay_hot(agent)?;
+        }
+        a.sort_by_key(|a| a.enrolled_at);
+        Ok(a)
+    }
+
+    pub(crate) fn do_revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        let found = transact::<bool, StoreError>(self.backend.as_ref(), |tx| {
+            let Some(mut agent) = tx_json::<Agent, _>(tx, Space::Agents, id.as_bytes())? else {
+                return Ok(false);
+            };
+            if agent.revoked_at.is_none() {
+                agent.revoked_at = Some(at);
+            }
+            tx_put_json(tx, Space::Agents, id.as_bytes(), &agent)?;
+            Ok(true)
+        })?;
+        self.backend.flush()?;
+        Ok(found)
+    }
+
+    pub(crate) fn do_commit_people(
+        &self,
+        write: &PeopleWrite,
+        draft: AuditDraft,
+        at: DateTime<Utc>,
+    ) -> Result<AuditEntry, PeopleWriteError> {
+        let _writing = self.writing();
+        fn revoke_agent_in(
+            tx: &mut dyn Tx,
+            id: &str,
+            at: DateTime<Utc>,
+        ) -> TxResult<(), PeopleWriteError> {
+            let Some(mut agent) = tx_json::<Agent, _>(tx, Space::Agents, id.as_bytes())? else {
+                return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                    "agent {id}"
+                ))));
+            };
+            if agent.revoked_at.is_none() {
+                agent.revoked_at = Some(at);
+                tx_put_json(tx, Space::Agents, id.as_bytes(), &agent)?;
+            }
+            Ok(())
+        }
+        let outbox = outbox_key(at);
+        let entry = transact::<AuditEntry, PeopleWriteError>(self.backend.as_ref(), |tx| {
+            match write {
+                PeopleWrite::PutNoiseRule(rule) => {
+                    tx_put_json(tx, Space::NoiseRules, rule.id.as_bytes(), rule)?;
+                }
+                PeopleWrite::DeleteNoiseRule(id) => {
+                    if tx.delete(Space::NoiseRules, id.as_bytes())?.is_none() {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "noise rule {id}"
+                        ))));
+                    }
+                }
+                PeopleWrite::PutSeverityRules(rules) => {
+                    tx_put_json(tx, Space::Meta, b"severity_rules", rules)?;
+                }
+                PeopleWrite::PutPlannedChange(p) => {
+                    tx_put_json(tx, Space::PlannedChanges, p.id.as_bytes(), p)?;
+                }
+                PeopleWrite::ReviewRecord { expected, record } => {
+                    let Some(stored) =
+                        tx_json::<ChangeRecord, _>(tx, Space::ChangeRecords, record.id.as_bytes())?
+                    else {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "change record {}",
+                            record.id
+                        ))));
+                    };
+                    if stored != **expected {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(format!(
+                            "change record {}",
+                            record.id
+                        ))));
+                    }
+                    tx_put_json(
+                        tx,
+                        Space::ChangeRecords,
+                        record.id.as_bytes(),
+                        record.as_ref(),
+                    )?;
+                    let event = QueuedEvent {
+                        event_type: "change_record.reviewed".into(),
+                        record_id: record.id.clone(),
+                        at,
+                    };
+                    tx_put_json(tx, Space::Outbox, &outbox, &event)?;
+                }
+                PeopleWrite::PutWebhook(w) => {
+                    tx_put_json(tx, Space::Webhooks, w.id.as_bytes(), w)?;
+                }
+                PeopleWrite::DeleteWebhook(id) => {
+                    if tx.delete(Space::Webhooks, id.as_bytes())?.is_none() {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "webhook {id}"
+                        ))));
+                    }
+                }
+                PeopleWrite::Redeliver(d) => {
+                    if tx.get(Space::Deliveries, d.id.as_bytes())?.is_none() {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "delivery {}",
+                            d.id
+                        ))));
+                    }
+                    tx_put_json(tx, Space::Deliveries, d.id.as_bytes(), d)?;
+                }
+                PeopleWrite::PutApiToken(t) => {
+                    tx_put_json(tx, Space::ApiTokens, t.id.as_bytes(), t)?;
+                }
+                PeopleWrite::PutUser(u) => {
+                    tx_put_json(tx, Space::Users, u.name.as_bytes(), u)?;
+                }
+                PeopleWrite::PutEnrollmentToken(t) => {
+                    tx_put_json(tx, Space::EnrollmentTokens, t.secret_hash.as_bytes(), t)?;
+                }
+                PeopleWrite::ReviseEnrollmentToken { expected, token } => {
+                    let key = token.secret_hash.as_bytes();
+                    let Some(stored) =
+                        tx_json::<EnrollmentToken, _>(tx, Space::EnrollmentTokens, key)?
+                    else {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "enrollment token {}",
+                            token.id
+                        ))));
+                    };
+                    if stored != **expected {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(format!(
+                            "enrollment token {}",
+                            token.id
+                        ))));
+                    }
+                    tx_put_json(tx, Space::EnrollmentTokens, key, token.as_ref())?;
+                }
+                PeopleWrite::RevokeAgent(id) => revoke_agent_in(tx, id, at)?,
+                PeopleWrite::ResolveConflict {
+                    id,
+                    resolution,
+                    revoke_agent,
+                } => {
+                    if let Some(agent) = revoke_agent {
+                        revoke_agent_in(tx, agent, at)?;
+                    }
+                    let Some(mut conflict) =
+                        tx_json::<IdentityConflict, _>(tx, Space::Conflicts, id.as_bytes())?
+                    else {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "identity conflict {id}"
+                        ))));
+                    };
+                    if conflict.resolved_at.is_some() {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(format!(
+                            "identity conflict {id} (already resolved)"
+                        ))));
+                    }
+                    conflict.resolved_at = Some(at);
+                    conflict.resolution = Some(resolution.clone());
+                    tx_put_json(tx, Space::Conflicts, id.as_bytes(), &conflict)?;
+                }
+            }
+            let head: AuditHead = tx_json(tx, Space::Meta, b"audit_head")?.unwrap_or_default();
+            let mut entry = AuditEntry {
+                seq: head.seq + 1,
+                at,
+                actor: draft.actor.clone(),
+                action: draft.action.clone(),
+                target: draft.target.clone(),
+                before: draft.before.clone(),
+                after: draft.after.clone(),
+                comment: draft.comment.clone(),
+                prev_hash: head.hash.clone(),
+                hash: String::new(),
+            };
+            entry.hash = audit_hash(&entry)?;
+            tx_put_json(tx, Space::Audit, &numbered(entry.seq), &entry)?;
+            tx_put_json(
+                tx,
+                Space::Meta,
+                b"audit_head",
+                &AuditHead {
+                    seq: entry.seq,
+                    hash: entry.hash.clone(),
+                },
+            )?;
+            Ok(entry)
+        })?;
+        self.backend.flush()?;
+        Ok(entry)
+    }
+
+    pub(crate) fn do_list_audit(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.numbered_after(Space::Audit, after, limit)
+    }
+
+    pub(crate) fn numbered_after<T: serde::de::DeserializeOwned>(
+        &self,
+        space: Space,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let from = numbered(after.saturating_add(1));
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.backend.scan(
+            space,
+            Range {
+                from: Some(&from),
+                to: None,
+                reverse: false,
+            },
+            &mut |k, v| {
+                out.push(codec::decode_json(&shown(space, k), v)?);
+                Ok(if out.len() >= limit {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            },
+        )?;
+        Ok(out)
+    }
+
+    pub(crate) fn do_audit_head(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get_json::<AuditHead>(Space::Meta, b"audit_head")?
+            .map_or(0, |h| h.seq))
+    }
+
+    pub(crate) fn do_touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        if let Some(mut t) = self.get_json::<ApiToken>(Space::ApiTokens, id.as_bytes())? {
+            t.last_used_at = Some(at);
+            self.backend
+                .put(Space::ApiTokens, id.as_bytes(), &codec::encode_json(&t)?)?;
+        }
+        Ok(())
+    }
+}

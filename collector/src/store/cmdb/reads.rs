@@ -1,0 +1,327 @@
+//! Reading CIs and edges back in the shape the rest of the collector uses.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::model::*;
+use crate::parallel::in_parallel;
+use crate::reconcile::class_of_id;
+use crate::store::codec::{self, *};
+
+/// Below this many computers per worker, reading their installs stays on one thread.
+const MIN_PARALLEL_MACHINES: usize = 500;
+
+impl Cmdb {
+    /// A computer's last heartbeat, when later than what its record says.
+    fn overlay_seen(&self, num: u32, ci: &mut Ci) -> Result<(), StoreError> {
+        if ci.class != CiClass::Computer {
+            return Ok(());
+        }
+        if let Some(v) = self.backend.get(Space::Seen, &codec::num_key(num))? {
+            let micros =
+                i64::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("{}/{num}", Space::Seen.name()),
+                    message: "not an i64".into(),
+                })?);
+            if let Some(at) = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros) {
+                if at > ci.last_seen {
+                    ci.last_seen = at;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shared_record(&self, class: CiClass, num: u32) -> Result<Option<CiRec>, StoreError> {
+        let key = codec::shared_key(class, num);
+        match self.backend.get(Space::Shared, &key)? {
+            Some(v) => Ok(Some(decode_packed(&shown(Space::Shared, &key), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn computer_record(&self, num: u32) -> Result<Option<ComputerRec>, StoreError> {
+        let key = codec::num_key(num);
+        match self.backend.get(Space::Computers, &key)? {
+            Some(v) => Ok(Some(decode_packed(&shown(Space::Computers, &key), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `id` names a record of its own (a computer, a shared CI) rather than a
+    /// component inside its computer's record.
+    fn is_holder(&self, id: &str, num: u32) -> Result<bool, StoreError> {
+        Ok(self.id_of(num)?.is_some_and(|h| *h == *id))
+    }
+
+    pub(crate) fn read_ci(&self, id: &str) -> Result<Option<Ci>, StoreError> {
+        let Some(num) = self.num_of(id)? else {
+            return Ok(None);
+        };
+        if let Some(class) = class_of_id(id).filter(|c| c.is_shared()) {
+            if let Some(rec) = self.shared_record(class, num)? {
+                return Ok(Some(rec.to_ci(None)));
+            }
+        }
+        if self.is_holder(id, num)? {
+            let Some(rec) = self.computer_record(num)? else {
+                return Ok(None);
+            };
+            let Some(ci) = rec.ci.filter(|c| c.id == id) else {
+                return Ok(None);
+            };
+            let mut ci = ci.to_ci(None);
+            self.overlay_seen(num, &mut ci)?;
+            return Ok(Some(ci));
+        }
+        let m = self.load_machine(num)?;
+        Ok(m.components.get(id).map(|c| c.to_ci(m.owner_of(id))))
+    }
+
+    pub(crate) fn read_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
+        let Some(num) = self.num_of(id)? else {
+            return Ok(None);
+        };
+        if self.is_holder(id, num)? {
+            let key = codec::num_key(num);
+            if let Some(v) = self.backend.get(Space::Summaries, &key)? {
+                let s: SummaryRec = decode_packed(&shown(Space::Summaries, &key), &v)?;
+                return Ok(Some(CiSummary {
+                    name: s.name,
+                    status: s.status,
+                }));
+            }
+        }
+        Ok(self.read_ci(id)?.map(|ci| CiSummary {
+            name: ci.name,
+            status: ci.status,
+        }))
+    }
+
+    pub(crate) fn scan_class(
+        &self,
+        class: CiClass,
+        visit: &mut dyn FnMut(Ci) -> bool,
+    ) -> Result<(), StoreError> {
+        if class.is_shared() {
+            let prefix = [codec::class_tag(class)];
+            return scan_prefix(
+                self.backend.as_ref(),
+                Space::Shared,
+                &prefix,
+                &mut |k, v| {
+                    let rec: CiRec = decode_packed(&shown(Space::Shared, k), v)?;
+                    Ok(if visit(rec.to_ci(None)) {
+                        Flow::Continue
+                    } else {
+                        Flow::Stop
+                    })
+                },
+            );
+        }
+        if class == CiClass::Computer {
+            let mut pending: Option<(u32, Ci)> = None;
+            let mut stop = false;
+            self.backend
+                .scan(Space::Computers, Range::all(), &mut |k, v| {
+                    let rec: ComputerRec = decode_packed(&shown(Space::Computers, k), v)?;
+                    if let Some(ci) = rec.ci.filter(|c| c.class == CiClass::Computer) {
+                        pending = Some((codec::read_num(k).unwrap_or(0), ci.to_ci(None)));
+                    }
+                    if let Some((num, mut ci)) = pending.take() {
+                        self.overlay_seen(num, &mut ci)?;
+                        if !visit(ci) {
+                            stop = true;
+                            return Ok(Flow::Stop);
+                        }
+                    }
+                    Ok(Flow::Continue)
+                })?;
+            let _ = stop;
+            return Ok(());
+        }
+        self.backend
+            .scan(Space::Components, Range::all(), &mut |k, v| {
+                let rec: ComponentsRec = decode_packed(&shown(Space::Components, k), v)?;
+                let owner = codec::read_num(k)
+                    .map(|n| self.id_of(n))
+                    .transpose()?
+                    .flatten();
+                for c in rec.components.iter().filter(|c| c.class == class) {
+                    if !visit(c.to_ci(owner.as_deref())) {
+                        return Ok(Flow::Stop);
+                    }
+                }
+                Ok(Flow::Continue)
+            })
+    }
+
+    pub(crate) fn read_owned_state(&self, computer_id: &str) -> Result<OwnedState, StoreError> {
+        let Some(num) = self.num_of(computer_id)? else {
+            return Ok(OwnedState::default());
+        };
+        if !self.is_holder(computer_id, num)? {
+            return Ok(OwnedState::default());
+        }
+        let m = self.load_machine(num)?;
+        let Some(computer) = m.computer() else {
+            return Ok(OwnedState::default());
+        };
+        let mut computer = computer.to_ci(None);
+        self.overlay_seen(num, &mut computer)?;
+        let mut relationships: Vec<Relationship> = m
+            .edges
+            .iter()
+            .map(|(k, a)| Relationship {
+                key: k.rel_key(),
+                attributes: codec::attributes(a),
+            })
+            .collect();
+        for i in m.installs.values() {
+            relationships.push(self.install_edge(computer_id, i)?);
+        }
+        Ok(OwnedState {
+            computer: Some(computer),
+            components: m
+                .components
+                .values()
+                .map(|c| c.to_ci(Some(computer_id)))
+                .collect(),
+            relationships,
+        })
+    }
+
+    pub(crate) fn read_relationships_from(
+        &self,
+        id: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let Some(num) = self.num_of(id)? else {
+            return Ok(Vec::new());
+        };
+        if class_of_id(id).is_some_and(|c| c.is_shared()) && self.is_holder(id, num)? {
+            // Shared CIs have no outgoing edges of their own.
+            let m = self.load_machine(num)?;
+            return self.edges_from(&m, id);
+        }
+        let m = self.load_machine(num)?;
+        self.edges_from(&m, id)
+    }
+
+    pub(crate) fn read_relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        let Some(num) = self.num_of(id)? else {
+            return Ok(Vec::new());
+        };
+        if !self.is_holder(id, num)? {
+            // A component: its incoming edges are in its computer's record.
+            let m = self.load_machine(num)?;
+            return Ok(m
+                .edges
+                .iter()
+                .filter(|(k, _)| k.to == id)
+                .map(|(k, a)| Relationship {
+                    key: k.rel_key(),
+                    attributes: codec::attributes(a),
+                })
+                .collect());
+        }
+        let mut edges: Vec<Relationship> = Vec::new();
+        let mut install_machines: Vec<u32> = Vec::new();
+        scan_prefix(
+            self.backend.as_ref(),
+            Space::Reverse,
+            &codec::num_key(num),
+            &mut |k, _| {
+                match codec::read_rev_key(k) {
+                    Some(RevEntry::Install { machine, .. })
+                        if install_machines.last() != Some(&machine) =>
+                    {
+                        install_machines.push(machine);
+                    }
+                    Some(RevEntry::Edge { machine, edge, .. }) => {
+                        let m = self.load_machine(machine)?;
+                        if let Some(a) = m.edges.get(&edge) {
+                            edges.push(Relationship {
+                                key: edge.rel_key(),
+                                attributes: codec::attributes(a),
+                            });
+                        }
+                    }
+                    Some(RevEntry::Install { .. }) | None => {}
+                }
+                Ok(Flow::Continue)
+            },
+        )?;
+        // Installs are grouped by variant: a computer can appear under several.
+        install_machines.sort_unstable();
+        install_machines.dedup();
+        // A popular product is on every computer: read their installs over all cores.
+        let parts = in_parallel(&install_machines, MIN_PARALLEL_MACHINES, |part| {
+            let mut out = Vec::new();
+            for &machine in part {
+                let Some(from) = self.id_of(machine)? else {
+                    continue;
+                };
+                let m = self.load_installs(machine)?;
+                for i in m.iter().filter(|i| i.product == num) {
+                    out.push(self.install_edge(&from, i)?);
+                }
+            }
+            Ok::<_, StoreError>(out)
+        });
+        for part in parts {
+            edges.extend(part?);
+        }
+        Ok(edges)
+    }
+
+    fn load_installs(&self, num: u32) -> Result<Vec<InstallRec>, StoreError> {
+        let key = codec::num_key(num);
+        Ok(match self.backend.get(Space::Installs, &key)? {
+            Some(b) => decode_packed::<InstallsRec>(&shown(Space::Installs, &key), &b)?.installs,
+            None => Vec::new(),
+        })
+    }
+
+    pub(crate) fn read_installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
+        let Some(product) = self.num_of(product_id)? else {
+            return Ok(ProductInstalls::default());
+        };
+        let mut prefix = codec::num_key(product).to_vec();
+        prefix.push(codec::kind_tag(RelKind::Installs));
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        scan_prefix(
+            self.backend.as_ref(),
+            Space::Reverse,
+            &prefix,
+            &mut |k, _| {
+                if let Some(RevEntry::Install {
+                    variant, machine, ..
+                }) = codec::read_rev_key(k)
+                {
+                    pairs.push((machine, variant));
+                }
+                Ok(Flow::Continue)
+            },
+        )?;
+        let mut out = ProductInstalls::default();
+        let mut index: HashMap<u32, usize> = HashMap::new();
+        for &(_, variant) in &pairs {
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(variant) {
+                let v = self.variant(variant)?;
+                out.variants.push(v.edge_attributes(None, &Vec::new()));
+                e.insert(out.variants.len() - 1);
+            }
+        }
+        pairs.sort_unstable();
+        out.installs.reserve(pairs.len());
+        for (machine, variant) in pairs {
+            let Some(id) = self.id_of(machine)? else {
+                continue;
+            };
+            out.installs.push((id.to_string(), index[&variant]));
+        }
+        // Ordered by computer id, as the query expects.
+        out.installs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}

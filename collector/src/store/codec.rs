@@ -1,0 +1,702 @@
+//! The store's records as bytes: compact binary (postcard, zstd for the large ones) for
+//! what grows with the fleet — computers, their components, installs, software variants,
+//! history steps — and JSON for the few records people write (rules, users, webhooks).
+//!
+//! Architecture Invariant: every byte layout lives here, nowhere else. postcard encodes an
+//! enum by its variant's position, so the model enums stored here (`CiClass`, `CiStatus`,
+//! `RelKind`) only ever gain variants at the end; `golden_bytes_of_a_ci_record` pins it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::StoreError;
+use crate::model::*;
+
+/// An attribute value: `serde_json::Value` in a form a non-self-describing format can hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttrValue {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(String),
+    List(Vec<AttrValue>),
+    Map(Vec<(String, AttrValue)>),
+}
+
+impl From<&Value> for AttrValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::Null => AttrValue::Null,
+            Value::Bool(b) => AttrValue::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => AttrValue::U64(u),
+                (None, Some(i), _) => AttrValue::I64(i),
+                (None, None, Some(f)) => AttrValue::F64(f),
+                (None, None, None) => AttrValue::Null,
+            },
+            Value::String(s) => AttrValue::Str(s.clone()),
+            Value::Array(a) => AttrValue::List(a.iter().map(AttrValue::from).collect()),
+            Value::Object(m) => AttrValue::Map(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), AttrValue::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl AttrValue {
+    pub fn to_value(&self) -> Value {
+        match self {
+            AttrValue::Null => Value::Null,
+            AttrValue::Bool(b) => Value::Bool(*b),
+            AttrValue::U64(u) => Value::from(*u),
+            AttrValue::I64(i) => Value::from(*i),
+            AttrValue::F64(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            AttrValue::Str(s) => Value::String(s.clone()),
+            AttrValue::List(l) => Value::Array(l.iter().map(AttrValue::to_value).collect()),
+            AttrValue::Map(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_value())).collect())
+            }
+        }
+    }
+}
+
+pub type AttrList = Vec<(String, AttrValue)>;
+
+pub fn attr_list(a: &Attributes) -> AttrList {
+    a.iter()
+        .map(|(k, v)| (k.clone(), AttrValue::from(v)))
+        .collect()
+}
+
+pub fn attributes(l: &AttrList) -> Attributes {
+    l.iter().map(|(k, v)| (k.clone(), v.to_value())).collect()
+}
+
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn time(us: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// One CI as stored: a computer, a component inside its computer's record, or a shared CI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CiRec {
+    pub id: String,
+    pub class: CiClass,
+    pub name: String,
+    pub status: CiStatus,
+    pub version: u64,
+    /// When the current version began (µs): what `as_of` reports as `valid_from`.
+    pub versioned_at: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub sources: Vec<String>,
+    pub attributes: AttrList,
+    pub volatile: AttrList,
+}
+
+impl CiRec {
+    pub fn from_ci(ci: &Ci, versioned_at: DateTime<Utc>) -> CiRec {
+        CiRec {
+            id: ci.id.clone(),
+            class: ci.class,
+            name: ci.name.clone(),
+            status: ci.status,
+            version: ci.version,
+            versioned_at: micros(versioned_at),
+            first_seen: micros(ci.first_seen),
+            last_seen: micros(ci.last_seen),
+            sources: ci.sources.clone(),
+            attributes: attr_list(&ci.attributes),
+            volatile: attr_list(&ci.volatile),
+        }
+    }
+
+    pub fn to_ci(&self, owner: Option<&str>) -> Ci {
+        Ci {
+            id: self.id.clone(),
+            class: self.class,
+            name: self.name.clone(),
+            attributes: attributes(&self.attributes),
+            volatile: attributes(&self.volatile),
+            status: self.status,
+            first_seen: time(self.first_seen),
+            last_seen: time(self.last_seen),
+            sources: self.sources.clone(),
+            version: self.version,
+            owner: owner.map(str::to_string),
+        }
+    }
+
+    /// The configuration alone, as history keeps it: volatile facts are not versioned.
+    pub fn configuration(&self) -> CiRec {
+        CiRec {
+            volatile: Vec::new(),
+            last_seen: self.versioned_at,
+            ..self.clone()
+        }
+    }
+
+    /// Same configuration (what a version is about), whatever the volatile facts.
+    pub fn same_configuration(&self, other: &CiRec) -> bool {
+        self.id == other.id
+            && self.class == other.class
+            && self.name == other.name
+            && self.status == other.status
+            && self.version == other.version
+            && self.attributes == other.attributes
+    }
+}
+
+/// Identifies an edge inside a computer's record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EdgeKey {
+    pub from: String,
+    pub kind: RelKind,
+    pub to: String,
+    pub disc: String,
+}
+
+impl EdgeKey {
+    pub fn of(k: &RelKey) -> EdgeKey {
+        EdgeKey {
+            from: k.from.clone(),
+            kind: k.kind,
+            to: k.to.clone(),
+            disc: k.discriminator.clone(),
+        }
+    }
+    pub fn rel_key(&self) -> RelKey {
+        RelKey {
+            from: self.from.clone(),
+            kind: self.kind,
+            to: self.to.clone(),
+            discriminator: self.disc.clone(),
+        }
+    }
+}
+
+/// A computer's own record: the computer CI and the bookkeeping of its history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComputerRec {
+    /// None while only edges or components were written for this number.
+    pub ci: Option<CiRec>,
+    /// Raised by every write of this machine: the compare-and-set token of a commit.
+    pub revision: u64,
+    /// History steps written so far (the newest step's number).
+    pub steps: u32,
+}
+
+/// What a computer owns besides installs: its components (retired ones too, so a component
+/// that comes back continues its version line) and every edge from it or them that is not
+/// an install.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentsRec {
+    pub components: Vec<CiRec>,
+    pub edges: Vec<(EdgeKey, AttrList)>,
+}
+
+/// One install: a fleet-wide variant (name, version, arch, ...) on this computer. The edge
+/// attributes a variant cannot hold (an odd value, another key) stay in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallRec {
+    pub product: u32,
+    pub disc: String,
+    pub variant: u32,
+    pub install_date: Option<i64>,
+    pub extra: AttrList,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstallsRec {
+    pub installs: Vec<InstallRec>,
+}
+
+/// A software variant, interned once per fleet: the part of an `installs` edge that
+/// thousands of computers share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VariantRec {
+    pub product: u32,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub arch: Option<String>,
+    pub source: Option<String>,
+    pub publisher: Option<String>,
+    pub source_package: Option<String>,
+}
+
+/// The edge attributes a variant holds, in this order.
+pub const VARIANT_FIELDS: [&str; 6] = [
+    "name",
+    "version",
+    "arch",
+    "source",
+    "publisher",
+    "source_package",
+];
+
+impl VariantRec {
+    pub fn fields(&self) -> [&Option<String>; 6] {
+        [
+            &self.name,
+            &self.version,
+            &self.arch,
+            &self.source,
+            &self.publisher,
+            &self.source_package,
+        ]
+    }
+
+    /// Splits an edge's attributes into its variant, install date and the rest.
+    pub fn split(product: u32, edge: &Attributes) -> (VariantRec, Option<i64>, AttrList) {
+        let text = |k: &str| edge.get(k).and_then(Value::as_str).map(str::to_string);
+        let variant = VariantRec {
+            product,
+            name: text("name"),
+            version: text("version"),
+            arch: text("arch"),
+            source: text("source"),
+            publisher: text("publisher"),
+            source_package: text("source_package"),
+        };
+        // A date is kept as a number only when it renders back to the same text.
+        let install_date = edge
+            .get("install_date")
+            .and_then(Value::as_str)
+            .and_then(|s| {
+                let t = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+                (t.to_rfc3339() == s).then(|| micros(t))
+            });
+        let extra = edge
+            .iter()
+            .filter(|(k, v)| {
+                let held = VARIANT_FIELDS.contains(&k.as_str()) && v.is_string();
+                let dated = k.as_str() == "install_date" && install_date.is_some();
+                !held && !dated
+            })
+            .map(|(k, v)| (k.clone(), AttrValue::from(v)))
+            .collect();
+        (variant, install_date, extra)
+    }
+
+    /// The edge attributes back, as they were given.
+    pub fn edge_attributes(&self, install_date: Option<i64>, extra: &AttrList) -> Attributes {
+        let mut a: Attributes = VARIANT_FIELDS
+            .iter()
+            .zip(self.fields())
+            .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
+            .collect();
+        if let Some(us) = install_date {
+            a.insert("install_date".into(), Value::String(time(us).to_rfc3339()));
+        }
+        for (k, v) in extra {
+            a.insert(k.clone(), v.to_value());
+        }
+        a
+    }
+}
+
+/// How to go one step back in a computer's history: the state before the step of
+/// everything it changed (`None`: it did not exist).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Undo {
+    pub cis: Vec<(String, Option<CiRec>)>,
+    pub edges: Vec<(EdgeKey, Option<AttrList>)>,
+    pub installs: Vec<((u32, String), Option<InstallRec>)>,
+}
+
+impl Undo {
+    pub fn is_empty(&self) -> bool {
+        self.cis.is_empty() && self.edges.is_empty() && self.installs.is_empty()
+    }
+}
+
+/// One step of a computer's history: when, which change record, and its undo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRec {
+    pub valid_from: i64,
+    pub change_record: Option<String>,
+    pub undo: Undo,
+}
+
+/// A computer's whole configuration after a step, kept every [`CHECKPOINT_EVERY`] steps so
+/// reading a past state never walks back more than that many steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRec {
+    pub computer: Option<CiRec>,
+    pub components: Vec<CiRec>,
+    pub edges: Vec<(EdgeKey, AttrList)>,
+    pub installs: Vec<InstallRec>,
+}
+
+pub const CHECKPOINT_EVERY: u32 = 64;
+
+/// What a package query needs of a computer without reading its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRec {
+    pub id: String,
+    pub name: String,
+    pub status: CiStatus,
+}
+
+// ---- encodings ----
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(v).map_err(|e| StoreError::Io(format!("encode: {e}")))
+}
+
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(what, e))
+}
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Below this a record is stored as it is: zstd's frame costs more than it saves.
+const COMPRESS_FROM: usize = 200;
+/// Most a stored record may expand to (a computer with every component and 100,000 edges
+/// is far below it; a corrupt length field is not).
+const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+
+thread_local! {
+    /// One compression context per thread: a fresh context allocates its tables again.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot =
+                Some(zstd::bulk::Compressor::new(3).map_err(|e| StoreError::Io(e.to_string()))?);
+        }
+        match slot.as_mut() {
+            Some(c) => c.compress(bytes).map_err(|e| StoreError::Io(e.to_string())),
+            None => Err(StoreError::Io("zstd compressor unavailable".into())),
+        }
+    })
+}
+
+/// postcard, behind a one-byte tag saying whether zstd follows.
+pub fn encode_packed<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let raw = encode(v)?;
+    if raw.len() < COMPRESS_FROM {
+        let mut out = Vec::with_capacity(raw.len() + 1);
+        out.push(RAW);
+        out.extend_from_slice(&raw);
+        return Ok(out);
+    }
+    let z = compress(&raw)?;
+    let mut out = Vec::with_capacity(z.len() + 1);
+    out.push(ZSTD);
+    out.extend_from_slice(&z);
+    Ok(out)
+}
+
+pub fn decode_packed<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&RAW, rest)) => decode(what, rest),
+        Some((&ZSTD, rest)) => {
+            let raw = census_shared::wire::zstd_decompress_bounded(rest, MAX_RECORD_BYTES)
+                .map_err(|e| corrupt(what, e))?;
+            decode(what, &raw)
+        }
+        Some((tag, _)) => Err(corrupt(what, format!("unknown record tag {tag}"))),
+        None => Err(corrupt(what, "empty record")),
+    }
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// JSON records larger than this are stored zstd-compressed (change records, feed events).
+const COMPRESS_JSON_FROM: usize = 512;
+
+/// JSON for the records people write and read rarely; compressed when large. Readers tell
+/// the two apart by zstd's magic (JSON never starts with it), so records written before
+/// compression existed read unchanged.
+pub fn encode_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string()))?;
+    if json.len() < COMPRESS_JSON_FROM {
+        return Ok(json);
+    }
+    compress(&json)
+}
+
+pub fn decode_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    if bytes.starts_with(&ZSTD_MAGIC) {
+        let json = census_shared::wire::zstd_decompress_bounded(bytes, MAX_RECORD_BYTES)
+            .map_err(|e| corrupt(what, e))?;
+        serde_json::from_slice(&json).map_err(|e| corrupt(what, e))
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))
+    }
+}
+
+// ---- keys ----
+
+/// A CI number: computers, shared CIs and anything an edge points at get one; components
+/// are found through their computer's number.
+pub fn num_key(num: u32) -> [u8; 4] {
+    num.to_be_bytes()
+}
+
+pub fn read_num(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))
+}
+
+pub fn step_key(num: u32, step: u32) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&num.to_be_bytes());
+    k[4..].copy_from_slice(&step.to_be_bytes());
+    k
+}
+
+pub fn read_step_key(k: &[u8]) -> Option<(u32, u32)> {
+    Some((read_num(k)?, read_num(k.get(4..)?)?))
+}
+
+/// Shared CIs keyed by class first, so listing one class reads only that class.
+pub fn shared_key(class: CiClass, num: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = class_tag(class);
+    k[1..].copy_from_slice(&num.to_be_bytes());
+    k
+}
+
+pub fn class_tag(class: CiClass) -> u8 {
+    CiClass::ALL.iter().position(|c| *c == class).unwrap_or(0) as u8
+}
+
+pub fn kind_tag(kind: RelKind) -> u8 {
+    RelKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8
+}
+
+pub fn kind_of_tag(tag: u8) -> Option<RelKind> {
+    RelKind::ALL.get(tag as usize).copied()
+}
+
+/// Reverse entry of an install: product, kind, variant, computer — a product's installs
+/// are grouped by variant, so a version filter skips the variants it rejects.
+pub fn rev_install_key(product: u32, variant: u32, machine: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..4].copy_from_slice(&product.to_be_bytes());
+    k[4] = kind_tag(RelKind::Installs);
+    k[5..9].copy_from_slice(&variant.to_be_bytes());
+    k[9..].copy_from_slice(&machine.to_be_bytes());
+    k
+}
+
+/// Reverse entry of any other edge that leaves its computer's record (an OS release, a
+/// subnet): target, kind, computer, then the edge's own key.
+pub fn rev_edge_key(to: u32, machine: u32, edge: &EdgeKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + edge.from.len() + edge.to.len() + edge.disc.len());
+    k.extend_from_slice(&to.to_be_bytes());
+    k.push(kind_tag(edge.kind));
+    k.extend_from_slice(&machine.to_be_bytes());
+    k.extend_from_slice(edge.from.as_bytes());
+    k.push(0);
+    k.extend_from_slice(edge.to.as_bytes());
+    k.push(0);
+    k.extend_from_slice(edge.disc.as_bytes());
+    k
+}
+
+/// What a reverse key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevEntry {
+    Install {
+        product: u32,
+        variant: u32,
+        machine: u32,
+    },
+    Edge {
+        to: u32,
+        machine: u32,
+        edge: EdgeKey,
+    },
+}
+
+pub fn read_rev_key(k: &[u8]) -> Option<RevEntry> {
+    let to = read_num(k)?;
+    let kind = kind_of_tag(*k.get(4)?)?;
+    if kind == RelKind::Installs {
+        if k.len() != 13 {
+            return None;
+        }
+        return Some(RevEntry::Install {
+            product: to,
+            variant: read_num(&k[5..])?,
+            machine: read_num(&k[9..])?,
+        });
+    }
+    let machine = read_num(k.get(5..)?)?;
+    let rest = k.get(9..)?;
+    let mut parts = rest.splitn(3, |&b| b == 0);
+    let from = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let to_id = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let disc = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some(RevEntry::Edge {
+        to,
+        machine,
+        edge: EdgeKey {
+            from,
+            kind,
+            to: to_id,
+            disc,
+        },
+    })
+}
+
+/// Edges keyed for a computer's record, in key order.
+pub type EdgeMap = BTreeMap<EdgeKey, AttrList>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_values_survive_the_round_trip() {
+        let v = serde_json::json!({
+            "a": null, "b": true, "c": 18446744073709551615u64, "d": -5, "e": 1.5,
+            "f": "text", "g": [1, "x", {"h": false}], "i": {}, "j": 1.0
+        });
+        let Value::Object(m) = &v else { unreachable!() };
+        let attrs: Attributes = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let bytes = encode(&attr_list(&attrs)).unwrap();
+        let back = attributes(&decode::<AttrList>("t", &bytes).unwrap());
+        assert_eq!(back, attrs);
+        assert!(back["j"].is_f64(), "1.0 stays a float");
+    }
+
+    #[test]
+    fn golden_bytes_of_a_ci_record() {
+        // The on-disk layout: changing it (reordering a model enum, a field) breaks every
+        // stored computer, so it must come with a schema version and a migration.
+        let rec = CiRec {
+            id: "cmp_1".into(),
+            class: CiClass::Service,
+            name: "n".into(),
+            status: CiStatus::Retired,
+            version: 2,
+            versioned_at: 3,
+            first_seen: -1,
+            last_seen: 4,
+            sources: vec!["a".into()],
+            attributes: vec![("k".into(), AttrValue::U64(5))],
+            volatile: vec![],
+        };
+        assert_eq!(
+            hex::encode(encode(&rec).unwrap()),
+            "05636d705f3107016e020206010801016101016b020500"
+        );
+    }
+
+    #[test]
+    fn variants_split_and_rebuild_edge_attributes_exactly() {
+        let mut edge = Attributes::new();
+        edge.insert("name".into(), "openssl".into());
+        edge.insert("version".into(), "3.0.11-1~deb12u2".into());
+        edge.insert("arch".into(), "amd64".into());
+        edge.insert("source".into(), "dpkg".into());
+        edge.insert("install_date".into(), "2026-01-01T10:00:00+00:00".into());
+        edge.insert("odd".into(), 7.into());
+        let (v, date, extra) = VariantRec::split(9, &edge);
+        assert_eq!(v.product, 9);
+        assert!(date.is_some());
+        assert_eq!(extra.len(), 1);
+        assert_eq!(v.edge_attributes(date, &extra), edge);
+        // A date in another rendering stays text.
+        edge.insert("install_date".into(), "2026-01-01T10:00:00Z".into());
+        let (v, date, extra) = VariantRec::split(9, &edge);
+        assert_eq!(date, None);
+        assert_eq!(v.edge_attributes(date, &extra), edge);
+        // A field of another type stays as it was.
+        edge.insert("version".into(), 3.into());
+        let (v, date, extra) = VariantRec::split(9, &edge);
+        assert_eq!(v.version, None);
+        assert_eq!(v.edge_attributes(date, &extra), edge);
+    }
+
+    #[test]
+    fn packed_records_compress_only_when_it_pays() {
+        let small = encode_packed(&SummaryRec {
+            id: "cmp_1".into(),
+            name: "h".into(),
+            status: CiStatus::Active,
+        })
+        .unwrap();
+        assert_eq!(small[0], RAW);
+        let big = InstallsRec {
+            installs: (0..500)
+                .map(|i| InstallRec {
+                    product: i,
+                    disc: "dpkg/amd64".into(),
+                    variant: i * 3,
+                    install_date: Some(1_700_000_000_000_000),
+                    extra: vec![],
+                })
+                .collect(),
+        };
+        let packed = encode_packed(&big).unwrap();
+        assert_eq!(packed[0], ZSTD);
+        assert!(packed.len() < encode(&big).unwrap().len() / 2);
+        assert_eq!(decode_packed::<InstallsRec>("t", &packed).unwrap(), big);
+        assert!(decode_packed::<InstallsRec>("t", &[9, 1]).is_err());
+        assert!(decode_packed::<InstallsRec>("t", &[]).is_err());
+    }
+
+    #[test]
+    fn reverse_keys_read_back() {
+        let k = rev_install_key(1, 2, 3);
+        assert_eq!(
+            read_rev_key(&k),
+            Some(RevEntry::Install {
+                product: 1,
+                variant: 2,
+                machine: 3
+            })
+        );
+        let e = EdgeKey {
+            from: "ip_1".into(),
+            kind: RelKind::In,
+            to: "net_1".into(),
+            disc: String::new(),
+        };
+        assert_eq!(
+            read_rev_key(&rev_edge_key(7, 8, &e)),
+            Some(RevEntry::Edge {
+                to: 7,
+                machine: 8,
+                edge: e
+            })
+        );
+        assert_eq!(read_rev_key(b"\0\0\0\x01\x09"), None);
+    }
+
+    #[test]
+    fn json_records_read_whether_compressed_or_not() {
+        let long = "x".repeat(2000);
+        let packed = encode_json(&long).unwrap();
+        assert!(packed.starts_with(&ZSTD_MAGIC));
+        assert_eq!(decode_json::<String>("t", &packed).unwrap(), long);
+        assert_eq!(decode_json::<String>("t", b"\"plain\"").unwrap(), "plain");
+    }
+}
