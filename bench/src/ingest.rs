@@ -7,7 +7,6 @@
 //!                     [--base inventory.json] [--bin DIR]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,9 @@ use census_shared::*;
 
 #[path = "harness.rs"]
 mod harness;
+mod inventory;
 use harness::Collector;
+use inventory::vary;
 
 struct Args {
     agents: usize,
@@ -68,43 +69,6 @@ struct Prepared {
     sig: String,
     body: Vec<u8>,
     zstd: bool,
-}
-
-fn vary(base: &Snapshot, i: usize, round: usize) -> Snapshot {
-    let mut s = base.clone();
-    if let Some(sys) = s.system.data_mut() {
-        sys.machine_id = Some(format!("{:032x}", i + 1));
-        sys.serial = Some(format!("BENCH-{i:06}"));
-        sys.uuid = None;
-    }
-    if let Some(os) = s.os.data_mut() {
-        os.hostname = format!("bench-{i:06}");
-        os.fqdn = Some(format!("bench-{i:06}.example.com"));
-    }
-    if let Some(nics) = s.network_interfaces.data_mut() {
-        for (n, nic) in nics.iter_mut().enumerate() {
-            if nic.mac.is_some() {
-                nic.mac = Some(format!(
-                    "52:54:{:02x}:{:02x}:{:02x}:{:02x}",
-                    n,
-                    (i >> 16) & 0xff,
-                    (i >> 8) & 0xff,
-                    i & 0xff
-                ));
-            }
-        }
-    }
-    // Drift: five packages move to a new version each round.
-    if let Some(sw) = s.software.data_mut() {
-        let len = sw.len().max(1);
-        for k in 0..5.min(len) {
-            let idx = (i * 7 + k * 131) % len;
-            if round > 0 {
-                sw[idx].version = format!("{}+bench{round}", sw[idx].version);
-            }
-        }
-    }
-    s
 }
 
 /// Agent `i`'s inventory for `round`, with its next seq, encoded and signed.
@@ -218,12 +182,7 @@ async fn main() -> Result<()> {
     let a = args()?;
     let base: Snapshot = match &a.base {
         Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
-        None => {
-            let out = Command::new(a.bin.join("census-agent"))
-                .args(["inventory", "--format", "json"])
-                .output()?;
-            serde_json::from_slice(&out.stdout)?
-        }
+        None => inventory::this_machine(&a.bin)?,
     };
     let packages = base.software.data().map(|s| s.len()).unwrap_or(0);
     let collector = Collector::start(&a.bin)?;

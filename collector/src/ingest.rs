@@ -183,6 +183,7 @@ pub struct Ingest {
     /// [`Ingest::invalidate_rules`] whenever a person edits them.
     rules: std::sync::RwLock<Option<Arc<DriftRules>>>,
     flap_window: chrono::Duration,
+    keep_bodies: bool,
     /// Woken when a commit queued a feed event.
     pub events: Notify,
     /// Parsed public keys by their stored text: decompressing the curve point cost as much
@@ -203,6 +204,7 @@ impl Ingest {
             known_shared: Default::default(),
             rules: Default::default(),
             flap_window: chrono::Duration::hours(24),
+            keep_bodies: false,
             events: Notify::new(),
             keys: Default::default(),
         }
@@ -211,6 +213,19 @@ impl Ingest {
     pub fn with_flap_window(mut self, window: chrono::Duration) -> Self {
         self.flap_window = window;
         self
+    }
+
+    /// Keep each agent's last accepted body as evidence (forensics: the exact bytes it
+    /// signed). Off by default: it is the largest record a computer has (~24 KB for 900
+    /// packages), nothing reads it but a backup, and the content hash and seq on the agent
+    /// already say what was accepted.
+    pub fn with_keep_bodies(mut self, keep: bool) -> Self {
+        self.keep_bodies = keep;
+        self
+    }
+
+    fn evidence(&self, body: &[u8]) -> Option<Vec<u8>> {
+        self.keep_bodies.then(|| body.to_vec())
     }
 
     /// Drops the cached drift rules; the next snapshot reloads them.
@@ -435,7 +450,7 @@ impl Ingest {
                 change_record: change_record.clone(),
                 removals_put: drift.removals_put,
                 removals_cleared: drift.removals_cleared,
-                ..accepted_commit(&agent, env, now, &content_hash, skew, body)
+                ..accepted_commit(&agent, env, now, &content_hash, skew, self.evidence(body))
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
@@ -518,7 +533,7 @@ impl Ingest {
         computer.last_seen = now;
         let commit = IngestCommit {
             ci_puts: vec![computer],
-            ..accepted_commit(agent, env, now, &content_hash, skew, body)
+            ..accepted_commit(agent, env, now, &content_hash, skew, self.evidence(body))
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id, "snapshot accepted: configuration unchanged");
@@ -572,7 +587,7 @@ impl Ingest {
         };
         let commit = IngestCommit {
             conflict: Some(conflict),
-            ..accepted_commit(agent, env, now, &content_hash, skew, body)
+            ..accepted_commit(agent, env, now, &content_hash, skew, self.evidence(body))
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
@@ -638,7 +653,7 @@ fn accepted_commit(
     now: DateTime<Utc>,
     content_hash: &str,
     skew: i64,
-    body: &[u8],
+    body: Option<Vec<u8>>,
 ) -> IngestCommit {
     IngestCommit {
         agent_id: agent.id.clone(),
@@ -647,7 +662,7 @@ fn accepted_commit(
         seen_at: now,
         content_hash: Some(content_hash.to_string()),
         clock_skew_seconds: Some(skew),
-        body: Some(body.to_vec()),
+        body,
         ..Default::default()
     }
 }

@@ -144,6 +144,10 @@ struct ServeArgs {
     /// marked as a flap instead of being raised again.
     #[arg(long, default_value = "24h")]
     flap_window: String,
+    /// Keep every agent's last accepted snapshot body, byte for byte, as evidence (about
+    /// 25 KB per computer; off by default).
+    #[arg(long)]
+    keep_bodies: bool,
     /// Delay before a failed webhook delivery is retried; doubles per attempt.
     #[arg(long, default_value = "30s")]
     webhook_retry_base: String,
@@ -321,6 +325,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         max_queue,
         log_format: _,
         flap_window,
+        keep_bodies,
         webhook_retry_base,
         webhook_max_attempts,
         pace_factor,
@@ -412,7 +417,11 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let group = GroupCommit::start(store.clone());
-        let ingest = Arc::new(Ingest::new(store.clone()).with_flap_window(flap_window));
+        let ingest = Arc::new(
+            Ingest::new(store.clone())
+                .with_flap_window(flap_window)
+                .with_keep_bodies(keep_bodies),
+        );
         tokio::spawn(census_collector::lifecycle::run(
             store.clone(),
             lifecycle,

@@ -135,6 +135,14 @@ fn new_ci(
     }
 }
 
+/// An install date as the CMDB keeps it: whole seconds. Agents report file times to the
+/// nanosecond; the fraction is noise to people and to drift, and costs the store a few
+/// incompressible bytes per package.
+pub fn install_date(t: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t).to_rfc3339()
+}
+
 /// The network address of `ip/prefix` ("192.0.2.0/24").
 pub fn subnet_of(address: &str, prefix: u8) -> Option<String> {
     let ip: IpAddr = address.parse().ok()?;
@@ -520,7 +528,7 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(
                 &mut edge,
                 "install_date",
-                sw.install_date.map(|t| t.to_rfc3339()),
+                sw.install_date.map(install_date),
             );
             let base = format!("{}/{}", sw.source, sw.arch.as_deref().unwrap_or(""));
             let mut key = RelKey {

@@ -53,7 +53,10 @@ pub enum Space {
     /// identity rule and value -> computer id.
     Identity,
     Conflicts,
+    /// record id -> the record at its current revision.
     ChangeRecords,
+    /// record id, revision (u32 BE) -> the record as it was before a review replaced it.
+    RecordRevisions,
     /// computer id, aspect, key -> a recent removal (flap suppression).
     Removals,
     Users,
@@ -64,14 +67,14 @@ pub enum Space {
     Audit,
     /// generated id -> queued feed event, until the sequencer numbers it.
     Outbox,
-    /// cursor (u64 BE) -> feed event.
+    /// cursor (u64 BE) -> feed event: which record, at which revision.
     Feed,
     Webhooks,
     Deliveries,
 }
 
 impl Space {
-    pub const ALL: [Space; 32] = [
+    pub const ALL: [Space; 33] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -94,6 +97,7 @@ impl Space {
         Space::Identity,
         Space::Conflicts,
         Space::ChangeRecords,
+        Space::RecordRevisions,
         Space::Removals,
         Space::Users,
         Space::ApiTokens,
@@ -132,6 +136,7 @@ impl Space {
             Space::Identity => "identity",
             Space::Conflicts => "conflicts",
             Space::ChangeRecords => "changes",
+            Space::RecordRevisions => "v3_record_revisions",
             Space::Removals => "removals",
             Space::Users => "users",
             Space::ApiTokens => "api_tokens",

@@ -215,7 +215,9 @@ pub struct InstallRec {
     pub product: u32,
     pub disc: String,
     pub variant: u32,
-    pub install_date: Option<i64>,
+    /// Seconds since the epoch, and the nanoseconds within that second (ingest keeps
+    /// whole seconds; an edge written otherwise keeps its fraction).
+    pub install_date: Option<(i64, u32)>,
     pub extra: AttrList,
 }
 
@@ -235,6 +237,16 @@ pub struct VariantRec {
     pub source: Option<String>,
     pub publisher: Option<String>,
     pub source_package: Option<String>,
+}
+
+/// A variant's key in the index: 16 bytes of SHA-256 over its encoding (the encoding
+/// itself is as long as the record it indexes).
+pub fn variant_key(encoded: &[u8]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(encoded);
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
 }
 
 /// The edge attributes a variant holds, in this order.
@@ -260,7 +272,7 @@ impl VariantRec {
     }
 
     /// Splits an edge's attributes into its variant, install date and the rest.
-    pub fn split(product: u32, edge: &Attributes) -> (VariantRec, Option<i64>, AttrList) {
+    pub fn split(product: u32, edge: &Attributes) -> (VariantRec, Option<(i64, u32)>, AttrList) {
         let text = |k: &str| edge.get(k).and_then(Value::as_str).map(str::to_string);
         let variant = VariantRec {
             product,
@@ -271,13 +283,14 @@ impl VariantRec {
             publisher: text("publisher"),
             source_package: text("source_package"),
         };
-        // A date is kept as a number only when it renders back to the same text.
+        // A date is kept as numbers only when it renders back to the same text.
         let install_date = edge
             .get("install_date")
             .and_then(Value::as_str)
             .and_then(|s| {
                 let t = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
-                (t.to_rfc3339() == s).then(|| micros(t))
+                let parts = (t.timestamp(), t.timestamp_subsec_nanos());
+                (render_date(parts)? == s).then_some(parts)
             });
         let extra = edge
             .iter()
@@ -292,14 +305,14 @@ impl VariantRec {
     }
 
     /// The edge attributes back, as they were given.
-    pub fn edge_attributes(&self, install_date: Option<i64>, extra: &AttrList) -> Attributes {
+    pub fn edge_attributes(&self, install_date: Option<(i64, u32)>, extra: &AttrList) -> Attributes {
         let mut a: Attributes = VARIANT_FIELDS
             .iter()
             .zip(self.fields())
             .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
             .collect();
-        if let Some(us) = install_date {
-            a.insert("install_date".into(), Value::String(time(us).to_rfc3339()));
+        if let Some(text) = install_date.and_then(render_date) {
+            a.insert("install_date".into(), Value::String(text));
         }
         for (k, v) in extra {
             a.insert(k.clone(), v.to_value());
@@ -308,18 +321,117 @@ impl VariantRec {
     }
 }
 
+fn render_date((secs, nanos): (i64, u32)) -> Option<String> {
+    Some(DateTime::<Utc>::from_timestamp(secs, nanos)?.to_rfc3339())
+}
+
 /// How to go one step back in a computer's history: the state before the step of
 /// everything it changed (`None`: it did not exist).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Undo {
-    pub cis: Vec<(String, Option<CiRec>)>,
+    /// Before this step the record held nothing (a computer's first inventory): its undo
+    /// is "remove everything", not a list of every install.
+    pub created: bool,
+    pub cis: Vec<(String, CiBefore)>,
     pub edges: Vec<(EdgeKey, Option<AttrList>)>,
     pub installs: Vec<((u32, String), Option<InstallRec>)>,
 }
 
 impl Undo {
     pub fn is_empty(&self) -> bool {
-        self.cis.is_empty() && self.edges.is_empty() && self.installs.is_empty()
+        !self.created && self.cis.is_empty() && self.edges.is_empty() && self.installs.is_empty()
+    }
+}
+
+/// A CI before a step: absent, or what the step changed in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CiBefore {
+    Absent,
+    Changed(CiDelta),
+}
+
+/// The old values of what changed in a CI: its version line always, other fields only when
+/// they changed (a package upgrade changes the computer's version, nothing else).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CiDelta {
+    pub version: u64,
+    pub versioned_at: i64,
+    pub name: Option<String>,
+    pub status: Option<CiStatus>,
+    pub first_seen: Option<i64>,
+    pub sources: Option<Vec<String>>,
+    /// Each changed attribute's old value (`None`: it was absent).
+    pub attributes: Vec<(String, Option<AttrValue>)>,
+}
+
+impl CiDelta {
+    /// What to keep to turn `after` back into `before`.
+    pub fn between(before: &CiRec, after: &CiRec) -> CiDelta {
+        let mut attributes = Vec::new();
+        let old: BTreeMap<&str, &AttrValue> = before
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let new: BTreeMap<&str, &AttrValue> = after
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        for (k, v) in &old {
+            if new.get(k) != Some(v) {
+                attributes.push((k.to_string(), Some((*v).clone())));
+            }
+        }
+        for k in new.keys() {
+            if !old.contains_key(k) {
+                attributes.push((k.to_string(), None));
+            }
+        }
+        CiDelta {
+            version: before.version,
+            versioned_at: before.versioned_at,
+            name: (before.name != after.name).then(|| before.name.clone()),
+            status: (before.status != after.status).then_some(before.status),
+            first_seen: (before.first_seen != after.first_seen).then_some(before.first_seen),
+            sources: (before.sources != after.sources).then(|| before.sources.clone()),
+            attributes,
+        }
+    }
+
+    /// Turns the CI as it is after the step back into what it was before.
+    pub fn apply(&self, rec: &mut CiRec) {
+        rec.version = self.version;
+        rec.versioned_at = self.versioned_at;
+        if let Some(n) = &self.name {
+            rec.name = n.clone();
+        }
+        if let Some(s) = self.status {
+            rec.status = s;
+        }
+        if let Some(f) = self.first_seen {
+            rec.first_seen = f;
+        }
+        if let Some(s) = &self.sources {
+            rec.sources = s.clone();
+        }
+        if !self.attributes.is_empty() {
+            let mut map: BTreeMap<String, AttrValue> =
+                std::mem::take(&mut rec.attributes).into_iter().collect();
+            for (k, old) in &self.attributes {
+                match old {
+                    Some(v) => {
+                        map.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        map.remove(k);
+                    }
+                }
+            }
+            rec.attributes = map.into_iter().collect();
+        }
+        rec.volatile.clear();
+        rec.last_seen = rec.versioned_at;
     }
 }
 
@@ -493,15 +605,96 @@ pub fn kind_of_tag(tag: u8) -> Option<RelKind> {
     RelKind::ALL.get(tag as usize).copied()
 }
 
-/// Reverse entry of an install: product, kind, variant, computer — a product's installs
-/// are grouped by variant, so a version filter skips the variants it rejects.
-pub fn rev_install_key(product: u32, variant: u32, machine: u32) -> [u8; 13] {
+/// Computers per posting chunk: a chunk holds the computers `chunk << CHUNK_BITS ..` that
+/// install one variant, as a sorted list or a bitmap, whichever is smaller.
+pub const CHUNK_BITS: u32 = 12;
+const CHUNK_SLOTS: usize = 1 << CHUNK_BITS;
+const BITMAP_BYTES: usize = CHUNK_SLOTS / 8;
+
+/// Who installs a variant, one chunk of computer numbers: product, kind, variant, chunk. A
+/// product's postings are grouped by variant, so a version filter skips what it rejects.
+pub fn postings_key(product: u32, variant: u32, chunk: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
     k[..4].copy_from_slice(&product.to_be_bytes());
     k[4] = kind_tag(RelKind::Installs);
     k[5..9].copy_from_slice(&variant.to_be_bytes());
-    k[9..].copy_from_slice(&machine.to_be_bytes());
+    k[9..].copy_from_slice(&chunk.to_be_bytes());
     k
+}
+
+pub fn chunk_of(machine: u32) -> (u32, u16) {
+    (machine >> CHUNK_BITS, (machine & (CHUNK_SLOTS as u32 - 1)) as u16)
+}
+
+const LIST: u8 = 0;
+const BITMAP: u8 = 1;
+
+/// A chunk's computers (offsets within the chunk, ascending) as stored: varint gaps, or a
+/// bitmap once that is smaller (a variant most of the fleet has costs one bit per computer).
+pub fn encode_postings(offsets: &[u16]) -> Vec<u8> {
+    let mut list = Vec::with_capacity(offsets.len() + 4);
+    list.push(LIST);
+    let mut prev: i32 = -1;
+    for &o in offsets {
+        let mut gap = (o as i32 - prev) as u32;
+        prev = o as i32;
+        while gap >= 0x80 {
+            list.push((gap as u8) | 0x80);
+            gap >>= 7;
+        }
+        list.push(gap as u8);
+    }
+    if list.len() <= BITMAP_BYTES + 1 {
+        return list;
+    }
+    let mut bitmap = vec![0u8; BITMAP_BYTES + 1];
+    bitmap[0] = BITMAP;
+    for &o in offsets {
+        bitmap[1 + (o as usize >> 3)] |= 1 << (o & 7);
+    }
+    bitmap
+}
+
+pub fn decode_postings(what: &str, bytes: &[u8]) -> Result<Vec<u16>, StoreError> {
+    match bytes.split_first() {
+        Some((&LIST, rest)) => {
+            let mut out = Vec::with_capacity(rest.len());
+            let (mut at, mut gap, mut shift) = (-1i32, 0u32, 0u32);
+            for &b in rest {
+                gap |= ((b & 0x7f) as u32) << shift;
+                if b & 0x80 != 0 {
+                    shift += 7;
+                    if shift > 14 {
+                        return Err(corrupt(what, "posting gap too long"));
+                    }
+                    continue;
+                }
+                at += gap as i32;
+                if gap == 0 || at >= CHUNK_SLOTS as i32 {
+                    return Err(corrupt(what, "posting out of order or out of range"));
+                }
+                out.push(at as u16);
+                gap = 0;
+                shift = 0;
+            }
+            if shift != 0 {
+                return Err(corrupt(what, "posting list cut short"));
+            }
+            Ok(out)
+        }
+        Some((&BITMAP, rest)) if rest.len() == BITMAP_BYTES => {
+            let mut out = Vec::new();
+            for (i, &byte) in rest.iter().enumerate() {
+                for bit in 0..8 {
+                    if byte & (1 << bit) != 0 {
+                        out.push((i * 8 + bit) as u16);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(corrupt(what, "not a posting chunk")),
+    }
 }
 
 /// Reverse entry of any other edge that leaves its computer's record (an OS release, a
@@ -522,10 +715,10 @@ pub fn rev_edge_key(to: u32, machine: u32, edge: &EdgeKey) -> Vec<u8> {
 /// What a reverse key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevEntry {
-    Install {
+    Postings {
         product: u32,
         variant: u32,
-        machine: u32,
+        chunk: u32,
     },
     Edge {
         to: u32,
@@ -541,10 +734,10 @@ pub fn read_rev_key(k: &[u8]) -> Option<RevEntry> {
         if k.len() != 13 {
             return None;
         }
-        return Some(RevEntry::Install {
+        return Some(RevEntry::Postings {
             product: to,
             variant: read_num(&k[5..])?,
-            machine: read_num(&k[9..])?,
+            chunk: read_num(&k[9..])?,
         });
     }
     let machine = read_num(k.get(5..)?)?;
@@ -623,6 +816,15 @@ mod tests {
         assert!(date.is_some());
         assert_eq!(extra.len(), 1);
         assert_eq!(v.edge_attributes(date, &extra), edge);
+        // Agents report file times to the nanosecond (regression: kept as microseconds, every
+        // package with such a date drifted on every snapshot).
+        edge.insert(
+            "install_date".into(),
+            "2026-11-30T15:40:02.057146685+00:00".into(),
+        );
+        let (v, date, extra) = VariantRec::split(9, &edge);
+        assert!(date.is_some() && extra.len() == 1);
+        assert_eq!(v.edge_attributes(date, &extra), edge);
         // A date in another rendering stays text.
         edge.insert("install_date".into(), "2026-01-01T10:00:00Z".into());
         let (v, date, extra) = VariantRec::split(9, &edge);
@@ -650,7 +852,7 @@ mod tests {
                     product: i,
                     disc: "dpkg/amd64".into(),
                     variant: i * 3,
-                    install_date: Some(1_700_000_000_000_000),
+                    install_date: Some((1_700_000_000, 0)),
                     extra: vec![],
                 })
                 .collect(),
@@ -665,13 +867,13 @@ mod tests {
 
     #[test]
     fn reverse_keys_read_back() {
-        let k = rev_install_key(1, 2, 3);
+        let k = postings_key(1, 2, 3);
         assert_eq!(
             read_rev_key(&k),
-            Some(RevEntry::Install {
+            Some(RevEntry::Postings {
                 product: 1,
                 variant: 2,
-                machine: 3
+                chunk: 3
             })
         );
         let e = EdgeKey {
@@ -689,6 +891,27 @@ mod tests {
             })
         );
         assert_eq!(read_rev_key(b"\0\0\0\x01\x09"), None);
+    }
+
+    #[test]
+    fn postings_round_trip_as_lists_or_bitmaps() {
+        for offsets in [
+            vec![],
+            vec![0],
+            vec![4095],
+            vec![0, 1, 2, 200, 4095],
+            (0..4096).step_by(3).collect::<Vec<u16>>(),
+            (0..4096).collect::<Vec<u16>>(),
+        ] {
+            let bytes = encode_postings(&offsets);
+            assert_eq!(decode_postings("t", &bytes).unwrap(), offsets);
+            assert!(bytes.len() <= BITMAP_BYTES + 1);
+        }
+        // A variant on every computer of a chunk costs a bit each.
+        assert_eq!(encode_postings(&(0..4096).collect::<Vec<u16>>()).len(), 513);
+        for bad in [&[2u8][..], &[0, 0], &[0, 0x80], &[1, 1], &[0, 0xff, 0xff, 0xff]] {
+            assert!(decode_postings("t", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

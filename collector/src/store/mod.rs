@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod cmdb;
 pub mod codec;
+pub mod redb_backend;
 pub mod sled_backend;
 
 use chrono::{DateTime, Utc};

@@ -19,6 +19,7 @@ impl Cmdb {
                 Ok(Flow::Continue)
             })?;
         let mut expected_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut expected_postings: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
         for num in nums {
             let m = self.load_machine(num)?;
             let holder = m.id.to_string();
@@ -69,7 +70,7 @@ impl Cmdb {
             }
             report.edges += m.edges.len() + m.installs.len();
             let mut unknown_target = None;
-            let keys = m.reverse_keys(&mut |id| match self.num_of(id) {
+            let keys = m.edge_reverse_keys(&mut |id| match self.num_of(id) {
                 Ok(n) => n,
                 Err(e) => {
                     unknown_target = Some(e);
@@ -80,6 +81,11 @@ impl Cmdb {
                 return Err(e);
             }
             expected_rev.extend(keys);
+            expected_postings.extend(
+                m.install_variants()
+                    .into_iter()
+                    .map(|(p, v)| (p, v, num)),
+            );
             // The newest step is the one the record counts; none lies beyond it.
             let steps = m.rec.steps;
             if steps > 0

@@ -3,11 +3,87 @@
 
 use chrono::{DateTime, Utc};
 
-use super::ingest::QueuedEvent;
+use super::ingest::{revision_key, QueuedEvent, StoredRecord};
 use super::*;
 use crate::model::*;
 
+/// A feed event as stored: which record, at which revision (the record itself is not
+/// copied: it is the change record, or one of its earlier revisions).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FeedEntry {
+    cursor: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+    at: DateTime<Utc>,
+    record_id: String,
+    revision: u32,
+}
+
+/// What the feed space holds: an entry, or an event with its record copied in (written
+/// before records had revisions).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum StoredFeed {
+    Entry(FeedEntry),
+    Copied(FeedEvent),
+}
+
 impl Cmdb {
+    fn feed_event_of(&self, key: &[u8], bytes: &[u8]) -> Result<Option<FeedEvent>, StoreError> {
+        let entry = match codec::decode_json::<StoredFeed>(&shown(Space::Feed, key), bytes)? {
+            StoredFeed::Copied(e) => return Ok(Some(e)),
+            StoredFeed::Entry(e) => e,
+        };
+        let current: Option<StoredRecord> =
+            self.get_json(Space::ChangeRecords, entry.record_id.as_bytes())?;
+        let record = match current {
+            Some(r) if r.revision == entry.revision => Some(r.record),
+            _ => self.get_json::<ChangeRecord>(
+                Space::RecordRevisions,
+                &revision_key(&entry.record_id, entry.revision),
+            )?,
+        };
+        Ok(record.map(|record| FeedEvent {
+            cursor: entry.cursor,
+            event_type: entry.event_type,
+            at: entry.at,
+            record,
+        }))
+    }
+
+    pub(crate) fn do_feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let from = cursor.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.backend.scan(
+            Space::Feed,
+            Range {
+                from: Some(&from),
+                to: None,
+                reverse: false,
+            },
+            &mut |k, v| {
+                out.extend(self.feed_event_of(k, v)?);
+                Ok(if out.len() >= limit {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            },
+        )?;
+        Ok(out)
+    }
+
+    pub(crate) fn do_feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {
+        let key = cursor.to_be_bytes();
+        match self.backend.get(Space::Feed, &key)? {
+            Some(v) => self.feed_event_of(&key, &v),
+            None => Ok(None),
+        }
+    }
+
     pub(crate) fn do_sequence_events(&self, max: usize) -> Result<usize, StoreError> {
         let _writing = self.writing();
         let queued = {
@@ -38,26 +114,30 @@ impl Cmdb {
                 if tx.delete(Space::Outbox, key)?.is_none() {
                     return Ok(()); // another sequencer took it
                 }
-                let Some(record) = tx_json::<ChangeRecord, _>(
-                    tx,
-                    Space::ChangeRecords,
-                    event.record_id.as_bytes(),
-                )?
-                else {
-                    return Ok(());
+                let revision = match event.revision {
+                    0 => match tx_json::<StoredRecord, _>(
+                        tx,
+                        Space::ChangeRecords,
+                        event.record_id.as_bytes(),
+                    )? {
+                        Some(r) => r.revision,
+                        None => return Ok(()),
+                    },
+                    n => n,
                 };
                 let cursor = match tx.get(Space::Meta, b"feed_head")? {
                     Some(v) => u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
                     None => 0,
                 } + 1;
                 tx.put(Space::Meta, b"feed_head", &cursor.to_be_bytes())?;
-                let feed_event = FeedEvent {
+                let entry = FeedEntry {
                     cursor,
                     event_type: event.event_type.clone(),
                     at: event.at,
-                    record,
+                    record_id: event.record_id.clone(),
+                    revision,
                 };
-                tx_put_json(tx, Space::Feed, &cursor.to_be_bytes(), &feed_event)?;
+                tx_put_json(tx, Space::Feed, &cursor.to_be_bytes(), &entry)?;
                 for w in &webhooks {
                     let d = Delivery {
                         id: format!("dlv_{:016x}_{}", cursor, w.id),

@@ -9,6 +9,11 @@ use super::*;
 use crate::model::*;
 use crate::store::codec::{self, *};
 
+/// Whether a step gave `ci_id` a new version.
+fn versions(undo: &Undo, ci_id: &str) -> bool {
+    undo.created || undo.cis.iter().any(|(id, _)| id == ci_id)
+}
+
 impl Cmdb {
     /// The number of the record that holds `ci_id`, unless it is a shared CI (shared CIs
     /// keep no history: they are created once and never change).
@@ -115,7 +120,7 @@ impl Cmdb {
         let mut out = Vec::new();
         let newest = state.rec.steps;
         self.steps_back(num, 0, newest, &mut |_, s| {
-            if s.undo.cis.iter().any(|(id, _)| id == ci_id) {
+            if versions(&s.undo, ci_id) {
                 let record = if state.owner_of(ci_id).is_none() {
                     s.change_record.clone()
                 } else {
@@ -148,7 +153,7 @@ impl Cmdb {
             if in_force.is_none() && s.valid_from <= at {
                 in_force = Some(step);
             }
-            if in_force.is_some() && s.undo.cis.iter().any(|(id, _)| id == ci_id) {
+            if in_force.is_some() && versions(&s.undo, ci_id) {
                 record = Some(s.change_record);
                 return Ok(Flow::Stop);
             }

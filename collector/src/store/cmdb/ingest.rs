@@ -42,6 +42,31 @@ pub(crate) struct QueuedEvent {
     pub event_type: String,
     pub record_id: String,
     pub at: DateTime<Utc>,
+    /// The record's revision the event is about (0 in events queued before revisions).
+    #[serde(default)]
+    pub revision: u32,
+}
+
+/// A change record as stored: the record and how many times people's reviews replaced it
+/// (1 as raised). Earlier revisions are in [`Space::RecordRevisions`], so the feed refers
+/// to a revision instead of copying the record into every event.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredRecord {
+    #[serde(default = "first_revision")]
+    pub revision: u32,
+    #[serde(flatten)]
+    pub record: ChangeRecord,
+}
+
+fn first_revision() -> u32 {
+    1
+}
+
+pub(crate) fn revision_key(record_id: &str, revision: u32) -> Vec<u8> {
+    let mut k = record_id.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
 }
 
 pub(crate) fn removal_key(ci_id: &str, aspect: Aspect, key: &str) -> Vec<u8> {
@@ -103,6 +128,7 @@ impl Cmdb {
                 event_type: "change_record.created".into(),
                 record_id: r.id.clone(),
                 at: c.seen_at,
+                revision: 1,
             })?),
             None => None,
         };

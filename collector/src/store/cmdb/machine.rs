@@ -47,18 +47,38 @@ impl Machine {
         (*self.id != *id).then_some(&*self.id)
     }
 
+    fn is_empty(&self) -> bool {
+        self.rec.ci.is_none()
+            && self.components.is_empty()
+            && self.edges.is_empty()
+            && self.installs.is_empty()
+    }
+
     /// Goes one step back: everything the step changed, as it was before.
     pub fn undo(&mut self, undo: &Undo) {
+        if undo.created {
+            self.rec.ci = None;
+            self.components.clear();
+            self.edges.clear();
+            self.installs.clear();
+            return;
+        }
         for (id, before) in &undo.cis {
             let is_computer = *self.id == **id;
-            match (before, is_computer) {
-                (Some(rec), true) => self.rec.ci = Some(rec.clone()),
-                (None, true) => self.rec.ci = None,
-                (Some(rec), false) => {
-                    self.components.insert(id.clone(), rec.clone());
-                }
-                (None, false) => {
+            match before {
+                CiBefore::Absent if is_computer => self.rec.ci = None,
+                CiBefore::Absent => {
                     self.components.remove(id);
+                }
+                CiBefore::Changed(delta) => {
+                    let rec = if is_computer {
+                        self.rec.ci.as_mut()
+                    } else {
+                        self.components.get_mut(id)
+                    };
+                    if let Some(rec) = rec {
+                        delta.apply(rec);
+                    }
                 }
             }
         }
@@ -121,16 +141,21 @@ impl Machine {
         }
     }
 
-    /// The reverse entries this record owns: installs by (product, variant) and every
-    /// edge to a CI held elsewhere.
-    pub fn reverse_keys(
+    /// The (product, variant) pairs this computer installs: its share of the postings.
+    pub fn install_variants(&self) -> BTreeSet<(u32, u32)> {
+        self.installs
+            .values()
+            .map(|i| (i.product, i.variant))
+            .collect()
+    }
+
+    /// The reverse entries of every edge to a CI held elsewhere (not installs: those are
+    /// postings).
+    pub fn edge_reverse_keys(
         &self,
         target_num: &mut dyn FnMut(&str) -> Option<u32>,
     ) -> BTreeSet<Vec<u8>> {
         let mut keys = BTreeSet::new();
-        for i in self.installs.values() {
-            keys.insert(rev_install_key(i.product, i.variant, self.num).to_vec());
-        }
         for k in self.edges.keys() {
             if self.holds(&k.to) {
                 continue;
@@ -157,6 +182,8 @@ pub(crate) struct Encoded {
     pub new_ids: Vec<String>,
     pub rev_put: Vec<Vec<u8>>,
     pub rev_delete: Vec<Vec<u8>>,
+    /// (product, variant, add?) for the postings of this computer.
+    pub postings: Vec<(u32, u32, bool)>,
     pub step: Option<([u8; 8], Vec<u8>)>,
     pub checkpoint: Option<([u8; 8], Vec<u8>)>,
     /// Bytes in history written by this step (for the log and the benchmarks).
@@ -274,7 +301,9 @@ impl Cmdb {
         change_record: Option<&str>,
     ) -> Result<Encoded, StoreError> {
         let target = |id: &str| nums.get(id).copied();
-        let before_rev = m.reverse_keys(&mut |id| target(id));
+        let before_rev = m.edge_reverse_keys(&mut |id| target(id));
+        let before_installs = m.install_variants();
+        let created = m.is_empty();
         let had_components: BTreeSet<String> = m.components.keys().cloned().collect();
         let old_summary = m.rec.ci.as_ref().map(|c| (c.name.clone(), c.status));
         let mut undo = Undo::default();
@@ -298,8 +327,11 @@ impl Cmdb {
             };
             let rec = CiRec::from_ci(ci, versioned_at);
             if config_changed {
-                undo.cis
-                    .push((ci.id.clone(), old.as_ref().map(CiRec::configuration)));
+                let before = match &old {
+                    Some(o) => CiBefore::Changed(CiDelta::between(o, &rec)),
+                    None => CiBefore::Absent,
+                };
+                undo.cis.push((ci.id.clone(), before));
             }
             if *m.id == *ci.id {
                 m.rec.ci = Some(rec);
@@ -358,12 +390,28 @@ impl Cmdb {
             }
         }
 
-        let after_rev = m.reverse_keys(&mut |id| target(id));
+        if created && !undo.is_empty() {
+            undo = Undo {
+                created: true,
+                ..Undo::default()
+            };
+        }
+        let after_rev = m.edge_reverse_keys(&mut |id| target(id));
+        let after_installs = m.install_variants();
         let mut out = Encoded {
             num: m.num,
             expect: m.raw.take(),
             rev_put: after_rev.difference(&before_rev).cloned().collect(),
             rev_delete: before_rev.difference(&after_rev).cloned().collect(),
+            postings: after_installs
+                .difference(&before_installs)
+                .map(|&(p, v)| (p, v, true))
+                .chain(
+                    before_installs
+                        .difference(&after_installs)
+                        .map(|&(p, v)| (p, v, false)),
+                )
+                .collect(),
             new_ids: m
                 .components
                 .keys()
@@ -444,6 +492,26 @@ impl Cmdb {
         }
         for k in &e.rev_put {
             tx.put(Space::Reverse, k, &[])?;
+        }
+        let (chunk, offset) = chunk_of(e.num);
+        for &(product, variant, add) in &e.postings {
+            let key = postings_key(product, variant, chunk);
+            let mut offsets = match tx.get(Space::Reverse, &key)? {
+                Some(b) => decode_postings(&shown(Space::Reverse, &key), &b)?,
+                None => Vec::new(),
+            };
+            match (offsets.binary_search(&offset), add) {
+                (Err(at), true) => offsets.insert(at, offset),
+                (Ok(at), false) => {
+                    offsets.remove(at);
+                }
+                _ => continue,
+            }
+            if offsets.is_empty() {
+                tx.delete(Space::Reverse, &key)?;
+            } else {
+                tx.put(Space::Reverse, &key, &encode_postings(&offsets))?;
+            }
         }
         if let Some((k, v)) = &e.step {
             tx.put(Space::Steps, k, v)?;

@@ -236,6 +236,24 @@ pub(crate) fn to_current(store: &Cmdb, db: &sled::Db, found: u32) -> Result<(), 
     Ok(())
 }
 
+/// An edge as ingest writes it now: install dates in whole seconds (schema 2 kept the
+/// agent's nanoseconds; keeping them would make every package drift at the next snapshot).
+fn normalized(r: &Relationship) -> Relationship {
+    let mut r = r.clone();
+    if r.key.kind == RelKind::Installs {
+        if let Some(t) = r
+            .attributes
+            .get("install_date")
+            .and_then(|v| v.as_str())
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        {
+            let text = crate::reconcile::install_date(t.with_timezone(&Utc));
+            r.attributes.insert("install_date".into(), text.into());
+        }
+    }
+    r
+}
+
 /// Writes one step of a computer's past (or its present) through the same path ingest uses.
 fn replay(
     store: &Cmdb,
@@ -247,7 +265,8 @@ fn replay(
     record: Option<&str>,
 ) -> Result<(), StoreError> {
     let link = record.map(|r| (holder, r));
-    let records = store.prepare_records(puts, edge_puts, edge_deletes, at, link)?;
+    let edge_puts: Vec<Relationship> = edge_puts.iter().map(normalized).collect();
+    let records = store.prepare_records(puts, &edge_puts, edge_deletes, at, link)?;
     transact::<(), StoreError>(store.backend.as_ref(), |tx| {
         for e in &records {
             Cmdb::write_encoded(tx, e, || io("a migration runs alone"))?;

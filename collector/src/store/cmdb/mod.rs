@@ -195,6 +195,36 @@ impl Cmdb {
         Ok(Self::over(Box::new(sled)))
     }
 
+    /// Opens (or creates) a store on redb in `dir`.
+    pub fn open_redb(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let redb = super::redb_backend::RedbBackend::open(dir, cache_bytes)?;
+        match redb.get(Space::Meta, b"schema_version")? {
+            None => {
+                redb.put(
+                    Space::Meta,
+                    b"schema_version",
+                    &STORE_SCHEMA_VERSION.to_be_bytes(),
+                )?;
+                redb.flush()?;
+            }
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt {
+                        key: "meta/schema_version".into(),
+                        message: "not a u32".into(),
+                    }
+                })?);
+                if found != STORE_SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        found,
+                        supported: STORE_SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        Ok(Self::over(Box::new(redb)))
+    }
+
     /// The domain services over a backend that already holds the current schema.
     pub fn over(backend: Box<dyn Backend>) -> Self {
         Cmdb {
@@ -345,11 +375,11 @@ impl Cmdb {
         if missing.is_empty() {
             return Ok(out);
         }
-        let keys: Vec<Vec<u8>> = missing
+        let values: Vec<Vec<u8>> = missing
             .iter()
             .map(|&i| codec::encode(&wanted[i]))
             .collect::<Result<_, _>>()?;
-        let values: Vec<Vec<u8>> = keys.clone();
+        let keys: Vec<[u8; 16]> = values.iter().map(|v| codec::variant_key(v)).collect();
         let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
             let mut next = match tx.get(Space::Meta, b"next_variant")? {
                 Some(v) => codec::read_num(&v).unwrap_or(1),
@@ -566,13 +596,19 @@ impl Store for Cmdb {
     }
 
     fn list_change_records(&self) -> Result<Vec<ChangeRecord>, StoreError> {
-        let mut r: Vec<ChangeRecord> = self.scan_json(Space::ChangeRecords, Range::all())?;
+        let mut r: Vec<ChangeRecord> = self
+            .scan_json::<ingest::StoredRecord>(Space::ChangeRecords, Range::all())?
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
         r.sort_by_key(|c| c.detected_at);
         Ok(r)
     }
 
     fn get_change_record(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
-        self.get_json(Space::ChangeRecords, id.as_bytes())
+        Ok(self
+            .get_json::<ingest::StoredRecord>(Space::ChangeRecords, id.as_bytes())?
+            .map(|s| s.record))
     }
 
     fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
@@ -637,11 +673,11 @@ impl Store for Cmdb {
     }
 
     fn feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        self.numbered_after(Space::Feed, cursor, limit)
+        self.do_feed_since(cursor, limit)
     }
 
     fn feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {
-        self.get_json(Space::Feed, &cursor.to_be_bytes())
+        self.do_feed_event(cursor)
     }
 
     fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
@@ -678,5 +714,35 @@ impl Store for Cmdb {
 
     fn touch_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.do_touch_api_token(id, at)
+    }
+}
+
+/// Live records and bytes of one key space (what `census-collector stats` prints).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SpaceStats {
+    pub space: &'static str,
+    pub records: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+}
+
+impl Cmdb {
+    /// Records and live bytes per key space (a full scan: an admin's question, not ingest's).
+    pub fn space_stats(&self) -> Result<Vec<SpaceStats>, StoreError> {
+        let mut out = Vec::with_capacity(Space::ALL.len());
+        for space in Space::ALL {
+            let mut s = SpaceStats {
+                space: space.name(),
+                ..Default::default()
+            };
+            self.backend.scan(space, Range::all(), &mut |k, v| {
+                s.records += 1;
+                s.key_bytes += k.len() as u64;
+                s.value_bytes += v.len() as u64;
+                Ok(Flow::Continue)
+            })?;
+            out.push(s);
+        }
+        Ok(out)
     }
 }

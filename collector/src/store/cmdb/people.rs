@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::ingest::{decode_hot, outbox_key, QueuedEvent};
+use super::ingest::{decode_hot, outbox_key, revision_key, QueuedEvent, StoredRecord};
 use super::*;
 use crate::model::*;
 
@@ -188,29 +188,40 @@ impl Cmdb {
                 }
                 PeopleWrite::ReviewRecord { expected, record } => {
                     let Some(stored) =
-                        tx_json::<ChangeRecord, _>(tx, Space::ChangeRecords, record.id.as_bytes())?
+                        tx_json::<StoredRecord, _>(tx, Space::ChangeRecords, record.id.as_bytes())?
                     else {
                         return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
                             "change record {}",
                             record.id
                         ))));
                     };
-                    if stored != **expected {
+                    if stored.record != **expected {
                         return Err(Fail::Abort(PeopleWriteError::Stale(format!(
                             "change record {}",
                             record.id
                         ))));
                     }
+                    let revision = stored.revision + 1;
+                    tx_put_json(
+                        tx,
+                        Space::RecordRevisions,
+                        &revision_key(&record.id, stored.revision),
+                        &stored.record,
+                    )?;
                     tx_put_json(
                         tx,
                         Space::ChangeRecords,
                         record.id.as_bytes(),
-                        record.as_ref(),
+                        &StoredRecord {
+                            revision,
+                            record: record.as_ref().clone(),
+                        },
                     )?;
                     let event = QueuedEvent {
                         event_type: "change_record.reviewed".into(),
                         record_id: record.id.clone(),
                         at,
+                        revision,
                     };
                     tx_put_json(tx, Space::Outbox, &outbox, &event)?;
                 }

@@ -230,12 +230,12 @@ impl Cmdb {
             self.backend.as_ref(),
             Space::Reverse,
             &codec::num_key(num),
-            &mut |k, _| {
+            &mut |k, v| {
                 match codec::read_rev_key(k) {
-                    Some(RevEntry::Install { machine, .. })
-                        if install_machines.last() != Some(&machine) =>
-                    {
-                        install_machines.push(machine);
+                    Some(RevEntry::Postings { chunk, .. }) => {
+                        for offset in decode_postings(&shown(Space::Reverse, k), v)? {
+                            install_machines.push((chunk << CHUNK_BITS) | offset as u32);
+                        }
                     }
                     Some(RevEntry::Edge { machine, edge, .. }) => {
                         let m = self.load_machine(machine)?;
@@ -246,7 +246,7 @@ impl Cmdb {
                             });
                         }
                     }
-                    Some(RevEntry::Install { .. }) | None => {}
+                    None => {}
                 }
                 Ok(Flow::Continue)
             },
@@ -293,12 +293,11 @@ impl Cmdb {
             self.backend.as_ref(),
             Space::Reverse,
             &prefix,
-            &mut |k, _| {
-                if let Some(RevEntry::Install {
-                    variant, machine, ..
-                }) = codec::read_rev_key(k)
-                {
-                    pairs.push((machine, variant));
+            &mut |k, v| {
+                if let Some(RevEntry::Postings { variant, chunk, .. }) = codec::read_rev_key(k) {
+                    for offset in decode_postings(&shown(Space::Reverse, k), v)? {
+                        pairs.push(((chunk << CHUNK_BITS) | offset as u32, variant));
+                    }
                 }
                 Ok(Flow::Continue)
             },

@@ -1,0 +1,279 @@
+//! What a fleet costs the store: N computers with this machine's real inventory, ingested
+//! in-process through the real path (`Ingest::snapshot`: signed zstd bodies, verification,
+//! identification, reconciliation, drift, one transaction each), then D drift rounds of
+//! five package upgrades per computer. Prints ingest rates, bytes on disk per computer,
+//! the live bytes of every key space, and the history bytes one drift writes.
+//!
+//! usage: store-bench [--computers N] [--drifts D] [--threads T] [--dir PATH] [--keep]
+//!                    [--base inventory.json] [--bin DIR] [--cache-mb MB] [--engine sled|redb]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use census_collector::ingest::{Envelope, Ingest};
+use census_collector::model::EnrollmentToken;
+use census_collector::store::{SledStore, Store};
+use census_shared::{envelope, wire, AgentKeyPair, Snapshot};
+use chrono::Utc;
+
+mod inventory;
+
+/// The collector's allocator: this is the collector's ingest path, in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += std::os::unix::fs::MetadataExt::blocks(&m) * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+struct Agent {
+    key: AgentKeyPair,
+    id: String,
+    seq: u64,
+}
+
+fn send(ingest: &Ingest, a: &mut Agent, mut snap: Snapshot) -> Result<()> {
+    a.seq += 1;
+    snap.agent_id = a.id.clone();
+    snap.seq = a.seq;
+    snap.collected_at = Utc::now();
+    let body = wire::encode_body(&snap)?;
+    let signature = envelope::sign(
+        a.key.signing_key(),
+        &envelope::snapshot_fields(&a.id, a.seq, &body),
+    )?;
+    let env = Envelope {
+        agent_id: a.id.clone(),
+        seq: a.seq,
+        signature,
+    };
+    ingest
+        .snapshot(&env, Some("zstd"), &body, Utc::now())
+        .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
+    Ok(())
+}
+
+/// Runs `work(i, agent)` for every computer over `threads` threads; returns per second.
+fn phase(
+    agents: &mut [Agent],
+    threads: usize,
+    work: impl Fn(usize, &mut Agent) -> Result<()> + Sync,
+) -> Result<f64> {
+    let started = Instant::now();
+    let n = agents.len();
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| -> Result<()> {
+        let mut handles = Vec::new();
+        for (t, part) in agents.chunks_mut(chunk).enumerate() {
+            let work = &work;
+            handles.push(s.spawn(move || -> Result<()> {
+                for (k, a) in part.iter_mut().enumerate() {
+                    work(t * chunk + k, a)?;
+                }
+                Ok(())
+            }));
+        }
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a seeding thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut computers, mut drifts, mut threads) = (1000usize, 10usize, 2usize);
+    let mut dir = std::env::temp_dir().join(format!("census-store-bench-{}", std::process::id()));
+    let mut keep = false;
+    let mut base: Option<PathBuf> = None;
+    let mut bin = PathBuf::from("target/release");
+    let mut cache_mb: u64 = 256;
+    let mut engine = String::from("sled");
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--computers" => computers = value()?.parse()?,
+            "--drifts" => drifts = value()?.parse()?,
+            "--threads" => threads = value()?.parse()?,
+            "--dir" => dir = value()?.into(),
+            "--keep" => keep = true,
+            "--base" => base = Some(value()?.into()),
+            "--bin" => bin = value()?.into(),
+            "--cache-mb" => cache_mb = value()?.parse()?,
+            "--engine" => engine = value()?,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    let base: Snapshot = match base {
+        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
+        None => inventory::this_machine(&bin)?,
+    };
+    let packages = base.software.data().map(Vec::len).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(match engine.as_str() {
+        "sled" => SledStore::open_with_cache(&dir, cache_mb * 1024 * 1024)?,
+        "redb" => SledStore::open_redb(&dir, cache_mb * 1024 * 1024)?,
+        other => anyhow::bail!("--engine {other}: sled or redb"),
+    });
+    store.put_token(&EnrollmentToken {
+        id: "tok_bench".into(),
+        secret_hash: "bench-token".into(),
+        created_at: Utc::now(),
+        expires_at: Utc::now() + chrono::Duration::days(1),
+        max_uses: u32::MAX,
+        uses: 0,
+        revoked_at: None,
+        note: None,
+    })?;
+    let mut agents = Vec::with_capacity(computers);
+    for i in 0..computers {
+        let key = AgentKeyPair::generate();
+        let id = format!("agt_bench{i:07}");
+        store
+            .enroll(
+                "bench-token",
+                &census_collector::model::Agent::enrolled(
+                    id.clone(),
+                    key.public().to_text(),
+                    "bench".into(),
+                    Default::default(),
+                    Utc::now(),
+                ),
+                Utc::now(),
+            )
+            .map_err(|e| anyhow::anyhow!("enroll: {e}"))?;
+        agents.push(Agent { key, id, seq: 0 });
+    }
+    let ingest = Ingest::new(store.clone() as Arc<dyn Store>);
+    // The collector's group commit: flush again as soon as the last flush returns, so
+    // every commit is made durable within one flush, as before an ack.
+    let flushing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flusher = {
+        let (store, flushing) = (store.clone(), flushing.clone());
+        std::thread::spawn(move || -> Result<usize> {
+            let mut flushes = 0;
+            while flushing.load(std::sync::atomic::Ordering::Relaxed) {
+                store.flush()?;
+                flushes += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(flushes)
+        })
+    };
+    println!(
+        "{computers} computers x {packages} packages, {drifts} drifts of 5 upgrades, {threads} threads, in-process, {engine}"
+    );
+    println!("| phase | snapshots | per second |");
+    println!("|---|---:|---:|");
+    let rate = phase(&mut agents, threads, |i, a| {
+        send(&ingest, a, inventory::vary(&base, i, 0))
+    })?;
+    println!("| first inventories | {computers} | {rate:.0} |");
+    // The collector's sequencer numbers queued feed events every second.
+    store.sequence_events(usize::MAX)?;
+    store.flush()?;
+    let after_first = store.size_on_disk()?;
+    let steps_after_first = step_bytes(&store)?;
+    for round in 1..=drifts {
+        let rate = phase(&mut agents, threads, |i, a| {
+            send(&ingest, a, inventory::vary(&base, i, round))
+        })?;
+        println!("| drift round {round} (5 upgrades each) | {computers} | {rate:.0} |");
+        store.sequence_events(usize::MAX)?;
+    }
+    flushing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let flushes = flusher
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flusher panicked"))??;
+    store.flush()?;
+    let steps_after = step_bytes(&store)?;
+    let on_disk = store.size_on_disk()?;
+    let du_bytes = du(&dir);
+    println!();
+    println!(
+        "store after first inventories: {:.1} MB ({:.1} KB per computer)",
+        after_first as f64 / 1e6,
+        after_first as f64 / computers as f64 / 1e3
+    );
+    println!(
+        "store after {drifts} drifts: {:.1} MB on disk by sled's count, {:.1} MB by du: {:.1} KB per computer",
+        on_disk as f64 / 1e6,
+        du_bytes as f64 / 1e6,
+        du_bytes.max(on_disk) as f64 / computers as f64 / 1e3
+    );
+    if drifts > 0 {
+        println!(
+            "history written per drift (one step, 5 upgrades): {:.0} bytes",
+            (steps_after - steps_after_first) as f64 / (computers * drifts) as f64
+        );
+    }
+    println!(
+        "peak RSS: {} MiB; {flushes} group flushes",
+        status_kib("VmHWM:") / 1024
+    );
+    println!();
+    println!("| key space | records | key bytes | value bytes | per computer |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut live = 0;
+    for s in store.space_stats()? {
+        if s.records == 0 {
+            continue;
+        }
+        let bytes = s.key_bytes + s.value_bytes;
+        live += bytes;
+        println!(
+            "| {} | {} | {} | {} | {:.0} |",
+            s.space,
+            s.records,
+            s.key_bytes,
+            s.value_bytes,
+            bytes as f64 / computers as f64
+        );
+    }
+    println!(
+        "| all (live keys and values) | | | {live} | {:.0} |",
+        live as f64 / computers as f64
+    );
+    drop(ingest);
+    drop(store);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+fn step_bytes(store: &SledStore) -> Result<u64> {
+    Ok(store
+        .space_stats()?
+        .into_iter()
+        .filter(|s| s.space == census_collector::store::backend::Space::Steps.name())
+        .map(|s| s.key_bytes + s.value_bytes)
+        .sum())
+}
