@@ -525,11 +525,7 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
             put(&mut edge, "source", sw.source.clone());
             put(&mut edge, "publisher", sw.publisher.clone());
             put(&mut edge, "source_package", sw.source_package.clone());
-            put(
-                &mut edge,
-                "install_date",
-                sw.install_date.map(install_date),
-            );
+            put(&mut edge, "install_date", sw.install_date.map(install_date));
             let base = format!("{}/{}", sw.source, sw.arch.as_deref().unwrap_or(""));
             let mut key = RelKey {
                 from: cid.into(),

@@ -305,7 +305,11 @@ impl VariantRec {
     }
 
     /// The edge attributes back, as they were given.
-    pub fn edge_attributes(&self, install_date: Option<(i64, u32)>, extra: &AttrList) -> Attributes {
+    pub fn edge_attributes(
+        &self,
+        install_date: Option<(i64, u32)>,
+        extra: &AttrList,
+    ) -> Attributes {
         let mut a: Attributes = VARIANT_FIELDS
             .iter()
             .zip(self.fields())
@@ -623,7 +627,10 @@ pub fn postings_key(product: u32, variant: u32, chunk: u32) -> [u8; 13] {
 }
 
 pub fn chunk_of(machine: u32) -> (u32, u16) {
-    (machine >> CHUNK_BITS, (machine & (CHUNK_SLOTS as u32 - 1)) as u16)
+    (
+        machine >> CHUNK_BITS,
+        (machine & (CHUNK_SLOTS as u32 - 1)) as u16,
+    )
 }
 
 const LIST: u8 = 0;
@@ -909,7 +916,13 @@ mod tests {
         }
         // A variant on every computer of a chunk costs a bit each.
         assert_eq!(encode_postings(&(0..4096).collect::<Vec<u16>>()).len(), 513);
-        for bad in [&[2u8][..], &[0, 0], &[0, 0x80], &[1, 1], &[0, 0xff, 0xff, 0xff]] {
+        for bad in [
+            &[2u8][..],
+            &[0, 0],
+            &[0, 0x80],
+            &[1, 1],
+            &[0, 0xff, 0xff, 0xff],
+        ] {
             assert!(decode_postings("t", bad).is_err(), "{bad:?}");
         }
     }

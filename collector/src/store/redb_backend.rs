@@ -26,6 +26,11 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+type Entry<'a> = (
+    redb::AccessGuard<'a, &'static [u8]>,
+    redb::AccessGuard<'a, &'static [u8]>,
+);
+
 fn table(space: Space) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(space.name())
 }
@@ -37,7 +42,12 @@ fn index(space: Space) -> usize {
 impl RedbBackend {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let path = dir.join(FILE);
+        Self::open_file(&dir.join(FILE), cache_bytes)
+    }
+
+    pub fn open_file(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let dir = path.parent().unwrap_or(Path::new("."));
         let db = Database::builder()
             .set_cache_size(cache_bytes as usize)
             .create(&path)
@@ -68,7 +78,10 @@ struct RedbTx<'t> {
 }
 
 impl<'t> RedbTx<'t> {
-    fn table(&mut self, space: Space) -> Result<&mut Table<'t, &'static [u8], &'static [u8]>, TxError> {
+    fn table(
+        &mut self,
+        space: Space,
+    ) -> Result<&mut Table<'t, &'static [u8], &'static [u8]>, TxError> {
         let slot = &mut self.tables[index(space)];
         if slot.is_none() {
             *slot = Some(
@@ -109,7 +122,12 @@ impl Backend for RedbBackend {
         Ok(t.get(key).map_err(io)?.map(|g| g.value().to_vec()))
     }
 
-    fn scan(&self, space: Space, range: Range<'_>, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        space: Space,
+        range: Range<'_>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let t = tx.open_table(table(space)).map_err(io)?;
         let lower = match range.from {
@@ -121,7 +139,7 @@ impl Backend for RedbBackend {
             None => Bound::Unbounded,
         };
         let iter = t.range::<&[u8]>((lower, upper)).map_err(io)?;
-        let mut step = |r: Result<(redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| {
+        let mut step = |r: Result<Entry<'_>, redb::StorageError>| {
             let (k, v) = r.map_err(io)?;
             visit(k.value(), v.value())
         };
@@ -196,6 +214,9 @@ impl Backend for RedbBackend {
     fn flush(&self) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(io)?;
         tx.set_durability(Durability::Immediate).map_err(io)?;
+        // The allocator state goes with every durable commit, so opening after a kill -9
+        // does not walk the whole file to rebuild it.
+        tx.set_quick_repair(true);
         tx.commit().map_err(io)
     }
 

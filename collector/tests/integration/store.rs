@@ -1,43 +1,57 @@
-//! The Store contract, on the embedded sled backend. A second backend must pass these too.
+//! The Store contract: one conformance suite that every backend passes. Each test is a
+//! function of the engine; `conformance!` at the end runs it on redb (the embedded
+//! default) and on sled.
 
 use census_collector::model::*;
+use census_collector::store::backend::Space;
 use census_collector::store::*;
 use chrono::{Duration, Utc};
 
-fn dir(name: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("census-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    Redb,
+    Sled,
+}
+
+impl Engine {
+    fn dir(self, name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "census-store-{name}-{self:?}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+
+    fn try_open(self, d: &std::path::Path) -> Result<Cmdb, StoreError> {
+        match self {
+            Engine::Redb => Cmdb::open(d),
+            Engine::Sled => Cmdb::open_sled(d, DEFAULT_CACHE_BYTES),
+        }
+    }
+
+    fn open(self, d: &std::path::Path) -> Cmdb {
+        self.try_open(d).unwrap()
+    }
 }
 
 /// Opens a store that was just dropped: sled releases its file lock when its background
 /// flusher has stopped, a moment after the drop (regression: `newer_schema_is_refused...`
 /// saw `Locked` instead of the refusal now and then).
-fn reopen(d: &std::path::Path) -> SledStore {
+fn reopen(engine: Engine, d: &std::path::Path) -> Result<Cmdb, StoreError> {
     for _ in 0..100 {
-        match SledStore::open(d) {
+        match engine.try_open(d) {
             Err(StoreError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(50)),
-            other => return other.unwrap(),
-        }
-    }
-    panic!("{} stayed locked", d.display())
-}
-
-/// The same for sled itself, to edit a store as an older collector left it.
-fn reopen_raw(d: &std::path::Path) -> sled::Db {
-    for _ in 0..100 {
-        match sled::open(d) {
-            Ok(db) => return db,
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            other => return other,
         }
     }
     panic!("{} stayed locked", d.display())
 }
 
 /// A fresh store with one enrolled agent, `a1`, at seq 0.
-fn store_with_agent_a1(name: &str) -> (SledStore, std::path::PathBuf) {
-    let d = dir(name);
-    let s = SledStore::open(&d).unwrap();
+fn store_with_agent_a1(engine: Engine, name: &str) -> (Cmdb, std::path::PathBuf) {
+    let d = engine.dir(name);
+    let s = engine.open(&d);
     s.put_token(&token("h", 1, 3600)).unwrap();
     s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
     (s, d)
@@ -66,28 +80,15 @@ fn agent(id: &str, key: &str) -> Agent {
     )
 }
 
-#[test]
-fn newer_schema_is_refused_with_a_clear_message() {
-    let d = dir("schema");
-    drop(SledStore::open(&d).unwrap());
-    {
-        let db = reopen_raw(&d);
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &99u32.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
-    }
-    // Past sled's lock release after the drop, the refusal itself.
-    let err = (0..100)
-        .find_map(|_| match SledStore::open(&d) {
-            Err(StoreError::Locked(_)) => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                None
-            }
-            other => Some(other.err().expect("refused")),
-        })
-        .expect("the store stayed locked");
+fn newer_schema_is_refused_with_a_clear_message(engine: Engine) {
+    let d = engine.dir("schema");
+    let s = engine.open(&d);
+    s.backend()
+        .put(Space::Meta, b"schema_version", &99u32.to_be_bytes())
+        .unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let err = reopen(engine, &d).err().expect("refused");
     assert!(matches!(
         err,
         StoreError::NewerSchema {
@@ -99,10 +100,9 @@ fn newer_schema_is_refused_with_a_clear_message() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn enroll_is_atomic_and_counts_uses() {
-    let d = dir("enroll");
-    let s = SledStore::open(&d).unwrap();
+fn enroll_is_atomic_and_counts_uses(engine: Engine) {
+    let d = engine.dir("enroll");
+    let s = engine.open(&d);
     s.put_token(&token("h1", 1, 3600)).unwrap();
     assert_eq!(
         s.enroll("nope", &agent("a0", "k0"), Utc::now()),
@@ -139,9 +139,8 @@ fn enroll_is_atomic_and_counts_uses() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn ingest_commit_is_compare_and_set_on_seq() {
-    let (s, d) = store_with_agent_a1("cas");
+fn ingest_commit_is_compare_and_set_on_seq(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "cas");
     let ci = Ci {
         id: "cmp_1".into(),
         class: CiClass::Computer,
@@ -216,9 +215,8 @@ fn ingest_commit_is_compare_and_set_on_seq() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn revoked_agent_cannot_commit() {
-    let (s, d) = store_with_agent_a1("revoked");
+fn revoked_agent_cannot_commit(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "revoked");
     assert!(s.revoke_agent("a1", Utc::now()).unwrap());
     let c = IngestCommit {
         agent_id: "a1".into(),
@@ -238,9 +236,8 @@ fn revoked_agent_cannot_commit() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn heartbeat_is_compare_and_set_and_visible_on_the_agent() {
-    let (s, d) = store_with_agent_a1("heartbeat");
+fn heartbeat_is_compare_and_set_and_visible_on_the_agent(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "heartbeat");
     s.commit_heartbeat("a1", 0, 1, Utc::now()).unwrap();
     let at = Utc::now();
     s.commit_heartbeat("a1", 1, 2, at).unwrap();
@@ -280,7 +277,8 @@ fn heartbeat_is_compare_and_set_and_visible_on_the_agent() {
     assert_eq!(s.list_agents().unwrap()[0].last_seq, 3);
     drop(s);
     assert_eq!(
-        SledStore::open(&d)
+        engine
+            .try_open(&d)
             .unwrap()
             .get_agent("a1")
             .unwrap()
@@ -334,8 +332,8 @@ fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationshi
 /// Edges and CIs for a product query: 40 computers with openssl in three versions, every
 /// fifth with the i386 package too, every seventh retired, committed through
 /// `commit_ingest` like ingest does.
-fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
-    let (s, d) = store_with_agent_a1(name);
+fn package_fleet(engine: Engine, name: &str) -> (Cmdb, std::path::PathBuf) {
+    let (s, d) = store_with_agent_a1(engine, name);
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let versions = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"];
     for i in 0..40u64 {
@@ -364,9 +362,8 @@ fn package_fleet(name: &str) -> (SledStore, std::path::PathBuf) {
     (s, d)
 }
 
-#[test]
-fn reverse_edges_carry_the_same_attributes_as_the_forward_ones() {
-    let (s, d) = package_fleet("rev-attrs");
+fn reverse_edges_carry_the_same_attributes_as_the_forward_ones(engine: Engine) {
+    let (s, d) = package_fleet(engine, "rev-attrs");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let to = s.relationships_to(&product).unwrap();
     assert_eq!(to.len(), 48);
@@ -377,9 +374,8 @@ fn reverse_edges_carry_the_same_attributes_as_the_forward_ones() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn installs_of_lists_every_install_and_each_variant_once() {
-    let (s, d) = package_fleet("installs-of");
+fn installs_of_lists_every_install_and_each_variant_once(engine: Engine) {
+    let (s, d) = package_fleet(engine, "installs-of");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let got = s.installs_of(&product).unwrap();
     let edges = s.relationships_to(&product).unwrap();
@@ -406,30 +402,11 @@ fn installs_of_lists_every_install_and_each_variant_once() {
         ProductInstalls::default()
     );
     drop(s);
-    // Reverse entries written before they carried attributes are empty: the edge is read.
-    {
-        let db = reopen_raw(&d);
-        let rev = db.open_tree("rels_rev").unwrap();
-        for k in rev.iter().keys().step_by(2) {
-            rev.insert(k.unwrap(), Vec::<u8>::new()).unwrap();
-        }
-        db.flush().unwrap();
-    }
-    let s = reopen(&d);
-    let old = s.installs_of(&product).unwrap();
-    let resolve = |p: &ProductInstalls| -> Vec<(String, Attributes)> {
-        p.installs
-            .iter()
-            .map(|(c, v)| (c.clone(), p.variants[*v].clone()))
-            .collect()
-    };
-    assert_eq!(resolve(&old), resolve(&got));
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan() {
-    let (s, d) = store_with_agent_a1("installs-big");
+fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "installs-big");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     // Enough computers that the slices are read on several threads, with real ids.
     let puts: Vec<Relationship> = (0..3000)
@@ -468,12 +445,11 @@ fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn edge_counts_follow_new_replaced_and_deleted_edges() {
-    let (s, d) = package_fleet("edge-counts");
+fn edge_counts_follow_new_replaced_and_deleted_edges(engine: Engine) {
+    let (s, d) = package_fleet(engine, "edge-counts");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let other = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["curl"]);
-    let counted = |s: &SledStore, id: &str| s.relationships_from_page(id, 1).unwrap().1;
+    let counted = |s: &Cmdb, id: &str| s.relationships_from_page(id, 1).unwrap().1;
     assert_eq!(counted(&s, "cmp_000"), 2, "amd64 and i386");
     assert_eq!(counted(&s, "cmp_001"), 1);
     let mut seq = 40;
@@ -515,43 +491,62 @@ fn edge_counts_follow_new_replaced_and_deleted_edges() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn consistency_check_names_every_derived_record_that_disagrees() {
+fn consistency_check_names_every_derived_record_that_disagrees(engine: Engine) {
     use census_collector::store::backend::Space;
-    let (s, d) = package_fleet("check");
+    let (s, d) = package_fleet(engine, "check");
     let clean = s.check_consistency().unwrap();
     assert_eq!(
         (clean.cis, clean.edges, clean.problems_total),
         (40, 48, 0),
         "{clean:?}"
     );
-    drop(s);
-    {
-        let db = reopen_raw(&d);
-        let summaries = db.open_tree(Space::Summaries.name()).unwrap();
-        let (k, _) = summaries.iter().next().unwrap().unwrap();
-        // A summary with another name: raw tag 0, then postcard of (id, name, status).
-        summaries
-            .insert(k, &b"\x00\x07cmp_000\x07renamed\x00"[..])
-            .unwrap();
-        let rev = db.open_tree(Space::Reverse.name()).unwrap();
-        let first = rev.iter().keys().next().unwrap().unwrap();
-        rev.remove(first).unwrap();
-        rev.insert([0u8, 0, 0, 99, 1, 0, 0, 0, 1, 0, 0, 0, 1], &b""[..])
-            .unwrap();
-        let steps = db.open_tree(Space::Steps.name()).unwrap();
-        let (newest, _) = steps.iter().next_back().unwrap().unwrap();
-        steps.remove(newest).unwrap();
-        db.flush().unwrap();
-    }
-    let s = reopen(&d);
+    let b = s.backend();
+    let first_key = |space: Space| {
+        let mut first = None;
+        b.scan(space, backend::Range::all(), &mut |k, _| {
+            first = Some(k.to_vec());
+            Ok(backend::Flow::Stop)
+        })
+        .unwrap();
+        first.unwrap()
+    };
+    // A summary with another name: raw tag 0, then postcard of (id, name, status).
+    b.put(
+        Space::Summaries,
+        &first_key(Space::Summaries),
+        b"\x00\x07cmp_000\x07renamed\x00",
+    )
+    .unwrap();
+    // A computer taken out of the postings it belongs to, and postings nobody owns.
+    let postings = first_key(Space::Reverse);
+    let offsets =
+        codec::decode_postings("t", &b.get(Space::Reverse, &postings).unwrap().unwrap()).unwrap();
+    b.put(
+        Space::Reverse,
+        &postings,
+        &codec::encode_postings(&offsets[1..]),
+    )
+    .unwrap();
+    b.put(
+        Space::Reverse,
+        &codec::postings_key(99, 1, 0),
+        &codec::encode_postings(&[7]),
+    )
+    .unwrap();
+    let mut newest = None;
+    b.scan(Space::Steps, backend::Range::all().rev(), &mut |k, _| {
+        newest = Some(k.to_vec());
+        Ok(backend::Flow::Stop)
+    })
+    .unwrap();
+    b.delete(Space::Steps, &newest.unwrap()).unwrap();
     let report = s.check_consistency().unwrap();
     assert_eq!(report.problems_total, 4, "{report:?}");
     let all = report.problems.join("\n");
     for expected in [
         "not the name and status of cmp_",
-        "v3_reverse/Some(Install { product: 99, variant: 1, machine: 1 }): no such edge",
-        ": missing",
+        "v3_reverse: computer 7 is in the postings of variant 1 of product 99",
+        "but is not in its postings",
         "the newest step of cmp_",
     ] {
         assert!(all.contains(expected), "{expected} not in {all}");
@@ -560,9 +555,8 @@ fn consistency_check_names_every_derived_record_that_disagrees() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn consistency_check_during_ingest_sees_no_half_applied_commit() {
-    let (s, d) = package_fleet("check-live");
+fn consistency_check_during_ingest_sees_no_half_applied_commit(engine: Engine) {
+    let (s, d) = package_fleet(engine, "check-live");
     let s = std::sync::Arc::new(s);
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let writer = {
@@ -600,14 +594,13 @@ fn consistency_check_during_ingest_sees_no_half_applied_commit() {
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn ci_summaries_follow_every_ci_write() {
-    let (s, d) = package_fleet("summaries");
+fn ci_summaries_follow_every_ci_write(engine: Engine) {
+    let (s, d) = package_fleet(engine, "summaries");
     let retire = s.get_ci("cmp_001").unwrap().unwrap();
     assert!(s
         .set_ci_status("cmp_001", retire.version, CiStatus::Retired, Utc::now())
         .unwrap());
-    let check = |s: &SledStore| {
+    let check = |s: &Cmdb| {
         for ci in s.list_cis(Some(CiClass::Computer)).unwrap() {
             let summary = s.ci_summary(&ci.id).unwrap().unwrap();
             assert_eq!((summary.name, summary.status), (ci.name, ci.status));
@@ -620,14 +613,13 @@ fn ci_summaries_follow_every_ci_write() {
     );
     assert_eq!(s.ci_summary("cmp_nope").unwrap(), None);
     drop(s);
-    check(&reopen(&d));
+    check(&reopen(engine, &d).unwrap());
     let _ = std::fs::remove_dir_all(d);
 }
 
-#[test]
-fn package_query_fast_path_answers_like_the_general_path() {
+fn package_query_fast_path_answers_like_the_general_path(engine: Engine) {
     use census_collector::query::{self, filter, Query, Sort};
-    let (s, d) = package_fleet("pkg-fast");
+    let (s, d) = package_fleet(engine, "pkg-fast");
     let run = |text: &str, sort: &str, after: Option<(serde_json::Value, String)>| {
         query::run(
             &s,
@@ -673,3 +665,37 @@ fn package_query_fast_path_answers_like_the_general_path() {
     }
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// Every contract test, on every engine.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Redb)
+            })*
+        }
+        mod sled {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Sled)
+            })*
+        }
+    };
+}
+
+conformance!(
+    newer_schema_is_refused_with_a_clear_message,
+    enroll_is_atomic_and_counts_uses,
+    ingest_commit_is_compare_and_set_on_seq,
+    revoked_agent_cannot_commit,
+    heartbeat_is_compare_and_set_and_visible_on_the_agent,
+    reverse_edges_carry_the_same_attributes_as_the_forward_ones,
+    installs_of_lists_every_install_and_each_variant_once,
+    installs_of_a_product_on_thousands_of_computers_reads_like_one_scan,
+    edge_counts_follow_new_replaced_and_deleted_edges,
+    consistency_check_names_every_derived_record_that_disagrees,
+    consistency_check_during_ingest_sees_no_half_applied_commit,
+    ci_summaries_follow_every_ci_write,
+    package_query_fast_path_answers_like_the_general_path,
+);

@@ -64,7 +64,7 @@ impl Cmdb {
     /// Restores a backup into `dir`, which must not hold a store. The checksum is verified
     /// before the store is kept; on any error the partial store is removed.
     pub fn restore(dir: &Path, input: &mut dyn std::io::Read) -> Result<BackupSummary, StoreError> {
-        if dir.join("conf").exists() || dir.join("db").exists() {
+        if migrate::holds_sled(dir) || dir.join(crate::store::redb_backend::FILE).exists() {
             return Err(StoreError::Io(format!(
                 "{} already holds a store; restore into an empty data directory",
                 dir.display()

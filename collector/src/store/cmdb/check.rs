@@ -81,11 +81,7 @@ impl Cmdb {
                 return Err(e);
             }
             expected_rev.extend(keys);
-            expected_postings.extend(
-                m.install_variants()
-                    .into_iter()
-                    .map(|(p, v)| (p, v, num)),
-            );
+            expected_postings.extend(m.install_variants().into_iter().map(|(p, v)| (p, v, num)));
             // The newest step is the one the record counts; none lies beyond it.
             let steps = m.rec.steps;
             if steps > 0
@@ -122,11 +118,44 @@ impl Cmdb {
             }
         }
         let mut stored_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut stored_postings: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
+        let mut unreadable = Vec::new();
         self.backend
-            .scan(Space::Reverse, Range::all(), &mut |k, _| {
-                stored_rev.insert(k.to_vec());
+            .scan(Space::Reverse, Range::all(), &mut |k, v| {
+                match codec::read_rev_key(k) {
+                    Some(RevEntry::Postings {
+                        product,
+                        variant,
+                        chunk,
+                    }) => match decode_postings("postings", v) {
+                        Ok(offsets) => stored_postings.extend(
+                            offsets
+                                .into_iter()
+                                .map(|o| (product, variant, (chunk << CHUNK_BITS) | o as u32)),
+                        ),
+                        Err(e) => unreadable.push(format!("{:?}: {e}", codec::read_rev_key(k))),
+                    },
+                    _ => {
+                        stored_rev.insert(k.to_vec());
+                    }
+                }
                 Ok(Flow::Continue)
             })?;
+        for u in unreadable {
+            report.problem(format!("{}/{u}", Space::Reverse.name()));
+        }
+        for (p, v, m) in expected_postings.difference(&stored_postings) {
+            report.problem(format!(
+                "{}: computer {m} installs variant {v} of product {p} but is not in its postings",
+                Space::Reverse.name()
+            ));
+        }
+        for (p, v, m) in stored_postings.difference(&expected_postings) {
+            report.problem(format!(
+                "{}: computer {m} is in the postings of variant {v} of product {p} but does not install it",
+                Space::Reverse.name()
+            ));
+        }
         let shown_rev =
             |k: &[u8]| format!("{}/{:?}", Space::Reverse.name(), codec::read_rev_key(k));
         for k in expected_rev.difference(&stored_rev) {

@@ -25,13 +25,13 @@ struct FeedEntry {
 #[serde(untagged)]
 enum StoredFeed {
     Entry(FeedEntry),
-    Copied(FeedEvent),
+    Copied(Box<FeedEvent>),
 }
 
 impl Cmdb {
     fn feed_event_of(&self, key: &[u8], bytes: &[u8]) -> Result<Option<FeedEvent>, StoreError> {
         let entry = match codec::decode_json::<StoredFeed>(&shown(Space::Feed, key), bytes)? {
-            StoredFeed::Copied(e) => return Ok(Some(e)),
+            StoredFeed::Copied(e) => return Ok(Some(*e)),
             StoredFeed::Entry(e) => e,
         };
         let current: Option<StoredRecord> =
@@ -51,7 +51,11 @@ impl Cmdb {
         }))
     }
 
-    pub(crate) fn do_feed_since(&self, cursor: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+    pub(crate) fn do_feed_since(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
         let from = cursor.saturating_add(1).to_be_bytes();
         let mut out = Vec::new();
         if limit == 0 {

@@ -1,32 +1,168 @@
-//! Schema 1 and 2 (JSON CI records, every edge twice, a full copy of a CI per version) to
-//! schema 3 (compact computer records, interned variants, history steps).
+//! A sled store of schema 1 or 2 (JSON CI records, every edge twice, a full copy of a CI
+//! per version) into a redb store of schema 3 (compact computer records, interned variants,
+//! history steps); a sled store of schema 3 is copied space by space.
 //!
-//! Crash safety: the new spaces are filled while the old trees stay as they are and the
-//! schema version still says 2; only when everything is written and flushed does the
-//! version become 3, and only then are the old trees dropped. A migration interrupted
-//! before the flip starts again from scratch at the next open (old store); one interrupted
-//! after it finds version 3 and finishes dropping the old trees (new store). Never half.
+//! Crash safety: the new store is written to `census.redb.migrating` while the sled store
+//! stays as it is. Only when everything is written and flushed is the file renamed to
+//! `census.redb` (one atomic rename), and only then are sled's files removed. Interrupted
+//! before the rename, the next open finds the old store and starts again (the partial
+//! file is discarded); after it, the next open finds the new store and finishes removing
+//! the old files. Old or new, never half.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::model::*;
+use crate::store::redb_backend::RedbBackend;
 
-/// Trees of schema 2 that schema 3 replaces.
-const LEGACY_TREES: [&str; 7] = [
-    "cis",
-    "ci_summaries",
-    "rels",
-    "rels_rev",
-    "rel_counts",
-    "history",
-    "seen",
+/// Trees of schema 2 that schema 3 keeps byte for byte (their names are the spaces').
+const KEPT_TREES: [Space; 21] = [
+    Space::Meta,
+    Space::EnrollmentTokens,
+    Space::Agents,
+    Space::AgentKeys,
+    Space::AgentState,
+    Space::Evidence,
+    Space::Identity,
+    Space::Conflicts,
+    Space::ChangeRecords,
+    Space::Removals,
+    Space::Users,
+    Space::ApiTokens,
+    Space::NoiseRules,
+    Space::PlannedChanges,
+    Space::Audit,
+    Space::Outbox,
+    Space::Feed,
+    Space::Webhooks,
+    Space::Deliveries,
+    Space::RecordRevisions,
+    Space::Seen,
 ];
 
-/// Meta keys of schema 3 that a restarted migration must forget.
-const V3_META: [&[u8]; 2] = [b"next_num", b"next_variant"];
+/// Records per transaction when copying a space.
+const COPY_BATCH: usize = 10_000;
+
+/// The files sled keeps in a store directory.
+const SLED_FILES: [&str; 3] = ["conf", "db", "blobs"];
+
+pub(crate) fn holds_sled(dir: &Path) -> bool {
+    SLED_FILES[..2].iter().any(|f| dir.join(f).exists())
+}
+
+/// Removes sled's files from a store directory that a migration has finished with.
+pub(crate) fn remove_sled_files(dir: &Path) -> Result<(), StoreError> {
+    for f in SLED_FILES {
+        let p = dir.join(f);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(io)?;
+        } else if p.exists() {
+            std::fs::remove_file(&p).map_err(io)?;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("snap.") {
+                std::fs::remove_file(e.path()).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a sled tree into a space of the new store, in batches of transactions.
+fn copy_tree(tree: &sled::Tree, target: &Cmdb, space: Space) -> Result<usize, StoreError> {
+    let mut batch: Vec<(sled::IVec, sled::IVec)> = Vec::with_capacity(COPY_BATCH);
+    let mut copied = 0;
+    let mut write = |batch: &mut Vec<(sled::IVec, sled::IVec)>| -> Result<(), StoreError> {
+        transact::<(), StoreError>(target.backend.as_ref(), |tx| {
+            for (k, v) in batch.iter() {
+                tx.put(space, k, v)?;
+            }
+            Ok(())
+        })?;
+        copied += batch.len();
+        batch.clear();
+        Ok(())
+    };
+    for r in tree.iter() {
+        batch.push(r.map_err(io)?);
+        if batch.len() >= COPY_BATCH {
+            write(&mut batch)?;
+        }
+    }
+    write(&mut batch)?;
+    Ok(copied)
+}
+
+/// Moves the sled store in `dir` into a new redb store there (see the module's note on
+/// crash safety).
+pub(crate) fn sled_to_redb(dir: &Path, cache_bytes: u64) -> Result<(), StoreError> {
+    let sled = SledBackend::open(dir, cache_bytes)?;
+    let db = sled.db().clone();
+    let found = stored_schema(&db)?;
+    let Some(found) = found else {
+        // An empty sled directory (a store that never got its first write): nothing to keep.
+        drop(sled);
+        drop(db);
+        return remove_sled_files(dir);
+    };
+    if found > STORE_SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: STORE_SCHEMA_VERSION,
+        });
+    }
+    let partial = dir.join(MIGRATING_FILE);
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(io)?;
+    }
+    let target = Cmdb::over(Box::new(RedbBackend::open_file(&partial, cache_bytes)?));
+    let started = std::time::Instant::now();
+    tracing::info!(from = found, to = STORE_SCHEMA_VERSION, dir = %dir.display(), "store migration to redb starting");
+    if found < STORE_SCHEMA_VERSION {
+        for space in KEPT_TREES {
+            let n = copy_tree(&db.open_tree(space.name()).map_err(io)?, &target, space)?;
+            tracing::info!(space = space.name(), records = n, "store migration: copied");
+        }
+        for k in [&b"next_num"[..], b"next_variant"] {
+            target.backend.delete(Space::Meta, k)?;
+        }
+        to_current(&target, &db, found)?;
+    } else {
+        for space in Space::ALL {
+            copy_tree(&db.open_tree(space.name()).map_err(io)?, &target, space)?;
+        }
+    }
+    target.backend.put(
+        Space::Meta,
+        b"schema_version",
+        &STORE_SCHEMA_VERSION.to_be_bytes(),
+    )?;
+    target.backend.flush()?;
+    drop(target);
+    drop(sled);
+    drop(db);
+    std::fs::rename(&partial, dir.join(crate::store::redb_backend::FILE)).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    remove_sled_files(dir)?;
+    tracing::info!(
+        from = found,
+        to = STORE_SCHEMA_VERSION,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store migrated to redb"
+    );
+    Ok(())
+}
+
+/// The new store's file while a migration writes it.
+pub(crate) const MIGRATING_FILE: &str = "census.redb.migrating";
 
 pub(crate) fn stored_schema(db: &sled::Db) -> Result<Option<u32>, StoreError> {
     let meta = db.open_tree("meta").map_err(io)?;
@@ -39,16 +175,6 @@ pub(crate) fn stored_schema(db: &sled::Db) -> Result<Option<u32>, StoreError> {
             },
         )?))),
     }
-}
-
-pub(crate) fn drop_legacy_trees(db: &sled::Db) -> Result<(), StoreError> {
-    let names: BTreeSet<Vec<u8>> = db.tree_names().into_iter().map(|n| n.to_vec()).collect();
-    for t in LEGACY_TREES {
-        if names.contains(t.as_bytes()) {
-            db.drop_tree(t).map_err(io)?;
-        }
-    }
-    Ok(())
 }
 
 fn json<T: serde::de::DeserializeOwned>(tree: &str, k: &[u8], v: &[u8]) -> Result<T, StoreError> {
@@ -68,23 +194,10 @@ fn old_version(k: &[u8], v: &[u8]) -> Result<CiVersion, StoreError> {
     json("history", k, &raw)
 }
 
-/// Migrates an older store to the current schema, logging progress.
-pub(crate) fn to_current(store: &Cmdb, db: &sled::Db, found: u32) -> Result<(), StoreError> {
+/// Writes the computers, components, edges and history of an older sled store into
+/// `store` (schema 3), logging progress.
+fn to_current(store: &Cmdb, db: &sled::Db, found: u32) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
-    tracing::info!(
-        from = found,
-        to = STORE_SCHEMA_VERSION,
-        "store migration starting"
-    );
-    // A migration interrupted before its end left partial new spaces: start them again.
-    for space in Space::ALL {
-        if space.name().starts_with("v3_") {
-            store.backend.clear(space)?;
-        }
-    }
-    for k in V3_META {
-        store.backend.delete(Space::Meta, k)?;
-    }
     let open = |name: &str| db.open_tree(name).map_err(io);
     let cis_tree = open("cis")?;
     let rels_tree = open("rels")?;
@@ -215,15 +328,6 @@ pub(crate) fn to_current(store: &Cmdb, db: &sled::Db, found: u32) -> Result<(), 
             );
         }
     }
-    store.backend.flush()?;
-    store.backend.put(
-        Space::Meta,
-        b"schema_version",
-        &STORE_SCHEMA_VERSION.to_be_bytes(),
-    )?;
-    store.backend.flush()?;
-    drop_legacy_trees(db)?;
-    store.backend.flush()?;
     tracing::info!(
         from = found,
         to = STORE_SCHEMA_VERSION,
@@ -231,7 +335,7 @@ pub(crate) fn to_current(store: &Cmdb, db: &sled::Db, found: u32) -> Result<(), 
         shared = shared.len(),
         steps = steps_written,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "store migrated"
+        "store migration: computers and history written"
     );
     Ok(())
 }

@@ -39,7 +39,7 @@ pub struct Cmdb {
     cache: Cache,
 }
 
-/// The embedded default: the domain services over sled.
+/// The name the rest of the collector has always used for the embedded store.
 pub type SledStore = Cmdb;
 
 /// Mappings that never change once written (a CI id's number, a variant's number), kept in
@@ -166,23 +166,32 @@ impl Cmdb {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
 
+    /// Opens the store in `dir` with a page cache of at most `cache_bytes`: redb, the
+    /// embedded default. A sled store (any schema) is migrated into redb first.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let redb = dir.join(super::redb_backend::FILE);
+        if redb.exists() {
+            if migrate::holds_sled(dir) {
+                // A migration renamed its new store into place and stopped before it
+                // removed the old one.
+                migrate::remove_sled_files(dir)?;
+            }
+        } else if migrate::holds_sled(dir) {
+            migrate::sled_to_redb(dir, cache_bytes)?;
+        }
+        Self::open_redb(dir, cache_bytes)
+    }
+
+    /// Opens (or creates) a sled store of the current schema in `dir` (the conformance
+    /// suite and the benchmarks compare engines with it).
+    pub fn open_sled(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let sled = SledBackend::open(dir, cache_bytes)?;
-        let found = migrate::stored_schema(sled.db())?;
-        match found {
-            Some(v) if v > STORE_SCHEMA_VERSION => {
-                return Err(StoreError::NewerSchema {
-                    found: v,
-                    supported: STORE_SCHEMA_VERSION,
-                })
-            }
-            Some(v) if v < STORE_SCHEMA_VERSION => {
-                let db = sled.db().clone();
-                let store = Self::over(Box::new(sled));
-                migrate::to_current(&store, &db, v)?;
-                return Ok(store);
-            }
-            Some(_) => migrate::drop_legacy_trees(sled.db())?,
+        match migrate::stored_schema(sled.db())? {
+            Some(v) if v != STORE_SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                found: v,
+                supported: STORE_SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(Self::over(Box::new(sled))),
             None => {
                 sled.put(
                     Space::Meta,
@@ -190,9 +199,9 @@ impl Cmdb {
                     &STORE_SCHEMA_VERSION.to_be_bytes(),
                 )?;
                 sled.flush()?;
+                Ok(Self::over(Box::new(sled)))
             }
         }
-        Ok(Self::over(Box::new(sled)))
     }
 
     /// Opens (or creates) a store on redb in `dir`.
