@@ -662,6 +662,47 @@ pub fn encode_postings(offsets: &[u16]) -> Vec<u8> {
     bitmap
 }
 
+/// Adds or removes one computer in a stored chunk without rebuilding a bitmap: `None` when
+/// nothing changes, `Some(None)` when the chunk is now empty.
+pub fn update_postings(
+    what: &str,
+    stored: Option<&[u8]>,
+    offset: u16,
+    add: bool,
+) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    if let Some([BITMAP, rest @ ..]) = stored {
+        if rest.len() != BITMAP_BYTES {
+            return Err(corrupt(what, "not a posting chunk"));
+        }
+        let (byte, bit) = (1 + (offset as usize >> 3), 1u8 << (offset & 7));
+        let present = stored.is_some_and(|b| b[byte] & bit != 0);
+        if present == add {
+            return Ok(None);
+        }
+        if add {
+            let mut b = stored.map(<[u8]>::to_vec).unwrap_or_default();
+            b[byte] |= bit;
+            return Ok(Some(Some(b)));
+        }
+        // A removal may make the list form smaller again.
+        let mut offsets = decode_postings(what, stored.unwrap_or_default())?;
+        offsets.retain(|&o| o != offset);
+        return Ok(Some((!offsets.is_empty()).then(|| encode_postings(&offsets))));
+    }
+    let mut offsets = match stored {
+        Some(b) => decode_postings(what, b)?,
+        None => Vec::new(),
+    };
+    match (offsets.binary_search(&offset), add) {
+        (Err(at), true) => offsets.insert(at, offset),
+        (Ok(at), false) => {
+            offsets.remove(at);
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some((!offsets.is_empty()).then(|| encode_postings(&offsets))))
+}
+
 pub fn decode_postings(what: &str, bytes: &[u8]) -> Result<Vec<u16>, StoreError> {
     match bytes.split_first() {
         Some((&LIST, rest)) => {
@@ -924,6 +965,34 @@ mod tests {
             &[0, 0xff, 0xff, 0xff],
         ] {
             assert!(decode_postings("t", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn posting_updates_agree_with_rebuilding_the_chunk() {
+        let mut stored: Option<Vec<u8>> = None;
+        let mut model = std::collections::BTreeSet::new();
+        let mut rng = 7u64;
+        for _ in 0..20_000 {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let offset = ((rng >> 33) % 4096) as u16;
+            // Mostly adds, so the chunk turns into a bitmap and back as it fills and empties.
+            let add = (rng >> 20) % 10 < if model.len() < 3000 { 8 } else { 2 };
+            let changed = update_postings("t", stored.as_deref(), offset, add).unwrap();
+            let expected_change = if add {
+                model.insert(offset)
+            } else {
+                model.remove(&offset)
+            };
+            assert_eq!(changed.is_some(), expected_change);
+            if let Some(next) = changed {
+                stored = next;
+            }
+            let want: Vec<u16> = model.iter().copied().collect();
+            match &stored {
+                Some(b) => assert_eq!(decode_postings("t", b).unwrap(), want),
+                None => assert!(want.is_empty()),
+            }
         }
     }
 

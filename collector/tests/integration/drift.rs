@@ -781,3 +781,107 @@ fn stale_then_retired_without_drift_and_active_again_on_report() {
         0
     );
 }
+
+/// A computer's configuration as the full-copy model kept it: what `as_of` must give back.
+#[derive(Debug, Clone, PartialEq)]
+struct Configuration {
+    computer: (String, CiStatus, u64, Attributes),
+    relationships: Vec<Relationship>,
+    components: Vec<(String, CiClass, String, CiStatus, u64, Attributes)>,
+}
+
+fn configuration(computer: &Ci, relationships: &[Relationship], components: &[Ci]) -> Configuration {
+    let mut relationships: Vec<Relationship> = relationships
+        .iter()
+        .filter(|r| r.key.from == computer.id)
+        .cloned()
+        .collect();
+    relationships.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut components: Vec<_> = components
+        .iter()
+        .filter(|c| c.status != CiStatus::Retired)
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.class,
+                c.name.clone(),
+                c.status,
+                c.version,
+                c.attributes.clone(),
+            )
+        })
+        .collect();
+    components.sort_by(|a, b| a.0.cmp(&b.0));
+    Configuration {
+        computer: (
+            computer.name.clone(),
+            computer.status,
+            computer.version,
+            computer.attributes.clone(),
+        ),
+        relationships,
+        components,
+    }
+}
+
+/// One step of a random history: a snapshot, a second disk or not, and which section (if
+/// any) failed to collect this time.
+fn arb_history() -> impl Strategy<Value = Vec<(Snapshot, bool, u8)>> {
+    prop::collection::vec((arb_snapshot(), any::<bool>(), 0u8..6), 1..7)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// History is kept as undo steps; reading it back must give exactly what a store that
+    /// copied the whole computer at every version would give.
+    #[test]
+    fn as_of_equals_the_full_copy_model_at_every_time(history in arb_history()) {
+        let mut r = rig("history-model");
+        let t0 = Utc::now() - Duration::hours(1);
+        let mut expected: Vec<(DateTime<Utc>, Configuration)> = Vec::new();
+        for (i, (mut snap, second_disk, failed)) in history.into_iter().enumerate() {
+            let at = t0 + Duration::minutes(i as i64);
+            let mut disks = vec![census_shared::Disk {
+                name: "sda".into(),
+                serial: Some("S1".into()),
+                size_bytes: 100,
+                ..Default::default()
+            }];
+            if second_disk {
+                disks.push(census_shared::Disk {
+                    name: "sdb".into(),
+                    serial: Some("S2".into()),
+                    size_bytes: 200,
+                    ..Default::default()
+                });
+            }
+            snap.disks = Section::collected(disks);
+            match failed {
+                1 => snap.software = Section::failed("dpkg status unreadable"),
+                2 => snap.services = Section::failed("systemctl timed out"),
+                3 => snap.disks = Section::unsupported("no probe"),
+                _ => {}
+            }
+            r.send(snap, at);
+            let cid = r.store.get_agent(&r.agent_id).unwrap().unwrap().ci_id.unwrap();
+            let now = r.store.owned_state(&cid).unwrap();
+            let computer = now.computer.clone().unwrap();
+            expected.push((at, configuration(&computer, &now.relationships, &now.components)));
+        }
+        let cid = r.store.get_agent(&r.agent_id).unwrap().unwrap().ci_id.unwrap();
+        prop_assert!(r.store.as_of(&cid, t0 - Duration::seconds(1)).unwrap().is_none());
+        for (at, want) in &expected {
+            let when = *at + Duration::seconds(30);
+            let v = r.store.as_of(&cid, when).unwrap().expect("a version at that time");
+            let (_, components) = r.store.machine_as_of(&cid, when).unwrap().unwrap();
+            let got = configuration(&v.ci, &v.relationships, &components);
+            prop_assert_eq!(&got, want);
+        }
+        // One version per configuration the computer had, oldest first.
+        let versions: Vec<u64> = r.store.history(&cid).unwrap().iter().map(|v| v.version).collect();
+        let mut want: Vec<u64> = expected.iter().map(|(_, c)| c.computer.2).collect();
+        want.dedup();
+        prop_assert_eq!(versions, want);
+    }
+}

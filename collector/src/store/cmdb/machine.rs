@@ -496,21 +496,15 @@ impl Cmdb {
         let (chunk, offset) = chunk_of(e.num);
         for &(product, variant, add) in &e.postings {
             let key = postings_key(product, variant, chunk);
-            let mut offsets = match tx.get(Space::Reverse, &key)? {
-                Some(b) => decode_postings(&shown(Space::Reverse, &key), &b)?,
-                None => Vec::new(),
-            };
-            match (offsets.binary_search(&offset), add) {
-                (Err(at), true) => offsets.insert(at, offset),
-                (Ok(at), false) => {
-                    offsets.remove(at);
+            let stored = tx.get(Space::Reverse, &key)?;
+            match update_postings(&shown(Space::Reverse, &key), stored.as_deref(), offset, add)? {
+                None => {}
+                Some(None) => {
+                    tx.delete(Space::Reverse, &key)?;
                 }
-                _ => continue,
-            }
-            if offsets.is_empty() {
-                tx.delete(Space::Reverse, &key)?;
-            } else {
-                tx.put(Space::Reverse, &key, &encode_postings(&offsets))?;
+                Some(Some(bytes)) => {
+                    tx.put(Space::Reverse, &key, &bytes)?;
+                }
             }
         }
         if let Some((k, v)) = &e.step {
