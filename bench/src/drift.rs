@@ -127,14 +127,10 @@ fn main() -> anyhow::Result<()> {
         reconcile::desired(cid, &before, now),
         reconcile::desired(cid, &after, now),
     );
-    fn view<'a>(d: &'a reconcile::Desired, cid: &'a str) -> ConfigView<'a> {
-        ConfigView::build(
-            &d.attributes,
-            d.components.values(),
-            d.relationships.iter().filter(move |(k, _)| k.from == cid),
-        )
+    fn view(d: &reconcile::Desired) -> ConfigView<'_> {
+        ConfigView::build(&d.attributes, d.components.values(), d.installs.values())
     }
-    let (va, vb) = (view(&da, cid), view(&db, cid));
+    let (va, vb) = (view(&da), view(&db));
     let items = diff(&va, &vb);
     println!(
         "drift: {packages} packages, {} items from {changes} changes, {iters} iterations, one core\n",
@@ -145,11 +141,7 @@ fn main() -> anyhow::Result<()> {
     measure("diff (two prebuilt views)", iters, || diff(&va, &vb));
     let d = reconcile::desired(cid, &after, now);
     measure("build one view from a desired state", iters, || {
-        ConfigView::build(
-            &d.attributes,
-            d.components.values(),
-            d.relationships.iter().filter(|(k, _)| k.from == cid),
-        )
+        ConfigView::build(&d.attributes, d.components.values(), d.installs.values())
     });
     measure("desired state from a snapshot", iters, || {
         reconcile::desired(cid, &after, now)
@@ -166,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         computer: first.computer.clone(),
         components: first.ci_puts.clone(),
         relationships: first.relationship_puts.clone(),
+        installs: first.install_puts.clone(),
     };
     measure(
         "desired + plan incl. drift diff (ingest path)",

@@ -444,6 +444,8 @@ impl Ingest {
                 },
                 relationship_puts: plan.relationship_puts,
                 relationship_deletes: plan.relationship_deletes,
+                install_puts: plan.install_puts,
+                install_deletes: plan.install_deletes,
                 identity_claims: id.claims,
                 conflict: id.conflict,
                 supersedes: id.supersedes,

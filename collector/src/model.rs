@@ -201,6 +201,142 @@ pub struct Relationship {
     pub attributes: Attributes,
 }
 
+/// What an `installs` edge says about its package. Thousands of computers share each exact
+/// package (a variant), so the store keeps it once per fleet and hands out shared copies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Package {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub arch: Option<String>,
+    pub source: Option<String>,
+    pub publisher: Option<String>,
+    pub source_package: Option<String>,
+}
+
+impl Package {
+    /// The edge attributes a package holds, in this order.
+    pub const FIELDS: [&'static str; 6] = [
+        "name",
+        "version",
+        "arch",
+        "source",
+        "publisher",
+        "source_package",
+    ];
+
+    pub fn fields(&self) -> [&Option<String>; 6] {
+        [
+            &self.name,
+            &self.version,
+            &self.arch,
+            &self.source,
+            &self.publisher,
+            &self.source_package,
+        ]
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        Self::FIELDS
+            .iter()
+            .position(|f| *f == name)
+            .and_then(|i| self.fields()[i].as_deref())
+    }
+}
+
+/// One package installed on a computer: its `installs` edge, typed. Ingest, the plan, drift
+/// and the store work on this; [`Install::relationship`] is the edge people see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// The software product CI.
+    pub product: String,
+    /// Separates parallel installs of one product (libc6 for amd64 and for i386).
+    pub discriminator: String,
+    pub package: std::sync::Arc<Package>,
+    /// Whole seconds (agents report file times to the nanosecond; the fraction is noise).
+    pub installed_at: Option<DateTime<Utc>>,
+}
+
+impl Install {
+    pub fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "install_date" => self.installed_at.map(|t| t.to_rfc3339()),
+            _ => self.package.field(name).map(str::to_string),
+        }
+    }
+
+    /// The edge's attributes as the API shows them.
+    pub fn attributes(&self) -> Attributes {
+        let mut a: Attributes = Package::FIELDS
+            .iter()
+            .zip(self.package.fields())
+            .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
+            .collect();
+        if let Some(t) = self.installed_at {
+            a.insert("install_date".into(), Value::String(t.to_rfc3339()));
+        }
+        a
+    }
+
+    pub fn relationship(&self, from: &str) -> Relationship {
+        Relationship {
+            key: RelKey {
+                from: from.to_string(),
+                kind: RelKind::Installs,
+                to: self.product.clone(),
+                discriminator: self.discriminator.clone(),
+            },
+            attributes: self.attributes(),
+        }
+    }
+
+    /// An `installs` edge as an install; `None` for another kind of edge or an attribute
+    /// a package cannot hold (such an edge stays an edge).
+    pub fn from_relationship(r: &Relationship) -> Option<Install> {
+        if r.key.kind != RelKind::Installs {
+            return None;
+        }
+        let text = |k: &str| -> Option<Option<String>> {
+            match r.attributes.get(k) {
+                None => Some(None),
+                Some(Value::String(s)) => Some(Some(s.clone())),
+                Some(_) => None,
+            }
+        };
+        let installed_at = match r.attributes.get("install_date") {
+            None => None,
+            Some(Value::String(s)) => {
+                Some(DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc))
+            }
+            Some(_) => return None,
+        };
+        let known = Package::FIELDS.len() + 1;
+        let listed = Package::FIELDS
+            .iter()
+            .chain(["install_date"].iter())
+            .filter(|k| r.attributes.contains_key(**k))
+            .count();
+        if r.attributes.len() != listed || listed > known {
+            return None;
+        }
+        let install = Install {
+            product: r.key.to.clone(),
+            discriminator: r.key.discriminator.clone(),
+            package: std::sync::Arc::new(Package {
+                name: text("name")?,
+                version: text("version")?,
+                arch: text("arch")?,
+                source: text("source")?,
+                publisher: text("publisher")?,
+                source_package: text("source_package")?,
+            }),
+            installed_at,
+        };
+        // Only an edge that renders back to itself is an install (an odd date format stays
+        // an edge, with its text as it was).
+        (install.attributes() == r.attributes).then_some(install)
+    }
+}
+
 /// One version of a CI: its configuration and its outgoing edges from `valid_from` until
 /// the next version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -101,6 +101,8 @@ pub struct Desired {
     pub components: BTreeMap<String, Ci>,
     pub shared: BTreeMap<String, Ci>,
     pub relationships: BTreeMap<RelKey, Attributes>,
+    /// Installed software by (product id, discriminator).
+    pub installs: BTreeMap<(String, String), Install>,
     /// Sections whose data was collected; the others keep the stored state.
     pub collected: BTreeSet<Owner>,
 }
@@ -138,9 +140,19 @@ fn new_ci(
 /// An install date as the CMDB keeps it: whole seconds. Agents report file times to the
 /// nanosecond; the fraction is noise to people and to drift, and costs the store a few
 /// incompressible bytes per package.
-pub fn install_date(t: DateTime<Utc>) -> String {
+pub fn install_time(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Timelike;
-    t.with_nanosecond(0).unwrap_or(t).to_rfc3339()
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+/// [`install_time`] as an edge attribute.
+pub fn install_date(t: DateTime<Utc>) -> String {
+    install_time(t).to_rfc3339()
+}
+
+/// The software product CI of a package name.
+pub fn product_id(name: &str) -> String {
+    det_id(CiClass::SoftwareProduct, &[&name.trim().to_lowercase()])
 }
 
 /// The network address of `ip/prefix` ("192.0.2.0/24").
@@ -504,8 +516,7 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
         let mut software: Vec<&census_shared::Software> = software.iter().collect();
         software.sort();
         for sw in software {
-            let product_key = sw.name.trim().to_lowercase();
-            let id = det_id(CiClass::SoftwareProduct, &[&product_key]);
+            let id = product_id(&sw.name);
             d.shared.entry(id.clone()).or_insert_with(|| {
                 let mut attrs = Attributes::new();
                 put(&mut attrs, "name", sw.name.clone());
@@ -518,27 +529,27 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
                     None,
                 )
             });
-            let mut edge = Attributes::new();
-            put(&mut edge, "name", sw.name.clone());
-            put(&mut edge, "version", sw.version.clone());
-            put(&mut edge, "arch", sw.arch.clone());
-            put(&mut edge, "source", sw.source.clone());
-            put(&mut edge, "publisher", sw.publisher.clone());
-            put(&mut edge, "source_package", sw.source_package.clone());
-            put(&mut edge, "install_date", sw.install_date.map(install_date));
             let base = format!("{}/{}", sw.source, sw.arch.as_deref().unwrap_or(""));
-            let mut key = RelKey {
-                from: cid.into(),
-                kind: RelKind::Installs,
-                to: id,
-                discriminator: base.clone(),
-            };
+            let mut key = (id, base.clone());
             let mut n = 2;
-            while d.relationships.contains_key(&key) {
-                key.discriminator = format!("{base}#{n}");
+            while d.installs.contains_key(&key) {
+                key.1 = format!("{base}#{n}");
                 n += 1;
             }
-            d.relationships.insert(key, edge);
+            let install = Install {
+                product: key.0.clone(),
+                discriminator: key.1.clone(),
+                package: std::sync::Arc::new(Package {
+                    name: Some(sw.name.clone()),
+                    version: Some(sw.version.clone()),
+                    arch: sw.arch.clone(),
+                    source: Some(sw.source.clone()),
+                    publisher: sw.publisher.clone(),
+                    source_package: sw.source_package.clone(),
+                }),
+                installed_at: sw.install_date.map(install_time),
+            };
+            d.installs.insert(key, install);
         }
     }
     if let Some(services) = collected(&snap.services) {
@@ -612,6 +623,8 @@ pub struct Plan {
     pub shared_inserts: Vec<Ci>,
     pub relationship_puts: Vec<Relationship>,
     pub relationship_deletes: Vec<RelKey>,
+    pub install_puts: Vec<Install>,
+    pub install_deletes: Vec<(String, String)>,
     /// Ids of the CIs whose version this plan raises.
     pub versioned: Vec<String>,
     /// Drift items (empty for a computer seen for the first time).
@@ -677,6 +690,12 @@ pub fn plan(
                 .insert(r.key.clone(), r.attributes.clone());
         }
     }
+    if kept(Some(Owner::Software)) {
+        for i in &stored.installs {
+            want.installs
+                .insert((i.product.clone(), i.discriminator.clone()), i.clone());
+        }
+    }
     if want.name.is_empty() {
         want.name = cid.to_string();
     }
@@ -685,21 +704,45 @@ pub fn plan(
     let after = ConfigView::build(
         &want.attributes,
         want.components.values(),
-        want.relationships.iter().filter(|(k, _)| k.from == cid),
+        want.installs.values(),
     );
     if let Some(old) = &stored.computer {
         let before = ConfigView::build(
             &old.attributes,
             stored.components.iter(),
-            stored
-                .relationships
-                .iter()
-                .filter(|r| r.key.from == cid)
-                .map(|r| (&r.key, &r.attributes)),
+            stored.installs.iter(),
         );
         p.items = drift::diff::diff(&before, &after);
     }
     p.addresses = after.addresses();
+
+    // Installs: the computer's configuration changes when any does.
+    let old_installs: BTreeMap<(&str, &str), &Install> = stored
+        .installs
+        .iter()
+        .map(|i| ((i.product.as_str(), i.discriminator.as_str()), i))
+        .collect();
+    for ((product, disc), i) in &want.installs {
+        let same = old_installs
+            .get(&(product.as_str(), disc.as_str()))
+            .is_some_and(|old| {
+                old.installed_at == i.installed_at
+                    && (std::sync::Arc::ptr_eq(&old.package, &i.package)
+                        || old.package == i.package)
+            });
+        if !same {
+            p.install_puts.push(i.clone());
+        }
+    }
+    for (product, disc) in old_installs.keys() {
+        if !want
+            .installs
+            .contains_key(&(product.to_string(), disc.to_string()))
+        {
+            p.install_deletes
+                .push((product.to_string(), disc.to_string()));
+        }
+    }
 
     // Edges.
     let old_edges: BTreeMap<&RelKey, &Attributes> = stored
@@ -708,6 +751,9 @@ pub fn plan(
         .map(|r| (&r.key, &r.attributes))
         .collect();
     let mut changed_from: BTreeSet<String> = BTreeSet::new();
+    if !p.install_puts.is_empty() || !p.install_deletes.is_empty() {
+        changed_from.insert(cid.to_string());
+    }
     for (key, attrs) in &want.relationships {
         match old_edges.get(key) {
             Some(old) if *old == attrs => {}
@@ -893,6 +939,7 @@ mod tests {
                 .cloned()
                 .collect(),
             relationships: p.relationship_puts.clone(),
+            installs: p.install_puts.clone(),
         }
     }
 
@@ -909,12 +956,11 @@ mod tests {
         assert_eq!(c.name, "web1.example.com");
         assert_eq!(c.version, 1);
         assert!(!p.drifted, "discovery is not drift");
-        let installs = p
-            .relationship_puts
-            .iter()
-            .filter(|r| r.key.kind == RelKind::Installs)
-            .count();
-        assert_eq!(installs, 3, "libc6 amd64 and i386 are two edges");
+        assert_eq!(
+            p.install_puts.len(),
+            3,
+            "libc6 amd64 and i386 are two installs"
+        );
         assert!(p
             .shared_inserts
             .iter()
@@ -955,6 +1001,7 @@ mod tests {
         assert!(p2.items.is_empty(), "{:?}", p2.items);
         assert!(p2.versioned.is_empty());
         assert!(p2.relationship_puts.is_empty() && p2.relationship_deletes.is_empty());
+        assert!(p2.install_puts.is_empty() && p2.install_deletes.is_empty());
     }
 
     #[test]

@@ -19,10 +19,11 @@ pub struct FactKey<'a> {
     pub key: Cow<'a, str>,
 }
 
-/// A fact's value: an attribute map or a JSON value, borrowed where possible.
+/// A fact's value: an attribute map, an install, or a JSON value, borrowed where possible.
 #[derive(Debug, Clone)]
 pub enum FactValue<'a> {
     Attrs(&'a Attributes),
+    Install(&'a Install),
     Json(Cow<'a, Value>),
 }
 
@@ -32,14 +33,8 @@ impl FactValue<'_> {
             FactValue::Attrs(a) => {
                 Value::Object(a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             }
+            FactValue::Install(i) => Value::Object(i.attributes().into_iter().collect()),
             FactValue::Json(v) => v.clone().into_owned(),
-        }
-    }
-
-    pub fn field(&self, name: &str) -> Option<&Value> {
-        match self {
-            FactValue::Attrs(a) => a.get(name),
-            FactValue::Json(v) => v.get(name),
         }
     }
 }
@@ -47,6 +42,15 @@ impl FactValue<'_> {
 impl PartialEq for FactValue<'_> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
+            // The hot comparison: every package of a computer on every changed snapshot.
+            // Packages of one variant share one allocation, so most compare by pointer.
+            (FactValue::Install(a), FactValue::Install(b)) => {
+                a.installed_at == b.installed_at
+                    && (std::sync::Arc::ptr_eq(&a.package, &b.package) || a.package == b.package)
+            }
+            (FactValue::Install(_), _) | (_, FactValue::Install(_)) => {
+                self.to_value() == other.to_value()
+            }
             (FactValue::Attrs(a), FactValue::Attrs(b)) => a == b,
             (FactValue::Json(a), FactValue::Json(b)) => a == b,
             (FactValue::Attrs(a), FactValue::Json(v))
@@ -109,12 +113,11 @@ impl<'a> ConfigView<'a> {
         );
     }
 
-    /// Builds the view from a computer's attributes, its live components and its
-    /// `installs` edges (product id, discriminator, edge attributes).
+    /// Builds the view from a computer's attributes, its live components and its installs.
     pub fn build(
         attributes: &'a Attributes,
         components: impl Iterator<Item = &'a Ci>,
-        installs: impl Iterator<Item = (&'a RelKey, &'a Attributes)>,
+        installs: impl Iterator<Item = &'a Install>,
     ) -> ConfigView<'a> {
         let mut v = ConfigView::default();
         for (k, val) in attributes {
@@ -211,16 +214,13 @@ impl<'a> ConfigView<'a> {
             };
             v.put(aspect, key, subject, FactValue::Attrs(&c.attributes));
         }
-        for (k, attrs) in installs {
-            if k.kind != RelKind::Installs {
-                continue;
-            }
-            let subject = text(attrs.get("name")).unwrap_or(&k.to);
+        for i in installs {
+            let subject = i.package.name.as_deref().unwrap_or(&i.product);
             v.put(
                 Aspect::Software,
-                format!("{}|{}", k.to, k.discriminator),
+                format!("{}|{}", i.product, i.discriminator),
                 subject,
-                FactValue::Attrs(attrs),
+                FactValue::Install(i),
             );
         }
         v

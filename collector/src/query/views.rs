@@ -137,22 +137,15 @@ pub fn diff_between(
     let (Some(a), Some(b)) = (state_at(store, id, from)?, state_at(store, id, to)?) else {
         return Ok(None);
     };
-    let va = ConfigView::build(
-        &a.computer.ci.attributes,
-        a.components.iter(),
-        a.computer
-            .relationships
+    let installs = |v: &CiVersion| -> Vec<Install> {
+        v.relationships
             .iter()
-            .map(|r| (&r.key, &r.attributes)),
-    );
-    let vb = ConfigView::build(
-        &b.computer.ci.attributes,
-        b.components.iter(),
-        b.computer
-            .relationships
-            .iter()
-            .map(|r| (&r.key, &r.attributes)),
-    );
+            .filter_map(Install::from_relationship)
+            .collect()
+    };
+    let (ia, ib) = (installs(&a.computer), installs(&b.computer));
+    let va = ConfigView::build(&a.computer.ci.attributes, a.components.iter(), ia.iter());
+    let vb = ConfigView::build(&b.computer.ci.attributes, b.components.iter(), ib.iter());
     Ok(Some(diff(&va, &vb)))
 }
 

@@ -226,17 +226,12 @@ pub struct InstallsRec {
     pub installs: Vec<InstallRec>,
 }
 
-/// A software variant, interned once per fleet: the part of an `installs` edge that
-/// thousands of computers share.
+/// A software variant, interned once per fleet: the product and the [`Package`] that
+/// thousands of computers' installs share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VariantRec {
     pub product: u32,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub arch: Option<String>,
-    pub source: Option<String>,
-    pub publisher: Option<String>,
-    pub source_package: Option<String>,
+    pub package: Package,
 }
 
 /// A variant's key in the index: 16 bytes of SHA-256 over its encoding (the encoding
@@ -249,39 +244,20 @@ pub fn variant_key(encoded: &[u8]) -> [u8; 16] {
     k
 }
 
-/// The edge attributes a variant holds, in this order.
-pub const VARIANT_FIELDS: [&str; 6] = [
-    "name",
-    "version",
-    "arch",
-    "source",
-    "publisher",
-    "source_package",
-];
-
 impl VariantRec {
-    pub fn fields(&self) -> [&Option<String>; 6] {
-        [
-            &self.name,
-            &self.version,
-            &self.arch,
-            &self.source,
-            &self.publisher,
-            &self.source_package,
-        ]
-    }
-
     /// Splits an edge's attributes into its variant, install date and the rest.
     pub fn split(product: u32, edge: &Attributes) -> (VariantRec, Option<(i64, u32)>, AttrList) {
         let text = |k: &str| edge.get(k).and_then(Value::as_str).map(str::to_string);
         let variant = VariantRec {
             product,
-            name: text("name"),
-            version: text("version"),
-            arch: text("arch"),
-            source: text("source"),
-            publisher: text("publisher"),
-            source_package: text("source_package"),
+            package: Package {
+                name: text("name"),
+                version: text("version"),
+                arch: text("arch"),
+                source: text("source"),
+                publisher: text("publisher"),
+                source_package: text("source_package"),
+            },
         };
         // A date is kept as numbers only when it renders back to the same text.
         let install_date = edge
@@ -295,7 +271,7 @@ impl VariantRec {
         let extra = edge
             .iter()
             .filter(|(k, v)| {
-                let held = VARIANT_FIELDS.contains(&k.as_str()) && v.is_string();
+                let held = Package::FIELDS.contains(&k.as_str()) && v.is_string();
                 let dated = k.as_str() == "install_date" && install_date.is_some();
                 !held && !dated
             })
@@ -310,22 +286,31 @@ impl VariantRec {
         install_date: Option<(i64, u32)>,
         extra: &AttrList,
     ) -> Attributes {
-        let mut a: Attributes = VARIANT_FIELDS
-            .iter()
-            .zip(self.fields())
-            .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
-            .collect();
-        if let Some(text) = install_date.and_then(render_date) {
-            a.insert("install_date".into(), Value::String(text));
-        }
-        for (k, v) in extra {
-            a.insert(k.clone(), v.to_value());
-        }
-        a
+        edge_attributes(&self.package, install_date, extra)
     }
 }
 
-fn render_date((secs, nanos): (i64, u32)) -> Option<String> {
+/// An install's edge attributes: its package's fields, its date, and anything else it had.
+pub fn edge_attributes(
+    package: &Package,
+    install_date: Option<(i64, u32)>,
+    extra: &AttrList,
+) -> Attributes {
+    let mut a: Attributes = Package::FIELDS
+        .iter()
+        .zip(package.fields())
+        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.clone()?))))
+        .collect();
+    if let Some(text) = install_date.and_then(render_date) {
+        a.insert("install_date".into(), Value::String(text));
+    }
+    for (k, v) in extra {
+        a.insert(k.clone(), v.to_value());
+    }
+    a
+}
+
+pub fn render_date((secs, nanos): (i64, u32)) -> Option<String> {
     Some(DateTime::<Utc>::from_timestamp(secs, nanos)?.to_rfc3339())
 }
 
@@ -687,7 +672,9 @@ pub fn update_postings(
         // A removal may make the list form smaller again.
         let mut offsets = decode_postings(what, stored.unwrap_or_default())?;
         offsets.retain(|&o| o != offset);
-        return Ok(Some((!offsets.is_empty()).then(|| encode_postings(&offsets))));
+        return Ok(Some(
+            (!offsets.is_empty()).then(|| encode_postings(&offsets)),
+        ));
     }
     let mut offsets = match stored {
         Some(b) => decode_postings(what, b)?,
@@ -700,7 +687,9 @@ pub fn update_postings(
         }
         _ => return Ok(None),
     }
-    Ok(Some((!offsets.is_empty()).then(|| encode_postings(&offsets))))
+    Ok(Some(
+        (!offsets.is_empty()).then(|| encode_postings(&offsets)),
+    ))
 }
 
 pub fn decode_postings(what: &str, bytes: &[u8]) -> Result<Vec<u16>, StoreError> {
@@ -881,7 +870,7 @@ mod tests {
         // A field of another type stays as it was.
         edge.insert("version".into(), 3.into());
         let (v, date, extra) = VariantRec::split(9, &edge);
-        assert_eq!(v.version, None);
+        assert_eq!(v.package.version, None);
         assert_eq!(v.edge_attributes(date, &extra), edge);
     }
 

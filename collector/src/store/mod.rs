@@ -105,6 +105,10 @@ pub struct IngestCommit {
     pub shared_ci_inserts: Vec<Ci>,
     pub relationship_puts: Vec<Relationship>,
     pub relationship_deletes: Vec<RelKey>,
+    /// Installs of `ci_id` written (new or changed), typed: the hot path of ingest.
+    pub install_puts: Vec<Install>,
+    /// Installs `ci_id` no longer has: (product id, discriminator).
+    pub install_deletes: Vec<(String, String)>,
     /// Keys to point at a CI, each expected to be absent or already pointing there.
     pub identity_claims: Vec<(IdentityKey, String)>,
     pub conflict: Option<IdentityConflict>,
@@ -190,8 +194,10 @@ pub struct OwnedState {
     pub computer: Option<Ci>,
     /// Every component, retired ones too (so one that comes back continues its versions).
     pub components: Vec<Ci>,
-    /// Edges whose `from` is the computer or one of its components.
+    /// Edges whose `from` is the computer or one of its components, but installs.
     pub relationships: Vec<Relationship>,
+    /// The computer's installs.
+    pub installs: Vec<Install>,
 }
 
 /// See [`Store::ci_summary`].

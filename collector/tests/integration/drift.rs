@@ -565,11 +565,7 @@ fn view_of(s: &Snapshot) -> ConfigView<'static> {
     use census_collector::drift::view::{Fact, FactKey, FactValue};
     use std::borrow::Cow;
     let d = reconcile::desired("cmp_x", s, Utc::now());
-    let v = ConfigView::build(
-        &d.attributes,
-        d.components.values(),
-        d.relationships.iter().filter(|(k, _)| k.from == "cmp_x"),
-    );
+    let v = ConfigView::build(&d.attributes, d.components.values(), d.installs.values());
     ConfigView {
         facts: v
             .facts
@@ -790,7 +786,11 @@ struct Configuration {
     components: Vec<(String, CiClass, String, CiStatus, u64, Attributes)>,
 }
 
-fn configuration(computer: &Ci, relationships: &[Relationship], components: &[Ci]) -> Configuration {
+fn configuration(
+    computer: &Ci,
+    relationships: &[Relationship],
+    components: &[Ci],
+) -> Configuration {
     let mut relationships: Vec<Relationship> = relationships
         .iter()
         .filter(|r| r.key.from == computer.id)
@@ -867,7 +867,9 @@ proptest! {
             let cid = r.store.get_agent(&r.agent_id).unwrap().unwrap().ci_id.unwrap();
             let now = r.store.owned_state(&cid).unwrap();
             let computer = now.computer.clone().unwrap();
-            expected.push((at, configuration(&computer, &now.relationships, &now.components)));
+            let mut edges = now.relationships.clone();
+            edges.extend(now.installs.iter().map(|i| i.relationship(&cid)));
+            expected.push((at, configuration(&computer, &edges, &now.components)));
         }
         let cid = r.store.get_agent(&r.agent_id).unwrap().unwrap().ci_id.unwrap();
         prop_assert!(r.store.as_of(&cid, t0 - Duration::seconds(1)).unwrap().is_none());

@@ -130,7 +130,10 @@ impl Browser<'_> {
             if let Some(id) = v[ELEMENT].as_str() {
                 return id.to_string();
             }
-            assert!(Instant::now() < deadline, "no element {css}: {v}");
+            if Instant::now() >= deadline {
+                let page = self.script("return location.href + '\\n' + document.body.innerText");
+                panic!("no element {css}: {v}\non the page: {page}");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -192,7 +195,13 @@ impl Browser<'_> {
         self.type_into("#name", name);
         self.type_into("#password", "correct horse battery staple");
         self.click("#sign-in");
-        self.wait_for("dashboard", |b| b.current_url().ends_with("/ui"));
+        // Not just a URL ending in "/ui": the login page itself can be
+        // `/ui/login?next=/ui` (regression: the second sign-in went on before the
+        // login had happened, now and then).
+        self.wait_for("dashboard", |b| {
+            let url = b.current_url();
+            url.ends_with("/ui") && !url.contains("/ui/login")
+        });
     }
 }
 

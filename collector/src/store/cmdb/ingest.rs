@@ -116,13 +116,16 @@ impl Cmdb {
             (Some(ci), Some(r)) => Some((ci.as_str(), r.id.as_str())),
             _ => None,
         };
-        let records = self.prepare_records(
-            &c.ci_puts,
-            &c.relationship_puts,
-            &c.relationship_deletes,
-            c.seen_at,
-            record_link,
-        )?;
+        let writes = machine::Writes {
+            puts: &c.ci_puts,
+            edge_puts: &c.relationship_puts,
+            edge_deletes: &c.relationship_deletes,
+            installs: c
+                .ci_id
+                .as_deref()
+                .map(|id| (id, c.install_puts.as_slice(), c.install_deletes.as_slice())),
+        };
+        let records = self.prepare_records(writes, c.seen_at, record_link)?;
         let queued = match &c.change_record {
             Some(r) => Some(codec::encode_json(&QueuedEvent {
                 event_type: "change_record.created".into(),
@@ -305,7 +308,11 @@ impl Cmdb {
         }
         ci.status = status;
         ci.version += 1;
-        let records = self.prepare_records(std::slice::from_ref(&ci), &[], &[], at, None)?;
+        let writes = machine::Writes {
+            puts: std::slice::from_ref(&ci),
+            ..Default::default()
+        };
+        let records = self.prepare_records(writes, at, None)?;
         let written = transact::<bool, StoreError>(self.backend.as_ref(), |tx| {
             for e in &records {
                 match Self::write_encoded(tx, e, || ()) {

@@ -190,12 +190,34 @@ pub(crate) struct Encoded {
     pub history_bytes: usize,
 }
 
-/// What one commit writes through computer records.
+/// What one commit writes into one computer's record.
 #[derive(Debug, Default)]
 pub(crate) struct RecordChange<'a> {
     pub puts: Vec<&'a Ci>,
     pub edge_puts: Vec<&'a Relationship>,
     pub edge_deletes: Vec<&'a RelKey>,
+    pub install_puts: Vec<&'a Install>,
+    pub install_deletes: Vec<&'a (String, String)>,
+    /// Variant numbers of the `installs` edges among `edge_puts`, in their order, then of
+    /// `install_puts`.
+    pub variants: Vec<u32>,
+}
+
+/// A commit's writes through computer records, before they are grouped by record.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Writes<'a> {
+    pub puts: &'a [Ci],
+    pub edge_puts: &'a [Relationship],
+    pub edge_deletes: &'a [RelKey],
+    pub installs: Option<TypedInstalls<'a>>,
+}
+
+/// Typed installs of one computer: its id, installs written, and the (product,
+/// discriminator) of installs it no longer has.
+pub(crate) type TypedInstalls<'a> = (&'a str, &'a [Install], &'a [(String, String)]);
+
+fn install_date(t: Option<chrono::DateTime<Utc>>) -> Option<(i64, u32)> {
+    t.map(|t| (t.timestamp(), t.timestamp_subsec_nanos()))
 }
 
 impl Cmdb {
@@ -243,7 +265,7 @@ impl Cmdb {
         from: &str,
         i: &InstallRec,
     ) -> Result<Relationship, StoreError> {
-        let variant = self.variant(i.variant)?;
+        let (_, package) = self.variant(i.variant)?;
         let to = self
             .id_of(i.product)?
             .map(|s| s.to_string())
@@ -255,8 +277,34 @@ impl Cmdb {
                 to,
                 discriminator: i.disc.clone(),
             },
-            attributes: variant.edge_attributes(i.install_date, &i.extra),
+            attributes: edge_attributes(&package, i.install_date, &i.extra),
         })
+    }
+
+    /// An install as the plan reads it; `None` when the stored edge holds more than a
+    /// package (then it is read as an edge).
+    pub(crate) fn install_of(&self, i: &InstallRec) -> Result<Option<Install>, StoreError> {
+        if !i.extra.is_empty() {
+            return Ok(None);
+        }
+        let (_, package) = self.variant(i.variant)?;
+        let product = self
+            .id_of(i.product)?
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let installed_at = match i.install_date {
+            Some((secs, nanos)) => match chrono::DateTime::<Utc>::from_timestamp(secs, nanos) {
+                Some(t) => Some(t),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(Install {
+            product,
+            discriminator: i.disc.clone(),
+            package,
+            installed_at,
+        }))
     }
 
     /// Edges leaving `from` (the computer or one of its components) in key order.
@@ -296,10 +344,11 @@ impl Cmdb {
         mut m: Machine,
         change: &RecordChange<'_>,
         nums: &HashMap<String, u32>,
-        variants: &HashMap<VariantRec, u32>,
         at: DateTime<Utc>,
         change_record: Option<&str>,
     ) -> Result<Encoded, StoreError> {
+        let mut variants = change.variants.iter().copied();
+        let mut next_variant = || variants.next().ok_or_else(|| io("variant not interned"));
         let target = |id: &str| nums.get(id).copied();
         let before_rev = m.edge_reverse_keys(&mut |id| target(id));
         let before_installs = m.install_variants();
@@ -344,10 +393,8 @@ impl Cmdb {
             if r.key.kind == RelKind::Installs {
                 let product = target(&r.key.to)
                     .ok_or_else(|| io(format!("no number for product {}", r.key.to)))?;
-                let (variant, install_date, extra) = VariantRec::split(product, &r.attributes);
-                let variant = *variants
-                    .get(&variant)
-                    .ok_or_else(|| io("variant not interned"))?;
+                let (_, install_date, extra) = VariantRec::split(product, &r.attributes);
+                let variant = next_variant()?;
                 let rec = InstallRec {
                     product,
                     disc: r.key.discriminator.clone(),
@@ -369,6 +416,33 @@ impl Cmdb {
                     undo.edges.push((key, old));
                     components_changed = true;
                 }
+            }
+        }
+        for i in &change.install_puts {
+            let product = target(&i.product)
+                .ok_or_else(|| io(format!("no number for product {}", i.product)))?;
+            let rec = InstallRec {
+                product,
+                disc: i.discriminator.clone(),
+                variant: next_variant()?,
+                install_date: install_date(i.installed_at),
+                extra: Vec::new(),
+            };
+            let key = (product, rec.disc.clone());
+            let old = m.installs.insert(key.clone(), rec.clone());
+            if old.as_ref() != Some(&rec) {
+                undo.installs.push((key, old));
+                installs_changed = true;
+            }
+        }
+        for (product, disc) in change.install_deletes.iter().copied() {
+            let Some(product) = target(product) else {
+                continue;
+            };
+            let key = (product, disc.clone());
+            if let Some(old) = m.installs.remove(&key) {
+                undo.installs.push((key, Some(old)));
+                installs_changed = true;
             }
         }
         for k in &change.edge_deletes {
@@ -520,19 +594,24 @@ impl Cmdb {
     /// to what needs one, interns variants, and encodes every record's change.
     pub(crate) fn prepare_records(
         &self,
-        puts: &[Ci],
-        edge_puts: &[Relationship],
-        edge_deletes: &[RelKey],
+        w: Writes<'_>,
         at: DateTime<Utc>,
         change_record: Option<(&str, &str)>,
     ) -> Result<Vec<Encoded>, StoreError> {
-        if puts.is_empty() && edge_puts.is_empty() && edge_deletes.is_empty() {
+        let typed = w
+            .installs
+            .filter(|(_, p, d)| !p.is_empty() || !d.is_empty());
+        if w.puts.is_empty()
+            && w.edge_puts.is_empty()
+            && w.edge_deletes.is_empty()
+            && typed.is_none()
+        {
             return Ok(Vec::new());
         }
         // Which record holds what: a computer (or any unowned CI) is its own record; a
         // component is in its owner's; an edge is in the record of the CI it leaves.
         let mut holder_of: HashMap<&str, String> = HashMap::new();
-        for ci in puts {
+        for ci in w.puts {
             let holder = ci.owner.clone().unwrap_or_else(|| ci.id.clone());
             holder_of.insert(ci.id.as_str(), holder);
         }
@@ -550,17 +629,22 @@ impl Cmdb {
             Ok(h)
         };
         let mut groups: BTreeMap<String, RecordChange<'_>> = BTreeMap::new();
-        for ci in puts {
+        for ci in w.puts {
             let h = ci.owner.clone().unwrap_or_else(|| ci.id.clone());
             groups.entry(h).or_default().puts.push(ci);
         }
-        for r in edge_puts {
+        for r in w.edge_puts {
             let h = holder_for(&r.key.from)?;
             groups.entry(h).or_default().edge_puts.push(r);
         }
-        for k in edge_deletes {
+        for k in w.edge_deletes {
             let h = holder_for(&k.from)?;
             groups.entry(h).or_default().edge_deletes.push(k);
+        }
+        if let Some((computer, puts, deletes)) = typed {
+            let g = groups.entry(computer.to_string()).or_default();
+            g.install_puts.extend(puts.iter());
+            g.install_deletes.extend(deletes.iter());
         }
         let holders: Vec<&str> = groups.keys().map(String::as_str).collect();
         let holder_nums = self.ensure_nums(&holders)?;
@@ -572,7 +656,7 @@ impl Cmdb {
         }
         // Numbers of everything edges point at outside their record, before and after.
         let mut targets: BTreeSet<&str> = BTreeSet::new();
-        for (m, (_, change)) in machines.iter().zip(&groups) {
+        for (m, change) in machines.iter().zip(groups.values()) {
             let new_components: BTreeSet<&str> = change
                 .puts
                 .iter()
@@ -589,6 +673,8 @@ impl Cmdb {
                     .filter(|t| outside(t)),
             );
             targets.extend(change.edge_deletes.iter().map(|k| k.to.as_str()));
+            targets.extend(change.install_puts.iter().map(|i| i.product.as_str()));
+            targets.extend(change.install_deletes.iter().map(|(p, _)| p.as_str()));
         }
         let targets: Vec<&str> = targets.into_iter().collect();
         let target_nums = self.ensure_nums(&targets)?;
@@ -597,29 +683,40 @@ impl Cmdb {
             .zip(target_nums)
             .map(|(t, n)| (t.to_string(), n))
             .collect();
-        // Variants of the installs written.
-        let mut wanted: Vec<VariantRec> = Vec::new();
+        // Variants of the installs written, in the order `encode_change` takes them.
+        let product_num = |id: &str| {
+            nums.get(id)
+                .copied()
+                .ok_or_else(|| io(format!("no number for {id}")))
+        };
+        let mut wanted: Vec<(u32, SharedPackage)> = Vec::new();
+        let mut counts: Vec<usize> = Vec::with_capacity(groups.len());
         for change in groups.values() {
+            let before = wanted.len();
             for r in change
                 .edge_puts
                 .iter()
                 .filter(|r| r.key.kind == RelKind::Installs)
             {
-                let product = nums
-                    .get(&r.key.to)
-                    .copied()
-                    .ok_or_else(|| io(format!("no number for {}", r.key.to)))?;
-                wanted.push(VariantRec::split(product, &r.attributes).0);
+                let product = product_num(&r.key.to)?;
+                let v = VariantRec::split(product, &r.attributes).0;
+                wanted.push((product, Arc::new(v.package)));
             }
+            for i in &change.install_puts {
+                wanted.push((product_num(&i.product)?, i.package.clone()));
+            }
+            counts.push(wanted.len() - before);
         }
-        let interned = self.intern_variants(&wanted)?;
-        let variants: HashMap<VariantRec, u32> = wanted.into_iter().zip(interned).collect();
+        let mut interned = self.intern_variants(&wanted)?.into_iter();
+        for (change, n) in groups.values_mut().zip(counts) {
+            change.variants = interned.by_ref().take(n).collect();
+        }
         let mut out = Vec::with_capacity(machines.len());
         for (m, (holder, change)) in machines.into_iter().zip(&groups) {
             let record = change_record
                 .filter(|(ci, _)| *ci == holder.as_str())
                 .map(|(_, r)| r);
-            out.push(self.encode_change(m, change, &nums, &variants, at, record)?);
+            out.push(self.encode_change(m, change, &nums, at, record)?);
         }
         Ok(out)
     }

@@ -370,7 +370,13 @@ fn replay(
 ) -> Result<(), StoreError> {
     let link = record.map(|r| (holder, r));
     let edge_puts: Vec<Relationship> = edge_puts.iter().map(normalized).collect();
-    let records = store.prepare_records(puts, &edge_puts, edge_deletes, at, link)?;
+    let writes = super::machine::Writes {
+        puts,
+        edge_puts: &edge_puts,
+        edge_deletes,
+        installs: None,
+    };
+    let records = store.prepare_records(writes, at, link)?;
     transact::<(), StoreError>(store.backend.as_ref(), |tx| {
         for e in &records {
             Cmdb::write_encoded(tx, e, || io("a migration runs alone"))?;

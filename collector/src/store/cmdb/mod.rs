@@ -27,6 +27,7 @@ use super::backend::*;
 use super::codec::{self, VariantRec};
 use super::sled_backend::{SledBackend, DEFAULT_CACHE_BYTES};
 use super::*;
+use crate::model::Package;
 
 pub use machine::Machine;
 
@@ -42,22 +43,31 @@ pub struct Cmdb {
 /// The name the rest of the collector has always used for the embedded store.
 pub type SledStore = Cmdb;
 
+/// A fast hasher seeded per process: cache keys come from agents (package names), so the
+/// seed keeps them from choosing collisions.
+pub(crate) type Fast = foldhash::fast::RandomState;
+
+/// A package shared by every install of one variant.
+pub(crate) type SharedPackage = Arc<Package>;
+
 /// Mappings that never change once written (a CI id's number, a variant's number), kept in
 /// memory so ingest does not read them again. Bounded by clearing.
 #[derive(Default)]
 struct Cache {
-    nums: RwLock<HashMap<String, u32>>,
-    ids: RwLock<HashMap<u32, Arc<str>>>,
-    variant_nums: RwLock<HashMap<VariantRec, u32>>,
-    variants: RwLock<HashMap<u32, Arc<VariantRec>>>,
+    nums: RwLock<HashMap<String, u32, Fast>>,
+    ids: RwLock<HashMap<u32, Arc<str>, Fast>>,
+    /// product number -> package -> variant number.
+    variant_nums: RwLock<HashMap<u32, HashMap<SharedPackage, u32, Fast>, Fast>>,
+    /// variant number -> (product number, package).
+    variants: RwLock<HashMap<u32, (u32, SharedPackage), Fast>>,
     /// Shared CIs known to be stored (they are never deleted).
-    shared: RwLock<std::collections::HashSet<String>>,
+    shared: RwLock<std::collections::HashSet<String, Fast>>,
 }
 
 /// Past this many entries a cache starts again (each entry is under ~200 bytes).
 const MAX_CACHED: usize = 1_000_000;
 
-fn remember<K: std::hash::Hash + Eq, V>(map: &RwLock<HashMap<K, V>>, k: K, v: V) {
+fn remember<K: std::hash::Hash + Eq, V>(map: &RwLock<HashMap<K, V, Fast>>, k: K, v: V) {
     if let Ok(mut m) = map.write() {
         if m.len() >= MAX_CACHED {
             m.clear();
@@ -67,7 +77,7 @@ fn remember<K: std::hash::Hash + Eq, V>(map: &RwLock<HashMap<K, V>>, k: K, v: V)
 }
 
 fn recall<K: std::hash::Hash + Eq + ?Sized, V: Clone, Q>(
-    map: &RwLock<HashMap<Q, V>>,
+    map: &RwLock<HashMap<Q, V, Fast>>,
     k: &K,
 ) -> Option<V>
 where
@@ -354,7 +364,8 @@ impl Cmdb {
         Ok(out)
     }
 
-    pub(crate) fn variant(&self, num: u32) -> Result<Arc<VariantRec>, StoreError> {
+    /// A variant's product number and package.
+    pub(crate) fn variant(&self, num: u32) -> Result<(u32, SharedPackage), StoreError> {
         if let Some(v) = recall(&self.cache.variants, &num) {
             return Ok(v);
         }
@@ -366,17 +377,27 @@ impl Cmdb {
                 key: format!("{}/{num}", Space::Variants.name()),
                 message: "missing variant".into(),
             })?;
-        let rec: Arc<VariantRec> = Arc::new(codec::decode(Space::Variants.name(), &v)?);
-        remember(&self.cache.variants, num, rec.clone());
-        Ok(rec)
+        let rec: VariantRec = codec::decode(Space::Variants.name(), &v)?;
+        let out = (rec.product, Arc::new(rec.package));
+        remember(&self.cache.variants, num, out.clone());
+        Ok(out)
     }
 
-    /// Numbers for software variants, interning the new ones fleet-wide.
-    pub(crate) fn intern_variants(&self, wanted: &[VariantRec]) -> Result<Vec<u32>, StoreError> {
+    fn known_variant(&self, product: u32, package: &Package) -> Option<u32> {
+        let map = self.cache.variant_nums.read().ok()?;
+        map.get(&product)?.get(package).copied()
+    }
+
+    /// Numbers for software variants (product number, package), interning the new ones
+    /// fleet-wide.
+    pub(crate) fn intern_variants(
+        &self,
+        wanted: &[(u32, SharedPackage)],
+    ) -> Result<Vec<u32>, StoreError> {
         let mut out = vec![0u32; wanted.len()];
         let mut missing: Vec<usize> = Vec::new();
-        for (i, v) in wanted.iter().enumerate() {
-            match recall(&self.cache.variant_nums, v) {
+        for (i, (product, package)) in wanted.iter().enumerate() {
+            match self.known_variant(*product, package) {
                 Some(n) => out[i] = n,
                 None => missing.push(i),
             }
@@ -386,7 +407,12 @@ impl Cmdb {
         }
         let values: Vec<Vec<u8>> = missing
             .iter()
-            .map(|&i| codec::encode(&wanted[i]))
+            .map(|&i| {
+                codec::encode(&VariantRec {
+                    product: wanted[i].0,
+                    package: (*wanted[i].1).clone(),
+                })
+            })
             .collect::<Result<_, _>>()?;
         let keys: Vec<[u8; 16]> = values.iter().map(|v| codec::variant_key(v)).collect();
         let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
@@ -411,9 +437,19 @@ impl Cmdb {
             tx.put(Space::Meta, b"next_variant", &codec::num_key(next))?;
             Ok(given)
         })?;
+        if let Ok(mut map) = self.cache.variant_nums.write() {
+            if map.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED {
+                map.clear();
+            }
+            for (&i, &n) in missing.iter().zip(&given) {
+                map.entry(wanted[i].0)
+                    .or_default()
+                    .insert(wanted[i].1.clone(), n);
+            }
+        }
         for (&i, n) in missing.iter().zip(given) {
             out[i] = n;
-            remember(&self.cache.variant_nums, wanted[i].clone(), n);
+            remember(&self.cache.variants, n, (wanted[i].0, wanted[i].1.clone()));
         }
         Ok(out)
     }

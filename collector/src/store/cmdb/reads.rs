@@ -177,10 +177,15 @@ impl Cmdb {
                 attributes: codec::attributes(a),
             })
             .collect();
+        let mut installs = Vec::with_capacity(m.installs.len());
         for i in m.installs.values() {
-            relationships.push(self.install_edge(computer_id, i)?);
+            match self.install_of(i)? {
+                Some(install) => installs.push(install),
+                None => relationships.push(self.install_edge(computer_id, i)?),
+            }
         }
         Ok(OwnedState {
+            installs,
             computer: Some(computer),
             components: m
                 .components
@@ -306,8 +311,9 @@ impl Cmdb {
         let mut index: HashMap<u32, usize> = HashMap::new();
         for &(_, variant) in &pairs {
             if let std::collections::hash_map::Entry::Vacant(e) = index.entry(variant) {
-                let v = self.variant(variant)?;
-                out.variants.push(v.edge_attributes(None, &Vec::new()));
+                let (_, package) = self.variant(variant)?;
+                out.variants
+                    .push(codec::edge_attributes(&package, None, &Vec::new()));
                 e.insert(out.variants.len() - 1);
             }
         }
