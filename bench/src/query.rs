@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use census_collector::ingest::{Envelope, Ingest};
 use census_collector::model::*;
 use census_collector::query::{self, filter, views, Query, Sort};
-use census_collector::store::{SledStore, Store};
+use census_collector::store::{Cmdb, Store};
 use census_shared::{
     envelope, wire, AgentKeyPair, IpAddress, NetworkInterface, Os, Section, Snapshot, Software,
     System,
@@ -138,7 +138,7 @@ struct Agent {
     seq: u64,
 }
 
-fn enroll(store: &SledStore, i: usize) -> Result<Agent> {
+fn enroll(store: &Cmdb, i: usize) -> Result<Agent> {
     let key = AgentKeyPair::generate();
     let id = format!("agt_bench{i:06}");
     store
@@ -235,7 +235,7 @@ fn main() -> Result<()> {
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let store = Arc::new(SledStore::open_with_cache(&dir, cache_mb * 1024 * 1024)?);
+    let store = Arc::new(Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?);
     let t_mid = if reuse {
         let mid_file = std::fs::read_to_string(dir.join("bench-t-mid"))?;
         DateTime::parse_from_rfc3339(mid_file.trim())?.with_timezone(&Utc)
@@ -250,7 +250,7 @@ fn main() -> Result<()> {
 }
 
 fn seed(
-    store: &Arc<SledStore>,
+    store: &Arc<Cmdb>,
     dir: &std::path::Path,
     computers: usize,
     packages: usize,
@@ -314,7 +314,7 @@ fn seed(
 }
 
 fn report(
-    store: &Arc<SledStore>,
+    store: &Arc<Cmdb>,
     dir: &std::path::Path,
     runs: usize,
     t_mid: DateTime<Utc>,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use census_collector::ingest::{Envelope, Ingest};
 use census_collector::model::EnrollmentToken;
-use census_collector::store::{SledStore, Store};
+use census_collector::store::{Cmdb, Store};
 use census_shared::{envelope, wire, AgentKeyPair, Snapshot};
 use chrono::Utc;
 
@@ -160,8 +160,8 @@ fn main() -> Result<()> {
     let packages = base.software.data().map(Vec::len).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(match engine.as_str() {
-        "sled" => SledStore::open_with_cache(&dir, cache_mb * 1024 * 1024)?,
-        "redb" => SledStore::open_redb(&dir, cache_mb * 1024 * 1024)?,
+        "sled" => Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?,
+        "redb" => Cmdb::open_redb(&dir, cache_mb * 1024 * 1024)?,
         other => anyhow::bail!("--engine {other}: sled or redb"),
     });
     store.put_token(&EnrollmentToken {
@@ -291,7 +291,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn step_bytes(store: &SledStore) -> Result<u64> {
+fn step_bytes(store: &Cmdb) -> Result<u64> {
     Ok(store
         .space_stats()?
         .into_iter()

@@ -10,7 +10,7 @@ use census_collector::admin::{self, AdminRequest};
 use census_collector::api::{self, AppState};
 use census_collector::ingest::{GroupCommit, Ingest};
 use census_collector::model::{CiClass, Role};
-use census_collector::store::{SledStore, Store};
+use census_collector::store::{Cmdb, Store};
 use census_collector::{server, tls};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -295,7 +295,7 @@ fn main() -> ExitCode {
 fn restore(data_dir: &Path, from: &Path) -> Result<()> {
     let mut file = std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
     std::fs::create_dir_all(data_dir)?;
-    let summary = SledStore::restore(&data_dir.join("store"), &mut file)?;
+    let summary = Cmdb::restore(&data_dir.join("store"), &mut file)?;
     println!(
         "restored {} records in {} trees into {} (copy the tls/ directory too if the CA should stay the same)",
         summary.records,
@@ -375,7 +375,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with_cache(
+    let store: Arc<dyn Store> = Arc::new(Cmdb::open_with_cache(
         &data_dir.join("store"),
         cache_mb.max(16) * 1024 * 1024,
     )?);
@@ -519,7 +519,7 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
         if !store_dir.exists() {
             bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
         }
-        match SledStore::open(&store_dir) {
+        match Cmdb::open(&store_dir) {
             Ok(s) => break s,
             // A collector holds the store but its socket is not up yet (starting, or
             // restarting after a crash): ask again shortly.

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::*;
 
-pub use cmdb::{Cmdb, SledStore};
+pub use cmdb::Cmdb;
 pub use sled_backend::DEFAULT_CACHE_BYTES;
 
 /// The on-disk schema version this build writes and reads. 3: compact computer records,

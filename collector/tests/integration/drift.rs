@@ -21,7 +21,7 @@ use serde_json::json;
 
 struct Rig {
     ingest: Ingest,
-    store: Arc<SledStore>,
+    store: Arc<Cmdb>,
     key: AgentKeyPair,
     agent_id: String,
     seq: u64,
@@ -37,7 +37,7 @@ impl Drop for Rig {
 fn rig(name: &str) -> Rig {
     let dir = std::env::temp_dir().join(format!("census-drift-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Arc::new(SledStore::open(&dir).unwrap());
+    let store = Arc::new(Cmdb::open(&dir).unwrap());
     let key = AgentKeyPair::generate();
     store
         .put_token(&EnrollmentToken {

@@ -40,9 +40,6 @@ pub struct Cmdb {
     cache: Cache,
 }
 
-/// The name the rest of the collector has always used for the embedded store.
-pub type SledStore = Cmdb;
-
 /// A fast hasher seeded per process: cache keys come from agents (package names), so the
 /// seed keeps them from choosing collisions.
 pub(crate) type Fast = foldhash::fast::RandomState;
