@@ -2,4 +2,5 @@
 //! path (signed, encoded snapshots into `Ingest::snapshot` on a sled store).
 
 mod drift;
+mod migration;
 mod store;

@@ -102,12 +102,16 @@ impl Cmdb {
             return Ok(None);
         };
         let config = rec.configuration();
+        // A version lists its edges in key order (the current state lists them by kind
+        // name, as the detail view pages them).
+        let mut relationships = self.edges_from(state, ci_id)?;
+        relationships.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Some(CiVersion {
             ci_id: ci_id.to_string(),
             version: config.version,
             valid_from: codec::time(config.versioned_at),
             ci: config.to_ci(state.owner_of(ci_id)),
-            relationships: self.edges_from(state, ci_id)?,
+            relationships,
             change_record,
         }))
     }
