@@ -585,10 +585,15 @@ fn consistency_check_during_ingest_sees_no_half_applied_commit(engine: Engine) {
             }
         })
     };
+    let mut checks = 0;
     while !writer.is_finished() {
         let report = s.check_consistency().unwrap();
         assert_eq!(report.problems_total, 0, "{report:?}");
+        checks += 1;
+        // A check holds the write gate; back to back, it would starve the writer.
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
+    assert!(checks > 1, "the checks ran while commits landed");
     writer.join().unwrap();
     assert_eq!(s.check_consistency().unwrap().problems_total, 0);
     let _ = std::fs::remove_dir_all(d);
