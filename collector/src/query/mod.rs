@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::model::*;
-use crate::parallel::in_parallel;
 use crate::reconcile::det_id;
 use crate::store::{Store, StoreError};
 use filter::{Expr, Field};
@@ -153,18 +152,25 @@ fn only_software(e: &Expr) -> bool {
 }
 
 /// "Which computers have package X below version V", ordered by name or id: decided by
-/// the product's installs alone, so only each match's name and status are read, and the
-/// whole CI only for the page shown. Same answer as the general path (pinned by a test).
-fn run_on_installs(store: &dyn Store, q: &Query, computers: &[String]) -> Result<Page, StoreError> {
-    // Thousands of independent reads: split over the cores, a quiet collector answers one
-    // asset manager's question sooner (bench/RESULTS.md).
+/// the product's installs alone, so only each match's summary (id, name, status) is read,
+/// and the whole CI only for the page shown. Same answer as the general path (pinned by a
+/// test).
+fn run_on_installs(store: &dyn Store, q: &Query, computers: &[u64]) -> Result<Page, StoreError> {
     let by_name = q.sort.key == "name";
-    let mut matched = Vec::with_capacity(computers.len());
-    for part in in_parallel(computers, MIN_PARALLEL_CHUNK, |part| {
-        sort_keys_of_unretired(store, by_name, part)
-    }) {
-        matched.extend(part?);
-    }
+    let summaries = store.computer_summaries(computers)?;
+    let matched: Vec<(Value, String, String)> = summaries
+        .into_iter()
+        .flatten()
+        .filter(|s| s.status != CiStatus::Retired)
+        .map(|s| {
+            let value = Value::String(if by_name {
+                s.name.to_string()
+            } else {
+                s.id.to_string()
+            });
+            (value, s.id.to_string(), s.id.to_string())
+        })
+        .collect();
     let (page, total, next_cursor) = paginate(matched, q);
     let mut items = Vec::with_capacity(page.len());
     for id in &page {
@@ -179,33 +185,6 @@ fn run_on_installs(store: &dyn Store, q: &Query, computers: &[String]) -> Result
     })
 }
 
-/// Below this many computers per worker a query stays on one thread.
-const MIN_PARALLEL_CHUNK: usize = 1000;
-
-/// The computers in `part` that are not retired, with their sort value (name or id).
-fn sort_keys_of_unretired(
-    store: &dyn Store,
-    by_name: bool,
-    part: &[String],
-) -> Result<Vec<(Value, String, String)>, StoreError> {
-    let mut out = Vec::with_capacity(part.len());
-    for id in part {
-        let Some(summary) = store.ci_summary(id)? else {
-            continue;
-        };
-        if summary.status == CiStatus::Retired {
-            continue;
-        }
-        let value = if by_name {
-            Value::String(summary.name)
-        } else {
-            Value::String(id.clone())
-        };
-        out.push((value, id.clone(), id.clone()));
-    }
-    Ok(out)
-}
-
 /// Orders `(sort value, id, item)` by (value, id), and returns the page after the cursor,
 /// the total and the next cursor.
 fn paginate<T>(mut matched: Vec<(Value, String, T)>, q: &Query) -> (Vec<T>, usize, Option<String>) {
@@ -218,20 +197,23 @@ fn paginate<T>(mut matched: Vec<(Value, String, T)>, q: &Query) -> (Vec<T>, usiz
             o
         }
     };
-    matched.sort_by(|a, b| order((&a.0, &a.1), (&b.0, &b.1)));
     let total = matched.len();
-    let start = match &q.after {
-        None => 0,
-        Some((value, id)) => {
-            matched.partition_point(|m| order((&m.0, &m.1), (value, id)) != Ordering::Greater)
-        }
-    };
-    let page: Vec<(Value, String, T)> = matched.into_iter().skip(start).take(q.limit).collect();
-    let next_cursor = (page.len() == q.limit && start + page.len() < total)
-        .then(|| page.last().map(|(v, id, _)| encode_cursor(v, id)))
+    if let Some((value, id)) = &q.after {
+        matched.retain(|m| order((&m.0, &m.1), (value, id)) == Ordering::Greater);
+    }
+    let remaining = matched.len();
+    // Only the page is sorted: the rest is partitioned past it (tens of thousands of
+    // matches, a page of a hundred).
+    if remaining > q.limit && q.limit > 0 {
+        matched.select_nth_unstable_by(q.limit, |a, b| order((&a.0, &a.1), (&b.0, &b.1)));
+    }
+    matched.truncate(q.limit);
+    matched.sort_by(|a, b| order((&a.0, &a.1), (&b.0, &b.1)));
+    let next_cursor = (matched.len() == q.limit && remaining > q.limit)
+        .then(|| matched.last().map(|(v, id, _)| encode_cursor(v, id)))
         .flatten();
     (
-        page.into_iter().map(|(_, _, item)| item).collect(),
+        matched.into_iter().map(|(_, _, item)| item).collect(),
         total,
         next_cursor,
     )
@@ -239,14 +221,11 @@ fn paginate<T>(mut matched: Vec<(Value, String, T)>, q: &Query) -> (Vec<T>, usiz
 
 /// (computer, variant) pairs, ordered by computer, as one entry per computer (a computer
 /// can install a product more than once: amd64 and i386).
-fn group_by_computer(mut installs: Vec<(String, usize)>) -> Vec<(String, Vec<usize>)> {
-    // Already in computer order from the embedded store, so this sort is one pass; another
-    // backend need not return that order.
-    installs.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
+fn group_by_computer(installs: Vec<(u64, usize)>) -> Vec<(u64, Vec<usize>)> {
+    let mut grouped: Vec<(u64, Vec<usize>)> = Vec::new();
     for (computer, variant) in installs {
         match grouped.last_mut() {
-            Some((id, variants)) if *id == computer => variants.push(variant),
+            Some((key, variants)) if *key == computer => variants.push(variant),
             _ => grouped.push((computer, vec![variant])),
         }
     }
@@ -298,21 +277,20 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                         .is_none_or(|p| eval::matches_edge(p, v))
                 })
                 .collect();
-            let by_computer = group_by_computer(product_installs.installs);
-            let passing = |variants: &[usize]| variants.iter().any(|&i| variant_passes[i]);
+            let by_computer: Vec<(u64, Vec<usize>)> = group_by_computer(product_installs.installs)
+                .into_iter()
+                .filter(|(_, variants)| variants.iter().any(|&i| variant_passes[i]))
+                .collect();
+            let keys: Vec<u64> = by_computer.iter().map(|(k, _)| *k).collect();
             if only_software(f) && matches!(q.sort.key.as_str(), "id" | "name") {
-                let computers: Vec<String> = by_computer
-                    .into_iter()
-                    .filter(|(_, variants)| passing(variants))
-                    .map(|(id, _)| id)
-                    .collect();
-                return run_on_installs(store, q, &computers);
+                return run_on_installs(store, q, &keys);
             }
-            for (id, variants) in by_computer {
-                if !passing(&variants) {
+            let summaries = store.computer_summaries(&keys)?;
+            for ((_, variants), summary) in by_computer.into_iter().zip(summaries) {
+                let Some(summary) = summary else {
                     continue;
-                }
-                let Some(ci) = store.get_ci(&id)? else {
+                };
+                let Some(ci) = store.get_ci(&summary.id)? else {
                     continue;
                 };
                 let edges = if own_edges_suffice {
@@ -321,7 +299,7 @@ pub fn run(store: &dyn Store, q: &Query, now: DateTime<Utc>) -> Result<Page, Sto
                         .map(|&i| product_installs.variants[i].clone())
                         .collect()
                 } else {
-                    installs(store.relationships_from(&id)?)
+                    installs(store.relationships_from(&ci.id)?)
                 };
                 candidates.push((ci, edges));
             }

@@ -192,7 +192,7 @@ pub fn catalogue(
             .map(|v| v.get("version").and_then(Value::as_str).unwrap_or(""))
             .collect();
         for (computer, variant) in &installs.installs {
-            computers.insert(computer.as_str());
+            computers.insert(*computer);
             *versions.entry(version_of[*variant]).or_default() += 1;
         }
         let mut spread: Vec<(&str, usize)> = versions.into_iter().collect();

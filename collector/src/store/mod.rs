@@ -212,13 +212,23 @@ pub struct CiSummary {
 pub const PACKAGE_VARIANT_KEYS: [&str; 5] = ["name", "version", "source", "arch", "publisher"];
 
 /// Who installs one product, in the form a package query evaluates: each distinct variant
-/// (the edge attributes in [`PACKAGE_VARIANT_KEYS`]) once, and every install as (computer,
-/// index into `variants`), ordered by computer. A fleet has few distinct versions of a
-/// product and many computers, so a filter is evaluated per variant, not per install.
+/// (the edge attributes in [`PACKAGE_VARIANT_KEYS`]) once, and every install as (computer
+/// key, index into `variants`), ordered by computer key. A fleet has few distinct versions
+/// of a product and many computers, so a filter is evaluated per variant, not per install;
+/// a computer key is the store's own handle, turned into an id, name and status only for
+/// the computers that pass ([`Store::computer_summaries`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProductInstalls {
     pub variants: Vec<Attributes>,
-    pub installs: Vec<(String, usize)>,
+    pub installs: Vec<(u64, usize)>,
+}
+
+/// A computer's id, name and status: what ordering a page of query results needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputerSummary {
+    pub id: std::sync::Arc<str>,
+    pub name: std::sync::Arc<str>,
+    pub status: CiStatus,
 }
 
 /// What [`Store::check_consistency`] found.
@@ -318,6 +328,9 @@ pub trait Store: Send + Sync + 'static {
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
     /// The `installs` edges into a product, see [`ProductInstalls`].
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError>;
+    /// The computers behind keys of [`ProductInstalls::installs`] (`None` for a key that
+    /// names no computer any more).
+    fn computer_summaries(&self, keys: &[u64]) -> Result<Vec<Option<ComputerSummary>>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;
     /// The version in force at `at`: the last one with `valid_from <= at`.

@@ -380,17 +380,29 @@ fn installs_of_lists_every_install_and_each_variant_once(engine: Engine) {
     let got = s.installs_of(&product).unwrap();
     let edges = s.relationships_to(&product).unwrap();
     assert_eq!(got.installs.len(), edges.len());
-    for ((computer, variant), edge) in got.installs.iter().zip(&edges) {
-        assert_eq!(
-            *computer, edge.key.from,
-            "ordered by computer, like the edges"
-        );
-        let projected: Attributes = PACKAGE_VARIANT_KEYS
-            .iter()
-            .filter_map(|k| Some((k.to_string(), edge.attributes.get(*k)?.clone())))
-            .collect();
-        assert_eq!(got.variants[*variant], projected);
-    }
+    let keys: Vec<u64> = got.installs.iter().map(|(k, _)| *k).collect();
+    assert!(keys.windows(2).all(|w| w[0] <= w[1]), "ordered by computer");
+    let summaries = s.computer_summaries(&keys).unwrap();
+    let mut by_installs: Vec<(String, Attributes)> = got
+        .installs
+        .iter()
+        .zip(&summaries)
+        .map(|((_, v), c)| (c.as_ref().unwrap().id.to_string(), got.variants[*v].clone()))
+        .collect();
+    let mut by_edges: Vec<(String, Attributes)> = edges
+        .iter()
+        .map(|edge| {
+            let projected: Attributes = PACKAGE_VARIANT_KEYS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), edge.attributes.get(*k)?.clone())))
+                .collect();
+            (edge.key.from.clone(), projected)
+        })
+        .collect();
+    let arch = |a: &Attributes| a.get("arch").and_then(|v| v.as_str()).map(str::to_string);
+    by_installs.sort_by_key(|(id, a)| (id.clone(), arch(a)));
+    by_edges.sort_by_key(|(id, a)| (id.clone(), arch(a)));
+    assert_eq!(by_installs, by_edges);
     // 3 versions of amd64 and of i386; install dates differ but are not part of a variant.
     assert_eq!(got.variants.len(), 6, "{:?}", got.variants);
     for (i, v) in got.variants.iter().enumerate() {
@@ -421,11 +433,16 @@ fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: E
             )
         })
         .collect();
+    let computers: Vec<Ci> = puts
+        .iter()
+        .map(|r| computer(&r.key.from, &r.key.from, CiStatus::Active))
+        .collect();
     s.commit_ingest(&IngestCommit {
         agent_id: "a1".into(),
         expected_last_seq: 0,
         new_seq: 1,
         seen_at: Utc::now(),
+        ci_puts: computers,
         relationship_puts: puts,
         ..Default::default()
     })
@@ -434,8 +451,14 @@ fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: E
     let edges = s.relationships_to(&product).unwrap();
     assert_eq!(got.installs.len(), 3000);
     assert_eq!(got.variants.len(), 6);
-    for ((computer, variant), edge) in got.installs.iter().zip(&edges) {
-        assert_eq!(*computer, edge.key.from);
+    // Each computer of this test installs the product once.
+    let keys: Vec<u64> = got.installs.iter().map(|(k, _)| *k).collect();
+    let summaries = s.computer_summaries(&keys).unwrap();
+    let by_id: std::collections::BTreeMap<&str, &Relationship> =
+        edges.iter().map(|e| (e.key.from.as_str(), e)).collect();
+    assert_eq!(by_id.len(), 3000);
+    for ((_, variant), summary) in got.installs.iter().zip(&summaries) {
+        let edge = by_id[&*summary.as_ref().expect("a computer").id];
         assert_eq!(
             got.variants[*variant]["version"],
             edge.attributes["version"]

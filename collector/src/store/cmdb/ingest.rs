@@ -250,6 +250,7 @@ impl Cmdb {
         if let Ok(mut known) = self.cache.shared.write() {
             known.extend(p.shared.iter().map(|(_, _, _, id)| id.clone()));
         }
+        self.remember_summaries(&p.records);
         let history: usize = p.records.iter().map(|e| e.history_bytes).sum();
         if history > 0 {
             tracing::trace!(agent_id = %c.agent_id, history_bytes = history, "history step written");
@@ -325,6 +326,7 @@ impl Cmdb {
             Ok(true)
         })?;
         if written {
+            self.remember_summaries(&records);
             self.backend.flush()?;
         }
         Ok(written)

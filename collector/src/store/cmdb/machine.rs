@@ -178,6 +178,9 @@ pub(crate) struct Encoded {
     pub components: Option<Vec<u8>>,
     pub installs: Option<Vec<u8>>,
     pub summary: Option<Vec<u8>>,
+    pub summary_rec: Option<SummaryRec>,
+    /// The record's revision after this write.
+    pub revision: u64,
     /// Component ids this record holds for the first time.
     pub new_ids: Vec<String>,
     pub rev_put: Vec<Vec<u8>>,
@@ -514,13 +517,16 @@ impl Cmdb {
         let new_summary = m.rec.ci.as_ref().map(|c| (c.name.clone(), c.status));
         if new_summary != old_summary {
             if let Some(c) = &m.rec.ci {
-                out.summary = Some(encode_packed(&SummaryRec {
+                let rec = SummaryRec {
                     id: c.id.clone(),
                     name: c.name.clone(),
                     status: c.status,
-                })?);
+                };
+                out.summary = Some(encode_packed(&rec)?);
+                out.summary_rec = Some(rec);
             }
         }
+        out.revision = m.rec.revision;
         out.computer = encode_packed(&m.rec)?;
         if components_changed {
             out.components = Some(encode_packed(&ComponentsRec {

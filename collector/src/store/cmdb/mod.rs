@@ -59,7 +59,13 @@ struct Cache {
     variants: RwLock<HashMap<u32, (u32, SharedPackage), Fast>>,
     /// Shared CIs known to be stored (they are never deleted).
     shared: RwLock<std::collections::HashSet<String, Fast>>,
+    /// Every computer's summary by number, loaded on first use and kept by every write
+    /// (with the record revision it came from, so a late update never replaces a newer).
+    summaries: RwLock<Option<SummaryTable>>,
 }
+
+/// computer number -> (record revision, summary).
+pub(crate) type SummaryTable = HashMap<u32, (u64, ComputerSummary), Fast>;
 
 /// Past this many entries a cache starts again (each entry is under ~200 bytes).
 const MAX_CACHED: usize = 1_000_000;
@@ -608,6 +614,10 @@ impl Store for Cmdb {
 
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
         self.read_installs_of(product_id)
+    }
+
+    fn computer_summaries(&self, keys: &[u64]) -> Result<Vec<Option<ComputerSummary>>, StoreError> {
+        self.read_computer_summaries(keys)
     }
 
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::machine;
 use super::*;
 use crate::model::*;
 use crate::parallel::in_parallel;
@@ -318,15 +319,96 @@ impl Cmdb {
             }
         }
         pairs.sort_unstable();
-        out.installs.reserve(pairs.len());
-        for (machine, variant) in pairs {
-            let Some(id) = self.id_of(machine)? else {
+        out.installs = pairs
+            .into_iter()
+            .map(|(machine, variant)| (machine as u64, index[&variant]))
+            .collect();
+        Ok(out)
+    }
+
+    /// Loads every computer's summary once; later writes keep the table.
+    fn summary_table(&self) -> Result<(), StoreError> {
+        if self.cache.summaries.read().is_ok_and(|t| t.is_some()) {
+            return Ok(());
+        }
+        let mut table: SummaryTable = HashMap::default();
+        self.backend
+            .scan(Space::Summaries, Range::all(), &mut |k, v| {
+                let s: SummaryRec = decode_packed(&shown(Space::Summaries, k), v)?;
+                if let Some(num) = codec::read_num(k) {
+                    let summary = ComputerSummary {
+                        id: s.id.into(),
+                        name: s.name.into(),
+                        status: s.status,
+                    };
+                    table.insert(num, (0, summary));
+                }
+                Ok(Flow::Continue)
+            })?;
+        if let Ok(mut slot) = self.cache.summaries.write() {
+            // A write that landed while the scan ran has its revision: keep it.
+            match slot.as_mut() {
+                Some(current) => {
+                    for (num, entry) in table {
+                        current.entry(num).or_insert(entry);
+                    }
+                }
+                None => *slot = Some(table),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the loaded summary table up to date after a commit.
+    pub(crate) fn remember_summaries(&self, written: &[machine::Encoded]) {
+        let Ok(mut slot) = self.cache.summaries.write() else {
+            return;
+        };
+        let Some(table) = slot.as_mut() else {
+            return;
+        };
+        for e in written {
+            let Some(s) = &e.summary_rec else {
                 continue;
             };
-            out.installs.push((id.to_string(), index[&variant]));
+            let newer = table.get(&e.num).is_none_or(|(rev, _)| *rev < e.revision);
+            if newer {
+                table.insert(
+                    e.num,
+                    (
+                        e.revision,
+                        ComputerSummary {
+                            id: s.id.as_str().into(),
+                            name: s.name.as_str().into(),
+                            status: s.status,
+                        },
+                    ),
+                );
+            }
         }
-        // Ordered by computer id, as the query expects.
-        out.installs.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+    }
+
+    pub(crate) fn read_computer_summaries(
+        &self,
+        keys: &[u64],
+    ) -> Result<Vec<Option<ComputerSummary>>, StoreError> {
+        self.summary_table()?;
+        let table = self
+            .cache
+            .summaries
+            .read()
+            .map_err(|_| io("summary table poisoned"))?;
+        let Some(table) = table.as_ref() else {
+            return Ok(vec![None; keys.len()]);
+        };
+        Ok(keys
+            .iter()
+            .map(|k| {
+                u32::try_from(*k)
+                    .ok()
+                    .and_then(|n| table.get(&n))
+                    .map(|(_, s)| s.clone())
+            })
+            .collect())
     }
 }
