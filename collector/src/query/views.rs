@@ -12,7 +12,7 @@ use crate::drift::diff::diff;
 use crate::drift::view::ConfigView;
 use crate::model::*;
 use crate::reconcile::class_of_id;
-use crate::store::{Store, StoreError};
+use crate::store::{ComputerSummary, Store, StoreError};
 
 /// Most relationships a detail view lists in each direction (the count is always given);
 /// `GET /api/v1/cis/{id}?relationships=N` asks for up to this many.
@@ -220,11 +220,53 @@ pub fn impact(
     };
     let limit = limit.min(MAX_IMPACT_NODES);
     match origin.class {
-        CiClass::SoftwareProduct | CiClass::OperatingSystem => {
+        CiClass::SoftwareProduct => {
+            // Decided by the product's variants: the version condition runs once per
+            // variant, and only the computers listed have their edges read.
+            let installs = store.installs_of(from)?;
+            let passes: Vec<bool> = installs
+                .variants
+                .iter()
+                .map(|v| version.is_none_or(|c| super::eval::matches_edge(c, v)))
+                .collect();
+            let mut keys: Vec<u64> = installs
+                .installs
+                .iter()
+                .filter(|(_, v)| passes[*v])
+                .map(|(k, _)| *k)
+                .collect();
+            keys.dedup();
+            let total = installs.installs.iter().filter(|(_, v)| passes[*v]).count();
+            let mut computers: Vec<ComputerSummary> = store
+                .computer_summaries(&keys)?
+                .into_iter()
+                .flatten()
+                .collect();
+            computers.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut hosts = Vec::new();
+            'listing: for c in &computers {
+                for r in store.relationships_between(&c.id, from)? {
+                    let wanted = r.key.kind == RelKind::Installs
+                        && version
+                            .is_none_or(|cond| super::eval::matches_edge(cond, &r.attributes));
+                    if !wanted {
+                        continue;
+                    }
+                    if hosts.len() >= limit {
+                        break 'listing;
+                    }
+                    hosts.push(json!({"id": &*c.id, "name": &*c.name, "edge": r.attributes}));
+                }
+            }
+            Ok(Some(
+                json!({"from": origin, "computers_total": total, "computers": hosts}),
+            ))
+        }
+        CiClass::OperatingSystem => {
             let mut hosts = Vec::new();
             let mut total = 0;
             for r in store.relationships_to(from)? {
-                if !matches!(r.key.kind, RelKind::Installs | RelKind::Runs) {
+                if r.key.kind != RelKind::Runs {
                     continue;
                 }
                 if let Some(cond) = version {

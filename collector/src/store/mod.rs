@@ -326,6 +326,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Relationship>, usize), StoreError>;
     fn relationships_to(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+    /// The edges from `from` to `to` (a computer's installs of one product: amd64, i386).
+    fn relationships_between(&self, from: &str, to: &str) -> Result<Vec<Relationship>, StoreError>;
     /// The `installs` edges into a product, see [`ProductInstalls`].
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError>;
     /// The computers behind keys of [`ProductInstalls::installs`] (`None` for a key that

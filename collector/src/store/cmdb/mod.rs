@@ -612,6 +612,10 @@ impl Store for Cmdb {
         self.read_relationships_to(id)
     }
 
+    fn relationships_between(&self, from: &str, to: &str) -> Result<Vec<Relationship>, StoreError> {
+        self.read_relationships_between(from, to)
+    }
+
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
         self.read_installs_of(product_id)
     }

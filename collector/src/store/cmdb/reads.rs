@@ -232,6 +232,7 @@ impl Cmdb {
         }
         let mut edges: Vec<Relationship> = Vec::new();
         let mut install_machines: Vec<u32> = Vec::new();
+        let mut loaded: Option<(u32, EdgeMap)> = None;
         scan_prefix(
             self.backend.as_ref(),
             Space::Reverse,
@@ -244,8 +245,13 @@ impl Cmdb {
                         }
                     }
                     Some(RevEntry::Edge { machine, edge, .. }) => {
-                        let m = self.load_machine(machine)?;
-                        if let Some(a) = m.edges.get(&edge) {
+                        // Entries of one computer are adjacent: read its record once.
+                        if loaded.as_ref().is_none_or(|(n, _)| *n != machine) {
+                            let edges: EdgeMap =
+                                self.load_components(machine)?.edges.into_iter().collect();
+                            loaded = Some((machine, edges));
+                        }
+                        if let Some(a) = loaded.as_ref().and_then(|(_, m)| m.get(&edge)) {
                             edges.push(Relationship {
                                 key: edge.rel_key(),
                                 attributes: codec::attributes(a),
@@ -278,6 +284,45 @@ impl Cmdb {
             edges.extend(part?);
         }
         Ok(edges)
+    }
+
+    pub(crate) fn read_relationships_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let Some(num) = self.num_of(from)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if self.is_holder(from, num)? {
+            if let Some(product) = self.num_of(to)? {
+                for i in self
+                    .load_installs(num)?
+                    .iter()
+                    .filter(|i| i.product == product)
+                {
+                    out.push(self.install_edge(from, i)?);
+                }
+            }
+        }
+        for (k, a) in self.load_components(num)?.edges {
+            if k.from == from && k.to == to {
+                out.push(Relationship {
+                    key: k.rel_key(),
+                    attributes: codec::attributes(&a),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_components(&self, num: u32) -> Result<ComponentsRec, StoreError> {
+        let key = codec::num_key(num);
+        Ok(match self.backend.get(Space::Components, &key)? {
+            Some(b) => decode_packed(&shown(Space::Components, &key), &b)?,
+            None => ComponentsRec::default(),
+        })
     }
 
     fn load_installs(&self, num: u32) -> Result<Vec<InstallRec>, StoreError> {
