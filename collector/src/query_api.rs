@@ -80,7 +80,7 @@ fn parse_query(p: CiQuery, default_limit: usize) -> Result<Parsed, ApiProblem> {
         .unwrap_or("computer")
         .parse()
         .map_err(|e: String| bad("class", format!("class: {e}")))?;
-    let filter = filter::parse(p.filter.as_deref().unwrap_or(""))
+    let filter = filter::parse_for(class, p.filter.as_deref().unwrap_or(""))
         .map_err(|e| bad("filter", e.to_string()))?;
     let sort = Sort::parse(p.sort.as_deref().unwrap_or("name")).map_err(|e| bad("sort", e))?;
     let after = p

@@ -1081,6 +1081,150 @@ mod tests {
         assert_eq!(p2.computer.unwrap().version, 2);
     }
 
+    /// Every section collected, every optional field set.
+    fn full() -> Snapshot {
+        let s = |v: &str| Some(v.to_string());
+        let mut snap = base();
+        snap.agent_version = "1.0".into();
+        snap.system = Section::collected(System {
+            vendor: s("v"),
+            model: s("m"),
+            family: s("f"),
+            serial: s("s"),
+            uuid: s("u"),
+            sku: s("k"),
+            chassis_type: s("c"),
+            board_vendor: s("bv"),
+            board_model: s("bm"),
+            board_serial: s("bs"),
+            bios_vendor: s("x"),
+            bios_version: s("y"),
+            bios_date: s("z"),
+            machine_id: s("mid"),
+            virtualization: s("kvm"),
+            container: s("docker"),
+            ..Default::default()
+        });
+        if let Some(os) = snap.os.data_mut() {
+            os.id = s("debian");
+            os.version_id = s("12");
+            os.codename = s("bookworm");
+            os.build = s("b");
+            os.kernel = s("Linux");
+            os.timezone = s("UTC");
+            os.boot_time = Some(Utc::now());
+            os.uptime_seconds = Some(1);
+        }
+        snap.cpus = Section::collected(vec![Cpu {
+            vendor: s("v"),
+            model: s("m"),
+            cores: 2,
+            threads: 4,
+            ..Default::default()
+        }]);
+        snap.memory = Section::collected(Memory {
+            total_bytes: 1,
+            available_bytes: Some(1),
+            swap_total_bytes: 1,
+            swap_free_bytes: Some(1),
+        });
+        snap.disks = Section::collected(vec![Disk {
+            name: "sda".into(),
+            model: s("m"),
+            vendor: s("v"),
+            serial: s("s"),
+            wwn: s("w"),
+            transport: s("sata"),
+            size_bytes: 1,
+            rotational: Some(false),
+            ..Default::default()
+        }]);
+        snap.filesystems = Section::collected(vec![Filesystem {
+            mount_point: "/".into(),
+            device: "/dev/sda1".into(),
+            fs_type: "ext4".into(),
+            free_bytes: Some(1),
+            ..Default::default()
+        }]);
+        if let Some(nics) = snap.network_interfaces.data_mut() {
+            nics[0].driver = s("e1000");
+            nics[0].gateway = s("10.0.0.1");
+            nics[0].mtu = Some(1500);
+            nics[0].speed_mbps = Some(1000);
+            nics[0].addresses.push(IpAddress {
+                address: "fe80::1".into(),
+                prefix: 64,
+                family: "ipv6".into(),
+                scope: s("link"),
+            });
+        }
+        snap.services = Section::collected(vec![Service {
+            name: "ssh".into(),
+            manager: "systemd".into(),
+            state: "active".into(),
+            enabled: s("enabled"),
+            description: s("d"),
+        }]);
+        snap.users = Section::collected(vec![census_shared::User {
+            name: "root".into(),
+            shell: s("/bin/bash"),
+            ..Default::default()
+        }]);
+        snap.listening_ports = Section::collected(vec![ListeningPort {
+            protocol: "tcp".into(),
+            address: "0.0.0.0".into(),
+            port: 22,
+            process: s("sshd"),
+            ..Default::default()
+        }]);
+        snap
+    }
+
+    /// The registry (`model::attributes`) is what filters and rules resolve paths against:
+    /// reconciliation must write exactly what it lists, per class, configuration and
+    /// volatile apart.
+    #[test]
+    fn every_attribute_reconcile_writes_is_registered() {
+        use crate::model::attributes;
+        use std::collections::BTreeSet;
+        let d = desired("cmp_1", &full(), Utc::now());
+        let mut written: BTreeSet<(CiClass, &str, bool)> = BTreeSet::new();
+        written.extend(
+            d.attributes
+                .keys()
+                .map(|k| (CiClass::Computer, k.as_str(), false)),
+        );
+        written.extend(
+            d.volatile
+                .keys()
+                .map(|k| (CiClass::Computer, k.as_str(), true)),
+        );
+        // What plan adds for every computer.
+        written.insert((CiClass::Computer, "agent.id", true));
+        for ci in d.components.values().chain(d.shared.values()) {
+            written.extend(ci.attributes.keys().map(|k| (ci.class, k.as_str(), false)));
+            written.extend(ci.volatile.keys().map(|k| (ci.class, k.as_str(), true)));
+        }
+        let registered: BTreeSet<(CiClass, &str, bool)> = CiClass::ALL
+            .into_iter()
+            .flat_map(|c| {
+                attributes::of(c)
+                    .iter()
+                    .map(move |a| (c, a.path, a.volatile))
+            })
+            .collect();
+        let unregistered: Vec<_> = written.difference(&registered).collect();
+        assert!(
+            unregistered.is_empty(),
+            "written but not registered: {unregistered:?}"
+        );
+        let unwritten: Vec<_> = registered.difference(&written).collect();
+        assert!(
+            unwritten.is_empty(),
+            "registered but never written: {unwritten:?}"
+        );
+    }
+
     #[test]
     fn subnets() {
         assert_eq!(subnet_of("10.1.2.3", 16).as_deref(), Some("10.1.0.0/16"));

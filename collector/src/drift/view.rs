@@ -210,7 +210,13 @@ impl<'a> ConfigView<'a> {
                     .into(),
                     a("name").unwrap_or(name),
                 ),
-                _ => continue,
+                // Shared CIs are not a computer's components: an OS release, a product
+                // and a subnet reach the view through the computer's attributes, its
+                // installs and its addresses. A computer never owns a computer.
+                CiClass::Computer
+                | CiClass::OperatingSystem
+                | CiClass::SoftwareProduct
+                | CiClass::Subnet => continue,
             };
             v.put(aspect, key, subject, FactValue::Attrs(&c.attributes));
         }

@@ -24,6 +24,7 @@
 use std::fmt;
 
 use crate::drift::rules::Cidr;
+use crate::model::{attributes, CiClass};
 
 /// Limits that keep a filter cheap to parse and evaluate.
 pub const MAX_FILTER_BYTES: usize = 4096;
@@ -275,6 +276,9 @@ struct Parser {
     end: usize,
     conditions: usize,
     depth: usize,
+    /// The class the filter will run on: attribute paths are resolved against its
+    /// registered attributes (`model::attributes`), so a typo is an error, not an empty page.
+    class: Option<CiClass>,
 }
 
 fn field_of(name: &str) -> Option<Field> {
@@ -312,6 +316,28 @@ impl Parser {
     fn at(&self) -> usize {
         self.toks.get(self.pos).map(|(p, _)| *p).unwrap_or(self.end)
     }
+    /// An unknown field: the fields there are, and for a known class its attributes and the
+    /// one a typo most likely meant.
+    fn unknown<T>(&self, name: &str) -> Result<T, FilterError> {
+        let builtin = "id, name, class, status, first_seen, last_seen, ip, software.name|version|source|arch|publisher";
+        match self.class {
+            Some(class) => {
+                let hint = attributes::closest(class, name)
+                    .map(|p| format!(" (did you mean {p}?)"))
+                    .unwrap_or_default();
+                let known: Vec<&str> = attributes::of(class).iter().map(|a| a.path).collect();
+                self.err(format!(
+                    "unknown field '{name}'{hint}; fields are {builtin}, or an attribute of {}: {}",
+                    class.as_str(),
+                    known.join(", ")
+                ))
+            }
+            None => self.err(format!(
+                "unknown field '{name}'; fields are {builtin}, or an attribute path like os.hostname"
+            )),
+        }
+    }
+
     fn err<T>(&self, message: impl Into<String>) -> Result<T, FilterError> {
         Err(FilterError {
             position: self.at(),
@@ -384,10 +410,21 @@ impl Parser {
         let Some(Tok::Word(name)) = self.peek().cloned() else {
             return self.err("expected a field name");
         };
-        let Some(field) = field_of(&name) else {
-            return self.err(format!(
-                "unknown field '{name}'; fields are id, name, class, status, first_seen, last_seen, ip, software.name|version|source|arch|publisher, or an attribute path like os.hostname"
-            ));
+        let field = match field_of(&name) {
+            Some(Field::Attribute(path)) => match self.class {
+                Some(class) if attributes::find(class, &path).is_none() => {
+                    return self.unknown(&name);
+                }
+                _ => Field::Attribute(path),
+            },
+            Some(f) => f,
+            // A component's attributes have plain names (`size_bytes`).
+            None => match self.class {
+                Some(class) if attributes::find(class, &name).is_some() => {
+                    Field::Attribute(name.clone())
+                }
+                _ => return self.unknown(&name),
+            },
         };
         self.pos += 1;
         if self.keyword("exists") {
@@ -459,7 +496,18 @@ impl Parser {
 }
 
 /// Parses a filter. An empty filter is `None` (everything matches).
+/// Parses a filter for CIs of `class`: attribute paths must be that class's registered
+/// attributes (plain names such as `size_bytes` work for components too).
+pub fn parse_for(class: CiClass, input: &str) -> Result<Option<Expr>, FilterError> {
+    parse_with(input, Some(class))
+}
+
+/// Parses a filter without knowing its class (any dotted path is an attribute).
 pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
+    parse_with(input, None)
+}
+
+fn parse_with(input: &str, class: Option<CiClass>) -> Result<Option<Expr>, FilterError> {
     if input.len() > MAX_FILTER_BYTES {
         return Err(FilterError {
             position: MAX_FILTER_BYTES,
@@ -476,6 +524,7 @@ pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
         end: input.len(),
         conditions: 0,
         depth: 0,
+        class,
     };
     let e = p.or()?;
     if p.pos < p.toks.len() {
@@ -534,6 +583,33 @@ mod tests {
         assert_eq!(fails_at("software.colour = red").0, 0);
         assert!(fails_at("os.hostname ! x").1.contains("operator"));
         assert_eq!(fails_at("os.hostname = x; drop").0, 15);
+    }
+
+    #[test]
+    fn attribute_paths_resolve_against_the_class() {
+        use crate::model::CiClass;
+        // A registered path, and a component's plain attribute name.
+        assert!(parse_for(CiClass::Computer, "os.hostname = web01").is_ok());
+        assert!(parse_for(CiClass::Disk, "size_bytes > 100 and rotational = false").is_ok());
+        // A typo is an error that names the attribute meant, where it is.
+        let e = parse_for(CiClass::Computer, "status = active and os.hostnme = web01").unwrap_err();
+        assert_eq!(e.position, 20);
+        assert!(e.message.contains("'os.hostnme'"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean os.hostname?"),
+            "{}",
+            e.message
+        );
+        // Another class's attribute is not this one's.
+        let e = parse_for(CiClass::Disk, "os.hostname = x").unwrap_err();
+        assert!(
+            e.message.contains("an attribute of disk: device_name"),
+            "{}",
+            e.message
+        );
+        // Built-in fields and software conditions need no registry.
+        assert!(parse_for(CiClass::Service, "name = ssh.service and status = active").is_ok());
+        assert!(parse_for(CiClass::Computer, "software.name = openssl").is_ok());
     }
 
     #[test]

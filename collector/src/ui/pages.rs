@@ -273,7 +273,7 @@ pub async fn computers(
         let class: CiClass = class_text
             .parse()
             .map_err(|e: String| format!("class: {e}"))?;
-        let filter = filter::parse(&filter_text).map_err(|e| format!("filter: {e}"))?;
+        let filter = filter::parse_for(class, &filter_text).map_err(|e| format!("filter: {e}"))?;
         let sort = Sort::parse(&sort_text)?;
         let after = p
             .cursor

@@ -1,6 +1,8 @@
 //! The CMDB's records: configuration items, relationships, versions, agents, tokens, users,
 //! identity conflicts and change records. Plain data; no I/O.
 
+pub mod attributes;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
