@@ -137,7 +137,7 @@ fn main() -> Result<()> {
     let mut base: Option<PathBuf> = None;
     let mut bin = PathBuf::from("target/release");
     let mut cache_mb: u64 = 256;
-    let mut engine = String::from("sled");
+    let mut engine = String::from("redb");
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {

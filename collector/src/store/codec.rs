@@ -985,6 +985,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A damaged store or a tampered backup reaches these decoders: they refuse, they
+        /// never panic (the fuzz target `store_records` runs the same on libFuzzer).
+        #[test]
+        fn record_decoders_refuse_garbage_without_panicking(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(offsets) = decode_postings("t", &data) {
+                proptest::prop_assert_eq!(decode_postings("t", &encode_postings(&offsets)).ok(), Some(offsets));
+            }
+            for offset in [0u16, 7, 4095] {
+                let _ = update_postings("t", Some(&data), offset, true);
+                let _ = update_postings("t", Some(&data), offset, false);
+            }
+            let _ = decode_packed::<ComputerRec>("t", &data);
+            let _ = decode_packed::<ComponentsRec>("t", &data);
+            let _ = decode_packed::<InstallsRec>("t", &data);
+            let _ = decode_packed::<StepRec>("t", &data);
+            let _ = decode_packed::<CheckpointRec>("t", &data);
+            let _ = decode::<VariantRec>("t", &data);
+            let _ = decode_json::<serde_json::Value>("t", &data);
+            let _ = read_rev_key(&data);
+        }
+    }
+
     #[test]
     fn json_records_read_whether_compressed_or_not() {
         let long = "x".repeat(2000);

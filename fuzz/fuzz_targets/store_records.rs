@@ -1,0 +1,24 @@
+#![no_main]
+//! Fuzz target: the store's record decoders (a damaged store file or a tampered backup
+//! reaches them): posting chunks, packed postcard records of every kind, JSON records.
+use census_collector::store::codec::*;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(offsets) = decode_postings("fuzz", data) {
+        // What decodes re-encodes to the same set.
+        assert_eq!(decode_postings("fuzz", &encode_postings(&offsets)).ok(), Some(offsets));
+    }
+    for offset in [0u16, 7, 4095] {
+        let _ = update_postings("fuzz", Some(data), offset, true);
+        let _ = update_postings("fuzz", Some(data), offset, false);
+    }
+    let _ = decode_packed::<ComputerRec>("fuzz", data);
+    let _ = decode_packed::<ComponentsRec>("fuzz", data);
+    let _ = decode_packed::<InstallsRec>("fuzz", data);
+    let _ = decode_packed::<StepRec>("fuzz", data);
+    let _ = decode_packed::<CheckpointRec>("fuzz", data);
+    let _ = decode::<VariantRec>("fuzz", data);
+    let _ = decode_json::<serde_json::Value>("fuzz", data);
+    let _ = read_rev_key(data);
+});
