@@ -6,12 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::*;
-use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError, Store};
+use crate::ops::admin as op;
+use crate::ops::{Actor, Ops};
+
+pub use crate::ops::admin::ConflictResolution;
+/// Why an admin command failed: an operation's error.
+pub use crate::ops::OpError as AdminError;
 
 pub const SOCKET_FILE: &str = "admin.sock";
 /// Longest admin request line.
@@ -86,42 +91,6 @@ pub struct AdminResponse {
     pub error: Option<String>,
 }
 
-/// Why an admin command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    NotFound(String),
-    /// Changed or decided since it was read (another person won).
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-fn store_err(e: crate::store::StoreError) -> AdminError {
-    AdminError::Store(e)
-}
-
-/// What a person decided about an identity conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictResolution {
-    KeptSeparate,
-    ClaimingAgentRevoked,
-}
-
-impl ConflictResolution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictResolution::KeptSeparate => "kept_separate",
-            ConflictResolution::ClaimingAgentRevoked => "claiming_agent_revoked",
-        }
-    }
-}
-
-/// The audit actor for commands typed at the collector's host.
 pub fn cli_actor() -> String {
     format!(
         "admin-cli:{}",
@@ -129,235 +98,101 @@ pub fn cli_actor() -> String {
     )
 }
 
-/// Runs one admin command against the store; every write is audited as `actor`.
+/// Runs one admin command; every write is an operation of [`crate::ops::admin`], audited
+/// as `actor`. The answer is JSON for the CLI and the socket.
 pub fn execute(
-    store: &dyn Store,
+    ops: &Ops,
     req: AdminRequest,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Value, AdminError> {
-    let audited = |write: PeopleWrite,
-                   action: &str,
-                   target: &str,
-                   before: Option<Value>,
-                   after: Option<Value>| {
-        audited_admin(store, write, actor, action, target, before, after, now)
-    };
+    let store = ops.store.as_ref();
+    let who = Actor::new(actor);
     match req {
         AdminRequest::TokenCreate {
             ttl_seconds,
             uses,
             note,
         } => {
-            if ttl_seconds <= 0 || uses == 0 {
-                return Err(AdminError::Invalid(
-                    "a token needs a positive TTL and at least one use".into(),
-                ));
-            }
-            let secret = format!("cet_{}", hex::encode(rand::random::<[u8; 24]>()));
-            let token = EnrollmentToken {
-                id: format!("tok_{}", hex::encode(rand::random::<[u8; 6]>())),
-                secret_hash: crate::api::token_hash(&secret),
-                created_at: now,
-                expires_at: now + Duration::seconds(ttl_seconds),
-                max_uses: uses,
-                uses: 0,
-                revoked_at: None,
-                note,
-            };
-            audited(
-                PeopleWrite::PutEnrollmentToken(token.clone()),
-                "enrollment_token.create",
-                &token.id,
-                None,
-                Some(
-                    json!({"id": token.id, "expires_at": token.expires_at, "max_uses": uses, "note": token.note}),
-                ),
-            )?;
+            let (token, secret) =
+                op::create_enrollment_token(ops, &who, ttl_seconds, uses, note, now)?;
             Ok(
-                json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": uses}),
+                json!({"id": token.id, "token": secret, "expires_at": token.expires_at, "max_uses": token.max_uses}),
             )
         }
         AdminRequest::TokenList => {
-            let tokens = store.list_tokens().map_err(store_err)?;
+            let tokens = store.list_tokens()?;
             Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "uses": t.uses, "max_uses": t.max_uses, "revoked_at": t.revoked_at, "note": t.note, "state": token_state(t, now)})).collect::<Vec<_>>()))
         }
         AdminRequest::TokenRevoke { id } => {
-            let expected = store
-                .list_tokens()
-                .map_err(store_err)?
-                .into_iter()
-                .find(|t| t.id == id)
-                .ok_or_else(|| AdminError::NotFound(format!("no token with id {id}")))?;
-            if expected.revoked_at.is_none() {
-                let mut token = expected.clone();
-                token.revoked_at = Some(now);
-                audited(
-                    PeopleWrite::ReviseEnrollmentToken {
-                        expected: Box::new(expected),
-                        token: Box::new(token),
-                    },
-                    "enrollment_token.revoke",
-                    &id,
-                    None,
-                    Some(json!({"revoked_at": now})),
-                )?;
-            }
+            op::revoke_enrollment_token(ops, &who, &id, now)?;
             Ok(json!({"revoked": id}))
         }
         AdminRequest::AgentList => {
-            let agents = store.list_agents().map_err(store_err)?;
+            let agents = store.list_agents()?;
             Ok(json!(agents.iter().map(|a| json!({"id": a.id, "hostname": a.facts.hostname, "enrolled_at": a.enrolled_at, "last_seen": a.last_seen, "last_seq": a.last_seq, "ci_id": a.ci_id, "revoked_at": a.revoked_at, "superseded_by": a.superseded_by, "clock_skew_seconds": a.clock_skew_seconds, "agent_version": a.agent_version})).collect::<Vec<_>>()))
         }
         AdminRequest::AgentRevoke { id } => {
-            let agent = store
-                .get_agent(&id)
-                .map_err(store_err)?
-                .ok_or_else(|| AdminError::NotFound(format!("no agent with id {id}")))?;
-            if agent.revoked_at.is_none() {
-                audited(
-                    PeopleWrite::RevokeAgent(id.clone()),
-                    "agent.revoke",
-                    &id,
-                    Some(json!({"hostname": agent.facts.hostname, "ci_id": agent.ci_id})),
-                    Some(json!({"revoked_at": now})),
-                )?;
-            }
+            op::revoke_agent(ops, &who, &id, now)?;
             Ok(json!({"revoked": id}))
         }
         AdminRequest::UserAdd { name, role } => {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-            if !valid {
-                return Err(AdminError::Invalid(
-                    "user names are 1-64 characters of letters, digits and . _ - @".into(),
-                ));
-            }
-            let before = store.get_user(&name).map_err(store_err)?;
-            let user = User {
-                name: name.clone(),
-                role,
-                created_at: before.as_ref().map(|u| u.created_at).unwrap_or(now),
-                disabled: false,
-                password_hash: before.as_ref().and_then(|u| u.password_hash.clone()),
-            };
-            audited(
-                PeopleWrite::PutUser(user.clone()),
-                if before.is_some() {
-                    "user.update"
-                } else {
-                    "user.create"
-                },
-                &name,
-                before.map(|u| user_view(&u)),
-                Some(user_view(&user)),
-            )?;
-            Ok(user_view(&user))
+            let user = op::put_user(ops, &who, &name, role, now)?;
+            Ok(op::user_view(&user))
         }
         AdminRequest::UserList => Ok(json!(store
-            .list_users()
-            .map_err(store_err)?
+            .list_users()?
             .iter()
-            .map(user_view)
+            .map(op::user_view)
             .collect::<Vec<_>>())),
         AdminRequest::UserPassword { name, password } => {
-            let mut user = store
-                .get_user(&name)
-                .map_err(store_err)?
-                .ok_or_else(|| AdminError::NotFound(format!("no user {name}")))?;
-            user.password_hash =
-                Some(crate::login::hash_password(&password).map_err(AdminError::Invalid)?);
-            audited(
-                PeopleWrite::PutUser(user.clone()),
-                "user.password",
-                &name,
-                None,
-                None,
-            )?;
+            op::set_password(ops, &who, &name, &password)?;
             Ok(json!({"user": name, "password": "set"}))
         }
         AdminRequest::UserToken { name, ttl_seconds } => {
-            if ttl_seconds <= 0 {
-                return Err(AdminError::Invalid("a token needs a positive TTL".into()));
-            }
-            let user = store.get_user(&name).map_err(store_err)?.ok_or_else(|| {
-                AdminError::NotFound(format!(
-                    "no user {name}; add one with `user add {name} --role ROLE`"
-                ))
-            })?;
-            let (token, text) =
-                crate::people::new_token(&user.name, Duration::seconds(ttl_seconds), now);
-            audited(
-                PeopleWrite::PutApiToken(token.clone()),
-                "api_token.create",
-                &token.id,
-                None,
-                Some(json!({"id": token.id, "user": token.user, "expires_at": token.expires_at})),
-            )?;
+            let (token, text, user) = op::create_api_token(ops, &who, &name, ttl_seconds, now)?;
             Ok(
                 json!({"id": token.id, "user": user.name, "role": user.role, "token": text, "expires_at": token.expires_at}),
             )
         }
         AdminRequest::UserTokenList => {
-            let tokens = store.list_api_tokens().map_err(store_err)?;
+            let tokens = store.list_api_tokens()?;
             Ok(json!(tokens.iter().map(|t| json!({"id": t.id, "user": t.user, "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})).collect::<Vec<_>>()))
         }
         AdminRequest::UserTokenRevoke { id } => {
-            let mut token = store
-                .find_api_token(&id)
-                .map_err(store_err)?
-                .ok_or_else(|| AdminError::NotFound(format!("no API token with id {id}")))?;
-            if token.revoked_at.is_none() {
-                token.revoked_at = Some(now);
-                audited(
-                    PeopleWrite::PutApiToken(token.clone()),
-                    "api_token.revoke",
-                    &id,
-                    None,
-                    Some(json!({"revoked_at": now})),
-                )?;
-            }
+            op::revoke_api_token(ops, &who, &id, now)?;
             Ok(json!({"revoked": id}))
         }
         AdminRequest::CiList { class } => {
-            let cis = store.list_cis(class).map_err(store_err)?;
+            let cis = store.list_cis(class)?;
             Ok(json!(cis.iter().map(ci_summary).collect::<Vec<_>>()))
         }
         AdminRequest::CiShow { id, as_of } => {
             let ci = store
-                .get_ci(&id)
-                .map_err(store_err)?
-                .ok_or_else(|| AdminError::NotFound(format!("no CI with id {id}")))?;
+                .get_ci(&id)?
+                .ok_or_else(|| AdminError::NotFound(format!("CI {id}")))?;
             let (state, outgoing) = match as_of {
                 Some(at) => {
-                    let v = store.as_of(&id, at).map_err(store_err)?.ok_or_else(|| {
-                        AdminError::NotFound(format!("CI {id} did not exist at {at}"))
-                    })?;
+                    let v = store
+                        .as_of(&id, at)?
+                        .ok_or_else(|| AdminError::NotFound(format!("CI {id} at {at}")))?;
                     (json!(v.ci), v.relationships)
                 }
-                None => (json!(ci), store.relationships_from(&id).map_err(store_err)?),
+                None => (json!(ci), store.relationships_from(&id)?),
             };
-            let incoming = store.relationships_to(&id).map_err(store_err)?;
+            let incoming = store.relationships_to(&id)?;
             let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
             for r in &outgoing {
                 *by_kind.entry(r.key.kind.as_str()).or_default() += 1;
             }
             let agent = store
-                .list_agents()
-                .map_err(store_err)?
+                .list_agents()?
                 .into_iter()
                 .find(|a| a.ci_id.as_deref() == Some(id.as_str()) && a.superseded_by.is_none());
             let mut names: BTreeMap<String, String> = BTreeMap::new();
             for r in &outgoing {
                 if !names.contains_key(&r.key.to) {
-                    let name = store
-                        .get_ci(&r.key.to)
-                        .map_err(store_err)?
-                        .map(|c| c.name)
-                        .unwrap_or_default();
+                    let name = store.get_ci(&r.key.to)?.map(|c| c.name).unwrap_or_default();
                     names.insert(r.key.to.clone(), name);
                 }
             }
@@ -375,120 +210,40 @@ pub fn execute(
             }))
         }
         AdminRequest::CiHistory { id } => {
-            let versions = store.history(&id).map_err(store_err)?;
+            let versions = store.history(&id)?;
             Ok(json!(versions.iter().map(|v| json!({"version": v.version, "valid_from": v.valid_from, "status": v.ci.status, "relationships": v.relationships.len(), "change_record": v.change_record})).collect::<Vec<_>>()))
         }
         AdminRequest::Backup { to } => {
-            let path = Path::new(&to);
-            if !path.is_absolute() {
-                return Err(AdminError::Invalid(
-                    "backup --to needs an absolute path".into(),
-                ));
-            }
-            let tmp = path.with_extension("partial");
-            let mut file = {
-                let mut o = std::fs::OpenOptions::new();
-                o.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-                o.open(&tmp)
-                    .map_err(|e| AdminError::Invalid(format!("{}: {e}", tmp.display())))?
-            };
             let started = std::time::Instant::now();
-            let summary = store.backup(&mut file).map_err(store_err)?;
-            file.sync_all()
-                .and_then(|_| std::fs::rename(&tmp, path))
-                .map_err(|e| AdminError::Invalid(format!("{}: {e}", path.display())))?;
-            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let (summary, bytes) = op::backup_to(ops, Path::new(&to))?;
             Ok(
                 json!({"to": to, "trees": summary.trees, "records": summary.records, "bytes": bytes, "seconds": started.elapsed().as_secs_f64()}),
             )
         }
-        AdminRequest::ConflictList => Ok(json!(store.list_conflicts().map_err(store_err)?)),
+        AdminRequest::ConflictList => Ok(json!(store.list_conflicts()?)),
         AdminRequest::ConflictResolve { id, resolution } => {
-            let conflict = store
-                .list_conflicts()
-                .map_err(store_err)?
-                .into_iter()
-                .find(|c| c.id == id)
-                .ok_or_else(|| AdminError::NotFound(format!("no identity conflict {id}")))?;
-            let revoke_agent = (resolution == ConflictResolution::ClaimingAgentRevoked)
-                .then(|| conflict.claiming_agent.clone());
-            audited(
-                PeopleWrite::ResolveConflict {
-                    id: id.clone(),
-                    resolution: resolution.as_str().into(),
-                    revoke_agent: revoke_agent.clone(),
-                },
-                "identity_conflict.resolve",
-                &id,
-                Some(
-                    json!({"rule": conflict.rule, "existing_ci": conflict.existing_ci, "claiming_agent": conflict.claiming_agent}),
-                ),
-                Some(json!({"resolution": resolution.as_str(), "revoked_agent": revoke_agent})),
-            )?;
+            op::resolve_conflict(ops, &who, &id, resolution)?;
             Ok(json!({"resolved": id, "resolution": resolution.as_str()}))
         }
         AdminRequest::ChangeList => {
-            let records = store.list_change_records().map_err(store_err)?;
+            let records = store.list_change_records()?;
             Ok(json!(records.iter().map(|r| json!({"id": r.id, "ci_id": r.ci_id, "ci_name": r.ci_name, "agent_id": r.agent_id, "seq": r.seq, "state": r.state, "severity": r.severity, "authorization": r.authorization, "detected_at": r.detected_at, "items": r.items.len(), "record": r})).collect::<Vec<_>>()))
         }
-        AdminRequest::Check => Ok(json!(store.check_consistency().map_err(store_err)?)),
+        AdminRequest::Check => Ok(json!(store.check_consistency()?)),
         AdminRequest::Stats => {
             let mut counts = BTreeMap::new();
             for class in CiClass::ALL {
-                counts.insert(
-                    class.as_str(),
-                    store.list_cis(Some(class)).map_err(store_err)?.len(),
-                );
+                counts.insert(class.as_str(), store.list_cis(Some(class))?.len());
             }
             Ok(json!({
                 "cis": counts,
-                "agents": store.list_agents().map_err(store_err)?.len(),
-                "change_records": store.list_change_records().map_err(store_err)?.len(),
-                "identity_conflicts": store.list_conflicts().map_err(store_err)?.len(),
-                "store_bytes": store.size_on_disk().map_err(store_err)?,
+                "agents": store.list_agents()?.len(),
+                "change_records": store.list_change_records()?.len(),
+                "identity_conflicts": store.list_conflicts()?.len(),
+                "store_bytes": store.size_on_disk()?,
             }))
         }
     }
-}
-
-/// A user as listed: never the password hash.
-fn user_view(u: &User) -> Value {
-    json!({"name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled, "password": u.password_hash.is_some()})
-}
-
-/// An admin-CLI write, audited as done by the operator at the console.
-#[allow(clippy::too_many_arguments)]
-fn audited_admin(
-    store: &dyn Store,
-    write: PeopleWrite,
-    actor: &str,
-    action: &str,
-    target: &str,
-    before: Option<Value>,
-    after: Option<Value>,
-    now: DateTime<Utc>,
-) -> Result<(), AdminError> {
-    store
-        .commit_people(
-            &write,
-            AuditDraft {
-                actor: actor.into(),
-                action: action.into(),
-                target: target.into(),
-                before,
-                after,
-                comment: None,
-            },
-            now,
-        )
-        .map_err(|e| match e {
-            PeopleWriteError::Store(e) => AdminError::Store(e),
-            PeopleWriteError::Stale(_) => AdminError::Conflict(e.to_string()),
-            PeopleWriteError::NotFound(_) => AdminError::NotFound(e.to_string()),
-        })?;
-    Ok(())
 }
 
 fn token_state(t: &EnrollmentToken, now: DateTime<Utc>) -> &'static str {
@@ -520,14 +275,11 @@ pub fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 /// Serves admin requests on the bound socket until the task is dropped.
 #[cfg(unix)]
-pub async fn serve_socket(
-    listener: tokio::net::UnixListener,
-    store: std::sync::Arc<dyn Store>,
-) -> anyhow::Result<()> {
+pub async fn serve_socket(listener: tokio::net::UnixListener, ops: Ops) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     loop {
         let (stream, _) = listener.accept().await?;
-        let store = store.clone();
+        let ops = ops.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -538,7 +290,7 @@ pub async fn serve_socket(
             let response = match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(req) => {
                     let r = tokio::task::spawn_blocking(move || {
-                        execute(store.as_ref(), req, &cli_actor(), Utc::now())
+                        execute(&ops, req, &cli_actor(), Utc::now())
                     })
                     .await;
                     match r {

@@ -16,43 +16,21 @@ use census_shared::limits::{
     MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES, MAX_HEARTBEAT_BYTES,
 };
 use census_shared::protocol::{
-    EnrollRequest, EnrollResponse, Problem, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
+    EnrollRequest, EnrollResponse, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
 };
 use census_shared::AgentPublicKey;
 use chrono::Utc;
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
-use crate::ingest::{Envelope, GroupCommit, Ingest, IngestError};
+use crate::http::*;
+use crate::ingest::{Envelope, Ingest, IngestError};
 use crate::model::Agent;
+use crate::ops::credentials::token_hash;
 use crate::people::{Access, RouteTable};
-use crate::store::{EnrollError, Store};
+use crate::store::EnrollError;
 
 /// How long a client may take to send a whole body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Seconds a saturated collector asks agents to wait.
-pub const RETRY_AFTER_SECONDS: u64 = 5;
-
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub ingest: Arc<Ingest>,
-    pub group: Arc<GroupCommit>,
-    /// Ingest work running at once (CPU-bound decode/reconcile).
-    pub workers: Arc<Semaphore>,
-    /// Submissions admitted (running or waiting for a worker).
-    pub admitted: AtomicUsize,
-    /// Most submissions admitted at once; past this the collector answers 429.
-    pub max_admitted: usize,
-    pub login_limiter: crate::login::LoginLimiter,
-    /// Renders `/metrics`; None when another server in this process owns the recorder.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// The private CA's fingerprint agents pin, when the collector made its own CA: the
-    /// web UI prints it in the enrollment command.
-    pub ca_fingerprint: Option<String>,
-    /// Sheds submissions past a multiple of the steady rate (after an outage).
-    pub pacer: Arc<crate::pace::Pacer>,
-}
 
 /// Every route with who may call it. The router and this table come from one builder.
 pub fn route_table(mut t: RouteTable) -> RouteTable {
@@ -69,99 +47,27 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
     crate::changes_api::routes(&mut t);
     crate::query_api::routes(&mut t);
+    t.people(
+        "GET",
+        "/api/v1/openapi.json",
+        crate::people::Allowed::AnyPerson,
+        get(openapi),
+    );
     crate::ui::routes(&mut t);
     t
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    route_table(RouteTable::new(state.store.clone()))
-        .into_router()
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(
-            crate::ui::session::security_headers,
-        ))
-        .with_state(state)
-}
-
-pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Response {
-    let p = Problem {
-        kind: "about:blank".into(),
-        title: status.canonical_reason().unwrap_or("error").to_string(),
-        status: status.as_u16(),
-        detail: detail.into(),
-        field,
-    };
-    let mut resp = (status, Json(p)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-    }
-    resp
-}
-
-/// A refusal from a people route: rendered as problem+json. Small, so `Result`s carrying
-/// it stay cheap (an axum `Response` is not).
-#[derive(Debug, Clone)]
-pub struct ApiProblem {
-    pub status: StatusCode,
-    pub detail: String,
-    pub field: Option<String>,
-    /// 401s name the scheme people authenticate with.
-    pub bearer_challenge: bool,
-}
-
-impl ApiProblem {
-    pub fn new(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Self {
-        ApiProblem {
-            status,
-            detail: detail.into(),
-            field,
-            bearer_challenge: status == StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-impl IntoResponse for ApiProblem {
-    fn into_response(self) -> Response {
-        let mut r = problem(self.status, self.detail, self.field);
-        if self.bearer_challenge {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"census\""),
-            );
-        }
-        r
-    }
-}
-
-/// Runs a store read or write off the async workers; a store error is a 503.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiProblem> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
-        .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
-}
-
-/// Decodes a query string into `T` (absent: `T::default()`); errors are 400 naming it.
-pub fn query_params<T: serde::de::DeserializeOwned + Default>(
-    raw: Option<String>,
-) -> Result<T, ApiProblem> {
-    match raw {
-        None => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
-            ApiProblem::new(
-                StatusCode::BAD_REQUEST,
-                format!("query string: {e}"),
-                Some("query".into()),
-            )
-        }),
-    }
+    route_table(RouteTable::new(
+        state.store.clone(),
+        crate::ui::session::layer,
+    ))
+    .into_router()
+    .fallback(not_found)
+    .layer(axum::middleware::from_fn(
+        crate::ui::session::security_headers,
+    ))
+    .with_state(state)
 }
 
 impl IntoResponse for IngestError {
@@ -182,6 +88,26 @@ impl IntoResponse for IngestError {
         };
         problem(status, self.to_string(), field)
     }
+}
+
+/// The OpenAPI document of the routes this collector serves (`census-collector openapi`,
+/// and `GET /api/v1/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    crate::openapi::document(&route_table(RouteTable::listing()).entries)
+}
+
+async fn openapi(
+    axum::Extension(_person): axum::Extension<crate::people::Person>,
+) -> Result<Response, ApiProblem> {
+    let text = openapi_document()
+        .to_json()
+        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 async fn not_found() -> Response {
@@ -439,10 +365,6 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         ingest.heartbeat(&env, &bytes, Utc::now())
     })
     .await
-}
-
-pub fn token_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.trim().as_bytes()))
 }
 
 async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {

@@ -3,14 +3,9 @@
 //! login issues a short-lived API token, so every later request is authenticated the same
 //! way as any other person's.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,97 +16,19 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{ApiProblem, AppState};
+use crate::http::{ApiProblem, AppState};
+use crate::ops::credentials::verify_password;
+pub use crate::ops::credentials::{hash_password, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 use crate::people;
 use crate::store::{AuditDraft, PeopleWrite};
 
-pub const MIN_PASSWORD_CHARS: usize = 12;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Failed logins allowed per user, and per client address, within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES_PER_USER: usize = 5;
 pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+pub use crate::http::{LoginLimiter, FAILURE_WINDOW};
 /// How long a login's token lasts.
 pub const SESSION_HOURS: i64 = 12;
 const GENERIC_FAILURE: &str = "invalid user name or password";
-
-pub fn hash_password(password: &str) -> Result<String, String> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(format!(
-            "a password needs at least {MIN_PASSWORD_CHARS} characters"
-        ));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("a password is at most {MAX_PASSWORD_BYTES} bytes"));
-    }
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
-}
-
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Recent failures per key ("user:NAME", "ip:ADDR"). Bounded: the oldest keys are dropped
-/// past [`LoginLimiter::MAX_KEYS`].
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl LoginLimiter {
-    const MAX_KEYS: usize = 100_000;
-
-    fn recent(q: &mut VecDeque<Instant>, now: Instant) -> usize {
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-        {
-            q.pop_front();
-        }
-        q.len()
-    }
-
-    /// Seconds to wait when `key` has used its failures, else None.
-    pub fn blocked(&self, key: &str, max: usize) -> Option<u64> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().ok()?;
-        let q = map.get_mut(key)?;
-        if Self::recent(q, now) >= max {
-            let oldest = q.front().copied().unwrap_or(now);
-            let wait = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
-            return Some(wait.as_secs().max(1));
-        }
-        None
-    }
-
-    pub fn fail(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() >= Self::MAX_KEYS {
-                let now = Instant::now();
-                map.retain(|_, q| Self::recent(q, now) > 0);
-            }
-            map.entry(key.to_string())
-                .or_default()
-                .push_back(Instant::now());
-        }
-    }
-
-    pub fn clear(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,7 +221,7 @@ mod tests {
     #[test]
     fn unknown_users_cost_a_real_verification() {
         let h = hash_password("census dummy password for timing").unwrap();
-        assert!(PasswordHash::new(&h).is_ok());
+        assert!(argon2::password_hash::PasswordHash::new(&h).is_ok());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use census_collector::admin::{self, AdminRequest};
-use census_collector::api::{self, AppState};
+use census_collector::api;
+use census_collector::http::AppState;
 use census_collector::ingest::{GroupCommit, Ingest};
 use census_collector::model::{CiClass, Role};
 use census_collector::store::{Cmdb, Store};
@@ -266,7 +267,7 @@ fn main() -> ExitCode {
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
         Command::Restore { from } => restore(&cli.data_dir, &from),
-        Command::Openapi => census_collector::openapi::served()
+        Command::Openapi => census_collector::api::openapi_document()
             .to_pretty_json()
             .map(|text| println!("{text}"))
             .map_err(Into::into),
@@ -456,9 +457,9 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         #[cfg(unix)]
         {
             let listener = admin::bind_socket(&data_dir.join(admin::SOCKET_FILE))?;
-            let admin_store = store.clone();
+            let ops = state.ops();
             tokio::spawn(async move {
-                if let Err(e) = admin::serve_socket(listener, admin_store).await {
+                if let Err(e) = admin::serve_socket(listener, ops).await {
                     tracing::error!(error = %e, "admin socket stopped");
                 }
             });
@@ -531,8 +532,12 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
             Err(e) => return Err(e.into()),
         }
     };
-    let result = admin::execute(&store, req, &admin::cli_actor(), Utc::now())?;
-    store.flush()?;
+    let ops = census_collector::ops::Ops {
+        store: std::sync::Arc::new(store),
+        ingest: None,
+    };
+    let result = admin::execute(&ops, req, &admin::cli_actor(), Utc::now())?;
+    ops.store.flush()?;
     Ok(result)
 }
 

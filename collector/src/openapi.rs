@@ -15,7 +15,7 @@ use utoipa::openapi::{
 use utoipa::ToSchema;
 
 use crate::model::*;
-use crate::people::{RouteAccess, RouteTable};
+use crate::people::RouteAccess;
 
 fn method(m: &str) -> Option<HttpMethod> {
     Some(match m {
@@ -277,20 +277,15 @@ pub fn is_api(r: &RouteAccess) -> bool {
     !r.path.starts_with("/ui")
 }
 
-/// The document for the routes this collector serves.
-pub fn served() -> OpenApi {
-    let table = crate::api::route_table(RouteTable::listing());
-    document(&table.entries)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn document_covers_every_route_with_security_and_resolvable_refs() {
-        let table = crate::api::route_table(RouteTable::listing());
-        let doc: serde_json::Value = serde_json::from_str(&served().to_json().unwrap()).unwrap();
+        let table = crate::api::route_table(crate::people::RouteTable::listing());
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::api::openapi_document().to_json().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let mut ids = BTreeSet::new();
         assert!(

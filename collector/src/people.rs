@@ -10,14 +10,12 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
-use sha2::{Digest, Sha256};
 
-use crate::api::ApiProblem;
-use crate::model::{ApiToken, Role, User};
+use crate::http::ApiProblem;
+use crate::model::{Role, User};
+pub use crate::ops::credentials::new_token;
+use crate::ops::credentials::{same_digest, secret_hash, TOKEN_PREFIX};
 use crate::store::Store;
-
-/// Printed form: `census_pat.<id>.<secret>`.
-pub const TOKEN_PREFIX: &str = "census_pat";
 
 /// Who is calling a people route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,40 +25,14 @@ pub struct Person {
     pub token_id: String,
 }
 
-fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// A new token for `user`: the record to store and the text to show once.
-pub fn new_token(user: &str, ttl: Duration, now: DateTime<Utc>) -> (ApiToken, String) {
-    let id = format!("pat_{}", hex::encode(rand::random::<[u8; 8]>()));
-    let secret = hex::encode(rand::random::<[u8; 32]>());
-    let text = format!("{TOKEN_PREFIX}.{id}.{secret}");
-    (
-        ApiToken {
-            id,
-            user: user.to_string(),
-            secret_hash: secret_hash(&secret),
-            created_at: now,
-            expires_at: now + ttl,
-            last_used_at: None,
-            revoked_at: None,
-        },
-        text,
-    )
+impl From<&Person> for crate::ops::Actor {
+    fn from(p: &Person) -> Self {
+        crate::ops::Actor::new(p.name.clone())
+    }
 }
 
 fn unauthorized(detail: &str) -> ApiProblem {
     ApiProblem::new(StatusCode::UNAUTHORIZED, detail, None)
-}
-
-/// Constant-time equality of two secrets or digests (same length leaks nothing else).
-pub fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// Resolves the bearer token to a person. Blocking (reads the store).
@@ -184,17 +156,30 @@ pub struct RouteAccess {
 /// without saying who may call it. People's routes get the role check as a layer; their
 /// handlers receive the authenticated [`Person`] as an extension.
 pub struct RouteTable {
-    router: axum::Router<Arc<crate::api::AppState>>,
+    router: axum::Router<Arc<crate::http::AppState>>,
     /// None only for [`RouteTable::listing`], which never serves.
-    store: Option<Arc<dyn Store>>,
+    guards: Option<Guards>,
     pub entries: Vec<RouteAccess>,
 }
 
+/// A route as the router holds it.
+pub type Route = axum::routing::MethodRouter<Arc<crate::http::AppState>>;
+
+/// Wraps a web UI route in the session layer (cookie, role, CSRF): given by the web UI
+/// when the router is built, so this table need not know the UI.
+pub type SessionLayer = fn(Route, Arc<dyn Store>, Allowed) -> Route;
+
+/// What a serving table checks people with.
+struct Guards {
+    store: Arc<dyn Store>,
+    session: SessionLayer,
+}
+
 impl RouteTable {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, session: SessionLayer) -> Self {
         RouteTable {
             router: axum::Router::new(),
-            store: Some(store),
+            guards: Some(Guards { store, session }),
             entries: Vec::new(),
         }
     }
@@ -203,7 +188,7 @@ impl RouteTable {
     pub fn listing() -> Self {
         RouteTable {
             router: axum::Router::new(),
-            store: None,
+            guards: None,
             entries: Vec::new(),
         }
     }
@@ -213,7 +198,7 @@ impl RouteTable {
         method: &'static str,
         path: &'static str,
         access: Access,
-        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+        route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
     ) {
         let (who, credential) = match access {
             Access::Anonymous => (vec!["anonymous"], "none"),
@@ -235,19 +220,19 @@ impl RouteTable {
         method: &'static str,
         path: &'static str,
         allowed: Allowed,
-        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+        route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
     ) {
         self.person_route(method, path, allowed, route, Credential::Bearer);
     }
 
     /// A web UI page or form: the session cookie, the role check and (for POST) the CSRF
-    /// check come as a layer, see [`crate::ui::session`].
+    /// check come as the table's [`SessionLayer`].
     pub fn ui(
         &mut self,
         method: &'static str,
         path: &'static str,
         allowed: Allowed,
-        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+        route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
     ) {
         self.person_route(method, path, allowed, route, Credential::Session);
     }
@@ -257,7 +242,7 @@ impl RouteTable {
         method: &'static str,
         path: &'static str,
         allowed: Allowed,
-        route: axum::routing::MethodRouter<Arc<crate::api::AppState>>,
+        route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
         credential: Credential,
     ) {
         let roles = Role::ALL
@@ -274,22 +259,17 @@ impl RouteTable {
                 Credential::Session => "session",
             },
         });
-        let route = match (&self.store, credential) {
-            (Some(store), Credential::Bearer) => route.route_layer(
-                axum::middleware::from_fn_with_state((store.clone(), allowed), require),
+        let route = match (&self.guards, credential) {
+            (Some(g), Credential::Bearer) => route.route_layer(
+                axum::middleware::from_fn_with_state((g.store.clone(), allowed), require),
             ),
-            (Some(store), Credential::Session) => {
-                route.route_layer(axum::middleware::from_fn_with_state(
-                    (store.clone(), allowed),
-                    crate::ui::session::require,
-                ))
-            }
+            (Some(g), Credential::Session) => (g.session)(route, g.store.clone(), allowed),
             (None, _) => route,
         };
         self.router = std::mem::take(&mut self.router).route(path, route);
     }
 
-    pub fn into_router(self) -> axum::Router<Arc<crate::api::AppState>> {
+    pub fn into_router(self) -> axum::Router<Arc<crate::http::AppState>> {
         self.router
     }
 }

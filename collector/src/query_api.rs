@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{blocking, query_params as params, ApiProblem, AppState};
+use crate::http::{blocking, query_params as params, ApiProblem, AppState};
 use crate::model::*;
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::{self, filter, views, Query, Sort};
@@ -32,7 +32,6 @@ pub fn routes(table: &mut RouteTable) {
     table.people("GET", "/api/v1/software", READERS, get(software_catalogue));
     table.people("GET", "/api/v1/impact", READERS, get(impact));
     table.people("GET", "/api/v1/conflicts", READERS, get(conflicts));
-    table.people("GET", "/api/v1/openapi.json", READERS, get(openapi));
     table.people("GET", "/metrics", READERS, get(prometheus));
 }
 
@@ -486,24 +485,6 @@ async fn prometheus(
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
-}
-
-async fn openapi(Extension(_person): Extension<Person>) -> Reply {
-    match crate::openapi::served().to_json() {
-        Ok(text) => {
-            let mut r = text.into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Ok(r)
-        }
-        Err(e) => Err(ApiProblem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-            None,
-        )),
-    }
 }
 
 async fn conflicts(

@@ -12,10 +12,10 @@ use chrono::Utc;
 
 use super::pages::{self, segment, NewToken, Tokens};
 use super::{redirect, render, Chrome, UiError, UiResult};
-use crate::admin::{self, AdminError, AdminRequest, ConflictResolution};
-use crate::api::AppState;
-use crate::changes_api::{self, NoiseRequest, PlannedRequest};
+use crate::http::AppState;
 use crate::model::*;
+use crate::ops::admin::{self as admin_op, ConflictResolution};
+use crate::ops::changes::{self as op, NoiseRequest, PlannedRequest};
 use crate::people::Person;
 use crate::ui::session::Session;
 
@@ -59,39 +59,6 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs an admin command as this person, off the async workers.
-async fn admin_as(
-    st: &AppState,
-    person: &Person,
-    req: AdminRequest,
-) -> Result<serde_json::Value, UiError> {
-    let store = st.store.clone();
-    let actor = person.name.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        admin::execute(store.as_ref(), req, &actor, Utc::now())
-    })
-    .await
-    .map_err(|e| UiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: e.to_string(),
-    })?;
-    r.map_err(|e| match e {
-        AdminError::Invalid(m) => unprocessable(m),
-        AdminError::NotFound(m) => UiError {
-            status: StatusCode::NOT_FOUND,
-            message: m,
-        },
-        AdminError::Conflict(m) => UiError {
-            status: StatusCode::CONFLICT,
-            message: m,
-        },
-        AdminError::Store(e) => UiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("store: {e}"),
-        },
-    })
-}
-
 pub async fn review(
     State(st): State<Arc<AppState>>,
     Extension(person): Extension<Person>,
@@ -116,7 +83,12 @@ pub async fn review(
         })
         .collect::<Result<_, _>>()?;
     let items = (!items.is_empty()).then_some(items);
-    changes_api::review(&st, &person, &id, decision, items, form.get("comment")).await?;
+    let comment = form.get("comment").to_string();
+    let record = id.clone();
+    st.run(&person, move |ops, actor| {
+        op::review(ops, actor, &record, decision, items, &comment)
+    })
+    .await?;
     Ok(redirect(&format!("/ui/changes/{}", segment(&id))))
 }
 
@@ -168,7 +140,10 @@ pub async fn plan(
         window_start: time("window_start")?,
         window_end: time("window_end")?,
     };
-    changes_api::create_planned_change(&st, &person, req).await?;
+    st.run(&person, move |ops, actor| {
+        op::create_planned(ops, actor, req)
+    })
+    .await?;
     Ok(redirect("/ui/planned"))
 }
 
@@ -177,7 +152,10 @@ pub async fn cancel_plan(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> UiResult {
-    changes_api::cancel_planned_change(&st, &person, &id).await?;
+    st.run(&person, move |ops, actor| {
+        op::cancel_planned(ops, actor, &id)
+    })
+    .await?;
     Ok(redirect("/ui/planned"))
 }
 
@@ -197,11 +175,9 @@ pub async fn resolve_conflict(
             )))
         }
     };
-    admin_as(
-        &st,
-        &person,
-        AdminRequest::ConflictResolve { id, resolution },
-    )
+    st.run(&person, move |ops, actor| {
+        admin_op::resolve_conflict(ops, actor, &id, resolution)
+    })
     .await?;
     Ok(redirect("/ui/conflicts"))
 }
@@ -233,7 +209,10 @@ pub async fn add_noise(
         },
         note: form.get("note").trim().to_string(),
     };
-    changes_api::create_noise_rule(&st, &person, req).await?;
+    st.run(&person, move |ops, actor| {
+        op::create_noise_rule(ops, actor, req)
+    })
+    .await?;
     Ok(redirect("/ui/noise"))
 }
 
@@ -242,7 +221,10 @@ pub async fn delete_noise(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> UiResult {
-    changes_api::delete_noise_rule(&st, &person, &id).await?;
+    st.run(&person, move |ops, actor| {
+        op::delete_noise_rule(ops, actor, &id)
+    })
+    .await?;
     Ok(redirect("/ui/noise"))
 }
 
@@ -274,17 +256,11 @@ pub async fn create_token(
     if note.as_ref().is_some_and(|n| n.chars().count() > 200) {
         return Err(unprocessable("note: at most 200 characters"));
     }
-    let result = admin_as(
-        &st,
-        &person,
-        AdminRequest::TokenCreate {
-            ttl_seconds: hours * 3600,
-            uses,
-            note,
-        },
-    )
-    .await?;
-    let secret = result["token"].as_str().unwrap_or_default().to_string();
+    let (token, secret) = st
+        .run(&person, move |ops, actor| {
+            admin_op::create_enrollment_token(ops, actor, hours * 3600, uses, note, Utc::now())
+        })
+        .await?;
     // The address this browser reached the collector on is the one agents most likely use.
     // HTTP/2 carries it as :authority (in the URI), HTTP/1.1 as Host.
     let host = uri
@@ -307,7 +283,7 @@ pub async fn create_token(
     let mut chrome = Chrome::new(&person, &session, "/ui/admin/tokens");
     chrome.notice = Some(format!(
         "Token {} created. Copy it now: it is not shown again.",
-        result["id"].as_str().unwrap_or_default()
+        token.id
     ));
     render(&Tokens {
         chrome,
@@ -321,7 +297,10 @@ pub async fn revoke_token(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> UiResult {
-    admin_as(&st, &person, AdminRequest::TokenRevoke { id }).await?;
+    st.run(&person, move |ops, actor| {
+        admin_op::revoke_enrollment_token(ops, actor, &id, Utc::now())
+    })
+    .await?;
     Ok(redirect("/ui/admin/tokens"))
 }
 
@@ -330,7 +309,10 @@ pub async fn revoke_agent(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> UiResult {
-    admin_as(&st, &person, AdminRequest::AgentRevoke { id }).await?;
+    st.run(&person, move |ops, actor| {
+        admin_op::revoke_agent(ops, actor, &id, Utc::now())
+    })
+    .await?;
     Ok(redirect("/ui/admin/agents"))
 }
 
@@ -351,21 +333,17 @@ pub async fn save_user(
         })?;
     let password = form.get("password").to_string();
     if !password.is_empty() {
-        crate::login::hash_password(&password)
+        crate::ops::credentials::hash_password(&password)
             .map_err(|e| unprocessable(format!("password: {e}")))?;
     }
-    admin_as(
-        &st,
-        &person,
-        AdminRequest::UserAdd {
-            name: name.clone(),
-            role,
-        },
-    )
+    st.run(&person, move |ops, actor| {
+        admin_op::put_user(ops, actor, &name, role, Utc::now())?;
+        if !password.is_empty() {
+            admin_op::set_password(ops, actor, &name, &password)?;
+        }
+        Ok(())
+    })
     .await?;
-    if !password.is_empty() {
-        admin_as(&st, &person, AdminRequest::UserPassword { name, password }).await?;
-    }
     Ok(redirect("/ui/admin/users"))
 }
 
@@ -376,7 +354,10 @@ pub async fn add_webhook(
     body: Bytes,
 ) -> UiResult {
     let form = Form::parse(&body)?;
-    let w = changes_api::add_webhook(&st, &person, form.get("url").trim().to_string()).await?;
+    let url = form.get("url").trim().to_string();
+    let w = st
+        .run(&person, move |ops, actor| op::add_webhook(ops, actor, url))
+        .await?;
     let mut chrome = Chrome::new(&person, &session, "/ui/admin/webhooks");
     chrome.notice = Some(format!(
         "Webhook {} added. Its signing secret is shown once below.",
@@ -390,6 +371,9 @@ pub async fn delete_webhook(
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
 ) -> UiResult {
-    changes_api::remove_webhook(&st, &person, &id).await?;
+    st.run(&person, move |ops, actor| {
+        op::remove_webhook(ops, actor, &id)
+    })
+    .await?;
     Ok(redirect("/ui/admin/webhooks"))
 }

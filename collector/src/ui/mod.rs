@@ -2,7 +2,7 @@
 //! (vendored into the binary) for in-place search, no CDN, usable without JavaScript.
 //!
 //! Architecture Invariant: the UI is another client of the same read models and people's
-//! writes as the API (`query::views`, `changes_api::review`, `admin::execute`, ...); it
+//! writes as the API (`query::views`, `ops::changes::review`, `admin::execute`, ...); it
 //! has no store access of its own beyond reads, and every write it makes is audited
 //! under the signed-in person's name. Every value shown is escaped by askama.
 
@@ -21,7 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::api::{ApiProblem, AppState};
+use crate::http::{ApiProblem, AppState};
 use crate::login::{password_login, LoginOutcome, LOGIN_FAILED_MESSAGE, SESSION_HOURS};
 use crate::model::Role;
 use crate::people::{Access, Allowed, Person, RouteTable};
@@ -379,7 +379,7 @@ async fn login_submit(State(st): State<Arc<AppState>>, request: Request) -> Resp
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
-    if !expected.is_some_and(|e| crate::people::same_digest(&e, &form.csrf)) {
+    if !expected.is_some_and(|e| crate::ops::credentials::same_digest(&e, &form.csrf)) {
         return login_form(
             &form.next,
             Some("the login form expired; please sign in again"),

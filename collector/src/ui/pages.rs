@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{bad_request, chart, render, Chrome, UiError, UiResult};
-use crate::api::{blocking, AppState};
+use crate::http::{blocking, AppState};
 use crate::model::*;
 use crate::people::Person;
 use crate::query::{self, filter, views, Query, Sort};
@@ -67,7 +67,7 @@ pub fn parse_when(text: &str) -> Option<DateTime<Utc>> {
 }
 
 fn params<T: serde::de::DeserializeOwned + Default>(q: Option<String>) -> Result<T, UiError> {
-    crate::api::query_params(q.filter(|q| !q.is_empty())).map_err(UiError::from)
+    crate::http::query_params(q.filter(|q| !q.is_empty())).map_err(UiError::from)
 }
 
 fn not_found(what: String) -> UiError {

@@ -17,7 +17,8 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::people::{authenticate_token, forbidden, same_digest, Allowed, Person};
+use crate::ops::credentials::same_digest;
+use crate::people::{authenticate_token, forbidden, Allowed, Person, Route};
 use crate::store::Store;
 
 /// `__Host-` pins the cookie to this origin: Secure, Path=/ and no Domain are required.
@@ -195,6 +196,14 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp.into_response()
+}
+
+/// The session layer around one web UI route (what `RouteTable::new` is given).
+pub fn layer(route: Route, store: Arc<dyn Store>, allowed: Allowed) -> Route {
+    route.route_layer(axum::middleware::from_fn_with_state(
+        (store, allowed),
+        require,
+    ))
 }
 
 #[cfg(test)]

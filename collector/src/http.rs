@@ -1,0 +1,228 @@
+//! What every HTTP route shares: the collector's state, the problem type every refusal is
+//! rendered as (`application/problem+json`), and the helpers that run store work off the
+//! async workers. Route modules (`api`, `changes_api`, `query_api`, `login`, `ui`) import
+//! this; nothing here imports a route module.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use census_shared::protocol::Problem;
+
+use tokio::sync::Semaphore;
+
+use crate::ingest::{GroupCommit, Ingest};
+use crate::store::Store;
+
+/// Seconds a saturated collector asks agents to wait.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// What every handler reaches through axum's `State`.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingest: Arc<Ingest>,
+    pub group: Arc<GroupCommit>,
+    /// Ingest work running at once (CPU-bound decode/reconcile).
+    pub workers: Arc<Semaphore>,
+    /// Submissions admitted (running or waiting for a worker).
+    pub admitted: AtomicUsize,
+    /// Most submissions admitted at once; past this the collector answers 429.
+    pub max_admitted: usize,
+    pub login_limiter: LoginLimiter,
+    /// Renders `/metrics`; None when another server in this process owns the recorder.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The private CA's fingerprint agents pin, when the collector made its own CA: the
+    /// web UI prints it in the enrollment command.
+    pub ca_fingerprint: Option<String>,
+    /// Sheds submissions past a multiple of the steady rate (after an outage).
+    pub pacer: Arc<crate::pace::Pacer>,
+}
+
+pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Response {
+    let p = Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("error").to_string(),
+        status: status.as_u16(),
+        detail: detail.into(),
+        field,
+    };
+    let mut resp = (status, Json(p)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    resp
+}
+
+/// A refusal from a people route: rendered as problem+json. Small, so `Result`s carrying
+/// it stay cheap (an axum `Response` is not).
+#[derive(Debug, Clone)]
+pub struct ApiProblem {
+    pub status: StatusCode,
+    pub detail: String,
+    pub field: Option<String>,
+    /// 401s name the scheme people authenticate with.
+    pub bearer_challenge: bool,
+}
+
+impl ApiProblem {
+    pub fn new(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Self {
+        ApiProblem {
+            status,
+            detail: detail.into(),
+            field,
+            bearer_challenge: status == StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl IntoResponse for ApiProblem {
+    fn into_response(self) -> Response {
+        let mut r = problem(self.status, self.detail, self.field);
+        if self.bearer_challenge {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"census\""),
+            );
+        }
+        r
+    }
+}
+
+impl From<crate::ops::OpError> for ApiProblem {
+    fn from(e: crate::ops::OpError) -> Self {
+        use crate::ops::OpError;
+        match e {
+            OpError::NotFound(what) => ApiProblem::new(
+                StatusCode::NOT_FOUND,
+                format!("{what} does not exist"),
+                None,
+            ),
+            OpError::Invalid { field, message } => {
+                ApiProblem::new(StatusCode::UNPROCESSABLE_ENTITY, message, field)
+            }
+            OpError::Conflict(m) => ApiProblem::new(StatusCode::CONFLICT, m, None),
+            OpError::Store(e) => {
+                ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None)
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// The operations layer over this collector's store and ingest path.
+    pub fn ops(&self) -> crate::ops::Ops {
+        crate::ops::Ops {
+            store: self.store.clone(),
+            ingest: Some(self.ingest.clone()),
+        }
+    }
+
+    /// Runs an operation off the async workers, as `person` (the API and the web UI).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        actor: impl Into<crate::ops::Actor>,
+        f: impl FnOnce(&crate::ops::Ops, &crate::ops::Actor) -> Result<T, crate::ops::OpError>
+            + Send
+            + 'static,
+    ) -> Result<T, ApiProblem> {
+        let ops = self.ops();
+        let actor = actor.into();
+        tokio::task::spawn_blocking(move || f(&ops, &actor))
+            .await
+            .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+            .map_err(ApiProblem::from)
+    }
+}
+
+/// Runs a store read or write off the async workers; a store error is a 503.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiProblem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+        .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
+}
+
+/// Decodes a query string into `T` (absent: `T::default()`); errors are 400 naming it.
+pub fn query_params<T: serde::de::DeserializeOwned + Default>(
+    raw: Option<String>,
+) -> Result<T, ApiProblem> {
+    match raw {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
+            ApiProblem::new(
+                StatusCode::BAD_REQUEST,
+                format!("query string: {e}"),
+                Some("query".into()),
+            )
+        }),
+    }
+}
+
+/// How long a failed login counts against a user and an address.
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Recent failures per key ("user:NAME", "ip:ADDR"). Bounded: the oldest keys are dropped
+/// past [`LoginLimiter::MAX_KEYS`].
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl LoginLimiter {
+    const MAX_KEYS: usize = 100_000;
+
+    fn recent(
+        q: &mut std::collections::VecDeque<std::time::Instant>,
+        now: std::time::Instant,
+    ) -> usize {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.len()
+    }
+
+    /// Seconds to wait when `key` has used its failures, else None.
+    pub fn blocked(&self, key: &str, max: usize) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut map = self.failures.lock().ok()?;
+        let q = map.get_mut(key)?;
+        if Self::recent(q, now) >= max {
+            let oldest = q.front().copied().unwrap_or(now);
+            let wait = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
+            return Some(wait.as_secs().max(1));
+        }
+        None
+    }
+
+    pub fn fail(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            if map.len() >= Self::MAX_KEYS {
+                let now = std::time::Instant::now();
+                map.retain(|_, q| Self::recent(q, now) > 0);
+            }
+            map.entry(key.to_string())
+                .or_default()
+                .push_back(std::time::Instant::now());
+        }
+    }
+
+    pub fn clear(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(key);
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! People's operations on drift: reviewing change records, planned changes, noise and
+//! severity rules, webhooks and their deliveries. Each validates, writes with its audit
+//! entry through [`Ops::audited`], and returns what it wrote. Blocking.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::*;
+
+/// Applies a review to a record: the whole record, or some items (the record is decided
+/// once every item that counts is).
+pub fn apply_review(
+    record: &ChangeRecord,
+    decision: Decision,
+    items: Option<&[usize]>,
+    review: Review,
+) -> Result<ChangeRecord, String> {
+    if record.state != RecordState::Open {
+        let by = record
+            .review
+            .as_ref()
+            .map(|r| format!(" by {} at {}", r.by, r.at))
+            .unwrap_or_default();
+        // The reviewer's name and the record id keep their case.
+        return Err(format!(
+            "state: change record {} is already {}{by}; reviews are final",
+            record.id,
+            record.state.as_str()
+        ));
+    }
+    let mut next = record.clone();
+    match items {
+        None => {
+            for item in next.items.iter_mut().filter(|i| i.review.is_none()) {
+                item.review = Some(review.clone());
+            }
+            next.state = match decision {
+                Decision::Accepted => RecordState::Accepted,
+                Decision::Rejected => RecordState::Rejected,
+            };
+            next.review = Some(review);
+        }
+        Some(indexes) => {
+            if indexes.is_empty() {
+                return Err("items: list at least one item index, or omit items".into());
+            }
+            for &i in indexes {
+                let Some(item) = next.items.get_mut(i) else {
+                    return Err(format!(
+                        "items: index {i} is out of range (the record has {} items)",
+                        record.items.len()
+                    ));
+                };
+                if item.review.is_some() {
+                    return Err(format!("items: item {i} is already reviewed"));
+                }
+                item.review = Some(review.clone());
+            }
+            let counted: Vec<&ChangeItem> = next
+                .items
+                .iter()
+                .filter(|i| i.suppressed.is_none())
+                .collect();
+            if counted.iter().all(|i| i.review.is_some()) {
+                let all_accepted = counted.iter().all(|i| {
+                    i.review
+                        .as_ref()
+                        .is_some_and(|r| r.decision == Decision::Accepted)
+                });
+                next.state = if all_accepted {
+                    RecordState::Accepted
+                } else {
+                    RecordState::Rejected
+                };
+                next.review = Some(Review {
+                    decision: if all_accepted {
+                        Decision::Accepted
+                    } else {
+                        Decision::Rejected
+                    },
+                    ..review
+                });
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn review_summary(r: &ChangeRecord) -> Value {
+    json!({
+        "state": r.state,
+        "items": r.items.iter().map(|i| i.review.as_ref().map(|r| r.decision)).collect::<Vec<_>>(),
+    })
+}
+
+/// Decides a change record or some of its items, audited. A record already decided, or
+/// decided by another reviewer meanwhile, is a conflict.
+pub fn review(
+    ops: &Ops,
+    actor: &Actor,
+    id: &str,
+    decision: Decision,
+    items: Option<Vec<usize>>,
+    comment: &str,
+) -> Result<ChangeRecord, OpError> {
+    let comment = comment.trim().to_string();
+    if comment.is_empty() || comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(OpError::invalid(format!(
+            "comment: a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let Some(record) = ops.store.get_change_record(id)? else {
+        return Err(OpError::NotFound(format!("change record {id}")));
+    };
+    let review = Review {
+        decision,
+        by: actor.name.clone(),
+        at: Utc::now(),
+        comment: comment.clone(),
+    };
+    let next = apply_review(&record, decision, items.as_deref(), review).map_err(|e| {
+        if e.starts_with("state:") || e.contains("already reviewed") {
+            OpError::Conflict(e)
+        } else {
+            OpError::invalid(e)
+        }
+    })?;
+    ops.audited(
+        PeopleWrite::ReviewRecord {
+            expected: Box::new(record.clone()),
+            record: Box::new(next.clone()),
+        },
+        draft(
+            actor,
+            "change_record.review",
+            id,
+            Some(review_summary(&record)),
+            Some(review_summary(&next)),
+            Some(comment),
+        ),
+    )?;
+    Ok(next)
+}
+
+/// What a planned change says: what may change, where, when.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedRequest {
+    pub title: String,
+    pub scope: PlanScope,
+    pub allowed: Vec<ItemPattern>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+}
+
+pub fn find_planned(ops: &Ops, id: &str) -> Result<PlannedChange, OpError> {
+    ops.store
+        .list_planned_changes()?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| OpError::NotFound(format!("planned change {id}")))
+}
+
+/// Stores a new, validated planned change, audited.
+pub fn create_planned(
+    ops: &Ops,
+    actor: &Actor,
+    req: PlannedRequest,
+) -> Result<PlannedChange, OpError> {
+    let now = Utc::now();
+    let p = PlannedChange {
+        id: new_id("pln"),
+        title: req.title,
+        scope: req.scope,
+        allowed: req.allowed,
+        window_start: req.window_start,
+        window_end: req.window_end,
+        state: PlannedState::Active,
+        created_by: actor.name.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    p.validate().map_err(OpError::invalid)?;
+    let after = serde_json::to_value(&p).ok();
+    ops.audited(
+        PeopleWrite::PutPlannedChange(p.clone()),
+        draft(actor, "planned_change.create", &p.id, None, after, None),
+    )?;
+    Ok(p)
+}
+
+/// Replaces what an active planned change says, audited with before and after.
+pub fn update_planned(
+    ops: &Ops,
+    actor: &Actor,
+    id: &str,
+    req: PlannedRequest,
+) -> Result<PlannedChange, OpError> {
+    let before = find_planned(ops, id)?;
+    if before.state == PlannedState::Cancelled {
+        return Err(OpError::Conflict(format!(
+            "planned change {id} is cancelled; create a new one"
+        )));
+    }
+    let p = PlannedChange {
+        title: req.title,
+        scope: req.scope,
+        allowed: req.allowed,
+        window_start: req.window_start,
+        window_end: req.window_end,
+        updated_at: Utc::now(),
+        ..before.clone()
+    };
+    p.validate().map_err(OpError::invalid)?;
+    ops.audited(
+        PeopleWrite::PutPlannedChange(p.clone()),
+        draft(
+            actor,
+            "planned_change.update",
+            id,
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&p).ok(),
+            None,
+        ),
+    )?;
+    Ok(p)
+}
+
+/// Cancels a planned change (idempotent), audited.
+pub fn cancel_planned(ops: &Ops, actor: &Actor, id: &str) -> Result<PlannedChange, OpError> {
+    let before = find_planned(ops, id)?;
+    let p = PlannedChange {
+        state: PlannedState::Cancelled,
+        updated_at: Utc::now(),
+        ..before.clone()
+    };
+    ops.audited(
+        PeopleWrite::PutPlannedChange(p.clone()),
+        draft(
+            actor,
+            "planned_change.cancel",
+            id,
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&p).ok(),
+            None,
+        ),
+    )?;
+    Ok(p)
+}
+
+/// A noise rule as people write it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseRequest {
+    pub class: CiClass,
+    pub pattern: ItemPattern,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Stores a validated noise rule, audited.
+pub fn create_noise_rule(
+    ops: &Ops,
+    actor: &Actor,
+    req: NoiseRequest,
+) -> Result<NoiseRule, OpError> {
+    req.pattern.validate("pattern").map_err(OpError::invalid)?;
+    if req.note.chars().count() > MAX_COMMENT_CHARS {
+        return Err(OpError::invalid(format!(
+            "note: at most {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let rule = NoiseRule {
+        id: new_id("noise"),
+        class: req.class,
+        pattern: req.pattern,
+        note: req.note,
+        created_by: actor.name.clone(),
+        created_at: Utc::now(),
+    };
+    ops.audited(
+        PeopleWrite::PutNoiseRule(rule.clone()),
+        draft(
+            actor,
+            "noise_rule.create",
+            &rule.id,
+            None,
+            serde_json::to_value(&rule).ok(),
+            None,
+        ),
+    )?;
+    Ok(rule)
+}
+
+/// Deletes a noise rule, audited with what it was.
+pub fn delete_noise_rule(ops: &Ops, actor: &Actor, id: &str) -> Result<(), OpError> {
+    let before = ops
+        .store
+        .list_noise_rules()?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| OpError::NotFound(format!("noise rule {id}")))?;
+    ops.audited(
+        PeopleWrite::DeleteNoiseRule(id.to_string()),
+        draft(
+            actor,
+            "noise_rule.delete",
+            id,
+            serde_json::to_value(&before).ok(),
+            None,
+            None,
+        ),
+    )?;
+    Ok(())
+}
+
+/// The severity rules in force (the defaults until someone sets them).
+pub fn severity_rules(ops: &Ops) -> Result<SeverityRules, OpError> {
+    Ok(ops
+        .store
+        .severity_rules()?
+        .unwrap_or_else(|| SeverityRules::defaults(Utc::now())))
+}
+
+/// Most severity rules one list may hold.
+pub const MAX_SEVERITY_RULES: usize = 1000;
+
+/// Replaces the severity rules, audited with before and after.
+pub fn put_severity_rules(
+    ops: &Ops,
+    actor: &Actor,
+    rules: Vec<SeverityRule>,
+    default: Severity,
+) -> Result<SeverityRules, OpError> {
+    if rules.len() > MAX_SEVERITY_RULES {
+        return Err(OpError::invalid(format!(
+            "rules: at most {MAX_SEVERITY_RULES} rules"
+        )));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        r.pattern
+            .validate(&format!("rules[{i}].pattern"))
+            .map_err(OpError::invalid)?;
+    }
+    let before = severity_rules(ops)?;
+    let next = SeverityRules {
+        rules,
+        default,
+        updated_by: actor.name.clone(),
+        updated_at: Utc::now(),
+    };
+    ops.audited(
+        PeopleWrite::PutSeverityRules(next.clone()),
+        draft(
+            actor,
+            "severity_rules.update",
+            "severity_rules",
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&next).ok(),
+            None,
+        ),
+    )?;
+    Ok(next)
+}
+
+/// A webhook as listed: the secret is shown once, at creation.
+#[derive(Debug, Serialize)]
+pub struct WebhookView<'a> {
+    pub id: &'a str,
+    pub url: &'a str,
+    pub created_by: &'a str,
+    pub created_at: DateTime<Utc>,
+    pub active: bool,
+}
+
+pub fn view(w: &Webhook) -> WebhookView<'_> {
+    WebhookView {
+        id: &w.id,
+        url: &w.url,
+        created_by: &w.created_by,
+        created_at: w.created_at,
+        active: w.active,
+    }
+}
+
+/// A webhook target: http or https, a host, at most 2048 bytes.
+pub fn validate_webhook_url(url: &str) -> Result<(), String> {
+    if url.len() > 2048 {
+        return Err("url: at most 2048 bytes".into());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "url: scheme {} is not http or https",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("url: needs a host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("url: must not carry credentials; the HMAC signature authenticates".into());
+    }
+    Ok(())
+}
+
+/// Registers a webhook with a fresh HMAC secret (returned: shown once), audited without it.
+pub fn add_webhook(ops: &Ops, actor: &Actor, url: String) -> Result<Webhook, OpError> {
+    validate_webhook_url(&url).map_err(OpError::invalid)?;
+    let w = Webhook {
+        id: new_id("whk"),
+        url,
+        secret: hex::encode(rand::random::<[u8; 32]>()),
+        created_by: actor.name.clone(),
+        created_at: Utc::now(),
+        active: true,
+    };
+    ops.audited(
+        PeopleWrite::PutWebhook(w.clone()),
+        draft(
+            actor,
+            "webhook.create",
+            &w.id,
+            None,
+            serde_json::to_value(view(&w)).ok(),
+            None,
+        ),
+    )?;
+    Ok(w)
+}
+
+pub fn remove_webhook(ops: &Ops, actor: &Actor, id: &str) -> Result<(), OpError> {
+    ops.audited(
+        PeopleWrite::DeleteWebhook(id.to_string()),
+        draft(actor, "webhook.delete", id, None, None, None),
+    )?;
+    Ok(())
+}
+
+/// Makes a delivery due again at once (a dead letter too), audited.
+pub fn retry_delivery(ops: &Ops, actor: &Actor, id: &str) -> Result<Delivery, OpError> {
+    let Some(before) = ops
+        .store
+        .list_deliveries()?
+        .into_iter()
+        .find(|d| d.id == id)
+    else {
+        return Err(OpError::NotFound(format!("delivery {id}")));
+    };
+    let next = Delivery {
+        attempts: 0,
+        dead_at: None,
+        next_attempt_at: Utc::now(),
+        ..before.clone()
+    };
+    ops.audited(
+        PeopleWrite::Redeliver(next.clone()),
+        draft(
+            actor,
+            "webhook.redeliver",
+            id,
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&next).ok(),
+            None,
+        ),
+    )?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> ChangeRecord {
+        let item = |s: &str| ChangeItem {
+            kind: ItemKind::SoftwareUpgraded,
+            aspect: Aspect::Software,
+            key: s.into(),
+            subject: s.into(),
+            old: None,
+            new: None,
+            severity: Severity::Low,
+            suppressed: None,
+            planned_change: None,
+            review: None,
+        };
+        ChangeRecord {
+            id: "chg_1".into(),
+            ci_id: "cmp_1".into(),
+            ci_name: "h".into(),
+            agent_id: "a".into(),
+            seq: 1,
+            detected_at: Utc::now(),
+            from_version: 1,
+            to_version: 2,
+            items: (0..n).map(|i| item(&format!("p{i}"))).collect(),
+            severity: Severity::Low,
+            authorization: Authorization::Unauthorized,
+            planned_changes: vec![],
+            state: RecordState::Open,
+            review: None,
+        }
+    }
+
+    fn by(d: Decision) -> Review {
+        Review {
+            decision: d,
+            by: "cm".into(),
+            at: Utc::now(),
+            comment: "c".into(),
+        }
+    }
+
+    #[test]
+    fn whole_record_review_is_final() {
+        let r = apply_review(&record(2), Decision::Accepted, None, by(Decision::Accepted)).unwrap();
+        assert_eq!(r.state, RecordState::Accepted);
+        assert!(r.items.iter().all(|i| i.review.is_some()));
+        let again = apply_review(&r, Decision::Rejected, None, by(Decision::Rejected)).unwrap_err();
+        assert!(again.starts_with("state:"), "{again}");
+    }
+
+    #[test]
+    fn item_reviews_decide_the_record_when_all_are_decided() {
+        let r = apply_review(
+            &record(2),
+            Decision::Accepted,
+            Some(&[0]),
+            by(Decision::Accepted),
+        )
+        .unwrap();
+        assert_eq!(r.state, RecordState::Open);
+        assert!(
+            apply_review(&r, Decision::Accepted, Some(&[0]), by(Decision::Accepted))
+                .unwrap_err()
+                .contains("already reviewed")
+        );
+        assert!(
+            apply_review(&r, Decision::Accepted, Some(&[5]), by(Decision::Accepted))
+                .unwrap_err()
+                .contains("out of range")
+        );
+        let r = apply_review(&r, Decision::Rejected, Some(&[1]), by(Decision::Rejected)).unwrap();
+        assert_eq!(
+            r.state,
+            RecordState::Rejected,
+            "one rejected item rejects the record"
+        );
+    }
+
+    #[test]
+    fn webhook_urls() {
+        validate_webhook_url("https://hooks.example.com/census").unwrap();
+        validate_webhook_url("http://127.0.0.1:9000/x").unwrap();
+        assert!(validate_webhook_url("ftp://x/").is_err());
+        assert!(validate_webhook_url("https://user:pw@x/").is_err());
+        assert!(validate_webhook_url("not a url").is_err());
+    }
+}

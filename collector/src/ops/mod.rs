@@ -1,0 +1,130 @@
+//! Operations every transport calls — the people's API, the web UI, the admin CLI and its
+//! socket: validation, the audited write, and what follows it (drift rules reloaded, the
+//! feed sequencer woken). No HTTP and no terminal here: errors are [`OpError`], which each
+//! transport renders its own way.
+//!
+//! Architecture Invariant: imports point down. `ops` uses `store`, `model` and `drift`;
+//! the transports (`changes_api`, `ui`, `admin`) use `ops`; nothing here names a transport.
+
+pub mod admin;
+pub mod changes;
+pub mod credentials;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::ingest::Ingest;
+use crate::model::*;
+use crate::store::{AuditDraft, PeopleWrite, PeopleWriteError, Store, StoreError};
+
+/// Longest review comment or rule note a person may write.
+pub const MAX_COMMENT_CHARS: usize = 4000;
+
+/// Why an operation was refused or failed. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// What it names does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The request is not valid; `field` names what is wrong when one thing is.
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// The state forbids it now (decided already, changed meanwhile, cancelled).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl OpError {
+    pub fn invalid(message: impl Into<String>) -> OpError {
+        let message = message.into();
+        // Messages start with the field they are about ("comment: ...").
+        let field = message
+            .split_once(':')
+            .map(|(f, _)| f.to_string())
+            .filter(|f| !f.contains(' ') && !f.is_empty());
+        OpError::Invalid { field, message }
+    }
+}
+
+/// Who does it: the name that goes into the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Actor {
+        Actor { name: name.into() }
+    }
+}
+
+/// What every operation needs: the store, and (in a running collector) the ingest path
+/// whose cached drift rules a person's write may change and whose feed sequencer it wakes.
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Arc<dyn Store>,
+    pub ingest: Option<Arc<Ingest>>,
+}
+
+/// What `actor` did to `target`, for the audit log.
+pub fn draft(
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+    comment: Option<String>,
+) -> AuditDraft {
+    AuditDraft {
+        actor: actor.name.clone(),
+        action: action.into(),
+        target: target.into(),
+        before,
+        after,
+        comment,
+    }
+}
+
+impl Ops {
+    /// Applies a person's write with its audit entry, then lets ingest and the feed see
+    /// it. Blocking.
+    pub fn audited(&self, write: PeopleWrite, draft: AuditDraft) -> Result<AuditEntry, OpError> {
+        let (actor, action, target) = (
+            draft.actor.clone(),
+            draft.action.clone(),
+            draft.target.clone(),
+        );
+        match self.store.commit_people(&write, draft, Utc::now()) {
+            Ok(entry) => {
+                if let Some(ingest) = &self.ingest {
+                    ingest.invalidate_rules();
+                    ingest.events.notify_one();
+                }
+                tracing::info!(
+                    actor,
+                    action,
+                    target,
+                    audit_seq = entry.seq,
+                    "audited change"
+                );
+                Ok(entry)
+            }
+            Err(PeopleWriteError::Stale(m)) => Err(OpError::Conflict(format!(
+                "{m} changed since it was read; reload and try again"
+            ))),
+            Err(PeopleWriteError::NotFound(m)) => Err(OpError::NotFound(m)),
+            Err(PeopleWriteError::Store(e)) => Err(OpError::Store(e)),
+        }
+    }
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", hex::encode(rand::random::<[u8; 8]>()))
+}
