@@ -12,28 +12,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use census_collector::ingest::{Envelope, Ingest};
+use census_collector::ingest::Ingest;
 use census_collector::model::*;
 use census_collector::query::{self, filter, views, Query, Sort};
 use census_collector::store::{Cmdb, Store};
-use census_shared::{
-    envelope, wire, AgentKeyPair, IpAddress, NetworkInterface, Os, Section, Snapshot, Software,
-    System,
-};
+
+mod inprocess;
+use census_shared::{IpAddress, NetworkInterface, Os, Section, Snapshot, Software, System};
 use chrono::{DateTime, Utc};
+use inprocess::{bench_token, enroll, ingest_batch, prepare, status_kib, Agent, Prepared, BATCH};
 
 /// The collector's allocator: seeding runs the real ingest path in-process.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A deterministic pseudo-random stream (no dependency, reproducible runs).
 struct Lcg(u64);
@@ -132,86 +123,6 @@ fn installed_at(computer: usize, package: usize) -> DateTime<Utc> {
     .unwrap_or_default()
 }
 
-struct Agent {
-    key: AgentKeyPair,
-    id: String,
-    seq: u64,
-}
-
-fn enroll(store: &Cmdb, i: usize) -> Result<Agent> {
-    let key = AgentKeyPair::generate();
-    let id = format!("agt_bench{i:06}");
-    store
-        .enroll(
-            "bench-token",
-            &census_collector::model::Agent::enrolled(
-                id.clone(),
-                key.public().to_text(),
-                "bench".into(),
-                Default::default(),
-                Utc::now(),
-            ),
-            Utc::now(),
-        )
-        .map_err(|e| anyhow::anyhow!("enroll: {e}"))?;
-    Ok(Agent { key, id, seq: 0 })
-}
-
-/// A signed body ready for `Ingest::snapshot`.
-struct Prepared {
-    env: Envelope,
-    body: Vec<u8>,
-}
-
-fn prepare(a: &mut Agent, mut snap: Snapshot) -> Result<Prepared> {
-    a.seq += 1;
-    snap.agent_id = a.id.clone();
-    snap.seq = a.seq;
-    let body = wire::encode_body(&snap)?;
-    let signature = envelope::sign(
-        a.key.signing_key(),
-        &envelope::snapshot_fields(&a.id, a.seq, &body),
-    )?;
-    Ok(Prepared {
-        env: Envelope {
-            agent_id: a.id.clone(),
-            seq: a.seq,
-            signature,
-        },
-        body,
-    })
-}
-
-/// Computers per batch of prepared bodies.
-const BATCH: usize = 2000;
-
-/// Ingests a batch on two threads; the seconds it took.
-fn ingest_batch(ingest: &Ingest, work: &[Prepared]) -> Result<f64> {
-    let started = Instant::now();
-    let chunk = work.len().div_ceil(2).max(1);
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = work
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || -> Result<()> {
-                    for p in part {
-                        ingest
-                            .snapshot(&p.env, Some("zstd"), &p.body, Utc::now())
-                            .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    Ok(started.elapsed().as_secs_f64())
-}
-
 fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
     ms.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
@@ -290,16 +201,7 @@ fn seed(
     computers: usize,
     packages: usize,
 ) -> Result<DateTime<Utc>> {
-    store.put_token(&EnrollmentToken {
-        id: "tok_bench".into(),
-        secret_hash: "bench-token".into(),
-        created_at: Utc::now(),
-        expires_at: Utc::now() + chrono::Duration::days(1),
-        max_uses: u32::MAX,
-        uses: 0,
-        revoked_at: None,
-        note: None,
-    })?;
+    bench_token(store)?;
     let ingest = Arc::new(Ingest::new(store.clone() as Arc<dyn Store>));
 
     // Seed: every computer once; then 10 % again with pkg-00010 upgraded (history). Bodies
@@ -319,7 +221,7 @@ fn seed(
             .iter_mut()
             .map(|(i, a)| prepare(a, snapshot(*i, packages, &mut rng, false)))
             .collect::<Result<_>>()?;
-        ingest_s += ingest_batch(&ingest, &work)?;
+        ingest_s += ingest_batch(&ingest, &work, 2)?;
         if let Some((i, _)) = batch.last() {
             eprintln!(
                 "seeded {} ({:.0} s)",
@@ -343,7 +245,7 @@ fn seed(
                 prepare(a, snapshot(*i, packages, &mut rng, true))
             })
             .collect::<Result<_>>()?;
-        ingest_s += ingest_batch(&ingest, &work)?;
+        ingest_s += ingest_batch(&ingest, &work, 2)?;
     }
     store.flush()?;
     std::fs::write(dir.join("bench-t-mid"), t_mid.to_rfc3339())?;

@@ -9,29 +9,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use census_collector::ingest::{Envelope, Ingest};
-use census_collector::model::EnrollmentToken;
+use census_collector::ingest::Ingest;
 use census_collector::store::{Cmdb, Store};
-use census_shared::{envelope, wire, AgentKeyPair, Snapshot};
-use chrono::Utc;
+use census_shared::Snapshot;
 
+mod inprocess;
 mod inventory;
+use inprocess::{bench_token, enroll, ingest_batch, prepare, status_kib, Agent, Prepared, BATCH};
 
 /// The collector's allocator: this is the collector's ingest path, in-process.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 fn du(dir: &std::path::Path) -> u64 {
     let mut total = 0;
@@ -51,42 +41,6 @@ fn du(dir: &std::path::Path) -> u64 {
     total
 }
 
-struct Agent {
-    key: AgentKeyPair,
-    id: String,
-    seq: u64,
-}
-
-/// A signed body ready for `Ingest::snapshot`: what an agent sends, made before the clock
-/// runs (the agent's JSON and zstd are not the collector's cost).
-struct Prepared {
-    env: Envelope,
-    body: Vec<u8>,
-}
-
-fn prepare(a: &mut Agent, mut snap: Snapshot) -> Result<Prepared> {
-    a.seq += 1;
-    snap.agent_id = a.id.clone();
-    snap.seq = a.seq;
-    snap.collected_at = Utc::now();
-    let body = wire::encode_body(&snap)?;
-    let signature = envelope::sign(
-        a.key.signing_key(),
-        &envelope::snapshot_fields(&a.id, a.seq, &body),
-    )?;
-    Ok(Prepared {
-        env: Envelope {
-            agent_id: a.id.clone(),
-            seq: a.seq,
-            signature,
-        },
-        body,
-    })
-}
-
-/// Computers per batch: bodies are made for a batch, then the batch is ingested and timed.
-const BATCH: usize = 2000;
-
 /// One phase: every computer's next snapshot (made by `snap(i)`) through the ingest path
 /// on `threads` threads; the rate over the timed part only.
 fn phase(
@@ -102,29 +56,7 @@ fn phase(
             .enumerate()
             .map(|(k, a)| prepare(a, snap(b * BATCH + k)))
             .collect::<Result<_>>()?;
-        let started = Instant::now();
-        let chunk = work.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| -> Result<()> {
-            let handles: Vec<_> = work
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || -> Result<()> {
-                        for p in part {
-                            ingest
-                                .snapshot(&p.env, Some("zstd"), &p.body, Utc::now())
-                                .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))??;
-            }
-            Ok(())
-        })?;
-        timed += started.elapsed();
+        timed += std::time::Duration::from_secs_f64(ingest_batch(ingest, &work, threads)?);
     }
     Ok(agents.len() as f64 / timed.as_secs_f64())
 }
@@ -164,51 +96,16 @@ fn main() -> Result<()> {
         "redb" => Cmdb::open_redb(&dir, cache_mb * 1024 * 1024)?,
         other => anyhow::bail!("--engine {other}: sled or redb"),
     });
-    store.put_token(&EnrollmentToken {
-        id: "tok_bench".into(),
-        secret_hash: "bench-token".into(),
-        created_at: Utc::now(),
-        expires_at: Utc::now() + chrono::Duration::days(1),
-        max_uses: u32::MAX,
-        uses: 0,
-        revoked_at: None,
-        note: None,
-    })?;
+    bench_token(&store)?;
     let mut agents = Vec::with_capacity(computers);
     for i in 0..computers {
-        let key = AgentKeyPair::generate();
-        let id = format!("agt_bench{i:07}");
-        store
-            .enroll(
-                "bench-token",
-                &census_collector::model::Agent::enrolled(
-                    id.clone(),
-                    key.public().to_text(),
-                    "bench".into(),
-                    Default::default(),
-                    Utc::now(),
-                ),
-                Utc::now(),
-            )
-            .map_err(|e| anyhow::anyhow!("enroll: {e}"))?;
-        agents.push(Agent { key, id, seq: 0 });
+        agents.push(enroll(&store, i)?);
     }
     let ingest = Ingest::new(store.clone() as Arc<dyn Store>);
     // The collector's group commit: flush again as soon as the last flush returns, so
     // every commit is made durable within one flush, as before an ack.
     let flushing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flusher = {
-        let (store, flushing) = (store.clone(), flushing.clone());
-        std::thread::spawn(move || -> Result<usize> {
-            let mut flushes = 0;
-            while flushing.load(std::sync::atomic::Ordering::Relaxed) {
-                store.flush()?;
-                flushes += 1;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Ok(flushes)
-        })
-    };
+    let flusher = inprocess::group_flusher(store.clone(), flushing.clone());
     println!(
         "{computers} computers x {packages} packages, {drifts} drifts of 5 upgrades, {threads} threads, in-process, {engine}"
     );

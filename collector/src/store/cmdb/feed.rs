@@ -56,28 +56,7 @@ impl Cmdb {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<FeedEvent>, StoreError> {
-        let from = cursor.saturating_add(1).to_be_bytes();
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.backend.scan(
-            Space::Feed,
-            Range {
-                from: Some(&from),
-                to: None,
-                reverse: false,
-            },
-            &mut |k, v| {
-                out.extend(self.feed_event_of(k, v)?);
-                Ok(if out.len() >= limit {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                })
-            },
-        )?;
-        Ok(out)
+        self.numbered_after(Space::Feed, cursor, limit, |k, v| self.feed_event_of(k, v))
     }
 
     pub(crate) fn do_feed_event(&self, cursor: u64) -> Result<Option<FeedEvent>, StoreError> {

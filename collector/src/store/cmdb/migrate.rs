@@ -168,12 +168,7 @@ pub(crate) fn stored_schema(db: &sled::Db) -> Result<Option<u32>, StoreError> {
     let meta = db.open_tree("meta").map_err(io)?;
     match meta.get("schema_version").map_err(io)? {
         None => Ok(None),
-        Some(v) => Ok(Some(u32::from_be_bytes(v.as_ref().try_into().map_err(
-            |_| StoreError::Corrupt {
-                key: "meta/schema_version".into(),
-                message: "not a u32".into(),
-            },
-        )?))),
+        Some(v) => Ok(Some(schema_of(&v)?)),
     }
 }
 

@@ -163,6 +163,16 @@ pub(crate) fn tx_put_json<T: Serialize, E>(
     Ok(())
 }
 
+/// The schema version a store's meta record holds.
+pub(crate) fn schema_of(bytes: &[u8]) -> Result<u32, StoreError> {
+    Ok(u32::from_be_bytes(bytes.try_into().map_err(|_| {
+        StoreError::Corrupt {
+            key: "meta/schema_version".into(),
+            message: "not a u32".into(),
+        }
+    })?))
+}
+
 /// A key as people read it in an error.
 pub(crate) fn shown(space: Space, key: &[u8]) -> String {
     format!(
@@ -230,12 +240,7 @@ impl Cmdb {
                 redb.flush()?;
             }
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-                    StoreError::Corrupt {
-                        key: "meta/schema_version".into(),
-                        message: "not a u32".into(),
-                    }
-                })?);
+                let found = schema_of(&v)?;
                 if found != STORE_SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema {
                         found,
@@ -471,12 +476,7 @@ impl Store for Cmdb {
                 key: "meta/schema_version".into(),
                 message: "missing".into(),
             })?;
-        Ok(u32::from_be_bytes(v.as_slice().try_into().map_err(
-            |_| StoreError::Corrupt {
-                key: "meta/schema_version".into(),
-                message: "not a u32".into(),
-            },
-        )?))
+        schema_of(&v)
     }
 
     fn check_consistency(&self) -> Result<ConsistencyReport, StoreError> {

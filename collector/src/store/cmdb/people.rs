@@ -332,14 +332,19 @@ impl Cmdb {
         after: u64,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.numbered_after(Space::Audit, after, limit)
+        self.numbered_after(Space::Audit, after, limit, |k, v| {
+            Ok(Some(codec::decode_json(&shown(Space::Audit, k), v)?))
+        })
     }
 
-    pub(crate) fn numbered_after<T: serde::de::DeserializeOwned>(
+    /// Records of a space keyed by a big-endian number, after `after`, at most `limit`,
+    /// each read by `read` (`None`: skipped).
+    pub(crate) fn numbered_after<T>(
         &self,
         space: Space,
         after: u64,
         limit: usize,
+        mut read: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let from = numbered(after.saturating_add(1));
         let mut out = Vec::new();
@@ -354,7 +359,7 @@ impl Cmdb {
                 reverse: false,
             },
             &mut |k, v| {
-                out.push(codec::decode_json(&shown(space, k), v)?);
+                out.extend(read(k, v)?);
                 Ok(if out.len() >= limit {
                     Flow::Stop
                 } else {
