@@ -47,6 +47,22 @@ pub enum Owner {
 }
 
 impl Owner {
+    /// Every section; `prefix` and `of_ci` are exhaustive matches, this list is checked
+    /// against them by `every_owner_is_listed`.
+    const ALL: [Owner; 11] = [
+        Owner::System,
+        Owner::Os,
+        Owner::Cpus,
+        Owner::Memory,
+        Owner::Disks,
+        Owner::Filesystems,
+        Owner::Network,
+        Owner::Software,
+        Owner::Services,
+        Owner::Users,
+        Owner::Ports,
+    ];
+
     fn prefix(self) -> &'static str {
         match self {
             Owner::System => "system.",
@@ -648,21 +664,7 @@ pub fn plan(
     let kept = |o: Option<Owner>| o.is_some_and(|o| !want.collected.contains(&o));
     if let Some(old) = &stored.computer {
         for (k, val) in &old.attributes {
-            let owner = [
-                Owner::System,
-                Owner::Os,
-                Owner::Cpus,
-                Owner::Memory,
-                Owner::Disks,
-                Owner::Filesystems,
-                Owner::Network,
-                Owner::Software,
-                Owner::Services,
-                Owner::Users,
-                Owner::Ports,
-            ]
-            .into_iter()
-            .find(|o| k.starts_with(o.prefix()));
+            let owner = Owner::ALL.into_iter().find(|o| k.starts_with(o.prefix()));
             if kept(owner) {
                 want.attributes.insert(k.clone(), val.clone());
             }
@@ -1223,6 +1225,43 @@ mod tests {
             unwritten.is_empty(),
             "registered but never written: {unwritten:?}"
         );
+    }
+
+    #[test]
+    fn every_owner_is_listed() {
+        // A new section must be in `ALL` too, or its kept attributes would be dropped.
+        let listed: std::collections::BTreeSet<&str> =
+            Owner::ALL.iter().map(|o| o.prefix()).collect();
+        assert_eq!(listed.len(), Owner::ALL.len());
+        // No wildcard: a new section fails to compile here until it is listed above.
+        let position = |o: Owner| -> usize {
+            match o {
+                Owner::System
+                | Owner::Os
+                | Owner::Cpus
+                | Owner::Memory
+                | Owner::Disks
+                | Owner::Filesystems
+                | Owner::Network
+                | Owner::Software
+                | Owner::Services
+                | Owner::Users
+                | Owner::Ports => Owner::ALL
+                    .iter()
+                    .position(|x| *x == o)
+                    .unwrap_or(usize::MAX),
+            }
+        };
+        assert!(Owner::ALL
+            .into_iter()
+            .all(|o| position(o) < Owner::ALL.len()));
+        let d = desired("cmp_1", &full(), Utc::now());
+        for k in d.attributes.keys() {
+            assert!(
+                Owner::ALL.iter().any(|o| k.starts_with(o.prefix())) || k == "agent.version",
+                "{k} belongs to no section"
+            );
+        }
     }
 
     #[test]

@@ -259,6 +259,39 @@ pub struct NoiseRequest {
     pub note: String,
 }
 
+/// A rule about one attribute's changes (`attribute_changed`, a subject without globs)
+/// must name an attribute of its class that can drift: resolved against the registry when
+/// the rule is made, so a typo is refused instead of silently never matching.
+fn check_attribute_subject(class: CiClass, pattern: &ItemPattern) -> Result<(), OpError> {
+    let glob = |s: &str| s.contains(['*', '?']);
+    if pattern.kind != ItemKind::AttributeChanged.as_str() || glob(&pattern.subject) {
+        return Ok(());
+    }
+    match crate::model::attributes::find(class, &pattern.subject) {
+        Some(a) if a.volatile => Err(OpError::Invalid {
+            field: Some("pattern.subject".into()),
+            message: format!(
+                "pattern.subject: {} is volatile: it is updated in place and never raises drift",
+                a.path
+            ),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            let hint = crate::model::attributes::closest(class, &pattern.subject)
+                .map(|p| format!(" (did you mean {p}?)"))
+                .unwrap_or_default();
+            Err(OpError::Invalid {
+                field: Some("pattern.subject".into()),
+                message: format!(
+                    "pattern.subject: '{}' is not an attribute of {}{hint}",
+                    pattern.subject,
+                    class.as_str()
+                ),
+            })
+        }
+    }
+}
+
 /// Stores a validated noise rule, audited.
 pub fn create_noise_rule(
     ops: &Ops,
@@ -266,6 +299,7 @@ pub fn create_noise_rule(
     req: NoiseRequest,
 ) -> Result<NoiseRule, OpError> {
     req.pattern.validate("pattern").map_err(OpError::invalid)?;
+    check_attribute_subject(req.class, &req.pattern)?;
     if req.note.chars().count() > MAX_COMMENT_CHARS {
         return Err(OpError::invalid(format!(
             "note: at most {MAX_COMMENT_CHARS} characters"
@@ -547,6 +581,43 @@ mod tests {
             RecordState::Rejected,
             "one rejected item rejects the record"
         );
+    }
+
+    #[test]
+    fn attribute_noise_rules_name_attributes_that_drift() {
+        let p = |kind: &str, subject: &str| ItemPattern {
+            kind: kind.into(),
+            subject: subject.into(),
+            new: Default::default(),
+        };
+        let ok = |c, k, s| check_attribute_subject(c, &p(k, s)).is_ok();
+        assert!(ok(
+            CiClass::Computer,
+            "attribute_changed",
+            "os.kernel_version"
+        ));
+        assert!(
+            ok(CiClass::Computer, "attribute_changed", "os.*"),
+            "globs are patterns"
+        );
+        assert!(
+            ok(CiClass::Computer, "software_upgraded", "anything"),
+            "not an attribute rule"
+        );
+        let e = check_attribute_subject(
+            CiClass::Computer,
+            &p("attribute_changed", "os.kernel_versoin"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("did you mean os.kernel_version?"), "{e}");
+        let e = check_attribute_subject(
+            CiClass::Computer,
+            &p("attribute_changed", "os.uptime_seconds"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("volatile"), "{e}");
     }
 
     #[test]

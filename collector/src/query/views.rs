@@ -318,7 +318,12 @@ pub fn impact(
                 json!({"from": origin, "addresses_total": total, "computers": hosts.into_values().collect::<Vec<_>>()}),
             ))
         }
-        _ => {
+        // Everything else is walked outwards along its edges.
+        CiClass::Computer
+        | CiClass::Disk
+        | CiClass::NetworkInterface
+        | CiClass::IpAddress
+        | CiClass::Service => {
             let depth = depth.clamp(1, MAX_IMPACT_DEPTH);
             let mut nodes = Vec::new();
             let mut edges = Vec::new();
