@@ -645,6 +645,43 @@ fn ci_summaries_follow_every_ci_write(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
+fn computer_summaries_follow_writes_after_they_are_loaded(engine: Engine) {
+    let (s, d) = package_fleet(engine, "computer-summaries");
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let keys: Vec<u64> = s
+        .installs_of(&product)
+        .unwrap()
+        .installs
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    // Loads the table.
+    let before = s.computer_summaries(&keys).unwrap();
+    let first = before[0].clone().unwrap();
+    let mut renamed = s.get_ci(&first.id).unwrap().unwrap();
+    renamed.name = "renamed-after-load".into();
+    renamed.version += 1;
+    s.commit_ingest(&IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 40,
+        new_seq: 41,
+        seen_at: Utc::now(),
+        ci_puts: vec![renamed],
+        ..Default::default()
+    })
+    .unwrap();
+    let after = s.computer_summaries(&keys[..1]).unwrap();
+    assert_eq!(&*after[0].as_ref().unwrap().name, "renamed-after-load");
+    // A key that names no computer.
+    assert_eq!(s.computer_summaries(&[u64::MAX]).unwrap(), vec![None]);
+    drop(s);
+    // Reopened, the table loads what was written.
+    let s = reopen(engine, &d).unwrap();
+    let again = s.computer_summaries(&keys[..1]).unwrap();
+    assert_eq!(&*again[0].as_ref().unwrap().name, "renamed-after-load");
+    let _ = std::fs::remove_dir_all(d);
+}
+
 fn package_query_fast_path_answers_like_the_general_path(engine: Engine) {
     use census_collector::query::{self, filter, Query, Sort};
     let (s, d) = package_fleet(engine, "pkg-fast");
@@ -726,4 +763,5 @@ conformance!(
     consistency_check_during_ingest_sees_no_half_applied_commit,
     ci_summaries_follow_every_ci_write,
     package_query_fast_path_answers_like_the_general_path,
+    computer_summaries_follow_writes_after_they_are_loaded,
 );

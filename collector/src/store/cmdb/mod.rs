@@ -61,11 +61,22 @@ struct Cache {
     shared: RwLock<std::collections::HashSet<String, Fast>>,
     /// Every computer's summary by number, loaded on first use and kept by every write
     /// (with the record revision it came from, so a late update never replaces a newer).
-    summaries: RwLock<Option<SummaryTable>>,
+    summaries: RwLock<Summaries>,
+    /// Held by the one thread loading the summary table.
+    summaries_loading: std::sync::Mutex<()>,
 }
 
 /// computer number -> (record revision, summary).
 pub(crate) type SummaryTable = HashMap<u32, (u64, ComputerSummary), Fast>;
+
+/// The summary table, or what commits wrote while it was being loaded.
+#[derive(Default)]
+pub(crate) struct Summaries {
+    pub table: Option<SummaryTable>,
+    pub loading: bool,
+    /// Written during the load: newer than what the load may have read.
+    pub pending: Vec<(u32, u64, ComputerSummary)>,
+}
 
 /// Past this many entries a cache starts again (each entry is under ~200 bytes).
 const MAX_CACHED: usize = 1_000_000;

@@ -373,11 +373,23 @@ impl Cmdb {
 
     /// Loads every computer's summary once; later writes keep the table.
     fn summary_table(&self) -> Result<(), StoreError> {
-        if self.cache.summaries.read().is_ok_and(|t| t.is_some()) {
+        if self.cache.summaries.read().is_ok_and(|t| t.table.is_some()) {
             return Ok(());
         }
+        let _one_loader = self
+            .cache
+            .summaries_loading
+            .lock()
+            .map_err(|_| io("summary loader poisoned"))?;
+        if let Ok(mut slot) = self.cache.summaries.write() {
+            if slot.table.is_some() {
+                return Ok(());
+            }
+            slot.loading = true;
+        }
         let mut table: SummaryTable = HashMap::default();
-        self.backend
+        let scanned = self
+            .backend
             .scan(Space::Summaries, Range::all(), &mut |k, v| {
                 let s: SummaryRec = decode_packed(&shown(Space::Summaries, k), v)?;
                 if let Some(num) = codec::read_num(k) {
@@ -389,46 +401,45 @@ impl Cmdb {
                     table.insert(num, (0, summary));
                 }
                 Ok(Flow::Continue)
-            })?;
-        if let Ok(mut slot) = self.cache.summaries.write() {
-            // A write that landed while the scan ran has its revision: keep it.
-            match slot.as_mut() {
-                Some(current) => {
-                    for (num, entry) in table {
-                        current.entry(num).or_insert(entry);
-                    }
-                }
-                None => *slot = Some(table),
-            }
+            });
+        let mut slot = self
+            .cache
+            .summaries
+            .write()
+            .map_err(|_| io("summary table poisoned"))?;
+        slot.loading = false;
+        let pending = std::mem::take(&mut slot.pending);
+        scanned?;
+        // Commits that landed while the scan ran may not be in what it read.
+        for (num, revision, summary) in pending {
+            table.insert(num, (revision, summary));
         }
+        slot.table = Some(table);
         Ok(())
     }
 
-    /// Keeps the loaded summary table up to date after a commit.
+    /// Keeps the summary table up to date after a commit (or remembers the write while
+    /// the table loads).
     pub(crate) fn remember_summaries(&self, written: &[machine::Encoded]) {
         let Ok(mut slot) = self.cache.summaries.write() else {
-            return;
-        };
-        let Some(table) = slot.as_mut() else {
             return;
         };
         for e in written {
             let Some(s) = &e.summary_rec else {
                 continue;
             };
-            let newer = table.get(&e.num).is_none_or(|(rev, _)| *rev < e.revision);
-            if newer {
-                table.insert(
-                    e.num,
-                    (
-                        e.revision,
-                        ComputerSummary {
-                            id: s.id.as_str().into(),
-                            name: s.name.as_str().into(),
-                            status: s.status,
-                        },
-                    ),
-                );
+            let summary = ComputerSummary {
+                id: s.id.as_str().into(),
+                name: s.name.as_str().into(),
+                status: s.status,
+            };
+            if let Some(table) = slot.table.as_mut() {
+                let newer = table.get(&e.num).is_none_or(|(rev, _)| *rev < e.revision);
+                if newer {
+                    table.insert(e.num, (e.revision, summary));
+                }
+            } else if slot.loading {
+                slot.pending.push((e.num, e.revision, summary));
             }
         }
     }
@@ -443,7 +454,7 @@ impl Cmdb {
             .summaries
             .read()
             .map_err(|_| io("summary table poisoned"))?;
-        let Some(table) = table.as_ref() else {
+        let Some(table) = table.table.as_ref() else {
             return Ok(vec![None; keys.len()]);
         };
         Ok(keys
