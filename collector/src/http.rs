@@ -24,6 +24,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Arc<Ingest>,
     pub group: Arc<GroupCommit>,
+    /// Commits heartbeats that arrive together in one transaction.
+    pub heartbeats: Arc<crate::ingest::HeartbeatBatcher>,
     /// Ingest work running at once (CPU-bound decode/reconcile).
     pub workers: Arc<Semaphore>,
     /// Submissions admitted (running or waiting for a worker).

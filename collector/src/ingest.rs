@@ -19,7 +19,7 @@ use crate::drift::{self, DriftRules, Evaluation, RecordHeader, ScopeSubject};
 use crate::identify;
 use crate::model::*;
 use crate::reconcile;
-use crate::store::{CommitError, IngestCommit, Store};
+use crate::store::{CommitError, HeartbeatCommit, IngestCommit, Store};
 
 /// Why a submission was refused. Each maps to one HTTP status; none stored anything.
 #[derive(Debug, thiserror::Error)]
@@ -607,12 +607,13 @@ impl Ingest {
     }
 
     /// A heartbeat: the inventory is unchanged. Blocking.
-    pub fn heartbeat(
+    /// A heartbeat up to its commit: size, signature, seq, body. Blocking (reads the agent).
+    pub fn check_heartbeat(
         &self,
         env: &Envelope,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<Accepted, IngestError> {
+    ) -> Result<(HeartbeatCommit, Accepted), IngestError> {
         if body.len() > census_shared::limits::MAX_HEARTBEAT_BYTES {
             return Err(IngestError::PayloadTooLarge(format!(
                 "heartbeat body exceeds {} bytes",
@@ -630,11 +631,13 @@ impl Ingest {
             })?;
         let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str())
             && agent.ci_id.is_some();
-        self.store
-            .commit_heartbeat(&agent.id, agent.last_seq, env.seq, now)
-            .map_err(commit_error)?;
-        tracing::debug!(agent_id = %agent.id, seq = env.seq, known, "heartbeat accepted");
-        Ok(Accepted {
+        let commit = HeartbeatCommit {
+            agent_id: agent.id.clone(),
+            expected_last_seq: agent.last_seq,
+            seq: env.seq,
+            at: now,
+        };
+        let accepted = Accepted {
             ack: Ack {
                 agent_id: agent.id.clone(),
                 seq: env.seq,
@@ -644,7 +647,92 @@ impl Ingest {
                 resend_full: !known,
             },
             changed: false,
-        })
+        };
+        Ok((commit, accepted))
+    }
+
+    /// A heartbeat: the inventory is unchanged. Blocking; commits on its own (the server
+    /// batches heartbeats through [`HeartbeatBatcher`] instead).
+    pub fn heartbeat(
+        &self,
+        env: &Envelope,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let (commit, accepted) = self.check_heartbeat(env, body, now)?;
+        let (agent_id, seq) = (commit.agent_id.clone(), commit.seq);
+        self.store.commit_heartbeat(commit).map_err(commit_error)?;
+        tracing::debug!(agent_id = %agent_id, seq, "heartbeat accepted");
+        Ok(accepted)
+    }
+}
+
+type Waiting = (
+    HeartbeatCommit,
+    tokio::sync::oneshot::Sender<Result<(), CommitError>>,
+);
+
+/// Heartbeats that arrive together commit together: one transaction for all of them
+/// (each still its own compare-and-set on its agent's seq), then the group flush. A
+/// heartbeat is tens of microseconds of work; a write transaction on its own cost more.
+pub struct HeartbeatBatcher {
+    queue: std::sync::mpsc::Sender<Waiting>,
+}
+
+/// Most heartbeats one transaction takes.
+const MAX_HEARTBEAT_BATCH: usize = 4096;
+
+impl HeartbeatBatcher {
+    /// Starts the committing thread; it ends when the batcher is dropped.
+    pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<Self>> {
+        let (tx, rx) = std::sync::mpsc::channel::<Waiting>();
+        std::thread::Builder::new()
+            .name("census-heartbeats".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_HEARTBEAT_BATCH {
+                        match rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let commits: Vec<HeartbeatCommit> =
+                        batch.iter().map(|(c, _)| c.clone()).collect();
+                    match store.commit_heartbeats(&commits) {
+                        Ok(results) => {
+                            for ((_, reply), r) in batch.into_iter().zip(results) {
+                                let _ = reply.send(r);
+                            }
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            for (_, reply) in batch {
+                                let _ = reply.send(Err(CommitError::Store(
+                                    crate::store::StoreError::Io(message.clone()),
+                                )));
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Arc::new(HeartbeatBatcher { queue: tx }))
+    }
+
+    /// Commits one heartbeat with whatever others are waiting.
+    pub async fn commit(&self, c: HeartbeatCommit) -> Result<(), IngestError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.queue.send((c, reply)).is_err() {
+            return Err(IngestError::Unavailable(
+                "the heartbeat committer stopped".into(),
+            ));
+        }
+        match answer.await {
+            Ok(r) => r.map_err(commit_error),
+            Err(_) => Err(IngestError::Unavailable(
+                "the heartbeat committer stopped".into(),
+            )),
+        }
     }
 }
 

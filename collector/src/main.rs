@@ -446,6 +446,8 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             store: store.clone(),
             ingest,
             group,
+            heartbeats: census_collector::ingest::HeartbeatBatcher::start(store.clone())
+                .context("start the heartbeat committer")?,
             workers: Arc::new(tokio::sync::Semaphore::new(workers)),
             admitted: Default::default(),
             max_admitted: max_queue.max(1),

@@ -130,6 +130,15 @@ impl From<StoreError> for EnrollError {
     }
 }
 
+/// One heartbeat's write: the agent's seq compare-and-set and its last-seen time.
+#[derive(Debug, Clone)]
+pub struct HeartbeatCommit {
+    pub agent_id: String,
+    pub expected_last_seq: u64,
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+}
+
 /// A write made by a person, applied together with its audit entry or not at all.
 #[derive(Debug, Clone)]
 pub enum PeopleWrite {
@@ -290,14 +299,23 @@ pub trait Store: Send + Sync + 'static {
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Records a heartbeat: seq compare-and-set, last seen, and the computer's last seen.
-    fn commit_heartbeat(
+    /// Records heartbeats in one transaction, each its own seq compare-and-set (one
+    /// refused leaves the others applied), with the agent's and the computer's last seen.
+    /// The outer error is the engine's: nothing applied.
+    fn commit_heartbeats(
         &self,
-        agent_id: &str,
-        expected_last_seq: u64,
-        seq: u64,
-        at: DateTime<Utc>,
-    ) -> Result<(), CommitError>;
+        batch: &[HeartbeatCommit],
+    ) -> Result<Vec<Result<(), CommitError>>, StoreError>;
+    /// One heartbeat on its own.
+    fn commit_heartbeat(&self, heartbeat: HeartbeatCommit) -> Result<(), CommitError> {
+        self.commit_heartbeats(std::slice::from_ref(&heartbeat))?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(CommitError::Store(StoreError::Io(
+                    "the store answered no heartbeat result".into(),
+                )))
+            })
+    }
     fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError>;
     /// Lifecycle: sets a CI's status with a history version, only if the CI still has
     /// `expected_version` (a snapshot that landed meanwhile wins). Raises no drift.

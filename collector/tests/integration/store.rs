@@ -57,6 +57,20 @@ fn store_with_agent_a1(engine: Engine, name: &str) -> (Cmdb, std::path::PathBuf)
     (s, d)
 }
 
+fn heartbeat(
+    agent_id: &str,
+    expected_last_seq: u64,
+    seq: u64,
+    at: chrono::DateTime<Utc>,
+) -> HeartbeatCommit {
+    HeartbeatCommit {
+        agent_id: agent_id.into(),
+        expected_last_seq,
+        seq,
+        at,
+    }
+}
+
 fn token(secret_hash: &str, uses: u32, ttl: i64) -> EnrollmentToken {
     EnrollmentToken {
         id: format!("tok_{secret_hash}"),
@@ -230,7 +244,7 @@ fn revoked_agent_cannot_commit(engine: Engine) {
         Err(CommitError::AgentGone(_))
     ));
     assert!(matches!(
-        s.commit_heartbeat("a1", 0, 1, Utc::now()),
+        s.commit_heartbeat(heartbeat("a1", 0, 1, Utc::now())),
         Err(CommitError::AgentGone(_))
     ));
     let _ = std::fs::remove_dir_all(d);
@@ -238,9 +252,10 @@ fn revoked_agent_cannot_commit(engine: Engine) {
 
 fn heartbeat_is_compare_and_set_and_visible_on_the_agent(engine: Engine) {
     let (s, d) = store_with_agent_a1(engine, "heartbeat");
-    s.commit_heartbeat("a1", 0, 1, Utc::now()).unwrap();
+    s.commit_heartbeat(heartbeat("a1", 0, 1, Utc::now()))
+        .unwrap();
     let at = Utc::now();
-    s.commit_heartbeat("a1", 1, 2, at).unwrap();
+    s.commit_heartbeat(heartbeat("a1", 1, 2, at)).unwrap();
     let a = s.get_agent("a1").unwrap().unwrap();
     assert_eq!(a.last_seq, 2);
     assert_eq!(
@@ -248,7 +263,7 @@ fn heartbeat_is_compare_and_set_and_visible_on_the_agent(engine: Engine) {
         Some(at.timestamp_micros())
     );
     assert!(matches!(
-        s.commit_heartbeat("a1", 1, 3, Utc::now()),
+        s.commit_heartbeat(heartbeat("a1", 1, 3, Utc::now())),
         Err(CommitError::SeqMoved {
             expected: 1,
             current: 2
@@ -287,6 +302,46 @@ fn heartbeat_is_compare_and_set_and_visible_on_the_agent(engine: Engine) {
         3,
         "survives reopen"
     );
+    let _ = std::fs::remove_dir_all(d);
+}
+
+fn heartbeats_in_one_batch_are_each_their_own_compare_and_set(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "heartbeat-batch");
+    s.put_token(&token("h2", 1, 3600)).unwrap();
+    s.enroll("h2", &agent("a2", "k2"), Utc::now()).unwrap();
+    let at = Utc::now();
+    let results = s
+        .commit_heartbeats(&[
+            heartbeat("a1", 0, 1, at),
+            // The same heartbeat twice in one batch (a replay racing the original): the
+            // second sees the first's seq and is refused.
+            heartbeat("a1", 0, 1, at),
+            heartbeat("a2", 5, 6, at),
+            heartbeat("a2", 0, 1, at),
+            heartbeat("nobody", 0, 1, at),
+        ])
+        .unwrap();
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(
+            results[1],
+            Err(CommitError::SeqMoved {
+                expected: 0,
+                current: 1
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(CommitError::SeqMoved { expected: 5, .. })),
+        "{:?}",
+        results[2]
+    );
+    assert!(results[3].is_ok(), "{:?}", results[3]);
+    assert!(matches!(results[4], Err(CommitError::AgentGone(_))));
+    assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 1);
+    assert_eq!(s.get_agent("a2").unwrap().unwrap().last_seq, 1);
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -755,6 +810,7 @@ conformance!(
     ingest_commit_is_compare_and_set_on_seq,
     revoked_agent_cannot_commit,
     heartbeat_is_compare_and_set_and_visible_on_the_agent,
+    heartbeats_in_one_batch_are_each_their_own_compare_and_set,
     reverse_edges_carry_the_same_attributes_as_the_forward_ones,
     installs_of_lists_every_install_and_each_variant_once,
     installs_of_a_product_on_thousands_of_computers_reads_like_one_scan,

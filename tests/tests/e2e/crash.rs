@@ -1,5 +1,5 @@
-//! kill -9 during ingest: every acknowledged snapshot is present afterwards, the store opens
-//! every time, no duplicate CIs, every derived record agrees with its source. CI runs a short version; `bench/crash.sh` runs 100 cycles
+//! kill -9 during ingest: every acknowledged snapshot and heartbeat is present afterwards,
+//! the store opens every time, no duplicate CIs, every derived record agrees with its source. CI runs a short version; `bench/crash.sh` runs 100 cycles
 //! (CENSUS_CRASH_CYCLES=100).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +27,11 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
     let acked: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..AGENTS)
         .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
         .collect();
+    // Heartbeats commit on their own path (batched): their acknowledged seqs must hold too.
+    let acked_heartbeats: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..AGENTS)
+        .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
+        .collect();
+    let mut total_heartbeats = 0;
     let mut total_acked = 0;
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
@@ -34,9 +39,10 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         let ca = c.ca_pem();
         let mut threads = Vec::new();
         for (i, agent) in agents.iter().enumerate() {
-            let (agent, acked, stop, url, ca) = (
+            let (agent, acked, acked_heartbeats, stop, url, ca) = (
                 agent.clone(),
                 acked[i].clone(),
+                acked_heartbeats[i].clone(),
                 stop.clone(),
                 url.clone(),
                 ca.clone(),
@@ -51,6 +57,38 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                 while !stop.load(Ordering::SeqCst) {
                     a.seq += 1;
                     let seq = a.seq;
+                    // Half the agents send a heartbeat every third submission.
+                    if i >= AGENTS / 2 && seq % 3 == 0 {
+                        let hb = serde_json::to_vec(&census_shared::protocol::Heartbeat {
+                            content_hash: format!("hash-{}", seq - 1),
+                            sent_at: chrono::Utc::now(),
+                        })
+                        .unwrap();
+                        let sig = envelope::sign(
+                            a.key.signing_key(),
+                            &envelope::heartbeat_fields(&a.id, seq, &hb),
+                        )
+                        .unwrap();
+                        let r = http
+                            .post(format!("{url}/api/v1/heartbeat"))
+                            .header(envelope::HEADER_AGENT_ID, &a.id)
+                            .header(envelope::HEADER_SEQ, seq.to_string())
+                            .header(envelope::HEADER_SIGNATURE, sig)
+                            .body(hb)
+                            .send();
+                        match r {
+                            Ok(r) if r.status().as_u16() == 200 => {
+                                acked_heartbeats.lock().unwrap().insert(seq);
+                            }
+                            Ok(r) => panic!(
+                                "unexpected status {} for heartbeat seq {seq}: {:?}",
+                                r.status(),
+                                r.text()
+                            ),
+                            Err(_) => break,
+                        }
+                        continue;
+                    }
                     let mut snap = machine(
                         &format!("crash-{i}"),
                         Some(&format!("CRASH-SN-{i}")),
@@ -116,6 +154,7 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                 .insert(ch["seq"].as_u64().unwrap());
         }
         total_acked = 0;
+        total_heartbeats = 0;
         for (i, agent) in agents.iter().enumerate() {
             let a = agent.lock().unwrap();
             let row = rows
@@ -125,8 +164,10 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                 .find(|r| r["id"] == a.id.as_str())
                 .expect("agent survives");
             let acked = acked[i].lock().unwrap();
+            let heartbeats = acked_heartbeats[i].lock().unwrap();
             total_acked += acked.len();
-            if let Some(max) = acked.iter().max() {
+            total_heartbeats += heartbeats.len();
+            if let Some(max) = acked.iter().chain(heartbeats.iter()).max() {
                 assert!(
                     row["last_seq"].as_u64().unwrap() >= *max,
                     "cycle {cycle}: agent {i} acked {max} but store has {}",
@@ -166,10 +207,10 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         );
     }
     eprintln!(
-        "crash test: {cycles} kill -9 cycles, {total_acked} acknowledged snapshots, all present"
+        "crash test: {cycles} kill -9 cycles, {total_acked} acknowledged snapshots and {total_heartbeats} heartbeats, all present"
     );
     assert!(
-        total_acked > 0,
+        total_acked > 0 && total_heartbeats > 0,
         "the test acknowledged nothing: it proved nothing"
     );
 }

@@ -36,6 +36,37 @@ fn current_seq(agent: &Agent, hot: Option<&[u8]>) -> u64 {
         .unwrap_or(agent.last_seq)
 }
 
+/// One heartbeat inside a transaction: `Ok(Err(..))` refuses it without touching the
+/// others of its batch.
+fn heartbeat_in(
+    tx: &mut dyn Tx,
+    hb: &HeartbeatCommit,
+) -> Result<Result<(), CommitError>, Fail<StoreError>> {
+    let key = hb.agent_id.as_bytes();
+    let Some(agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
+        return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
+    };
+    if agent.is_revoked() {
+        return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
+    }
+    let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
+    if current != hb.expected_last_seq {
+        return Ok(Err(CommitError::SeqMoved {
+            expected: hb.expected_last_seq,
+            current,
+        }));
+    }
+    tx.put(Space::AgentState, key, &encode_hot(hb.seq, Some(hb.at)))?;
+    // A superseded agent's CI belongs to its successor: its heartbeats are recorded on the
+    // agent, never on the CI.
+    if let (Some(ci_id), None) = (&agent.ci_id, &agent.superseded_by) {
+        if let Some(v) = tx.get(Space::Ids, ci_id.as_bytes())? {
+            tx.put(Space::Seen, &v, &hb.at.timestamp_micros().to_be_bytes())?;
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// An event waiting for its cursor.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueuedEvent {
@@ -258,38 +289,17 @@ impl Cmdb {
         Ok(())
     }
 
-    pub(crate) fn do_commit_heartbeat(
+    pub(crate) fn do_commit_heartbeats(
         &self,
-        agent_id: &str,
-        expected_last_seq: u64,
-        seq: u64,
-        at: DateTime<Utc>,
-    ) -> Result<(), CommitError> {
+        batch: &[HeartbeatCommit],
+    ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
         let _writing = self.writing();
-        transact(self.backend.as_ref(), |tx| {
-            let key = agent_id.as_bytes();
-            let Some(agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
-                return Err(Fail::Abort(CommitError::AgentGone(agent_id.to_string())));
-            };
-            if agent.is_revoked() {
-                return Err(Fail::Abort(CommitError::AgentGone(agent_id.to_string())));
+        transact::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), |tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for hb in batch {
+                out.push(heartbeat_in(tx, hb)?);
             }
-            let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
-            if current != expected_last_seq {
-                return Err(Fail::Abort(CommitError::SeqMoved {
-                    expected: expected_last_seq,
-                    current,
-                }));
-            }
-            tx.put(Space::AgentState, key, &encode_hot(seq, Some(at)))?;
-            // A superseded agent's CI belongs to its successor: its heartbeats are
-            // recorded on the agent, never on the CI.
-            if let (Some(ci_id), None) = (&agent.ci_id, &agent.superseded_by) {
-                if let Some(v) = tx.get(Space::Ids, ci_id.as_bytes())? {
-                    tx.put(Space::Seen, &v, &at.timestamp_micros().to_be_bytes())?;
-                }
-            }
-            Ok(())
+            Ok(out)
         })
     }
 

@@ -545,14 +545,11 @@ impl Store for Cmdb {
         self.do_revoke_agent(id, at)
     }
 
-    fn commit_heartbeat(
+    fn commit_heartbeats(
         &self,
-        agent_id: &str,
-        expected_last_seq: u64,
-        seq: u64,
-        at: DateTime<Utc>,
-    ) -> Result<(), CommitError> {
-        self.do_commit_heartbeat(agent_id, expected_last_seq, seq, at)
+        batch: &[HeartbeatCommit],
+    ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
+        self.do_commit_heartbeats(batch)
     }
 
     fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError> {
