@@ -11,6 +11,35 @@ use serde_json::Value;
 
 pub type Attributes = BTreeMap<String, Value>;
 
+/// An enum known by its snake_case names (the same as its serde names): `ALL`, `as_str`,
+/// and `FromStr`, whose error names the refused value and every known one.
+macro_rules! named {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: [$ty; [$($name),+].len()] = [$($ty::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} '{s}'; known: {}",
+                        $what,
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 #[derive(
     Debug,
     Clone,
@@ -37,28 +66,6 @@ pub enum CiClass {
 }
 
 impl CiClass {
-    pub const ALL: [CiClass; 8] = [
-        CiClass::Computer,
-        CiClass::OperatingSystem,
-        CiClass::SoftwareProduct,
-        CiClass::Disk,
-        CiClass::NetworkInterface,
-        CiClass::IpAddress,
-        CiClass::Subnet,
-        CiClass::Service,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CiClass::Computer => "computer",
-            CiClass::OperatingSystem => "operating_system",
-            CiClass::SoftwareProduct => "software_product",
-            CiClass::Disk => "disk",
-            CiClass::NetworkInterface => "network_interface",
-            CiClass::IpAddress => "ip_address",
-            CiClass::Subnet => "subnet",
-            CiClass::Service => "service",
-        }
-    }
     /// Shared CIs (one per product, OS release or subnet) are referenced by many computers
     /// and never owned by one.
     pub fn is_shared(self) -> bool {
@@ -82,18 +89,16 @@ impl CiClass {
     }
 }
 
-impl std::str::FromStr for CiClass {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CiClass::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = CiClass::ALL.iter().map(|c| c.as_str()).collect();
-                format!("unknown CI class '{s}'; known: {}", names.join(", "))
-            })
-    }
-}
+named!(CiClass, "CI class", {
+    Computer => "computer",
+    OperatingSystem => "operating_system",
+    SoftwareProduct => "software_product",
+    Disk => "disk",
+    NetworkInterface => "network_interface",
+    IpAddress => "ip_address",
+    Subnet => "subnet",
+    Service => "service",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -103,15 +108,11 @@ pub enum CiStatus {
     Retired,
 }
 
-impl CiStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CiStatus::Active => "active",
-            CiStatus::Stale => "stale",
-            CiStatus::Retired => "retired",
-        }
-    }
-}
+named!(CiStatus, "CI status", {
+    Active => "active",
+    Stale => "stale",
+    Retired => "retired",
+});
 
 /// A configuration item in its current state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -162,26 +163,18 @@ pub enum RelKind {
 }
 
 impl RelKind {
-    pub const ALL: [RelKind; 5] = [
-        RelKind::Runs,
-        RelKind::Installs,
-        RelKind::Has,
-        RelKind::HasAddress,
-        RelKind::In,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelKind::Runs => "runs",
-            RelKind::Installs => "installs",
-            RelKind::Has => "has",
-            RelKind::HasAddress => "has_address",
-            RelKind::In => "in",
-        }
-    }
     pub fn from_name(name: &str) -> Option<RelKind> {
-        RelKind::ALL.into_iter().find(|k| k.as_str() == name)
+        name.parse().ok()
     }
 }
+
+named!(RelKind, "relationship kind", {
+    Runs => "runs",
+    Installs => "installs",
+    Has => "has",
+    HasAddress => "has_address",
+    In => "in",
+});
 
 /// Identifies one edge. `discriminator` separates parallel edges between the same pair
 /// (libc6 installed for amd64 and for i386).
@@ -442,37 +435,12 @@ pub enum Role {
     Auditor,
 }
 
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Admin,
-        Role::ChangeManager,
-        Role::AssetManager,
-        Role::Auditor,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::ChangeManager => "change_manager",
-            Role::AssetManager => "asset_manager",
-            Role::Auditor => "auditor",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "change_manager" => Ok(Role::ChangeManager),
-            "asset_manager" => Ok(Role::AssetManager),
-            "auditor" => Ok(Role::Auditor),
-            _ => Err(format!(
-                "unknown role '{s}'; roles are admin, change_manager, asset_manager, auditor"
-            )),
-        }
-    }
-}
+named!(Role, "role", {
+    Admin => "admin",
+    ChangeManager => "change_manager",
+    AssetManager => "asset_manager",
+    Auditor => "auditor",
+});
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
@@ -531,20 +499,6 @@ pub enum Aspect {
 }
 
 impl Aspect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Aspect::Attribute => "attribute",
-            Aspect::Os => "os",
-            Aspect::Software => "software",
-            Aspect::Disk => "disk",
-            Aspect::Nic => "nic",
-            Aspect::Ip => "ip",
-            Aspect::Service => "service",
-            Aspect::User => "user",
-            Aspect::Port => "port",
-            Aspect::Mount => "mount",
-        }
-    }
     /// The CI class a noise rule names to reach this aspect's items.
     pub fn ci_class(self) -> CiClass {
         match self {
@@ -558,6 +512,19 @@ impl Aspect {
         }
     }
 }
+
+named!(Aspect, "aspect", {
+    Attribute => "attribute",
+    Os => "os",
+    Software => "software",
+    Disk => "disk",
+    Nic => "nic",
+    Ip => "ip",
+    Service => "service",
+    User => "user",
+    Port => "port",
+    Mount => "mount",
+});
 
 /// What happened to one aspect of a computer.
 #[derive(
@@ -611,82 +578,42 @@ pub enum ItemKind {
     MountChanged,
 }
 
-impl ItemKind {
-    pub const ALL: [ItemKind; 34] = [
-        ItemKind::AttributeChanged,
-        ItemKind::KernelChanged,
-        ItemKind::OsUpgraded,
-        ItemKind::OsDowngraded,
-        ItemKind::OsChanged,
-        ItemKind::SoftwareInstalled,
-        ItemKind::SoftwareRemoved,
-        ItemKind::SoftwareUpgraded,
-        ItemKind::SoftwareDowngraded,
-        ItemKind::SoftwareChanged,
-        ItemKind::DiskAdded,
-        ItemKind::DiskRemoved,
-        ItemKind::DiskChanged,
-        ItemKind::NicAdded,
-        ItemKind::NicRemoved,
-        ItemKind::NicChanged,
-        ItemKind::IpAdded,
-        ItemKind::IpRemoved,
-        ItemKind::IpMoved,
-        ItemKind::IpChanged,
-        ItemKind::ServiceAdded,
-        ItemKind::ServiceRemoved,
-        ItemKind::ServiceEnabled,
-        ItemKind::ServiceDisabled,
-        ItemKind::ServiceChanged,
-        ItemKind::UserAdded,
-        ItemKind::UserRemoved,
-        ItemKind::UserChanged,
-        ItemKind::PortOpened,
-        ItemKind::PortClosed,
-        ItemKind::PortChanged,
-        ItemKind::MountAdded,
-        ItemKind::MountRemoved,
-        ItemKind::MountChanged,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemKind::AttributeChanged => "attribute_changed",
-            ItemKind::KernelChanged => "kernel_changed",
-            ItemKind::OsUpgraded => "os_upgraded",
-            ItemKind::OsDowngraded => "os_downgraded",
-            ItemKind::OsChanged => "os_changed",
-            ItemKind::SoftwareInstalled => "software_installed",
-            ItemKind::SoftwareRemoved => "software_removed",
-            ItemKind::SoftwareUpgraded => "software_upgraded",
-            ItemKind::SoftwareDowngraded => "software_downgraded",
-            ItemKind::SoftwareChanged => "software_changed",
-            ItemKind::DiskAdded => "disk_added",
-            ItemKind::DiskRemoved => "disk_removed",
-            ItemKind::DiskChanged => "disk_changed",
-            ItemKind::NicAdded => "nic_added",
-            ItemKind::NicRemoved => "nic_removed",
-            ItemKind::NicChanged => "nic_changed",
-            ItemKind::IpAdded => "ip_added",
-            ItemKind::IpRemoved => "ip_removed",
-            ItemKind::IpMoved => "ip_moved",
-            ItemKind::IpChanged => "ip_changed",
-            ItemKind::ServiceAdded => "service_added",
-            ItemKind::ServiceRemoved => "service_removed",
-            ItemKind::ServiceEnabled => "service_enabled",
-            ItemKind::ServiceDisabled => "service_disabled",
-            ItemKind::ServiceChanged => "service_changed",
-            ItemKind::UserAdded => "user_added",
-            ItemKind::UserRemoved => "user_removed",
-            ItemKind::UserChanged => "user_changed",
-            ItemKind::PortOpened => "port_opened",
-            ItemKind::PortClosed => "port_closed",
-            ItemKind::PortChanged => "port_changed",
-            ItemKind::MountAdded => "mount_added",
-            ItemKind::MountRemoved => "mount_removed",
-            ItemKind::MountChanged => "mount_changed",
-        }
-    }
-}
+named!(ItemKind, "change kind", {
+    AttributeChanged => "attribute_changed",
+    KernelChanged => "kernel_changed",
+    OsUpgraded => "os_upgraded",
+    OsDowngraded => "os_downgraded",
+    OsChanged => "os_changed",
+    SoftwareInstalled => "software_installed",
+    SoftwareRemoved => "software_removed",
+    SoftwareUpgraded => "software_upgraded",
+    SoftwareDowngraded => "software_downgraded",
+    SoftwareChanged => "software_changed",
+    DiskAdded => "disk_added",
+    DiskRemoved => "disk_removed",
+    DiskChanged => "disk_changed",
+    NicAdded => "nic_added",
+    NicRemoved => "nic_removed",
+    NicChanged => "nic_changed",
+    IpAdded => "ip_added",
+    IpRemoved => "ip_removed",
+    IpMoved => "ip_moved",
+    IpChanged => "ip_changed",
+    ServiceAdded => "service_added",
+    ServiceRemoved => "service_removed",
+    ServiceEnabled => "service_enabled",
+    ServiceDisabled => "service_disabled",
+    ServiceChanged => "service_changed",
+    UserAdded => "user_added",
+    UserRemoved => "user_removed",
+    UserChanged => "user_changed",
+    PortOpened => "port_opened",
+    PortClosed => "port_closed",
+    PortChanged => "port_changed",
+    MountAdded => "mount_added",
+    MountRemoved => "mount_removed",
+    MountChanged => "mount_changed",
+});
 
 #[derive(
     Debug,
@@ -708,29 +635,11 @@ pub enum Severity {
     High,
 }
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
-}
-
-impl std::str::FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "low" => Ok(Severity::Low),
-            "medium" => Ok(Severity::Medium),
-            "high" => Ok(Severity::High),
-            _ => Err(format!(
-                "unknown severity '{s}'; severities are low, medium, high"
-            )),
-        }
-    }
-}
+named!(Severity, "severity", {
+    Low => "low",
+    Medium => "medium",
+    High => "high",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -779,29 +688,11 @@ pub enum RecordState {
     Rejected,
 }
 
-impl RecordState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordState::Open => "open",
-            RecordState::Accepted => "accepted",
-            RecordState::Rejected => "rejected",
-        }
-    }
-}
-
-impl std::str::FromStr for RecordState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "open" => Ok(RecordState::Open),
-            "accepted" => Ok(RecordState::Accepted),
-            "rejected" => Ok(RecordState::Rejected),
-            _ => Err(format!(
-                "unknown state '{s}'; states are open, accepted, rejected"
-            )),
-        }
-    }
-}
+named!(RecordState, "state", {
+    Open => "open",
+    Accepted => "accepted",
+    Rejected => "rejected",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -810,14 +701,10 @@ pub enum Authorization {
     Unauthorized,
 }
 
-impl Authorization {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Authorization::Authorized => "authorized",
-            Authorization::Unauthorized => "unauthorized",
-        }
-    }
-}
+named!(Authorization, "authorization", {
+    Authorized => "authorized",
+    Unauthorized => "unauthorized",
+});
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeRecord {
@@ -996,4 +883,45 @@ pub struct ApiToken {
     pub expires_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `named!` gives each enum are the ones serde writes, and every name parses
+    /// back to its variant.
+    macro_rules! assert_serde_names {
+        ($($ty:ident),+) => {$(
+            for v in $ty::ALL {
+                assert_eq!(
+                    serde_json::to_value(v).unwrap(),
+                    Value::String(v.as_str().into()),
+                    "{v:?}"
+                );
+                assert_eq!(v.as_str().parse::<$ty>().unwrap(), v);
+            }
+        )+};
+    }
+
+    #[test]
+    fn every_named_enum_uses_its_serde_names() {
+        assert_serde_names!(
+            CiClass,
+            CiStatus,
+            RelKind,
+            Role,
+            Aspect,
+            ItemKind,
+            Severity,
+            RecordState,
+            Authorization
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_known_ones() {
+        let e = "critical".parse::<Severity>().unwrap_err();
+        assert_eq!(e, "unknown severity 'critical'; known: low, medium, high");
+    }
 }

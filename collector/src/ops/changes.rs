@@ -182,10 +182,23 @@ pub fn create_planned(
         updated_at: now,
     };
     p.validate().map_err(OpError::invalid)?;
+    save_planned(ops, actor, "planned_change.create", None, p)
+}
+
+/// Writes a planned change with its audit entry (before and after).
+fn save_planned(
+    ops: &Ops,
+    actor: &Actor,
+    action: &str,
+    before: Option<&PlannedChange>,
+    p: PlannedChange,
+) -> Result<PlannedChange, OpError> {
+    let before = before.and_then(|b| serde_json::to_value(b).ok());
     let after = serde_json::to_value(&p).ok();
+    let id = p.id.clone();
     ops.audited(
         PeopleWrite::PutPlannedChange(p.clone()),
-        draft(actor, "planned_change.create", &p.id, None, after, None),
+        draft(actor, action, &id, before, after, None),
     )?;
     Ok(p)
 }
@@ -213,18 +226,7 @@ pub fn update_planned(
         ..before.clone()
     };
     p.validate().map_err(OpError::invalid)?;
-    ops.audited(
-        PeopleWrite::PutPlannedChange(p.clone()),
-        draft(
-            actor,
-            "planned_change.update",
-            id,
-            serde_json::to_value(&before).ok(),
-            serde_json::to_value(&p).ok(),
-            None,
-        ),
-    )?;
-    Ok(p)
+    save_planned(ops, actor, "planned_change.update", Some(&before), p)
 }
 
 /// Cancels a planned change (idempotent), audited.
@@ -235,18 +237,7 @@ pub fn cancel_planned(ops: &Ops, actor: &Actor, id: &str) -> Result<PlannedChang
         updated_at: Utc::now(),
         ..before.clone()
     };
-    ops.audited(
-        PeopleWrite::PutPlannedChange(p.clone()),
-        draft(
-            actor,
-            "planned_change.cancel",
-            id,
-            serde_json::to_value(&before).ok(),
-            serde_json::to_value(&p).ok(),
-            None,
-        ),
-    )?;
-    Ok(p)
+    save_planned(ops, actor, "planned_change.cancel", Some(&before), p)
 }
 
 /// A noise rule as people write it.

@@ -182,6 +182,31 @@ pub enum Flow {
     Stop,
 }
 
+/// An engine's range iterator walked in the scan's direction until `step` stops it.
+pub(crate) fn walk<I, E>(
+    iter: I,
+    reverse: bool,
+    mut step: impl FnMut(I::Item) -> Result<Flow, E>,
+) -> Result<(), E>
+where
+    I: DoubleEndedIterator,
+{
+    if reverse {
+        for r in iter.rev() {
+            if step(r)? == Flow::Stop {
+                break;
+            }
+        }
+    } else {
+        for r in iter {
+            if step(r)? == Flow::Stop {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A scan's bounds: keys `>= from` and `< to` (`None`: unbounded), optionally newest first.
 #[derive(Debug, Clone, Default)]
 pub struct Range<'a> {

@@ -139,24 +139,14 @@ impl Backend for RedbBackend {
             None => Bound::Unbounded,
         };
         let iter = t.range::<&[u8]>((lower, upper)).map_err(io)?;
-        let mut step = |r: Result<Entry<'_>, redb::StorageError>| {
-            let (k, v) = r.map_err(io)?;
-            visit(k.value(), v.value())
-        };
-        if range.reverse {
-            for r in iter.rev() {
-                if step(r)? == Flow::Stop {
-                    break;
-                }
-            }
-        } else {
-            for r in iter {
-                if step(r)? == Flow::Stop {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        walk(
+            iter,
+            range.reverse,
+            |r: Result<Entry<'_>, redb::StorageError>| {
+                let (k, v) = r.map_err(io)?;
+                visit(k.value(), v.value())
+            },
+        )
     }
 
     fn count(&self, space: Space) -> Result<usize, StoreError> {

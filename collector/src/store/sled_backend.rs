@@ -123,24 +123,14 @@ impl Backend for SledBackend {
             (None, Some(b)) => tree.range(..b),
             (None, None) => tree.iter(),
         };
-        let mut step = |r: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Flow, StoreError> {
-            let (k, v) = r.map_err(io)?;
-            visit(&k, &v)
-        };
-        if range.reverse {
-            for r in iter.rev() {
-                if step(r)? == Flow::Stop {
-                    break;
-                }
-            }
-        } else {
-            for r in iter {
-                if step(r)? == Flow::Stop {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        walk(
+            iter,
+            range.reverse,
+            |r: sled::Result<(sled::IVec, sled::IVec)>| {
+                let (k, v) = r.map_err(io)?;
+                visit(&k, &v)
+            },
+        )
     }
 
     fn count(&self, space: Space) -> Result<usize, StoreError> {
