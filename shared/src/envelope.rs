@@ -10,7 +10,8 @@
 //! The collector verifies the bytes it received, before decompressing or decoding them,
 //! with `verify_strict` (no malleable or small-order signatures).
 //! Heartbeats use the same layout with the domain `census-heartbeat-v1` over their own body
-//! (the unchanged inventory's content hash and the send time).
+//! (the unchanged inventory's content hash and the send time), and protocol v2's deltas
+//! with the domain `census-delta-v2` over the delta's body bytes.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -21,6 +22,7 @@ use crate::keys::AgentPublicKey;
 
 pub const SNAPSHOT_DOMAIN: &[u8] = b"census-snapshot-v1";
 pub const HEARTBEAT_DOMAIN: &[u8] = b"census-heartbeat-v1";
+pub const DELTA_DOMAIN: &[u8] = b"census-delta-v2";
 
 /// HTTP header names carrying the envelope.
 pub const HEADER_AGENT_ID: &str = "x-census-agent";
@@ -81,6 +83,16 @@ pub fn snapshot_fields<'a>(agent_id: &'a str, seq: u64, body: &[u8]) -> SignedFi
 pub fn heartbeat_fields<'a>(agent_id: &'a str, seq: u64, body: &[u8]) -> SignedFields<'a> {
     SignedFields {
         domain: HEARTBEAT_DOMAIN,
+        agent_id,
+        seq,
+        digest: body_digest(body),
+    }
+}
+
+/// Fields for a delta body (protocol v2).
+pub fn delta_fields<'a>(agent_id: &'a str, seq: u64, body: &[u8]) -> SignedFields<'a> {
+    SignedFields {
+        domain: DELTA_DOMAIN,
         agent_id,
         seq,
         digest: body_digest(body),

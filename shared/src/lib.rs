@@ -9,7 +9,10 @@
 //! signature over the received bytes with [`envelope::verify`] and only then decodes with
 //! [`wire::decode_body`], which enforces [`limits`].
 
+#[cfg(feature = "proptest")]
+pub mod arbitrary;
 pub mod canonical;
+pub mod delta;
 pub mod envelope;
 pub mod identity;
 pub mod keys;

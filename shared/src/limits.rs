@@ -155,6 +155,20 @@ macro_rules! bounded_struct {
     };
 }
 
+pub(crate) use bounded_struct;
+
+macro_rules! bounded_tuple {
+    ($(($($ty:ident $index:tt),+)),+) => {$(
+        impl<$($ty: Bounded),+> Bounded for ($($ty,)+) {
+            fn check(&self, path: Path<'_>) -> Result<(), LimitError> {
+                $( self.$index.check(Path::Field(&path, stringify!($index)))?; )+
+                Ok(())
+            }
+        }
+    )+};
+}
+bounded_tuple!((A 0, B 1), (A 0, B 1, C 2));
+
 bounded_struct!(System, max_items = 1, {
     vendor, model, family, serial, uuid, sku, chassis_type, board_vendor, board_model,
     board_serial, bios_vendor, bios_version, bios_date, machine_id, virtualization, container,

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use crate::delta::{Delta, PROTOCOL_VERSION};
 use crate::limits::{LimitError, MAX_DECOMPRESSED_BYTES, ZSTD_WINDOW_LOG_MAX};
 use crate::schema::{Snapshot, SCHEMA_VERSION};
 
@@ -34,6 +35,8 @@ pub enum DecodeError {
     Json { path: String, message: String },
     #[error("unsupported schema_version {found}; this collector reads version {SCHEMA_VERSION}")]
     SchemaVersion { found: u32 },
+    #[error("unsupported protocol {found}; this endpoint reads protocol {PROTOCOL_VERSION}")]
+    Protocol { found: u32 },
     #[error(transparent)]
     Limit(#[from] LimitError),
 }
@@ -45,6 +48,7 @@ impl DecodeError {
             DecodeError::Json { path, .. } => Some(path),
             DecodeError::Limit(e) => Some(&e.field),
             DecodeError::SchemaVersion { .. } => Some("schema_version"),
+            DecodeError::Protocol { .. } => Some("protocol"),
             _ => None,
         }
     }
@@ -109,7 +113,7 @@ pub fn decode_snapshot_json(json: &[u8]) -> Result<Snapshot, DecodeError> {
     // itself, so it runs only to name the field of a body that already failed.
     let snapshot: Snapshot = match serde_json::from_slice(json) {
         Ok(s) => s,
-        Err(plain) => return Err(json_error_with_path(json, plain)),
+        Err(plain) => return Err(json_error_with_path::<Snapshot>(json, plain)),
     };
     if snapshot.schema_version != SCHEMA_VERSION {
         return Err(DecodeError::SchemaVersion {
@@ -120,9 +124,12 @@ pub fn decode_snapshot_json(json: &[u8]) -> Result<Snapshot, DecodeError> {
     Ok(snapshot)
 }
 
-fn json_error_with_path(json: &[u8], plain: serde_json::Error) -> DecodeError {
+fn json_error_with_path<T: serde::de::DeserializeOwned>(
+    json: &[u8],
+    plain: serde_json::Error,
+) -> DecodeError {
     let mut de = serde_json::Deserializer::from_slice(json);
-    match serde_path_to_error::deserialize::<_, Snapshot>(&mut de) {
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Err(e) => {
             let path = e.path().to_string();
             DecodeError::Json {
@@ -159,6 +166,51 @@ pub fn decode_body(body: &[u8], encoding: BodyEncoding) -> Result<Snapshot, Deco
 /// The agent-side encode: JSON then zstd at a level that costs little CPU on a laptop.
 pub fn encode_body(snapshot: &Snapshot) -> Result<Vec<u8>, std::io::Error> {
     let json = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    zstd::bulk::compress(&json, 6)
+}
+
+/// Decodes a JSON delta, naming the failing field, then enforces the protocol and schema
+/// versions and every limit.
+pub fn decode_delta_json(json: &[u8]) -> Result<Delta, DecodeError> {
+    let delta: Delta = match serde_json::from_slice(json) {
+        Ok(d) => d,
+        Err(plain) => return Err(json_error_with_path::<Delta>(json, plain)),
+    };
+    if delta.protocol != PROTOCOL_VERSION {
+        return Err(DecodeError::Protocol {
+            found: delta.protocol,
+        });
+    }
+    if delta.schema_version != SCHEMA_VERSION {
+        return Err(DecodeError::SchemaVersion {
+            found: delta.schema_version,
+        });
+    }
+    delta.check_limits()?;
+    Ok(delta)
+}
+
+/// The collector-side decode of a delta: bounded decompression, JSON, limits.
+pub fn decode_delta_body(body: &[u8], encoding: BodyEncoding) -> Result<Delta, DecodeError> {
+    match encoding {
+        BodyEncoding::Identity => {
+            if body.len() > MAX_DECOMPRESSED_BYTES {
+                return Err(DecodeError::DecompressedTooLarge {
+                    limit: MAX_DECOMPRESSED_BYTES,
+                });
+            }
+            decode_delta_json(body)
+        }
+        BodyEncoding::Zstd => {
+            let json = zstd_decompress_bounded(body, MAX_DECOMPRESSED_BYTES)?;
+            decode_delta_json(&json)
+        }
+    }
+}
+
+/// The agent-side encode of a delta, as [`encode_body`] does a snapshot.
+pub fn encode_delta(delta: &Delta) -> Result<Vec<u8>, std::io::Error> {
+    let json = serde_json::to_vec(delta).map_err(std::io::Error::other)?;
     zstd::bulk::compress(&json, 6)
 }
 

@@ -406,3 +406,48 @@ fn nul_in_string_is_refused() {
     let err = decode_snapshot_json(&serde_json::to_vec(&s).unwrap()).unwrap_err();
     assert_eq!(err.field(), Some("agent_version"));
 }
+
+mod deltas {
+    use census_shared::arbitrary;
+    use census_shared::delta::Delta;
+    use census_shared::wire::{decode_delta_body, encode_delta};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Applying the delta an agent computes to its base gives exactly the target: the
+        /// same snapshot (volatile facts too) and the same content hash, after the wire.
+        #[test]
+        fn base_plus_delta_is_the_target(base in arbitrary::snapshot(5), target in arbitrary::snapshot(9)) {
+            let (mut base, mut target) = (base, target);
+            base.canonicalize_order();
+            target.canonicalize_order();
+            let delta = Delta::between(&base, 5, &target);
+            let body = encode_delta(&delta).unwrap();
+            let received = decode_delta_body(&body, census_shared::wire::BodyEncoding::Zstd).unwrap();
+            prop_assert_eq!(&received, &delta);
+            let rebuilt = received.apply(&base).unwrap();
+            prop_assert_eq!(rebuilt.content_hash(), target.content_hash());
+            prop_assert_eq!(rebuilt, target);
+        }
+
+        /// The same delta against any other base is refused or lands on the declared hash:
+        /// it never silently produces a different inventory.
+        #[test]
+        fn a_delta_on_the_wrong_base_never_yields_another_inventory(
+            base in arbitrary::snapshot(5),
+            other in arbitrary::snapshot(5),
+            target in arbitrary::snapshot(9),
+        ) {
+            let (mut base, mut other, mut target) = (base, other, target);
+            base.canonicalize_order();
+            other.canonicalize_order();
+            target.canonicalize_order();
+            let delta = Delta::between(&base, 5, &target);
+            if let Ok(rebuilt) = delta.apply(&other) {
+                prop_assert_eq!(rebuilt.content_hash(), target.content_hash());
+            }
+        }
+    }
+}
