@@ -16,7 +16,7 @@ use census_shared::limits::{
     MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES, MAX_HEARTBEAT_BYTES,
 };
 use census_shared::protocol::{
-    EnrollRequest, EnrollResponse, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
+    EnrollRequest, EnrollResponse, DELTAS_PATH, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
 };
 use census_shared::AgentPublicKey;
 use chrono::Utc;
@@ -45,6 +45,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     );
     t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots));
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
+    t.open("POST", DELTAS_PATH, Access::Agent, post(deltas));
     crate::changes_api::routes(&mut t);
     crate::query_api::routes(&mut t);
     t.people(
@@ -77,6 +78,14 @@ impl IntoResponse for IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::Conflict(_) => StatusCode::CONFLICT,
+            IngestError::BaseMismatch(m) => {
+                return crate::http::typed_problem(
+                    census_shared::protocol::PROBLEM_DELTA_BASE_MISMATCH,
+                    StatusCode::CONFLICT,
+                    m.clone(),
+                    Some("base_seq".into()),
+                )
+            }
             IngestError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -349,6 +358,22 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .map(str::to_string);
     run_ingest(&st, "snapshot", move |ingest| {
         ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())
+    })
+    .await
+}
+
+async fn deltas(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let (env, _slot, bytes) =
+        match accept_signed(&st, "delta", &headers, body, MAX_BODY_BYTES).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => return refusal,
+        };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    run_ingest(&st, "delta", move |ingest| {
+        ingest.delta(&env, encoding.as_deref(), &bytes, Utc::now())
     })
     .await
 }

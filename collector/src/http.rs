@@ -43,8 +43,18 @@ pub struct AppState {
 }
 
 pub fn problem(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Response {
+    typed_problem("about:blank", status, detail, field)
+}
+
+/// A problem with its own type URI, for refusals a client acts on without a person.
+pub fn typed_problem(
+    kind: &str,
+    status: StatusCode,
+    detail: impl Into<String>,
+    field: Option<String>,
+) -> Response {
     let p = Problem {
-        kind: "about:blank".into(),
+        kind: kind.into(),
         title: status.canonical_reason().unwrap_or("error").to_string(),
         status: status.as_u16(),
         detail: detail.into(),

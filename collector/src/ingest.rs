@@ -32,6 +32,9 @@ pub enum IngestError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// A delta whose base is not the agent's last accepted inventory.
+    #[error("{0}")]
+    BaseMismatch(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl IngestError {
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Forbidden(_) => "forbidden",
             IngestError::Conflict(_) => "seq_conflict",
+            IngestError::BaseMismatch(_) => "base_mismatch",
             IngestError::PayloadTooLarge(_) => "too_large",
             IngestError::UnsupportedEncoding(_) => "encoding",
             IngestError::Unprocessable { .. } => "schema",
@@ -169,6 +173,7 @@ impl GroupCommit {
 }
 
 /// The result of a processed submission, before it is durable.
+#[derive(Debug)]
 pub struct Accepted {
     pub ack: Ack,
     pub changed: bool,
@@ -326,66 +331,117 @@ impl Ingest {
             &envelope::snapshot_fields(&env.agent_id, env.seq, body),
         )?;
         let t_verify = t0.elapsed();
-        let encoding = BodyEncoding::from_header(content_encoding).ok_or_else(|| {
-            IngestError::UnsupportedEncoding(format!(
-                "Content-Encoding '{}' is not supported; use zstd or identity",
-                content_encoding.unwrap_or("")
-            ))
-        })?;
-        let snap = wire::decode_body(body, encoding).map_err(|e| match e {
-            DecodeError::DecompressedTooLarge { .. } => IngestError::PayloadTooLarge(e.to_string()),
-            DecodeError::Zstd(_) => IngestError::BadRequest(e.to_string()),
-            other => IngestError::Unprocessable {
-                field: other.field().map(str::to_string),
-                message: other.to_string(),
-            },
-        })?;
-        if snap.agent_id != agent.id {
-            return Err(IngestError::Forbidden(format!(
-                "snapshot claims agent '{}' but was signed by agent {}",
-                snap.agent_id, agent.id
-            )));
-        }
-        if snap.seq != env.seq {
-            return Err(IngestError::Unprocessable {
-                field: Some("seq".into()),
-                message: format!(
-                    "seq: body says {} but the signed envelope says {}",
-                    snap.seq, env.seq
-                ),
-            });
-        }
-        let content_hash = snap.content_hash();
-        let t_decode = t0.elapsed();
-        let skew = (snap.collected_at - now).num_seconds();
+        let snap =
+            wire::decode_body(body, body_encoding(content_encoding)?).map_err(decode_error)?;
+        same_sender(&agent, env, &snap.agent_id, snap.seq)?;
+        let received = Received {
+            content_hash: snap.content_hash(),
+            uncollected: snap
+                .uncollected_sections()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            skew: (snap.collected_at - now).num_seconds(),
+            body,
+        };
+        let timing = Timing {
+            t0,
+            verified: t_verify,
+            decoded: t0.elapsed(),
+        };
 
         if let Some(successor) = &agent.superseded_by {
-            return self.superseded(&agent, successor, env, content_hash, skew, body, now);
+            return self.superseded(&agent, successor, env, received, now);
         }
         if let (Some(ci_id), true) = (
             &agent.ci_id,
-            agent.last_content_hash.as_deref() == Some(content_hash.as_str()),
+            agent.last_content_hash.as_deref() == Some(received.content_hash.as_str()),
         ) {
-            if let Some(accepted) = self.unchanged(
-                &agent,
-                ci_id,
-                env,
-                &snap,
-                content_hash.clone(),
-                skew,
-                body,
-                now,
-            )? {
+            if let Some(accepted) = self.unchanged(&agent, ci_id, env, &snap, &received, now)? {
                 return Ok(accepted);
             }
         }
+        self.reconcile_and_commit(&agent, env, &snap, received, None, timing, now)
+    }
 
+    /// Verifies a protocol-v2 delta, checks that its base is the agent's last accepted
+    /// inventory, turns it into the snapshot reconcile reads (`delta::view`) and commits it
+    /// as a snapshot is. Blocking.
+    pub fn delta(
+        &self,
+        env: &Envelope,
+        content_encoding: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let t0 = std::time::Instant::now();
+        let agent =
+            self.authenticate(env, &envelope::delta_fields(&env.agent_id, env.seq, body))?;
+        let t_verify = t0.elapsed();
+        let delta = wire::decode_delta_body(body, body_encoding(content_encoding)?)
+            .map_err(decode_error)?;
+        same_sender(&agent, env, &delta.agent_id, delta.seq)?;
+        check_base(&agent, &delta)?;
+        let received = Received {
+            content_hash: delta.content_hash.clone(),
+            uncollected: delta
+                .uncollected_after(&agent.base_uncollected)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            skew: (delta.collected_at - now).num_seconds(),
+            body,
+        };
+        if let Some(successor) = &agent.superseded_by {
+            return self.superseded(&agent, successor, env, received, now);
+        }
+        let Some(ci_id) = agent.ci_id.clone() else {
+            return Err(base_mismatch("the agent has no computer yet"));
+        };
+        let stored = self.store.owned_state(&ci_id).map_err(unavailable)?;
+        let view = crate::delta::view(&stored, &delta, &agent.base_uncollected).map_err(|e| {
+            IngestError::Unprocessable {
+                field: Some(e.field.clone()),
+                message: e.to_string(),
+            }
+        })?;
+        let timing = Timing {
+            t0,
+            verified: t_verify,
+            decoded: t0.elapsed(),
+        };
+        self.reconcile_and_commit(&agent, env, &view, received, Some(stored), timing, now)
+    }
+
+    /// Identifies, reconciles and commits an inventory that changed (or whose computer is
+    /// new). `preloaded` is the computer's stored state when the caller read it already.
+    #[allow(clippy::too_many_arguments)]
+    fn reconcile_and_commit(
+        &self,
+        agent: &Agent,
+        env: &Envelope,
+        snap: &census_shared::Snapshot,
+        received: Received<'_>,
+        mut preloaded: Option<crate::store::OwnedState>,
+        timing: Timing,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let Timing {
+            t0,
+            verified: t_verify,
+            decoded: t_decode,
+        } = timing;
+        let agent = agent.clone();
+        let content_hash = received.content_hash.clone();
         for _ in 0..IDENTITY_RETRIES {
             let id =
-                identify::identify(self.store.as_ref(), &agent, &snap, now).map_err(unavailable)?;
-            let stored = self.store.owned_state(&id.ci_id).map_err(unavailable)?;
+                identify::identify(self.store.as_ref(), &agent, snap, now).map_err(unavailable)?;
+            let stored = match preloaded.take() {
+                Some(s) if s.computer.as_ref().map(|c| &c.id) == Some(&id.ci_id) => s,
+                _ => self.store.owned_state(&id.ci_id).map_err(unavailable)?,
+            };
             let t_read = t0.elapsed();
-            let desired = reconcile::desired(&id.ci_id, &snap, now);
+            let desired = reconcile::desired(&id.ci_id, snap, now);
             let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
             let drift = if plan.drifted {
                 let rules = self.drift_rules(now)?;
@@ -452,7 +508,7 @@ impl Ingest {
                 change_record: change_record.clone(),
                 removals_put: drift.removals_put,
                 removals_cleared: drift.removals_cleared,
-                ..accepted_commit(&agent, env, now, &content_hash, skew, self.evidence(body))
+                ..accepted_commit(&agent, env, now, &received, self.evidence(received.body))
             };
             match self.store.commit_ingest(&commit) {
                 Ok(()) => {
@@ -505,16 +561,13 @@ impl Ingest {
     /// The same configuration as the last accepted snapshot: refresh the computer's
     /// volatile facts and last seen; no identification, no plan, no version. Cost does not
     /// grow with the machine's size. `None` when the CI is gone (then the full path runs).
-    #[allow(clippy::too_many_arguments)]
     fn unchanged(
         &self,
         agent: &Agent,
         ci_id: &str,
         env: &Envelope,
         snap: &census_shared::Snapshot,
-        content_hash: String,
-        skew: i64,
-        body: &[u8],
+        received: &Received<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Accepted>, IngestError> {
         let Some(mut computer) = self.store.get_ci(ci_id).map_err(unavailable)? else {
@@ -535,7 +588,7 @@ impl Ingest {
         computer.last_seen = now;
         let commit = IngestCommit {
             ci_puts: vec![computer],
-            ..accepted_commit(agent, env, now, &content_hash, skew, self.evidence(body))
+            ..accepted_commit(agent, env, now, received, self.evidence(received.body))
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::info!(agent_id = %agent.id, seq = env.seq, ci_id, "snapshot accepted: configuration unchanged");
@@ -544,7 +597,7 @@ impl Ingest {
                 agent_id: agent.id.clone(),
                 seq: env.seq,
                 ci_id: Some(ci_id.to_string()),
-                content_hash,
+                content_hash: received.content_hash.clone(),
                 change_record: None,
                 resend_full: false,
             },
@@ -555,15 +608,12 @@ impl Ingest {
     /// An agent whose CI was taken over by a re-enrolled agent still reports: two live agents
     /// claim one machine. Acknowledge (so it does not spool forever), apply nothing, and put
     /// the conflict in front of a person.
-    #[allow(clippy::too_many_arguments)]
     fn superseded(
         &self,
         agent: &Agent,
         successor: &str,
         env: &Envelope,
-        content_hash: String,
-        skew: i64,
-        body: &[u8],
+        received: Received<'_>,
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
         let ci = agent.ci_id.clone().unwrap_or_default();
@@ -589,7 +639,7 @@ impl Ingest {
         };
         let commit = IngestCommit {
             conflict: Some(conflict),
-            ..accepted_commit(agent, env, now, &content_hash, skew, self.evidence(body))
+            ..accepted_commit(agent, env, now, &received, self.evidence(received.body))
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
@@ -598,7 +648,7 @@ impl Ingest {
                 agent_id: agent.id.clone(),
                 seq: env.seq,
                 ci_id: None,
-                content_hash,
+                content_hash: received.content_hash,
                 change_record: None,
                 resend_full: false,
             },
@@ -736,13 +786,101 @@ impl HeartbeatBatcher {
     }
 }
 
-/// The part of a commit every accepted snapshot shares: the seq step, times and evidence.
+/// What an accepted inventory records on its agent, whichever form it came in.
+struct Received<'a> {
+    content_hash: String,
+    /// Sections the inventory did not collect.
+    uncollected: Vec<String>,
+    skew: i64,
+    body: &'a [u8],
+}
+
+/// Where the time of one ingest went, for the accepted log line.
+struct Timing {
+    t0: std::time::Instant,
+    verified: std::time::Duration,
+    decoded: std::time::Duration,
+}
+
+fn body_encoding(content_encoding: Option<&str>) -> Result<BodyEncoding, IngestError> {
+    BodyEncoding::from_header(content_encoding).ok_or_else(|| {
+        IngestError::UnsupportedEncoding(format!(
+            "Content-Encoding '{}' is not supported; use zstd or identity",
+            content_encoding.unwrap_or("")
+        ))
+    })
+}
+
+fn decode_error(e: DecodeError) -> IngestError {
+    match e {
+        DecodeError::DecompressedTooLarge { .. } => IngestError::PayloadTooLarge(e.to_string()),
+        DecodeError::Zstd(_) => IngestError::BadRequest(e.to_string()),
+        other => IngestError::Unprocessable {
+            field: other.field().map(str::to_string),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The body names the agent and seq the signed envelope does.
+fn same_sender(
+    agent: &Agent,
+    env: &Envelope,
+    body_agent: &str,
+    body_seq: u64,
+) -> Result<(), IngestError> {
+    if body_agent != agent.id {
+        return Err(IngestError::Forbidden(format!(
+            "body claims agent '{body_agent}' but was signed by agent {}",
+            agent.id
+        )));
+    }
+    if body_seq != env.seq {
+        return Err(IngestError::Unprocessable {
+            field: Some("seq".into()),
+            message: format!(
+                "seq: body says {body_seq} but the signed envelope says {}",
+                env.seq
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn base_mismatch(why: impl Into<String>) -> IngestError {
+    IngestError::BaseMismatch(format!("{}: send a full snapshot", why.into()))
+}
+
+/// A delta applies only to the inventory the collector last accepted from this agent.
+fn check_base(agent: &Agent, delta: &census_shared::delta::Delta) -> Result<(), IngestError> {
+    if agent.base_seq != Some(delta.base_seq) {
+        return Err(base_mismatch(match agent.base_seq {
+            Some(seq) => format!(
+                "the delta's base is seq {}, but the last inventory accepted from this agent is seq {seq}",
+                delta.base_seq
+            ),
+            None => format!(
+                "the delta's base is seq {}, but no inventory from this agent is on record",
+                delta.base_seq
+            ),
+        }));
+    }
+    if agent.last_content_hash.as_deref() != Some(delta.base_hash.as_str()) {
+        return Err(base_mismatch(format!(
+            "the delta's base hash {} is not the hash of the inventory accepted at seq {}",
+            delta.base_hash, delta.base_seq
+        )));
+    }
+    Ok(())
+}
+
+/// The part of a commit every accepted inventory shares: the seq step, the new base,
+/// times and evidence.
 fn accepted_commit(
     agent: &Agent,
     env: &Envelope,
     now: DateTime<Utc>,
-    content_hash: &str,
-    skew: i64,
+    received: &Received<'_>,
     body: Option<Vec<u8>>,
 ) -> IngestCommit {
     IngestCommit {
@@ -750,8 +888,9 @@ fn accepted_commit(
         expected_last_seq: agent.last_seq,
         new_seq: env.seq,
         seen_at: now,
-        content_hash: Some(content_hash.to_string()),
-        clock_skew_seconds: Some(skew),
+        content_hash: Some(received.content_hash.clone()),
+        uncollected: received.uncollected.clone(),
+        clock_skew_seconds: Some(received.skew),
         body,
         ..Default::default()
     }

@@ -5,11 +5,14 @@
 //! envelope headers, admission and body size -> `ingest::Ingest::snapshot` verifies the
 //! signature over the received bytes, checks seq, decodes with limits, `identify`s the
 //! machine, `reconcile`s it into a plan -> `store::Store::commit_ingest` applies it in one
-//! transaction -> `ingest::GroupCommit` flushes -> the ack leaves.
+//! transaction -> `ingest::GroupCommit` flushes -> the ack leaves. A protocol-v2 delta
+//! (`api::deltas` -> `ingest::Ingest::delta`) takes the same path once its base is checked
+//! and `delta::view` has turned it into the snapshot reconcile reads.
 
 pub mod admin;
 pub mod api;
 pub mod changes_api;
+pub mod delta;
 pub mod drift;
 pub mod http;
 pub mod identify;

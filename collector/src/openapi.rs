@@ -37,6 +37,7 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("POST", "/api/v1/login") => "Password login; returns a short-lived API token",
         ("POST", "/api/v1/snapshots") => "Submit a signed snapshot (zstd or identity JSON)",
         ("POST", "/api/v1/heartbeat") => "Submit a signed heartbeat (configuration unchanged)",
+        ("POST", "/api/v2/deltas") => "Submit a signed delta against the last accepted inventory (protocol v2); 409 with type urn:census:problem:delta-base-mismatch asks for a full snapshot",
         ("GET", "/api/v1/me") => "The calling person and role",
         ("GET", "/api/v1/cis") => "CIs of a class matching a filter, sorted and paged",
         ("GET", "/api/v1/cis/{id}") => "One CI with relationships both ways and identification evidence; as_of for a past state",

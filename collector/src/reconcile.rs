@@ -192,6 +192,29 @@ fn collected<T>(s: &Section<T>) -> Option<&T> {
     s.data()
 }
 
+/// What of a package an install keeps, in the order duplicates are numbered by.
+type InstallOrder<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    Option<&'a str>,
+    Option<DateTime<Utc>>,
+);
+
+fn install_order(s: &census_shared::Software) -> InstallOrder<'_> {
+    (
+        s.name.as_str(),
+        s.version.as_str(),
+        s.arch.as_deref(),
+        s.publisher.as_deref(),
+        s.source.as_str(),
+        s.source_package.as_deref(),
+        s.install_date.map(install_time),
+    )
+}
+
 /// Builds the desired state of computer `cid` from `snap`.
 pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     let mut d = Desired::default();
@@ -528,9 +551,11 @@ pub fn desired(cid: &str, snap: &Snapshot, now: DateTime<Utc>) -> Desired {
     if let Some(software) = collected(&snap.software) {
         d.collected.insert(Owner::Software);
         // Duplicate name/source/arch entries get numbered discriminators; sorting first
-        // makes the numbering independent of the order the OS listed them in.
+        // makes the numbering independent of the order the OS listed them in. The order is
+        // over what an install keeps, so a list rebuilt from the CMDB (a delta's base)
+        // numbers exactly as the agent's own list does.
         let mut software: Vec<&census_shared::Software> = software.iter().collect();
-        software.sort();
+        software.sort_by(|a, b| install_order(a).cmp(&install_order(b)));
         for sw in software {
             let id = product_id(&sw.name);
             d.shared.entry(id.clone()).or_insert_with(|| {

@@ -190,6 +190,14 @@ impl<T: PartialEq + Clone> SectionDelta<T> {
         }
     }
 
+    /// Whether the section is collected after this delta, given whether the base's was.
+    pub fn collected_after(&self, base_collected: bool) -> bool {
+        match (self.op, &self.section) {
+            (Op::Replaced, Some(s)) => s.is_collected(),
+            _ => base_collected,
+        }
+    }
+
     /// The section after this delta.
     pub fn apply(&self, name: &str, base: &Section<T>) -> Result<Section<T>, DeltaError> {
         match (self.op, &self.section) {
@@ -227,6 +235,14 @@ impl<T: Keyed> ListDelta<T> {
             section: Some(section),
             op: Op::Replaced,
             ..Self::unchanged()
+        }
+    }
+
+    /// Whether the section is collected after this delta, given whether the base's was.
+    pub fn collected_after(&self, base_collected: bool) -> bool {
+        match (self.op, &self.section) {
+            (Op::Replaced, Some(s)) => s.is_collected(),
+            _ => base_collected,
         }
     }
 
@@ -385,7 +401,64 @@ fn groups<T: Keyed>(entries: &[T]) -> BTreeMap<T::Key, Vec<&T>> {
     g
 }
 
+impl Snapshot {
+    /// The sections this snapshot did not collect (failed or unsupported), by field name:
+    /// a delta against it may not edit them.
+    pub fn uncollected_sections(&self) -> Vec<&'static str> {
+        [
+            ("system", self.system.is_collected()),
+            ("os", self.os.is_collected()),
+            ("cpus", self.cpus.is_collected()),
+            ("memory", self.memory.is_collected()),
+            ("disks", self.disks.is_collected()),
+            ("filesystems", self.filesystems.is_collected()),
+            ("network_interfaces", self.network_interfaces.is_collected()),
+            ("software", self.software.is_collected()),
+            ("services", self.services.is_collected()),
+            ("users", self.users.is_collected()),
+            ("listening_ports", self.listening_ports.is_collected()),
+        ]
+        .into_iter()
+        .filter(|(_, collected)| !collected)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 impl Delta {
+    /// The sections the target did not collect, from the base's and this delta's
+    /// operations: unchanged sections keep the base's status.
+    pub fn uncollected_after(&self, base_uncollected: &[String]) -> Vec<&'static str> {
+        let was = |name: &str| !base_uncollected.iter().any(|b| b == name);
+        [
+            ("system", self.system.collected_after(was("system"))),
+            ("os", self.os.collected_after(was("os"))),
+            ("cpus", self.cpus.collected_after(was("cpus"))),
+            ("memory", self.memory.collected_after(was("memory"))),
+            ("disks", self.disks.collected_after(was("disks"))),
+            (
+                "filesystems",
+                self.filesystems.collected_after(was("filesystems")),
+            ),
+            (
+                "network_interfaces",
+                self.network_interfaces
+                    .collected_after(was("network_interfaces")),
+            ),
+            ("software", self.software.collected_after(was("software"))),
+            ("services", self.services.collected_after(was("services"))),
+            ("users", self.users.collected_after(was("users"))),
+            (
+                "listening_ports",
+                self.listening_ports.collected_after(was("listening_ports")),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, collected)| !collected)
+        .map(|(name, _)| name)
+        .collect()
+    }
+
     /// The delta from `base` (acknowledged as `base_seq`) to `target`. Both snapshots must
     /// be in canonical order ([`Snapshot::canonicalize_order`]); `target.seq` becomes the
     /// delta's seq.

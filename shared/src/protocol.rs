@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub const ENROLL_PATH: &str = "/api/v1/enroll";
 pub const SNAPSHOTS_PATH: &str = "/api/v1/snapshots";
 pub const HEARTBEAT_PATH: &str = "/api/v1/heartbeat";
+/// Protocol v2: a changed inventory as a delta from the agent's last accepted one.
+pub const DELTAS_PATH: &str = "/api/v2/deltas";
 
 /// What an agent tells the collector when it enrolls. The facts are recorded as evidence;
 /// the collector links the agent to a CI by its own identification rules on the first
@@ -62,6 +64,10 @@ pub struct Ack {
     #[serde(default)]
     pub resend_full: bool,
 }
+
+/// The problem type of a 409 to a delta whose base is not the agent's last accepted
+/// inventory: the agent sends a full snapshot instead, without a person.
+pub const PROBLEM_DELTA_BASE_MISMATCH: &str = "urn:census:problem:delta-base-mismatch";
 
 /// Error body (RFC 9457 problem details) used by every refusal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -428,6 +428,12 @@ mod deltas {
             let received = decode_delta_body(&body, census_shared::wire::BodyEncoding::Zstd).unwrap();
             prop_assert_eq!(&received, &delta);
             let rebuilt = received.apply(&base).unwrap();
+            let base_uncollected: Vec<String> =
+                base.uncollected_sections().into_iter().map(String::from).collect();
+            prop_assert_eq!(
+                received.uncollected_after(&base_uncollected),
+                target.uncollected_sections()
+            );
             prop_assert_eq!(rebuilt.content_hash(), target.content_hash());
             prop_assert_eq!(rebuilt, target);
         }

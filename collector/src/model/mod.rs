@@ -369,8 +369,15 @@ pub struct Agent {
     /// The last accepted seq (snapshot or heartbeat); 0 before the first.
     pub last_seq: u64,
     pub last_seen: Option<DateTime<Utc>>,
-    /// Content hash of the last accepted full snapshot.
+    /// Content hash of the last accepted snapshot or delta.
     pub last_content_hash: Option<String>,
+    /// The seq of the last accepted snapshot or delta: the base the agent's next delta
+    /// must name (heartbeats do not move it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_seq: Option<u64>,
+    /// Sections that inventory did not collect: a delta may not edit them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_uncollected: Vec<String>,
     pub ci_id: Option<String>,
     pub identification: Option<IdentificationEvidence>,
     /// collected_at minus the collector's clock, seconds, at the last snapshot.
@@ -400,6 +407,8 @@ impl Agent {
             last_seq: 0,
             last_seen: None,
             last_content_hash: None,
+            base_seq: None,
+            base_uncollected: Vec::new(),
             ci_id: None,
             identification: None,
             clock_skew_seconds: None,

@@ -93,7 +93,10 @@ pub struct IngestCommit {
     pub expected_last_seq: u64,
     pub new_seq: u64,
     pub seen_at: DateTime<Utc>,
+    /// Set for an accepted inventory (snapshot or delta), which becomes the agent's base.
     pub content_hash: Option<String>,
+    /// The sections that inventory did not collect.
+    pub uncollected: Vec<String>,
     pub clock_skew_seconds: Option<i64>,
     pub ci_id: Option<String>,
     pub identification: Option<IdentificationEvidence>,
@@ -198,7 +201,7 @@ pub enum PeopleWriteError {
 }
 
 /// A computer with everything it owns, as stored now.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OwnedState {
     pub computer: Option<Ci>,
     /// Every component, retired ones too (so one that comes back continues its versions).

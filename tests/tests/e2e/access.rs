@@ -87,9 +87,13 @@ fn every_route_for_every_role_and_anonymous() {
     };
     assert_eq!(
         with_access("agent"),
-        ["POST /api/v1/snapshots", "POST /api/v1/heartbeat"]
-            .map(String::from)
-            .into()
+        [
+            "POST /api/v1/snapshots",
+            "POST /api/v1/heartbeat",
+            "POST /api/v2/deltas"
+        ]
+        .map(String::from)
+        .into()
     );
 
     let http = c.http();

@@ -226,6 +226,8 @@ impl Cmdb {
             agent.last_seen = Some(c.seen_at);
             if c.content_hash.is_some() {
                 agent.last_content_hash = c.content_hash.clone();
+                agent.base_seq = Some(c.new_seq);
+                agent.base_uncollected = c.uncollected.clone();
             }
             if c.clock_skew_seconds.is_some() {
                 agent.clock_skew_seconds = c.clock_skew_seconds;
