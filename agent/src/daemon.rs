@@ -2,26 +2,32 @@
 //!
 //! One run: collect the inventory; if the spool is empty and the content hash equals the
 //! last acknowledged one, send a signed heartbeat; otherwise reserve a seq (durably), sign
-//! the zstd body, put it in the spool, and deliver the spool in seq order. A 429/503 or a
-//! network error stops delivery until the back-off (full jitter, capped, or the collector's
-//! Retry-After) expires; a final refusal (tampered file, revoked agent) is logged and the
-//! file dropped so one bad snapshot never blocks the rest.
+//! the zstd body — a protocol-v2 delta against the latest inventory spooled (the tip),
+//! or the whole snapshot when there is no tip or the collector speaks only v1 — put it in
+//! the spool, and deliver the spool in seq order. A 429/503 or a network error stops
+//! delivery until the back-off (full jitter, capped, or the collector's Retry-After)
+//! expires; a final refusal (tampered file, revoked agent) is logged and the file dropped
+//! so one bad snapshot never blocks the rest. A delta the collector cannot apply (its base
+//! is not what the collector holds: 409 delta-base-mismatch; or no v2 route: 404) drops
+//! the deltas chained on it and spools the tip as a full snapshot, without a person.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use census_shared::envelope;
+use census_shared::delta::Delta;
 use census_shared::protocol::{
-    EnrollRequest, Heartbeat, IdentityFacts, HEARTBEAT_PATH, SNAPSHOTS_PATH,
+    EnrollRequest, Heartbeat, IdentityFacts, DELTAS_PATH, HEARTBEAT_PATH,
+    PROBLEM_DELTA_BASE_MISMATCH, SNAPSHOTS_PATH,
 };
 use chrono::Utc;
 
 use crate::config::AgentConfig;
 use crate::probe::{self, SectionName};
 use crate::schedule::{splay_for, Schedule};
-use crate::spool::{Spool, SpoolHeader};
-use crate::state::{Enrollment, LastAck, StateDir, Status};
+use crate::spool::{Spool, SpoolEntry, SpoolHeader, SpoolKind};
+use crate::state::{Enrollment, LastAck, Protocol, StateDir, Status, Tip};
 use crate::transport::{self, Client, Delivery, Trust};
 
 /// Where state lives unless `--state-dir` says otherwise.
@@ -109,6 +115,7 @@ pub async fn enroll(
     // A new identity starts a new seq line and a new content baseline.
     state.reset_seq()?;
     state.clear_last_ack()?;
+    state.clear_tip()?;
     for p in Spool::new(&state.spool_dir(), usize::MAX, u64::MAX).paths()? {
         let _ = std::fs::remove_file(p);
     }
@@ -122,7 +129,12 @@ pub async fn enroll(
 pub struct RunReport {
     pub heartbeat: bool,
     pub spooled_seq: Option<u64>,
-    pub delivered: Vec<u64>,
+    /// The spooled inventory went as a delta.
+    pub spooled_delta: bool,
+    /// Full snapshots spooled because a delta could not be applied: (its seq, why).
+    pub resent_full: Vec<(u64, String)>,
+    /// Seqs delivered, with what they were.
+    pub delivered: Vec<(u64, SpoolKind)>,
     pub refused: Vec<(u64, u16, String)>,
     pub retry: Option<(Option<Duration>, String)>,
     pub pending: usize,
@@ -179,7 +191,8 @@ impl Agent {
     pub async fn run_once(&self) -> Result<RunReport> {
         let sections = self.config.section_names().map_err(anyhow::Error::msg)?;
         let mut report = RunReport::default();
-        let snap = tokio::task::spawn_blocking(move || probe::collect(&sections)).await?;
+        let mut snap = tokio::task::spawn_blocking(move || probe::collect(&sections)).await?;
+        snap.canonicalize_order();
         let hash = snap.content_hash();
         let last = self.state.last_ack()?;
         let spool = self.spool();
@@ -190,7 +203,8 @@ impl Agent {
                     return Ok(report);
                 }
                 HeartbeatOutcome::ResendFull => {
-                    tracing::info!("collector asked for a full snapshot")
+                    tracing::info!("collector asked for a full snapshot");
+                    self.state.clear_tip()?;
                 }
                 HeartbeatOutcome::Retry(after, reason) => {
                     report.retry = Some((after, reason));
@@ -198,23 +212,55 @@ impl Agent {
                 }
             }
         }
-        report.spooled_seq = Some(self.spool_snapshot(snap, &hash)?);
+        let (seq, delta) = self.spool_inventory(snap, &hash)?;
+        report.spooled_seq = Some(seq);
+        report.spooled_delta = delta;
         self.deliver(&mut report).await?;
         Ok(report)
     }
 
-    fn spool_snapshot(&self, mut snap: census_shared::Snapshot, hash: &str) -> Result<u64> {
+    /// Whether to send deltas: the collector has not answered one with 404 in the last day.
+    fn deltas_enabled(&self) -> Result<bool> {
+        Ok(match self.state.protocol()?.deltas_unsupported_at {
+            Some(at) => Utc::now() - at > chrono::Duration::days(1),
+            None => true,
+        })
+    }
+
+    /// Spools `snap` (canonical order) as a delta against the tip when there is one and
+    /// deltas are enabled, whole otherwise; it becomes the tip. Returns (seq, was a delta).
+    fn spool_inventory(&self, mut snap: census_shared::Snapshot, hash: &str) -> Result<(u64, bool)> {
         let seq = self.state.next_seq()?;
         snap.agent_id = self.enrollment.agent_id.clone();
         snap.seq = seq;
         snap.check_limits()
             .context("this machine's inventory exceeds the protocol limits")?;
-        let body = census_shared::wire::encode_body(&snap)?;
+        let delta = match self.state.tip() {
+            Some(tip) if self.deltas_enabled()? && tip.seq < seq => {
+                let d = Delta::between(&tip.snapshot, tip.seq, &snap);
+                (d.ops() <= census_shared::delta::MAX_DELTA_OPS).then_some(d)
+            }
+            _ => None,
+        };
         let key = self.state.key_pair()?;
-        let signature = envelope::sign(
-            key.signing_key(),
-            &envelope::snapshot_fields(&snap.agent_id, seq, &body),
-        )?;
+        let (kind, base_seq, body, signature) = match &delta {
+            Some(d) => {
+                let body = census_shared::wire::encode_delta(d)?;
+                let sig = envelope::sign(
+                    key.signing_key(),
+                    &envelope::delta_fields(&snap.agent_id, seq, &body),
+                )?;
+                (SpoolKind::Delta, Some(d.base_seq), body, sig)
+            }
+            None => {
+                let body = census_shared::wire::encode_body(&snap)?;
+                let sig = envelope::sign(
+                    key.signing_key(),
+                    &envelope::snapshot_fields(&snap.agent_id, seq, &body),
+                )?;
+                (SpoolKind::Snapshot, None, body, sig)
+            }
+        };
         let header = SpoolHeader {
             agent_id: snap.agent_id.clone(),
             seq,
@@ -223,10 +269,40 @@ impl Agent {
             encoding: "zstd".into(),
             body_len: body.len() as u64,
             created_at: Utc::now(),
+            kind,
+            base_seq,
         };
         self.spool().push(&header, &body)?;
-        tracing::info!(seq, bytes = body.len(), content_hash = %hash, "snapshot spooled");
-        Ok(seq)
+        self.state.save_tip(&Tip {
+            seq,
+            snapshot: snap,
+        })?;
+        tracing::info!(seq, kind = kind.as_str(), base_seq, bytes = body.len(), content_hash = %hash, "inventory spooled");
+        Ok((seq, kind == SpoolKind::Delta))
+    }
+
+    /// A delta the collector cannot apply: every delta after it chains on it, so they go
+    /// too, and the tip (the latest inventory) is spooled whole.
+    fn resend_full(&self, refused: &SpoolEntry, why: String, report: &mut RunReport) -> Result<()> {
+        let spool = self.spool();
+        spool.remove(refused);
+        for path in spool.paths()? {
+            if let Some(later) = spool.load(&path) {
+                if later.header.kind == SpoolKind::Delta && later.header.seq > refused.header.seq {
+                    spool.remove(&later);
+                }
+            }
+        }
+        let Some(tip) = self.state.tip() else {
+            // Without a tip the next run's inventory goes whole anyway.
+            return Ok(());
+        };
+        let hash = tip.snapshot.content_hash();
+        self.state.clear_tip()?;
+        let (seq, _) = self.spool_inventory(tip.snapshot, &hash)?;
+        tracing::warn!(refused_seq = refused.header.seq, seq, reason = %why, "delta not applicable; the inventory goes whole");
+        report.resent_full.push((seq, why));
+        Ok(())
     }
 
     async fn send_heartbeat(&self, hash: &str) -> Result<HeartbeatOutcome> {
@@ -257,7 +333,7 @@ impl Agent {
                 tracing::info!(seq, "heartbeat accepted");
                 Ok(HeartbeatOutcome::Done)
             }
-            Delivery::Refused { status, detail } => {
+            Delivery::Refused { status, detail, .. } => {
                 tracing::warn!(
                     seq,
                     status,
@@ -273,15 +349,23 @@ impl Agent {
     /// Delivers the spool in seq order until it is empty or the collector says wait.
     pub async fn deliver(&self, report: &mut RunReport) -> Result<()> {
         let spool = self.spool();
-        for path in spool.paths()? {
+        // Re-read after each file: a refused delta rewrites the rest of the spool. A file
+        // is tried once per delivery even if it could not be removed.
+        let mut tried = std::collections::BTreeSet::new();
+        while let Some(path) = spool.paths()?.into_iter().find(|p| !tried.contains(p)) {
+            tried.insert(path.clone());
             let Some(entry) = spool.load(&path) else {
                 continue;
             };
             let h = &entry.header;
+            let route = match h.kind {
+                SpoolKind::Snapshot => SNAPSHOTS_PATH,
+                SpoolKind::Delta => DELTAS_PATH,
+            };
             let outcome = self
                 .client
                 .post_signed(
-                    SNAPSHOTS_PATH,
+                    route,
                     &h.agent_id,
                     h.seq,
                     &h.signature,
@@ -298,10 +382,22 @@ impl Agent {
                         ci_id: ack.ci_id.clone(),
                     })?;
                     spool.remove(&entry);
-                    tracing::info!(seq = h.seq, ci_id = ?ack.ci_id, change_record = ?ack.change_record, "snapshot delivered");
-                    report.delivered.push(h.seq);
+                    tracing::info!(seq = h.seq, kind = h.kind.as_str(), ci_id = ?ack.ci_id, change_record = ?ack.change_record, "inventory delivered");
+                    report.delivered.push((h.seq, h.kind));
                 }
-                Delivery::Refused { status, detail } => {
+                Delivery::Refused { status, kind, detail }
+                    if h.kind == SpoolKind::Delta
+                        && (kind == PROBLEM_DELTA_BASE_MISMATCH || status == 404 || status == 422) =>
+                {
+                    if status == 404 {
+                        self.state.save_protocol(&Protocol {
+                            deltas_unsupported_at: Some(Utc::now()),
+                        })?;
+                    }
+                    report.refused.push((h.seq, status, detail.clone()));
+                    self.resend_full(&entry, format!("{status}: {detail}"), report)?;
+                }
+                Delivery::Refused { status, detail, .. } => {
                     // 409: this seq is at or below what the collector accepted (a retry of a
                     // delivered file). Anything else will never be accepted as it is.
                     if status == 409 {
@@ -315,7 +411,7 @@ impl Agent {
                             seq = h.seq,
                             status,
                             detail,
-                            "collector refused a spooled snapshot; dropping it"
+                            "collector refused a spooled inventory; dropping it"
                         );
                     }
                     spool.remove(&entry);

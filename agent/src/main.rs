@@ -178,11 +178,14 @@ fn run(cli: Cli, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
             if report.heartbeat {
                 println!("heartbeat accepted (inventory unchanged)");
             }
-            for seq in &report.delivered {
-                println!("snapshot seq {seq} delivered");
+            for (seq, kind) in &report.delivered {
+                println!("{} seq {seq} delivered", kind.as_str());
             }
             for (seq, status, detail) in &report.refused {
-                println!("snapshot seq {seq} refused ({status}): {detail}");
+                println!("seq {seq} refused ({status}): {detail}");
+            }
+            for (seq, why) in &report.resent_full {
+                println!("a delta could not be applied ({why}); the inventory went whole as seq {seq}");
             }
             if let Some((_, reason)) = &report.retry {
                 println!(

@@ -1,5 +1,5 @@
-//! The spool: signed snapshots waiting for the collector, one file each, delivered in seq
-//! order. Bounded by count and bytes (oldest dropped first, with a log line). A file cut
+//! The spool: signed snapshots and deltas waiting for the collector, one file each,
+//! delivered in seq order (a delta's base is delivered before it). Bounded by count and bytes (oldest dropped first, with a log line). A file cut
 //! short by a crash is detected by its recorded length and discarded, never fatal.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,29 @@ pub struct SpoolHeader {
     pub encoding: String,
     pub body_len: u64,
     pub created_at: DateTime<Utc>,
+    /// Files spooled before protocol v2 are snapshots.
+    #[serde(default)]
+    pub kind: SpoolKind,
+    /// A delta's base seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolKind {
+    #[default]
+    Snapshot,
+    Delta,
+}
+
+impl SpoolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpoolKind::Snapshot => "snapshot",
+            SpoolKind::Delta => "delta",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -162,6 +185,8 @@ mod tests {
             encoding: "zstd".into(),
             body_len: len as u64,
             created_at: Utc::now(),
+            kind: SpoolKind::Snapshot,
+            base_seq: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The agent's state directory: key, enrollment, seq, last acknowledgement, status.
+//! The agent's state directory: key, enrollment, seq, last acknowledgement, status, and
+//! the latest inventory spooled (the base of the next protocol-v2 delta).
 //!
 //! Architecture Invariant: the seq is persisted (written, fsynced, renamed) before any
 //! message carrying it leaves the machine, so a crash can never make the agent reuse one.
@@ -79,6 +80,24 @@ pub struct LastAck {
     pub content_hash: String,
     pub at: Option<DateTime<Utc>>,
     pub ci_id: Option<String>,
+}
+
+/// The latest inventory spooled (or acknowledged): the base the next delta is computed
+/// from. Deltas chain through the spool in seq order, so the base is the tip of the chain,
+/// not the last acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tip {
+    pub seq: u64,
+    /// In canonical order.
+    pub snapshot: census_shared::Snapshot,
+}
+
+/// What the agent learnt of its collector's protocol.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Protocol {
+    /// When the collector last answered a delta with 404 (a protocol-v1 collector): full
+    /// snapshots until a day later, then deltas are tried again.
+    pub deltas_unsupported_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -239,6 +258,52 @@ impl StateDir {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
             _ => Ok(()),
         }
+    }
+
+    /// The tip, or `None` when there is none or it cannot be read (then the next inventory
+    /// goes as a full snapshot, which is always correct).
+    pub fn tip(&self) -> Option<Tip> {
+        let path = self.root.join("tip.json.zst");
+        let bytes = std::fs::read(&path).ok()?;
+        let json = census_shared::wire::zstd_decompress_bounded(
+            &bytes,
+            census_shared::limits::MAX_DECOMPRESSED_BYTES,
+        );
+        match json.ok().and_then(|j| serde_json::from_slice::<Tip>(&j).ok()) {
+            Some(tip) => Some(tip),
+            None => {
+                tracing::warn!(file = %path.display(), "unreadable delta base; the next inventory goes whole");
+                None
+            }
+        }
+    }
+
+    /// Keeps `tip` (0600: it is this machine's whole inventory).
+    pub fn save_tip(&self, tip: &Tip) -> Result<(), StateError> {
+        let path = self.root.join("tip.json.zst");
+        let corrupt = |e: String| StateError::Corrupt {
+            path: path.display().to_string(),
+            message: e,
+        };
+        let json = serde_json::to_vec(tip).map_err(|e| corrupt(e.to_string()))?;
+        let bytes = zstd::bulk::compress(&json, 3).map_err(|e| corrupt(e.to_string()))?;
+        write_atomic(&path, &bytes, true)
+    }
+
+    pub fn clear_tip(&self) -> Result<(), StateError> {
+        let path = self.root.join("tip.json.zst");
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn protocol(&self) -> Result<Protocol, StateError> {
+        Ok(self.read_json("protocol.json")?.unwrap_or_default())
+    }
+
+    pub fn save_protocol(&self, p: &Protocol) -> Result<(), StateError> {
+        self.write_json("protocol.json", p, false)
     }
 
     pub fn status(&self) -> Result<Status, StateError> {

@@ -316,6 +316,9 @@ impl Client {
             };
         }
         let detail = problem_detail(&bytes);
+        let kind = serde_json::from_slice::<Problem>(&bytes)
+            .map(|p| p.kind)
+            .unwrap_or_default();
         match status.as_u16() {
             429 | 503 => Delivery::RetryLater {
                 after: retry_after,
@@ -325,7 +328,11 @@ impl Client {
                 after: retry_after,
                 reason: format!("{status}: {detail}"),
             },
-            s => Delivery::Refused { status: s, detail },
+            s => Delivery::Refused {
+                status: s,
+                kind,
+                detail,
+            },
         }
     }
 }
@@ -343,6 +350,8 @@ pub enum Delivery {
     /// Final refusal (4xx): the submission will never be accepted as it is.
     Refused {
         status: u16,
+        /// The problem type (`about:blank`, or one the agent acts on).
+        kind: String,
         detail: String,
     },
     /// Try again later (network, 429, 5xx), after `after` when the collector said so.

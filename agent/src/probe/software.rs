@@ -269,15 +269,26 @@ impl Sources {
     }
 }
 
+/// dpkg's database directory: `DPKG_ADMINDIR` as dpkg itself reads it (a chroot's or an
+/// image's database), /var/lib/dpkg otherwise.
+#[cfg(target_os = "linux")]
+fn dpkg_admin_dir() -> std::path::PathBuf {
+    std::env::var_os("DPKG_ADMINDIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/lib/dpkg"))
+}
+
 #[cfg(target_os = "linux")]
 fn dpkg() -> Option<Result<Vec<Software>, ProbeError>> {
-    let status = std::path::Path::new("/var/lib/dpkg/status");
+    let admin = dpkg_admin_dir();
+    let status = admin.join("status");
     if !status.exists() {
         return None;
     }
-    Some(super::read_text(status).map(|text| {
+    Some(super::read_text(&status).map(|text| {
         let mut pkgs = parse_dpkg_status(&text);
-        let info = std::path::Path::new("/var/lib/dpkg/info");
+        let info = admin.join("info");
         for p in &mut pkgs {
             p.install_date = dpkg_list_names(p).iter().find_map(|n| {
                 let modified = std::fs::metadata(info.join(n))

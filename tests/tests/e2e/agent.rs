@@ -251,15 +251,17 @@ fn tampered_spool_file_is_refused_and_the_agent_moves_on() {
     c.start_again();
     let out = agent.run(&["once"]);
     let t = text(&out);
-    assert!(t.contains("snapshot seq 1 refused (401)"), "{t}");
+    assert!(t.contains("seq 1 refused (401)"), "{t}");
     assert!(
-        t.contains("collector refused a spooled snapshot"),
+        t.contains("collector refused a spooled inventory"),
         "logged: {t}"
     );
-    assert!(
-        t.contains("snapshot seq 2 delivered") && t.contains("snapshot seq 3 delivered"),
-        "{t}"
-    );
+    // Seq 2 was a delta on seq 1, which the collector never accepted, and this run's seq 3
+    // a delta on seq 2: the agent drops the chain and sends the inventory whole instead,
+    // without a person.
+    assert!(t.contains("seq 2 refused (409)"), "{t}");
+    assert!(t.contains("went whole as seq 4"), "{t}");
+    assert!(t.contains("snapshot seq 4 delivered"), "{t}");
     assert!(agent.spool_files().is_empty());
 }
 
@@ -411,7 +413,9 @@ fn daemon_delivers_its_spool_reloads_on_hup_and_stops_on_term() {
     assert!(
         lines
             .iter()
-            .any(|l| l["fields"]["message"] == "snapshot delivered" && l["fields"]["seq"] == 1),
+            .any(|l| l["fields"]["message"] == "inventory delivered"
+                && l["fields"]["seq"] == 1
+                && l["fields"]["kind"] == "snapshot"),
         "structured key=value logs: {logs}"
     );
     assert!(
