@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use census_shared::envelope;
 use census_shared::delta::Delta;
+use census_shared::envelope;
 use census_shared::protocol::{
     EnrollRequest, Heartbeat, IdentityFacts, DELTAS_PATH, HEARTBEAT_PATH,
     PROBLEM_DELTA_BASE_MISMATCH, SNAPSHOTS_PATH,
@@ -229,7 +229,11 @@ impl Agent {
 
     /// Spools `snap` (canonical order) as a delta against the tip when there is one and
     /// deltas are enabled, whole otherwise; it becomes the tip. Returns (seq, was a delta).
-    fn spool_inventory(&self, mut snap: census_shared::Snapshot, hash: &str) -> Result<(u64, bool)> {
+    fn spool_inventory(
+        &self,
+        mut snap: census_shared::Snapshot,
+        hash: &str,
+    ) -> Result<(u64, bool)> {
         let seq = self.state.next_seq()?;
         snap.agent_id = self.enrollment.agent_id.clone();
         snap.seq = seq;
@@ -385,9 +389,12 @@ impl Agent {
                     tracing::info!(seq = h.seq, kind = h.kind.as_str(), ci_id = ?ack.ci_id, change_record = ?ack.change_record, "inventory delivered");
                     report.delivered.push((h.seq, h.kind));
                 }
-                Delivery::Refused { status, kind, detail }
-                    if h.kind == SpoolKind::Delta
-                        && (kind == PROBLEM_DELTA_BASE_MISMATCH || status == 404 || status == 422) =>
+                Delivery::Refused {
+                    status,
+                    kind,
+                    detail,
+                } if h.kind == SpoolKind::Delta
+                    && (kind == PROBLEM_DELTA_BASE_MISMATCH || status == 404 || status == 422) =>
                 {
                     if status == 404 {
                         self.state.save_protocol(&Protocol {

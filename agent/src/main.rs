@@ -185,7 +185,9 @@ fn run(cli: Cli, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
                 println!("seq {seq} refused ({status}): {detail}");
             }
             for (seq, why) in &report.resent_full {
-                println!("a delta could not be applied ({why}); the inventory went whole as seq {seq}");
+                println!(
+                    "a delta could not be applied ({why}); the inventory went whole as seq {seq}"
+                );
             }
             if let Some((_, reason)) = &report.retry {
                 println!(

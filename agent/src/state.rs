@@ -269,7 +269,10 @@ impl StateDir {
             &bytes,
             census_shared::limits::MAX_DECOMPRESSED_BYTES,
         );
-        match json.ok().and_then(|j| serde_json::from_slice::<Tip>(&j).ok()) {
+        match json
+            .ok()
+            .and_then(|j| serde_json::from_slice::<Tip>(&j).ok())
+        {
             Some(tip) => Some(tip),
             None => {
                 tracing::warn!(file = %path.display(), "unreadable delta base; the next inventory goes whole");

@@ -11,7 +11,7 @@ use crate::support::*;
 /// Every section but listening ports: the tests running beside these ones open and close
 /// loopback ports, which is real drift of this machine and would turn heartbeats into
 /// snapshots at random. The ground-truth tests cover the ports probe.
-const STABLE_SECTIONS: &[&str] = &[
+pub const STABLE_SECTIONS: &[&str] = &[
     "system",
     "os",
     "cpus",
@@ -24,42 +24,66 @@ const STABLE_SECTIONS: &[&str] = &[
     "users",
 ];
 
-struct RealAgent {
-    state: PathBuf,
+pub struct RealAgent {
+    pub state: PathBuf,
     config: PathBuf,
+    /// A dpkg database the agent reads instead of this machine's (`DPKG_ADMINDIR`).
+    dpkg_admin_dir: Option<PathBuf>,
 }
 
 impl RealAgent {
-    fn new(name: &str) -> RealAgent {
+    pub fn new(name: &str) -> RealAgent {
         let dir = temp_dir(&format!("agent-{name}"));
         let agent = RealAgent {
             state: dir.join("state"),
             config: dir.join("agent.toml"),
+            dpkg_admin_dir: None,
         };
         agent.set_sections(STABLE_SECTIONS);
         agent
     }
 
     /// Writes the config with these sections.
-    fn set_sections(&self, sections: &[&str]) {
+    pub fn set_sections(&self, sections: &[&str]) {
         let list: Vec<String> = sections.iter().map(|s| format!("\"{s}\"")).collect();
         let text = format!("schedule = \"0 */4 * * *\"\nsplay_seconds = 0\nrequest_timeout_seconds = 20\nsections = [{}]\n", list.join(", "));
         std::fs::write(&self.config, text).unwrap();
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin("census-agent"))
-            .arg("--state-dir")
+    /// An agent that reads its packages from a copy of this machine's dpkg database, which
+    /// the test then edits: upgrades, removals and installs without touching the machine.
+    pub fn with_dpkg_copy(name: &str) -> RealAgent {
+        let mut agent = RealAgent::new(name);
+        let admin = agent.state.with_file_name("dpkg");
+        std::fs::create_dir_all(&admin).unwrap();
+        std::fs::copy("/var/lib/dpkg/status", admin.join("status")).unwrap();
+        agent.dpkg_admin_dir = Some(admin);
+        agent
+    }
+
+    /// The copied dpkg database's status file.
+    pub fn dpkg_status(&self) -> PathBuf {
+        self.dpkg_admin_dir
+            .as_ref()
+            .expect("an agent made with_dpkg_copy")
+            .join("status")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("census-agent"));
+        cmd.arg("--state-dir")
             .arg(&self.state)
             .arg("--config")
             .arg(&self.config)
             .args(args)
-            .env("CENSUS_LOG", "info")
-            .output()
-            .expect("run census-agent")
+            .env("CENSUS_LOG", "info");
+        if let Some(admin) = &self.dpkg_admin_dir {
+            cmd.env("DPKG_ADMINDIR", admin);
+        }
+        cmd.output().expect("run census-agent")
     }
 
-    fn enroll(&self, c: &Collector) -> Output {
+    pub fn enroll(&self, c: &Collector) -> Output {
         self.run(&[
             "enroll",
             "--server",
@@ -71,7 +95,7 @@ impl RealAgent {
         ])
     }
 
-    fn spool_files(&self) -> Vec<PathBuf> {
+    pub fn spool_files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.state.join("spool"))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -80,7 +104,7 @@ impl RealAgent {
     }
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -88,7 +112,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn dpkg_installed() -> usize {
+pub fn dpkg_installed() -> usize {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${db:Status-Status}\n"])
         .output()
@@ -99,7 +123,7 @@ fn dpkg_installed() -> usize {
         .count()
 }
 
-fn enrollment(state: &Path) -> Value {
+pub fn enrollment(state: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(state.join("enrollment.json")).unwrap()).unwrap()
 }
 

@@ -5,6 +5,7 @@ mod access;
 mod agent;
 mod backup;
 mod crash;
+mod deltas;
 mod drift;
 mod faults;
 mod ingest;
