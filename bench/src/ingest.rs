@@ -4,7 +4,10 @@
 //! phase so the load generator spends its CPU on TLS and HTTP, not on zstd and Ed25519.
 //!
 //! usage: ingest-bench [--agents N] [--changed K] [--heartbeats M] [--concurrency C]
-//!                     [--base inventory.json] [--bin DIR]
+//!                     [--deltas] [--base inventory.json] [--bin DIR]
+//!
+//! `--deltas` sends the changed rounds as protocol-v2 deltas against each agent's previous
+//! round, as a v2 agent does.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ struct Args {
     changed: usize,
     heartbeats: usize,
     concurrency: usize,
+    deltas: bool,
     base: Option<PathBuf>,
     bin: PathBuf,
 }
@@ -36,6 +40,7 @@ fn args() -> Result<Args> {
         changed: 10,
         heartbeats: 50,
         concurrency: 16,
+        deltas: false,
         base: None,
         bin: PathBuf::from("target/release"),
     };
@@ -47,6 +52,7 @@ fn args() -> Result<Args> {
             "--changed" => a.changed = val()?.parse()?,
             "--heartbeats" => a.heartbeats = val()?.parse()?,
             "--concurrency" => a.concurrency = val()?.parse()?,
+            "--deltas" => a.deltas = true,
             "--base" => a.base = Some(PathBuf::from(val()?)),
             "--bin" => a.bin = PathBuf::from(val()?),
             other => bail!("unknown flag {other}"),
@@ -59,6 +65,8 @@ struct Agent {
     key: AgentKeyPair,
     id: String,
     seq: u64,
+    /// The last inventory sent (canonical order) and its seq: the base of a delta.
+    last: Option<(u64, Snapshot)>,
 }
 
 /// A signed request ready to send.
@@ -77,25 +85,49 @@ fn prepare_snapshot(
     base: &Snapshot,
     i: usize,
     round: usize,
+    as_delta: bool,
 ) -> Result<Prepared> {
     agent.seq += 1;
     let mut s = vary(base, i, round);
     s.agent_id = agent.id.clone();
     s.seq = agent.seq;
     s.collected_at = chrono::Utc::now();
-    let body = wire::encode_body(&s)?;
-    let sig = envelope::sign(
-        agent.key.signing_key(),
-        &envelope::snapshot_fields(&agent.id, agent.seq, &body),
-    )?;
-    Ok(Prepared {
-        path: "/api/v1/snapshots",
-        agent: agent.id.clone(),
-        seq: agent.seq,
-        sig,
-        body,
-        zstd: true,
-    })
+    s.canonicalize_order();
+    let prepared = match (&agent.last, as_delta) {
+        (Some((base_seq, last)), true) => {
+            let d = census_shared::delta::Delta::between(last, *base_seq, &s);
+            let body = wire::encode_delta(&d)?;
+            let sig = envelope::sign(
+                agent.key.signing_key(),
+                &envelope::delta_fields(&agent.id, agent.seq, &body),
+            )?;
+            Prepared {
+                path: census_shared::protocol::DELTAS_PATH,
+                agent: agent.id.clone(),
+                seq: agent.seq,
+                sig,
+                body,
+                zstd: true,
+            }
+        }
+        _ => {
+            let body = wire::encode_body(&s)?;
+            let sig = envelope::sign(
+                agent.key.signing_key(),
+                &envelope::snapshot_fields(&agent.id, agent.seq, &body),
+            )?;
+            Prepared {
+                path: "/api/v1/snapshots",
+                agent: agent.id.clone(),
+                seq: agent.seq,
+                sig,
+                body,
+                zstd: true,
+            }
+        }
+    };
+    agent.last = Some((agent.seq, s));
+    Ok(prepared)
 }
 
 async fn run_phase(
@@ -226,17 +258,23 @@ async fn main() -> Result<()> {
             key,
             id: r.agent_id,
             seq: 0,
+            last: None,
         });
     }
 
     let mut rows = Vec::new();
     let mut body_bytes = 0usize;
+    let mut changed_bytes: Vec<usize> = Vec::new();
     for round in 0..=a.changed {
         // Round 0 is discovery; later rounds each change five packages per agent.
         let mut work = Vec::new();
         for (i, agent) in agents.iter_mut().enumerate() {
-            let prepared = prepare_snapshot(agent, &base, i, round)?;
-            body_bytes = prepared.body.len();
+            let prepared = prepare_snapshot(agent, &base, i, round, a.deltas)?;
+            if round == 0 {
+                body_bytes = prepared.body.len();
+            } else {
+                changed_bytes.push(prepared.body.len());
+            }
             work.push(prepared);
         }
         let name = if round == 0 {
@@ -257,7 +295,7 @@ async fn main() -> Result<()> {
     // send heartbeats): the collector's unchanged-configuration path.
     let mut work = Vec::new();
     for (i, agent) in agents.iter_mut().enumerate() {
-        work.push(prepare_snapshot(agent, &base, i, a.changed)?);
+        work.push(prepare_snapshot(agent, &base, i, a.changed, false)?);
     }
     let (rate, lat) = run_phase("unchanged", &client, &collector.url, work, a.concurrency).await?;
     let unchanged_row = (
@@ -324,8 +362,14 @@ async fn main() -> Result<()> {
         let rate = changed.iter().map(|r| r.2 * r.1 as f64).sum::<f64>() / total as f64;
         let p50 = changed.iter().map(|r| r.3).sum::<f64>() / changed.len() as f64;
         let p99 = changed.iter().map(|r| r.4).fold(0.0, f64::max);
+        let what = if a.deltas { "deltas" } else { "snapshots" };
+        changed_bytes.sort();
+        let median = changed_bytes
+            .get(changed_bytes.len() / 2)
+            .copied()
+            .unwrap_or(0);
         println!(
-            "| changed snapshots (5 upgrades each) | {total} | {rate:.0} | {p50:.1} | {p99:.1} |"
+            "| changed {what} (5 upgrades each, {median} bytes) | {total} | {rate:.0} | {p50:.1} | {p99:.1} |"
         );
     }
     println!(
