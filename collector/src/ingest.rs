@@ -361,7 +361,7 @@ impl Ingest {
                 return Ok(accepted);
             }
         }
-        self.reconcile_and_commit(&agent, env, &snap, received, None, timing, now)
+        self.reconcile_and_commit(&agent, env, &snap, None, received, None, timing, now)
     }
 
     /// Verifies a protocol-v2 delta, checks that its base is the agent's last accepted
@@ -410,17 +410,28 @@ impl Ingest {
             verified: t_verify,
             decoded: t0.elapsed(),
         };
-        self.reconcile_and_commit(&agent, env, &view, received, Some(stored), timing, now)
+        self.reconcile_and_commit(
+            &agent,
+            env,
+            &view.snapshot,
+            view.install_scope,
+            received,
+            Some(stored),
+            timing,
+            now,
+        )
     }
 
     /// Identifies, reconciles and commits an inventory that changed (or whose computer is
-    /// new). `preloaded` is the computer's stored state when the caller read it already.
+    /// new). `preloaded` is the computer's stored state when the caller read it already;
+    /// `install_scope` is a delta's (see [`crate::delta::DeltaView`]).
     #[allow(clippy::too_many_arguments)]
     fn reconcile_and_commit(
         &self,
         agent: &Agent,
         env: &Envelope,
         snap: &census_shared::Snapshot,
+        install_scope: Option<std::collections::BTreeSet<String>>,
         received: Received<'_>,
         mut preloaded: Option<crate::store::OwnedState>,
         timing: Timing,
@@ -441,7 +452,12 @@ impl Ingest {
                 _ => self.store.owned_state(&id.ci_id).map_err(unavailable)?,
             };
             let t_read = t0.elapsed();
-            let desired = reconcile::desired(&id.ci_id, snap, now);
+            if install_scope.is_some() && agent.ci_id.as_deref() != Some(id.ci_id.as_str()) {
+                // A linked agent stays on its computer; a delta only describes that one.
+                return Err(base_mismatch("the inventory identifies another computer"));
+            }
+            let mut desired = reconcile::desired(&id.ci_id, snap, now);
+            desired.install_scope = install_scope.clone();
             let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
             let drift = if plan.drifted {
                 let rules = self.drift_rules(now)?;

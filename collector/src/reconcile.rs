@@ -117,8 +117,12 @@ pub struct Desired {
     pub components: BTreeMap<String, Ci>,
     pub shared: BTreeMap<String, Ci>,
     pub relationships: BTreeMap<RelKey, Attributes>,
-    /// Installed software by (product id, discriminator).
+    /// Installed software by (product id, discriminator): every install, or with
+    /// `install_scope` set, those of the products it names.
     pub installs: BTreeMap<(String, String), Install>,
+    /// The products whose installs `installs` gives when it is not every install (a delta
+    /// that edits a few packages): the others keep their stored installs.
+    pub install_scope: Option<BTreeSet<String>>,
     /// Sections whose data was collected; the others keep the stored state.
     pub collected: BTreeSet<Owner>,
 }
@@ -717,38 +721,50 @@ pub fn plan(
                 .insert(r.key.clone(), r.attributes.clone());
         }
     }
-    if kept(Some(Owner::Software)) {
-        for i in &stored.installs {
-            want.installs
-                .insert((i.product.clone(), i.discriminator.clone()), i.clone());
-        }
-    }
+    // Installs are compared only within their scope: every product when the software
+    // section came whole, the products a delta touched, none when it was not collected.
+    // Out of scope, the stored installs stand untouched; comparing (and copying) 2,000 of
+    // them for a five-package delta is what a delta exists to avoid.
+    let scope: Option<BTreeSet<String>> = if kept(Some(Owner::Software)) {
+        want.installs.clear();
+        Some(BTreeSet::new())
+    } else {
+        want.install_scope.take()
+    };
+    let in_scope = |product: &str| scope.as_ref().is_none_or(|s| s.contains(product));
+    let old_installs: BTreeMap<(&str, &str), &Install> = stored
+        .installs
+        .iter()
+        .filter(|i| in_scope(&i.product))
+        .map(|i| ((i.product.as_str(), i.discriminator.as_str()), i))
+        .collect();
     if want.name.is_empty() {
         want.name = cid.to_string();
     }
 
-    // Drift compares configuration views built the same way from both sides.
+    // Drift compares configuration views built the same way from both sides; installs
+    // are diffed apart, within their scope, and their items take the place the software
+    // aspect has in key order.
     let after = ConfigView::build(
         &want.attributes,
         want.components.values(),
-        want.installs.values(),
+        std::iter::empty(),
     );
     if let Some(old) = &stored.computer {
         let before = ConfigView::build(
             &old.attributes,
             stored.components.iter(),
-            stored.installs.iter(),
+            std::iter::empty(),
         );
         p.items = drift::diff::diff(&before, &after);
+        let installs =
+            drift::diff::diff_installs(old_installs.values().copied(), want.installs.values());
+        let at = p.items.partition_point(|i| i.aspect <= Aspect::Software);
+        p.items.splice(at..at, installs);
     }
     p.addresses = after.addresses();
 
     // Installs: the computer's configuration changes when any does.
-    let old_installs: BTreeMap<(&str, &str), &Install> = stored
-        .installs
-        .iter()
-        .map(|i| ((i.product.as_str(), i.discriminator.as_str()), i))
-        .collect();
     for ((product, disc), i) in &want.installs {
         let same = old_installs
             .get(&(product.as_str(), disc.as_str()))

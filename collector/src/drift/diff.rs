@@ -46,6 +46,18 @@ pub fn diff(before: &ConfigView<'_>, after: &ConfigView<'_>) -> Vec<ChangeItem> 
     items
 }
 
+/// Every difference between two sets of installs, in the key order [`diff`] gives them.
+pub fn diff_installs<'a>(
+    before: impl Iterator<Item = &'a Install>,
+    after: impl Iterator<Item = &'a Install>,
+) -> Vec<ChangeItem> {
+    static NONE: Attributes = Attributes::new();
+    diff(
+        &ConfigView::build(&NONE, std::iter::empty(), before),
+        &ConfigView::build(&NONE, std::iter::empty(), after),
+    )
+}
+
 /// Applies items to a view: the inverse of [`diff`].
 pub fn apply<'a>(view: &ConfigView<'a>, items: &'a [ChangeItem]) -> ConfigView<'a> {
     let mut out = view.clone();
