@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use census_collector::ingest::{Envelope, Ingest};
+use census_collector::ingest::{CpuSlot, Envelope, Ingest};
 use census_collector::model::EnrollmentToken;
 use census_collector::store::{Cmdb, Store};
 use census_shared::{envelope, wire, AgentKeyPair, Snapshot};
@@ -107,7 +107,7 @@ pub fn ingest_batch(ingest: &Ingest, work: &[Prepared], threads: usize) -> Resul
                 s.spawn(move || -> Result<()> {
                     for p in part {
                         ingest
-                            .snapshot(&p.env, Some("zstd"), &p.body, Utc::now())
+                            .snapshot(&p.env, Some("zstd"), &p.body, Utc::now(), CpuSlot::none())
                             .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
                     }
                     Ok(())

@@ -23,7 +23,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 
 use crate::http::*;
-use crate::ingest::{Envelope, Ingest, IngestError};
+use crate::ingest::{CpuSlot, Envelope, Ingest, IngestError};
 use crate::model::Agent;
 use crate::ops::credentials::token_hash;
 use crate::people::{Access, RouteTable};
@@ -242,7 +242,7 @@ fn saturated(e: IngestError) -> Response {
 /// bounded by the worker permits.
 async fn run_ingest<F>(st: &Arc<AppState>, route: &'static str, work: F) -> Response
 where
-    F: FnOnce(&Ingest) -> Result<crate::ingest::Accepted, IngestError> + Send + 'static,
+    F: FnOnce(&Ingest, CpuSlot) -> Result<crate::ingest::Accepted, IngestError> + Send + 'static,
 {
     let started = std::time::Instant::now();
     let permit = match st.workers.clone().acquire_owned().await {
@@ -256,8 +256,7 @@ where
         }
     };
     let ingest = st.ingest.clone();
-    let result = tokio::task::spawn_blocking(move || work(&ingest)).await;
-    drop(permit);
+    let result = tokio::task::spawn_blocking(move || work(&ingest, CpuSlot::held(permit))).await;
     let result = match result {
         Ok(r) => r,
         Err(e) => {
@@ -356,8 +355,8 @@ async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    run_ingest(&st, "snapshot", move |ingest| {
-        ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now())
+    run_ingest(&st, "snapshot", move |ingest, slot| {
+        ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now(), slot)
     })
     .await
 }
@@ -372,8 +371,8 @@ async fn deltas(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    run_ingest(&st, "delta", move |ingest| {
-        ingest.delta(&env, encoding.as_deref(), &bytes, Utc::now())
+    run_ingest(&st, "delta", move |ingest, slot| {
+        ingest.delta(&env, encoding.as_deref(), &bytes, Utc::now(), slot)
     })
     .await
 }

@@ -414,7 +414,8 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(workers.max(2) * 4)
+        // Threads beyond the CPU slots wait on the store's writer, not on a CPU.
+        .max_blocking_threads((workers.max(2) * 4).max(64))
         .build()?;
     runtime.block_on(async move {
         let group = GroupCommit::start(store.clone());

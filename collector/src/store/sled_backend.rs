@@ -35,6 +35,22 @@ impl SledBackend {
     /// Opens (or creates) the sled database in `dir` with a page cache of at most
     /// `cache_bytes` (sled's own default is 1 GiB, which a collector grows into).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        // sled's flusher thread lets go of the file lock a moment after the last handle
+        // of a database is dropped (a restore or a migration just closed it in this very
+        // process), so a lock is tried again briefly before it counts as another owner's.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(dir, cache_bytes) {
+                Err(StoreError::Locked(_)) if tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)

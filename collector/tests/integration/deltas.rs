@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use census_collector::ingest::{Envelope, Ingest, IngestError};
+use census_collector::ingest::{CpuSlot, Envelope, Ingest, IngestError};
 use census_collector::model::*;
 use census_collector::store::*;
 use census_shared::delta::Delta;
@@ -82,7 +82,7 @@ fn send_full(
         snap.seq,
         envelope::snapshot_fields(AGENT, snap.seq, &body),
     );
-    ingest.snapshot(&env, Some("zstd"), &body, at)
+    ingest.snapshot(&env, Some("zstd"), &body, at, CpuSlot::none())
 }
 
 fn send_delta(
@@ -97,7 +97,7 @@ fn send_delta(
         delta.seq,
         envelope::delta_fields(AGENT, delta.seq, &body),
     );
-    ingest.delta(&env, Some("zstd"), &body, at)
+    ingest.delta(&env, Some("zstd"), &body, at, CpuSlot::none())
 }
 
 type Item = (ItemKind, String, Option<String>, Option<String>, Severity);
@@ -359,19 +359,19 @@ fn a_delta_signed_as_a_snapshot_or_by_another_key_is_refused() {
     // The snapshot domain over the same bytes: a signature for another kind of message.
     let cross = envelope_for(&key, 2, envelope::snapshot_fields(AGENT, 2, &body));
     assert!(matches!(
-        ingest.delta(&cross, Some("zstd"), &body, at(1)),
+        ingest.delta(&cross, Some("zstd"), &body, at(1), CpuSlot::none()),
         Err(IngestError::Unauthorized(_))
     ));
     let other = AgentKeyPair::generate();
     let forged = envelope_for(&other, 2, envelope::delta_fields(AGENT, 2, &body));
     assert!(matches!(
-        ingest.delta(&forged, Some("zstd"), &body, at(1)),
+        ingest.delta(&forged, Some("zstd"), &body, at(1), CpuSlot::none()),
         Err(IngestError::Unauthorized(_))
     ));
     // A delta body sent to the snapshot route does not decode as a snapshot.
     let as_snapshot = envelope_for(&key, 2, envelope::snapshot_fields(AGENT, 2, &body));
     assert!(matches!(
-        ingest.snapshot(&as_snapshot, Some("zstd"), &body, at(1)),
+        ingest.snapshot(&as_snapshot, Some("zstd"), &body, at(1), CpuSlot::none()),
         Err(IngestError::Unprocessable { .. })
     ));
     assert_eq!(cmdb_after(&store, None), before);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use census_collector::drift::diff::{apply, diff};
 use census_collector::drift::view::ConfigView;
-use census_collector::ingest::{Envelope, Ingest};
+use census_collector::ingest::{CpuSlot, Envelope, Ingest};
 use census_collector::model::*;
 use census_collector::reconcile;
 use census_collector::store::*;
@@ -191,7 +191,7 @@ impl Rig {
         };
         let accepted = self
             .ingest
-            .snapshot(&env, Some("zstd"), &body, at)
+            .snapshot(&env, Some("zstd"), &body, at, CpuSlot::none())
             .expect("accepted");
         accepted
             .ack
