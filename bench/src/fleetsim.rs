@@ -11,9 +11,14 @@
 //! the steady rate before it. At the end every agent's last acknowledged seq is checked
 //! against the collector's (nothing acknowledged was lost) and 409 refusals are counted.
 //!
+//! `--deltas` makes drifted agents speak protocol v2 as the real agent does: a delta against
+//! their last acknowledged inventory, and the inventory whole after a 409 base mismatch, a
+//! 422 or a 404. The report gives the collector's CPU per agent-hour in steady state (after
+//! the first interval's discovery wave), from /proc.
+//!
 //! usage: census-fleetsim [--agents N] [--duration S] [--interval S] [--drift P]
-//!        [--concurrency C] [--outage-at S --outage-for S] [--csv FILE] [--svg FILE]
-//!        [--bin DIR] [--collector-arg ARG]...
+//!        [--concurrency C] [--deltas] [--outage-at S --outage-for S] [--csv FILE]
+//!        [--svg FILE] [--bin DIR] [--collector-arg ARG]...
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +40,7 @@ struct Args {
     interval: f64,
     drift: f64,
     concurrency: usize,
+    deltas: bool,
     outage_at: Option<f64>,
     outage_for: f64,
     csv: Option<PathBuf>,
@@ -51,6 +57,7 @@ fn args() -> Result<Args> {
         interval: 10.0,
         drift: 0.02,
         concurrency: 32,
+        deltas: false,
         outage_at: None,
         outage_for: 10.0,
         csv: None,
@@ -67,6 +74,7 @@ fn args() -> Result<Args> {
             "--interval" => a.interval = val()?.parse()?,
             "--drift" => a.drift = val()?.parse()?,
             "--concurrency" => a.concurrency = val()?.parse()?,
+            "--deltas" => a.deltas = true,
             "--outage-at" => a.outage_at = Some(val()?.parse()?),
             "--outage-for" => a.outage_for = val()?.parse()?,
             "--csv" => a.csv = Some(PathBuf::from(val()?)),
@@ -224,7 +232,10 @@ struct Pending {
     body: Vec<u8>,
     zstd: bool,
     full: bool,
+    delta: bool,
     hash: String,
+    /// The inventory this submission carries, the next base once acknowledged.
+    inventory: Option<Arc<Snapshot>>,
 }
 
 struct SimAgent {
@@ -234,6 +245,8 @@ struct SimAgent {
     snap: Snapshot,
     acked_hash: Option<String>,
     acked_seq: u64,
+    /// The last acknowledged inventory and its seq: the base of the next delta.
+    base: Option<(u64, Arc<Snapshot>)>,
     pending: Option<Pending>,
     next_due: Instant,
     failures: u32,
@@ -244,13 +257,14 @@ struct SimAgent {
 #[derive(Default)]
 struct Second {
     full: u64,
+    deltas: u64,
     heartbeats: u64,
     refused: BTreeMap<u16, u64>,
     errors: u64,
     latencies_ms: Vec<f64>,
 }
 
-fn prepare(a: &mut SimAgent, drift_p: f64) -> Result<Pending> {
+fn prepare(a: &mut SimAgent, drift_p: f64, deltas: bool) -> Result<Pending> {
     if let Some(p) = &a.pending {
         return Ok(p.clone());
     }
@@ -277,26 +291,45 @@ fn prepare(a: &mut SimAgent, drift_p: f64) -> Result<Pending> {
             body,
             zstd: false,
             full: false,
+            delta: false,
             hash,
+            inventory: None,
         }
     } else {
         let mut s = a.snap.clone();
         s.agent_id = a.id.clone();
         s.seq = a.seq;
         s.collected_at = chrono::Utc::now();
-        let body = wire::encode_body(&s)?;
-        let sig = envelope::sign(
-            a.key.signing_key(),
-            &envelope::snapshot_fields(&a.id, a.seq, &body),
-        )?;
+        s.canonicalize_order();
+        let (path, body, sig, delta) = match (&a.base, deltas) {
+            (Some((base_seq, base)), true) => {
+                let d = census_shared::delta::Delta::between(base, *base_seq, &s);
+                let body = wire::encode_delta(&d)?;
+                let sig = envelope::sign(
+                    a.key.signing_key(),
+                    &envelope::delta_fields(&a.id, a.seq, &body),
+                )?;
+                (census_shared::protocol::DELTAS_PATH, body, sig, true)
+            }
+            _ => {
+                let body = wire::encode_body(&s)?;
+                let sig = envelope::sign(
+                    a.key.signing_key(),
+                    &envelope::snapshot_fields(&a.id, a.seq, &body),
+                )?;
+                ("/api/v1/snapshots", body, sig, false)
+            }
+        };
         Pending {
-            path: "/api/v1/snapshots",
+            path,
             seq: a.seq,
             sig,
             body,
             zstd: true,
             full: true,
+            delta,
             hash,
+            inventory: Some(Arc::new(s)),
         }
     };
     a.pending = Some(p.clone());
@@ -427,6 +460,7 @@ async fn main() -> Result<()> {
             snap,
             acked_hash: None,
             acked_seq: 0,
+            base: None,
             pending: None,
             next_due: Instant::now() + splay,
             failures: 0,
@@ -444,7 +478,8 @@ async fn main() -> Result<()> {
     let busy = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
     let t0 = Instant::now();
     let mut outage_state = 0; // 0 before, 1 down, 2 back
-    let mut samples: Vec<(u64, f64, u64)> = Vec::new(); // (second, rss MiB, disk bytes)
+                              // (second, rss MiB, disk bytes, collector CPU seconds)
+    let mut samples: Vec<(u64, f64, u64, f64)> = Vec::new();
     let mut last_sample = 0;
     while t0.elapsed().as_secs_f64() < a.duration {
         let now_s = t0.elapsed().as_secs_f64();
@@ -464,7 +499,12 @@ async fn main() -> Result<()> {
         }
         let sec = now_s as u64;
         if sec != last_sample {
-            samples.push((sec, collector.rss_mib(), collector.disk_bytes()));
+            samples.push((
+                sec,
+                collector.rss_mib(),
+                collector.disk_bytes(),
+                collector.cpu_seconds(),
+            ));
             last_sample = sec;
         }
         let now = Instant::now();
@@ -478,16 +518,17 @@ async fn main() -> Result<()> {
             let Ok(permit) = busy.clone().try_acquire_owned() else {
                 break;
             };
-            let (client, url, seconds, drift_p, interval) = (
+            let (client, url, seconds, drift_p, interval, deltas) = (
                 client.clone(),
                 url.clone(),
                 seconds.clone(),
                 a.drift,
                 a.interval,
+                a.deltas,
             );
             tokio::spawn(async move {
                 let _permit = permit;
-                let p = match prepare(&mut g, drift_p) {
+                let p = match prepare(&mut g, drift_p, deltas) {
                     Ok(p) => p,
                     Err(_) => return,
                 };
@@ -502,19 +543,47 @@ async fn main() -> Result<()> {
                     req = req.header("content-encoding", "zstd");
                 }
                 let result = req.send().await;
+                let status = result.as_ref().ok().map(|r| r.status().as_u16());
+                let retry_after = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.headers().get("retry-after"))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<f64>().ok());
+                // A delta refused for its base goes whole next; a 409 on a delta is either
+                // that or "seq already stored" (an ack that was lost), told by the problem.
+                let base_refused = match (result, p.delta, status) {
+                    (Ok(r), true, Some(404 | 409 | 422)) => {
+                        let body = r.text().await.unwrap_or_default();
+                        status != Some(409)
+                            || body.contains(census_shared::protocol::PROBLEM_DELTA_BASE_MISMATCH)
+                    }
+                    _ => false,
+                };
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 let sec = t0.elapsed().as_secs();
                 let mut backoff = None;
                 {
                     let mut all = seconds.lock().unwrap_or_else(|e| e.into_inner());
                     let s = all.entry(sec).or_default();
-                    match &result {
-                        Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => {
+                    match status {
+                        Some(code) if base_refused => {
+                            *s.refused.entry(code).or_default() += 1;
+                            g.base = None;
+                            g.pending = None;
+                            g.failures = 0;
+                            backoff = Some(0.0);
+                        }
+                        Some(code) if (200..300).contains(&code) || code == 409 => {
                             // 409: this seq is already stored (its ack was lost): delivered.
-                            if r.status().is_success() {
+                            if code != 409 {
                                 if p.full {
                                     s.full += 1;
-                                } else {
+                                }
+                                if p.delta {
+                                    s.deltas += 1;
+                                }
+                                if !p.full {
                                     s.heartbeats += 1;
                                 }
                                 s.latencies_ms.push(ms);
@@ -523,24 +592,21 @@ async fn main() -> Result<()> {
                             }
                             g.acked_hash = Some(p.hash.clone());
                             g.acked_seq = g.acked_seq.max(p.seq);
+                            if let Some(inventory) = &p.inventory {
+                                g.base = Some((p.seq, inventory.clone()));
+                            }
                             g.pending = None;
                             g.failures = 0;
                         }
-                        Ok(r) => {
-                            let code = r.status().as_u16();
+                        Some(code) => {
                             *s.refused.entry(code).or_default() += 1;
-                            let retry_after = r
-                                .headers()
-                                .get("retry-after")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<f64>().ok());
                             if code == 429 || code == 503 {
                                 backoff = Some(retry_after.unwrap_or(5.0));
                             } else {
                                 g.pending = None; // refused for good: not retried
                             }
                         }
-                        Err(_) => {
+                        None => {
                             s.errors += 1;
                             backoff = Some(0.0);
                         }
@@ -606,6 +672,10 @@ async fn main() -> Result<()> {
     );
     println!("| measure | value |\n|---|---:|");
     println!("| accepted full snapshots | {full} |");
+    println!(
+        "| of which deltas | {} |",
+        all.values().map(|s| s.deltas).sum::<u64>()
+    );
     println!("| accepted heartbeats | {hb} |");
     println!(
         "| accepted per second (mean) | {:.0} |",
@@ -657,13 +727,31 @@ async fn main() -> Result<()> {
             peak / steady_mean.max(1.0)
         );
     }
+    // Steady state: from the end of the first interval (the discovery wave) to the end; a
+    // restarted collector's counter starts again, so no figure with an outage.
+    let steady: Vec<&(u64, f64, u64, f64)> = samples
+        .iter()
+        .filter(|s| s.0 as f64 >= a.interval)
+        .collect();
+    if let (None, Some(first), Some(last)) = (a.outage_at, steady.first(), steady.last()) {
+        let window = (last.0 - first.0) as f64;
+        let agent_hours = a.agents as f64 * window / a.interval;
+        if agent_hours > 0.0 {
+            println!(
+                "| collector CPU per agent-hour, steady ({:.0}-{:.0} s) | {:.2} ms |",
+                first.0,
+                last.0,
+                (last.3 - first.3) * 1000.0 / agent_hours
+            );
+        }
+    }
     println!("| agents whose acknowledged seq is missing | {lost} |");
     if let Some(path) = &a.csv {
         let mut out = String::from(
             "second,full,heartbeats,refused,errors,p50_ms,p99_ms,rss_mib,disk_bytes\n",
         );
         let sample_at: BTreeMap<u64, (f64, u64)> =
-            samples.iter().map(|(s, r, d)| (*s, (*r, *d))).collect();
+            samples.iter().map(|(s, r, d, _)| (*s, (*r, *d))).collect();
         for (sec, s) in &all {
             let mut l = s.latencies_ms.clone();
             let (rss, disk) = sample_at.get(sec).copied().unwrap_or((0.0, 0));
@@ -692,7 +780,7 @@ async fn main() -> Result<()> {
                 (*sec as f64, pct(&mut l, 0.99))
             })
             .collect();
-        let rss: Vec<(f64, f64)> = samples.iter().map(|(s, r, _)| (*s as f64, *r)).collect();
+        let rss: Vec<(f64, f64)> = samples.iter().map(|(s, r, _, _)| (*s as f64, *r)).collect();
         std::fs::write(
             path,
             svg_plot(

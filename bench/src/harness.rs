@@ -142,6 +142,23 @@ impl Collector {
         self.status_kib("VmHWM:") / 1024.0
     }
 
+    /// CPU seconds (user + system) the collector process has used, from /proc (whose
+    /// clock ticks are USER_HZ, 100 on Linux).
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.pid() else {
+            return 0.0;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0.0;
+        };
+        // Fields after the parenthesised command name; utime and stime are the 14th and
+        // 15th fields of the line.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     pub fn rss_mib(&self) -> f64 {
         self.status_kib("VmRSS:") / 1024.0
     }
