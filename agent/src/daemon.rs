@@ -27,7 +27,7 @@ use crate::config::AgentConfig;
 use crate::probe::{self, SectionName};
 use crate::schedule::{splay_for, Schedule};
 use crate::spool::{Spool, SpoolEntry, SpoolHeader, SpoolKind};
-use crate::state::{Enrollment, LastAck, Protocol, StateDir, Status, Tip};
+use crate::state::{Enrollment, LastAck, Protocol, Refusal, StateDir, Status, Tip};
 use crate::transport::{self, Client, Delivery, Trust};
 
 /// Where state lives unless `--state-dir` says otherwise.
@@ -136,8 +136,31 @@ pub struct RunReport {
     /// Seqs delivered, with what they were.
     pub delivered: Vec<(u64, SpoolKind)>,
     pub refused: Vec<(u64, u16, String)>,
+    /// The collector refused the agent itself (401 or 403) and took nothing after that.
+    pub standing_refusal: Option<Refusal>,
     pub retry: Option<(Option<Duration>, String)>,
     pub pending: usize,
+}
+
+impl RunReport {
+    /// Records in `status` a run that did not end in "retry later".
+    fn settle(&self, status: &mut Status) {
+        match &self.standing_refusal {
+            Some(refusal) => {
+                status.consecutive_failures += 1;
+                status.last_error = Some(refusal.to_string());
+                status.refused = Some(refusal.clone());
+            }
+            None => {
+                status.consecutive_failures = 0;
+                status.last_error = None;
+                if self.heartbeat || !self.delivered.is_empty() {
+                    status.last_success = Some(Utc::now());
+                    status.refused = None;
+                }
+            }
+        }
+    }
 }
 
 pub struct Agent {
@@ -388,6 +411,7 @@ impl Agent {
                     spool.remove(&entry);
                     tracing::info!(seq = h.seq, kind = h.kind.as_str(), ci_id = ?ack.ci_id, change_record = ?ack.change_record, "inventory delivered");
                     report.delivered.push((h.seq, h.kind));
+                    report.standing_refusal = None;
                 }
                 Delivery::Refused {
                     status,
@@ -404,7 +428,20 @@ impl Agent {
                     report.refused.push((h.seq, status, detail.clone()));
                     self.resend_full(&entry, format!("{status}: {detail}"), report)?;
                 }
-                Delivery::Refused { status, detail, .. } => {
+                Delivery::Refused {
+                    status,
+                    kind,
+                    detail,
+                } => {
+                    // 401 and 403 refuse the agent, not the file: say so until one is taken.
+                    if matches!(status, 401 | 403) {
+                        report.standing_refusal = Some(Refusal {
+                            at: Utc::now(),
+                            status,
+                            problem: kind,
+                            detail: detail.clone(),
+                        });
+                    }
                     // 409: this seq is at or below what the collector accepted (a retry of a
                     // delivered file). Anything else will never be accepted as it is.
                     if status == 409 {
@@ -448,13 +485,7 @@ impl Agent {
                     status.consecutive_failures += 1;
                     status.last_error = Some(reason.clone());
                 }
-                None => {
-                    status.consecutive_failures = 0;
-                    status.last_error = None;
-                    if r.heartbeat || !r.delivered.is_empty() {
-                        status.last_success = Some(Utc::now());
-                    }
-                }
+                None => r.settle(&mut status),
             },
         }
         self.state.save_status(&status)?;
@@ -501,6 +532,14 @@ pub fn status_text(state_dir: &Path, config: &AgentConfig) -> Result<String> {
     out.push_str(&format!("last attempt:  {}\n", fmt(status.last_attempt)));
     if let Some(e) = &status.last_error {
         out.push_str(&format!("last error:    {e}\n"));
+    }
+    if let Some(r) = &status.refused {
+        out.push_str(&format!(
+            "REFUSED:       since {} ({} {}): enroll this agent again\n",
+            r.at.to_rfc3339(),
+            r.status,
+            r.problem
+        ));
     }
     out.push_str(&format!(
         "last ack:      seq {} ci {}\n",
@@ -652,10 +691,14 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
                 None => {
                     attempt = 0;
                     retry_at = None;
-                    status.consecutive_failures = 0;
-                    status.last_error = None;
-                    if report.heartbeat || !report.delivered.is_empty() {
-                        status.last_success = Some(Utc::now());
+                    report.settle(&mut status);
+                    if let Some(r) = &report.standing_refusal {
+                        tracing::error!(
+                            status = r.status,
+                            problem = %r.problem,
+                            detail = %r.detail,
+                            "the collector refuses this agent; nothing is taken until it is enrolled again"
+                        );
                     }
                 }
             },

@@ -76,7 +76,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Collect and push one snapshot now (or a heartbeat when nothing changed).
+    /// Collect and push one snapshot now (or a heartbeat when nothing changed). Exits 3
+    /// when it is spooled but not delivered yet, 4 when the collector refuses this agent
+    /// (revoked, superseded, unknown).
     Once,
     /// Run in the foreground on the configured schedule (for systemd, launchd, services).
     Run,
@@ -101,6 +103,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// `once`: the inventory is spooled but the collector could not be reached (or asked to
+/// wait); a later run delivers it.
+const EXIT_NOT_YET_DELIVERED: u8 = 3;
+/// `once`: the collector refuses this agent (revoked, superseded, unknown).
+const EXIT_AGENT_REFUSED: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -194,7 +202,11 @@ fn run(cli: Cli, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
                     "not delivered yet: {reason}; {} snapshot(s) wait in the spool",
                     report.pending
                 );
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(EXIT_NOT_YET_DELIVERED));
+            }
+            if let Some(refusal) = &report.standing_refusal {
+                eprintln!("error: {refusal}");
+                return Ok(ExitCode::from(EXIT_AGENT_REFUSED));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -107,6 +107,31 @@ pub struct Status {
     pub last_error: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
+    /// The collector refuses this agent itself (revoked, superseded, unknown): nothing it
+    /// sends is taken until a person acts. Cleared by the next accepted submission.
+    #[serde(default)]
+    pub refused: Option<Refusal>,
+}
+
+/// A refusal of the agent, not of one submission.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Refusal {
+    pub at: DateTime<Utc>,
+    pub status: u16,
+    /// The problem type (`urn:census:problem:agent-revoked`, `...:agent-superseded`, or
+    /// `about:blank` for an agent the collector does not know).
+    pub problem: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the collector refuses this agent ({}): {}",
+            self.status, self.detail
+        )
+    }
 }
 
 pub struct StateDir {

@@ -77,6 +77,22 @@ impl IntoResponse for IngestError {
             IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::Revoked(m) => {
+                return crate::http::typed_problem(
+                    census_shared::protocol::PROBLEM_AGENT_REVOKED,
+                    StatusCode::FORBIDDEN,
+                    m.clone(),
+                    None,
+                )
+            }
+            IngestError::Superseded(m) => {
+                return crate::http::typed_problem(
+                    census_shared::protocol::PROBLEM_AGENT_SUPERSEDED,
+                    StatusCode::FORBIDDEN,
+                    m.clone(),
+                    None,
+                )
+            }
             IngestError::Conflict(_) => StatusCode::CONFLICT,
             IngestError::BaseMismatch(m) => {
                 return crate::http::typed_problem(

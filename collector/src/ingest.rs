@@ -30,6 +30,12 @@ pub enum IngestError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The agent was revoked.
+    #[error("{0}")]
+    Revoked(String),
+    /// A newer enrollment took the agent's machine over.
+    #[error("{0}")]
+    Superseded(String),
     #[error("{0}")]
     Conflict(String),
     /// A delta whose base is not the agent's last accepted inventory.
@@ -55,6 +61,8 @@ impl IngestError {
             IngestError::BadRequest(_) => "bad_request",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Forbidden(_) => "forbidden",
+            IngestError::Revoked(_) => "revoked",
+            IngestError::Superseded(_) => "superseded",
             IngestError::Conflict(_) => "seq_conflict",
             IngestError::BaseMismatch(_) => "base_mismatch",
             IngestError::PayloadTooLarge(_) => "too_large",
@@ -296,8 +304,8 @@ impl Ingest {
                 IngestError::Unauthorized(format!("unknown agent '{}': enroll first", env.agent_id))
             })?;
         if let Some(at) = agent.revoked_at {
-            return Err(IngestError::Forbidden(format!(
-                "agent {} was revoked at {at}",
+            return Err(IngestError::Revoked(format!(
+                "agent {} was revoked at {at}: enroll it again to report",
                 agent.id
             )));
         }
@@ -650,8 +658,8 @@ impl Ingest {
     }
 
     /// An agent whose CI was taken over by a re-enrolled agent still reports: two live agents
-    /// claim one machine. Acknowledge (so it does not spool forever), apply nothing, and put
-    /// the conflict in front of a person.
+    /// claim one machine. Apply nothing, put the conflict in front of a person, and answer
+    /// 403 agent-superseded so the agent records it, stops retrying, and shows in its status.
     fn superseded(
         &self,
         agent: &Agent,
@@ -687,20 +695,15 @@ impl Ingest {
         };
         self.store.commit_ingest(&commit).map_err(commit_error)?;
         tracing::warn!(agent_id = %agent.id, successor, "superseded agent still reports; identity conflict held for review");
-        Ok(Accepted {
-            ack: Ack {
-                agent_id: agent.id.clone(),
-                seq: env.seq,
-                ci_id: None,
-                content_hash: received.content_hash,
-                change_record: None,
-                resend_full: false,
-            },
-            changed: false,
-        })
+        // The report is kept as evidence for the review (its seq is spent), and the agent
+        // is told, so it stops and an operator finds it instead of it running on unseen.
+        Err(IngestError::Superseded(format!(
+            "agent {} was superseded by {successor}: its machine reports through that agent \
+             now; the report is held for review and this agent should be removed",
+            agent.id
+        )))
     }
 
-    /// A heartbeat: the inventory is unchanged. Blocking.
     /// A heartbeat up to its commit: size, signature, seq, body. Blocking (reads the agent).
     pub fn check_heartbeat(
         &self,
@@ -718,6 +721,13 @@ impl Ingest {
             env,
             &envelope::heartbeat_fields(&env.agent_id, env.seq, body),
         )?;
+        if let Some(successor) = &agent.superseded_by {
+            return Err(IngestError::Superseded(format!(
+                "agent {} was superseded by {successor}: its machine reports through that \
+                 agent now and this agent should be removed",
+                agent.id
+            )));
+        }
         let hb: Heartbeat =
             serde_json::from_slice(body).map_err(|e| IngestError::Unprocessable {
                 field: None,

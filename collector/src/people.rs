@@ -49,10 +49,19 @@ pub fn authenticate(
     let text = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("Authorization must be 'Bearer <token>'"))?;
     authenticate_token(store, text, now)
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110, 11.1) and may be followed by any run of spaces.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Resolves a token's text (`census_pat.<id>.<secret>`) to a person: the one check behind
@@ -337,6 +346,16 @@ pub fn forbidden(person: &Person, allowed: Allowed) -> ApiProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_scheme_is_case_insensitive() {
+        for v in ["Bearer t", "bearer t", "BEARER t", "BeArEr   t "] {
+            assert_eq!(bearer_token(v), Some("t"), "{v}");
+        }
+        for v in ["Basic t", "Bearer", "Bearer ", "Bearert", "t"] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
+    }
 
     #[test]
     fn digests_compare_in_constant_shape() {

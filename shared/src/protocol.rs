@@ -69,6 +69,14 @@ pub struct Ack {
 /// inventory: the agent sends a full snapshot instead, without a person.
 pub const PROBLEM_DELTA_BASE_MISMATCH: &str = "urn:census:problem:delta-base-mismatch";
 
+/// The problem type of a 403 to an agent the collector revoked: nothing it sends is taken
+/// until it enrolls again.
+pub const PROBLEM_AGENT_REVOKED: &str = "urn:census:problem:agent-revoked";
+
+/// The problem type of a 403 to an agent whose machine a newer enrollment took over (or
+/// that a person judged a clone): it should stop reporting; the detail names the successor.
+pub const PROBLEM_AGENT_SUPERSEDED: &str = "urn:census:problem:agent-superseded";
+
 /// Error body (RFC 9457 problem details) used by every refusal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {

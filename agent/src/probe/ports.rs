@@ -108,6 +108,27 @@ pub fn build_ports(
     out
 }
 
+/// The kernel keeps a process name in 15 bytes (`/proc/PID/comm`): "systemd-resolve",
+/// "/usr/sbin/apach". When the name may have been cut there, the command line's first
+/// word (or its file name) that it is the start of gives the whole name.
+pub fn full_process_name(comm: &str, cmdline: &[u8]) -> String {
+    const TASK_COMM_LEN: usize = 16;
+    if comm.len() < TASK_COMM_LEN - 1 {
+        return comm.to_string();
+    }
+    let arg0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let arg0 = String::from_utf8_lossy(arg0);
+    let arg0 = arg0.trim();
+    let file = arg0.rsplit('/').next().unwrap_or(arg0);
+    if arg0.starts_with(comm) {
+        arg0.to_string()
+    } else if file.starts_with(comm) {
+        file.to_string()
+    } else {
+        comm.to_string()
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn socket_owners() -> BTreeMap<u64, (u32, String)> {
     let mut owners = BTreeMap::new();
@@ -134,7 +155,9 @@ fn socket_owners() -> BTreeMap<u64, (u32, String)> {
             {
                 let name = comm
                     .get_or_insert_with(|| {
-                        super::read_attr(p.path().join("comm")).unwrap_or_default()
+                        let short = super::read_attr(p.path().join("comm")).unwrap_or_default();
+                        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                        full_process_name(&short, &cmdline)
                     })
                     .clone();
                 owners.entry(inode).or_insert((pid, name));
@@ -190,6 +213,25 @@ pub fn collect() -> Result<Section<Vec<ListeningPort>>, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_names_cut_at_15_bytes_are_read_whole() {
+        assert_eq!(
+            full_process_name("/usr/sbin/apach", b"/usr/sbin/apache2\0-k\0start\0"),
+            "/usr/sbin/apache2"
+        );
+        assert_eq!(
+            full_process_name("systemd-resolve", b"/lib/systemd/systemd-resolved\0"),
+            "systemd-resolved"
+        );
+        // Short names are whole; a renamed process keeps the name it chose.
+        assert_eq!(full_process_name("sshd", b"sshd: /usr/sbin/sshd\0"), "sshd");
+        assert_eq!(
+            full_process_name("abcdefghijklmno", b"python3\0x.py\0"),
+            "abcdefghijklmno"
+        );
+        assert_eq!(full_process_name("kworker/0:1-eve", b""), "kworker/0:1-eve");
+    }
 
     #[test]
     fn proc_net_tcp_and_udp() {

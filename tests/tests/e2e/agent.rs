@@ -453,3 +453,42 @@ fn daemon_delivers_its_spool_reloads_on_hup_and_stops_on_term() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_revoked_agent_exits_non_zero_and_says_so_in_its_status() {
+    let c = Collector::start("revoked-agent");
+    let agent = RealAgent::new("revoked-agent");
+    assert!(agent.enroll(&c).status.success());
+    let first = agent.run(&["once"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let id = enrollment(&agent.state)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.cli(&["agent", "revoke", &id]);
+
+    // Unchanged inventory: the heartbeat is refused, the inventory goes whole, and that is
+    // refused too. The run fails with its own exit code, not 0 and not "retry later".
+    let out = agent.run(&["once"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("refused (403)"), "{t}");
+    assert!(
+        t.contains("the collector refuses this agent (403)"),
+        "said on stderr: {t}"
+    );
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(agent.state.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["refused"]["status"], 403, "{status}");
+    assert_eq!(
+        status["refused"]["problem"],
+        census_shared::protocol::PROBLEM_AGENT_REVOKED
+    );
+    assert!(status["last_error"].as_str().unwrap().contains("revoked"));
+    assert!(status["consecutive_failures"].as_u64().unwrap() >= 1);
+    let shown = text(&agent.run(&["status"]));
+    assert!(shown.contains("REFUSED:"), "{shown}");
+    assert!(shown.contains("agent-revoked"), "{shown}");
+    // Nothing waits in the spool for a collector that will never take it.
+    assert!(agent.spool_files().is_empty());
+}

@@ -384,8 +384,21 @@ fn reimaged_machine_keeps_its_ci() {
     assert_eq!(stats(&c)["cis"]["computer"], 1);
     let shown = c.json(&["ci", "show", ci.as_str().unwrap()]);
     assert_eq!(shown["identification"]["rule"], "serial", "{shown}");
-    // The old agent comes back to life: a conflict for a person, no ping-pong.
-    assert_eq!(before.send(&c, &mut s1).status, 200);
+    // The old agent comes back to life: a conflict for a person, no ping-pong, and the
+    // agent is told it was superseded (it records that and stops retrying).
+    let told = before.send(&c, &mut s1);
+    assert_eq!(told.status, 403);
+    assert_eq!(
+        told.body["type"],
+        census_shared::protocol::PROBLEM_AGENT_SUPERSEDED,
+        "{}",
+        told.body
+    );
+    assert!(
+        told.body["detail"].as_str().unwrap().contains(&after.id),
+        "names the successor: {}",
+        told.body
+    );
     assert_eq!(agent_row(&c, &before.id)["superseded_by"], after.id);
     assert_eq!(c.json(&["conflicts"]).as_array().unwrap().len(), 1);
     assert_eq!(after.send(&c, &mut s2).status, 200);
@@ -413,7 +426,12 @@ fn reimaged_machine_keeps_its_ci() {
         .body(hb)
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.status().as_u16(), 403);
+    let problem: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        problem["type"],
+        census_shared::protocol::PROBLEM_AGENT_SUPERSEDED
+    );
     assert_eq!(
         c.json(&["ci", "show", ci.as_str().unwrap()])["ci"]["last_seen"],
         last_seen,
@@ -421,8 +439,8 @@ fn reimaged_machine_keeps_its_ci() {
     );
     assert_eq!(
         agent_row(&c, &before.id)["last_seq"],
-        before.seq,
-        "but is recorded on the agent"
+        before.seq - 1,
+        "and, refused, stores nothing"
     );
 }
 
