@@ -72,6 +72,9 @@ fuzz_target!(|data: &[u8]| {
         .map(String::from)
         .collect();
     if let Ok(view) = census_collector::delta::view(stored, &delta, &uncollected) {
-        let _ = census_collector::reconcile::desired("cmp_fuzz", &view, Utc::now());
+        let now = Utc::now();
+        let mut want = census_collector::reconcile::desired("cmp_fuzz", &view.snapshot, now);
+        want.install_scope = view.install_scope;
+        let _ = census_collector::reconcile::plan("cmp_fuzz", "agt_fuzz", stored, want, now);
     }
 });
