@@ -286,13 +286,29 @@ where
     finish_ingest(st, route, started, result).await
 }
 
-/// The common tail of both signed routes: a refusal is counted and answered; an accepted
+/// Whether an accepted submission still waits for the group flush.
+enum Durable {
+    AfterFlush,
+    Already,
+}
+
+/// The common tail of the signed routes: a refusal is counted and answered; an accepted
 /// submission is answered only once the group flush made it durable.
 async fn finish_ingest(
     st: &AppState,
     route: &'static str,
     started: std::time::Instant,
     result: Result<crate::ingest::Accepted, IngestError>,
+) -> Response {
+    answer_ingest(st, route, started, result, Durable::AfterFlush).await
+}
+
+async fn answer_ingest(
+    st: &AppState,
+    route: &'static str,
+    started: std::time::Instant,
+    result: Result<crate::ingest::Accepted, IngestError>,
+    durable: Durable,
 ) -> Response {
     let accepted = match result {
         Ok(a) => a,
@@ -302,10 +318,12 @@ async fn finish_ingest(
             return e.into_response();
         }
     };
-    let ticket = st.group.ticket();
-    if let Err(e) = st.group.wait_durable(ticket).await {
-        count_refusal(route, e.reason());
-        return e.into_response();
+    if let Durable::AfterFlush = durable {
+        let ticket = st.group.ticket();
+        if let Err(e) = st.group.wait_durable(ticket).await {
+            count_refusal(route, e.reason());
+            return e.into_response();
+        }
     }
     st.pacer.accepted();
     let changed = if accepted.changed { "true" } else { "false" };
@@ -406,7 +424,8 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Ok((commit, accepted)) => st.heartbeats.commit(commit).await.map(|()| accepted),
         Err(e) => Err(e),
     };
-    finish_ingest(&st, "heartbeat", started, result).await
+    // The heartbeat committer's transaction is durable: no group flush to wait for.
+    answer_ingest(&st, "heartbeat", started, result, Durable::Already).await
 }
 
 async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {

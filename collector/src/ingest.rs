@@ -816,6 +816,14 @@ impl HeartbeatBatcher {
                                     crate::store::StoreError::Io(message.clone()),
                                 )));
                             }
+                            // The batch commits durably: a failed write or fsync leaves
+                            // the engine's state untrustworthy, as a failed group flush
+                            // does (see GroupCommit::run). Fail-stop.
+                            if matches!(e, crate::store::StoreError::Io(_)) {
+                                tracing::error!(error = message, "heartbeat commit failed; stopping so a restart recovers from the last durable state");
+                                std::thread::sleep(std::time::Duration::from_millis(200));
+                                std::process::exit(EXIT_STORE_FAILED);
+                            }
                         }
                     }
                 }

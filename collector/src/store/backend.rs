@@ -262,6 +262,16 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
     ) -> Result<(), TxError>;
+    /// [`Backend::transact`], durable when it returns: one transaction where a commit and
+    /// a [`Backend::flush`] would be two (the heartbeat committer, whose batches are small
+    /// and frequent).
+    fn transact_durable(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        self.transact(body)?;
+        self.flush().map_err(TxError::Store)
+    }
     /// Writes outside a transaction (one key is atomic on its own): bulk loads, counters
     /// nobody else reads in a transaction.
     fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError>;

@@ -481,6 +481,34 @@ thread_local! {
     /// One compression context per thread: a fresh context allocates its tables again.
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    /// The same for decompression: every read of a computer decompresses three records.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A stored zstd frame, decompressed. Frames this store wrote declare their size, which
+/// sizes the output once; a frame without one, or declaring more than a record may hold,
+/// goes through the bounded streaming decoder, which refuses what exceeds the limit.
+fn decompress(what: &str, frame: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let declared = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten();
+    let Some(size) = declared.filter(|s| *s <= MAX_RECORD_BYTES as u64) else {
+        return census_shared::wire::zstd_decompress_bounded(frame, MAX_RECORD_BYTES)
+            .map_err(|e| corrupt(what, e));
+    };
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(what, e))?);
+        }
+        match slot.as_mut() {
+            Some(d) => d
+                .decompress(frame, size as usize)
+                .map_err(|e| corrupt(what, e)),
+            None => Err(corrupt(what, "zstd decompressor unavailable")),
+        }
+    })
 }
 
 fn compress(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
@@ -516,11 +544,7 @@ pub fn encode_packed<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 pub fn decode_packed<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RAW, rest)) => decode(what, rest),
-        Some((&ZSTD, rest)) => {
-            let raw = census_shared::wire::zstd_decompress_bounded(rest, MAX_RECORD_BYTES)
-                .map_err(|e| corrupt(what, e))?;
-            decode(what, &raw)
-        }
+        Some((&ZSTD, rest)) => decode(what, &decompress(what, rest)?),
         Some((tag, _)) => Err(corrupt(what, format!("unknown record tag {tag}"))),
         None => Err(corrupt(what, "empty record")),
     }
@@ -543,8 +567,7 @@ pub fn encode_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 
 pub fn decode_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     if bytes.starts_with(&ZSTD_MAGIC) {
-        let json = census_shared::wire::zstd_decompress_bounded(bytes, MAX_RECORD_BYTES)
-            .map_err(|e| corrupt(what, e))?;
+        let json = decompress(what, bytes)?;
         serde_json::from_slice(&json).map_err(|e| corrupt(what, e))
     } else {
         serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))

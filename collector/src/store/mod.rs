@@ -302,9 +302,9 @@ pub trait Store: Send + Sync + 'static {
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Records heartbeats in one transaction, each its own seq compare-and-set (one
-    /// refused leaves the others applied), with the agent's and the computer's last seen.
-    /// The outer error is the engine's: nothing applied.
+    /// Records heartbeats in one durable transaction (on disk when this returns), each its
+    /// own seq compare-and-set (one refused leaves the others applied), with the agent's
+    /// and the computer's last seen. The outer error is the engine's: nothing applied.
     fn commit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],

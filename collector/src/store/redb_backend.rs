@@ -70,6 +70,36 @@ impl RedbBackend {
         tx.set_durability(Durability::None).map_err(io)?;
         Ok(tx)
     }
+
+    /// A write transaction whose commit is durable (and carries the allocator state, so
+    /// opening after a kill -9 does not walk the whole file to rebuild it).
+    fn durable_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(io)?;
+        tx.set_durability(Durability::Immediate).map_err(io)?;
+        tx.set_quick_repair(true);
+        Ok(tx)
+    }
+
+    fn run(
+        &self,
+        tx: WriteTransaction,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        let result = {
+            let mut view = RedbTx {
+                tx: &tx,
+                tables: (0..Space::ALL.len()).map(|_| None).collect(),
+            };
+            body(&mut view)
+        };
+        match result {
+            Ok(()) => tx.commit().map_err(|e| TxError::Store(io(e))),
+            Err(e) => {
+                tx.abort().map_err(|e| TxError::Store(io(e)))?;
+                Err(e)
+            }
+        }
+    }
 }
 
 struct RedbTx<'t> {
@@ -159,21 +189,14 @@ impl Backend for RedbBackend {
         &self,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
     ) -> Result<(), TxError> {
-        let tx = self.write()?;
-        let result = {
-            let mut view = RedbTx {
-                tx: &tx,
-                tables: (0..Space::ALL.len()).map(|_| None).collect(),
-            };
-            body(&mut view)
-        };
-        match result {
-            Ok(()) => tx.commit().map_err(|e| TxError::Store(io(e))),
-            Err(e) => {
-                tx.abort().map_err(|e| TxError::Store(io(e)))?;
-                Err(e)
-            }
-        }
+        self.run(self.write()?, body)
+    }
+
+    fn transact_durable(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        self.run(self.durable_write()?, body)
     }
 
     fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -202,12 +225,7 @@ impl Backend for RedbBackend {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().map_err(io)?;
-        tx.set_durability(Durability::Immediate).map_err(io)?;
-        // The allocator state goes with every durable commit, so opening after a kill -9
-        // does not walk the whole file to rebuild it.
-        tx.set_quick_repair(true);
-        tx.commit().map_err(io)
+        self.durable_write()?.commit().map_err(io)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -296,7 +296,8 @@ impl Cmdb {
         batch: &[HeartbeatCommit],
     ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
         let _writing = self.writing();
-        transact::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), |tx| {
+        // Durable as it commits: a heartbeat batch is one transaction, not one and a flush.
+        transact_as::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), true, |tx| {
             let mut out = Vec::with_capacity(batch.len());
             for hb in batch {
                 out.push(heartbeat_in(tx, hb)?);

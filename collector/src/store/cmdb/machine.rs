@@ -11,6 +11,21 @@ use super::*;
 use crate::model::*;
 use crate::store::codec::*;
 
+/// The bytes of a computer's components and installs records (its computer record's are
+/// [`Machine::raw`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LentRaws {
+    pub components: Option<Vec<u8>>,
+    pub installs: Option<Vec<u8>>,
+}
+
+/// A decoded computer waiting for the commit that follows its read.
+#[derive(Debug)]
+pub struct Lent {
+    pub machine: Machine,
+    pub raws: LentRaws,
+}
+
 /// A computer's records, decoded. Also the state history walks back through.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
@@ -225,25 +240,58 @@ fn install_date(t: Option<chrono::DateTime<Utc>>) -> Option<(i64, u32)> {
 
 impl Cmdb {
     pub(crate) fn load_machine(&self, num: u32) -> Result<Machine, StoreError> {
+        Ok(self.load_machine_lending(num)?.0)
+    }
+
+    /// Gives a machine [`Self::load_machine_lending`] decoded back, for the next load of
+    /// the same records (an ingest's commit after its plan) to take instead of decoding.
+    pub(crate) fn lend(&self, machine: Machine, raws: LentRaws) {
+        const MAX_LENT: usize = 32;
+        let mut lent = self.cache.lent.lock().unwrap_or_else(|p| p.into_inner());
+        lent.retain(|l| l.machine.num != machine.num);
+        if lent.len() >= MAX_LENT {
+            lent.pop_front();
+        }
+        lent.push_back(Lent { machine, raws });
+    }
+
+    /// [`Self::load_machine`], with the bytes of the components and installs records it
+    /// was decoded from. A lent machine is taken only when all three records still have
+    /// the bytes it was decoded from, so it is exactly what decoding would give.
+    pub(crate) fn load_machine_lending(&self, num: u32) -> Result<(Machine, LentRaws), StoreError> {
         let key = codec::num_key(num);
         let raw = self.backend.get(Space::Computers, &key)?;
+        let raws = LentRaws {
+            components: self.backend.get(Space::Components, &key)?,
+            installs: self.backend.get(Space::Installs, &key)?,
+        };
+        {
+            let mut lent = self.cache.lent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = lent.iter().position(|l| l.machine.num == num) {
+                if let Some(l) = lent.remove(at) {
+                    if l.machine.raw == raw && l.raws == raws {
+                        return Ok((l.machine, raws));
+                    }
+                }
+            }
+        }
         let rec: ComputerRec = match &raw {
             Some(b) => decode_packed(&shown(Space::Computers, &key), b)?,
             None => ComputerRec::default(),
         };
-        let comps: ComponentsRec = match self.backend.get(Space::Components, &key)? {
-            Some(b) => decode_packed(&shown(Space::Components, &key), &b)?,
+        let comps: ComponentsRec = match &raws.components {
+            Some(b) => decode_packed(&shown(Space::Components, &key), b)?,
             None => ComponentsRec::default(),
         };
-        let installs: InstallsRec = match self.backend.get(Space::Installs, &key)? {
-            Some(b) => decode_packed(&shown(Space::Installs, &key), &b)?,
+        let installs: InstallsRec = match &raws.installs {
+            Some(b) => decode_packed(&shown(Space::Installs, &key), b)?,
             None => InstallsRec::default(),
         };
         let id = match self.id_of(num)? {
             Some(id) => id,
             None => Arc::from(rec.ci.as_ref().map(|c| c.id.as_str()).unwrap_or("")),
         };
-        Ok(Machine {
+        let machine = Machine {
             num,
             id,
             raw,
@@ -259,7 +307,8 @@ impl Cmdb {
                 .into_iter()
                 .map(|i| ((i.product, i.disc.clone()), i))
                 .collect(),
-        })
+        };
+        Ok((machine, raws))
     }
 
     /// An install back as the edge people and drift see.

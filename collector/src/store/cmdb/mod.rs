@@ -64,6 +64,9 @@ struct Cache {
     summaries: RwLock<Summaries>,
     /// Held by the one thread loading the summary table.
     summaries_loading: std::sync::Mutex<()>,
+    /// Computers an ingest just decoded to plan against, lent to its commit (which needs
+    /// them decoded again to write their new records).
+    lent: std::sync::Mutex<std::collections::VecDeque<machine::Lent>>,
 }
 
 /// computer number -> (record revision, summary).
@@ -127,11 +130,20 @@ pub(crate) type TxResult<T, E> = Result<T, Fail<E>>;
 /// Runs `body` in one transaction and hands back its value or its reason.
 pub(crate) fn transact<T, E: From<StoreError>>(
     backend: &dyn Backend,
+    body: impl FnMut(&mut dyn Tx) -> TxResult<T, E>,
+) -> Result<T, E> {
+    transact_as(backend, false, body)
+}
+
+/// [`transact`], durable when `durable` (see [`Backend::transact_durable`]).
+pub(crate) fn transact_as<T, E: From<StoreError>>(
+    backend: &dyn Backend,
+    durable: bool,
     mut body: impl FnMut(&mut dyn Tx) -> TxResult<T, E>,
 ) -> Result<T, E> {
     let mut out: Option<T> = None;
     let mut why: Option<E> = None;
-    let r = backend.transact(&mut |tx| {
+    let mut run = |tx: &mut dyn Tx| {
         out = None;
         why = None;
         match body(tx) {
@@ -145,7 +157,12 @@ pub(crate) fn transact<T, E: From<StoreError>>(
             }
             Err(Fail::Tx(e)) => Err(e),
         }
-    });
+    };
+    let r = if durable {
+        backend.transact_durable(&mut run)
+    } else {
+        backend.transact(&mut run)
+    };
     match r {
         Ok(()) => out.ok_or_else(|| io("transaction finished without a result").into()),
         Err(TxError::Abort) => Err(why.unwrap_or_else(|| io("transaction aborted").into())),

@@ -164,7 +164,7 @@ impl Cmdb {
         if !self.is_holder(computer_id, num)? {
             return Ok(OwnedState::default());
         }
-        let m = self.load_machine(num)?;
+        let (m, raws) = self.load_machine_lending(num)?;
         let Some(computer) = m.computer() else {
             return Ok(OwnedState::default());
         };
@@ -185,7 +185,7 @@ impl Cmdb {
                 None => relationships.push(self.install_edge(computer_id, i)?),
             }
         }
-        Ok(OwnedState {
+        let state = OwnedState {
             installs,
             computer: Some(computer),
             components: m
@@ -194,7 +194,10 @@ impl Cmdb {
                 .map(|c| c.to_ci(Some(computer_id)))
                 .collect(),
             relationships,
-        })
+        };
+        // The ingest that planned against this state commits next and decodes it again.
+        self.lend(m, raws);
+        Ok(state)
     }
 
     pub(crate) fn read_relationships_from(
