@@ -85,8 +85,8 @@ enum CiCommand {
     },
     Show {
         id: String,
-        /// RFC 3339 time, date, or age (-7d).
-        #[arg(long)]
+        /// RFC 3339 time, date, or age (-7d, written as the README does: `--as-of -30d`).
+        #[arg(long, allow_hyphen_values = true)]
         as_of: Option<String>,
     },
 }
@@ -217,6 +217,27 @@ fn print_rows(output: Output, rows: &[Value], columns: &[&str]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A change item's old or new value in a table cell: a package's or an OS's version, a
+/// scalar as it is, anything else as compact JSON cut to 60 characters.
+fn brief(v: &Value) -> String {
+    const MAX: usize = 60;
+    let text = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("version").and_then(Value::as_str) {
+            Some(version) => version.to_string(),
+            None => v.to_string(),
+        },
+        other => other.to_string(),
+    };
+    if text.chars().count() > MAX {
+        let cut: String = text.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
 }
 
 /// '<3.0.7' -> ("<", "3.0.7"); a bare version means '='.
@@ -477,12 +498,23 @@ async fn run(cli: Cli) -> Result<()> {
                     cell(&r["severity"]),
                     cell(&r["authorization"])
                 );
+                let items: Vec<Value> = rows_of(&r, "items")
+                    .iter()
+                    .map(|i| {
+                        let mut row = i.clone();
+                        row["before"] = Value::from(brief(&i["old"]));
+                        row["after"] = Value::from(brief(&i["new"]));
+                        row
+                    })
+                    .collect();
                 print_rows(
                     Output::Table,
-                    rows_of(&r, "items"),
+                    &items,
                     &[
                         "kind",
                         "subject",
+                        "before",
+                        "after",
                         "severity",
                         "suppressed",
                         "planned_change",
@@ -520,6 +552,34 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negative_age_is_a_value_not_a_flag() {
+        let cli = Cli::try_parse_from(["census", "ci", "show", "cmp_1", "--as-of", "-30d"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Ci {
+                command: CiCommand::Show { as_of, .. },
+            } => assert_eq!(as_of.as_deref(), Some("-30d")),
+            _ => panic!("parsed as another command"),
+        }
+    }
+
+    #[test]
+    fn change_items_show_what_was_and_what_is() {
+        use serde_json::json;
+        assert_eq!(
+            brief(&json!({"name": "openssl", "version": "3.0.11"})),
+            "3.0.11"
+        );
+        assert_eq!(brief(&json!("6.1.0-18-amd64")), "6.1.0-18-amd64");
+        assert_eq!(brief(&Value::Null), "");
+        assert_eq!(
+            brief(&json!({"address": "0.0.0.0", "process": "sshd"})),
+            r#"{"address":"0.0.0.0","process":"sshd"}"#
+        );
+        assert_eq!(brief(&json!("x".repeat(100))).chars().count(), 60);
+    }
 
     #[test]
     fn conditions_and_quoting() {

@@ -191,12 +191,22 @@ pub fn catalogue(
             .iter()
             .map(|v| v.get("version").and_then(Value::as_str).unwrap_or(""))
             .collect();
+        // Versions order under the package's own scheme (dpkg, rpm, ...), as queries do.
+        let scheme = installs
+            .variants
+            .iter()
+            .find_map(|v| v.get("source").and_then(Value::as_str))
+            .map(census_shared::version::VersionScheme::for_source)
+            .unwrap_or(census_shared::version::VersionScheme::Generic);
         for (computer, variant) in &installs.installs {
             computers.insert(*computer);
             *versions.entry(version_of[*variant]).or_default() += 1;
         }
         let mut spread: Vec<(&str, usize)> = versions.into_iter().collect();
-        spread.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        spread.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| census_shared::version::compare(scheme, a.0, b.0))
+        });
         let distinct = spread.len();
         spread.truncate(20);
         out.push(json!({"id": p.id, "name": p.name, "installs": computers.len(),

@@ -887,3 +887,31 @@ proptest! {
         prop_assert_eq!(versions, want);
     }
 }
+
+#[test]
+fn catalogue_orders_versions_by_the_package_scheme_not_as_strings() {
+    let mut rig = rig("catalogue-versions");
+    let software: Vec<Software> = [
+        ("3.0.11", "amd64"),
+        ("3.0.16", "i386"),
+        ("3.0.19", "arm64"),
+        ("3.0.2", "armhf"),
+    ]
+    .into_iter()
+    .map(|(version, arch)| Software {
+        arch: Some(arch.into()),
+        ..pkg("openssl", version, "dpkg")
+    })
+    .collect();
+    rig.send(machine(software), Utc::now());
+    let (products, _) =
+        census_collector::query::views::catalogue(rig.store.as_ref(), Some("openssl"), 10, None)
+            .unwrap();
+    let versions: Vec<&str> = products[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["3.0.2", "3.0.11", "3.0.16", "3.0.19"]);
+}
