@@ -146,7 +146,16 @@ pub fn diff_between(
     let (ia, ib) = (installs(&a.computer), installs(&b.computer));
     let va = ConfigView::build(&a.computer.ci.attributes, a.components.iter(), ia.iter());
     let vb = ConfigView::build(&b.computer.ci.attributes, b.components.iter(), ib.iter());
-    Ok(Some(diff(&va, &vb)))
+    // Rated by the same severity rules a change record's items are, so the diff and the
+    // record of one change never disagree.
+    let rules = store
+        .severity_rules()?
+        .unwrap_or_else(|| SeverityRules::defaults(chrono::Utc::now()));
+    let mut items = diff(&va, &vb);
+    for item in &mut items {
+        item.severity = rules.severity_of(item);
+    }
+    Ok(Some(items))
 }
 
 /// Distinct products with install counts and version spread, by name.

@@ -915,3 +915,36 @@ fn catalogue_orders_versions_by_the_package_scheme_not_as_strings() {
         .collect();
     assert_eq!(versions, ["3.0.2", "3.0.11", "3.0.16", "3.0.19"]);
 }
+
+#[test]
+fn a_diff_between_versions_rates_items_as_the_change_record_does() {
+    let mut rig = rig("diff-severity");
+    let t0 = Utc::now() - Duration::minutes(10);
+    rig.send(machine(base_software()), t0);
+    let t1 = t0 + Duration::minutes(1);
+    let record = rig
+        .send(
+            machine(with(base_software(), "openssl", "3.0.13-1~deb12u1")),
+            t1,
+        )
+        .expect("record");
+    let in_record = record
+        .items
+        .iter()
+        .find(|i| i.subject == "openssl")
+        .map(|i| i.severity);
+    assert_eq!(in_record, Some(Severity::High));
+    let items = census_collector::query::views::diff_between(
+        rig.store.as_ref(),
+        &record.ci_id,
+        t0 + Duration::seconds(30),
+        t1 + Duration::seconds(30),
+    )
+    .unwrap()
+    .expect("both versions exist");
+    let in_diff = items
+        .iter()
+        .find(|i| i.subject == "openssl")
+        .map(|i| i.severity);
+    assert_eq!(in_diff, in_record);
+}
