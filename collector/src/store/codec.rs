@@ -511,12 +511,14 @@ fn decompress(what: &str, frame: &[u8]) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// Level 1: a changed computer rewrites its installs record, and level 3 spent 16 % of a
+/// delta's collector CPU there for records 0.4 % smaller (store-bench, 2,000 computers).
 fn compress(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     COMPRESSOR.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none() {
             *slot =
-                Some(zstd::bulk::Compressor::new(3).map_err(|e| StoreError::Io(e.to_string()))?);
+                Some(zstd::bulk::Compressor::new(1).map_err(|e| StoreError::Io(e.to_string()))?);
         }
         match slot.as_mut() {
             Some(c) => c.compress(bytes).map_err(|e| StoreError::Io(e.to_string())),
