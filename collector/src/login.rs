@@ -22,9 +22,13 @@ pub use crate::ops::credentials::{hash_password, MAX_PASSWORD_BYTES, MIN_PASSWOR
 use crate::people;
 use crate::store::{AuditDraft, PeopleWrite};
 
-/// Failed logins allowed per user, and per client address, within [`FAILURE_WINDOW`].
+/// Failed logins allowed within [`FAILURE_WINDOW`]: per user from one client address (so
+/// a stranger guessing an administrator's password locks only their own address out), per
+/// address over all users, and per user over all addresses (a distributed guess; high
+/// enough that one address cannot reach it alone).
 pub const MAX_FAILURES_PER_USER: usize = 5;
 pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
+pub const MAX_FAILURES_PER_USER_ANYWHERE: usize = 100;
 pub use crate::http::{LoginLimiter, FAILURE_WINDOW};
 /// How long a login's token lasts.
 pub const SESSION_HOURS: i64 = 12;
@@ -53,6 +57,23 @@ fn too_many(wait: u64) -> Response {
 fn address_key(peer: Option<SocketAddr>) -> String {
     let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     format!("ip:{ip}")
+}
+
+/// The limiter keys one login attempt counts against: (address), (user from that address),
+/// (user from anywhere), each with its limit.
+fn failure_keys(ip_key: &str, name: &str) -> [(String, usize); 3] {
+    [
+        (ip_key.to_string(), MAX_FAILURES_PER_ADDRESS),
+        (format!("user:{name}@{ip_key}"), MAX_FAILURES_PER_USER),
+        (format!("user:{name}"), MAX_FAILURES_PER_USER_ANYWHERE),
+    ]
+}
+
+/// Seconds to wait before `name` may try a password from `ip_key` again, if it must.
+fn throttled(limiter: &LoginLimiter, ip_key: &str, name: &str) -> Option<u64> {
+    failure_keys(ip_key, name)
+        .iter()
+        .find_map(|(key, max)| limiter.blocked(key, *max))
 }
 
 pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Response {
@@ -132,13 +153,9 @@ pub async fn password_login(
     password: String,
 ) -> LoginOutcome {
     let ip_key = address_key(peer);
-    let user_key = format!("user:{name}");
-    if let Some(wait) = st
-        .login_limiter
-        .blocked(&ip_key, MAX_FAILURES_PER_ADDRESS)
-        .or_else(|| st.login_limiter.blocked(&user_key, MAX_FAILURES_PER_USER))
-    {
+    if let Some(wait) = throttled(&st.login_limiter, &ip_key, &name) {
         metrics::counter!("census_login_throttled_total").increment(1);
+        tracing::warn!(user = %name, address = %ip_key, retry_after = wait, "password login throttled after repeated failures; API tokens are unaffected");
         return LoginOutcome::Throttled { retry_after: wait };
     }
     let store = st.store.clone();
@@ -183,7 +200,8 @@ pub async fn password_login(
     .await;
     match outcome {
         Ok(Ok(Some((user, token, text)))) => {
-            st.login_limiter.clear(&user_key);
+            st.login_limiter
+                .clear(&failure_keys(&ip_key, &user.name)[1].0);
             tracing::info!(user = %user.name, token_id = %token.id, "login");
             LoginOutcome::Session {
                 user: user.name,
@@ -193,8 +211,9 @@ pub async fn password_login(
             }
         }
         Ok(Ok(None)) => {
-            st.login_limiter.fail(&ip_key);
-            st.login_limiter.fail(&user_key);
+            for (key, _) in failure_keys(&ip_key, &name) {
+                st.login_limiter.fail(&key);
+            }
             tracing::info!(user = %name, "login failed");
             metrics::counter!("census_login_failures_total").increment(1);
             LoginOutcome::Failed
@@ -222,6 +241,38 @@ mod tests {
     fn unknown_users_cost_a_real_verification() {
         let h = hash_password("census dummy password for timing").unwrap();
         assert!(argon2::password_hash::PasswordHash::new(&h).is_ok());
+    }
+
+    #[test]
+    fn bad_passwords_from_one_address_do_not_lock_the_user_out_elsewhere() {
+        let l = LoginLimiter::default();
+        let fail = |ip: &str, name: &str| {
+            for (key, _) in failure_keys(ip, name) {
+                l.fail(&key);
+            }
+        };
+        for _ in 0..MAX_FAILURES_PER_USER {
+            assert!(throttled(&l, "ip:203.0.113.9", "admin").is_none());
+            fail("ip:203.0.113.9", "admin");
+        }
+        assert!(
+            throttled(&l, "ip:203.0.113.9", "admin").is_some(),
+            "the guesser waits"
+        );
+        assert!(
+            throttled(&l, "ip:192.0.2.10", "admin").is_none(),
+            "the administrator, elsewhere, does not"
+        );
+        // One address guessing many users is held by its own limit.
+        for i in 0..MAX_FAILURES_PER_ADDRESS {
+            fail("ip:198.51.100.7", &format!("u{i}"));
+        }
+        assert!(throttled(&l, "ip:198.51.100.7", "someone-else").is_some());
+        // Many addresses guessing one user reach the user's overall limit.
+        for i in 0..MAX_FAILURES_PER_USER_ANYWHERE {
+            fail(&format!("ip:10.0.{}.{}", i / 250, i % 250), "root");
+        }
+        assert!(throttled(&l, "ip:192.0.2.10", "root").is_some());
     }
 
     #[test]
