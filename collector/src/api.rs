@@ -68,6 +68,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     .layer(axum::middleware::from_fn(
         crate::ui::session::security_headers,
     ))
+    // Outermost: a body any route leaves unread is drained, so its refusal arrives.
+    .layer(axum::middleware::from_fn(crate::drain::layer))
     .with_state(state)
 }
 

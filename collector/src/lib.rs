@@ -13,6 +13,7 @@ pub mod admin;
 pub mod api;
 pub mod changes_api;
 pub mod delta;
+pub mod drain;
 pub mod drift;
 pub mod http;
 pub mod identify;

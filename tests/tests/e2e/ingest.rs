@@ -815,3 +815,113 @@ fn returning_component_continues_its_history_instead_of_overwriting_version_1() 
         ]
     );
 }
+
+/// A client for one HTTP version, trusting the collector's CA.
+fn client_speaking(c: &Collector, version: reqwest::Version) -> reqwest::blocking::Client {
+    let builder = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(c.ca_pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(60));
+    let builder = if version == reqwest::Version::HTTP_11 {
+        builder.http1_only()
+    } else {
+        builder // h2 through ALPN, which the collector offers first
+    };
+    builder.build().unwrap()
+}
+
+/// Posts `size` bytes with agent headers (or none) and returns what came back; a transport
+/// error (broken pipe, reset stream) fails the test, naming the case.
+fn post_refused(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    size: usize,
+    with_headers: bool,
+    case: &str,
+) -> (reqwest::Version, u16, Option<String>) {
+    let mut request = http.post(url).body(vec![b'x'; size]);
+    if with_headers {
+        request = request
+            .header(envelope::HEADER_AGENT_ID, "agt_00000000000000000000")
+            .header(envelope::HEADER_SEQ, "1")
+            .header(envelope::HEADER_SIGNATURE, "AAAA");
+    }
+    let r = request
+        .send()
+        .unwrap_or_else(|e| panic!("{case}: the refusal did not arrive: {e:?}"));
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (r.version(), r.status().as_u16(), retry_after)
+}
+
+#[test]
+fn refusals_before_the_body_is_read_reach_the_client_on_http1_and_http2() {
+    let c = Collector::start_with("early-refusals", &["--max-queue", "1"]);
+    for version in [reqwest::Version::HTTP_11, reqwest::Version::HTTP_2] {
+        let http = client_speaking(&c, version);
+        for size in [64 * 1024, 1024 * 1024, 10 * 1024 * 1024] {
+            let case = |what: &str| format!("{what}, {size} bytes over {version:?}");
+            // 401: no credentials, refused from the headers.
+            let (v, status, _) = post_refused(
+                &http,
+                &format!("{}/api/v1/snapshots", c.url),
+                size,
+                false,
+                &case("401"),
+            );
+            assert_eq!(v, version);
+            assert_eq!(status, 401, "{}", case("401"));
+            // 413: a heartbeat far over its 4 KiB limit, refused from Content-Length.
+            let (_, status, _) = post_refused(
+                &http,
+                &format!("{}/api/v1/heartbeat", c.url),
+                size,
+                true,
+                &case("413"),
+            );
+            assert_eq!(status, 413, "{}", case("413"));
+        }
+    }
+
+    // 429: the only admission slot is held by a submission whose body never ends.
+    let held = {
+        let url = format!("{}/api/v1/snapshots", c.url);
+        let http = client_speaking(&c, reqwest::Version::HTTP_11);
+        std::thread::spawn(move || {
+            struct Trickle;
+            impl std::io::Read for Trickle {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    std::thread::sleep(Duration::from_secs(1));
+                    buf[0] = b'x';
+                    Ok(1)
+                }
+            }
+            let _ = http
+                .post(url)
+                .header(envelope::HEADER_AGENT_ID, "agt_00000000000000000001")
+                .header(envelope::HEADER_SEQ, "1")
+                .header(envelope::HEADER_SIGNATURE, "AAAA")
+                .body(reqwest::blocking::Body::sized(Trickle, 1 << 20))
+                .send();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for version in [reqwest::Version::HTTP_11, reqwest::Version::HTTP_2] {
+        let http = client_speaking(&c, version);
+        for size in [64 * 1024, 1024 * 1024, 10 * 1024 * 1024] {
+            let case = format!("429, {size} bytes over {version:?}");
+            let (_, status, retry_after) = post_refused(
+                &http,
+                &format!("{}/api/v1/snapshots", c.url),
+                size,
+                true,
+                &case,
+            );
+            assert_eq!(status, 429, "{case}");
+            assert!(retry_after.is_some(), "{case}: Retry-After arrives too");
+        }
+    }
+    drop(c);
+    let _ = held.join();
+}
