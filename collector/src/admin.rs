@@ -91,11 +91,42 @@ pub struct AdminResponse {
     pub error: Option<String>,
 }
 
+/// The audit actor of an admin command run by this process: the operating-system user
+/// running it (its effective uid, named from /etc/passwd; `$USER` is unset under sudo
+/// and service managers, which left every such action `admin-cli:unknown`).
 pub fn cli_actor() -> String {
-    format!(
-        "admin-cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        actor_for_uid(unsafe { libc::geteuid() })
+    }
+    #[cfg(not(unix))]
+    {
+        format!(
+            "admin-cli:{}",
+            std::env::var("USERNAME").unwrap_or_else(|_| "unknown".into())
+        )
+    }
+}
+
+/// The audit actor for a local user id: `admin-cli:NAME`, or `admin-cli:uid-N` for a uid
+/// without a passwd entry.
+pub fn actor_for_uid(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    match user_name(&passwd, uid) {
+        Some(name) => format!("admin-cli:{name}"),
+        None => format!("admin-cli:uid-{uid}"),
+    }
+}
+
+/// The name of `uid` in passwd(5) text.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// Runs one admin command; every write is an operation of [`crate::ops::admin`], audited
@@ -280,6 +311,11 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, ops: Ops) -> anyho
     loop {
         let (stream, _) = listener.accept().await?;
         let ops = ops.clone();
+        // The actor is the peer's user (SO_PEERCRED), not the collector's.
+        let actor = match stream.peer_cred() {
+            Ok(cred) => actor_for_uid(cred.uid()),
+            Err(_) => "admin-cli:unknown-peer".to_string(),
+        };
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -289,10 +325,9 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, ops: Ops) -> anyho
             }
             let response = match serde_json::from_str::<AdminRequest>(&line) {
                 Ok(req) => {
-                    let r = tokio::task::spawn_blocking(move || {
-                        execute(&ops, req, &cli_actor(), Utc::now())
-                    })
-                    .await;
+                    let r =
+                        tokio::task::spawn_blocking(move || execute(&ops, req, &actor, Utc::now()))
+                            .await;
                     match r {
                         Ok(Ok(result)) => AdminResponse {
                             ok: true,
@@ -389,6 +424,17 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn admin_cli_actions_are_audited_as_the_os_user_running_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nann:x:1000:1000:Ann:/home/ann:/bin/sh\n";
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("ann"));
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 4242), None);
+        assert_eq!(user_name("garbage\n::\n", 0), None);
+        // This process's own user is named, never "unknown".
+        assert!(!cli_actor().ends_with(":unknown"), "{}", cli_actor());
+    }
+
     use super::*;
 
     #[test]

@@ -381,36 +381,46 @@ fn count_refusal(route: &'static str, reason: &'static str) {
         .increment(1);
 }
 
-async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let (env, _slot, bytes) =
-        match accept_signed(&st, "snapshot", &headers, body, MAX_BODY_BYTES).await {
-            Ok(accepted) => accepted,
-            Err(refusal) => return refusal,
-        };
+/// What an inventory route runs: [`Ingest::snapshot`] or [`Ingest::delta`].
+type IngestInventory = fn(
+    &Ingest,
+    &Envelope,
+    Option<&str>,
+    &[u8],
+    chrono::DateTime<Utc>,
+    CpuSlot,
+) -> Result<crate::ingest::Accepted, IngestError>;
+
+/// A signed inventory, whole or as a delta: admission, body, then the ingest off the
+/// async workers.
+async fn inventory(
+    st: Arc<AppState>,
+    route: &'static str,
+    headers: HeaderMap,
+    body: Body,
+    ingest_inventory: IngestInventory,
+) -> Response {
+    let (env, _slot, bytes) = match accept_signed(&st, route, &headers, body, MAX_BODY_BYTES).await
+    {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
+    };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    run_ingest(&st, "snapshot", move |ingest, slot| {
-        ingest.snapshot(&env, encoding.as_deref(), &bytes, Utc::now(), slot)
+    run_ingest(&st, route, move |ingest, slot| {
+        ingest_inventory(ingest, &env, encoding.as_deref(), &bytes, Utc::now(), slot)
     })
     .await
 }
 
+async fn snapshots(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    inventory(st, "snapshot", headers, body, Ingest::snapshot).await
+}
+
 async fn deltas(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let (env, _slot, bytes) =
-        match accept_signed(&st, "delta", &headers, body, MAX_BODY_BYTES).await {
-            Ok(accepted) => accepted,
-            Err(refusal) => return refusal,
-        };
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    run_ingest(&st, "delta", move |ingest, slot| {
-        ingest.delta(&env, encoding.as_deref(), &bytes, Utc::now(), slot)
-    })
-    .await
+    inventory(st, "delta", headers, body, Ingest::delta).await
 }
 
 async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
