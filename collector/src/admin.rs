@@ -43,6 +43,10 @@ pub enum AdminRequest {
         role: Role,
     },
     UserList,
+    /// Removes a person and revokes their API tokens.
+    UserDelete {
+        name: String,
+    },
     /// Sets a person's password for login (Argon2id).
     UserPassword {
         name: String,
@@ -193,6 +197,10 @@ pub fn execute(
         AdminRequest::UserTokenRevoke { id } => {
             op::revoke_api_token(ops, &who, &id, now)?;
             Ok(json!({"revoked": id}))
+        }
+        AdminRequest::UserDelete { name } => {
+            op::delete_user(ops, &who, &name, now)?;
+            Ok(json!({"deleted": name}))
         }
         AdminRequest::CiList { class } => {
             let cis = store.list_cis(class)?;

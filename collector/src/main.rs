@@ -86,7 +86,7 @@ enum Command {
         #[command(subcommand)]
         command: CiCommand,
     },
-    /// Identity conflicts waiting for a person.
+    /// Identity conflicts: those waiting for a person, and how the others were resolved.
     Conflicts,
     /// Decide an identity conflict: two real machines, or a clone whose agent is revoked.
     ResolveConflict {
@@ -211,6 +211,10 @@ enum UserCommand {
         role: Role,
     },
     List,
+    /// Remove a person; their API tokens and sessions are revoked with them.
+    Delete {
+        name: String,
+    },
     /// Set a person's password for login; read from stdin (one line).
     Passwd {
         name: String,
@@ -626,6 +630,9 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             command: UserCommand::List,
         } => (AdminRequest::UserList, &["name", "role", "created_at"]),
         Command::User {
+            command: UserCommand::Delete { name },
+        } => (AdminRequest::UserDelete { name }, &["deleted"]),
+        Command::User {
             command: UserCommand::Token { name, ttl },
         } => {
             let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
@@ -702,6 +709,8 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
                 "claiming_agent",
                 "claiming_ci",
                 "raised_at",
+                "resolved_at",
+                "resolution",
             ],
         ),
         Command::ResolveConflict { id, decision } => (

@@ -100,6 +100,10 @@ pub fn authenticate_token(
     if user.disabled {
         return Err(unauthorized("this user is disabled"));
     }
+    // A token outlives nobody: one issued before its person was (re)created is not theirs.
+    if token.created_at < user.created_at {
+        return Err(invalid());
+    }
     // last_used is a hint for operators, not an audit trail: record it at most once a
     // minute so reads do not turn into writes.
     if token

@@ -179,6 +179,47 @@ pub fn put_user(
     Ok(user)
 }
 
+/// Removes a person and revokes their API tokens (sessions included) in one audited
+/// write. Their past actions stay in the audit chain under their name.
+pub fn delete_user(
+    ops: &Ops,
+    actor: &Actor,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), OpError> {
+    let user = ops
+        .store
+        .get_user(name)?
+        .ok_or_else(|| OpError::NotFound(format!("user {name}")))?;
+    let revoked_tokens: Vec<ApiToken> = ops
+        .store
+        .list_api_tokens()?
+        .into_iter()
+        .filter(|t| t.user == name && t.revoked_at.is_none())
+        .map(|mut t| {
+            t.revoked_at = Some(now);
+            t
+        })
+        .collect();
+    let revoked: Vec<&str> = revoked_tokens.iter().map(|t| t.id.as_str()).collect();
+    let after = json!({"deleted": true, "revoked_tokens": revoked});
+    ops.audited(
+        PeopleWrite::DeleteUser {
+            name: name.to_string(),
+            revoked_tokens: revoked_tokens.clone(),
+        },
+        draft(
+            actor,
+            "user.delete",
+            name,
+            Some(user_view(&user)),
+            Some(after),
+            None,
+        ),
+    )?;
+    Ok(())
+}
+
 /// Sets a person's password for login (Argon2id).
 pub fn set_password(ops: &Ops, actor: &Actor, name: &str, password: &str) -> Result<(), OpError> {
     let mut user = ops

@@ -161,6 +161,12 @@ pub enum PeopleWrite {
     Redeliver(Delivery),
     PutApiToken(ApiToken),
     PutUser(User),
+    /// Removes a person, with the given API tokens of theirs put back revoked in the same
+    /// transaction.
+    DeleteUser {
+        name: String,
+        revoked_tokens: Vec<ApiToken>,
+    },
     PutEnrollmentToken(EnrollmentToken),
     /// Applied only if the stored token still equals `expected` (an enrollment meanwhile
     /// counted a use).

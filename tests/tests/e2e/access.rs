@@ -335,3 +335,56 @@ fn metrics_scrape_parses_as_prometheus_text_with_ingest_outcomes() {
         "latency histogram: {text}"
     );
 }
+
+#[test]
+fn a_deleted_user_loses_every_token_even_if_the_name_comes_back() {
+    let c = Collector::start("user-delete");
+    c.cli(&["user", "add", "ann", "--role", "admin"]);
+    let token = c.json(&["user", "token", "ann", "--ttl", "1h"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = |t: &str| {
+        c.http()
+            .get(format!("{}/api/v1/audit", c.url))
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(&token), 200);
+    let done = c.json(&["user", "delete", "ann"]);
+    assert_eq!(done["deleted"], "ann");
+    assert_eq!(status(&token), 401, "the token went with the person");
+    let users = c.json(&["user", "list"]);
+    assert!(users.as_array().unwrap().iter().all(|u| u["name"] != "ann"));
+    // The same name again is a new person: the old token is still not theirs.
+    c.cli(&["user", "add", "ann", "--role", "admin"]);
+    assert_eq!(status(&token), 401);
+    // The deletion is audited as the OS user who ran the CLI, never "unknown".
+    let fresh = c.json(&["user", "token", "ann", "--ttl", "1h"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let audit: Value = c
+        .http()
+        .get(format!("{}/api/v1/audit", c.url))
+        .bearer_auth(&fresh)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entries = audit["entries"]
+        .as_array()
+        .or(audit.as_array())
+        .unwrap()
+        .clone();
+    let deletion = entries
+        .iter()
+        .find(|e| e["action"] == "user.delete")
+        .unwrap_or_else(|| panic!("user.delete audited: {audit}"));
+    let actor = deletion["actor"].as_str().unwrap();
+    assert!(actor.starts_with("admin-cli:"), "{actor}");
+    assert_ne!(actor, "admin-cli:unknown");
+}

@@ -250,6 +250,19 @@ impl Cmdb {
                 PeopleWrite::PutUser(u) => {
                     tx_put_json(tx, Space::Users, u.name.as_bytes(), u)?;
                 }
+                PeopleWrite::DeleteUser {
+                    name,
+                    revoked_tokens,
+                } => {
+                    if tx.delete(Space::Users, name.as_bytes())?.is_none() {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "user {name}"
+                        ))));
+                    }
+                    for t in revoked_tokens {
+                        tx_put_json(tx, Space::ApiTokens, t.id.as_bytes(), t)?;
+                    }
+                }
                 PeopleWrite::PutEnrollmentToken(t) => {
                     tx_put_json(tx, Space::EnrollmentTokens, t.secret_hash.as_bytes(), t)?;
                 }
