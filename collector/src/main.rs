@@ -89,10 +89,20 @@ enum Command {
     /// Identity conflicts: those waiting for a person, and how the others were resolved.
     Conflicts,
     /// Decide an identity conflict: two real machines, or a clone whose agent is revoked.
+    /// The decision follows the id, as `census changes review ID accepted` takes its own.
     ResolveConflict {
         id: String,
-        #[arg(long, value_enum)]
-        decision: admin::ConflictResolution,
+        #[arg(value_enum, required_unless_present = "decision_flag")]
+        decision: Option<admin::ConflictResolution>,
+        /// The decision as a flag, as earlier releases took it.
+        #[arg(
+            long = "decision",
+            id = "decision_flag",
+            value_enum,
+            conflicts_with = "decision",
+            hide = true
+        )]
+        decision_flag: Option<admin::ConflictResolution>,
     },
     /// Change records raised by drift.
     Changes,
@@ -713,10 +723,16 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
                 "resolution",
             ],
         ),
-        Command::ResolveConflict { id, decision } => (
+        Command::ResolveConflict {
+            id,
+            decision,
+            decision_flag,
+        } => (
             AdminRequest::ConflictResolve {
                 id,
-                resolution: decision,
+                resolution: decision
+                    .or(decision_flag)
+                    .context("give the decision: resolve-conflict ID DECISION")?,
             },
             &["resolved", "resolution"],
         ),
@@ -859,4 +875,40 @@ fn print_table(result: &Value, columns: &[&str]) {
         other => vec![other],
     };
     print!("{}", census_collector::table::render(&rows, columns));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_decided_as_change_records_are_reviewed() {
+        let parse = |args: &[&str]| {
+            let mut all = vec![
+                "census-collector",
+                "--data-dir",
+                "/tmp/x",
+                "resolve-conflict",
+            ];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        for args in [
+            &["idc_1", "kept-separate"][..],
+            &["idc_1", "--decision", "claiming-agent-revoked"][..],
+        ] {
+            match parse(args)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+                .command
+            {
+                Command::ResolveConflict {
+                    decision,
+                    decision_flag,
+                    ..
+                } => assert!(decision.or(decision_flag).is_some(), "{args:?}"),
+                _ => panic!("{args:?} parsed as another command"),
+            }
+        }
+        assert!(parse(&["idc_1"]).is_err(), "a decision is required");
+    }
 }
