@@ -34,18 +34,33 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// Where Linux's default ephemeral range (`net.ipv4.ip_local_port_range`) starts.
+pub const EPHEMERAL_PORTS_FROM: u16 = 32768;
+
+/// The port of a listening-port item (its key is "PROTOCOL ADDRESS PORT").
+fn port_of(item: &ChangeItem) -> Option<u16> {
+    if item.aspect != Aspect::Port {
+        return None;
+    }
+    item.key.rsplit(' ').next()?.parse().ok()
+}
+
 impl ItemPattern {
     pub fn new(kind: &str, subject: &str) -> Self {
         ItemPattern {
             kind: kind.into(),
             subject: subject.into(),
             new: Default::default(),
+            ports: None,
         }
     }
 
     pub fn matches(&self, item: &ChangeItem) -> bool {
         glob(&self.kind, item.kind.as_str())
             && glob(&self.subject, &item.subject)
+            && self.ports.is_none_or(|range| {
+                port_of(item).is_some_and(|port| (range.from..=range.to).contains(&port))
+            })
             && self
                 .new
                 .iter()
@@ -55,6 +70,14 @@ impl ItemPattern {
     /// Refuses a pattern whose kind glob matches no item kind (a typo would silently
     /// match nothing). `field` names it in the error.
     pub fn validate(&self, field: &str) -> Result<(), String> {
+        if let Some(r) = self.ports {
+            if r.from > r.to {
+                return Err(format!(
+                    "{field}.ports: from ({}) is above to ({})",
+                    r.from, r.to
+                ));
+            }
+        }
         if self.kind.is_empty() || self.subject.is_empty() {
             return Err(format!(
                 "{field}: kind and subject must not be empty (use \"*\")"
@@ -126,12 +149,25 @@ impl SeverityRules {
         ] {
             rules.push(rule("software_*", pkg, Severity::High));
         }
+        // A port in the kernel's ephemeral range is a client's or a short-lived process's,
+        // not a service someone started: low. Every other new listening port is high.
+        rules.push(SeverityRule {
+            pattern: ItemPattern {
+                ports: Some(PortRange {
+                    from: EPHEMERAL_PORTS_FROM,
+                    to: u16::MAX,
+                }),
+                ..ItemPattern::new("port_opened", "*")
+            },
+            severity: Severity::Low,
+        });
         rules.push(rule("port_opened", "*", Severity::High));
         rules.push(SeverityRule {
             pattern: ItemPattern {
                 kind: "user_added".into(),
                 subject: "*".into(),
                 new: [("login_shell".to_string(), json!(true))].into(),
+                ports: None,
             },
             severity: Severity::High,
         });
@@ -288,6 +324,42 @@ pub fn flap_identity(value: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    fn port_item(port: u16) -> ChangeItem {
+        ChangeItem {
+            kind: ItemKind::PortOpened,
+            aspect: Aspect::Port,
+            key: format!("tcp 0.0.0.0 {port}"),
+            subject: format!("tcp/{port}"),
+            old: None,
+            new: Some(json!({"address": "0.0.0.0", "process": "x"})),
+            severity: Severity::Low,
+            suppressed: None,
+            planned_change: None,
+            review: None,
+        }
+    }
+
+    #[test]
+    fn a_service_port_opening_is_high_and_an_ephemeral_one_low() {
+        let rules = SeverityRules::defaults(Utc::now());
+        for port in [22, 443, 4444, 8080, 32767] {
+            assert_eq!(
+                rules.severity_of(&port_item(port)),
+                Severity::High,
+                "{port}"
+            );
+        }
+        for port in [32768, 45678, 60999, 65535] {
+            assert_eq!(rules.severity_of(&port_item(port)), Severity::Low, "{port}");
+        }
+        let backwards = ItemPattern {
+            ports: Some(PortRange { from: 9000, to: 80 }),
+            ..ItemPattern::new("port_opened", "*")
+        };
+        assert!(backwards.validate("rule").unwrap_err().contains("ports"));
+    }
+
     use super::*;
 
     #[test]

@@ -737,7 +737,8 @@ pub struct ChangeRecord {
 }
 
 /// Matches change items: kind and subject are globs (`*`, `?`); `new` lists fields the
-/// item's new value must hold (`{"login_shell": true}`).
+/// item's new value must hold (`{"login_shell": true}`); `ports`, when set, matches only
+/// listening-port items whose port is in the range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemPattern {
@@ -747,6 +748,16 @@ pub struct ItemPattern {
     pub subject: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub new: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<PortRange>,
+}
+
+/// Port numbers `from` to `to`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
 }
 
 fn any() -> String {

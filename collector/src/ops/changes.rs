@@ -580,6 +580,7 @@ mod tests {
             kind: kind.into(),
             subject: subject.into(),
             new: Default::default(),
+            ports: None,
         };
         let ok = |c, k, s| check_attribute_subject(c, &p(k, s)).is_ok();
         assert!(ok(

@@ -109,6 +109,7 @@ fn patterns(text: &str) -> Result<Vec<ItemPattern>, UiError> {
                 kind,
                 subject,
                 new: Default::default(),
+                ports: None,
             })
         })
         .collect()
@@ -206,6 +207,7 @@ pub async fn add_noise(
             kind: glob("kind"),
             subject: glob("subject"),
             new: Default::default(),
+            ports: None,
         },
         note: form.get("note").trim().to_string(),
     };
