@@ -107,12 +107,14 @@ pub fn evaluate(
             item.suppressed = Some(format!("noise:{}", rule.id));
             continue;
         }
+        let within = |r: &RecentRemoval| {
+            r.aspect == item.aspect && r.key == item.key && now - r.removed_at <= rules.flap_window
+        };
         match (&item.old, &item.new) {
             (None, Some(new)) => {
                 let returned = recent.iter().find(|r| {
-                    r.aspect == item.aspect
-                        && r.key == item.key
-                        && now - r.removed_at <= rules.flap_window
+                    !r.appeared
+                        && within(r)
                         && rules::flap_identity(&r.value) == rules::flap_identity(new)
                 });
                 if let Some(r) = returned {
@@ -120,13 +122,32 @@ pub fn evaluate(
                     out.removals_cleared.push((r.aspect, r.key.clone()));
                     continue;
                 }
+                if item.aspect == Aspect::Port {
+                    out.removals_put.push(RecentRemoval {
+                        aspect: item.aspect,
+                        key: item.key.clone(),
+                        removed_at: now,
+                        value: new.clone(),
+                        appeared: true,
+                    });
+                }
             }
-            (Some(old), None) => out.removals_put.push(RecentRemoval {
-                aspect: item.aspect,
-                key: item.key.clone(),
-                removed_at: now,
-                value: old.clone(),
-            }),
+            (Some(old), None) => {
+                // A port that opened within the window and is gone again: a short-lived
+                // process's, raised once when it opened, not again as it closes.
+                if recent.iter().any(|r| r.appeared && within(r)) {
+                    item.suppressed = Some("flap".into());
+                    out.removals_cleared.push((item.aspect, item.key.clone()));
+                    continue;
+                }
+                out.removals_put.push(RecentRemoval {
+                    aspect: item.aspect,
+                    key: item.key.clone(),
+                    removed_at: now,
+                    value: old.clone(),
+                    appeared: false,
+                });
+            }
             _ => {}
         }
         item.planned_change = rules

@@ -884,13 +884,19 @@ pub struct Delivery {
 }
 
 /// A removal remembered for flap suppression: if the same thing comes back within the
-/// window, its return is marked, not raised again.
+/// window, its return is marked, not raised again. Listening ports are remembered when
+/// they appear too: one that closes again within the window is marked the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecentRemoval {
     pub aspect: Aspect,
     pub key: String,
+    /// When it was removed (or, with `appeared`, when it appeared).
     pub removed_at: DateTime<Utc>,
     pub value: Value,
+    /// A listening port that just opened, remembered so that its closing within the
+    /// window is a flap (a short-lived process's port), not a change of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub appeared: bool,
 }
 
 /// A person's API token (the secret is never stored).

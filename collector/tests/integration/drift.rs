@@ -948,3 +948,53 @@ fn a_diff_between_versions_rates_items_as_the_change_record_does() {
         .map(|i| i.severity);
     assert_eq!(in_diff, in_record);
 }
+
+#[test]
+fn a_port_that_opens_and_closes_again_is_raised_once_not_twice() {
+    let mut rig = rig("port-flap");
+    let t0 = Utc::now() - Duration::minutes(30);
+    rig.send(machine(base_software()), t0);
+    let with_port = |port: u16| {
+        let mut s = machine(base_software());
+        if let Some(ports) = s.listening_ports.data_mut() {
+            ports.push(ListeningPort {
+                protocol: "tcp".into(),
+                address: "0.0.0.0".into(),
+                port,
+                process: Some("short-lived".into()),
+                ..Default::default()
+            });
+        }
+        s
+    };
+    // A short-lived process's port in the ephemeral range: raised once, low.
+    let opened = rig
+        .send(with_port(45678), t0 + Duration::minutes(1))
+        .expect("the opening is raised");
+    assert_eq!(
+        kinds(&opened),
+        [(ItemKind::PortOpened, "tcp/45678".to_string())]
+    );
+    assert_eq!(opened.severity, Severity::Low);
+    // Gone again within the flap window: marked, not raised.
+    assert!(
+        rig.send(machine(base_software()), t0 + Duration::minutes(2))
+            .is_none(),
+        "the closing is a flap"
+    );
+    // A service port opened and kept is high, and closing it much later is a change.
+    let service = rig
+        .send(with_port(8443), t0 + Duration::minutes(3))
+        .expect("raised");
+    assert_eq!(service.severity, Severity::High);
+    let closed = rig
+        .send(
+            machine(base_software()),
+            t0 + Duration::minutes(3) + Duration::hours(2),
+        )
+        .expect("a close after the window is raised");
+    assert_eq!(
+        kinds(&closed),
+        [(ItemKind::PortClosed, "tcp/8443".to_string())]
+    );
+}
