@@ -11,6 +11,7 @@ mod faults;
 mod ingest;
 mod packaging;
 mod query;
+mod readme;
 mod support;
 mod ui;
 mod ui_browser;
