@@ -1,4 +1,4 @@
-//! kill -9 during ingest: every acknowledged snapshot and heartbeat is present afterwards,
+//! kill -9 during ingest: every acknowledged snapshot, delta and heartbeat is present afterwards,
 //! the store opens every time, no duplicate CIs, every derived record agrees with its source. CI runs a short version; `bench/crash.sh` runs 100 cycles
 //! (CENSUS_CRASH_CYCLES=100).
 
@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use census_shared::{envelope, wire, Section};
+use census_shared::delta::Delta;
+use census_shared::{envelope, wire, Section, Snapshot};
 
 use crate::support::*;
 
@@ -31,6 +32,11 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
     let acked_heartbeats: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..AGENTS)
         .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
         .collect();
+    // Agent 0 speaks protocol v2: a delta against its last acknowledged inventory, the
+    // inventory whole after a 409 base mismatch (a kill lost an ack the store kept).
+    let bases: Vec<Arc<Mutex<Option<(u64, Snapshot)>>>> =
+        (0..AGENTS).map(|_| Arc::new(Mutex::new(None))).collect();
+    let acked_deltas = Arc::new(Mutex::new(0usize));
     let mut total_heartbeats = 0;
     let mut total_acked = 0;
     for cycle in 0..cycles {
@@ -47,6 +53,7 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                 url.clone(),
                 ca.clone(),
             );
+            let (base, acked_deltas) = (bases[i].clone(), acked_deltas.clone());
             threads.push(std::thread::spawn(move || {
                 let http = reqwest::blocking::Client::builder()
                     .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
@@ -105,14 +112,32 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                     }
                     snap.agent_id = a.id.clone();
                     snap.seq = seq;
-                    let body = wire::encode_body(&snap).unwrap();
-                    let sig = envelope::sign(
-                        a.key.signing_key(),
-                        &envelope::snapshot_fields(&a.id, seq, &body),
-                    )
-                    .unwrap();
+                    snap.canonicalize_order();
+                    let mut base = base.lock().unwrap();
+                    let as_delta = i == 0 && base.is_some();
+                    let (path, body, sig) = match (&*base, as_delta) {
+                        (Some((base_seq, b)), true) => {
+                            let body =
+                                wire::encode_delta(&Delta::between(b, *base_seq, &snap)).unwrap();
+                            let sig = envelope::sign(
+                                a.key.signing_key(),
+                                &envelope::delta_fields(&a.id, seq, &body),
+                            )
+                            .unwrap();
+                            (census_shared::protocol::DELTAS_PATH, body, sig)
+                        }
+                        _ => {
+                            let body = wire::encode_body(&snap).unwrap();
+                            let sig = envelope::sign(
+                                a.key.signing_key(),
+                                &envelope::snapshot_fields(&a.id, seq, &body),
+                            )
+                            .unwrap();
+                            ("/api/v1/snapshots", body, sig)
+                        }
+                    };
                     let r = http
-                        .post(format!("{url}/api/v1/snapshots"))
+                        .post(format!("{url}{path}"))
                         .header(envelope::HEADER_AGENT_ID, &a.id)
                         .header(envelope::HEADER_SEQ, seq.to_string())
                         .header(envelope::HEADER_SIGNATURE, sig)
@@ -122,6 +147,14 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
                     match r {
                         Ok(r) if r.status().as_u16() == 200 => {
                             acked.lock().unwrap().insert(seq);
+                            if as_delta {
+                                *acked_deltas.lock().unwrap() += 1;
+                            }
+                            *base = Some((seq, snap));
+                        }
+                        Ok(r) if as_delta && r.status().as_u16() == 409 => {
+                            // Not this agent's base any more: the next one goes whole.
+                            *base = None;
                         }
                         Ok(r) => panic!(
                             "unexpected status {} for seq {seq}: {:?}",
@@ -207,10 +240,11 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         );
     }
     eprintln!(
-        "crash test: {cycles} kill -9 cycles, {total_acked} acknowledged snapshots and {total_heartbeats} heartbeats, all present"
+        "crash test: {cycles} kill -9 cycles, {total_acked} acknowledged snapshots ({} of them deltas) and {total_heartbeats} heartbeats, all present",
+        acked_deltas.lock().unwrap()
     );
     assert!(
-        total_acked > 0 && total_heartbeats > 0,
+        total_acked > 0 && total_heartbeats > 0 && *acked_deltas.lock().unwrap() > 0,
         "the test acknowledged nothing: it proved nothing"
     );
 }
