@@ -14,6 +14,9 @@ use crate::support::*;
 
 const AGENTS: usize = 4;
 
+/// An agent's last acknowledged inventory and its seq: the base of its next delta.
+type Base = Arc<Mutex<Option<(u64, Snapshot)>>>;
+
 #[test]
 fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
     let cycles: usize = std::env::var("CENSUS_CRASH_CYCLES")
@@ -34,8 +37,7 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         .collect();
     // Agent 0 speaks protocol v2: a delta against its last acknowledged inventory, the
     // inventory whole after a 409 base mismatch (a kill lost an ack the store kept).
-    let bases: Vec<Arc<Mutex<Option<(u64, Snapshot)>>>> =
-        (0..AGENTS).map(|_| Arc::new(Mutex::new(None))).collect();
+    let bases: Vec<Base> = (0..AGENTS).map(|_| Arc::new(Mutex::new(None))).collect();
     let acked_deltas = Arc::new(Mutex::new(0usize));
     let mut total_heartbeats = 0;
     let mut total_acked = 0;
