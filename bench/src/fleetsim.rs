@@ -301,33 +301,20 @@ fn prepare(a: &mut SimAgent, drift_p: f64, deltas: bool) -> Result<Pending> {
         s.seq = a.seq;
         s.collected_at = chrono::Utc::now();
         s.canonicalize_order();
-        let (path, body, sig, delta) = match (&a.base, deltas) {
-            (Some((base_seq, base)), true) => {
-                let d = census_shared::delta::Delta::between(base, *base_seq, &s);
-                let body = wire::encode_delta(&d)?;
-                let sig = envelope::sign(
-                    a.key.signing_key(),
-                    &envelope::delta_fields(&a.id, a.seq, &body),
-                )?;
-                (census_shared::protocol::DELTAS_PATH, body, sig, true)
-            }
-            _ => {
-                let body = wire::encode_body(&s)?;
-                let sig = envelope::sign(
-                    a.key.signing_key(),
-                    &envelope::snapshot_fields(&a.id, a.seq, &body),
-                )?;
-                ("/api/v1/snapshots", body, sig, false)
-            }
-        };
+        let base = a
+            .base
+            .as_ref()
+            .filter(|_| deltas)
+            .map(|(seq, base)| (*seq, base.as_ref()));
+        let signed = harness::signed_inventory(&a.key, base, &s)?;
         Pending {
-            path,
+            path: signed.path,
             seq: a.seq,
-            sig,
-            body,
+            sig: signed.signature,
+            body: signed.body,
             zstd: true,
             full: true,
-            delta,
+            delta: signed.delta,
             hash,
             inventory: Some(Arc::new(s)),
         }

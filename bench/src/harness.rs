@@ -180,3 +180,50 @@ impl Collector {
         walk(&self.dir)
     }
 }
+
+/// An inventory encoded and signed as a v2 agent sends it: a delta against `base` (the
+/// last acknowledged inventory and its seq) when there is one, else the whole snapshot.
+pub struct SignedInventory {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub signature: String,
+    pub delta: bool,
+}
+
+/// Signs `s` (canonical order, its own agent id and seq) with `key`.
+pub fn signed_inventory(
+    key: &census_shared::AgentKeyPair,
+    base: Option<(u64, &census_shared::Snapshot)>,
+    s: &census_shared::Snapshot,
+) -> Result<SignedInventory> {
+    use census_shared::{envelope, protocol, wire};
+    Ok(match base {
+        Some((base_seq, base)) => {
+            let body =
+                wire::encode_delta(&census_shared::delta::Delta::between(base, base_seq, s))?;
+            let signature = envelope::sign(
+                key.signing_key(),
+                &envelope::delta_fields(&s.agent_id, s.seq, &body),
+            )?;
+            SignedInventory {
+                path: protocol::DELTAS_PATH,
+                body,
+                signature,
+                delta: true,
+            }
+        }
+        None => {
+            let body = wire::encode_body(s)?;
+            let signature = envelope::sign(
+                key.signing_key(),
+                &envelope::snapshot_fields(&s.agent_id, s.seq, &body),
+            )?;
+            SignedInventory {
+                path: protocol::SNAPSHOTS_PATH,
+                body,
+                signature,
+                delta: false,
+            }
+        }
+    })
+}

@@ -93,38 +93,19 @@ fn prepare_snapshot(
     s.seq = agent.seq;
     s.collected_at = chrono::Utc::now();
     s.canonicalize_order();
-    let prepared = match (&agent.last, as_delta) {
-        (Some((base_seq, last)), true) => {
-            let d = census_shared::delta::Delta::between(last, *base_seq, &s);
-            let body = wire::encode_delta(&d)?;
-            let sig = envelope::sign(
-                agent.key.signing_key(),
-                &envelope::delta_fields(&agent.id, agent.seq, &body),
-            )?;
-            Prepared {
-                path: census_shared::protocol::DELTAS_PATH,
-                agent: agent.id.clone(),
-                seq: agent.seq,
-                sig,
-                body,
-                zstd: true,
-            }
-        }
-        _ => {
-            let body = wire::encode_body(&s)?;
-            let sig = envelope::sign(
-                agent.key.signing_key(),
-                &envelope::snapshot_fields(&agent.id, agent.seq, &body),
-            )?;
-            Prepared {
-                path: "/api/v1/snapshots",
-                agent: agent.id.clone(),
-                seq: agent.seq,
-                sig,
-                body,
-                zstd: true,
-            }
-        }
+    let base = agent
+        .last
+        .as_ref()
+        .filter(|_| as_delta)
+        .map(|(seq, last)| (*seq, last));
+    let signed = harness::signed_inventory(&agent.key, base, &s)?;
+    let prepared = Prepared {
+        path: signed.path,
+        agent: agent.id.clone(),
+        seq: agent.seq,
+        sig: signed.signature,
+        body: signed.body,
+        zstd: true,
     };
     agent.last = Some((agent.seq, s));
     Ok(prepared)
