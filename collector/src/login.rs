@@ -64,9 +64,14 @@ fn address_key(peer: Option<SocketAddr>) -> String {
 fn failure_keys(ip_key: &str, name: &str) -> [(String, usize); 3] {
     [
         (ip_key.to_string(), MAX_FAILURES_PER_ADDRESS),
-        (format!("user:{name}@{ip_key}"), MAX_FAILURES_PER_USER),
+        (user_at_address(ip_key, name), MAX_FAILURES_PER_USER),
         (format!("user:{name}"), MAX_FAILURES_PER_USER_ANYWHERE),
     ]
+}
+
+/// The key of one user's failures from one address, which a success there clears.
+fn user_at_address(ip_key: &str, name: &str) -> String {
+    format!("user:{name}@{ip_key}")
 }
 
 /// Seconds to wait before `name` may try a password from `ip_key` again, if it must.
@@ -201,7 +206,7 @@ pub async fn password_login(
     match outcome {
         Ok(Ok(Some((user, token, text)))) => {
             st.login_limiter
-                .clear(&failure_keys(&ip_key, &user.name)[1].0);
+                .clear(&user_at_address(&ip_key, &user.name));
             tracing::info!(user = %user.name, token_id = %token.id, "login");
             LoginOutcome::Session {
                 user: user.name,

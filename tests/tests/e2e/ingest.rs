@@ -818,15 +818,11 @@ fn returning_component_continues_its_history_instead_of_overwriting_version_1() 
 
 /// A client for one HTTP version, trusting the collector's CA.
 fn client_speaking(c: &Collector, version: reqwest::Version) -> reqwest::blocking::Client {
-    let builder = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(c.ca_pem().as_bytes()).unwrap())
-        .timeout(Duration::from_secs(60));
-    let builder = if version == reqwest::Version::HTTP_11 {
-        builder.http1_only()
+    if version == reqwest::Version::HTTP_11 {
+        c.http1()
     } else {
-        builder // h2 through ALPN, which the collector offers first
-    };
-    builder.build().unwrap()
+        c.http()
+    }
 }
 
 /// Posts `size` bytes with agent headers (or none) and returns what came back; a transport

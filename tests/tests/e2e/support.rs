@@ -280,13 +280,22 @@ impl Collector {
             .to_string()
     }
 
+    /// A client trusting the collector's CA; it speaks HTTP/2 (through ALPN, which the
+    /// collector offers first).
     pub fn http(&self) -> reqwest::blocking::Client {
+        self.http_builder().build().expect("client")
+    }
+
+    /// The same, held to HTTP/1.1.
+    pub fn http1(&self) -> reqwest::blocking::Client {
+        self.http_builder().http1_only().build().expect("client")
+    }
+
+    fn http_builder(&self) -> reqwest::blocking::ClientBuilder {
         let ca = reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).expect("CA");
         reqwest::blocking::Client::builder()
             .add_root_certificate(ca)
             .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client")
     }
 
     /// Peak resident memory of the collector, in KiB.
