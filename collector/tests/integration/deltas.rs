@@ -34,31 +34,7 @@ fn reopen(dir: &Path) -> Arc<Cmdb> {
 /// A store with agent `AGENT` enrolled under `key`.
 fn enrolled(dir: &Path, key: &AgentKeyPair) -> Arc<Cmdb> {
     let store = Arc::new(Cmdb::open(dir).unwrap());
-    store
-        .put_token(&EnrollmentToken {
-            id: "tok_t".into(),
-            secret_hash: "h".into(),
-            created_at: Utc::now(),
-            expires_at: Utc::now() + Duration::hours(1),
-            max_uses: 10,
-            uses: 0,
-            revoked_at: None,
-            note: None,
-        })
-        .unwrap();
-    store
-        .enroll(
-            "h",
-            &Agent::enrolled(
-                AGENT.into(),
-                key.public().to_text(),
-                "t".into(),
-                Default::default(),
-                Utc::now(),
-            ),
-            Utc::now(),
-        )
-        .unwrap();
+    crate::enroll_agent(&store, AGENT, key);
     store
 }
 

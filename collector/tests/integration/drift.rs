@@ -39,32 +39,8 @@ fn rig(name: &str) -> Rig {
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(Cmdb::open(&dir).unwrap());
     let key = AgentKeyPair::generate();
-    store
-        .put_token(&EnrollmentToken {
-            id: "tok_t".into(),
-            secret_hash: "h".into(),
-            created_at: Utc::now(),
-            expires_at: Utc::now() + Duration::hours(1),
-            max_uses: 10,
-            uses: 0,
-            revoked_at: None,
-            note: None,
-        })
-        .unwrap();
     let agent_id = format!("agt_{name}");
-    store
-        .enroll(
-            "h",
-            &Agent::enrolled(
-                agent_id.clone(),
-                key.public().to_text(),
-                "t".into(),
-                Default::default(),
-                Utc::now(),
-            ),
-            Utc::now(),
-        )
-        .unwrap();
+    crate::enroll_agent(&store, &agent_id, &key);
     for rule in census_collector::drift::rules::default_noise_rules(Utc::now()) {
         store
             .commit_people(

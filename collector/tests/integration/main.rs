@@ -6,3 +6,40 @@ mod deltas;
 mod drift;
 mod migration;
 mod store;
+
+/// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the
+/// enroll route does.
+fn enroll_agent(
+    store: &census_collector::store::Cmdb,
+    agent_id: &str,
+    key: &census_shared::AgentKeyPair,
+) {
+    use census_collector::model::{Agent, EnrollmentToken};
+    use census_collector::store::Store;
+    use chrono::{Duration, Utc};
+    store
+        .put_token(&EnrollmentToken {
+            id: "tok_t".into(),
+            secret_hash: "h".into(),
+            created_at: Utc::now(),
+            expires_at: Utc::now() + Duration::hours(1),
+            max_uses: 10,
+            uses: 0,
+            revoked_at: None,
+            note: None,
+        })
+        .unwrap();
+    store
+        .enroll(
+            "h",
+            &Agent::enrolled(
+                agent_id.into(),
+                key.public().to_text(),
+                "t".into(),
+                Default::default(),
+                Utc::now(),
+            ),
+            Utc::now(),
+        )
+        .unwrap();
+}
