@@ -285,7 +285,7 @@ where
             )
         }
     };
-    finish_ingest(st, route, started, result).await
+    finish_ingest(st, route, started, result, Durable::AfterFlush).await
 }
 
 /// Whether an accepted submission still waits for the group flush.
@@ -295,17 +295,9 @@ enum Durable {
 }
 
 /// The common tail of the signed routes: a refusal is counted and answered; an accepted
-/// submission is answered only once the group flush made it durable.
+/// submission is answered once it is durable (after the group flush, unless its own
+/// commit was).
 async fn finish_ingest(
-    st: &AppState,
-    route: &'static str,
-    started: std::time::Instant,
-    result: Result<crate::ingest::Accepted, IngestError>,
-) -> Response {
-    answer_ingest(st, route, started, result, Durable::AfterFlush).await
-}
-
-async fn answer_ingest(
     st: &AppState,
     route: &'static str,
     started: std::time::Instant,
@@ -437,7 +429,7 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Err(e) => Err(e),
     };
     // The heartbeat committer's transaction is durable: no group flush to wait for.
-    answer_ingest(&st, "heartbeat", started, result, Durable::Already).await
+    finish_ingest(&st, "heartbeat", started, result, Durable::Already).await
 }
 
 async fn enroll(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
