@@ -1,1 +1,3 @@
 //! Holder crate for the end-to-end tests in `tests/e2e/` (one test binary).
+
+pub mod pg;

@@ -167,12 +167,30 @@ impl From<StoreError> for TxError {
 }
 
 /// Reads and writes inside one transaction. Reads see the transaction's own writes.
+///
+/// Writes are blind (they answer nothing), so an engine that talks to a server can hold
+/// them until the commit and send them in one batch; a read is a round trip there, so
+/// reads of many keys go through [`Tx::get_many`].
 pub trait Tx {
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
-    /// Returns the previous value.
-    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
-    /// Returns the previous value.
-    fn delete(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// The values of `keys`, in their order.
+    fn get_many(
+        &mut self,
+        space: Space,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+        keys.iter().map(|k| self.get(space, k)).collect()
+    }
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError>;
+    /// Deletes `key` and answers what it held (`None`: nothing was there).
+    fn take(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        let old = self.get(space, key)?;
+        if old.is_some() {
+            self.delete(space, key)?;
+        }
+        Ok(old)
+    }
 }
 
 /// What a scan visitor answers.

@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod cmdb;
 pub mod codec;
+pub mod pg_backend;
 pub mod redb_backend;
 pub mod sled_backend;
 
@@ -40,6 +41,10 @@ pub enum StoreError {
     NewerSchema { found: u32, supported: u32 },
     #[error("the data directory is in use by another collector process: {0}")]
     Locked(String),
+    /// A database server is unreachable or refused the work; nothing was applied that was
+    /// not confirmed, and the same request may succeed later (HTTP 503, Retry-After).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why an ingest commit was not applied. Nothing was written in any of these cases.

@@ -132,13 +132,19 @@ impl Tx for RedbTx<'_> {
         Ok(v.map(|g| g.value().to_vec()))
     }
 
-    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
         let t = self.table(space)?;
-        let old = t.insert(key, value).map_err(|e| TxError::Store(io(e)))?;
-        Ok(old.map(|g| g.value().to_vec()))
+        t.insert(key, value).map_err(|e| TxError::Store(io(e)))?;
+        Ok(())
     }
 
-    fn delete(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError> {
+        let t = self.table(space)?;
+        t.remove(key).map_err(|e| TxError::Store(io(e)))?;
+        Ok(())
+    }
+
+    fn take(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
         let t = self.table(space)?;
         let old = t.remove(key).map_err(|e| TxError::Store(io(e)))?;
         Ok(old.map(|g| g.value().to_vec()))

@@ -110,12 +110,19 @@ impl Tx for SledTx<'_> {
         Ok(self.lift(r)?.map(|v| v.to_vec()))
     }
 
-    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
         let r = self.trees[index(space)].insert(key, value);
-        Ok(self.lift(r)?.map(|v| v.to_vec()))
+        self.lift(r)?;
+        Ok(())
     }
 
-    fn delete(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError> {
+        let r = self.trees[index(space)].remove(key);
+        self.lift(r)?;
+        Ok(())
+    }
+
+    fn take(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
         let r = self.trees[index(space)].remove(key);
         Ok(self.lift(r)?.map(|v| v.to_vec()))
     }

@@ -1,6 +1,6 @@
 //! The Store contract: one conformance suite that every backend passes. Each test is a
 //! function of the engine; `conformance!` at the end runs it on redb (the embedded
-//! default) and on sled.
+//! default), on sled, and on PostgreSQL (a throwaway cluster, a database per test).
 
 use census_collector::model::*;
 use census_collector::store::backend::Space;
@@ -8,18 +8,24 @@ use census_collector::store::*;
 use chrono::{Duration, Utc};
 
 #[derive(Debug, Clone, Copy)]
-enum Engine {
+pub(crate) enum Engine {
     Redb,
     Sled,
+    Postgres,
 }
 
 impl Engine {
+    /// A fresh place for a store: a directory, or (PostgreSQL) an empty database named
+    /// after it.
     fn dir(self, name: &str) -> std::path::PathBuf {
         let p = std::env::temp_dir().join(format!(
             "census-store-{name}-{self:?}-{}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&p);
+        if let Engine::Postgres = self {
+            census_e2e::pg::Cluster::shared().database(&pg_name(&p));
+        }
         p
     }
 
@@ -27,12 +33,26 @@ impl Engine {
         match self {
             Engine::Redb => Cmdb::open(d),
             Engine::Sled => Cmdb::open_sled(d, DEFAULT_CACHE_BYTES),
+            Engine::Postgres => Cmdb::open_postgres(pg_backend::PgOptions::new(
+                census_e2e::pg::Cluster::shared().url(&pg_name(d)),
+            )),
         }
     }
 
     fn open(self, d: &std::path::Path) -> Cmdb {
         self.try_open(d).unwrap()
     }
+}
+
+/// The database a PostgreSQL "directory" stands for.
+pub(crate) fn pg_name(d: &std::path::Path) -> String {
+    d.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("census")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(60)
+        .collect()
 }
 
 /// Opens a store that was just dropped: sled releases its file lock when its background
@@ -799,6 +819,12 @@ macro_rules! conformance {
             $(#[test]
             fn $name() {
                 super::$name(super::Engine::Sled)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Postgres)
             })*
         }
     };

@@ -94,7 +94,7 @@ impl Cmdb {
         let mut done = 0;
         for (key, event) in &queued {
             transact::<(), StoreError>(self.backend.as_ref(), |tx| {
-                if tx.delete(Space::Outbox, key)?.is_none() {
+                if tx.take(Space::Outbox, key)?.is_none() {
                     return Ok(()); // another sequencer took it
                 }
                 let revision = match event.revision {

@@ -623,16 +623,21 @@ impl Cmdb {
             tx.put(Space::Reverse, k, &[])?;
         }
         let (chunk, offset) = chunk_of(e.num);
-        for &(product, variant, add) in &e.postings {
-            let key = postings_key(product, variant, chunk);
-            let stored = tx.get(Space::Reverse, &key)?;
-            match update_postings(&shown(Space::Reverse, &key), stored.as_deref(), offset, add)? {
+        let keys: Vec<[u8; 13]> = e
+            .postings
+            .iter()
+            .map(|&(product, variant, _)| postings_key(product, variant, chunk))
+            .collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let stored = tx.get_many(Space::Reverse, &key_refs)?;
+        for ((&(_, _, add), key), stored) in e.postings.iter().zip(&keys).zip(stored) {
+            match update_postings(&shown(Space::Reverse, key), stored.as_deref(), offset, add)? {
                 None => {}
                 Some(None) => {
-                    tx.delete(Space::Reverse, &key)?;
+                    tx.delete(Space::Reverse, key)?;
                 }
                 Some(Some(bytes)) => {
-                    tx.put(Space::Reverse, &key, &bytes)?;
+                    tx.put(Space::Reverse, key, &bytes)?;
                 }
             }
         }

@@ -257,27 +257,42 @@ impl Cmdb {
 
     /// Opens (or creates) a store on redb in `dir`.
     pub fn open_redb(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let redb = super::redb_backend::RedbBackend::open(dir, cache_bytes)?;
-        match redb.get(Space::Meta, b"schema_version")? {
-            None => {
-                redb.put(
+        Self::open_current(Box::new(super::redb_backend::RedbBackend::open(
+            dir,
+            cache_bytes,
+        )?))
+    }
+
+    /// Opens (or creates) the store in a PostgreSQL database that many collectors share.
+    pub fn open_postgres(options: super::pg_backend::PgOptions) -> Result<Self, StoreError> {
+        Self::open_current(Box::new(super::pg_backend::PgBackend::open(options)?))
+    }
+
+    /// Marks an empty backend as the current schema, or checks that it is.
+    fn open_current(backend: Box<dyn Backend>) -> Result<Self, StoreError> {
+        let mut found = None;
+        transact::<(), StoreError>(backend.as_ref(), |tx| {
+            found = None;
+            match tx.get(Space::Meta, b"schema_version")? {
+                None => tx.put(
                     Space::Meta,
                     b"schema_version",
                     &STORE_SCHEMA_VERSION.to_be_bytes(),
-                )?;
-                redb.flush()?;
+                )?,
+                Some(v) => found = Some(schema_of(&v)?),
             }
-            Some(v) => {
-                let found = schema_of(&v)?;
-                if found != STORE_SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        found,
-                        supported: STORE_SCHEMA_VERSION,
-                    });
-                }
+            Ok(())
+        })?;
+        backend.flush()?;
+        if let Some(found) = found {
+            if found != STORE_SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    found,
+                    supported: STORE_SCHEMA_VERSION,
+                });
             }
         }
-        Ok(Self::over(Box::new(redb)))
+        Ok(Self::over(backend))
     }
 
     /// The domain services over a backend that already holds the current schema.

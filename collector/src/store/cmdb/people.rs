@@ -174,7 +174,7 @@ impl Cmdb {
                     tx_put_json(tx, Space::NoiseRules, rule.id.as_bytes(), rule)?;
                 }
                 PeopleWrite::DeleteNoiseRule(id) => {
-                    if tx.delete(Space::NoiseRules, id.as_bytes())?.is_none() {
+                    if tx.take(Space::NoiseRules, id.as_bytes())?.is_none() {
                         return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
                             "noise rule {id}"
                         ))));
@@ -229,7 +229,7 @@ impl Cmdb {
                     tx_put_json(tx, Space::Webhooks, w.id.as_bytes(), w)?;
                 }
                 PeopleWrite::DeleteWebhook(id) => {
-                    if tx.delete(Space::Webhooks, id.as_bytes())?.is_none() {
+                    if tx.take(Space::Webhooks, id.as_bytes())?.is_none() {
                         return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
                             "webhook {id}"
                         ))));
@@ -254,7 +254,7 @@ impl Cmdb {
                     name,
                     revoked_tokens,
                 } => {
-                    if tx.delete(Space::Users, name.as_bytes())?.is_none() {
+                    if tx.take(Space::Users, name.as_bytes())?.is_none() {
                         return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
                             "user {name}"
                         ))));

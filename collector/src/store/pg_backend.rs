@@ -1,0 +1,1099 @@
+//! PostgreSQL: one table of ordered byte keys per [`Space`] in the `census` schema, shared
+//! by every collector that points at the database.
+//!
+//! The domain layer's transactions read a few keys, check them, and write; several
+//! collectors run them at once here, so each is made serializable by strict two-phase
+//! locking: every key a transaction reads or writes is locked
+//! (`pg_advisory_xact_lock`, on a 32-bit hash of the key within its space) before its value
+//! is read, and held until the commit. Reads run at READ COMMITTED, so a read after its lock
+//! sees the last committed value. A deadlock or a serialization failure runs the body again.
+//! Writes are held in the transaction and sent at the commit in one batch per space.
+//!
+//! Transactions commit with `synchronous_commit = off` and [`Backend::flush`] makes every
+//! earlier commit durable (a write transaction's synchronous commit flushes the WAL up to
+//! itself): the group commit the ingest path already awaits before it acknowledges.
+//!
+//! The trait is synchronous and its callers run on any thread (blocking pool, a dedicated
+//! committer, a test). Queries therefore run as tasks on a small runtime of this backend's
+//! own and the caller waits on a channel; a caller on an async worker never nests runtimes.
+//!
+//! Architecture Invariant: every PostgreSQL failure is [`StoreError::Unavailable`]: the
+//! server keeps its own durability, so a collector answers 503 and tries again, never
+//! fail-stops, and never acknowledges what a commit did not confirm.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::backend::*;
+use super::StoreError;
+
+/// The PostgreSQL schema that holds Census's tables.
+pub const SCHEMA: &str = "census";
+
+/// The table layout versions this build knows, in order; each applies in one transaction.
+/// A database with a higher version than the last here is refused.
+const MIGRATIONS: &[(i32, &str)] = &[(1, "one table of byte keys per key space")];
+
+/// advisory lock class of the migration runner (session lock) and of the background-work
+/// leader; key locks use `KEY_LOCK_CLASS + space index`.
+pub const MIGRATION_LOCK: (i32, i32) = (0x43_45_4E_00, 1);
+pub const LEADER_LOCK: (i32, i32) = (0x43_45_4E_00, 2);
+const KEY_LOCK_CLASS: i32 = 0x43_45_4E_10;
+
+/// How a collector reaches PostgreSQL. The password never appears in `Debug` or a log.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// `postgres://user@host:port/db?...` or `host=... user=... dbname=...`.
+    pub conninfo: String,
+    /// Overrides any password in `conninfo` (from a file or the environment).
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the server's certificate; else the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Most connections this process opens.
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    /// How long a caller waits for a free connection before the store is unavailable.
+    pub acquire_timeout: Duration,
+    /// Server-side bound on one statement, lock waits included.
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("conninfo", &redact(&self.conninfo))
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgOptions {
+    pub fn new(conninfo: impl Into<String>) -> Self {
+        PgOptions {
+            conninfo: conninfo.into(),
+            password: None,
+            ca_file: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether `store` names a PostgreSQL database rather than a directory.
+pub fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// `conninfo` with any password replaced, for messages and logs.
+pub fn redact(conninfo: &str) -> String {
+    if is_postgres(conninfo) {
+        if let Some((scheme, rest)) = conninfo.split_once("://") {
+            let (auth, tail) = match rest.split_once('@') {
+                Some((a, t)) => (Some(a), t),
+                None => (None, rest),
+            };
+            let tail = redact_query(tail);
+            return match auth {
+                Some(a) => {
+                    let user = a.split(':').next().unwrap_or("");
+                    format!("{scheme}://{user}@{tail}")
+                }
+                None => format!("{scheme}://{tail}"),
+            };
+        }
+    }
+    conninfo
+        .split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn redact_query(tail: &str) -> String {
+    match tail.split_once('?') {
+        None => tail.to_string(),
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***".into(),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: {e}"))
+}
+
+fn table(space: Space) -> String {
+    format!("{SCHEMA}.kv_{}", space.name())
+}
+
+fn index(space: Space) -> usize {
+    Space::ALL.iter().position(|s| *s == space).unwrap_or(0)
+}
+
+/// Spaces whose keys share one lock: the postings chunks, which a first inventory touches
+/// by the hundreds (one lock each would fill the server's lock table).
+fn locked_whole(space: Space) -> bool {
+    matches!(space, Space::Reverse)
+}
+
+/// The advisory lock that guards `key` in `space`. Two keys on one lock only wait for each
+/// other; they are never confused.
+fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
+    let class = KEY_LOCK_CLASS + index(space) as i32;
+    if locked_whole(space) {
+        return (class, 0);
+    }
+    // FNV-1a: stable across processes and builds, which a lock shared by collectors needs.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (class, h as i32)
+}
+
+/// A statement's shape; its text is made once per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Sql {
+    Get(Space),
+    GetMany(Space),
+    Upsert(Space),
+    DeleteMany(Space),
+    Count(Space),
+    /// lower bound (0 none, 1 inclusive, 2 exclusive), upper bound (exclusive), newest first.
+    Scan(Space, u8, bool, bool),
+    LockMany,
+}
+
+impl Sql {
+    fn text(self) -> String {
+        match self {
+            Sql::Get(s) => format!("SELECT v FROM {} WHERE k = $1", table(s)),
+            Sql::GetMany(s) => format!("SELECT k, v FROM {} WHERE k = ANY($1)", table(s)),
+            Sql::Upsert(s) => format!(
+                "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                table(s)
+            ),
+            Sql::DeleteMany(s) => format!("DELETE FROM {} WHERE k = ANY($1)", table(s)),
+            Sql::Count(s) => format!("SELECT count(*) FROM {}", table(s)),
+            Sql::Scan(s, lower, upper, rev) => {
+                let mut conds = Vec::new();
+                let mut n = 0;
+                match lower {
+                    1 => {
+                        n += 1;
+                        conds.push(format!("k >= ${n}"));
+                    }
+                    2 => {
+                        n += 1;
+                        conds.push(format!("k > ${n}"));
+                    }
+                    _ => {}
+                }
+                if upper {
+                    n += 1;
+                    conds.push(format!("k < ${n}"));
+                }
+                n += 1;
+                let filter = if conds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conds.join(" AND "))
+                };
+                let order = if rev { "DESC" } else { "ASC" };
+                format!(
+                    "SELECT k, v FROM {}{filter} ORDER BY k {order} LIMIT ${n}",
+                    table(s)
+                )
+            }
+            Sql::LockMany => "SELECT pg_advisory_xact_lock(a, b) \
+                 FROM unnest($1::int4[], $2::int4[]) AS l(a, b)"
+                .into(),
+        }
+    }
+}
+
+struct Conn {
+    client: Arc<Client>,
+    statements: HashMap<Sql, Statement>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+pub struct PgBackend {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    options: PgOptions,
+    pool: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; a store may be dropped on an async worker.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A connection borrowed from the pool; back to it on drop unless it broke.
+struct Lease<'p> {
+    backend: &'p PgBackend,
+    conn: Option<Conn>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.backend.pool.lock().unwrap_or_else(|p| p.into_inner());
+        match self.conn.take() {
+            Some(c) if !c.client.is_closed() => pool.idle.push(c),
+            _ => pool.open = pool.open.saturating_sub(1),
+        }
+        self.backend.freed.notify_one();
+    }
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| unavailable("connection already given back"))
+    }
+
+    fn client(&mut self) -> Result<Arc<Client>, StoreError> {
+        Ok(self.conn()?.client.clone())
+    }
+
+    /// Drops the connection instead of giving it back (its state is unknown).
+    fn discard(&mut self) {
+        self.conn = None;
+    }
+
+    fn statement(&mut self, sql: Sql) -> Result<Statement, StoreError> {
+        if let Some(s) = self.conn()?.statements.get(&sql) {
+            return Ok(s.clone());
+        }
+        let client = self.client()?;
+        let text = sql.text();
+        let prepared = self
+            .backend
+            .run(async move { client.prepare(&text).await })?
+            .map_err(unavailable)?;
+        self.conn()?.statements.insert(sql, prepared.clone());
+        Ok(prepared)
+    }
+}
+
+impl PgBackend {
+    /// Connects, creates or upgrades the table layout (refusing a newer one), and keeps a
+    /// pool of at most `options.pool_size` connections.
+    pub fn open(options: PgOptions) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(&options.conninfo).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "the store's connection string ({}) is not valid: {e}",
+                redact(&options.conninfo)
+            ))
+        })?;
+        if let Some(p) = &options.password {
+            config.password(p.as_bytes());
+        }
+        config.application_name("census-collector");
+        config.connect_timeout(options.connect_timeout);
+        // Server-side bounds: a statement (lock waits included) and a transaction left
+        // idle by a stuck collector cannot hold locks for ever.
+        config.options(format!(
+            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            options.statement_timeout.as_millis(),
+            options.statement_timeout.as_millis(),
+            options.statement_timeout.as_millis() * 2,
+        ));
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => None,
+            _ => Some(tls_connector(&options)?),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("census-pg")
+            .enable_all()
+            .build()
+            .map_err(unavailable)?;
+        let backend = PgBackend {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            config,
+            tls,
+            options,
+            pool: Mutex::new(PoolState::default()),
+            freed: Condvar::new(),
+        };
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    /// The connection string without its password.
+    pub fn describe(&self) -> String {
+        redact(&self.options.conninfo)
+    }
+
+    /// Runs `fut` on the backend's runtime and waits for it, bounded.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let bound = self.options.statement_timeout + Duration::from_secs(5);
+        self.handle.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(bound, fut).await);
+        });
+        match rx.recv() {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(unavailable(format!(
+                "no answer within {} s",
+                bound.as_secs()
+            ))),
+            Err(_) => Err(unavailable("the query task stopped")),
+        }
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        let client = self
+            .run(async move {
+                match tls {
+                    Some(tls) => {
+                        let (client, connection) = config.connect(tls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "PostgreSQL connection ended");
+                            }
+                        });
+                        Ok::<_, tokio_postgres::Error>(client)
+                    }
+                    None => {
+                        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "PostgreSQL connection ended");
+                            }
+                        });
+                        Ok(client)
+                    }
+                }
+            })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "PostgreSQL at {} refused or did not answer: {e}",
+                    redact(&self.options.conninfo)
+                ))
+            })?;
+        Ok(Conn {
+            client: Arc::new(client),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn lease(&self) -> Result<Lease<'_>, StoreError> {
+        let deadline = Instant::now() + self.options.acquire_timeout;
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = pool.idle.pop() {
+                if c.client.is_closed() {
+                    pool.open = pool.open.saturating_sub(1);
+                    continue;
+                }
+                return Ok(Lease {
+                    backend: self,
+                    conn: Some(c),
+                });
+            }
+            if pool.open < self.options.pool_size.max(1) {
+                pool.open += 1;
+                drop(pool);
+                return match self.connect() {
+                    Ok(c) => Ok(Lease {
+                        backend: self,
+                        conn: Some(c),
+                    }),
+                    Err(e) => {
+                        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                        pool.open = pool.open.saturating_sub(1);
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(unavailable(format!(
+                    "all {} connections stayed busy for {} s",
+                    self.options.pool_size,
+                    self.options.acquire_timeout.as_secs()
+                )));
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Creates the schema and applies every migration the database lacks, under a session
+    /// lock so collectors starting together apply each once.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut lease = self.lease()?;
+        let client = lease.client()?;
+        let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let steps: Vec<(i32, String, String)> = MIGRATIONS
+            .iter()
+            .map(|&(v, what)| (v, what.to_string(), migration_sql(v)))
+            .collect();
+        let (lock_a, lock_b) = MIGRATION_LOCK;
+        let result = self.run(async move {
+            client
+                .execute("SELECT pg_advisory_lock($1, $2)", &[&lock_a, &lock_b])
+                .await?;
+            let outcome = async {
+                client
+                    .batch_execute(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+                         CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
+                             version integer PRIMARY KEY,
+                             description text NOT NULL,
+                             applied_at timestamptz NOT NULL DEFAULT now());"
+                    ))
+                    .await?;
+                let found: Option<i32> = client
+                    .query_one(
+                        &format!("SELECT max(version) FROM {SCHEMA}.schema_migrations"),
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                let found = found.unwrap_or(0);
+                if found > latest {
+                    return Ok(Err(found));
+                }
+                for (version, what, sql) in steps {
+                    if version <= found {
+                        continue;
+                    }
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; {sql}; INSERT INTO {SCHEMA}.schema_migrations (version, description) VALUES ({version}, '{}'); COMMIT;",
+                            what.replace('\'', "''")
+                        ))
+                        .await?;
+                    tracing::info!(version, description = what, "PostgreSQL migration applied");
+                }
+                Ok::<_, tokio_postgres::Error>(Ok(()))
+            }
+            .await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1, $2)", &[&lock_a, &lock_b])
+                .await;
+            outcome
+        })?;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(found)) => Err(StoreError::NewerSchema {
+                found: found as u32,
+                supported: latest as u32,
+            }),
+            Err(e) => {
+                lease.discard();
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    fn transact_once(
+        &self,
+        durable: bool,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), Attempt> {
+        let mut lease = self.lease().map_err(|e| Attempt::Failed(TxError::Store(e)))?;
+        let mut tx = PgTx {
+            backend: self,
+            lease: &mut lease,
+            durable,
+            begun: false,
+            locked: HashSet::new(),
+            writes: BTreeMap::new(),
+            error: None,
+        };
+        let outcome = body(&mut tx).and_then(|()| tx.commit());
+        let error = tx.error.take();
+        let begun = tx.begun;
+        drop(tx);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if begun {
+                    let rolled_back = lease.client().and_then(|c| {
+                        self.run(async move { c.batch_execute("ROLLBACK").await })
+                    });
+                    if !matches!(rolled_back, Ok(Ok(()))) {
+                        lease.discard();
+                    }
+                }
+                match error {
+                    Some(code) if is_retryable(&code) => Err(Attempt::Retry),
+                    _ => Err(Attempt::Failed(e)),
+                }
+            }
+        }
+    }
+
+    fn transact_as(
+        &self,
+        durable: bool,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        const ATTEMPTS: u32 = 30;
+        for attempt in 0..ATTEMPTS {
+            match self.transact_once(durable, body) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::Retry) => {
+                    // Spread the retries of transactions that met each other.
+                    let jitter = u64::from(rand_u32() % 4 + 1) << attempt.min(5);
+                    std::thread::sleep(Duration::from_millis(jitter));
+                }
+            }
+        }
+        Err(TxError::Store(unavailable(format!(
+            "a transaction met a concurrent one {ATTEMPTS} times in a row"
+        ))))
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+enum Attempt {
+    Retry,
+    Failed(TxError),
+}
+
+fn is_retryable(code: &SqlState) -> bool {
+    *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+}
+
+fn migration_sql(version: i32) -> String {
+    match version {
+        1 => Space::ALL
+            .iter()
+            .map(|s| {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)",
+                    table(*s)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(";\n"),
+        _ => String::new(),
+    }
+}
+
+fn tls_connector(options: &PgOptions) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &options.ca_file {
+        Some(path) => {
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(unavailable)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+struct PgTx<'b, 'l> {
+    backend: &'b PgBackend,
+    lease: &'l mut Lease<'b>,
+    durable: bool,
+    begun: bool,
+    locked: HashSet<(i32, i32)>,
+    /// Held until the commit: `None` deletes.
+    writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+    /// The server's reason for the last failure, kept to tell a retry from an error.
+    error: Option<SqlState>,
+}
+
+/// Parameters a pipelined step owns (the future that runs it outlives the caller's borrow).
+enum Step {
+    Begin(&'static str),
+    Lock(Statement, Vec<i32>, Vec<i32>),
+    Query(Statement, Vec<Box<dyn ToSql + Send + Sync>>),
+    Commit,
+}
+
+const BEGIN_ASYNC: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off";
+const BEGIN_DURABLE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+impl PgTx<'_, '_> {
+    fn fail(&mut self, e: tokio_postgres::Error) -> TxError {
+        self.error = e.code().cloned();
+        if self.error.is_none() {
+            // No SQL state: the connection itself failed.
+            self.lease.discard();
+        }
+        TxError::Store(unavailable(e))
+    }
+
+    /// The statements that open the transaction (once) and lock `keys` not yet locked.
+    fn preamble(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Step>, TxError> {
+        let mut steps = Vec::new();
+        if !self.begun {
+            steps.push(Step::Begin(if self.durable {
+                BEGIN_DURABLE
+            } else {
+                BEGIN_ASYNC
+            }));
+            self.begun = true;
+        }
+        let mut wanted: Vec<(i32, i32)> = keys
+            .iter()
+            .map(|(s, k)| lock_of(*s, k))
+            .filter(|l| !self.locked.contains(l))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if !wanted.is_empty() {
+            let stmt = self.lease.statement(Sql::LockMany).map_err(TxError::Store)?;
+            let (a, b): (Vec<i32>, Vec<i32>) = wanted.iter().copied().unzip();
+            self.locked.extend(wanted);
+            steps.push(Step::Lock(stmt, a, b));
+        }
+        Ok(steps)
+    }
+
+    /// Sends `steps` pipelined and answers the rows of the last query step.
+    fn pipeline(&mut self, steps: Vec<Step>) -> Result<Vec<tokio_postgres::Row>, TxError> {
+        let client = self.lease.client().map_err(TxError::Store)?;
+        let result = self
+            .backend
+            .run(async move {
+                let futures = steps.into_iter().map(|step| {
+                    let client = client.clone();
+                    async move {
+                        match step {
+                            Step::Begin(sql) => client.batch_execute(sql).await.map(|_| Vec::new()),
+                            Step::Commit => client.batch_execute("COMMIT").await.map(|_| Vec::new()),
+                            Step::Lock(stmt, a, b) => {
+                                client.execute(&stmt, &[&a, &b]).await.map(|_| Vec::new())
+                            }
+                            Step::Query(stmt, params) => {
+                                let refs: Vec<&(dyn ToSql + Sync)> = params
+                                    .iter()
+                                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                                    .collect();
+                                client.query(&stmt, &refs).await
+                            }
+                        }
+                    }
+                });
+                futures_util::future::join_all(futures).await
+            })
+            .map_err(TxError::Store)?;
+        let mut last = Vec::new();
+        for r in result {
+            match r {
+                Ok(rows) => last = rows,
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(last)
+    }
+
+    fn commit(&mut self) -> Result<(), TxError> {
+        if !self.begun && self.writes.is_empty() {
+            return Ok(());
+        }
+        let writes = std::mem::take(&mut self.writes);
+        let keys: Vec<(Space, &[u8])> = writes.keys().map(|(s, k)| (*s, k.as_slice())).collect();
+        let mut steps = self.preamble(&keys)?;
+        let mut by_space: BTreeMap<Space, (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>)> =
+            BTreeMap::new();
+        for ((space, key), value) in writes {
+            let entry = by_space.entry(space).or_default();
+            match value {
+                Some(v) => {
+                    entry.0.push(key);
+                    entry.1.push(v);
+                }
+                None => entry.2.push(key),
+            }
+        }
+        for (space, (keys, values, deletes)) in by_space {
+            if !keys.is_empty() {
+                let stmt = self.lease.statement(Sql::Upsert(space)).map_err(TxError::Store)?;
+                steps.push(Step::Query(stmt, vec![Box::new(keys), Box::new(values)]));
+            }
+            if !deletes.is_empty() {
+                let stmt = self
+                    .lease
+                    .statement(Sql::DeleteMany(space))
+                    .map_err(TxError::Store)?;
+                steps.push(Step::Query(stmt, vec![Box::new(deletes)]));
+            }
+        }
+        steps.push(Step::Commit);
+        self.pipeline(steps)?;
+        self.begun = false;
+        Ok(())
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        if let Some(v) = self.writes.get(&(space, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        let mut steps = self.preamble(&[(space, key)])?;
+        let stmt = self.lease.statement(Sql::Get(space)).map_err(TxError::Store)?;
+        steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
+        let rows = self.pipeline(steps)?;
+        Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+    }
+
+    fn get_many(
+        &mut self,
+        space: Space,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+        let mut out: Vec<Option<Option<Vec<u8>>>> = keys
+            .iter()
+            .map(|k| self.writes.get(&(space, k.to_vec())).cloned())
+            .collect();
+        let missing: Vec<&[u8]> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        if !missing.is_empty() {
+            let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
+            let mut steps = self.preamble(&locks)?;
+            let stmt = self.lease.statement(Sql::GetMany(space)).map_err(TxError::Store)?;
+            let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
+            steps.push(Step::Query(stmt, vec![Box::new(owned)]));
+            let rows = self.pipeline(steps)?;
+            let mut found: HashMap<Vec<u8>, Vec<u8>> = rows
+                .iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect();
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                if o.is_none() {
+                    *o = Some(found.remove(*k));
+                }
+            }
+        }
+        Ok(out.into_iter().map(|o| o.unwrap_or(None)).collect())
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.writes.insert((space, key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError> {
+        self.writes.insert((space, key.to_vec()), None);
+        Ok(())
+    }
+}
+
+impl Backend for PgBackend {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut lease = self.lease()?;
+        let stmt = lease.statement(Sql::Get(space))?;
+        let client = lease.client()?;
+        let key = key.to_vec();
+        let rows = self.run(async move { client.query(&stmt, &[&key]).await })?;
+        match rows {
+            Ok(rows) => Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0))),
+            Err(e) => {
+                if e.code().is_none() {
+                    lease.discard();
+                }
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: Range<'_>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let mut lease = self.lease()?;
+        let client = lease.client()?;
+        // Pages of one snapshot: a long scan sees one point in time, as on the embedded
+        // engines.
+        let begun = self.run({
+            let c = client.clone();
+            async move {
+                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+        })?;
+        if let Err(e) = begun {
+            lease.discard();
+            return Err(unavailable(e));
+        }
+        let result = self.scan_pages(&mut lease, space, range, visit);
+        let ended = lease
+            .client()
+            .and_then(|c| self.run(async move { c.batch_execute("COMMIT").await }));
+        if !matches!(ended, Ok(Ok(()))) {
+            lease.discard();
+        }
+        result
+    }
+
+    fn count(&self, space: Space) -> Result<usize, StoreError> {
+        let mut lease = self.lease()?;
+        let stmt = lease.statement(Sql::Count(space))?;
+        let client = lease.client()?;
+        let n = self
+            .run(async move { client.query_one(&stmt, &[]).await })?
+            .map_err(unavailable)?;
+        Ok(n.get::<_, i64>(0).max(0) as usize)
+    }
+
+    fn transact(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        self.transact_as(false, body)
+    }
+
+    fn transact_durable(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        self.transact_as(true, body)
+    }
+
+    fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.transact_as(false, &mut |tx| tx.put(space, key, value))
+            .map_err(tx_store_error)
+    }
+
+    fn delete(&self, space: Space, key: &[u8]) -> Result<(), StoreError> {
+        self.transact_as(false, &mut |tx| tx.delete(space, key))
+            .map_err(tx_store_error)
+    }
+
+    fn clear(&self, space: Space) -> Result<(), StoreError> {
+        let lease = self.lease()?;
+        let client = lease.conn.as_ref().map(|c| c.client.clone());
+        let client = client.ok_or_else(|| unavailable("no connection"))?;
+        let sql = format!("TRUNCATE {}", table(space));
+        self.run(async move { client.batch_execute(&sql).await })?
+            .map_err(unavailable)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // A transaction with an id commits synchronously, and its commit record's flush
+        // covers every earlier asynchronous commit.
+        let mut lease = self.lease()?;
+        let client = lease.client()?;
+        let r = self.run(async move { client.batch_execute("SELECT txid_current()").await })?;
+        if let Err(e) = r {
+            if e.code().is_none() {
+                lease.discard();
+            }
+            return Err(unavailable(e));
+        }
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let mut lease = self.lease()?;
+        let client = lease.client()?;
+        let row = self
+            .run(async move {
+                client
+                    .query_one(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8 \
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE n.nspname = $1 AND c.relkind IN ('r', 'm')",
+                        &[&SCHEMA],
+                    )
+                    .await
+            })?
+            .map_err(unavailable)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+}
+
+fn tx_store_error(e: TxError) -> StoreError {
+    match e {
+        TxError::Store(e) => e,
+        TxError::Abort => unavailable("write aborted"),
+    }
+}
+
+impl PgBackend {
+    fn scan_pages(
+        &self,
+        lease: &mut Lease<'_>,
+        space: Space,
+        range: Range<'_>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let mut page: i64 = 128;
+        // Forward: the lower bound moves past each page's last key; newest first: the upper.
+        let mut lower: Option<(Vec<u8>, bool)> = range.from.map(|f| (f.to_vec(), true));
+        let mut upper: Option<Vec<u8>> = range.to.map(|t| t.to_vec());
+        loop {
+            let lower_kind = match &lower {
+                None => 0,
+                Some((_, true)) => 1,
+                Some((_, false)) => 2,
+            };
+            let stmt = lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), range.reverse))?;
+            let mut params: Vec<Box<dyn ToSql + Send + Sync>> = Vec::new();
+            if let Some((k, _)) = &lower {
+                params.push(Box::new(k.clone()));
+            }
+            if let Some(k) = &upper {
+                params.push(Box::new(k.clone()));
+            }
+            params.push(Box::new(page));
+            let client = lease.client()?;
+            let rows = self
+                .run(async move {
+                    let refs: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    client.query(&stmt, &refs).await
+                })?
+                .map_err(unavailable)?;
+            let full = rows.len() as i64 == page;
+            let mut last: Option<Vec<u8>> = None;
+            for row in &rows {
+                let k: &[u8] = row.get(0);
+                let v: &[u8] = row.get(1);
+                if visit(k, v)? == Flow::Stop {
+                    return Ok(());
+                }
+                last = Some(k.to_vec());
+            }
+            match (full, last) {
+                (true, Some(k)) => {
+                    if range.reverse {
+                        upper = Some(k);
+                    } else {
+                        lower = Some((k, false));
+                    }
+                }
+                _ => return Ok(()),
+            }
+            page = (page * 4).min(4096);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_survives_redaction() {
+        assert_eq!(
+            redact("postgres://census:s3cret@db.example:5432/census?sslmode=require"),
+            "postgres://census@db.example:5432/census?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://db/census?password=s3cret&sslmode=disable"),
+            "postgresql://db/census?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("host=db user=census password=s3cret dbname=census"),
+            "host=db user=census password=*** dbname=census"
+        );
+        let o = PgOptions::new("postgres://u:s3cret@h/d");
+        assert!(!format!("{o:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn keys_of_one_space_lock_apart_and_postings_lock_together() {
+        assert_ne!(lock_of(Space::Agents, b"a1"), lock_of(Space::Agents, b"a2"));
+        assert_ne!(lock_of(Space::Agents, b"a1"), lock_of(Space::AgentKeys, b"a1"));
+        assert_eq!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
+        // Stable across processes: collectors share these locks.
+        assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);
+    }
+
+    #[test]
+    fn scan_statements_bound_what_they_are_asked() {
+        assert_eq!(
+            Sql::Scan(Space::Feed, 2, true, true).text(),
+            "SELECT k, v FROM census.kv_feed WHERE k > $1 AND k < $2 ORDER BY k DESC LIMIT $3"
+        );
+        assert_eq!(
+            Sql::Scan(Space::Feed, 0, false, false).text(),
+            "SELECT k, v FROM census.kv_feed ORDER BY k ASC LIMIT $1"
+        );
+    }
+}
