@@ -18,6 +18,7 @@ pub mod drift;
 pub mod http;
 pub mod identify;
 pub mod ingest;
+pub mod leader;
 pub mod lifecycle;
 pub mod login;
 pub mod model;

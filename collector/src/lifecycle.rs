@@ -54,8 +54,17 @@ pub fn sweep(
     Ok(changed)
 }
 
-pub async fn run(store: Arc<dyn Store>, policy: Lifecycle, every: Duration) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    policy: Lifecycle,
+    every: Duration,
+    leader: crate::leader::Leader,
+) {
     loop {
+        if !leader.leads() {
+            tokio::time::sleep(every.min(crate::leader::ASK_EVERY)).await;
+            continue;
+        }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || sweep(s.as_ref(), policy, Utc::now())).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(changed = n, "lifecycle sweep"),

@@ -11,6 +11,7 @@ use census_collector::api;
 use census_collector::http::AppState;
 use census_collector::ingest::{GroupCommit, Ingest};
 use census_collector::model::{CiClass, Role};
+use census_collector::store::pg_backend::{self, PgOptions};
 use census_collector::store::{Cmdb, Store};
 use census_collector::{server, tls};
 use chrono::{DateTime, Utc};
@@ -39,11 +40,75 @@ struct Cli {
         default_value = "/var/lib/census-collector"
     )]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Output format of admin commands.
     #[arg(long, global = true, value_enum, default_value = "table")]
     format: OutputFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the CMDB lives. Without `--store`, the embedded store in `--data-dir`.
+#[derive(clap::Args, Clone, Default)]
+struct StoreArgs {
+    /// A PostgreSQL database that many collectors share, as
+    /// postgres://USER@HOST:PORT/DB?sslmode=require (a password here is accepted but
+    /// better given by --store-password-file or CENSUS_STORE_PASSWORD).
+    #[arg(long, global = true, env = "CENSUS_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// File whose first line is the database password.
+    #[arg(
+        long,
+        global = true,
+        env = "CENSUS_STORE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    store_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the database server's certificate (default: the
+    /// system's roots).
+    #[arg(long, global = true, env = "CENSUS_STORE_CA", value_name = "FILE")]
+    store_ca: Option<PathBuf>,
+    /// Most database connections this process opens.
+    #[arg(long, global = true, default_value_t = 16)]
+    store_pool: usize,
+}
+
+impl StoreArgs {
+    /// The PostgreSQL options, if `--store` names a database.
+    fn postgres(&self) -> Result<Option<PgOptions>> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        if !pg_backend::is_postgres(url) {
+            bail!("--store must be a postgres:// or postgresql:// URL (the embedded store is chosen by --data-dir), not {}", pg_backend::redact(url));
+        }
+        let mut options = PgOptions::new(url.clone());
+        options.pool_size = self.store_pool.clamp(1, 1024);
+        options.ca_file = self.store_ca.clone();
+        if let Some(file) = &self.store_password_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read --store-password-file {}", file.display()))?;
+            options.password = Some(text.lines().next().unwrap_or("").to_string());
+        } else if let Ok(p) = std::env::var("CENSUS_STORE_PASSWORD") {
+            options.password = Some(p);
+        }
+        Ok(Some(options))
+    }
+
+    /// Opens the CMDB: PostgreSQL when `--store` says so, else the embedded store.
+    fn open(&self, data_dir: &Path, cache_bytes: u64) -> Result<Cmdb> {
+        match self.postgres()? {
+            Some(options) => {
+                let shown = pg_backend::redact(&options.conninfo);
+                let store = Cmdb::open_postgres(options)
+                    .with_context(|| format!("open the store at {shown}"))?;
+                tracing::info!(store = %shown, "store on PostgreSQL");
+                Ok(store)
+            }
+            None => Ok(Cmdb::open_with_cache(&data_dir.join("store"), cache_bytes)?),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -277,7 +342,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            serve(&cli.data_dir, args)
+            serve(&cli.data_dir, &cli.store, args)
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
         Command::Restore { from } => restore(&cli.data_dir, &from),
@@ -296,7 +361,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
-        other => admin_command(&cli.data_dir, cli.format, other),
+        other => admin_command(&cli.data_dir, &cli.store, cli.format, other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -329,7 +394,7 @@ fn fingerprint(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
+fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
     let ServeArgs {
         listen,
         tls_cert,
@@ -390,10 +455,8 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let store: Arc<dyn Store> = Arc::new(Cmdb::open_with_cache(
-        &data_dir.join("store"),
-        cache_mb.max(16) * 1024 * 1024,
-    )?);
+    let store: Arc<dyn Store> =
+        Arc::new(store_args.open(data_dir, cache_mb.max(16) * 1024 * 1024)?);
     census_collector::drift::seed_defaults(store.as_ref(), Utc::now())?;
     let mut ca_fingerprint = None;
     let tls_config = if insecure_http {
@@ -440,10 +503,16 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
                 .with_flap_window(flap_window)
                 .with_keep_bodies(keep_bodies),
         );
+        let leader = census_collector::leader::Leader::elect(
+            store.clone(),
+            census_collector::leader::ASK_EVERY,
+        )
+        .await;
         tokio::spawn(census_collector::lifecycle::run(
             store.clone(),
             lifecycle,
             lifecycle_every,
+            leader.clone(),
         ));
         tokio::spawn(census_collector::telemetry::store_gauges(
             store.clone(),
@@ -453,6 +522,7 @@ fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             store.clone(),
             ingest.clone(),
             webhook_config,
+            leader,
         ));
         let pacer = Arc::new(census_collector::pace::Pacer::open(data_dir, pace, Utc::now()));
         tokio::spawn(census_collector::pace::run(
@@ -526,7 +596,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
+fn run_admin(data_dir: &Path, store_args: &StoreArgs, req: AdminRequest) -> Result<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let store = loop {
         if let Some(resp) = admin::call_socket(data_dir, &req).map_err(anyhow::Error::msg)? {
@@ -534,6 +604,10 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
                 None => Ok(resp.result),
                 Some(e) => bail!(e),
             };
+        }
+        // A shared database: any node (or none) may be serving; open it here.
+        if store_args.store.is_some() {
+            break store_args.open(data_dir, census_collector::store::DEFAULT_CACHE_BYTES)?;
         }
         let store_dir = data_dir.join("store");
         if !store_dir.exists() {
@@ -560,7 +634,12 @@ fn run_admin(data_dir: &Path, req: AdminRequest) -> Result<Value> {
     Ok(result)
 }
 
-fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Result<()> {
+fn admin_command(
+    data_dir: &Path,
+    store_args: &StoreArgs,
+    format: OutputFormat,
+    command: Command,
+) -> Result<()> {
     let (req, columns): (AdminRequest, &[&str]) = match command {
         Command::Token {
             command:
@@ -574,6 +653,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
             let result = run_admin(
                 data_dir,
+                store_args,
                 AdminRequest::TokenCreate {
                     ttl_seconds,
                     uses,
@@ -646,7 +726,11 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
             command: UserCommand::Token { name, ttl },
         } => {
             let ttl_seconds = admin::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
-            let result = run_admin(data_dir, AdminRequest::UserToken { name, ttl_seconds })?;
+            let result = run_admin(
+                data_dir,
+                store_args,
+                AdminRequest::UserToken { name, ttl_seconds },
+            )?;
             if format == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
@@ -767,7 +851,7 @@ fn admin_command(data_dir: &Path, format: OutputFormat, command: Command) -> Res
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let check = matches!(req, AdminRequest::Check);
-    let result = run_admin(data_dir, req)?;
+    let result = run_admin(data_dir, store_args, req)?;
     if show && format == OutputFormat::Table {
         print_ci(&result);
     } else if format == OutputFormat::Json || columns.is_empty() {

@@ -72,7 +72,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Io(e.to_string()))?
 }
 
-pub async fn run(store: Arc<dyn Store>, ingest: Arc<Ingest>, cfg: WebhookConfig) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    ingest: Arc<Ingest>,
+    cfg: WebhookConfig,
+    leader: crate::leader::Leader,
+) {
     let client = match reqwest::Client::builder()
         .timeout(cfg.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -89,6 +94,9 @@ pub async fn run(store: Arc<dyn Store>, ingest: Arc<Ingest>, cfg: WebhookConfig)
         tokio::select! {
             _ = ingest.events.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !leader.leads() {
+            continue;
         }
         let s = store.clone();
         match blocking(move || s.sequence_events(1000)).await {

@@ -19,11 +19,16 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 /// What the exit hook stops: pg_ctl, the data directory, whether to switch user.
-static STOP: Mutex<Option<(PathBuf, PathBuf, bool)>> = Mutex::new(None);
+static STOP: Mutex<Vec<(PathBuf, PathBuf, bool)>> = Mutex::new(Vec::new());
+static HOOKED: std::sync::Once = std::sync::Once::new();
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 extern "C" fn stop_at_exit() {
-    let held = STOP.lock().ok().and_then(|mut s| s.take());
-    if let Some((bin, dir, as_postgres)) = held {
+    let held = STOP
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    for (bin, dir, as_postgres) in held {
         let _ = pg_command(&bin, "pg_ctl", as_postgres)
             .args(["-D"])
             .arg(dir.join("data"))
@@ -89,10 +94,15 @@ fn run(mut c: Command, what: &str) -> Result<(), String> {
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, String> {
+    /// A cluster of this test's own (one it may stop and start), dropped at exit.
+    pub fn start() -> Result<Cluster, String> {
         let bin = bin_dir()?;
         let as_postgres = unsafe { libc::geteuid() } == 0;
-        let dir = std::env::temp_dir().join(format!("census-pg-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "census-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         if as_postgres {
@@ -107,10 +117,16 @@ impl Cluster {
         }
         let data = dir.join("data");
         let mut initdb = pg_command(&bin, "initdb", as_postgres);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "census", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "census",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         run(initdb, "initdb")?;
         let port = free_port()?;
         let mut start = pg_command(&bin, "pg_ctl", as_postgres);
@@ -126,11 +142,11 @@ impl Cluster {
             ))
             .args(["-w", "-t", "60", "start"]);
         if let Ok(mut s) = STOP.lock() {
-            *s = Some((bin.clone(), dir.clone(), as_postgres));
+            s.push((bin.clone(), dir.clone(), as_postgres));
         }
-        unsafe {
+        HOOKED.call_once(|| unsafe {
             libc::atexit(stop_at_exit);
-        }
+        });
         run(start, "pg_ctl start").map_err(|e| {
             let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
             format!("{e}\n{log}")
@@ -155,7 +171,13 @@ impl Cluster {
     pub fn database(&self, name: &str) -> String {
         let name: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(60)
             .collect();
         for sql in [
@@ -183,7 +205,19 @@ impl Cluster {
             PathBuf::from("psql")
         };
         let out = Command::new(psql)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "census", "-p"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "census",
+                "-p",
+            ])
             .arg(self.port.to_string())
             .args(["-d", db, "-c", sql])
             .output()

@@ -174,11 +174,7 @@ impl From<StoreError> for TxError {
 pub trait Tx {
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
     /// The values of `keys`, in their order.
-    fn get_many(
-        &mut self,
-        space: Space,
-        keys: &[&[u8]],
-    ) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+    fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
         keys.iter().map(|k| self.get(space, k)).collect()
     }
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
@@ -299,6 +295,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes every committed write durable.
     fn flush(&self) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Whether this process leads the fleet-wide background work. An engine only this
+    /// process can open always does; a shared server answers for one process at a time.
+    fn lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Every key starting with `prefix`.

@@ -295,6 +295,9 @@ pub trait Store: Send + Sync + 'static {
     fn check_writable(&self) -> Result<(), StoreError>;
     /// Makes every committed write durable (fsync).
     fn flush(&self) -> Result<(), StoreError>;
+    /// Whether this process is (still) the one that runs the fleet-wide background work:
+    /// always on an embedded store; on a shared database, the holder of its leader lock.
+    fn lead(&self) -> Result<bool, StoreError>;
     /// Approximate bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 

@@ -253,6 +253,9 @@ pub struct PgBackend {
     options: PgOptions,
     pool: Mutex<PoolState>,
     freed: Condvar,
+    /// The connection that holds (or keeps asking for) the leader lock, outside the pool:
+    /// the lock lives as long as this session, so a collector that dies lets go of it.
+    leader: Mutex<Option<(Conn, bool)>>,
 }
 
 impl Drop for PgBackend {
@@ -353,6 +356,7 @@ impl PgBackend {
             options,
             pool: Mutex::new(PoolState::default()),
             freed: Condvar::new(),
+            leader: Mutex::new(None),
         };
         backend.migrate()?;
         Ok(backend)
@@ -541,7 +545,9 @@ impl PgBackend {
         durable: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<(), TxError>,
     ) -> Result<(), Attempt> {
-        let mut lease = self.lease().map_err(|e| Attempt::Failed(TxError::Store(e)))?;
+        let mut lease = self
+            .lease()
+            .map_err(|e| Attempt::Failed(TxError::Store(e)))?;
         let mut tx = PgTx {
             backend: self,
             lease: &mut lease,
@@ -559,9 +565,9 @@ impl PgBackend {
             Ok(()) => Ok(()),
             Err(e) => {
                 if begun {
-                    let rolled_back = lease.client().and_then(|c| {
-                        self.run(async move { c.batch_execute("ROLLBACK").await })
-                    });
+                    let rolled_back = lease
+                        .client()
+                        .and_then(|c| self.run(async move { c.batch_execute("ROLLBACK").await }));
                     if !matches!(rolled_back, Ok(Ok(()))) {
                         lease.discard();
                     }
@@ -634,7 +640,9 @@ fn migration_sql(version: i32) -> String {
     }
 }
 
-fn tls_connector(options: &PgOptions) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+fn tls_connector(
+    options: &PgOptions,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     match &options.ca_file {
@@ -642,7 +650,8 @@ fn tls_connector(options: &PgOptions) -> Result<tokio_postgres_rustls::MakeRustl
             let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
                 .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert.map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+                let cert =
+                    cert.map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
                 roots
                     .add(cert)
                     .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
@@ -684,7 +693,8 @@ enum Step {
     Commit,
 }
 
-const BEGIN_ASYNC: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off";
+const BEGIN_ASYNC: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off";
 const BEGIN_DURABLE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 impl PgTx<'_, '_> {
@@ -716,7 +726,10 @@ impl PgTx<'_, '_> {
         wanted.sort_unstable();
         wanted.dedup();
         if !wanted.is_empty() {
-            let stmt = self.lease.statement(Sql::LockMany).map_err(TxError::Store)?;
+            let stmt = self
+                .lease
+                .statement(Sql::LockMany)
+                .map_err(TxError::Store)?;
             let (a, b): (Vec<i32>, Vec<i32>) = wanted.iter().copied().unzip();
             self.locked.extend(wanted);
             steps.push(Step::Lock(stmt, a, b));
@@ -735,7 +748,9 @@ impl PgTx<'_, '_> {
                     async move {
                         match step {
                             Step::Begin(sql) => client.batch_execute(sql).await.map(|_| Vec::new()),
-                            Step::Commit => client.batch_execute("COMMIT").await.map(|_| Vec::new()),
+                            Step::Commit => {
+                                client.batch_execute("COMMIT").await.map(|_| Vec::new())
+                            }
                             Step::Lock(stmt, a, b) => {
                                 client.execute(&stmt, &[&a, &b]).await.map(|_| Vec::new())
                             }
@@ -783,7 +798,10 @@ impl PgTx<'_, '_> {
         }
         for (space, (keys, values, deletes)) in by_space {
             if !keys.is_empty() {
-                let stmt = self.lease.statement(Sql::Upsert(space)).map_err(TxError::Store)?;
+                let stmt = self
+                    .lease
+                    .statement(Sql::Upsert(space))
+                    .map_err(TxError::Store)?;
                 steps.push(Step::Query(stmt, vec![Box::new(keys), Box::new(values)]));
             }
             if !deletes.is_empty() {
@@ -807,17 +825,16 @@ impl Tx for PgTx<'_, '_> {
             return Ok(v.clone());
         }
         let mut steps = self.preamble(&[(space, key)])?;
-        let stmt = self.lease.statement(Sql::Get(space)).map_err(TxError::Store)?;
+        let stmt = self
+            .lease
+            .statement(Sql::Get(space))
+            .map_err(TxError::Store)?;
         steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
         let rows = self.pipeline(steps)?;
         Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
     }
 
-    fn get_many(
-        &mut self,
-        space: Space,
-        keys: &[&[u8]],
-    ) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+    fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
         let mut out: Vec<Option<Option<Vec<u8>>>> = keys
             .iter()
             .map(|k| self.writes.get(&(space, k.to_vec())).cloned())
@@ -831,7 +848,10 @@ impl Tx for PgTx<'_, '_> {
         if !missing.is_empty() {
             let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
             let mut steps = self.preamble(&locks)?;
-            let stmt = self.lease.statement(Sql::GetMany(space)).map_err(TxError::Store)?;
+            let stmt = self
+                .lease
+                .statement(Sql::GetMany(space))
+                .map_err(TxError::Store)?;
             let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
             steps.push(Step::Query(stmt, vec![Box::new(owned)]));
             let rows = self.pipeline(steps)?;
@@ -849,7 +869,8 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
-        self.writes.insert((space, key.to_vec()), Some(value.to_vec()));
+        self.writes
+            .insert((space, key.to_vec()), Some(value.to_vec()));
         Ok(())
     }
 
@@ -966,6 +987,47 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn lead(&self) -> Result<bool, StoreError> {
+        let mut slot = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|(c, _)| c.client.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some((self.connect()?, false));
+        }
+        let Some((conn, holding)) = slot.as_mut() else {
+            return Ok(false);
+        };
+        let client = conn.client.clone();
+        let (a, b) = LEADER_LOCK;
+        let held = *holding;
+        let answer = self.run(async move {
+            if held {
+                // Still connected is still holding: a session lock ends only with the session.
+                client.simple_query("SELECT 1").await.map(|_| true)
+            } else {
+                client
+                    .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&a, &b])
+                    .await
+                    .map(|row| row.get::<_, bool>(0))
+            }
+        });
+        match answer {
+            Ok(Ok(now)) => {
+                *holding = now;
+                Ok(now)
+            }
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(unavailable(e))
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+        }
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let mut lease = self.lease()?;
         let client = lease.client()?;
@@ -1010,7 +1072,8 @@ impl PgBackend {
                 Some((_, true)) => 1,
                 Some((_, false)) => 2,
             };
-            let stmt = lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), range.reverse))?;
+            let stmt =
+                lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), range.reverse))?;
             let mut params: Vec<Box<dyn ToSql + Send + Sync>> = Vec::new();
             if let Some((k, _)) = &lower {
                 params.push(Box::new(k.clone()));
@@ -1079,7 +1142,10 @@ mod tests {
     #[test]
     fn keys_of_one_space_lock_apart_and_postings_lock_together() {
         assert_ne!(lock_of(Space::Agents, b"a1"), lock_of(Space::Agents, b"a2"));
-        assert_ne!(lock_of(Space::Agents, b"a1"), lock_of(Space::AgentKeys, b"a1"));
+        assert_ne!(
+            lock_of(Space::Agents, b"a1"),
+            lock_of(Space::AgentKeys, b"a1")
+        );
         assert_eq!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
         // Stable across processes: collectors share these locks.
         assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);

@@ -5,6 +5,7 @@
 mod deltas;
 mod drift;
 mod migration;
+mod postgres;
 mod store;
 
 /// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the

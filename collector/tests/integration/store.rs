@@ -50,7 +50,13 @@ pub(crate) fn pg_name(d: &std::path::Path) -> String {
         .and_then(|n| n.to_str())
         .unwrap_or("census")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect()
 }

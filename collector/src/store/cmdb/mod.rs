@@ -540,6 +540,10 @@ impl Store for Cmdb {
         self.backend.flush()
     }
 
+    fn lead(&self) -> Result<bool, StoreError> {
+        self.backend.lead()
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.backend.size_on_disk()
     }

@@ -1,0 +1,240 @@
+//! What only a shared database has to prove: several collectors (here, several stores
+//! opened on one database) accept a seq once, one of them leads the background work and
+//! another takes over when it goes, the table layout refuses a newer one, and a server
+//! that goes away makes the store unavailable — not broken — until it is back.
+
+use std::sync::{Arc, Barrier};
+
+use census_collector::model::*;
+use census_collector::store::pg_backend::{self, PgBackend, PgOptions};
+use census_collector::store::*;
+use census_e2e::pg::Cluster;
+use chrono::{Duration, Utc};
+
+fn open(url: &str) -> Cmdb {
+    Cmdb::open_postgres(PgOptions::new(url)).unwrap()
+}
+
+fn enroll(s: &Cmdb, ids: &[&str]) {
+    s.put_token(&EnrollmentToken {
+        id: "tok".into(),
+        secret_hash: "h".into(),
+        created_at: Utc::now(),
+        expires_at: Utc::now() + Duration::hours(1),
+        max_uses: 1000,
+        uses: 0,
+        revoked_at: None,
+        note: None,
+    })
+    .unwrap();
+    for id in ids {
+        s.enroll(
+            "h",
+            &Agent::enrolled(
+                (*id).into(),
+                format!("key-{id}"),
+                "t".into(),
+                Default::default(),
+                Utc::now(),
+            ),
+            Utc::now(),
+        )
+        .unwrap();
+    }
+}
+
+fn first(agent: &str, computer: &str) -> IngestCommit {
+    IngestCommit {
+        agent_id: agent.into(),
+        expected_last_seq: 0,
+        new_seq: 1,
+        seen_at: Utc::now(),
+        ci_puts: vec![Ci {
+            id: computer.into(),
+            class: CiClass::Computer,
+            name: computer.into(),
+            attributes: Default::default(),
+            volatile: Default::default(),
+            status: CiStatus::Active,
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+            sources: vec![],
+            version: 1,
+            owner: None,
+        }],
+        ci_id: Some(computer.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn two_collectors_on_one_database_accept_a_replayed_seq_once() {
+    let url = Cluster::shared().database("pg_replay");
+    let stores: Vec<Arc<Cmdb>> = (0..2).map(|_| Arc::new(open(&url))).collect();
+    enroll(&stores[0], &["a1"]);
+    // The same signed submission arrives at both collectors at once, eight times over.
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = stores[i % 2].clone();
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                s.commit_ingest(&first("a1", "cmp_1"))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                r,
+                CommitError::SeqMoved {
+                    expected: 0,
+                    current: 1
+                }
+            ),
+            "{r}"
+        );
+    }
+    for s in &stores {
+        assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 1);
+    }
+}
+
+#[test]
+fn agents_spread_over_two_collectors_all_land_and_the_store_checks_clean() {
+    let url = Cluster::shared().database("pg_spread");
+    let stores: Vec<Arc<Cmdb>> = (0..2).map(|_| Arc::new(open(&url))).collect();
+    let ids: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enroll(&stores[0], &refs);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let stores = stores.clone();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 4 == t) {
+                    let s = &stores[i % 2];
+                    s.commit_ingest(&first(id, &format!("cmp_{id}"))).unwrap();
+                    s.commit_heartbeats(&[HeartbeatCommit {
+                        agent_id: id.clone(),
+                        expected_last_seq: 1,
+                        seq: 2,
+                        at: Utc::now(),
+                    }])
+                    .unwrap()
+                    .into_iter()
+                    .for_each(|r| r.unwrap());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    stores[1].flush().unwrap();
+    for id in &ids {
+        assert_eq!(
+            stores[1].get_agent(id).unwrap().unwrap().last_seq,
+            2,
+            "{id}"
+        );
+    }
+    let report = stores[0].check_consistency().unwrap();
+    assert_eq!(report.problems_total, 0, "{:?}", report.problems);
+}
+
+#[test]
+fn one_collector_leads_and_another_takes_over_when_it_goes() {
+    let url = Cluster::shared().database("pg_leader");
+    let a = PgBackend::open(PgOptions::new(&url)).unwrap();
+    let b = PgBackend::open(PgOptions::new(&url)).unwrap();
+    use census_collector::store::backend::Backend;
+    assert!(a.lead().unwrap());
+    assert!(!b.lead().unwrap());
+    assert!(a.lead().unwrap(), "a leader keeps leading");
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.lead().unwrap() {
+        assert!(std::time::Instant::now() < deadline, "no fail-over in 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_newer_table_layout_is_refused_by_name() {
+    let cluster = Cluster::shared();
+    let url = cluster.database("pg_newer");
+    drop(open(&url));
+    cluster
+        .psql(
+            "pg_newer",
+            "INSERT INTO census.schema_migrations (version, description) VALUES (99, 'from the future')",
+        )
+        .unwrap();
+    let err = Cmdb::open_postgres(PgOptions::new(&url))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade the collector"), "{err}");
+}
+
+#[test]
+fn a_wrong_password_or_address_is_named_without_the_password() {
+    let cluster = Cluster::shared();
+    let mut o = PgOptions::new(format!(
+        "postgres://census:hunter2@127.0.0.1:1/none?sslmode=disable"
+    ));
+    o.connect_timeout = std::time::Duration::from_secs(2);
+    let err = Cmdb::open_postgres(o).err().expect("refused").to_string();
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let _ = cluster;
+    let bad = Cmdb::open_postgres(PgOptions::new("postgres://[::1"))
+        .err()
+        .expect("refused");
+    assert!(bad.to_string().contains("not valid"), "{bad}");
+}
+
+#[test]
+fn postgres_down_makes_the_store_unavailable_and_it_recovers_without_reopening() {
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.database("pg_down");
+    let mut options = PgOptions::new(&url);
+    options.connect_timeout = std::time::Duration::from_secs(2);
+    options.acquire_timeout = std::time::Duration::from_secs(2);
+    let s = Cmdb::open_postgres(options).unwrap();
+    enroll(&s, &["a1", "a2"]);
+    s.commit_ingest(&first("a1", "cmp_1")).unwrap();
+    s.flush().unwrap();
+    cluster.stop().unwrap();
+    let refused = s.commit_ingest(&first("a2", "cmp_2")).unwrap_err();
+    assert!(
+        matches!(refused, CommitError::Store(StoreError::Unavailable(_))),
+        "{refused}"
+    );
+    assert!(matches!(s.flush(), Err(StoreError::Unavailable(_))));
+    cluster.restart().unwrap();
+    // Broken connections are dropped and new ones made: the same store works again.
+    let mut tries = 0;
+    loop {
+        match s.commit_ingest(&first("a2", "cmp_2")) {
+            Ok(()) => break,
+            Err(CommitError::Store(StoreError::Unavailable(_))) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    s.flush().unwrap();
+    assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 1);
+    assert_eq!(s.get_agent("a2").unwrap().unwrap().last_seq, 1);
+    let _ = pg_backend::SCHEMA;
+}
