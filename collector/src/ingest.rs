@@ -131,11 +131,13 @@ impl GroupCommit {
         loop {
             {
                 let s = rx.borrow_and_update();
-                if s.durable >= ticket {
-                    return Ok(());
-                }
+                // A failed flush covered this commit: a later flush that succeeds does not
+                // prove it survived (a database server may have restarted between).
                 if s.failed >= ticket {
                     return Err(unavailable(&s.error));
+                }
+                if s.durable >= ticket {
+                    return Ok(());
                 }
             }
             if rx.changed().await.is_err() {

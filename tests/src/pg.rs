@@ -238,6 +238,16 @@ impl Cluster {
         run(c, "pg_ctl stop")
     }
 
+    /// Stops the server as a crash would (`-m immediate`: no checkpoint, recovery from the
+    /// WAL on the next start; what was only in its WAL buffers is gone).
+    pub fn crash(&self) -> Result<(), String> {
+        let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);
+        c.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        run(c, "pg_ctl stop -m immediate")
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&self) -> Result<(), String> {
         let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);

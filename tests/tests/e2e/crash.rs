@@ -23,10 +23,39 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
-    let mut c = Collector::start("crash");
-    let token = c.token(AGENTS as u32, "1h");
+    let mut c = [Collector::start("crash")];
+    kill9_cycles(&mut c, cycles);
+}
+
+/// Two collectors on one PostgreSQL database, the agents spread across both; the first is
+/// killed with SIGKILL mid-ingest again and again while the second keeps serving.
+/// `bench/crash.sh` runs 50 cycles (CENSUS_PG_CRASH_CYCLES=50).
+#[test]
+fn kill9_of_one_of_two_collectors_on_postgres_loses_no_acknowledged_snapshot() {
+    let cycles: usize = std::env::var("CENSUS_PG_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let url = census_e2e::pg::Cluster::shared().database("e2e_crash");
+    let mut c = [
+        Collector::start_with("crash-pg-a", &["--store", &url]),
+        Collector::start_with("crash-pg-b", &["--store", &url]),
+    ];
+    kill9_cycles(&mut c, cycles);
+}
+
+/// Runs `cycles` rounds of: agents submit (agent `i` to collector `i % n`), collector 0 is
+/// killed with SIGKILL at a random moment and started again; then every acknowledged
+/// submission must be in the store and the store must check clean.
+fn kill9_cycles(collectors: &mut [Collector], cycles: usize) {
+    let token = collectors[0].token(AGENTS as u32, "1h");
     let agents: Vec<Arc<Mutex<FakeAgent>>> = (0..AGENTS)
-        .map(|_| Arc::new(Mutex::new(FakeAgent::enroll(&c, &token))))
+        .map(|i| {
+            Arc::new(Mutex::new(FakeAgent::enroll(
+                &collectors[i % collectors.len()],
+                &token,
+            )))
+        })
         .collect();
     let acked: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..AGENTS)
         .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
@@ -43,17 +72,16 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
     let mut total_acked = 0;
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
-        let url = c.url.clone();
-        let ca = c.ca_pem();
         let mut threads = Vec::new();
         for (i, agent) in agents.iter().enumerate() {
+            let serving = &collectors[i % collectors.len()];
             let (agent, acked, acked_heartbeats, stop, url, ca) = (
                 agent.clone(),
                 acked[i].clone(),
                 acked_heartbeats[i].clone(),
                 stop.clone(),
-                url.clone(),
-                ca.clone(),
+                serving.url.clone(),
+                serving.ca_pem(),
             );
             let (base, acked_deltas) = (bases[i].clone(), acked_deltas.clone());
             threads.push(std::thread::spawn(move || {
@@ -170,12 +198,13 @@ fn kill9_during_ingest_loses_no_acknowledged_snapshot() {
         }
         let delay = 150 + rand::random::<u64>() % 350;
         std::thread::sleep(Duration::from_millis(delay));
-        c.kill9();
+        collectors[0].kill9();
         stop.store(true, Ordering::SeqCst);
         for t in threads {
             t.join().expect("sender thread");
         }
-        c.start_again();
+        collectors[0].start_again();
+        let c = &collectors[0];
 
         // Every acknowledged snapshot is there: its seq is at or below the agent's last
         // accepted seq, and (after the first, which is discovery) it raised a change record.

@@ -10,6 +10,7 @@ mod drift;
 mod faults;
 mod ingest;
 mod packaging;
+mod postgres;
 mod query;
 mod readme;
 mod support;

@@ -176,6 +176,17 @@ impl Collector {
         self.launch();
     }
 
+    /// `--store URL` when this collector serves a shared database (admin commands need it
+    /// when no socket answers).
+    pub fn store_args(&self) -> Vec<String> {
+        self.extra
+            .iter()
+            .position(|a| a == "--store")
+            .and_then(|i| self.extra.get(i..i + 2))
+            .map(|a| a.to_vec())
+            .unwrap_or_default()
+    }
+
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.dir.join("tls/ca.pem")).expect("ca.pem")
     }
@@ -189,6 +200,7 @@ impl Collector {
         let out = Command::new(bin("census-collector"))
             .arg("--data-dir")
             .arg(&self.dir)
+            .args(self.store_args())
             .args(args)
             .output()
             .expect("run collector CLI");
