@@ -31,7 +31,12 @@ impl Collector {
     }
 
     pub fn start_with(bin: &Path, extra: &[&str]) -> Result<Collector> {
-        let dir = std::env::temp_dir().join(format!("census-bench-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "census-bench-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = Collector {
             child: None,
@@ -118,9 +123,16 @@ impl Collector {
     }
 
     pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let store: Vec<&String> = self
+            .extra
+            .iter()
+            .position(|a| a == "--store")
+            .map(|i| self.extra.iter().skip(i).take(2).collect())
+            .unwrap_or_default();
         let out = Command::new(self.bin.join("census-collector"))
             .arg("--data-dir")
             .arg(&self.dir)
+            .args(store)
             .args(args)
             .output()?;
         if !out.status.success() {

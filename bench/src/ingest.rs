@@ -32,6 +32,10 @@ struct Args {
     deltas: bool,
     base: Option<PathBuf>,
     bin: PathBuf,
+    /// Run on a throwaway PostgreSQL cluster (`--postgres`) instead of the embedded store.
+    postgres: bool,
+    /// Collectors sharing the database; agent `i` talks to collector `i % collectors`.
+    collectors: usize,
 }
 
 fn args() -> Result<Args> {
@@ -43,6 +47,8 @@ fn args() -> Result<Args> {
         deltas: false,
         base: None,
         bin: PathBuf::from("target/release"),
+        postgres: false,
+        collectors: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +61,8 @@ fn args() -> Result<Args> {
             "--deltas" => a.deltas = true,
             "--base" => a.base = Some(PathBuf::from(val()?)),
             "--bin" => a.bin = PathBuf::from(val()?),
+            "--postgres" => a.postgres = true,
+            "--collectors" => a.collectors = val()?.parse::<usize>()?.max(1),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -62,6 +70,8 @@ fn args() -> Result<Args> {
 }
 
 struct Agent {
+    /// The collector it talks to.
+    to: usize,
     key: AgentKeyPair,
     id: String,
     seq: u64,
@@ -71,6 +81,8 @@ struct Agent {
 
 /// A signed request ready to send.
 struct Prepared {
+    /// Which collector the agent talks to.
+    to: usize,
     path: &'static str,
     agent: String,
     seq: u64,
@@ -100,6 +112,7 @@ fn prepare_snapshot(
         .map(|(seq, last)| (*seq, last));
     let signed = harness::signed_inventory(&agent.key, base, &s)?;
     let prepared = Prepared {
+        to: agent.to,
         path: signed.path,
         agent: agent.id.clone(),
         seq: agent.seq,
@@ -114,7 +127,7 @@ fn prepare_snapshot(
 async fn run_phase(
     name: &str,
     client: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     work: Vec<Prepared>,
     concurrency: usize,
 ) -> Result<(f64, Vec<Duration>)> {
@@ -123,7 +136,7 @@ async fn run_phase(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (queue, client, url) = (queue.clone(), client.clone(), url.to_string());
+        let (queue, client, urls) = (queue.clone(), client.clone(), urls.to_vec());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failures = 0usize;
@@ -133,7 +146,7 @@ async fn run_phase(
                 };
                 let t = Instant::now();
                 let mut req = client
-                    .post(format!("{url}{}", p.path))
+                    .post(format!("{}{}", urls[p.to], p.path))
                     .header(envelope::HEADER_AGENT_ID, &p.agent)
                     .header(envelope::HEADER_SEQ, p.seq.to_string())
                     .header(envelope::HEADER_SIGNATURE, &p.sig)
@@ -198,7 +211,18 @@ async fn main() -> Result<()> {
         None => inventory::this_machine(&a.bin)?,
     };
     let packages = base.software.data().map(|s| s.len()).unwrap_or(0);
-    let collector = Collector::start(&a.bin)?;
+    // A throwaway PostgreSQL cluster (dropped at exit) when asked; else the embedded store.
+    let mut extra: Vec<String> = Vec::new();
+    if a.postgres {
+        let url = census_e2e::pg::Cluster::shared().database("ingest_bench");
+        extra = vec!["--store".into(), url];
+    }
+    let extra_refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let collectors: Vec<Collector> = (0..if a.postgres { a.collectors } else { 1 })
+        .map(|_| Collector::start_with(&a.bin, &extra_refs))
+        .collect::<Result<_>>()?;
+    let urls: Vec<String> = collectors.iter().map(|c| c.url.clone()).collect();
+    let collector = &collectors[0];
     let token_json: serde_json::Value = serde_json::from_str(&collector.cli(&[
         "--format",
         "json",
@@ -208,15 +232,20 @@ async fn main() -> Result<()> {
         &a.agents.to_string(),
     ])?)?;
     let token = token_json["token"].as_str().context("token")?.to_string();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(collector.dir.join("tls/ca.pem"))?)?;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
+    let mut builder = reqwest::Client::builder();
+    for c in &collectors {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(
+            c.dir.join("tls/ca.pem"),
+        )?)?);
+    }
+    let client = builder
         .pool_max_idle_per_host(a.concurrency)
         .timeout(Duration::from_secs(120))
         .build()?;
 
     let mut agents = Vec::new();
-    for _ in 0..a.agents {
+    for i in 0..a.agents {
+        let to = i % collectors.len();
         let key = AgentKeyPair::generate();
         let req = EnrollRequest {
             token: token.clone(),
@@ -228,7 +257,7 @@ async fn main() -> Result<()> {
             },
         };
         let r: EnrollResponse = client
-            .post(format!("{}/api/v1/enroll", collector.url))
+            .post(format!("{}/api/v1/enroll", urls[to]))
             .json(&req)
             .send()
             .await?
@@ -236,6 +265,7 @@ async fn main() -> Result<()> {
             .json()
             .await?;
         agents.push(Agent {
+            to,
             key,
             id: r.agent_id,
             seq: 0,
@@ -263,7 +293,7 @@ async fn main() -> Result<()> {
         } else {
             "changed snapshots"
         };
-        let (rate, lat) = run_phase(name, &client, &collector.url, work, a.concurrency).await?;
+        let (rate, lat) = run_phase(name, &client, &urls, work, a.concurrency).await?;
         rows.push((
             name.to_string(),
             lat.len(),
@@ -278,7 +308,7 @@ async fn main() -> Result<()> {
     for (i, agent) in agents.iter_mut().enumerate() {
         work.push(prepare_snapshot(agent, &base, i, a.changed, false)?);
     }
-    let (rate, lat) = run_phase("unchanged", &client, &collector.url, work, a.concurrency).await?;
+    let (rate, lat) = run_phase("unchanged", &client, &urls, work, a.concurrency).await?;
     let unchanged_row = (
         "unchanged full snapshots".to_string(),
         lat.len(),
@@ -306,6 +336,7 @@ async fn main() -> Result<()> {
                 &envelope::heartbeat_fields(&agent.id, agent.seq, &body),
             )?;
             work.push(Prepared {
+                to: agent.to,
                 path: "/api/v1/heartbeat",
                 agent: agent.id.clone(),
                 seq: agent.seq,
@@ -316,7 +347,7 @@ async fn main() -> Result<()> {
         }
     }
     work.reverse();
-    let (rate, lat) = run_phase("heartbeats", &client, &collector.url, work, a.concurrency).await?;
+    let (rate, lat) = run_phase("heartbeats", &client, &urls, work, a.concurrency).await?;
     rows.push((
         "heartbeats".into(),
         lat.len(),
@@ -329,8 +360,16 @@ async fn main() -> Result<()> {
     let changed: Vec<_> = rows.iter().filter(|r| r.0 == "changed snapshots").collect();
     let total: usize = changed.iter().map(|r| r.1).sum();
     println!(
-        "agents {} x {} packages ({} bytes zstd per snapshot), concurrency {}",
-        a.agents, packages, body_bytes, a.concurrency
+        "agents {} x {} packages ({} bytes zstd per snapshot), concurrency {}, store {}",
+        a.agents,
+        packages,
+        body_bytes,
+        a.concurrency,
+        if a.postgres {
+            format!("PostgreSQL, {} collector(s)", collectors.len())
+        } else {
+            "embedded (redb)".into()
+        }
     );
     println!("| phase | requests | per second | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|");
@@ -364,7 +403,10 @@ async fn main() -> Result<()> {
     );
     println!(
         "collector peak RSS: {:.0} MiB; store on disk: {}",
-        collector.peak_rss_mib(),
+        collectors
+            .iter()
+            .map(|c| c.peak_rss_mib())
+            .fold(0.0, f64::max),
         collector
             .cli(&["--format", "json", "stats"])
             .ok()

@@ -183,6 +183,15 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Copy the embedded store in --data-dir into an empty PostgreSQL database, then
+    /// verify the copy (records per key space, CIs per class, the consistency check). Stop
+    /// the collector first; afterwards start it with --store pointing at the database.
+    MigrateStore {
+        /// The target database, postgres://USER@HOST:PORT/DB (password: --store-password-file
+        /// or CENSUS_STORE_PASSWORD).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Restore a backup into this data directory, which must not hold a store yet.
     Restore {
         #[arg(long)]
@@ -346,6 +355,7 @@ fn main() -> ExitCode {
         }
         Command::Fingerprint => fingerprint(&cli.data_dir),
         Command::Restore { from } => restore(&cli.data_dir, &from),
+        Command::MigrateStore { to } => migrate_store(&cli.data_dir, &cli.store, &to),
         Command::Openapi => census_collector::api::openapi_document()
             .to_pretty_json()
             .map(|text| println!("{text}"))
@@ -381,6 +391,60 @@ fn restore(data_dir: &Path, from: &Path) -> Result<()> {
         summary.records,
         summary.trees,
         data_dir.join("store").display()
+    );
+    Ok(())
+}
+
+fn migrate_store(data_dir: &Path, store_args: &StoreArgs, to: &str) -> Result<()> {
+    let store_dir = data_dir.join("store");
+    if !store_dir.exists() {
+        bail!("no embedded store in {} to migrate", data_dir.display());
+    }
+    let source = match Cmdb::open(&store_dir) {
+        Err(census_collector::store::StoreError::Locked(_)) => bail!(
+            "the collector is running on {}: stop it first, so the copy is complete",
+            data_dir.display()
+        ),
+        other => other?,
+    };
+    let target_args = StoreArgs {
+        store: Some(to.to_string()),
+        ..store_args.clone()
+    };
+    let target = target_args.open(data_dir, census_collector::store::DEFAULT_CACHE_BYTES)?;
+    let shown = pg_backend::redact(to);
+    eprintln!("copying {} into {shown}", store_dir.display());
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let summary = source.copy_into(&target, &mut |space, n| {
+        if last.elapsed() >= std::time::Duration::from_secs(2) || n == 0 {
+            eprintln!("  {}: {n} records", space.name());
+            last = std::time::Instant::now();
+        }
+    })?;
+    for (space, n) in &summary.spaces {
+        if *n > 0 {
+            eprintln!("  {space}: {n} records copied and counted");
+        }
+    }
+    if summary.problems_total > 0 {
+        bail!(
+            "copied {} records, but the target's consistency check found {} problems",
+            summary.records,
+            summary.problems_total
+        );
+    }
+    println!(
+        "migrated {} records in {:.1} s into {shown}; CIs per class equal ({}); check clean. Start the collector with --store {shown}",
+        summary.records,
+        started.elapsed().as_secs_f64(),
+        summary
+            .cis
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -847,7 +911,8 @@ fn admin_command(
         | Command::Fingerprint
         | Command::Routes
         | Command::Openapi
-        | Command::Restore { .. } => unreachable_command(),
+        | Command::Restore { .. }
+        | Command::MigrateStore { .. } => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let check = matches!(req, AdminRequest::Check);

@@ -290,6 +290,20 @@ pub trait Backend: Send + Sync + 'static {
     /// nobody else reads in a transaction.
     fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, space: Space, key: &[u8]) -> Result<(), StoreError>;
+    /// Writes a batch into a store nobody else uses yet (a copy, a restore): one
+    /// transaction here; an engine may skip what only concurrent writers need.
+    fn load(&self, space: Space, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        self.transact(&mut |tx| {
+            for (k, v) in pairs {
+                tx.put(space, k, v)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            TxError::Store(e) => e,
+            TxError::Abort => StoreError::Io("a bulk load aborted".into()),
+        })
+    }
     /// Removes every key of a space.
     fn clear(&self, space: Space) -> Result<(), StoreError>;
     /// Makes every committed write durable.

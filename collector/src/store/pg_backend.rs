@@ -971,6 +971,25 @@ impl Backend for PgBackend {
             .map_err(tx_store_error)
     }
 
+    fn load(&self, space: Space, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        // No key locks: the target of a copy has no other writer yet.
+        let mut lease = self.lease()?;
+        let stmt = lease.statement(Sql::Upsert(space))?;
+        let client = lease.client()?;
+        let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs.iter().cloned().unzip();
+        let r = self.run(async move {
+            client.execute(&stmt, &[&keys, &values]).await?;
+            client.batch_execute(FLUSH_SQL).await
+        })?;
+        if let Err(e) = r {
+            if e.code().is_none() {
+                lease.discard();
+            }
+            return Err(unavailable(e));
+        }
+        Ok(())
+    }
+
     fn clear(&self, space: Space) -> Result<(), StoreError> {
         let lease = self.lease()?;
         let client = lease.conn.as_ref().map(|c| c.client.clone());

@@ -261,3 +261,48 @@ fn a_commit_survives_a_postgres_crash_right_after_it_returns() {
         assert_eq!(s.get_agent(id).unwrap().unwrap().last_seq, 1, "{id} lost");
     }
 }
+
+#[test]
+fn the_embedded_store_copies_into_postgres_and_answers_the_same() {
+    use super::store::{package_fleet, Engine};
+    let (source, d) = package_fleet(Engine::Redb, "copy-source");
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let url = Cluster::shared().database("pg_copy_target");
+    let target = open(&url);
+    let mut seen = Vec::new();
+    let summary = source
+        .copy_into(&target, &mut |space, n| seen.push((space, n)))
+        .unwrap();
+    assert_eq!(summary.problems_total, 0);
+    assert_eq!(summary.cis.get("computer"), Some(&40));
+    assert!(summary.records > 100, "{summary:?}");
+    assert!(!seen.is_empty(), "progress was reported");
+    drop(target);
+    let target = open(&url);
+    assert_eq!(
+        target.relationships_to(&product).unwrap(),
+        source.relationships_to(&product).unwrap()
+    );
+    assert_eq!(
+        target.installs_of(&product).unwrap().installs.len(),
+        source.installs_of(&product).unwrap().installs.len()
+    );
+    assert_eq!(
+        target.get_agent("a1").unwrap().unwrap().last_seq,
+        source.get_agent("a1").unwrap().unwrap().last_seq
+    );
+    // Ingest goes on in the copy: the agent's next seq is accepted there.
+    target
+        .commit_ingest(&IngestCommit {
+            agent_id: "a1".into(),
+            expected_last_seq: 40,
+            new_seq: 41,
+            seen_at: Utc::now(),
+            ..Default::default()
+        })
+        .unwrap();
+    // A second copy into a store that holds data is refused before anything is written.
+    let again = source.copy_into(&target, &mut |_, _| {}).unwrap_err();
+    assert!(again.to_string().contains("already holds data"), "{again}");
+    let _ = std::fs::remove_dir_all(d);
+}

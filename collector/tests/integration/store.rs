@@ -413,7 +413,7 @@ fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationshi
 /// Edges and CIs for a product query: 40 computers with openssl in three versions, every
 /// fifth with the i386 package too, every seventh retired, committed through
 /// `commit_ingest` like ingest does.
-fn package_fleet(engine: Engine, name: &str) -> (Cmdb, std::path::PathBuf) {
+pub(crate) fn package_fleet(engine: Engine, name: &str) -> (Cmdb, std::path::PathBuf) {
     let (s, d) = store_with_agent_a1(engine, name);
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     let versions = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"];

@@ -8,6 +8,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod feed;
 mod history;
 mod ingest;
@@ -29,6 +30,7 @@ use super::sled_backend::{SledBackend, DEFAULT_CACHE_BYTES};
 use super::*;
 use crate::model::Package;
 
+pub use copy::CopySummary;
 pub use machine::Machine;
 
 /// The collector's store: domain services over a backend.
