@@ -123,12 +123,12 @@ impl Collector {
     }
 
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let store: Vec<&String> = self
-            .extra
+        // Where the store is (a database, an engine) goes with every admin command.
+        let store: Vec<&String> = ["--store", "--engine"]
             .iter()
-            .position(|a| a == "--store")
-            .map(|i| self.extra.iter().skip(i).take(2).collect())
-            .unwrap_or_default();
+            .filter_map(|flag| self.extra.iter().position(|a| a == flag))
+            .flat_map(|i| self.extra.iter().skip(i).take(2))
+            .collect();
         let out = Command::new(self.bin.join("census-collector"))
             .arg("--data-dir")
             .arg(&self.dir)

@@ -34,6 +34,10 @@ struct Args {
     bin: PathBuf,
     /// Run on a throwaway PostgreSQL cluster (`--postgres`) instead of the embedded store.
     postgres: bool,
+    /// An existing database instead of a throwaway cluster (`--store URL`).
+    store: Option<String>,
+    /// `--engine sled`: the embedded store on sled instead of redb.
+    engine: Option<String>,
     /// Collectors sharing the database; agent `i` talks to collector `i % collectors`.
     collectors: usize,
 }
@@ -48,6 +52,8 @@ fn args() -> Result<Args> {
         base: None,
         bin: PathBuf::from("target/release"),
         postgres: false,
+        store: None,
+        engine: None,
         collectors: 1,
     };
     let mut it = std::env::args().skip(1);
@@ -62,6 +68,11 @@ fn args() -> Result<Args> {
             "--base" => a.base = Some(PathBuf::from(val()?)),
             "--bin" => a.bin = PathBuf::from(val()?),
             "--postgres" => a.postgres = true,
+            "--engine" => a.engine = Some(val()?),
+            "--store" => {
+                a.store = Some(val()?);
+                a.postgres = true;
+            }
             "--collectors" => a.collectors = val()?.parse::<usize>()?.max(1),
             other => bail!("unknown flag {other}"),
         }
@@ -214,8 +225,13 @@ async fn main() -> Result<()> {
     // A throwaway PostgreSQL cluster (dropped at exit) when asked; else the embedded store.
     let mut extra: Vec<String> = Vec::new();
     if a.postgres {
-        let url = census_e2e::pg::Cluster::shared().database("ingest_bench");
+        let url = match &a.store {
+            Some(url) => url.clone(),
+            None => census_e2e::pg::Cluster::shared().database("ingest_bench"),
+        };
         extra = vec!["--store".into(), url];
+    } else if let Some(engine) = &a.engine {
+        extra = vec!["--engine".into(), engine.clone()];
     }
     let extra_refs: Vec<&str> = extra.iter().map(String::as_str).collect();
     let collectors: Vec<Collector> = (0..if a.postgres { a.collectors } else { 1 })
@@ -368,7 +384,7 @@ async fn main() -> Result<()> {
         if a.postgres {
             format!("PostgreSQL, {} collector(s)", collectors.len())
         } else {
-            "embedded (redb)".into()
+            format!("embedded ({})", a.engine.as_deref().unwrap_or("redb"))
         }
     );
     println!("| phase | requests | per second | p50 ms | p99 ms |");

@@ -72,6 +72,17 @@ struct StoreArgs {
     /// Most database connections this process opens.
     #[arg(long, global = true, default_value_t = 16)]
     store_pool: usize,
+    /// The embedded store's engine: redb (the default) or sled (kept, tested, and served
+    /// for comparison; a sled store is otherwise migrated into redb when it opens).
+    #[arg(long, global = true, value_enum, default_value = "redb")]
+    engine: Engine,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+enum Engine {
+    #[default]
+    Redb,
+    Sled,
 }
 
 impl StoreArgs {
@@ -105,6 +116,9 @@ impl StoreArgs {
                     .with_context(|| format!("open the store at {shown}"))?;
                 tracing::info!(store = %shown, "store on PostgreSQL");
                 Ok(store)
+            }
+            None if self.engine == Engine::Sled => {
+                Ok(Cmdb::open_sled(&data_dir.join("store"), cache_bytes)?)
             }
             None => Ok(Cmdb::open_with_cache(&data_dir.join("store"), cache_bytes)?),
         }
@@ -677,7 +691,13 @@ fn run_admin(data_dir: &Path, store_args: &StoreArgs, req: AdminRequest) -> Resu
         if !store_dir.exists() {
             bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
         }
-        match Cmdb::open(&store_dir) {
+        let opened = match store_args.engine {
+            Engine::Sled => {
+                Cmdb::open_sled(&store_dir, census_collector::store::DEFAULT_CACHE_BYTES)
+            }
+            Engine::Redb => Cmdb::open(&store_dir),
+        };
+        match opened {
             Ok(s) => break s,
             // A collector holds the store but its socket is not up yet (starting, or
             // restarting after a crash): ask again shortly.

@@ -157,6 +157,31 @@ fn index(space: Space) -> usize {
     Space::ALL.iter().position(|s| *s == space).unwrap_or(0)
 }
 
+/// The writes of one space at a commit.
+#[derive(Default)]
+struct Batch {
+    update_keys: Vec<Vec<u8>>,
+    update_values: Vec<Vec<u8>>,
+    upsert_keys: Vec<Vec<u8>>,
+    upsert_values: Vec<Vec<u8>>,
+    deletes: Vec<Vec<u8>>,
+}
+
+/// Spaces whose rows are rewritten in place again and again (postings, an agent's seq and
+/// last contact, a computer's record and last seen).
+fn rewritten_in_place(space: Space) -> bool {
+    matches!(
+        space,
+        Space::Reverse
+            | Space::AgentState
+            | Space::Seen
+            | Space::Computers
+            | Space::Summaries
+            | Space::Meta
+            | Space::Agents
+    )
+}
+
 /// Spaces whose keys share one lock: the postings chunks, which a first inventory touches
 /// by the hundreds (one lock each would fill the server's lock table).
 fn locked_whole(space: Space) -> bool {
@@ -185,6 +210,8 @@ enum Sql {
     Get(Space),
     GetMany(Space),
     Upsert(Space),
+    /// Rows the transaction read and locked: a plain update, cheaper than an upsert.
+    UpdateMany(Space),
     DeleteMany(Space),
     Count(Space),
     /// lower bound (0 none, 1 inclusive, 2 exclusive), upper bound (exclusive), newest first.
@@ -201,6 +228,11 @@ impl Sql {
                 "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
                 table(s)
+            ),
+            Sql::UpdateMany(s) => format!(
+                "UPDATE {t} SET v = u.v FROM unnest($1::bytea[], $2::bytea[]) AS u(k, v) \
+                 WHERE {t}.k = u.k",
+                t = table(s)
             ),
             Sql::DeleteMany(s) => format!("DELETE FROM {} WHERE k = ANY($1)", table(s)),
             Sql::Count(s) => format!("SELECT count(*) FROM {}", table(s)),
@@ -560,6 +592,7 @@ impl PgBackend {
             begun: false,
             locked: HashSet::new(),
             writes: BTreeMap::new(),
+            existing: HashSet::new(),
             error: None,
         };
         let outcome = body(&mut tx).and_then(|()| tx.commit());
@@ -632,12 +665,20 @@ fn is_retryable(code: &SqlState) -> bool {
 
 fn migration_sql(version: i32) -> String {
     match version {
+        // Values arrive compressed where compression pays (zstd), so the server is told not
+        // to try again (STORAGE EXTERNAL). Tables whose rows are rewritten in place all the
+        // time keep room on each page, so an update stays on its page (a HOT update: no new
+        // index entry, and the old version is pruned without waiting for vacuum).
         1 => Space::ALL
             .iter()
             .map(|s| {
+                let fill = if rewritten_in_place(*s) { 50 } else { 100 };
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)",
-                    table(*s)
+                    "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL) \
+                     WITH (fillfactor = {fill}, autovacuum_vacuum_scale_factor = 0.05, \
+                     autovacuum_vacuum_cost_delay = 0);\n\
+                     ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
+                    t = table(*s)
                 )
             })
             .collect::<Vec<_>>()
@@ -686,6 +727,8 @@ struct PgTx<'b, 'l> {
     locked: HashSet<(i32, i32)>,
     /// Held until the commit: `None` deletes.
     writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
+    /// Keys this transaction read and found (locked, so still there at the commit).
+    existing: HashSet<(Space, Vec<u8>)>,
     /// The server's reason for the last failure, kept to tell a retry from an error.
     error: Option<SqlState>,
 }
@@ -791,25 +834,49 @@ impl PgTx<'_, '_> {
         let writes = std::mem::take(&mut self.writes);
         let keys: Vec<(Space, &[u8])> = writes.keys().map(|(s, k)| (*s, k.as_slice())).collect();
         let mut steps = self.preamble(&keys)?;
-        let mut by_space: BTreeMap<Space, (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>)> =
-            BTreeMap::new();
+        let mut by_space: BTreeMap<Space, Batch> = BTreeMap::new();
+        let existing = std::mem::take(&mut self.existing);
         for ((space, key), value) in writes {
             let entry = by_space.entry(space).or_default();
             match value {
-                Some(v) => {
-                    entry.0.push(key);
-                    entry.1.push(v);
+                Some(v) if existing.contains(&(space, key.clone())) => {
+                    entry.update_keys.push(key);
+                    entry.update_values.push(v);
                 }
-                None => entry.2.push(key),
+                Some(v) => {
+                    entry.upsert_keys.push(key);
+                    entry.upsert_values.push(v);
+                }
+                None => entry.deletes.push(key),
             }
         }
-        for (space, (keys, values, deletes)) in by_space {
-            if !keys.is_empty() {
+        for (space, batch) in by_space {
+            let Batch {
+                update_keys,
+                update_values,
+                upsert_keys,
+                upsert_values,
+                deletes,
+            } = batch;
+            if !update_keys.is_empty() {
+                let stmt = self
+                    .lease
+                    .statement(Sql::UpdateMany(space))
+                    .map_err(TxError::Store)?;
+                steps.push(Step::Query(
+                    stmt,
+                    vec![Box::new(update_keys), Box::new(update_values)],
+                ));
+            }
+            if !upsert_keys.is_empty() {
                 let stmt = self
                     .lease
                     .statement(Sql::Upsert(space))
                     .map_err(TxError::Store)?;
-                steps.push(Step::Query(stmt, vec![Box::new(keys), Box::new(values)]));
+                steps.push(Step::Query(
+                    stmt,
+                    vec![Box::new(upsert_keys), Box::new(upsert_values)],
+                ));
             }
             if !deletes.is_empty() {
                 let stmt = self
@@ -839,7 +906,11 @@ impl Tx for PgTx<'_, '_> {
             .map_err(TxError::Store)?;
         steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
         let rows = self.pipeline(steps)?;
-        Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+        let found = rows.first().map(|r| r.get::<_, Vec<u8>>(0));
+        if found.is_some() {
+            self.existing.insert((space, key.to_vec()));
+        }
+        Ok(found)
     }
 
     fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
@@ -867,6 +938,8 @@ impl Tx for PgTx<'_, '_> {
                 .iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
                 .collect();
+            self.existing
+                .extend(found.keys().map(|k| (space, k.clone())));
             for (k, o) in keys.iter().zip(out.iter_mut()) {
                 if o.is_none() {
                     *o = Some(found.remove(*k));
