@@ -182,9 +182,11 @@ fn rewritten_in_place(space: Space) -> bool {
     )
 }
 
-/// Spaces whose keys share one lock: the postings chunks, which a first inventory touches
-/// by the hundreds (one lock each would fill the server's lock table).
-fn locked_whole(space: Space) -> bool {
+/// Spaces whose rows are locked as rows (`FOR UPDATE`, kept in the row itself) rather than
+/// by advisory locks (kept in the server's lock table): the postings chunks, which a first
+/// inventory reads and rewrites by the hundreds. A key that has no row yet still takes
+/// its advisory lock.
+fn row_locked(space: Space) -> bool {
     matches!(space, Space::Reverse)
 }
 
@@ -192,9 +194,6 @@ fn locked_whole(space: Space) -> bool {
 /// other; they are never confused.
 fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
     let class = KEY_LOCK_CLASS + index(space) as i32;
-    if locked_whole(space) {
-        return (class, 0);
-    }
     // FNV-1a: stable across processes and builds, which a lock shared by collectors needs.
     let mut h: u32 = 0x811c_9dc5;
     for b in key {
@@ -209,6 +208,7 @@ fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
 enum Sql {
     Get(Space),
     GetMany(Space),
+    GetManyForUpdate(Space),
     Upsert(Space),
     /// Rows the transaction read and locked: a plain update, cheaper than an upsert.
     UpdateMany(Space),
@@ -224,6 +224,10 @@ impl Sql {
         match self {
             Sql::Get(s) => format!("SELECT v FROM {} WHERE k = $1", table(s)),
             Sql::GetMany(s) => format!("SELECT k, v FROM {} WHERE k = ANY($1)", table(s)),
+            Sql::GetManyForUpdate(s) => format!(
+                "SELECT k, v FROM {} WHERE k = ANY($1) ORDER BY k FOR UPDATE",
+                table(s)
+            ),
             Sql::Upsert(s) => format!(
                 "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
@@ -767,6 +771,8 @@ impl PgTx<'_, '_> {
         }
         let mut wanted: Vec<(i32, i32)> = keys
             .iter()
+            // A row this transaction read from a row-locked space is locked already.
+            .filter(|(s, k)| !(row_locked(*s) && self.existing.contains(&(*s, k.to_vec()))))
             .map(|(s, k)| lock_of(*s, k))
             .filter(|l| !self.locked.contains(l))
             .collect();
@@ -782,6 +788,45 @@ impl PgTx<'_, '_> {
             steps.push(Step::Lock(stmt, a, b));
         }
         Ok(steps)
+    }
+
+    /// Reads `keys` of a row-locked space: the rows that exist are locked as they are read
+    /// (in key order); the keys that do not are locked by their advisory lock and read
+    /// again, since a transaction that held that lock may have inserted them meanwhile.
+    fn read_row_locked(
+        &mut self,
+        space: Space,
+        keys: &[&[u8]],
+    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, TxError> {
+        let mut wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let stmt = self
+            .lease
+            .statement(Sql::GetManyForUpdate(space))
+            .map_err(TxError::Store)?;
+        let mut steps = self.preamble(&[])?;
+        steps.push(Step::Query(stmt.clone(), vec![Box::new(wanted.clone())]));
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = self
+            .pipeline(steps)?
+            .iter()
+            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
+        let absent: Vec<Vec<u8>> = wanted
+            .into_iter()
+            .filter(|k| !found.contains_key(k))
+            .collect();
+        if !absent.is_empty() {
+            let locks: Vec<(Space, &[u8])> = absent.iter().map(|k| (space, k.as_slice())).collect();
+            let mut steps = self.preamble(&locks)?;
+            steps.push(Step::Query(stmt, vec![Box::new(absent)]));
+            found.extend(
+                self.pipeline(steps)?
+                    .iter()
+                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))),
+            );
+        }
+        Ok(found)
     }
 
     /// Sends `steps` pipelined and answers the rows of the last query step.
@@ -899,6 +944,9 @@ impl Tx for PgTx<'_, '_> {
         if let Some(v) = self.writes.get(&(space, key.to_vec())) {
             return Ok(v.clone());
         }
+        if row_locked(space) {
+            return Ok(self.get_many(space, &[key])?.pop().flatten());
+        }
         let mut steps = self.preamble(&[(space, key)])?;
         let stmt = self
             .lease
@@ -925,19 +973,23 @@ impl Tx for PgTx<'_, '_> {
             .map(|(k, _)| *k)
             .collect();
         if !missing.is_empty() {
-            let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
-            let mut steps = self.preamble(&locks)?;
-            let stmt = self
-                .lease
-                .statement(Sql::GetMany(space))
-                .map_err(TxError::Store)?;
-            let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
-            steps.push(Step::Query(stmt, vec![Box::new(owned)]));
-            let rows = self.pipeline(steps)?;
-            let mut found: HashMap<Vec<u8>, Vec<u8>> = rows
-                .iter()
-                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                .collect();
+            let found = if row_locked(space) {
+                self.read_row_locked(space, &missing)?
+            } else {
+                let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
+                let mut steps = self.preamble(&locks)?;
+                let stmt = self
+                    .lease
+                    .statement(Sql::GetMany(space))
+                    .map_err(TxError::Store)?;
+                let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
+                steps.push(Step::Query(stmt, vec![Box::new(owned)]));
+                let rows = self.pipeline(steps)?;
+                rows.iter()
+                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect()
+            };
+            let mut found: HashMap<Vec<u8>, Vec<u8>> = found;
             self.existing
                 .extend(found.keys().map(|k| (space, k.clone())));
             for (k, o) in keys.iter().zip(out.iter_mut()) {
@@ -1230,13 +1282,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_of_one_space_lock_apart_and_postings_lock_together() {
+    fn keys_lock_apart_within_and_across_spaces() {
         assert_ne!(lock_of(Space::Agents, b"a1"), lock_of(Space::Agents, b"a2"));
         assert_ne!(
             lock_of(Space::Agents, b"a1"),
             lock_of(Space::AgentKeys, b"a1")
         );
-        assert_eq!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
+        assert_ne!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
         // Stable across processes: collectors share these locks.
         assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);
     }

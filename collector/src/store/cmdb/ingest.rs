@@ -1,5 +1,7 @@
 //! Ingest commits, heartbeats and lifecycle status changes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::*;
@@ -36,32 +38,85 @@ fn current_seq(agent: &Agent, hot: Option<&[u8]>) -> u64 {
         .unwrap_or(agent.last_seq)
 }
 
+/// A heartbeat batch's reads, made once for the whole batch (one round trip each on an
+/// engine behind a network).
+struct HeartbeatReads {
+    agents: HashMap<String, Option<Agent>>,
+    /// agent id -> its hot record as the batch left it so far.
+    hot: HashMap<String, Option<Vec<u8>>>,
+    /// CI id -> its record number.
+    nums: HashMap<String, Vec<u8>>,
+}
+
+impl HeartbeatReads {
+    fn read(tx: &mut dyn Tx, batch: &[HeartbeatCommit]) -> Result<Self, Fail<StoreError>> {
+        let mut ids: Vec<&str> = batch.iter().map(|h| h.agent_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let keys: Vec<&[u8]> = ids.iter().map(|i| i.as_bytes()).collect();
+        let agent_bytes = tx.get_many(Space::Agents, &keys)?;
+        let hot_bytes = tx.get_many(Space::AgentState, &keys)?;
+        let mut agents = HashMap::new();
+        let mut hot = HashMap::new();
+        for ((id, a), h) in ids.iter().zip(agent_bytes).zip(hot_bytes) {
+            let agent: Option<Agent> = match a {
+                Some(v) => Some(codec::decode_json(
+                    &shown(Space::Agents, id.as_bytes()),
+                    &v,
+                )?),
+                None => None,
+            };
+            agents.insert(id.to_string(), agent);
+            hot.insert(id.to_string(), h);
+        }
+        let mut cis: Vec<&str> = agents
+            .values()
+            .flatten()
+            .filter(|a| a.superseded_by.is_none())
+            .filter_map(|a| a.ci_id.as_deref())
+            .collect();
+        cis.sort_unstable();
+        cis.dedup();
+        let ci_keys: Vec<&[u8]> = cis.iter().map(|c| c.as_bytes()).collect();
+        let nums = cis
+            .iter()
+            .zip(tx.get_many(Space::Ids, &ci_keys)?)
+            .filter_map(|(c, n)| Some((c.to_string(), n?)))
+            .collect();
+        Ok(HeartbeatReads { agents, hot, nums })
+    }
+}
+
 /// One heartbeat inside a transaction: `Ok(Err(..))` refuses it without touching the
 /// others of its batch.
 fn heartbeat_in(
     tx: &mut dyn Tx,
+    reads: &mut HeartbeatReads,
     hb: &HeartbeatCommit,
 ) -> Result<Result<(), CommitError>, Fail<StoreError>> {
     let key = hb.agent_id.as_bytes();
-    let Some(agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
+    let Some(Some(agent)) = reads.agents.get(&hb.agent_id) else {
         return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
     };
     if agent.is_revoked() {
         return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
     }
-    let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
+    let hot = reads.hot.get(&hb.agent_id).cloned().flatten();
+    let current = current_seq(agent, hot.as_deref());
     if current != hb.expected_last_seq {
         return Ok(Err(CommitError::SeqMoved {
             expected: hb.expected_last_seq,
             current,
         }));
     }
-    tx.put(Space::AgentState, key, &encode_hot(hb.seq, Some(hb.at)))?;
+    let next = encode_hot(hb.seq, Some(hb.at));
+    tx.put(Space::AgentState, key, &next)?;
+    reads.hot.insert(hb.agent_id.clone(), Some(next.to_vec()));
     // A superseded agent's CI belongs to its successor: its heartbeats are recorded on the
     // agent, never on the CI.
     if let (Some(ci_id), None) = (&agent.ci_id, &agent.superseded_by) {
-        if let Some(v) = tx.get(Space::Ids, ci_id.as_bytes())? {
-            tx.put(Space::Seen, &v, &hb.at.timestamp_micros().to_be_bytes())?;
+        if let Some(num) = reads.nums.get(ci_id) {
+            tx.put(Space::Seen, num, &hb.at.timestamp_micros().to_be_bytes())?;
         }
     }
     Ok(Ok(()))
@@ -205,9 +260,15 @@ impl Cmdb {
                     current,
                 }));
             }
-            for (ik, ci_id) in &c.identity_claims {
-                let k = ik.encoded();
-                match tx.get(Space::Identity, k.as_bytes())? {
+            let claims: Vec<String> = c
+                .identity_claims
+                .iter()
+                .map(|(ik, _)| ik.encoded())
+                .collect();
+            let claim_keys: Vec<&[u8]> = claims.iter().map(|k| k.as_bytes()).collect();
+            let held = tx.get_many(Space::Identity, &claim_keys)?;
+            for ((k, (_, ci_id)), held) in claims.iter().zip(&c.identity_claims).zip(held) {
+                match held {
                     Some(existing) if existing != ci_id.as_bytes() => {
                         return Err(Fail::Abort(CommitError::IdentityRace(k.replace('\0', ":"))));
                     }
@@ -215,6 +276,21 @@ impl Cmdb {
                     None => {
                         tx.put(Space::Identity, k.as_bytes(), ci_id.as_bytes())?;
                     }
+                }
+            }
+            // Shared CIs and a conflict before the records: the postings a record locks are
+            // held from their read to the commit, so nothing else is read after them.
+            let shared_keys: Vec<&[u8]> =
+                p.shared.iter().map(|(k, _, _, _)| k.as_slice()).collect();
+            let stored = tx.get_many(Space::Shared, &shared_keys)?;
+            for ((k, v, _, _), stored) in p.shared.iter().zip(stored) {
+                if stored.is_none() {
+                    tx.put(Space::Shared, k, v)?;
+                }
+            }
+            if let (Some(conflict), Some(bytes)) = (&c.conflict, &p.conflict) {
+                if tx.get(Space::Conflicts, conflict.id.as_bytes())?.is_none() {
+                    tx.put(Space::Conflicts, conflict.id.as_bytes(), bytes)?;
                 }
             }
             for e in &p.records {
@@ -249,16 +325,6 @@ impl Cmdb {
                 {
                     old_agent.superseded_by = Some(c.agent_id.clone());
                     tx_put_json(tx, Space::Agents, old.as_bytes(), &old_agent)?;
-                }
-            }
-            for (k, v, _, _) in &p.shared {
-                if tx.get(Space::Shared, k)?.is_none() {
-                    tx.put(Space::Shared, k, v)?;
-                }
-            }
-            if let (Some(conflict), Some(bytes)) = (&c.conflict, &p.conflict) {
-                if tx.get(Space::Conflicts, conflict.id.as_bytes())?.is_none() {
-                    tx.put(Space::Conflicts, conflict.id.as_bytes(), bytes)?;
                 }
             }
             if let (Some(record), Some(bytes), Some(queued)) =
@@ -298,9 +364,10 @@ impl Cmdb {
         let _writing = self.writing();
         // Durable as it commits: a heartbeat batch is one transaction, not one and a flush.
         transact_as::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), true, |tx| {
+            let mut reads = HeartbeatReads::read(tx, batch)?;
             let mut out = Vec::with_capacity(batch.len());
             for hb in batch {
-                out.push(heartbeat_in(tx, hb)?);
+                out.push(heartbeat_in(tx, &mut reads, hb)?);
             }
             Ok(out)
         })

@@ -630,14 +630,23 @@ impl Cmdb {
             .collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let stored = tx.get_many(Space::Reverse, &key_refs)?;
-        for ((&(_, _, add), key), stored) in e.postings.iter().zip(&keys).zip(stored) {
+        // Read once, then kept here: a key named twice sees its first update.
+        let mut current: std::collections::HashMap<&[u8], Option<Vec<u8>>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for (key, stored) in key_refs.iter().zip(stored) {
+            current.entry(key).or_insert(stored);
+        }
+        for (&(_, _, add), key) in e.postings.iter().zip(&key_refs) {
+            let stored = current.get(key).cloned().flatten();
             match update_postings(&shown(Space::Reverse, key), stored.as_deref(), offset, add)? {
                 None => {}
                 Some(None) => {
                     tx.delete(Space::Reverse, key)?;
+                    current.insert(key, None);
                 }
                 Some(Some(bytes)) => {
                     tx.put(Space::Reverse, key, &bytes)?;
+                    current.insert(key, Some(bytes));
                 }
             }
         }

@@ -393,13 +393,20 @@ impl Cmdb {
                 None => 1,
             };
             let mut given = Vec::with_capacity(missing.len());
-            for &i in &missing {
-                let id = ids[i].as_bytes();
-                if let Some(v) = tx.get(Space::Ids, id)? {
+            let wanted: Vec<&[u8]> = missing.iter().map(|&i| ids[i].as_bytes()).collect();
+            let stored = tx.get_many(Space::Ids, &wanted)?;
+            let mut numbered: HashMap<&[u8], u32> = HashMap::new();
+            for (id, stored) in wanted.into_iter().zip(stored) {
+                if let Some(v) = stored {
                     given.push(codec::read_num(&v).unwrap_or(0));
                     continue;
                 }
+                if let Some(&n) = numbered.get(id) {
+                    given.push(n);
+                    continue;
+                }
                 let n = next;
+                numbered.insert(id, n);
                 next = next
                     .checked_add(1)
                     .ok_or_else(|| Fail::Abort(io("CI numbers exhausted")))?;
@@ -474,12 +481,22 @@ impl Cmdb {
                 None => 1,
             };
             let mut given = Vec::with_capacity(keys.len());
-            for (key, value) in keys.iter().zip(&values) {
-                if let Some(v) = tx.get(Space::VariantIds, key)? {
+            let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let stored = tx.get_many(Space::VariantIds, &key_refs)?;
+            // The same variant may be wanted twice (two installs of one package): the
+            // second takes the number the first was given.
+            let mut numbered: HashMap<&[u8], u32> = HashMap::new();
+            for ((key, value), stored) in keys.iter().zip(&values).zip(stored) {
+                if let Some(v) = stored {
                     given.push(codec::read_num(&v).unwrap_or(0));
                     continue;
                 }
+                if let Some(&n) = numbered.get(key.as_slice()) {
+                    given.push(n);
+                    continue;
+                }
                 let n = next;
+                numbered.insert(key.as_slice(), n);
                 next = next
                     .checked_add(1)
                     .ok_or_else(|| Fail::Abort(io("variant numbers exhausted")))?;
