@@ -231,7 +231,8 @@ struct ServeArgs {
     /// Plain HTTP, for local development only; refused on non-loopback addresses.
     #[arg(long)]
     insecure_http: bool,
-    /// Ingest work running at once (default: number of CPUs).
+    /// Ingest work running at once (default: the number of CPUs; four times that on
+    /// PostgreSQL, where an ingest waits on the network for its reads).
     #[arg(long)]
     workers: Option<usize>,
     /// Submissions admitted at once before answering 429.
@@ -562,10 +563,18 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
         let (cert, key) = tls::server_files(data_dir, tls_cert, tls_key)?;
         Some(tls::server_config(&cert, &key)?)
     };
+    let on_network_store = store_args.store.is_some();
     let workers = workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
+        let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
+            .unwrap_or(2);
+        // A read from the embedded store costs microseconds of CPU; from a database server
+        // it is a round trip the slot would otherwise sit through idle.
+        if on_network_store {
+            cpus * 4
+        } else {
+            cpus
+        }
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

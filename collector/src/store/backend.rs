@@ -177,6 +177,10 @@ pub trait Tx {
     fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
         keys.iter().map(|k| self.get(space, k)).collect()
     }
+    /// The values of keys in several spaces, in their order.
+    fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+        keys.iter().map(|(s, k)| self.get(*s, k)).collect()
+    }
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
     fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError>;
     /// Deletes `key` and answers what it held (`None`: nothing was there).
@@ -267,6 +271,11 @@ pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<Flow, StoreError> + 'v;
 
 pub trait Backend: Send + Sync + 'static {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The values of keys in several spaces, in their order: one round trip on an engine
+    /// behind a network (each read is its own point in time, as separate `get`s are).
+    fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|(s, k)| self.get(*s, k)).collect()
+    }
     fn scan(&self, space: Space, range: Range<'_>, visit: &mut Visit<'_>)
         -> Result<(), StoreError>;
     fn count(&self, space: Space) -> Result<usize, StoreError>;

@@ -182,12 +182,20 @@ fn rewritten_in_place(space: Space) -> bool {
     )
 }
 
-/// Spaces whose rows are locked as rows (`FOR UPDATE`, kept in the row itself) rather than
-/// by advisory locks (kept in the server's lock table): the postings chunks, which a first
-/// inventory reads and rewrites by the hundreds. A key that has no row yet still takes
-/// its advisory lock.
-fn row_locked(space: Space) -> bool {
+/// Spaces locked with an intention lock over the whole space: a transaction that touches a
+/// few of its keys holds the space's lock shared and each key's lock; one that touches many
+/// (a first inventory rewrites hundreds of postings chunks, and a lock each would fill the
+/// server's lock table) holds the space's lock alone, exclusively.
+fn intention_locked(space: Space) -> bool {
     matches!(space, Space::Reverse)
+}
+
+/// Past this many keys of an intention-locked space at once, a transaction locks the space.
+const MANY_KEYS: usize = 32;
+
+/// The lock over a whole intention-locked space.
+fn space_lock(space: Space) -> (i32, i32) {
+    (KEY_LOCK_CLASS + index(space) as i32, 0)
 }
 
 /// The advisory lock that guards `key` in `space`. Two keys on one lock only wait for each
@@ -200,7 +208,8 @@ fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    (class, h as i32)
+    // 0 is the whole space's lock.
+    (class, if h == 0 { 1 } else { h as i32 })
 }
 
 /// A statement's shape; its text is made once per connection.
@@ -208,7 +217,6 @@ fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
 enum Sql {
     Get(Space),
     GetMany(Space),
-    GetManyForUpdate(Space),
     Upsert(Space),
     /// Rows the transaction read and locked: a plain update, cheaper than an upsert.
     UpdateMany(Space),
@@ -224,10 +232,6 @@ impl Sql {
         match self {
             Sql::Get(s) => format!("SELECT v FROM {} WHERE k = $1", table(s)),
             Sql::GetMany(s) => format!("SELECT k, v FROM {} WHERE k = ANY($1)", table(s)),
-            Sql::GetManyForUpdate(s) => format!(
-                "SELECT k, v FROM {} WHERE k = ANY($1) ORDER BY k FOR UPDATE",
-                table(s)
-            ),
             Sql::Upsert(s) => format!(
                 "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
@@ -595,6 +599,7 @@ impl PgBackend {
             lease: &mut lease,
             begun: false,
             locked: HashSet::new(),
+            spaces: HashMap::new(),
             writes: BTreeMap::new(),
             existing: HashSet::new(),
             error: None,
@@ -729,6 +734,9 @@ struct PgTx<'b, 'l> {
     lease: &'l mut Lease<'b>,
     begun: bool,
     locked: HashSet<(i32, i32)>,
+    /// Intention-locked spaces this transaction holds the lock of: exclusively (`true`), or
+    /// shared with each key's own lock.
+    spaces: HashMap<Space, bool>,
     /// Held until the commit: `None` deletes.
     writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
     /// Keys this transaction read and found (locked, so still there at the commit).
@@ -741,6 +749,8 @@ struct PgTx<'b, 'l> {
 enum Step {
     Begin(&'static str),
     Lock(Statement, Vec<i32>, Vec<i32>),
+    /// An intention-locked space's own lock: shared, or exclusive.
+    SpaceLock(i32, i32, bool),
     Query(Statement, Vec<Box<dyn ToSql + Send + Sync>>),
     Commit,
     /// A transaction that writes WAL of its own, committed synchronously: the WAL flush
@@ -769,10 +779,29 @@ impl PgTx<'_, '_> {
             steps.push(Step::Begin(BEGIN));
             self.begun = true;
         }
+        let mut whole: Vec<(Space, bool)> = Vec::new();
+        for space in keys
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| intention_locked(*s))
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if self.spaces.contains_key(&space) {
+                continue;
+            }
+            let n = keys.iter().filter(|(s, _)| *s == space).count();
+            let exclusive = n > MANY_KEYS;
+            self.spaces.insert(space, exclusive);
+            whole.push((space, exclusive));
+        }
+        for (space, exclusive) in whole {
+            let (a, b) = space_lock(space);
+            steps.push(Step::SpaceLock(a, b, exclusive));
+        }
         let mut wanted: Vec<(i32, i32)> = keys
             .iter()
-            // A row this transaction read from a row-locked space is locked already.
-            .filter(|(s, k)| !(row_locked(*s) && self.existing.contains(&(*s, k.to_vec()))))
+            // The keys of a space this transaction holds exclusively need no lock of their own.
+            .filter(|(s, _)| self.spaces.get(s) != Some(&true))
             .map(|(s, k)| lock_of(*s, k))
             .filter(|l| !self.locked.contains(l))
             .collect();
@@ -790,47 +819,13 @@ impl PgTx<'_, '_> {
         Ok(steps)
     }
 
-    /// Reads `keys` of a row-locked space: the rows that exist are locked as they are read
-    /// (in key order); the keys that do not are locked by their advisory lock and read
-    /// again, since a transaction that held that lock may have inserted them meanwhile.
-    fn read_row_locked(
-        &mut self,
-        space: Space,
-        keys: &[&[u8]],
-    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, TxError> {
-        let mut wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let stmt = self
-            .lease
-            .statement(Sql::GetManyForUpdate(space))
-            .map_err(TxError::Store)?;
-        let mut steps = self.preamble(&[])?;
-        steps.push(Step::Query(stmt.clone(), vec![Box::new(wanted.clone())]));
-        let mut found: HashMap<Vec<u8>, Vec<u8>> = self
-            .pipeline(steps)?
-            .iter()
-            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-            .collect();
-        let absent: Vec<Vec<u8>> = wanted
-            .into_iter()
-            .filter(|k| !found.contains_key(k))
-            .collect();
-        if !absent.is_empty() {
-            let locks: Vec<(Space, &[u8])> = absent.iter().map(|k| (space, k.as_slice())).collect();
-            let mut steps = self.preamble(&locks)?;
-            steps.push(Step::Query(stmt, vec![Box::new(absent)]));
-            found.extend(
-                self.pipeline(steps)?
-                    .iter()
-                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))),
-            );
-        }
-        Ok(found)
-    }
-
     /// Sends `steps` pipelined and answers the rows of the last query step.
     fn pipeline(&mut self, steps: Vec<Step>) -> Result<Vec<tokio_postgres::Row>, TxError> {
+        Ok(self.pipeline_all(steps)?.pop().unwrap_or_default())
+    }
+
+    /// Sends `steps` pipelined and answers each step's rows.
+    fn pipeline_all(&mut self, steps: Vec<Step>) -> Result<Vec<Vec<tokio_postgres::Row>>, TxError> {
         let client = self.lease.client().map_err(TxError::Store)?;
         let result = self
             .backend
@@ -849,6 +844,14 @@ impl PgTx<'_, '_> {
                             Step::Lock(stmt, a, b) => {
                                 client.execute(&stmt, &[&a, &b]).await.map(|_| Vec::new())
                             }
+                            Step::SpaceLock(a, b, exclusive) => {
+                                let sql = if exclusive {
+                                    "SELECT pg_advisory_xact_lock($1, $2)"
+                                } else {
+                                    "SELECT pg_advisory_xact_lock_shared($1, $2)"
+                                };
+                                client.execute(sql, &[&a, &b]).await.map(|_| Vec::new())
+                            }
                             Step::Query(stmt, params) => {
                                 let refs: Vec<&(dyn ToSql + Sync)> = params
                                     .iter()
@@ -862,14 +865,14 @@ impl PgTx<'_, '_> {
                 futures_util::future::join_all(futures).await
             })
             .map_err(TxError::Store)?;
-        let mut last = Vec::new();
+        let mut all = Vec::with_capacity(result.len());
         for r in result {
             match r {
-                Ok(rows) => last = rows,
+                Ok(rows) => all.push(rows),
                 Err(e) => return Err(self.fail(e)),
             }
         }
-        Ok(last)
+        Ok(all)
     }
 
     fn commit(&mut self) -> Result<(), TxError> {
@@ -944,9 +947,6 @@ impl Tx for PgTx<'_, '_> {
         if let Some(v) = self.writes.get(&(space, key.to_vec())) {
             return Ok(v.clone());
         }
-        if row_locked(space) {
-            return Ok(self.get_many(space, &[key])?.pop().flatten());
-        }
         let mut steps = self.preamble(&[(space, key)])?;
         let stmt = self
             .lease
@@ -973,23 +973,19 @@ impl Tx for PgTx<'_, '_> {
             .map(|(k, _)| *k)
             .collect();
         if !missing.is_empty() {
-            let found = if row_locked(space) {
-                self.read_row_locked(space, &missing)?
-            } else {
-                let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
-                let mut steps = self.preamble(&locks)?;
-                let stmt = self
-                    .lease
-                    .statement(Sql::GetMany(space))
-                    .map_err(TxError::Store)?;
-                let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
-                steps.push(Step::Query(stmt, vec![Box::new(owned)]));
-                let rows = self.pipeline(steps)?;
-                rows.iter()
-                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                    .collect()
-            };
-            let mut found: HashMap<Vec<u8>, Vec<u8>> = found;
+            let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
+            let mut steps = self.preamble(&locks)?;
+            let stmt = self
+                .lease
+                .statement(Sql::GetMany(space))
+                .map_err(TxError::Store)?;
+            let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
+            steps.push(Step::Query(stmt, vec![Box::new(owned)]));
+            let rows = self.pipeline(steps)?;
+            let mut found: HashMap<Vec<u8>, Vec<u8>> = rows
+                .iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect();
             self.existing
                 .extend(found.keys().map(|k| (space, k.clone())));
             for (k, o) in keys.iter().zip(out.iter_mut()) {
@@ -999,6 +995,34 @@ impl Tx for PgTx<'_, '_> {
             }
         }
         Ok(out.into_iter().map(|o| o.unwrap_or(None)).collect())
+    }
+
+    fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
+        if keys
+            .iter()
+            .any(|(s, k)| self.writes.contains_key(&(*s, k.to_vec())))
+        {
+            return keys.iter().map(|(s, k)| self.get(*s, k)).collect();
+        }
+        let mut steps = self.preamble(keys)?;
+        let first = steps.len();
+        for (space, key) in keys {
+            let stmt = self
+                .lease
+                .statement(Sql::Get(*space))
+                .map_err(TxError::Store)?;
+            steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
+        }
+        let answers = self.pipeline_all(steps)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
+            let found = rows.first().map(|r| r.get::<_, Vec<u8>>(0));
+            if found.is_some() {
+                self.existing.insert((*space, key.to_vec()));
+            }
+            out.push(found);
+        }
+        Ok(out)
     }
 
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
@@ -1029,6 +1053,35 @@ impl Backend for PgBackend {
                 Err(unavailable(e))
             }
         }
+    }
+
+    fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut lease = self.lease()?;
+        let mut reads = Vec::with_capacity(keys.len());
+        for (space, key) in keys {
+            reads.push((lease.statement(Sql::Get(*space))?, key.to_vec()));
+        }
+        let client = lease.client()?;
+        let answers = self.run(async move {
+            let futures = reads.into_iter().map(|(stmt, key)| {
+                let client = client.clone();
+                async move { client.query(&stmt, &[&key]).await }
+            });
+            futures_util::future::join_all(futures).await
+        })?;
+        let mut out = Vec::with_capacity(answers.len());
+        for rows in answers {
+            match rows {
+                Ok(rows) => out.push(rows.first().map(|r| r.get::<_, Vec<u8>>(0))),
+                Err(e) => {
+                    if e.code().is_none() {
+                        lease.discard();
+                    }
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn scan(
@@ -1289,6 +1342,7 @@ mod tests {
             lock_of(Space::AgentKeys, b"a1")
         );
         assert_ne!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
+        assert_ne!(lock_of(Space::Reverse, b"x"), space_lock(Space::Reverse));
         // Stable across processes: collectors share these locks.
         assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);
     }

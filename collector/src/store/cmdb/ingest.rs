@@ -247,13 +247,17 @@ impl Cmdb {
         let outbox = outbox_key(c.seen_at);
         transact(self.backend.as_ref(), |tx| {
             let key = c.agent_id.as_bytes();
-            let Some(mut agent) = tx_json::<Agent, _>(tx, Space::Agents, key)? else {
+            let mut both = tx
+                .get_each(&[(Space::Agents, key), (Space::AgentState, key)])?
+                .into_iter();
+            let Some(agent_bytes) = both.next().flatten() else {
                 return Err(Fail::Abort(CommitError::AgentGone(c.agent_id.clone())));
             };
+            let mut agent: Agent = codec::decode_json(&shown(Space::Agents, key), &agent_bytes)?;
             if agent.is_revoked() {
                 return Err(Fail::Abort(CommitError::AgentGone(c.agent_id.clone())));
             }
-            let current = current_seq(&agent, tx.get(Space::AgentState, key)?.as_deref());
+            let current = current_seq(&agent, both.next().flatten().as_deref());
             if current != c.expected_last_seq {
                 return Err(Fail::Abort(CommitError::SeqMoved {
                     expected: c.expected_last_seq,

@@ -260,10 +260,18 @@ impl Cmdb {
     /// the bytes it was decoded from, so it is exactly what decoding would give.
     pub(crate) fn load_machine_lending(&self, num: u32) -> Result<(Machine, LentRaws), StoreError> {
         let key = codec::num_key(num);
-        let raw = self.backend.get(Space::Computers, &key)?;
+        let mut three = self
+            .backend
+            .get_each(&[
+                (Space::Computers, &key),
+                (Space::Components, &key),
+                (Space::Installs, &key),
+            ])?
+            .into_iter();
+        let raw = three.next().flatten();
         let raws = LentRaws {
-            components: self.backend.get(Space::Components, &key)?,
-            installs: self.backend.get(Space::Installs, &key)?,
+            components: three.next().flatten(),
+            installs: three.next().flatten(),
         };
         {
             let mut lent = self.cache.lent.lock().unwrap_or_else(|p| p.into_inner());

@@ -20,7 +20,12 @@ fn numbered(n: u64) -> [u8; 8] {
 impl Cmdb {
     /// The hot state (last seq, last seen) over the agent record.
     fn overlay_hot(&self, agent: &mut Agent) -> Result<(), StoreError> {
-        if let Some(v) = self.backend.get(Space::AgentState, agent.id.as_bytes())? {
+        let hot = self.backend.get(Space::AgentState, agent.id.as_bytes())?;
+        Self::overlay_hot_bytes(agent, hot)
+    }
+
+    fn overlay_hot_bytes(agent: &mut Agent, hot: Option<Vec<u8>>) -> Result<(), StoreError> {
+        if let Some(v) = hot {
             let (seq, seen) = decode_hot(&v).ok_or_else(|| StoreError::Corrupt {
                 key: format!("agent_state/{}", agent.id),
                 message: "not 16 bytes".into(),
@@ -112,11 +117,17 @@ impl Cmdb {
     }
 
     pub(crate) fn do_get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        let mut agent: Option<Agent> = self.get_json(Space::Agents, id.as_bytes())?;
-        if let Some(a) = agent.as_mut() {
-            self.overlay_hot(a)?;
-        }
-        Ok(agent)
+        let key = id.as_bytes();
+        let mut both = self
+            .backend
+            .get_each(&[(Space::Agents, key), (Space::AgentState, key)])?
+            .into_iter();
+        let Some(bytes) = both.next().flatten() else {
+            return Ok(None);
+        };
+        let mut agent: Agent = codec::decode_json(&shown(Space::Agents, key), &bytes)?;
+        Self::overlay_hot_bytes(&mut agent, both.next().flatten())?;
+        Ok(Some(agent))
     }
 
     pub(crate) fn do_list_agents(&self) -> Result<Vec<Agent>, StoreError> {
