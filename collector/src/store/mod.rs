@@ -16,6 +16,7 @@ pub mod cmdb;
 pub mod codec;
 pub mod pg_backend;
 pub mod redb_backend;
+pub mod report;
 pub mod sled_backend;
 
 use chrono::{DateTime, Utc};

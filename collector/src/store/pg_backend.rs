@@ -40,6 +40,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::backend::*;
+use super::report::{self, ReportKey, ReportRow, ReportWrite};
 use super::StoreError;
 
 /// The PostgreSQL schema that holds Census's tables.
@@ -225,6 +226,182 @@ enum Sql {
     /// lower bound (0 none, 1 inclusive, 2 exclusive), upper bound (exclusive), newest first.
     Scan(Space, u8, bool, bool),
     LockMany,
+    /// A report table's upsert and delete (`report::ReportRow` order of tables).
+    ReportPut(ReportTable),
+    ReportDelete(ReportTable),
+}
+
+/// The report tables, as statements name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ReportTable {
+    Computers,
+    Installs,
+    Variants,
+    ChangeRecords,
+    Agents,
+    Users,
+}
+
+impl ReportTable {
+    /// Table, key column, other columns.
+    fn shape(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        match self {
+            ReportTable::Computers => ("report_computers", "num", &["id", "name", "status"]),
+            ReportTable::Installs => ("report_installs", "computer", &["variants"]),
+            ReportTable::Variants => (
+                "report_variants",
+                "num",
+                &["product", "name", "version", "arch", "source", "publisher"],
+            ),
+            ReportTable::ChangeRecords => (
+                "report_change_records",
+                "id",
+                &[
+                    "computer_id",
+                    "computer_name",
+                    "agent_id",
+                    "seq",
+                    "detected_at",
+                    "severity",
+                    "state",
+                    "items",
+                ],
+            ),
+            ReportTable::Agents => (
+                "report_agents",
+                "id",
+                &[
+                    "hostname",
+                    "agent_version",
+                    "enrolled_at",
+                    "revoked_at",
+                    "computer_id",
+                    "superseded_by",
+                ],
+            ),
+            ReportTable::Users => ("report_users", "name", &["role", "created_at", "disabled"]),
+        }
+    }
+}
+
+type Params = Vec<Box<dyn ToSql + Send + Sync>>;
+
+/// A report write as a statement and its parameters.
+fn report_statement(w: ReportWrite) -> (Sql, Params) {
+    fn key_of(k: ReportKey) -> (ReportTable, Box<dyn ToSql + Send + Sync>) {
+        match k {
+            ReportKey::Computer(n) => (ReportTable::Computers, Box::new(n)),
+            ReportKey::Installs(n) => (ReportTable::Installs, Box::new(n)),
+            ReportKey::Variant(n) => (ReportTable::Variants, Box::new(n)),
+            ReportKey::ChangeRecord(id) => (ReportTable::ChangeRecords, Box::new(id)),
+            ReportKey::Agent(id) => (ReportTable::Agents, Box::new(id)),
+            ReportKey::User(name) => (ReportTable::Users, Box::new(name)),
+        }
+    }
+    match w {
+        ReportWrite::Delete(k) => {
+            let (table, key) = key_of(k);
+            (Sql::ReportDelete(table), vec![key])
+        }
+        ReportWrite::Put(row) => match row {
+            ReportRow::Computer {
+                num,
+                id,
+                name,
+                status,
+            } => (
+                Sql::ReportPut(ReportTable::Computers),
+                vec![
+                    Box::new(num),
+                    Box::new(id),
+                    Box::new(name),
+                    Box::new(status),
+                ],
+            ),
+            ReportRow::Installs { computer, variants } => (
+                Sql::ReportPut(ReportTable::Installs),
+                vec![Box::new(computer), Box::new(variants)],
+            ),
+            ReportRow::Variant {
+                num,
+                product,
+                name,
+                version,
+                arch,
+                source,
+                publisher,
+            } => (
+                Sql::ReportPut(ReportTable::Variants),
+                vec![
+                    Box::new(num),
+                    Box::new(product),
+                    Box::new(name),
+                    Box::new(version),
+                    Box::new(arch),
+                    Box::new(source),
+                    Box::new(publisher),
+                ],
+            ),
+            ReportRow::ChangeRecord {
+                id,
+                computer_id,
+                computer_name,
+                agent_id,
+                seq,
+                detected_at,
+                severity,
+                state,
+                items,
+            } => (
+                Sql::ReportPut(ReportTable::ChangeRecords),
+                vec![
+                    Box::new(id),
+                    Box::new(computer_id),
+                    Box::new(computer_name),
+                    Box::new(agent_id),
+                    Box::new(seq),
+                    Box::new(detected_at),
+                    Box::new(severity),
+                    Box::new(state),
+                    Box::new(items),
+                ],
+            ),
+            ReportRow::Agent {
+                id,
+                hostname,
+                agent_version,
+                enrolled_at,
+                revoked_at,
+                computer_id,
+                superseded_by,
+            } => (
+                Sql::ReportPut(ReportTable::Agents),
+                vec![
+                    Box::new(id),
+                    Box::new(hostname),
+                    Box::new(agent_version),
+                    Box::new(enrolled_at),
+                    Box::new(revoked_at),
+                    Box::new(computer_id),
+                    Box::new(superseded_by),
+                ],
+            ),
+            ReportRow::User {
+                name,
+                role,
+                created_at,
+                disabled,
+            } => (
+                Sql::ReportPut(ReportTable::Users),
+                vec![
+                    Box::new(name),
+                    Box::new(role),
+                    Box::new(created_at),
+                    Box::new(disabled),
+                ],
+            ),
+        },
+    }
 }
 
 impl Sql {
@@ -277,6 +454,27 @@ impl Sql {
             Sql::LockMany => "SELECT pg_advisory_xact_lock(a, b) \
                  FROM unnest($1::int4[], $2::int4[]) AS l(a, b)"
                 .into(),
+            Sql::ReportPut(t) => {
+                let (table, key, columns) = t.shape();
+                let all: Vec<&str> = std::iter::once(key)
+                    .chain(columns.iter().copied())
+                    .collect();
+                let params: Vec<String> = (1..=all.len()).map(|i| format!("${i}")).collect();
+                let set: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                format!(
+                    "INSERT INTO {SCHEMA}.{table} ({}) VALUES ({}) ON CONFLICT ({key}) DO UPDATE SET {}",
+                    all.join(", "),
+                    params.join(", "),
+                    set.join(", ")
+                )
+            }
+            Sql::ReportDelete(t) => {
+                let (table, key, _) = t.shape();
+                format!("DELETE FROM {SCHEMA}.{table} WHERE {key} = $1")
+            }
         }
     }
 }
@@ -690,6 +888,7 @@ fn migration_sql(version: i32) -> String {
                     t = table(*s)
                 )
             })
+            .chain(std::iter::once(super::report::REPORT_SQL.to_string()))
             .collect::<Vec<_>>()
             .join(";\n"),
         _ => String::new(),
@@ -884,6 +1083,15 @@ impl PgTx<'_, '_> {
         let mut steps = self.preamble(&keys)?;
         let mut by_space: BTreeMap<Space, Batch> = BTreeMap::new();
         let existing = std::mem::take(&mut self.existing);
+        // The reporting tables follow the bytes in the same transaction.
+        let mut reports = Vec::new();
+        for ((space, key), value) in &writes {
+            if let Some(w) =
+                report::project(*space, key, value.as_deref()).map_err(TxError::Store)?
+            {
+                reports.push(w);
+            }
+        }
         for ((space, key), value) in writes {
             let entry = by_space.entry(space).or_default();
             match value {
@@ -933,6 +1141,11 @@ impl PgTx<'_, '_> {
                     .map_err(TxError::Store)?;
                 steps.push(Step::Query(stmt, vec![Box::new(deletes)]));
             }
+        }
+        for w in reports {
+            let (sql, params) = report_statement(w);
+            let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
+            steps.push(Step::Query(stmt, params));
         }
         steps.push(Step::Commit);
         steps.push(Step::Flush);
@@ -1154,15 +1367,36 @@ impl Backend for PgBackend {
         let mut lease = self.lease()?;
         let stmt = lease.statement(Sql::Upsert(space))?;
         let client = lease.client()?;
+        let mut reports = Vec::new();
+        for (k, v) in pairs {
+            if let Some(w) = report::project(space, k, Some(v))? {
+                let (sql, params) = report_statement(w);
+                reports.push((lease.statement(sql)?, params));
+            }
+        }
         let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs.iter().cloned().unzip();
         let r = self.run(async move {
+            client.batch_execute("BEGIN").await?;
             client.execute(&stmt, &[&keys, &values]).await?;
+            let writes = reports.into_iter().map(|(stmt, params)| {
+                let client = client.clone();
+                async move {
+                    let refs: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    client.execute(&stmt, &refs).await
+                }
+            });
+            for r in futures_util::future::join_all(writes).await {
+                r?;
+            }
+            client.batch_execute("COMMIT").await?;
             client.batch_execute(FLUSH_SQL).await
         })?;
         if let Err(e) = r {
-            if e.code().is_none() {
-                lease.discard();
-            }
+            // Its transaction may still be open: the connection is not given back.
+            lease.discard();
             return Err(unavailable(e));
         }
         Ok(())

@@ -145,6 +145,13 @@ fn agents_spread_over_two_collectors_all_land_and_the_store_checks_clean() {
     }
     let report = stores[0].check_consistency().unwrap();
     assert_eq!(report.problems_total, 0, "{:?}", report.problems);
+    // The reporting tables were written by the same commits.
+    let q = |sql: &str| Cluster::shared().psql("pg_spread", sql).unwrap();
+    assert_eq!(q("SELECT count(*) FROM census_report.computers"), "40");
+    assert_eq!(
+        q("SELECT count(*) FROM census_report.agents WHERE last_seq = 2 AND computer_id IS NOT NULL"),
+        "40"
+    );
 }
 
 #[test]
@@ -188,9 +195,7 @@ fn a_newer_table_layout_is_refused_by_name() {
 #[test]
 fn a_wrong_password_or_address_is_named_without_the_password() {
     let cluster = Cluster::shared();
-    let mut o = PgOptions::new(format!(
-        "postgres://census:hunter2@127.0.0.1:1/none?sslmode=disable"
-    ));
+    let mut o = PgOptions::new("postgres://census:hunter2@127.0.0.1:1/none?sslmode=disable");
     o.connect_timeout = std::time::Duration::from_secs(2);
     let err = Cmdb::open_postgres(o).err().expect("refused").to_string();
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -304,5 +309,49 @@ fn the_embedded_store_copies_into_postgres_and_answers_the_same() {
     // A second copy into a store that holds data is refused before anything is written.
     let again = source.copy_into(&target, &mut |_, _| {}).unwrap_err();
     assert!(again.to_string().contains("already holds data"), "{again}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// The reporting views answer what the CMDB holds, in the same transaction as the bytes.
+#[test]
+fn reporting_views_show_installed_software_open_records_and_silent_agents() {
+    use super::store::{package_fleet, Engine};
+    let (source, d) = package_fleet(Engine::Redb, "report-source");
+    let cluster = Cluster::shared();
+    let url = cluster.database("pg_report");
+    let target = open(&url);
+    source.copy_into(&target, &mut |_, _| {}).unwrap();
+    let q = |sql: &str| cluster.psql("pg_report", sql).unwrap();
+    // 40 computers, every fifth with the i386 package too: 48 installs of openssl.
+    assert_eq!(q("SELECT count(*) FROM census_report.computers"), "40");
+    assert_eq!(
+        q("SELECT count(*) FROM census_report.installed_software WHERE package = 'openssl'"),
+        "48"
+    );
+    assert_eq!(
+        q("SELECT count(DISTINCT version) FROM census_report.installed_software WHERE package = 'openssl'"),
+        "3"
+    );
+    assert_eq!(
+        q("SELECT sum(computers) FROM census_report.software_versions WHERE package = 'openssl'"),
+        "48"
+    );
+    assert_eq!(q("SELECT count(*) FROM census_report.agents"), "1");
+    // a1's last contact is now: not silent. A new agent that never reported is.
+    assert_eq!(q("SELECT count(*) FROM census_report.silent_agents"), "0");
+    enroll(&target, &["quiet"]);
+    assert_eq!(q("SELECT id FROM census_report.silent_agents"), "quiet");
+    assert_eq!(
+        q("SELECT last_seq FROM census_report.agents WHERE id = 'a1'"),
+        "40"
+    );
+    // A retired computer's status follows a later write.
+    assert_eq!(
+        q("SELECT count(*) FROM census_report.computers WHERE status = 'retired'"),
+        "6"
+    );
+    // People without their credentials.
+    let columns = q("SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_schema = 'census_report' AND table_name = 'people'");
+    assert!(!columns.contains("password"), "{columns}");
     let _ = std::fs::remove_dir_all(d);
 }
