@@ -91,10 +91,22 @@ fn main() -> Result<()> {
     };
     let packages = base.software.data().map(Vec::len).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
+    // PostgreSQL: a throwaway cluster (dropped at exit), a database of its own.
+    let postgres = (engine == "postgres").then(|| {
+        let cluster = census_e2e::pg::Cluster::shared();
+        (cluster, cluster.database("store_bench"))
+    });
+    let full_vacuum = std::env::var_os("CENSUS_BENCH_VACUUM_FULL").is_some();
     let store = Arc::new(match engine.as_str() {
         "sled" => Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?,
         "redb" => Cmdb::open_redb(&dir, cache_mb * 1024 * 1024)?,
-        other => anyhow::bail!("--engine {other}: sled or redb"),
+        "postgres" => Cmdb::open_postgres(census_collector::store::pg_backend::PgOptions::new(
+            postgres
+                .as_ref()
+                .map(|(_, url)| url.clone())
+                .unwrap_or_default(),
+        ))?,
+        other => anyhow::bail!("--engine {other}: sled, redb or postgres"),
     });
     bench_token(&store)?;
     let mut agents = Vec::with_capacity(computers);
@@ -126,6 +138,13 @@ fn main() -> Result<()> {
         })?;
         println!("| drift round {round} (5 upgrades each) | {computers} | {rate:.0} |");
         store.sequence_events(usize::MAX)?;
+        if let Some((cluster, _)) = &postgres {
+            // A fleet's drift round is a day; autovacuum passes every minute. Its pass
+            // between rounds (not a rewrite: old row versions become reusable space).
+            cluster
+                .psql("store_bench", "VACUUM")
+                .map_err(anyhow::Error::msg)?;
+        }
     }
     flushing.store(false, std::sync::atomic::Ordering::Relaxed);
     let flushes = flusher
@@ -157,6 +176,49 @@ fn main() -> Result<()> {
         "peak RSS: {} MiB; {flushes} group flushes",
         status_kib("VmHWM:") / 1024
     );
+    if let Some((cluster, _)) = &postgres {
+        // What autovacuum does between drift rounds (a fleet's round is a day, its naptime
+        // a minute): old row versions become free space, reused by later writes.
+        cluster
+            .psql("store_bench", "VACUUM")
+            .map_err(anyhow::Error::msg)?;
+        let vacuumed = store.size_on_disk()?;
+        println!(
+            "PostgreSQL after VACUUM: {:.1} MB = {:.1} KB per computer (pg_total_relation_size over the census schema)",
+            vacuumed as f64 / 1e6,
+            vacuumed as f64 / computers as f64 / 1e3
+        );
+        let tables = cluster
+            .psql(
+                "store_bench",
+                "SELECT string_agg(relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' KB', ', ' ORDER BY pg_total_relation_size(c.oid) DESC) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'census' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1048576",
+            )
+            .map_err(anyhow::Error::msg)?;
+        println!("tables over 1 MB: {tables}");
+        if full_vacuum {
+            // The floor: every table rewritten without its free space.
+            cluster
+                .psql("store_bench", "VACUUM FULL")
+                .map_err(anyhow::Error::msg)?;
+            let compact = store.size_on_disk()?;
+            println!(
+                "PostgreSQL after VACUUM FULL: {:.1} MB = {:.1} KB per computer",
+                compact as f64 / 1e6,
+                compact as f64 / computers as f64 / 1e3
+            );
+            let tables = cluster
+                .psql(
+                    "store_bench",
+                    "SELECT string_agg(relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' KB', ', ' ORDER BY pg_total_relation_size(c.oid) DESC) \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'census' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1048576",
+                )
+                .map_err(anyhow::Error::msg)?;
+            println!("tables over 1 MB: {tables}");
+        }
+    }
     println!();
     println!("| key space | records | key bytes | value bytes | per computer |");
     println!("|---|---:|---:|---:|---:|");

@@ -184,20 +184,16 @@ fn rewritten_in_place(space: Space) -> bool {
 }
 
 /// Spaces locked with an intention lock over the whole space: a transaction that touches a
-/// few of its keys holds the space's lock shared and each key's lock; one that touches many
-/// (a first inventory rewrites hundreds of postings chunks, and a lock each would fill the
-/// server's lock table) holds the space's lock alone, exclusively.
+/// few of its keys holds the space's table in ROW EXCLUSIVE mode and each key's advisory
+/// lock; one that touches many (a first inventory rewrites hundreds of postings chunks, and
+/// a lock each would fill the server's lock table) holds the table in SHARE ROW EXCLUSIVE
+/// mode, which excludes the others and itself.
 fn intention_locked(space: Space) -> bool {
     matches!(space, Space::Reverse)
 }
 
 /// Past this many keys of an intention-locked space at once, a transaction locks the space.
 const MANY_KEYS: usize = 32;
-
-/// The lock over a whole intention-locked space.
-fn space_lock(space: Space) -> (i32, i32) {
-    (KEY_LOCK_CLASS + index(space) as i32, 0)
-}
 
 /// The advisory lock that guards `key` in `space`. Two keys on one lock only wait for each
 /// other; they are never confused.
@@ -209,8 +205,7 @@ fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    // 0 is the whole space's lock.
-    (class, if h == 0 { 1 } else { h as i32 })
+    (class, h as i32)
 }
 
 /// A statement's shape; its text is made once per connection.
@@ -949,7 +944,7 @@ enum Step {
     Begin(&'static str),
     Lock(Statement, Vec<i32>, Vec<i32>),
     /// An intention-locked space's own lock: shared, or exclusive.
-    SpaceLock(i32, i32, bool),
+    SpaceLock(Space, bool),
     Query(Statement, Vec<Box<dyn ToSql + Send + Sync>>),
     Commit,
     /// A transaction that writes WAL of its own, committed synchronously: the WAL flush
@@ -994,8 +989,7 @@ impl PgTx<'_, '_> {
             whole.push((space, exclusive));
         }
         for (space, exclusive) in whole {
-            let (a, b) = space_lock(space);
-            steps.push(Step::SpaceLock(a, b, exclusive));
+            steps.push(Step::SpaceLock(space, exclusive));
         }
         let mut wanted: Vec<(i32, i32)> = keys
             .iter()
@@ -1043,13 +1037,24 @@ impl PgTx<'_, '_> {
                             Step::Lock(stmt, a, b) => {
                                 client.execute(&stmt, &[&a, &b]).await.map(|_| Vec::new())
                             }
-                            Step::SpaceLock(a, b, exclusive) => {
-                                let sql = if exclusive {
-                                    "SELECT pg_advisory_xact_lock($1, $2)"
+                            Step::SpaceLock(space, exclusive) => {
+                                // A table lock, not an advisory one: LOCK takes no snapshot,
+                                // so a transaction queued behind a first inventory does not
+                                // hold back the horizon that lets the server prune the row
+                                // versions those rewrites leave (an advisory lock's SELECT
+                                // waited with a snapshot, and the postings table grew 80x).
+                                let mode = if exclusive {
+                                    "SHARE ROW EXCLUSIVE"
                                 } else {
-                                    "SELECT pg_advisory_xact_lock_shared($1, $2)"
+                                    "ROW EXCLUSIVE"
                                 };
-                                client.execute(sql, &[&a, &b]).await.map(|_| Vec::new())
+                                client
+                                    .batch_execute(&format!(
+                                        "LOCK TABLE {} IN {mode} MODE",
+                                        table(space)
+                                    ))
+                                    .await
+                                    .map(|_| Vec::new())
                             }
                             Step::Query(stmt, params) => {
                                 let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -1576,7 +1581,6 @@ mod tests {
             lock_of(Space::AgentKeys, b"a1")
         );
         assert_ne!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
-        assert_ne!(lock_of(Space::Reverse, b"x"), space_lock(Space::Reverse));
         // Stable across processes: collectors share these locks.
         assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);
     }
