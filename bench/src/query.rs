@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv] [--store URL]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -161,6 +161,7 @@ fn main() -> Result<()> {
     let mut keep = false;
     let mut cache_mb: u64 = 256;
     let mut only: Option<String> = None;
+    let mut pg: Option<String> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -174,14 +175,30 @@ fn main() -> Result<()> {
             "--cache-mb" => cache_mb = value()?.parse()?,
             // One of package, impact, detail, asof, csv (for profiling one query).
             "--only" => only = Some(value()?),
+            // A PostgreSQL database holding a seeded CMDB (`migrate-store` of a --keep
+            // run's store); `--dir` still names the run's directory (its bench-t-mid).
+            "--store" => pg = Some(value()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
-    let reuse = keep && dir.join("conf").exists();
+    let reuse =
+        keep && (dir.join("conf").exists() || dir.join("census.redb").exists() || pg.is_some());
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let store = Arc::new(Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?);
+    let store = Arc::new(match &pg {
+        Some(url) => Cmdb::open_postgres(census_collector::store::pg_backend::PgOptions::new(
+            url.clone(),
+        ))?,
+        None => Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?,
+    });
+    println!(
+        "store: {}",
+        match &pg {
+            Some(url) => census_collector::store::pg_backend::redact(url),
+            None => dir.display().to_string(),
+        }
+    );
     let t_mid = if reuse {
         let mid_file = std::fs::read_to_string(dir.join("bench-t-mid"))?;
         DateTime::parse_from_rfc3339(mid_file.trim())?.with_timezone(&Utc)

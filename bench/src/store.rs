@@ -188,15 +188,7 @@ fn main() -> Result<()> {
             vacuumed as f64 / 1e6,
             vacuumed as f64 / computers as f64 / 1e3
         );
-        let tables = cluster
-            .psql(
-                "store_bench",
-                "SELECT string_agg(relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' KB', ', ' ORDER BY pg_total_relation_size(c.oid) DESC) \
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = 'census' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1048576",
-            )
-            .map_err(anyhow::Error::msg)?;
-        println!("tables over 1 MB: {tables}");
+        println!("tables over 1 MB: {}", big_tables(cluster)?);
         if full_vacuum {
             // The floor: every table rewritten without its free space.
             cluster
@@ -208,15 +200,7 @@ fn main() -> Result<()> {
                 compact as f64 / 1e6,
                 compact as f64 / computers as f64 / 1e3
             );
-            let tables = cluster
-                .psql(
-                    "store_bench",
-                    "SELECT string_agg(relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' KB', ', ' ORDER BY pg_total_relation_size(c.oid) DESC) \
-                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = 'census' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1048576",
-                )
-                .map_err(anyhow::Error::msg)?;
-            println!("tables over 1 MB: {tables}");
+            println!("tables over 1 MB: {}", big_tables(cluster)?);
         }
     }
     println!();
@@ -248,6 +232,19 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// The census schema's tables over 1 MB, biggest first, with their total size.
+fn big_tables(cluster: &census_e2e::pg::Cluster) -> Result<String> {
+    cluster
+        .psql(
+            "store_bench",
+            "SELECT string_agg(relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' KB', ', ' \
+             ORDER BY pg_total_relation_size(c.oid) DESC) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'census' AND c.relkind = 'r' AND pg_total_relation_size(c.oid) > 1048576",
+        )
+        .map_err(anyhow::Error::msg)
 }
 
 fn step_bytes(store: &Cmdb) -> Result<u64> {

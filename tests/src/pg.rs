@@ -93,6 +93,39 @@ fn run(mut c: Command, what: &str) -> Result<(), String> {
     }
 }
 
+/// `pg_ctl start` on the cluster in `dir`: loopback TCP on `port`, its Unix socket in `dir`.
+fn start_server(bin: &Path, dir: &Path, port: u16, as_postgres: bool) -> Result<(), String> {
+    let mut c = pg_command(bin, "pg_ctl", as_postgres);
+    c.arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            dir.display()
+        ))
+        .args(["-w", "-t", "60", "start"]);
+    run(c, "pg_ctl start").map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        format!("{e}\n{log}")
+    })
+}
+
+/// A database name from any text: lower-case letters, digits and underscores, at most 60.
+pub fn database_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect()
+}
+
 impl Cluster {
     /// A cluster of this test's own (one it may stop and start), dropped at exit.
     pub fn start() -> Result<Cluster, String> {
@@ -129,28 +162,13 @@ impl Cluster {
         ]);
         run(initdb, "initdb")?;
         let port = free_port()?;
-        let mut start = pg_command(&bin, "pg_ctl", as_postgres);
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
-                dir.display()
-            ))
-            .args(["-w", "-t", "60", "start"]);
         if let Ok(mut s) = STOP.lock() {
             s.push((bin.clone(), dir.clone(), as_postgres));
         }
         HOOKED.call_once(|| unsafe {
             libc::atexit(stop_at_exit);
         });
-        run(start, "pg_ctl start").map_err(|e| {
-            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            format!("{e}\n{log}")
-        })?;
+        start_server(&bin, &dir, port, as_postgres)?;
         Ok(Cluster {
             dir,
             port,
@@ -169,17 +187,7 @@ impl Cluster {
 
     /// A connection string for a new, empty database `name` (dropped first if present).
     pub fn database(&self, name: &str) -> String {
-        let name: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(60)
-            .collect();
+        let name = database_name(name);
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),
@@ -231,37 +239,25 @@ impl Cluster {
 
     /// Stops the server (fast: clients are disconnected) and waits.
     pub fn stop(&self) -> Result<(), String> {
-        let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);
-        c.arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w", "stop"]);
-        run(c, "pg_ctl stop")
+        self.stop_with("fast")
     }
 
     /// Stops the server as a crash would (`-m immediate`: no checkpoint, recovery from the
     /// WAL on the next start; what was only in its WAL buffers is gone).
     pub fn crash(&self) -> Result<(), String> {
+        self.stop_with("immediate")
+    }
+
+    fn stop_with(&self, mode: &str) -> Result<(), String> {
         let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);
         c.arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"]);
-        run(c, "pg_ctl stop -m immediate")
+            .args(["-m", mode, "-w", "stop"]);
+        run(c, &format!("pg_ctl stop -m {mode}"))
     }
 
     /// Starts the server again on the same port.
     pub fn restart(&self) -> Result<(), String> {
-        let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);
-        c.arg("-D")
-            .arg(self.dir.join("data"))
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
-                self.port,
-                self.dir.display()
-            ))
-            .args(["-w", "-t", "60", "start"]);
-        run(c, "pg_ctl start")
+        start_server(&self.bin, &self.dir, self.port, self.as_postgres)
     }
 }

@@ -49,19 +49,7 @@ fn first(agent: &str, computer: &str) -> IngestCommit {
         expected_last_seq: 0,
         new_seq: 1,
         seen_at: Utc::now(),
-        ci_puts: vec![Ci {
-            id: computer.into(),
-            class: CiClass::Computer,
-            name: computer.into(),
-            attributes: Default::default(),
-            volatile: Default::default(),
-            status: CiStatus::Active,
-            first_seen: Utc::now(),
-            last_seen: Utc::now(),
-            sources: vec![],
-            version: 1,
-            owner: None,
-        }],
+        ci_puts: vec![super::store::computer(computer, computer, CiStatus::Active)],
         ci_id: Some(computer.into()),
         ..Default::default()
     }

@@ -46,19 +46,7 @@ impl Engine {
 
 /// The database a PostgreSQL "directory" stands for.
 pub(crate) fn pg_name(d: &std::path::Path) -> String {
-    d.file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("census")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect()
+    census_e2e::pg::database_name(d.file_name().and_then(|n| n.to_str()).unwrap_or("census"))
 }
 
 /// Opens a store that was just dropped: sled releases its file lock when its background
@@ -371,7 +359,7 @@ fn heartbeats_in_one_batch_are_each_their_own_compare_and_set(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
-fn computer(id: &str, name: &str, status: CiStatus) -> Ci {
+pub(crate) fn computer(id: &str, name: &str, status: CiStatus) -> Ci {
     Ci {
         id: id.into(),
         class: CiClass::Computer,
