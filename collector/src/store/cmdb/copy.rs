@@ -102,9 +102,10 @@ impl Cmdb {
     fn ci_counts(
         &self,
     ) -> Result<std::collections::BTreeMap<crate::model::CiClass, usize>, StoreError> {
+        // One pass over every CI (a pass per class read each computer once per class).
         let mut counts = std::collections::BTreeMap::new();
-        for class in crate::model::CiClass::ALL {
-            counts.insert(class, Store::list_cis(self, Some(class))?.len());
+        for ci in Store::list_cis(self, None)? {
+            *counts.entry(ci.class).or_insert(0) += 1;
         }
         Ok(counts)
     }
