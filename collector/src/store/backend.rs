@@ -271,6 +271,15 @@ pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<Flow, StoreError> + 'v;
 
 pub trait Backend: Send + Sync + 'static {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The values of `keys` of one space, in their order (one statement on a server).
+    fn get_many(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(space, k)).collect()
+    }
+    /// Whether other processes write this store too (a database server): what this process
+    /// remembers of records others may rewrite (the computer summaries) is then read anew.
+    fn shared(&self) -> bool {
+        false
+    }
     /// The values of keys in several spaces, in their order: one round trip on an engine
     /// behind a network (each read is its own point in time, as separate `get`s are).
     fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

@@ -1200,15 +1200,17 @@ impl Tx for PgTx<'_, '_> {
             let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
             steps.push(Step::Query(stmt, vec![Box::new(owned)]));
             let rows = self.pipeline(steps)?;
-            let mut found: HashMap<Vec<u8>, Vec<u8>> = rows
+            let found: HashMap<Vec<u8>, Vec<u8>> = rows
                 .iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
                 .collect();
             self.existing
                 .extend(found.keys().map(|k| (space, k.clone())));
+            // A key named twice gets its value twice (regression: the second was `None`,
+            // and a variant already numbered was numbered again).
             for (k, o) in keys.iter().zip(out.iter_mut()) {
                 if o.is_none() {
-                    *o = Some(found.remove(*k));
+                    *o = Some(found.get(*k).cloned());
                 }
             }
         }
@@ -1271,6 +1273,35 @@ impl Backend for PgBackend {
                 Err(unavailable(e))
             }
         }
+    }
+
+    fn get_many(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lease = self.lease()?;
+        let stmt = lease.statement(Sql::GetMany(space))?;
+        let client = lease.client()?;
+        let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let rows = match self.run(async move { client.query(&stmt, &[&owned]).await })? {
+            Ok(rows) => rows,
+            Err(e) => {
+                if e.code().is_none() {
+                    lease.discard();
+                }
+                return Err(unavailable(e));
+            }
+        };
+        let found: HashMap<Vec<u8>, Vec<u8>> = rows
+            .iter()
+            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
+        // A key may be asked for twice (a computer that installs two variants).
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

@@ -343,3 +343,39 @@ fn reporting_views_show_installed_software_open_records_and_silent_agents() {
     assert!(!columns.contains("password"), "{columns}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// Regression: each collector kept every computer's summary in memory, loaded once and kept
+/// by its own writes, so a computer another collector renamed kept its old name in this
+/// one's package queries.
+#[test]
+fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
+    let url = Cluster::shared().database("pg_rename");
+    let (a, b) = (open(&url), open(&url));
+    enroll(&a, &["a1"]);
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let mut discovered = first("a1", "cmp_1");
+    discovered.relationship_puts =
+        vec![super::store::installs("cmp_1", &product, "3.0.15", "amd64")];
+    a.commit_ingest(&discovered).unwrap();
+    let num = a.installs_of(&product).unwrap().installs[0].0;
+    assert_eq!(
+        &*a.computer_summaries(&[num]).unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .name,
+        "cmp_1"
+    );
+    let mut renamed = first("a1", "cmp_1");
+    renamed.expected_last_seq = 1;
+    renamed.new_seq = 2;
+    renamed.ci_puts[0].name = "renamed".into();
+    renamed.ci_puts[0].version = 2;
+    b.commit_ingest(&renamed).unwrap();
+    assert_eq!(
+        &*a.computer_summaries(&[num]).unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .name,
+        "renamed"
+    );
+}

@@ -375,7 +375,7 @@ pub(crate) fn computer(id: &str, name: &str, status: CiStatus) -> Ci {
     }
 }
 
-fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationship {
+pub(crate) fn installs(from: &str, product: &str, version: &str, arch: &str) -> Relationship {
     let mut attributes = Attributes::new();
     attributes.insert("name".into(), "openssl".into());
     attributes.insert("version".into(), version.into());
@@ -800,6 +800,28 @@ fn package_query_fast_path_answers_like_the_general_path(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// Regression (PostgreSQL): a read of many keys answered `None` for a key's second mention,
+/// and an already numbered software variant wanted twice in one commit was numbered again.
+fn a_key_asked_twice_in_one_read_is_answered_twice(engine: Engine) {
+    use census_collector::store::backend::TxError;
+    let d = engine.dir("twice");
+    let s = engine.open(&d);
+    let b = s.backend();
+    b.put(Space::Meta, b"twice", b"v").unwrap();
+    let keys: [&[u8]; 3] = [b"twice", b"absent", b"twice"];
+    let want = vec![Some(b"v".to_vec()), None, Some(b"v".to_vec())];
+    assert_eq!(b.get_many(Space::Meta, &keys).unwrap(), want);
+    let mut inside = Vec::new();
+    b.transact(&mut |tx| {
+        inside = tx.get_many(Space::Meta, &keys)?;
+        Ok::<(), TxError>(())
+    })
+    .unwrap();
+    assert_eq!(inside, want);
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+}
+
 /// Every contract test, on every engine.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -840,4 +862,5 @@ conformance!(
     ci_summaries_follow_every_ci_write,
     package_query_fast_path_answers_like_the_general_path,
     computer_summaries_follow_writes_after_they_are_loaded,
+    a_key_asked_twice_in_one_read_is_answered_twice,
 );

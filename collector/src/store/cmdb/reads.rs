@@ -451,6 +451,35 @@ impl Cmdb {
         &self,
         keys: &[u64],
     ) -> Result<Vec<Option<ComputerSummary>>, StoreError> {
+        if self.backend.shared() {
+            // Another collector may have renamed or retired any of them since.
+            let nums: Vec<Option<[u8; 4]>> = keys
+                .iter()
+                .map(|k| u32::try_from(*k).ok().map(codec::num_key))
+                .collect();
+            let wanted: Vec<&[u8]> = nums.iter().flatten().map(|n| n.as_slice()).collect();
+            let mut stored = self
+                .backend
+                .get_many(Space::Summaries, &wanted)?
+                .into_iter();
+            return nums
+                .iter()
+                .map(|n| {
+                    let Some(n) = n else { return Ok(None) };
+                    match stored.next().flatten() {
+                        Some(v) => {
+                            let s: SummaryRec = decode_packed(&shown(Space::Summaries, n), &v)?;
+                            Ok(Some(ComputerSummary {
+                                id: s.id.into(),
+                                name: s.name.into(),
+                                status: s.status,
+                            }))
+                        }
+                        None => Ok(None),
+                    }
+                })
+                .collect();
+        }
         self.summary_table()?;
         let table = self
             .cache
