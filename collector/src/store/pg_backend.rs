@@ -1442,7 +1442,10 @@ impl Backend for PgBackend {
         let lease = self.lease()?;
         let client = lease.conn.as_ref().map(|c| c.client.clone());
         let client = client.ok_or_else(|| unavailable("no connection"))?;
-        let sql = format!("TRUNCATE {}", table(space));
+        let sql = match report::table_of(space) {
+            Some(report) => format!("TRUNCATE {}, {SCHEMA}.{report}", table(space)),
+            None => format!("TRUNCATE {}", table(space)),
+        };
         self.run(async move { client.batch_execute(&sql).await })?
             .map_err(unavailable)
     }

@@ -201,6 +201,19 @@ pub fn project(
     }))
 }
 
+/// The report table a space projects into, if any (emptied with the space).
+pub fn table_of(space: Space) -> Option<&'static str> {
+    Some(match space {
+        Space::Summaries => "report_computers",
+        Space::Installs => "report_installs",
+        Space::Variants => "report_variants",
+        Space::ChangeRecords => "report_change_records",
+        Space::Agents => "report_agents",
+        Space::Users => "report_users",
+        _ => return None,
+    })
+}
+
 /// The report tables and views: PostgreSQL's reporting schema (`census_report`), read-only
 /// for reporting tools. Kept here, next to the projection that fills the tables.
 pub const REPORT_SQL: &str = r#"
