@@ -20,6 +20,7 @@ impl Cmdb {
             })?;
         let mut expected_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut expected_postings: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
+        let mut variants_present: std::collections::HashSet<u32> = Default::default();
         for num in nums {
             let m = self.load_machine(num)?;
             let holder = m.id.to_string();
@@ -45,9 +46,16 @@ impl Cmdb {
                     None => report.problem(format!("{}/{num}: missing", Space::Summaries.name())),
                 }
             }
-            for id in m.components.keys() {
+            // One read for all of a computer's component ids, and one for the variants
+            // not seen on an earlier computer (a round trip each on a database server).
+            let ids: Vec<&[u8]> = m.components.keys().map(|id| id.as_bytes()).collect();
+            for (id, held) in m
+                .components
+                .keys()
+                .zip(self.backend.get_many(Space::Ids, &ids)?)
+            {
                 report.cis += 1;
-                match self.backend.get(Space::Ids, id.as_bytes())? {
+                match held {
                     Some(v) if codec::read_num(&v) == Some(num) => {}
                     _ => report.problem(format!(
                         "{}/{id}: does not point at its computer's record {num}",
@@ -55,16 +63,26 @@ impl Cmdb {
                     )),
                 }
             }
-            for i in m.installs.values() {
-                if self
-                    .backend
-                    .get(Space::Variants, &codec::num_key(i.variant))?
-                    .is_none()
-                {
+            let mut unseen: Vec<u32> = m
+                .installs
+                .values()
+                .map(|i| i.variant)
+                .filter(|v| !variants_present.contains(v))
+                .collect();
+            unseen.sort_unstable();
+            unseen.dedup();
+            let keys: Vec<[u8; 4]> = unseen.iter().map(|v| codec::num_key(*v)).collect();
+            let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            for (variant, stored) in unseen
+                .iter()
+                .zip(self.backend.get_many(Space::Variants, &key_refs)?)
+            {
+                if stored.is_some() {
+                    variants_present.insert(*variant);
+                } else {
                     report.problem(format!(
-                        "{}/{}: missing, installed on {holder}",
+                        "{}/{variant}: missing, installed on {holder}",
                         Space::Variants.name(),
-                        i.variant
                     ));
                 }
             }
