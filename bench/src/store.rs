@@ -179,28 +179,10 @@ fn main() -> Result<()> {
     if let Some((cluster, _)) = &postgres {
         // What autovacuum does between drift rounds (a fleet's round is a day, its naptime
         // a minute): old row versions become free space, reused by later writes.
-        cluster
-            .psql("store_bench", "VACUUM")
-            .map_err(anyhow::Error::msg)?;
-        let vacuumed = store.size_on_disk()?;
-        println!(
-            "PostgreSQL after VACUUM: {:.1} MB = {:.1} KB per computer (pg_total_relation_size over the census schema)",
-            vacuumed as f64 / 1e6,
-            vacuumed as f64 / computers as f64 / 1e3
-        );
-        println!("tables over 1 MB: {}", big_tables(cluster)?);
+        vacuum_and_measure(cluster, &store, computers, "VACUUM")?;
         if full_vacuum {
             // The floor: every table rewritten without its free space.
-            cluster
-                .psql("store_bench", "VACUUM FULL")
-                .map_err(anyhow::Error::msg)?;
-            let compact = store.size_on_disk()?;
-            println!(
-                "PostgreSQL after VACUUM FULL: {:.1} MB = {:.1} KB per computer",
-                compact as f64 / 1e6,
-                compact as f64 / computers as f64 / 1e3
-            );
-            println!("tables over 1 MB: {}", big_tables(cluster)?);
+            vacuum_and_measure(cluster, &store, computers, "VACUUM FULL")?;
         }
     }
     println!();
@@ -231,6 +213,26 @@ fn main() -> Result<()> {
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// Runs `vacuum` on the bench's database and prints the size it leaves, in all and per table.
+fn vacuum_and_measure(
+    cluster: &census_e2e::pg::Cluster,
+    store: &Cmdb,
+    computers: usize,
+    vacuum: &str,
+) -> Result<()> {
+    cluster
+        .psql("store_bench", vacuum)
+        .map_err(anyhow::Error::msg)?;
+    let bytes = store.size_on_disk()?;
+    println!(
+        "PostgreSQL after {vacuum}: {:.1} MB = {:.1} KB per computer (pg_total_relation_size over the census schema)",
+        bytes as f64 / 1e6,
+        bytes as f64 / computers as f64 / 1e3
+    );
+    println!("tables over 1 MB: {}", big_tables(cluster)?);
     Ok(())
 }
 

@@ -126,17 +126,7 @@ fn kill9_cycles(collectors: &mut [Collector], cycles: usize) {
                         }
                         continue;
                     }
-                    let mut snap = machine(
-                        &format!("crash-{i}"),
-                        Some(&format!("CRASH-SN-{i}")),
-                        None,
-                        &format!("crash-mid-{i}"),
-                        &[&format!("52:54:00:cc:00:0{i}")],
-                    );
-                    // A unique configuration per snapshot: every accepted one is a version.
-                    if let Some(os) = snap.os.data_mut() {
-                        os.timezone = Some(format!("seq-{seq}"));
-                    }
+                    let mut snap = machine_at("crash", "cc", i, seq);
                     if i % 2 == 1 {
                         snap.services = Section::failed("not probed in this test");
                     }

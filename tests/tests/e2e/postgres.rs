@@ -46,16 +46,7 @@ fn postgres_crashed_and_restarted_during_ingest_loses_no_acknowledged_snapshot()
         threads.push(std::thread::spawn(move || {
             let acked = Arc::new(Mutex::new(BTreeSet::new()));
             while !stop.load(Ordering::SeqCst) {
-                let mut snap = machine(
-                    &format!("outage-{i}"),
-                    Some(&format!("OUTAGE-SN-{i}")),
-                    None,
-                    &format!("outage-mid-{i}"),
-                    &[&format!("52:54:00:dd:00:0{i}")],
-                );
-                if let Some(os) = snap.os.data_mut() {
-                    os.timezone = Some(format!("seq-{}", agent.seq + 1));
-                }
+                let mut snap = machine_at("outage", "dd", i, agent.seq + 1);
                 let reply = agent.try_send(&c, &mut snap).expect("collector answers");
                 match reply.status {
                     200 => {

@@ -452,6 +452,23 @@ impl FakeAgent {
     }
 }
 
+/// Agent `i`'s machine in a load test named `tag` (its MACs start 52:54:00:`mac`), with a
+/// configuration of its own for `seq` (the timezone), so every accepted snapshot is a
+/// version and raises a change record.
+pub fn machine_at(tag: &str, mac: &str, i: usize, seq: u64) -> Snapshot {
+    let mut snap = machine(
+        &format!("{tag}-{i}"),
+        Some(&format!("{}-SN-{i}", tag.to_uppercase())),
+        None,
+        &format!("{tag}-mid-{i}"),
+        &[&format!("52:54:00:{mac}:00:0{i}")],
+    );
+    if let Some(os) = snap.os.data_mut() {
+        os.timezone = Some(format!("seq-{seq}"));
+    }
+    snap
+}
+
 /// A small but complete machine inventory.
 pub fn machine(
     hostname: &str,
