@@ -2,7 +2,7 @@
 //! the store opens every time, no duplicate CIs, every derived record agrees with its source. CI runs a short version; `bench/crash.sh` runs 100 cycles
 //! (CENSUS_CRASH_CYCLES=100).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -199,14 +199,7 @@ fn kill9_cycles(collectors: &mut [Collector], cycles: usize) {
         // Every acknowledged snapshot is there: its seq is at or below the agent's last
         // accepted seq, and (after the first, which is discovery) it raised a change record.
         let rows = c.json(&["agent", "list"]);
-        let changes = c.json(&["changes"]);
-        let mut recorded: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-        for ch in changes.as_array().unwrap() {
-            recorded
-                .entry(ch["agent_id"].as_str().unwrap().to_string())
-                .or_default()
-                .insert(ch["seq"].as_u64().unwrap());
-        }
+        let recorded = change_seqs(c);
         total_acked = 0;
         total_heartbeats = 0;
         for (i, agent) in agents.iter().enumerate() {
@@ -228,13 +221,7 @@ fn kill9_cycles(collectors: &mut [Collector], cycles: usize) {
                     row["last_seq"]
                 );
             }
-            let first = acked.iter().next().copied();
-            let seen = recorded.get(&a.id).cloned().unwrap_or_default();
-            let missing: Vec<u64> = acked
-                .iter()
-                .filter(|s| Some(**s) != first && !seen.contains(s))
-                .copied()
-                .collect();
+            let missing = acked_without_change(&acked, recorded.get(&a.id));
             assert!(
                 missing.is_empty(),
                 "cycle {cycle}: agent {i} acked seqs without a stored change: {missing:?}"

@@ -469,6 +469,35 @@ pub fn machine_at(tag: &str, mac: &str, i: usize, seq: u64) -> Snapshot {
     snap
 }
 
+/// The seqs of the change records each agent raised, by agent id.
+pub fn change_seqs(
+    c: &Collector,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> {
+    let mut recorded: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> =
+        Default::default();
+    for ch in c.json(&["changes"]).as_array().expect("changes").iter() {
+        recorded
+            .entry(ch["agent_id"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .insert(ch["seq"].as_u64().unwrap_or(0));
+    }
+    recorded
+}
+
+/// The acknowledged seqs (each a changed configuration) with no change record, the first
+/// excepted (a first inventory is discovery, not drift).
+pub fn acked_without_change(
+    acked: &std::collections::BTreeSet<u64>,
+    recorded: Option<&std::collections::BTreeSet<u64>>,
+) -> Vec<u64> {
+    let first = acked.iter().next().copied();
+    acked
+        .iter()
+        .filter(|s| Some(**s) != first && !recorded.is_some_and(|r| r.contains(s)))
+        .copied()
+        .collect()
+}
+
 /// A small but complete machine inventory.
 pub fn machine(
     hostname: &str,
