@@ -146,6 +146,29 @@ fn redact_query(tail: &str) -> String {
     }
 }
 
+/// A column as its Rust type: a mismatch is a store that is not ours, not a panic.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        key: format!("{SCHEMA} row column {i}"),
+        message: e.to_string(),
+    })
+}
+
+/// The value of a one-key read.
+fn first_value(rows: &[tokio_postgres::Row]) -> Result<Option<Vec<u8>>, StoreError> {
+    rows.first().map(|r| column::<Vec<u8>>(r, 0)).transpose()
+}
+
+/// The (key, value) rows of a many-key read.
+fn key_values(rows: &[tokio_postgres::Row]) -> Result<HashMap<Vec<u8>, Vec<u8>>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((column(r, 0)?, column(r, 1)?)))
+        .collect()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
@@ -742,7 +765,7 @@ impl PgBackend {
                         &[],
                     )
                     .await?
-                    .get(0);
+                    .try_get(0)?;
                 let found = found.unwrap_or(0);
                 if found > latest {
                     return Ok(Err(found));
@@ -1172,7 +1195,7 @@ impl Tx for PgTx<'_, '_> {
             .map_err(TxError::Store)?;
         steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
         let rows = self.pipeline(steps)?;
-        let found = rows.first().map(|r| r.get::<_, Vec<u8>>(0));
+        let found = first_value(&rows).map_err(TxError::Store)?;
         if found.is_some() {
             self.existing.insert((space, key.to_vec()));
         }
@@ -1200,10 +1223,7 @@ impl Tx for PgTx<'_, '_> {
             let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
             steps.push(Step::Query(stmt, vec![Box::new(owned)]));
             let rows = self.pipeline(steps)?;
-            let found: HashMap<Vec<u8>, Vec<u8>> = rows
-                .iter()
-                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                .collect();
+            let found = key_values(&rows).map_err(TxError::Store)?;
             self.existing
                 .extend(found.keys().map(|k| (space, k.clone())));
             // A key named twice gets its value twice (regression: the second was `None`,
@@ -1236,7 +1256,7 @@ impl Tx for PgTx<'_, '_> {
         let answers = self.pipeline_all(steps)?;
         let mut out = Vec::with_capacity(keys.len());
         for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
-            let found = rows.first().map(|r| r.get::<_, Vec<u8>>(0));
+            let found = first_value(&rows).map_err(TxError::Store)?;
             if found.is_some() {
                 self.existing.insert((*space, key.to_vec()));
             }
@@ -1265,7 +1285,7 @@ impl Backend for PgBackend {
         let key = key.to_vec();
         let rows = self.run(async move { client.query(&stmt, &[&key]).await })?;
         match rows {
-            Ok(rows) => Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0))),
+            Ok(rows) => first_value(&rows),
             Err(e) => {
                 if e.code().is_none() {
                     lease.discard();
@@ -1292,10 +1312,7 @@ impl Backend for PgBackend {
                 return Err(unavailable(e));
             }
         };
-        let found: HashMap<Vec<u8>, Vec<u8>> = rows
-            .iter()
-            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-            .collect();
+        let found = key_values(&rows)?;
         // A key may be asked for twice (a computer that installs two variants).
         Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
@@ -1321,7 +1338,7 @@ impl Backend for PgBackend {
         let mut out = Vec::with_capacity(answers.len());
         for rows in answers {
             match rows {
-                Ok(rows) => out.push(rows.first().map(|r| r.get::<_, Vec<u8>>(0))),
+                Ok(rows) => out.push(first_value(&rows)?),
                 Err(e) => {
                     if e.code().is_none() {
                         lease.discard();
@@ -1371,7 +1388,7 @@ impl Backend for PgBackend {
         let n = self
             .run(async move { client.query_one(&stmt, &[]).await })?
             .map_err(unavailable)?;
-        Ok(n.get::<_, i64>(0).max(0) as usize)
+        Ok(column::<i64>(&n, 0)?.max(0) as usize)
     }
 
     fn transact(
@@ -1477,7 +1494,7 @@ impl Backend for PgBackend {
                 client
                     .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&a, &b])
                     .await
-                    .map(|row| row.get::<_, bool>(0))
+                    .and_then(|row| row.try_get::<_, bool>(0))
             }
         });
         match answer {
@@ -1511,7 +1528,7 @@ impl Backend for PgBackend {
                     .await
             })?
             .map_err(unavailable)?;
-        Ok(row.get::<_, i64>(0).max(0) as u64)
+        Ok(column::<i64>(&row, 0)?.max(0) as u64)
     }
 }
 
@@ -1563,8 +1580,8 @@ impl PgBackend {
             let full = rows.len() as i64 == page;
             let mut last: Option<Vec<u8>> = None;
             for row in &rows {
-                let k: &[u8] = row.get(0);
-                let v: &[u8] = row.get(1);
+                let k: &[u8] = column(row, 0)?;
+                let v: &[u8] = column(row, 1)?;
                 if visit(k, v)? == Flow::Stop {
                     return Ok(());
                 }
