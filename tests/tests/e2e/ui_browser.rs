@@ -147,15 +147,31 @@ impl Browser<'_> {
         );
     }
     fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.ok("POST", &format!("/element/{e}/click"), Some(json!({})));
+        self.on_element(css, "POST", "click", Some(json!({})));
     }
     fn text(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.ok("GET", &format!("/element/{e}/text"), None)
+        self.on_element(css, "GET", "text", None)
             .as_str()
             .unwrap()
             .to_string()
+    }
+    /// A command on the element `css` finds, found again if the page replaced it in
+    /// between (htmx swaps parts of the page: a CI run once read a stale element).
+    fn on_element(&self, css: &str, method: &str, command: &str, body: Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css);
+            let v = self.cmd(method, &format!("/element/{e}/{command}"), body.clone());
+            let stale = v["error"].as_str() == Some("stale element reference");
+            if !stale || Instant::now() >= deadline {
+                assert!(
+                    v.get("error").is_none(),
+                    "webdriver {method} {command} on {css}: {v}"
+                );
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     fn script(&self, js: &str) -> Value {
         self.ok(
