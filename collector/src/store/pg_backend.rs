@@ -40,7 +40,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::backend::*;
-use super::report::{self, ReportKey, ReportRow, ReportWrite};
+use super::report::{self, ReportKey, ReportRow, ReportTable, ReportWrite};
 use super::StoreError;
 
 /// The PostgreSQL schema that holds Census's tables.
@@ -122,25 +122,24 @@ pub fn redact(conninfo: &str) -> String {
     }
     conninfo
         .split_whitespace()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***".to_string(),
-            _ => kv.to_string(),
-        })
+        .map(redact_pair)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `key=value` with the value hidden when the key is the password.
+fn redact_pair(kv: &str) -> String {
+    match kv.split_once('=') {
+        Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***".to_string(),
+        _ => kv.to_string(),
+    }
 }
 
 fn redact_query(tail: &str) -> String {
     match tail.split_once('?') {
         None => tail.to_string(),
         Some((path, query)) => {
-            let q: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***".into(),
-                    _ => kv.to_string(),
-                })
-                .collect();
+            let q: Vec<String> = query.split('&').map(redact_pair).collect();
             format!("{path}?{}", q.join("&"))
         }
     }
@@ -249,108 +248,58 @@ enum Sql {
     ReportDelete(ReportTable),
 }
 
-/// The report tables, as statements name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum ReportTable {
-    Computers,
-    Installs,
-    Variants,
-    ChangeRecords,
-    Agents,
-    Users,
-}
-
-impl ReportTable {
-    /// Table, key column, other columns.
-    fn shape(self) -> (&'static str, &'static str, &'static [&'static str]) {
-        match self {
-            ReportTable::Computers => ("report_computers", "num", &["id", "name", "status"]),
-            ReportTable::Installs => ("report_installs", "computer", &["variants"]),
-            ReportTable::Variants => (
-                "report_variants",
-                "num",
-                &["product", "name", "version", "arch", "source", "publisher"],
-            ),
-            ReportTable::ChangeRecords => (
-                "report_change_records",
-                "id",
-                &[
-                    "computer_id",
-                    "computer_name",
-                    "agent_id",
-                    "seq",
-                    "detected_at",
-                    "severity",
-                    "state",
-                    "items",
-                ],
-            ),
-            ReportTable::Agents => (
-                "report_agents",
-                "id",
-                &[
-                    "hostname",
-                    "agent_version",
-                    "enrolled_at",
-                    "revoked_at",
-                    "computer_id",
-                    "superseded_by",
-                ],
-            ),
-            ReportTable::Users => ("report_users", "name", &["role", "created_at", "disabled"]),
-        }
-    }
-}
-
 type Params = Vec<Box<dyn ToSql + Send + Sync>>;
+
+/// Owned parameters as the driver takes them.
+fn as_refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
 
 /// A report write as a statement and its parameters.
 fn report_statement(w: ReportWrite) -> (Sql, Params) {
-    fn key_of(k: ReportKey) -> (ReportTable, Box<dyn ToSql + Send + Sync>) {
-        match k {
-            ReportKey::Computer(n) => (ReportTable::Computers, Box::new(n)),
-            ReportKey::Installs(n) => (ReportTable::Installs, Box::new(n)),
-            ReportKey::Variant(n) => (ReportTable::Variants, Box::new(n)),
-            ReportKey::ChangeRecord(id) => (ReportTable::ChangeRecords, Box::new(id)),
-            ReportKey::Agent(id) => (ReportTable::Agents, Box::new(id)),
-            ReportKey::User(name) => (ReportTable::Users, Box::new(name)),
-        }
-    }
     match w {
         ReportWrite::Delete(k) => {
-            let (table, key) = key_of(k);
+            let table = k.table();
+            let key: Box<dyn ToSql + Send + Sync> = match k {
+                ReportKey::Computer(n) | ReportKey::Installs(n) | ReportKey::Variant(n) => {
+                    Box::new(n)
+                }
+                ReportKey::ChangeRecord(id) | ReportKey::Agent(id) | ReportKey::User(id) => {
+                    Box::new(id)
+                }
+            };
             (Sql::ReportDelete(table), vec![key])
         }
-        ReportWrite::Put(row) => match row {
-            ReportRow::Computer {
-                num,
-                id,
-                name,
-                status,
-            } => (
-                Sql::ReportPut(ReportTable::Computers),
-                vec![
+        ReportWrite::Put(row) => {
+            let table = row.key().table();
+            // In the order of the table's shape: key column first.
+            let params: Params = match row {
+                ReportRow::Computer {
+                    num,
+                    id,
+                    name,
+                    status,
+                } => vec![
                     Box::new(num),
                     Box::new(id),
                     Box::new(name),
                     Box::new(status),
                 ],
-            ),
-            ReportRow::Installs { computer, variants } => (
-                Sql::ReportPut(ReportTable::Installs),
-                vec![Box::new(computer), Box::new(variants)],
-            ),
-            ReportRow::Variant {
-                num,
-                product,
-                name,
-                version,
-                arch,
-                source,
-                publisher,
-            } => (
-                Sql::ReportPut(ReportTable::Variants),
-                vec![
+                ReportRow::Installs { computer, variants } => {
+                    vec![Box::new(computer), Box::new(variants)]
+                }
+                ReportRow::Variant {
+                    num,
+                    product,
+                    name,
+                    version,
+                    arch,
+                    source,
+                    publisher,
+                } => vec![
                     Box::new(num),
                     Box::new(product),
                     Box::new(name),
@@ -359,20 +308,17 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
                     Box::new(source),
                     Box::new(publisher),
                 ],
-            ),
-            ReportRow::ChangeRecord {
-                id,
-                computer_id,
-                computer_name,
-                agent_id,
-                seq,
-                detected_at,
-                severity,
-                state,
-                items,
-            } => (
-                Sql::ReportPut(ReportTable::ChangeRecords),
-                vec![
+                ReportRow::ChangeRecord {
+                    id,
+                    computer_id,
+                    computer_name,
+                    agent_id,
+                    seq,
+                    detected_at,
+                    severity,
+                    state,
+                    items,
+                } => vec![
                     Box::new(id),
                     Box::new(computer_id),
                     Box::new(computer_name),
@@ -383,18 +329,15 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
                     Box::new(state),
                     Box::new(items),
                 ],
-            ),
-            ReportRow::Agent {
-                id,
-                hostname,
-                agent_version,
-                enrolled_at,
-                revoked_at,
-                computer_id,
-                superseded_by,
-            } => (
-                Sql::ReportPut(ReportTable::Agents),
-                vec![
+                ReportRow::Agent {
+                    id,
+                    hostname,
+                    agent_version,
+                    enrolled_at,
+                    revoked_at,
+                    computer_id,
+                    superseded_by,
+                } => vec![
                     Box::new(id),
                     Box::new(hostname),
                     Box::new(agent_version),
@@ -403,22 +346,20 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
                     Box::new(computer_id),
                     Box::new(superseded_by),
                 ],
-            ),
-            ReportRow::User {
-                name,
-                role,
-                created_at,
-                disabled,
-            } => (
-                Sql::ReportPut(ReportTable::Users),
-                vec![
+                ReportRow::User {
+                    name,
+                    role,
+                    created_at,
+                    disabled,
+                } => vec![
                     Box::new(name),
                     Box::new(role),
                     Box::new(created_at),
                     Box::new(disabled),
                 ],
-            ),
-        },
+            };
+            (Sql::ReportPut(table), params)
+        }
     }
 }
 
@@ -563,6 +504,15 @@ impl Lease<'_> {
         self.conn = None;
     }
 
+    /// A failed statement as the store's error; a connection that failed itself (no SQL
+    /// state) is not given back.
+    fn failed(&mut self, e: tokio_postgres::Error) -> StoreError {
+        if e.code().is_none() {
+            self.discard();
+        }
+        unavailable(e)
+    }
+
     fn statement(&mut self, sql: Sql) -> Result<Statement, StoreError> {
         if let Some(s) = self.conn()?.statements.get(&sql) {
             return Ok(s.clone());
@@ -625,11 +575,6 @@ impl PgBackend {
         Ok(backend)
     }
 
-    /// The connection string without its password.
-    pub fn describe(&self) -> String {
-        redact(&self.options.conninfo)
-    }
-
     /// Runs `fut` on the backend's runtime and waits for it, bounded.
     fn run<T: Send + 'static>(
         &self,
@@ -656,24 +601,8 @@ impl PgBackend {
         let client = self
             .run(async move {
                 match tls {
-                    Some(tls) => {
-                        let (client, connection) = config.connect(tls).await?;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!(error = %e, "PostgreSQL connection ended");
-                            }
-                        });
-                        Ok::<_, tokio_postgres::Error>(client)
-                    }
-                    None => {
-                        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!(error = %e, "PostgreSQL connection ended");
-                            }
-                        });
-                        Ok(client)
-                    }
+                    Some(tls) => config.connect(tls).await.map(drive),
+                    None => config.connect(tokio_postgres::NoTls).await.map(drive),
                 }
             })?
             .map_err(|e| {
@@ -856,7 +785,7 @@ impl PgBackend {
                 Err(Attempt::Failed(e)) => return Err(e),
                 Err(Attempt::Retry) => {
                     // Spread the retries of transactions that met each other.
-                    let jitter = u64::from(rand_u32() % 4 + 1) << attempt.min(5);
+                    let jitter = (rand::random::<u64>() % 4 + 1) << attempt.min(5);
                     std::thread::sleep(Duration::from_millis(jitter));
                 }
             }
@@ -865,18 +794,6 @@ impl PgBackend {
             "a transaction met a concurrent one {ATTEMPTS} times in a row"
         ))))
     }
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    );
-    h.finish() as u32
 }
 
 enum Attempt {
@@ -913,6 +830,20 @@ fn migration_sql(version: i32) -> String {
     }
 }
 
+/// Runs a connection's I/O on the backend's runtime and hands back its client.
+fn drive<S, T>((client, connection): (Client, tokio_postgres::Connection<S, T>)) -> Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    client
+}
+
 fn tls_connector(
     options: &PgOptions,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
@@ -920,14 +851,12 @@ fn tls_connector(
     let mut roots = rustls::RootCertStore::empty();
     match &options.ca_file {
         Some(path) => {
-            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-                .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+            let bad =
+                |e: &dyn std::fmt::Display| unavailable(format!("CA file {}: {e}", path.display()));
+            let certs =
+                rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
             for cert in certs {
-                let cert =
-                    cert.map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| unavailable(format!("CA file {}: {e}", path.display())))?;
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
             }
         }
         None => {
@@ -964,11 +893,11 @@ struct PgTx<'b, 'l> {
 
 /// Parameters a pipelined step owns (the future that runs it outlives the caller's borrow).
 enum Step {
-    Begin(&'static str),
+    Begin,
     Lock(Statement, Vec<i32>, Vec<i32>),
     /// An intention-locked space's own lock: shared, or exclusive.
     SpaceLock(Space, bool),
-    Query(Statement, Vec<Box<dyn ToSql + Send + Sync>>),
+    Query(Statement, Params),
     Commit,
     /// A transaction that writes WAL of its own, committed synchronously: the WAL flush
     /// that makes the asynchronous commit before it durable.
@@ -982,18 +911,14 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous
 impl PgTx<'_, '_> {
     fn fail(&mut self, e: tokio_postgres::Error) -> TxError {
         self.error = e.code().cloned();
-        if self.error.is_none() {
-            // No SQL state: the connection itself failed.
-            self.lease.discard();
-        }
-        TxError::Store(unavailable(e))
+        TxError::Store(self.lease.failed(e))
     }
 
     /// The statements that open the transaction (once) and lock `keys` not yet locked.
     fn preamble(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Step>, TxError> {
         let mut steps = Vec::new();
         if !self.begun {
-            steps.push(Step::Begin(BEGIN));
+            steps.push(Step::Begin);
             self.begun = true;
         }
         let mut whole: Vec<(Space, bool)> = Vec::new();
@@ -1050,7 +975,7 @@ impl PgTx<'_, '_> {
                     let client = client.clone();
                     async move {
                         match step {
-                            Step::Begin(sql) => client.batch_execute(sql).await.map(|_| Vec::new()),
+                            Step::Begin => client.batch_execute(BEGIN).await.map(|_| Vec::new()),
                             Step::Commit => {
                                 client.batch_execute("COMMIT").await.map(|_| Vec::new())
                             }
@@ -1080,11 +1005,7 @@ impl PgTx<'_, '_> {
                                     .map(|_| Vec::new())
                             }
                             Step::Query(stmt, params) => {
-                                let refs: Vec<&(dyn ToSql + Sync)> = params
-                                    .iter()
-                                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                                    .collect();
-                                client.query(&stmt, &refs).await
+                                client.query(&stmt, &as_refs(&params)).await
                             }
                         }
                     }
@@ -1113,14 +1034,12 @@ impl PgTx<'_, '_> {
         let existing = std::mem::take(&mut self.existing);
         // The reporting tables follow the bytes in the same transaction.
         let mut reports = Vec::new();
-        for ((space, key), value) in &writes {
+        for ((space, key), value) in writes {
             if let Some(w) =
-                report::project(*space, key, value.as_deref()).map_err(TxError::Store)?
+                report::project(space, &key, value.as_deref()).map_err(TxError::Store)?
             {
                 reports.push(w);
             }
-        }
-        for ((space, key), value) in writes {
             let entry = by_space.entry(space).or_default();
             match value {
                 Some(v) if existing.contains(&(space, key.clone())) => {
@@ -1283,16 +1202,10 @@ impl Backend for PgBackend {
         let stmt = lease.statement(Sql::Get(space))?;
         let client = lease.client()?;
         let key = key.to_vec();
-        let rows = self.run(async move { client.query(&stmt, &[&key]).await })?;
-        match rows {
-            Ok(rows) => first_value(&rows),
-            Err(e) => {
-                if e.code().is_none() {
-                    lease.discard();
-                }
-                Err(unavailable(e))
-            }
-        }
+        let rows = self
+            .run(async move { client.query(&stmt, &[&key]).await })?
+            .map_err(|e| lease.failed(e))?;
+        first_value(&rows)
     }
 
     fn get_many(&self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -1303,15 +1216,9 @@ impl Backend for PgBackend {
         let stmt = lease.statement(Sql::GetMany(space))?;
         let client = lease.client()?;
         let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let rows = match self.run(async move { client.query(&stmt, &[&owned]).await })? {
-            Ok(rows) => rows,
-            Err(e) => {
-                if e.code().is_none() {
-                    lease.discard();
-                }
-                return Err(unavailable(e));
-            }
-        };
+        let rows = self
+            .run(async move { client.query(&stmt, &[&owned]).await })?
+            .map_err(|e| lease.failed(e))?;
         let found = key_values(&rows)?;
         // A key may be asked for twice (a computer that installs two variants).
         Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
@@ -1337,15 +1244,7 @@ impl Backend for PgBackend {
         })?;
         let mut out = Vec::with_capacity(answers.len());
         for rows in answers {
-            match rows {
-                Ok(rows) => out.push(first_value(&rows)?),
-                Err(e) => {
-                    if e.code().is_none() {
-                        lease.discard();
-                    }
-                    return Err(unavailable(e));
-                }
-            }
+            out.push(first_value(&rows.map_err(|e| lease.failed(e))?)?);
         }
         Ok(out)
     }
@@ -1387,7 +1286,7 @@ impl Backend for PgBackend {
         let client = lease.client()?;
         let n = self
             .run(async move { client.query_one(&stmt, &[]).await })?
-            .map_err(unavailable)?;
+            .map_err(|e| lease.failed(e))?;
         Ok(column::<i64>(&n, 0)?.max(0) as usize)
     }
 
@@ -1433,13 +1332,7 @@ impl Backend for PgBackend {
             client.execute(&stmt, &[&keys, &values]).await?;
             let writes = reports.into_iter().map(|(stmt, params)| {
                 let client = client.clone();
-                async move {
-                    let refs: Vec<&(dyn ToSql + Sync)> = params
-                        .iter()
-                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                        .collect();
-                    client.execute(&stmt, &refs).await
-                }
+                async move { client.execute(&stmt, &as_refs(&params)).await }
             });
             for r in futures_util::future::join_all(writes).await {
                 r?;
@@ -1456,15 +1349,14 @@ impl Backend for PgBackend {
     }
 
     fn clear(&self, space: Space) -> Result<(), StoreError> {
-        let lease = self.lease()?;
-        let client = lease.conn.as_ref().map(|c| c.client.clone());
-        let client = client.ok_or_else(|| unavailable("no connection"))?;
+        let mut lease = self.lease()?;
+        let client = lease.client()?;
         let sql = match report::table_of(space) {
-            Some(report) => format!("TRUNCATE {}, {SCHEMA}.{report}", table(space)),
+            Some(report) => format!("TRUNCATE {}, {SCHEMA}.{}", table(space), report.shape().0),
             None => format!("TRUNCATE {}", table(space)),
         };
         self.run(async move { client.batch_execute(&sql).await })?
-            .map_err(unavailable)
+            .map_err(|e| lease.failed(e))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -1527,7 +1419,7 @@ impl Backend for PgBackend {
                     )
                     .await
             })?
-            .map_err(unavailable)?;
+            .map_err(|e| lease.failed(e))?;
         Ok(column::<i64>(&row, 0)?.max(0) as u64)
     }
 }
@@ -1559,7 +1451,7 @@ impl PgBackend {
             };
             let stmt =
                 lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), range.reverse))?;
-            let mut params: Vec<Box<dyn ToSql + Send + Sync>> = Vec::new();
+            let mut params: Params = Vec::new();
             if let Some((k, _)) = &lower {
                 params.push(Box::new(k.clone()));
             }
@@ -1569,14 +1461,8 @@ impl PgBackend {
             params.push(Box::new(page));
             let client = lease.client()?;
             let rows = self
-                .run(async move {
-                    let refs: Vec<&(dyn ToSql + Sync)> = params
-                        .iter()
-                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                        .collect();
-                    client.query(&stmt, &refs).await
-                })?
-                .map_err(unavailable)?;
+                .run(async move { client.query(&stmt, &as_refs(&params)).await })?
+                .map_err(|e| lease.failed(e))?;
             let full = rows.len() as i64 == page;
             let mut last: Option<Vec<u8>> = None;
             for row in &rows {

@@ -75,6 +75,72 @@ pub enum ReportKey {
     User(String),
 }
 
+/// The report tables: name, key column, other columns (in `ReportRow` field order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportTable {
+    Computers,
+    Installs,
+    Variants,
+    ChangeRecords,
+    Agents,
+    Users,
+}
+
+impl ReportTable {
+    /// Table, key column, other columns.
+    pub fn shape(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        match self {
+            ReportTable::Computers => ("report_computers", "num", &["id", "name", "status"]),
+            ReportTable::Installs => ("report_installs", "computer", &["variants"]),
+            ReportTable::Variants => (
+                "report_variants",
+                "num",
+                &["product", "name", "version", "arch", "source", "publisher"],
+            ),
+            ReportTable::ChangeRecords => (
+                "report_change_records",
+                "id",
+                &[
+                    "computer_id",
+                    "computer_name",
+                    "agent_id",
+                    "seq",
+                    "detected_at",
+                    "severity",
+                    "state",
+                    "items",
+                ],
+            ),
+            ReportTable::Agents => (
+                "report_agents",
+                "id",
+                &[
+                    "hostname",
+                    "agent_version",
+                    "enrolled_at",
+                    "revoked_at",
+                    "computer_id",
+                    "superseded_by",
+                ],
+            ),
+            ReportTable::Users => ("report_users", "name", &["role", "created_at", "disabled"]),
+        }
+    }
+}
+
+impl ReportKey {
+    pub fn table(&self) -> ReportTable {
+        match self {
+            ReportKey::Computer(_) => ReportTable::Computers,
+            ReportKey::Installs(_) => ReportTable::Installs,
+            ReportKey::Variant(_) => ReportTable::Variants,
+            ReportKey::ChangeRecord(_) => ReportTable::ChangeRecords,
+            ReportKey::Agent(_) => ReportTable::Agents,
+            ReportKey::User(_) => ReportTable::Users,
+        }
+    }
+}
+
 impl ReportRow {
     pub fn key(&self) -> ReportKey {
         match self {
@@ -202,14 +268,14 @@ pub fn project(
 }
 
 /// The report table a space projects into, if any (emptied with the space).
-pub fn table_of(space: Space) -> Option<&'static str> {
+pub fn table_of(space: Space) -> Option<ReportTable> {
     Some(match space {
-        Space::Summaries => "report_computers",
-        Space::Installs => "report_installs",
-        Space::Variants => "report_variants",
-        Space::ChangeRecords => "report_change_records",
-        Space::Agents => "report_agents",
-        Space::Users => "report_users",
+        Space::Summaries => ReportTable::Computers,
+        Space::Installs => ReportTable::Installs,
+        Space::Variants => ReportTable::Variants,
+        Space::ChangeRecords => ReportTable::ChangeRecords,
+        Space::Agents => ReportTable::Agents,
+        Space::Users => ReportTable::Users,
         _ => return None,
     })
 }
