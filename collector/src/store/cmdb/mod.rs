@@ -387,35 +387,10 @@ impl Cmdb {
         if missing.is_empty() {
             return Ok(out);
         }
+        let wanted: Vec<&[u8]> = missing.iter().map(|&i| ids[i].as_bytes()).collect();
         let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
-            let mut next = match tx.get(Space::Meta, b"next_num")? {
-                Some(v) => codec::read_num(&v).unwrap_or(1),
-                None => 1,
-            };
-            let mut given = Vec::with_capacity(missing.len());
-            let wanted: Vec<&[u8]> = missing.iter().map(|&i| ids[i].as_bytes()).collect();
-            let stored = tx.get_many(Space::Ids, &wanted)?;
-            let mut numbered: HashMap<&[u8], u32> = HashMap::new();
-            for (id, stored) in wanted.into_iter().zip(stored) {
-                if let Some(v) = stored {
-                    given.push(codec::read_num(&v).unwrap_or(0));
-                    continue;
-                }
-                if let Some(&n) = numbered.get(id) {
-                    given.push(n);
-                    continue;
-                }
-                let n = next;
-                numbered.insert(id, n);
-                next = next
-                    .checked_add(1)
-                    .ok_or_else(|| Fail::Abort(io("CI numbers exhausted")))?;
-                tx.put(Space::Ids, id, &codec::num_key(n))?;
-                tx.put(Space::NumIds, &codec::num_key(n), id)?;
-                given.push(n);
-            }
-            tx.put(Space::Meta, b"next_num", &codec::num_key(next))?;
-            Ok(given)
+            // A CI's number record holds its id.
+            number_keys(tx, Numbering::CIS, &wanted, &wanted)
         })?;
         for (&i, n) in missing.iter().zip(given) {
             out[i] = n;
@@ -475,37 +450,10 @@ impl Cmdb {
             })
             .collect::<Result<_, _>>()?;
         let keys: Vec<[u8; 16]> = values.iter().map(|v| codec::variant_key(v)).collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let value_refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
         let given = transact::<Vec<u32>, StoreError>(self.backend.as_ref(), |tx| {
-            let mut next = match tx.get(Space::Meta, b"next_variant")? {
-                Some(v) => codec::read_num(&v).unwrap_or(1),
-                None => 1,
-            };
-            let mut given = Vec::with_capacity(keys.len());
-            let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-            let stored = tx.get_many(Space::VariantIds, &key_refs)?;
-            // The same variant may be wanted twice (two installs of one package): the
-            // second takes the number the first was given.
-            let mut numbered: HashMap<&[u8], u32> = HashMap::new();
-            for ((key, value), stored) in keys.iter().zip(&values).zip(stored) {
-                if let Some(v) = stored {
-                    given.push(codec::read_num(&v).unwrap_or(0));
-                    continue;
-                }
-                if let Some(&n) = numbered.get(key.as_slice()) {
-                    given.push(n);
-                    continue;
-                }
-                let n = next;
-                numbered.insert(key.as_slice(), n);
-                next = next
-                    .checked_add(1)
-                    .ok_or_else(|| Fail::Abort(io("variant numbers exhausted")))?;
-                tx.put(Space::VariantIds, key, &codec::num_key(n))?;
-                tx.put(Space::Variants, &codec::num_key(n), value)?;
-                given.push(n);
-            }
-            tx.put(Space::Meta, b"next_variant", &codec::num_key(next))?;
-            Ok(given)
+            number_keys(tx, Numbering::VARIANTS, &key_refs, &value_refs)
         })?;
         if let Ok(mut map) = self.cache.variant_nums.write() {
             if map.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED {
@@ -523,6 +471,68 @@ impl Cmdb {
         }
         Ok(out)
     }
+}
+
+/// A fleet-wide numbering: its counter in [`Space::Meta`], the index from key to number,
+/// and the record each number holds.
+struct Numbering {
+    counter: &'static [u8],
+    index: Space,
+    records: Space,
+    what: &'static str,
+}
+
+impl Numbering {
+    const CIS: Numbering = Numbering {
+        counter: b"next_num",
+        index: Space::Ids,
+        records: Space::NumIds,
+        what: "CI numbers",
+    };
+    const VARIANTS: Numbering = Numbering {
+        counter: b"next_variant",
+        index: Space::VariantIds,
+        records: Space::Variants,
+        what: "variant numbers",
+    };
+}
+
+/// Inside a transaction: the number each of `keys` holds, giving the counter's next numbers
+/// to those that hold none (with `records[i]` as the number's record). A key named twice
+/// gets one number: the second takes the number the first was given.
+fn number_keys(
+    tx: &mut dyn Tx,
+    n: Numbering,
+    keys: &[&[u8]],
+    records: &[&[u8]],
+) -> TxResult<Vec<u32>, StoreError> {
+    let mut next = match tx.get(Space::Meta, n.counter)? {
+        Some(v) => codec::read_num(&v).unwrap_or(1),
+        None => 1,
+    };
+    let stored = tx.get_many(n.index, keys)?;
+    let mut given = Vec::with_capacity(keys.len());
+    let mut numbered: HashMap<&[u8], u32> = HashMap::new();
+    for ((key, record), stored) in keys.iter().zip(records).zip(stored) {
+        if let Some(v) = stored {
+            given.push(codec::read_num(&v).unwrap_or(0));
+            continue;
+        }
+        if let Some(&num) = numbered.get(key) {
+            given.push(num);
+            continue;
+        }
+        let num = next;
+        numbered.insert(key, num);
+        next = next
+            .checked_add(1)
+            .ok_or_else(|| Fail::Abort(io(format!("{} exhausted", n.what))))?;
+        tx.put(n.index, key, &codec::num_key(num))?;
+        tx.put(n.records, &codec::num_key(num), record)?;
+        given.push(num);
+    }
+    tx.put(Space::Meta, n.counter, &codec::num_key(next))?;
+    Ok(given)
 }
 
 impl Store for Cmdb {

@@ -396,12 +396,7 @@ impl Cmdb {
             .scan(Space::Summaries, Range::all(), &mut |k, v| {
                 let s: SummaryRec = decode_packed(&shown(Space::Summaries, k), v)?;
                 if let Some(num) = codec::read_num(k) {
-                    let summary = ComputerSummary {
-                        id: s.id.into(),
-                        name: s.name.into(),
-                        status: s.status,
-                    };
-                    table.insert(num, (0, summary));
+                    table.insert(num, (0, summary_of(s)));
                 }
                 Ok(Flow::Continue)
             });
@@ -467,14 +462,10 @@ impl Cmdb {
                 .map(|n| {
                     let Some(n) = n else { return Ok(None) };
                     match stored.next().flatten() {
-                        Some(v) => {
-                            let s: SummaryRec = decode_packed(&shown(Space::Summaries, n), &v)?;
-                            Ok(Some(ComputerSummary {
-                                id: s.id.into(),
-                                name: s.name.into(),
-                                status: s.status,
-                            }))
-                        }
+                        Some(v) => Ok(Some(summary_of(decode_packed(
+                            &shown(Space::Summaries, n),
+                            &v,
+                        )?))),
                         None => Ok(None),
                     }
                 })
@@ -498,5 +489,14 @@ impl Cmdb {
                     .map(|(_, s)| s.clone())
             })
             .collect())
+    }
+}
+
+/// What a package query shows of a computer, from its stored summary.
+fn summary_of(s: SummaryRec) -> ComputerSummary {
+    ComputerSummary {
+        id: s.id.into(),
+        name: s.name.into(),
+        status: s.status,
     }
 }
