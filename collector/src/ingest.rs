@@ -157,15 +157,9 @@ impl GroupCommit {
             }
             let store = self.store.clone();
             let result = tokio::task::spawn_blocking(move || store.flush()).await;
-            // A database server that is down holds its own durable state: answer 503 and
-            // flush again on the next commit. Only an engine in this process fail-stops.
-            let mut transient = false;
             let failure = match result {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    transient = matches!(e, crate::store::StoreError::Unavailable(_));
-                    Some(e.to_string())
-                }
+                Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(e.to_string()),
             };
             self.state.send_modify(|s| match &failure {
@@ -176,13 +170,6 @@ impl GroupCommit {
                 }
             });
             if let Some(error) = failure {
-                if transient {
-                    tracing::warn!(
-                        error,
-                        "store flush failed; the waiting submissions are answered 503"
-                    );
-                    continue;
-                }
                 // After a failed fsync the store's in-memory state may be ahead of the disk
                 // and cannot be trusted again (the lesson of PostgreSQL's "fsyncgate").
                 // Fail-stop: the waiting submissions get 503, then the process exits so its
