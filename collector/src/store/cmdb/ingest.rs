@@ -271,7 +271,15 @@ impl Cmdb {
                 .collect();
             let claim_keys: Vec<&[u8]> = claims.iter().map(|k| k.as_bytes()).collect();
             let held = tx.get_many(Space::Identity, &claim_keys)?;
+            // A key claimed twice in this commit sees its first claim, as a read after the
+            // write would.
+            let mut claimed: HashMap<&str, &str> = HashMap::new();
             for ((k, (_, ci_id)), held) in claims.iter().zip(&c.identity_claims).zip(held) {
+                let held = match claimed.get(k.as_str()) {
+                    Some(first) => Some(first.as_bytes().to_vec()),
+                    None => held,
+                };
+                claimed.entry(k).or_insert(ci_id);
                 match held {
                     Some(existing) if existing != ci_id.as_bytes() => {
                         return Err(Fail::Abort(CommitError::IdentityRace(k.replace('\0', ":"))));
