@@ -117,10 +117,21 @@ impl StoreArgs {
                 tracing::info!(store = %shown, "store on PostgreSQL");
                 Ok(store)
             }
-            None if self.engine == Engine::Sled => {
-                Ok(Cmdb::open_sled(&data_dir.join("store"), cache_bytes)?)
-            }
-            None => Ok(Cmdb::open_with_cache(&data_dir.join("store"), cache_bytes)?),
+            None => Ok(self.open_embedded(data_dir, cache_bytes)?),
+        }
+    }
+
+    /// The embedded store in `data_dir`, on the chosen engine (a sled store opened as redb
+    /// is migrated first).
+    fn open_embedded(
+        &self,
+        data_dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<Cmdb, census_collector::store::StoreError> {
+        let dir = data_dir.join("store");
+        match self.engine {
+            Engine::Sled => Cmdb::open_sled(&dir, cache_bytes),
+            Engine::Redb => Cmdb::open_with_cache(&dir, cache_bytes),
         }
     }
 }
@@ -415,13 +426,14 @@ fn migrate_store(data_dir: &Path, store_args: &StoreArgs, to: &str) -> Result<()
     if !store_dir.exists() {
         bail!("no embedded store in {} to migrate", data_dir.display());
     }
-    let source = match Cmdb::open(&store_dir) {
-        Err(census_collector::store::StoreError::Locked(_)) => bail!(
-            "the collector is running on {}: stop it first, so the copy is complete",
-            data_dir.display()
-        ),
-        other => other?,
-    };
+    let source =
+        match store_args.open_embedded(data_dir, census_collector::store::DEFAULT_CACHE_BYTES) {
+            Err(census_collector::store::StoreError::Locked(_)) => bail!(
+                "the collector is running on {}: stop it first, so the copy is complete",
+                data_dir.display()
+            ),
+            other => other?,
+        };
     let target_args = StoreArgs {
         store: Some(to.to_string()),
         ..store_args.clone()
@@ -700,13 +712,7 @@ fn run_admin(data_dir: &Path, store_args: &StoreArgs, req: AdminRequest) -> Resu
         if !store_dir.exists() {
             bail!("no store in {} (start `census-collector serve --data-dir {}` first, or pass --data-dir)", data_dir.display(), data_dir.display());
         }
-        let opened = match store_args.engine {
-            Engine::Sled => {
-                Cmdb::open_sled(&store_dir, census_collector::store::DEFAULT_CACHE_BYTES)
-            }
-            Engine::Redb => Cmdb::open(&store_dir),
-        };
-        match opened {
+        match store_args.open_embedded(data_dir, census_collector::store::DEFAULT_CACHE_BYTES) {
             Ok(s) => break s,
             // A collector holds the store but its socket is not up yet (starting, or
             // restarting after a crash): ask again shortly.
