@@ -29,13 +29,18 @@ extern "C" fn stop_at_exit() {
         .map(|mut s| std::mem::take(&mut *s))
         .unwrap_or_default();
     for (bin, dir, as_postgres) in held {
-        let _ = pg_command(&bin, "pg_ctl", as_postgres)
-            .args(["-D"])
-            .arg(dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let _ = stop_server(&bin, &dir, as_postgres, "immediate");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// `pg_ctl stop -m mode` on the cluster in `dir`, waiting for it.
+fn stop_server(bin: &Path, dir: &Path, as_postgres: bool, mode: &str) -> Result<(), String> {
+    let mut c = pg_command(bin, "pg_ctl", as_postgres);
+    c.arg("-D")
+        .arg(dir.join("data"))
+        .args(["-m", mode, "-w", "stop"]);
+    run(c, &format!("pg_ctl stop -m {mode}"))
 }
 
 fn bin_dir() -> Result<PathBuf, String> {
@@ -239,21 +244,13 @@ impl Cluster {
 
     /// Stops the server (fast: clients are disconnected) and waits.
     pub fn stop(&self) -> Result<(), String> {
-        self.stop_with("fast")
+        stop_server(&self.bin, &self.dir, self.as_postgres, "fast")
     }
 
     /// Stops the server as a crash would (`-m immediate`: no checkpoint, recovery from the
     /// WAL on the next start; what was only in its WAL buffers is gone).
     pub fn crash(&self) -> Result<(), String> {
-        self.stop_with("immediate")
-    }
-
-    fn stop_with(&self, mode: &str) -> Result<(), String> {
-        let mut c = pg_command(&self.bin, "pg_ctl", self.as_postgres);
-        c.arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", mode, "-w", "stop"]);
-        run(c, &format!("pg_ctl stop -m {mode}"))
+        stop_server(&self.bin, &self.dir, self.as_postgres, "immediate")
     }
 
     /// Starts the server again on the same port.

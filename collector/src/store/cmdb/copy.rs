@@ -49,23 +49,16 @@ impl Cmdb {
         for space in Space::ALL {
             let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(COPY_BATCH);
             let mut copied = 0usize;
-            let mut failure: Option<StoreError> = None;
             self.backend.scan(space, Range::all(), &mut |k, v| {
                 batch.push((k.to_vec(), v.to_vec()));
                 if batch.len() >= COPY_BATCH {
-                    if let Err(e) = target.backend.load(space, &batch) {
-                        failure = Some(e);
-                        return Ok(Flow::Stop);
-                    }
+                    target.backend.load(space, &batch)?;
                     copied += batch.len();
                     batch.clear();
                     progress(space, copied);
                 }
                 Ok(Flow::Continue)
             })?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
             if !batch.is_empty() {
                 target.backend.load(space, &batch)?;
                 copied += batch.len();
