@@ -619,11 +619,193 @@ pub fn kind_of_tag(tag: u8) -> Option<RelKind> {
     RelKind::ALL.get(tag as usize).copied()
 }
 
-/// Computers per posting chunk: a chunk holds the computers `chunk << CHUNK_BITS ..` that
-/// install one variant, as a sorted list or a bitmap, whichever is smaller.
-pub const CHUNK_BITS: u32 = 12;
-const CHUNK_SLOTS: usize = 1 << CHUNK_BITS;
-const BITMAP_BYTES: usize = CHUNK_SLOTS / 8;
+/// How a store cuts computer numbers into posting chunks: a chunk holds the computers
+/// `chunk << bits ..` that install one variant, as a sorted list or a bitmap, whichever is
+/// smaller. A store keeps its layout in its meta record (`POSTINGS_META_KEY`): every
+/// posting it holds was written with it, so a store never mixes two.
+///
+/// Why small chunks: a first inventory rewrites one chunk per variant it installs. On
+/// PostgreSQL every rewrite leaves a dead row version until vacuum, so a chunk of 4,096
+/// computers (a 513-byte bitmap) made the postings table 12 times its live size after a
+/// burst of discovery; 256 computers (a 33-byte bitmap) keep the churn a tenth of that,
+/// and a query reads 16 times more (still small) rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Postings {
+    bits: u32,
+}
+
+/// Where a store's meta record keeps its posting layout (chunk bits, u32 big-endian).
+pub const POSTINGS_META_KEY: &[u8] = b"postings_chunk_bits";
+
+impl Postings {
+    /// The layout of every store created now.
+    pub const CURRENT: Postings = Postings { bits: 8 };
+    /// The layout of stores created before the layout was recorded (4,096 a chunk).
+    pub const LEGACY: Postings = Postings { bits: 12 };
+
+    /// The layout a store's meta record names; a store without one is `LEGACY`.
+    pub fn from_meta(stored: Option<&[u8]>) -> Result<Postings, StoreError> {
+        let Some(bytes) = stored else {
+            return Ok(Postings::LEGACY);
+        };
+        let bits = <[u8; 4]>::try_from(bytes)
+            .map(u32::from_be_bytes)
+            .map_err(|_| corrupt("meta/postings_chunk_bits", "not a u32"))?;
+        Postings::from_bits(bits)
+    }
+
+    pub fn from_bits(bits: u32) -> Result<Postings, StoreError> {
+        if !(3..=15).contains(&bits) {
+            return Err(corrupt(
+                "meta/postings_chunk_bits",
+                "chunk bits outside 3..=15",
+            ));
+        }
+        Ok(Postings { bits })
+    }
+
+    pub fn bits(self) -> u32 {
+        self.bits
+    }
+
+    pub fn to_meta(self) -> [u8; 4] {
+        self.bits.to_be_bytes()
+    }
+
+    /// Computers a chunk holds.
+    pub fn slots(self) -> usize {
+        1 << self.bits
+    }
+
+    fn bitmap_bytes(self) -> usize {
+        self.slots() / 8
+    }
+
+    pub fn chunk_of(self, machine: u32) -> (u32, u16) {
+        (
+            machine >> self.bits,
+            (machine & (self.slots() as u32 - 1)) as u16,
+        )
+    }
+
+    pub fn machine(self, chunk: u32, offset: u16) -> u32 {
+        (chunk << self.bits) | offset as u32
+    }
+
+    /// A chunk's computers (offsets within the chunk, ascending) as stored: varint gaps, or
+    /// a bitmap once that is smaller (a variant most of the fleet has costs one bit per
+    /// computer).
+    pub fn encode(self, offsets: &[u16]) -> Vec<u8> {
+        let mut list = Vec::with_capacity(offsets.len() + 4);
+        list.push(LIST);
+        let mut prev: i32 = -1;
+        for &o in offsets {
+            let mut gap = (o as i32 - prev) as u32;
+            prev = o as i32;
+            while gap >= 0x80 {
+                list.push((gap as u8) | 0x80);
+                gap >>= 7;
+            }
+            list.push(gap as u8);
+        }
+        if list.len() <= self.bitmap_bytes() + 1 {
+            return list;
+        }
+        let mut bitmap = vec![0u8; self.bitmap_bytes() + 1];
+        bitmap[0] = BITMAP;
+        for &o in offsets {
+            bitmap[1 + (o as usize >> 3)] |= 1 << (o & 7);
+        }
+        bitmap
+    }
+
+    /// Adds or removes one computer in a stored chunk without rebuilding a bitmap: `None`
+    /// when nothing changes, `Some(None)` when the chunk is now empty.
+    pub fn update(
+        self,
+        what: &str,
+        stored: Option<&[u8]>,
+        offset: u16,
+        add: bool,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        if offset as usize >= self.slots() {
+            return Err(corrupt(what, "posting offset outside its chunk"));
+        }
+        if let Some([BITMAP, rest @ ..]) = stored {
+            if rest.len() != self.bitmap_bytes() {
+                return Err(corrupt(what, "not a posting chunk"));
+            }
+            let (byte, bit) = (1 + (offset as usize >> 3), 1u8 << (offset & 7));
+            let present = stored.is_some_and(|b| b[byte] & bit != 0);
+            if present == add {
+                return Ok(None);
+            }
+            if add {
+                let mut b = stored.map(<[u8]>::to_vec).unwrap_or_default();
+                b[byte] |= bit;
+                return Ok(Some(Some(b)));
+            }
+            // A removal may make the list form smaller again.
+            let mut offsets = self.decode(what, stored.unwrap_or_default())?;
+            offsets.retain(|&o| o != offset);
+            return Ok(Some((!offsets.is_empty()).then(|| self.encode(&offsets))));
+        }
+        let mut offsets = match stored {
+            Some(b) => self.decode(what, b)?,
+            None => Vec::new(),
+        };
+        match (offsets.binary_search(&offset), add) {
+            (Err(at), true) => offsets.insert(at, offset),
+            (Ok(at), false) => {
+                offsets.remove(at);
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some((!offsets.is_empty()).then(|| self.encode(&offsets))))
+    }
+
+    pub fn decode(self, what: &str, bytes: &[u8]) -> Result<Vec<u16>, StoreError> {
+        match bytes.split_first() {
+            Some((&LIST, rest)) => {
+                let mut out = Vec::with_capacity(rest.len());
+                let (mut at, mut gap, mut shift) = (-1i32, 0u32, 0u32);
+                for &b in rest {
+                    gap |= ((b & 0x7f) as u32) << shift;
+                    if b & 0x80 != 0 {
+                        shift += 7;
+                        if shift > 14 {
+                            return Err(corrupt(what, "posting gap too long"));
+                        }
+                        continue;
+                    }
+                    at += gap as i32;
+                    if gap == 0 || at >= self.slots() as i32 {
+                        return Err(corrupt(what, "posting out of order or out of range"));
+                    }
+                    out.push(at as u16);
+                    gap = 0;
+                    shift = 0;
+                }
+                if shift != 0 {
+                    return Err(corrupt(what, "posting list cut short"));
+                }
+                Ok(out)
+            }
+            Some((&BITMAP, rest)) if rest.len() == self.bitmap_bytes() => {
+                let mut out = Vec::new();
+                for (i, &byte) in rest.iter().enumerate() {
+                    for bit in 0..8 {
+                        if byte & (1 << bit) != 0 {
+                            out.push((i * 8 + bit) as u16);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            _ => Err(corrupt(what, "not a posting chunk")),
+        }
+    }
+}
 
 /// Who installs a variant, one chunk of computer numbers: product, kind, variant, chunk. A
 /// product's postings are grouped by variant, so a version filter skips what it rejects.
@@ -636,128 +818,8 @@ pub fn postings_key(product: u32, variant: u32, chunk: u32) -> [u8; 13] {
     k
 }
 
-pub fn chunk_of(machine: u32) -> (u32, u16) {
-    (
-        machine >> CHUNK_BITS,
-        (machine & (CHUNK_SLOTS as u32 - 1)) as u16,
-    )
-}
-
 const LIST: u8 = 0;
 const BITMAP: u8 = 1;
-
-/// A chunk's computers (offsets within the chunk, ascending) as stored: varint gaps, or a
-/// bitmap once that is smaller (a variant most of the fleet has costs one bit per computer).
-pub fn encode_postings(offsets: &[u16]) -> Vec<u8> {
-    let mut list = Vec::with_capacity(offsets.len() + 4);
-    list.push(LIST);
-    let mut prev: i32 = -1;
-    for &o in offsets {
-        let mut gap = (o as i32 - prev) as u32;
-        prev = o as i32;
-        while gap >= 0x80 {
-            list.push((gap as u8) | 0x80);
-            gap >>= 7;
-        }
-        list.push(gap as u8);
-    }
-    if list.len() <= BITMAP_BYTES + 1 {
-        return list;
-    }
-    let mut bitmap = vec![0u8; BITMAP_BYTES + 1];
-    bitmap[0] = BITMAP;
-    for &o in offsets {
-        bitmap[1 + (o as usize >> 3)] |= 1 << (o & 7);
-    }
-    bitmap
-}
-
-/// Adds or removes one computer in a stored chunk without rebuilding a bitmap: `None` when
-/// nothing changes, `Some(None)` when the chunk is now empty.
-pub fn update_postings(
-    what: &str,
-    stored: Option<&[u8]>,
-    offset: u16,
-    add: bool,
-) -> Result<Option<Option<Vec<u8>>>, StoreError> {
-    if let Some([BITMAP, rest @ ..]) = stored {
-        if rest.len() != BITMAP_BYTES {
-            return Err(corrupt(what, "not a posting chunk"));
-        }
-        let (byte, bit) = (1 + (offset as usize >> 3), 1u8 << (offset & 7));
-        let present = stored.is_some_and(|b| b[byte] & bit != 0);
-        if present == add {
-            return Ok(None);
-        }
-        if add {
-            let mut b = stored.map(<[u8]>::to_vec).unwrap_or_default();
-            b[byte] |= bit;
-            return Ok(Some(Some(b)));
-        }
-        // A removal may make the list form smaller again.
-        let mut offsets = decode_postings(what, stored.unwrap_or_default())?;
-        offsets.retain(|&o| o != offset);
-        return Ok(Some(
-            (!offsets.is_empty()).then(|| encode_postings(&offsets)),
-        ));
-    }
-    let mut offsets = match stored {
-        Some(b) => decode_postings(what, b)?,
-        None => Vec::new(),
-    };
-    match (offsets.binary_search(&offset), add) {
-        (Err(at), true) => offsets.insert(at, offset),
-        (Ok(at), false) => {
-            offsets.remove(at);
-        }
-        _ => return Ok(None),
-    }
-    Ok(Some(
-        (!offsets.is_empty()).then(|| encode_postings(&offsets)),
-    ))
-}
-
-pub fn decode_postings(what: &str, bytes: &[u8]) -> Result<Vec<u16>, StoreError> {
-    match bytes.split_first() {
-        Some((&LIST, rest)) => {
-            let mut out = Vec::with_capacity(rest.len());
-            let (mut at, mut gap, mut shift) = (-1i32, 0u32, 0u32);
-            for &b in rest {
-                gap |= ((b & 0x7f) as u32) << shift;
-                if b & 0x80 != 0 {
-                    shift += 7;
-                    if shift > 14 {
-                        return Err(corrupt(what, "posting gap too long"));
-                    }
-                    continue;
-                }
-                at += gap as i32;
-                if gap == 0 || at >= CHUNK_SLOTS as i32 {
-                    return Err(corrupt(what, "posting out of order or out of range"));
-                }
-                out.push(at as u16);
-                gap = 0;
-                shift = 0;
-            }
-            if shift != 0 {
-                return Err(corrupt(what, "posting list cut short"));
-            }
-            Ok(out)
-        }
-        Some((&BITMAP, rest)) if rest.len() == BITMAP_BYTES => {
-            let mut out = Vec::new();
-            for (i, &byte) in rest.iter().enumerate() {
-                for bit in 0..8 {
-                    if byte & (1 << bit) != 0 {
-                        out.push((i * 8 + bit) as u16);
-                    }
-                }
-            }
-            Ok(out)
-        }
-        _ => Err(corrupt(what, "not a posting chunk")),
-    }
-}
 
 /// Reverse entry of any other edge that leaves its computer's record (an OS release, a
 /// subnet): target, kind, computer, then the edge's own key.
@@ -957,55 +1019,86 @@ mod tests {
 
     #[test]
     fn postings_round_trip_as_lists_or_bitmaps() {
-        for offsets in [
-            vec![],
-            vec![0],
-            vec![4095],
-            vec![0, 1, 2, 200, 4095],
-            (0..4096).step_by(3).collect::<Vec<u16>>(),
-            (0..4096).collect::<Vec<u16>>(),
-        ] {
-            let bytes = encode_postings(&offsets);
-            assert_eq!(decode_postings("t", &bytes).unwrap(), offsets);
-            assert!(bytes.len() <= BITMAP_BYTES + 1);
+        for layout in [Postings::LEGACY, Postings::CURRENT] {
+            let last = layout.slots() as u16 - 1;
+            for offsets in [
+                vec![],
+                vec![0],
+                vec![last],
+                vec![0, 1, 2, 200.min(last - 1), last],
+                (0..=last).step_by(3).collect::<Vec<u16>>(),
+                (0..=last).collect::<Vec<u16>>(),
+            ] {
+                let bytes = layout.encode(&offsets);
+                assert_eq!(layout.decode("t", &bytes).unwrap(), offsets);
+                assert!(bytes.len() <= layout.bitmap_bytes() + 1);
+            }
+            // A variant on every computer of a chunk costs a bit each.
+            assert_eq!(
+                layout.encode(&(0..=last).collect::<Vec<u16>>()).len(),
+                layout.slots() / 8 + 1
+            );
+            for bad in [
+                &[2u8][..],
+                &[0, 0],
+                &[0, 0x80],
+                &[1, 1],
+                &[0, 0xff, 0xff, 0xff],
+            ] {
+                assert!(layout.decode("t", bad).is_err(), "{bad:?}");
+            }
         }
-        // A variant on every computer of a chunk costs a bit each.
-        assert_eq!(encode_postings(&(0..4096).collect::<Vec<u16>>()).len(), 513);
-        for bad in [
-            &[2u8][..],
-            &[0, 0],
-            &[0, 0x80],
-            &[1, 1],
-            &[0, 0xff, 0xff, 0xff],
-        ] {
-            assert!(decode_postings("t", bad).is_err(), "{bad:?}");
-        }
+        // An offset past a small chunk is refused, not wrapped.
+        assert!(Postings::CURRENT
+            .decode("t", &Postings::LEGACY.encode(&[4000]))
+            .is_err());
+        assert!(Postings::CURRENT.update("t", None, 256, true).is_err());
+    }
+
+    #[test]
+    fn a_store_without_a_recorded_layout_has_the_legacy_one() {
+        assert_eq!(Postings::from_meta(None).unwrap(), Postings::LEGACY);
+        let current = Postings::CURRENT.to_meta();
+        assert_eq!(
+            Postings::from_meta(Some(&current)).unwrap(),
+            Postings::CURRENT
+        );
+        assert!(Postings::from_meta(Some(&[0, 0, 0, 40])).is_err());
+        assert!(Postings::from_meta(Some(&[8])).is_err());
+        assert_eq!(Postings::CURRENT.chunk_of(1000), (3, 232));
+        assert_eq!(Postings::CURRENT.machine(3, 232), 1000);
+        assert_eq!(Postings::LEGACY.chunk_of(1000), (0, 1000));
     }
 
     #[test]
     fn posting_updates_agree_with_rebuilding_the_chunk() {
-        let mut stored: Option<Vec<u8>> = None;
-        let mut model = std::collections::BTreeSet::new();
-        let mut rng = 7u64;
-        for _ in 0..20_000 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let offset = ((rng >> 33) % 4096) as u16;
-            // Mostly adds, so the chunk turns into a bitmap and back as it fills and empties.
-            let add = (rng >> 20) % 10 < if model.len() < 3000 { 8 } else { 2 };
-            let changed = update_postings("t", stored.as_deref(), offset, add).unwrap();
-            let expected_change = if add {
-                model.insert(offset)
-            } else {
-                model.remove(&offset)
-            };
-            assert_eq!(changed.is_some(), expected_change);
-            if let Some(next) = changed {
-                stored = next;
-            }
-            let want: Vec<u16> = model.iter().copied().collect();
-            match &stored {
-                Some(b) => assert_eq!(decode_postings("t", b).unwrap(), want),
-                None => assert!(want.is_empty()),
+        for layout in [Postings::LEGACY, Postings::CURRENT] {
+            let slots = layout.slots() as u64;
+            let mut stored: Option<Vec<u8>> = None;
+            let mut model = std::collections::BTreeSet::new();
+            let mut rng = 7u64;
+            for _ in 0..20_000 {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let offset = ((rng >> 33) % slots) as u16;
+                // Mostly adds until three quarters full, so the chunk turns into a bitmap
+                // and back as it fills and empties.
+                let full = model.len() as u64 >= slots * 3 / 4;
+                let add = (rng >> 20) % 10 < if full { 2 } else { 8 };
+                let changed = layout.update("t", stored.as_deref(), offset, add).unwrap();
+                let expected_change = if add {
+                    model.insert(offset)
+                } else {
+                    model.remove(&offset)
+                };
+                assert_eq!(changed.is_some(), expected_change);
+                if let Some(next) = changed {
+                    stored = next;
+                }
+                let want: Vec<u16> = model.iter().copied().collect();
+                match &stored {
+                    Some(b) => assert_eq!(layout.decode("t", b).unwrap(), want),
+                    None => assert!(want.is_empty()),
+                }
             }
         }
     }
@@ -1015,12 +1108,14 @@ mod tests {
         /// never panic (the fuzz target `store_records` runs the same on libFuzzer).
         #[test]
         fn record_decoders_refuse_garbage_without_panicking(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
-            if let Ok(offsets) = decode_postings("t", &data) {
-                proptest::prop_assert_eq!(decode_postings("t", &encode_postings(&offsets)).ok(), Some(offsets));
-            }
-            for offset in [0u16, 7, 4095] {
-                let _ = update_postings("t", Some(&data), offset, true);
-                let _ = update_postings("t", Some(&data), offset, false);
+            for layout in [Postings::LEGACY, Postings::CURRENT] {
+                if let Ok(offsets) = layout.decode("t", &data) {
+                    proptest::prop_assert_eq!(layout.decode("t", &layout.encode(&offsets)).ok(), Some(offsets));
+                }
+                for offset in [0u16, 7, 255, 4095] {
+                    let _ = layout.update("t", Some(&data), offset, true);
+                    let _ = layout.update("t", Some(&data), offset, false);
+                }
             }
             let _ = decode_packed::<ComputerRec>("t", &data);
             let _ = decode_packed::<ComponentsRec>("t", &data);

@@ -4,6 +4,7 @@
 
 use census_collector::model::*;
 use census_collector::store::backend::Space;
+use census_collector::store::codec;
 use census_collector::store::*;
 use chrono::{Duration, Utc};
 
@@ -486,6 +487,94 @@ fn installs_of_lists_every_install_and_each_variant_once(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// 600 computers that install openssl, committed at once; the number of posting chunks.
+fn openssl_on_600_computers(s: &Cmdb) -> usize {
+    use census_collector::store::backend::{Flow, Range};
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let puts: Vec<Relationship> = (0..600)
+        .map(|i| {
+            let id = census_collector::reconcile::det_id(CiClass::Computer, &[&i.to_string()]);
+            installs(&id, &product, "3.0.15-1~deb12u1", "amd64")
+        })
+        .collect();
+    let computers: Vec<Ci> = puts
+        .iter()
+        .map(|r| computer(&r.key.from, &r.key.from, CiStatus::Active))
+        .collect();
+    s.commit_ingest(&IngestCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 0,
+        new_seq: 1,
+        seen_at: Utc::now(),
+        ci_puts: computers,
+        relationship_puts: puts,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut chunks = 0;
+    s.backend()
+        .scan(Space::Reverse, Range::all(), &mut |k, _| {
+            if matches!(
+                codec::read_rev_key(k),
+                Some(codec::RevEntry::Postings { .. })
+            ) {
+                chunks += 1;
+            }
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+    chunks
+}
+
+/// Regression: stores made before the posting layout was recorded hold chunks of 4,096
+/// computers. They keep reading and writing them so, and so do their copies; a new store
+/// cuts 256 a chunk.
+fn a_store_without_a_recorded_posting_layout_keeps_its_chunks(engine: Engine) {
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let (s, d) = store_with_agent_a1(engine, "layout-new");
+    assert_eq!(
+        openssl_on_600_computers(&s),
+        3,
+        "600 computers, 256 a chunk"
+    );
+    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+
+    let d = engine.dir("layout-legacy");
+    let s = engine.open(&d);
+    s.backend()
+        .delete(Space::Meta, codec::POSTINGS_META_KEY)
+        .unwrap();
+    s.backend().flush().unwrap();
+    drop(s);
+    let s = reopen(engine, &d).unwrap();
+    s.put_token(&token("h", 1, 3600)).unwrap();
+    s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    assert_eq!(
+        openssl_on_600_computers(&s),
+        1,
+        "600 computers, 4,096 a chunk"
+    );
+    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
+    assert_eq!(s.check_consistency().unwrap().problems_total, 0);
+    drop(s);
+    let s = reopen(engine, &d).unwrap();
+    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
+    // A copy holds the same bytes, so the same layout, reopened or not.
+    let target_dir = Engine::Redb.dir("layout-copy");
+    let target = Engine::Redb.open(&target_dir);
+    s.copy_into(&target, &mut |_, _| {}).unwrap();
+    assert_eq!(target.installs_of(&product).unwrap().installs.len(), 600);
+    drop(target);
+    let target = Engine::Redb.open(&target_dir);
+    assert_eq!(target.installs_of(&product).unwrap().installs.len(), 600);
+    assert_eq!(target.check_consistency().unwrap().problems_total, 0);
+    drop((s, target));
+    let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(target_dir);
+}
+
 fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: Engine) {
     let (s, d) = store_with_agent_a1(engine, "installs-big");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
@@ -611,18 +700,16 @@ fn consistency_check_names_every_derived_record_that_disagrees(engine: Engine) {
     .unwrap();
     // A computer taken out of the postings it belongs to, and postings nobody owns.
     let postings = first_key(Space::Reverse);
-    let offsets =
-        codec::decode_postings("t", &b.get(Space::Reverse, &postings).unwrap().unwrap()).unwrap();
-    b.put(
-        Space::Reverse,
-        &postings,
-        &codec::encode_postings(&offsets[1..]),
-    )
-    .unwrap();
+    let layout = codec::Postings::CURRENT;
+    let offsets = layout
+        .decode("t", &b.get(Space::Reverse, &postings).unwrap().unwrap())
+        .unwrap();
+    b.put(Space::Reverse, &postings, &layout.encode(&offsets[1..]))
+        .unwrap();
     b.put(
         Space::Reverse,
         &codec::postings_key(99, 1, 0),
-        &codec::encode_postings(&[7]),
+        &layout.encode(&[7]),
     )
     .unwrap();
     let mut newest = None;
@@ -863,4 +950,5 @@ conformance!(
     package_query_fast_path_answers_like_the_general_path,
     computer_summaries_follow_writes_after_they_are_loaded,
     a_key_asked_twice_in_one_read_is_answered_twice,
+    a_store_without_a_recorded_posting_layout_keeps_its_chunks,
 );

@@ -135,6 +135,7 @@ impl Cmdb {
                 ));
             }
         }
+        let layout = self.postings();
         let mut stored_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut stored_postings: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
         let mut unreadable = Vec::new();
@@ -145,11 +146,11 @@ impl Cmdb {
                         product,
                         variant,
                         chunk,
-                    }) => match decode_postings("postings", v) {
+                    }) => match layout.decode("postings", v) {
                         Ok(offsets) => stored_postings.extend(
                             offsets
                                 .into_iter()
-                                .map(|o| (product, variant, (chunk << CHUNK_BITS) | o as u32)),
+                                .map(|o| (product, variant, layout.machine(chunk, o))),
                         ),
                         Err(e) => unreadable.push(format!("{:?}: {e}", codec::read_rev_key(k))),
                     },

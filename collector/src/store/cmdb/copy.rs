@@ -31,8 +31,17 @@ impl Cmdb {
         for space in Space::ALL {
             let n = target.backend.count(space)?;
             let held = if space == Space::Meta {
-                // A new store holds its schema version and nothing else.
-                n > 1
+                // A new store holds its schema version and its posting layout, no more.
+                let mut other = 0;
+                target
+                    .backend
+                    .scan(Space::Meta, Range::all(), &mut |k, _| {
+                        if k != b"schema_version" && k != codec::POSTINGS_META_KEY {
+                            other += 1;
+                        }
+                        Ok(Flow::Continue)
+                    })?;
+                other > 0
             } else {
                 n > 0
             };
@@ -45,6 +54,18 @@ impl Cmdb {
         }
         // Writers wait while the source is read: the copy is one point in time.
         let _gate = self.exclusive();
+        // The postings are copied as they are, so the target takes the source's layout
+        // (a store without a recorded layout has the legacy one: so will its copy).
+        if self
+            .backend
+            .get(Space::Meta, codec::POSTINGS_META_KEY)?
+            .is_none()
+        {
+            target
+                .backend
+                .delete(Space::Meta, codec::POSTINGS_META_KEY)?;
+        }
+        target.adopt_postings(self.postings());
         let mut summary = CopySummary::default();
         for space in Space::ALL {
             let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(COPY_BATCH);

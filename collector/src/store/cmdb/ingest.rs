@@ -306,7 +306,7 @@ impl Cmdb {
                 }
             }
             for e in &p.records {
-                Self::write_encoded(tx, e, || {
+                Self::write_encoded(tx, self.postings(), e, || {
                     CommitError::IdentityRace(format!("computer record {} changed", e.num))
                 })?;
             }
@@ -408,7 +408,7 @@ impl Cmdb {
         let records = self.prepare_records(writes, at, None)?;
         let written = transact::<bool, StoreError>(self.backend.as_ref(), |tx| {
             for e in &records {
-                match Self::write_encoded(tx, e, || ()) {
+                match Self::write_encoded(tx, self.postings(), e, || ()) {
                     Ok(()) => {}
                     // A snapshot landed meanwhile: it wins, the sweep looks again later.
                     Err(Fail::Abort(())) => return Ok(false),

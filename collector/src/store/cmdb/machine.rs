@@ -603,6 +603,7 @@ impl Cmdb {
     /// computer record is still the one it was computed against.
     pub(crate) fn write_encoded<E>(
         tx: &mut dyn Tx,
+        layout: Postings,
         e: &Encoded,
         moved: impl Fn() -> E,
     ) -> TxResult<(), E> {
@@ -630,7 +631,7 @@ impl Cmdb {
         for k in &e.rev_put {
             tx.put(Space::Reverse, k, &[])?;
         }
-        let (chunk, offset) = chunk_of(e.num);
+        let (chunk, offset) = layout.chunk_of(e.num);
         let keys: Vec<[u8; 13]> = e
             .postings
             .iter()
@@ -646,7 +647,7 @@ impl Cmdb {
         }
         for (&(_, _, add), key) in e.postings.iter().zip(&key_refs) {
             let stored = current.get(key).cloned().flatten();
-            match update_postings(&shown(Space::Reverse, key), stored.as_deref(), offset, add)? {
+            match layout.update(&shown(Space::Reverse, key), stored.as_deref(), offset, add)? {
                 None => {}
                 Some(None) => {
                     tx.delete(Space::Reverse, key)?;

@@ -121,7 +121,17 @@ pub(crate) fn sled_to_redb(dir: &Path, cache_bytes: u64) -> Result<(), StoreErro
     if partial.exists() {
         std::fs::remove_file(&partial).map_err(io)?;
     }
-    let target = Cmdb::over(Box::new(RedbBackend::open_file(&partial, cache_bytes)?));
+    let backend = RedbBackend::open_file(&partial, cache_bytes)?;
+    if found < STORE_SCHEMA_VERSION {
+        // Postings are built anew from the old edges: in today's layout. A store of the
+        // current schema is copied with the layout it has.
+        backend.put(
+            Space::Meta,
+            codec::POSTINGS_META_KEY,
+            &Postings::CURRENT.to_meta(),
+        )?;
+    }
+    let target = Cmdb::over(Box::new(backend))?;
     let started = std::time::Instant::now();
     tracing::info!(from = found, to = STORE_SCHEMA_VERSION, dir = %dir.display(), "store migration to redb starting");
     if found < STORE_SCHEMA_VERSION {
@@ -372,9 +382,10 @@ fn replay(
         installs: None,
     };
     let records = store.prepare_records(writes, at, link)?;
+    let layout = store.postings();
     transact::<(), StoreError>(store.backend.as_ref(), |tx| {
         for e in &records {
-            Cmdb::write_encoded(tx, e, || io("a migration runs alone"))?;
+            Cmdb::write_encoded(tx, layout, e, || io("a migration runs alone"))?;
         }
         Ok(())
     })

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::backend::*;
-use super::codec::{self, VariantRec};
+use super::codec::{self, Postings, VariantRec};
 use super::sled_backend::{SledBackend, DEFAULT_CACHE_BYTES};
 use super::*;
 use crate::model::Package;
@@ -40,6 +40,9 @@ pub struct Cmdb {
     /// either sees one point in time while the collector keeps running.
     gate: RwLock<()>,
     cache: Cache,
+    /// The store's posting layout (chunk bits), from its meta record: a copy adopts its
+    /// source's, hence atomic.
+    postings: std::sync::atomic::AtomicU32,
 }
 
 /// A fast hasher seeded per process: cache keys come from agents (package names), so the
@@ -244,15 +247,20 @@ impl Cmdb {
                 found: v,
                 supported: STORE_SCHEMA_VERSION,
             }),
-            Some(_) => Ok(Self::over(Box::new(sled))),
+            Some(_) => Self::over(Box::new(sled)),
             None => {
                 sled.put(
                     Space::Meta,
                     b"schema_version",
                     &STORE_SCHEMA_VERSION.to_be_bytes(),
                 )?;
+                sled.put(
+                    Space::Meta,
+                    codec::POSTINGS_META_KEY,
+                    &Postings::CURRENT.to_meta(),
+                )?;
                 sled.flush()?;
-                Ok(Self::over(Box::new(sled)))
+                Self::over(Box::new(sled))
             }
         }
     }
@@ -276,11 +284,18 @@ impl Cmdb {
         transact::<(), StoreError>(backend.as_ref(), |tx| {
             found = None;
             match tx.get(Space::Meta, b"schema_version")? {
-                None => tx.put(
-                    Space::Meta,
-                    b"schema_version",
-                    &STORE_SCHEMA_VERSION.to_be_bytes(),
-                )?,
+                None => {
+                    tx.put(
+                        Space::Meta,
+                        b"schema_version",
+                        &STORE_SCHEMA_VERSION.to_be_bytes(),
+                    )?;
+                    tx.put(
+                        Space::Meta,
+                        codec::POSTINGS_META_KEY,
+                        &Postings::CURRENT.to_meta(),
+                    )?;
+                }
                 Some(v) => found = Some(schema_of(&v)?),
             }
             Ok(())
@@ -294,16 +309,34 @@ impl Cmdb {
                 });
             }
         }
-        Ok(Self::over(backend))
+        Self::over(backend)
     }
 
     /// The domain services over a backend that already holds the current schema.
-    pub fn over(backend: Box<dyn Backend>) -> Self {
-        Cmdb {
+    pub fn over(backend: Box<dyn Backend>) -> Result<Self, StoreError> {
+        let postings = Postings::from_meta(
+            backend
+                .get(Space::Meta, codec::POSTINGS_META_KEY)?
+                .as_deref(),
+        )?;
+        Ok(Cmdb {
             backend,
             gate: RwLock::new(()),
             cache: Cache::default(),
-        }
+            postings: std::sync::atomic::AtomicU32::new(postings.bits()),
+        })
+    }
+
+    /// The layout of the postings this store holds.
+    pub(crate) fn postings(&self) -> Postings {
+        Postings::from_bits(self.postings.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(Postings::LEGACY)
+    }
+
+    /// Takes on another store's posting layout: a byte-for-byte copy holds its postings.
+    fn adopt_postings(&self, layout: Postings) {
+        self.postings
+            .store(layout.bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn backend(&self) -> &dyn Backend {

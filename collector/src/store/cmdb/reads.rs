@@ -243,8 +243,9 @@ impl Cmdb {
             &mut |k, v| {
                 match codec::read_rev_key(k) {
                     Some(RevEntry::Postings { chunk, .. }) => {
-                        for offset in decode_postings(&shown(Space::Reverse, k), v)? {
-                            install_machines.push((chunk << CHUNK_BITS) | offset as u32);
+                        let layout = self.postings();
+                        for offset in layout.decode(&shown(Space::Reverse, k), v)? {
+                            install_machines.push(layout.machine(chunk, offset));
                         }
                     }
                     Some(RevEntry::Edge { machine, edge, .. }) => {
@@ -349,8 +350,9 @@ impl Cmdb {
             &prefix,
             &mut |k, v| {
                 if let Some(RevEntry::Postings { variant, chunk, .. }) = codec::read_rev_key(k) {
-                    for offset in decode_postings(&shown(Space::Reverse, k), v)? {
-                        pairs.push(((chunk << CHUNK_BITS) | offset as u32, variant));
+                    let layout = self.postings();
+                    for offset in layout.decode(&shown(Space::Reverse, k), v)? {
+                        pairs.push((layout.machine(chunk, offset), variant));
                     }
                 }
                 Ok(Flow::Continue)
