@@ -48,7 +48,13 @@ pub const SCHEMA: &str = "census";
 
 /// The table layout versions this build knows, in order; each applies in one transaction.
 /// A database with a higher version than the last here is refused.
-const MIGRATIONS: &[(i32, &str)] = &[(1, "one table of byte keys per key space")];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, "one table of byte keys per key space"),
+    (
+        2,
+        "reporting: every CI with its attributes, relationships, computer versions",
+    ),
+];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
 /// leader; key locks use `KEY_LOCK_CLASS + space index`.
@@ -270,6 +276,8 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
                 ReportKey::ChangeRecord(id) | ReportKey::Agent(id) | ReportKey::User(id) => {
                     Box::new(id)
                 }
+                ReportKey::Ci(n) | ReportKey::Components(n) | ReportKey::SharedCi(n) => Box::new(n),
+                ReportKey::Step(k) => Box::new(k),
             };
             (Sql::ReportDelete(table), vec![key])
         }
@@ -356,6 +364,58 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
                     Box::new(role),
                     Box::new(created_at),
                     Box::new(disabled),
+                ],
+                ReportRow::Ci {
+                    num,
+                    id,
+                    class,
+                    name,
+                    status,
+                    first_seen,
+                    last_seen,
+                    attributes,
+                } => vec![
+                    Box::new(num),
+                    Box::new(id),
+                    Box::new(class),
+                    Box::new(name),
+                    Box::new(status),
+                    Box::new(first_seen),
+                    Box::new(last_seen),
+                    Box::new(attributes),
+                ],
+                ReportRow::Components {
+                    computer,
+                    cis,
+                    relationships,
+                } => vec![Box::new(computer), Box::new(cis), Box::new(relationships)],
+                ReportRow::SharedCi {
+                    num,
+                    id,
+                    class,
+                    name,
+                    status,
+                    attributes,
+                } => vec![
+                    Box::new(num),
+                    Box::new(id),
+                    Box::new(class),
+                    Box::new(name),
+                    Box::new(status),
+                    Box::new(attributes),
+                ],
+                ReportRow::Step {
+                    key,
+                    computer,
+                    step,
+                    valid_from,
+                    change_record,
+                } => vec![
+                    Box::new(key),
+                    Box::new(computer),
+                    Box::new(step),
+                    Box::new(valid_from),
+                    Box::new(change_record),
                 ],
             };
             (Sql::ReportPut(table), params)
@@ -677,7 +737,8 @@ impl PgBackend {
         let result = self.run(async move {
             client
                 .execute("SELECT pg_advisory_lock($1, $2)", &[&lock_a, &lock_b])
-                .await?;
+                .await
+                .map_err(unavailable)?;
             let outcome = async {
                 client
                     .batch_execute(&format!(
@@ -687,14 +748,16 @@ impl PgBackend {
                              description text NOT NULL,
                              applied_at timestamptz NOT NULL DEFAULT now());"
                     ))
-                    .await?;
+                    .await
+                    .map_err(unavailable)?;
                 let found: Option<i32> = client
                     .query_one(
                         &format!("SELECT max(version) FROM {SCHEMA}.schema_migrations"),
                         &[],
                     )
-                    .await?
-                    .try_get(0)?;
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(unavailable)?;
                 let found = found.unwrap_or(0);
                 if found > latest {
                     return Ok(Err(found));
@@ -703,15 +766,26 @@ impl PgBackend {
                     if version <= found {
                         continue;
                     }
+                    // One transaction: the new tables, their rows from what is stored, and
+                    // the version, or none of them.
+                    client
+                        .batch_execute(&format!("BEGIN; {sql};"))
+                        .await
+                        .map_err(unavailable)?;
+                    let mut rows = 0;
+                    for space in report::backfilled_by(version) {
+                        rows += backfill_report(&client, *space).await?;
+                    }
                     client
                         .batch_execute(&format!(
-                            "BEGIN; {sql}; INSERT INTO {SCHEMA}.schema_migrations (version, description) VALUES ({version}, '{}'); COMMIT;",
+                            "INSERT INTO {SCHEMA}.schema_migrations (version, description) VALUES ({version}, '{}'); COMMIT;",
                             what.replace('\'', "''")
                         ))
-                        .await?;
-                    tracing::info!(version, description = what, "PostgreSQL migration applied");
+                        .await
+                        .map_err(unavailable)?;
+                    tracing::info!(version, description = what, report_rows = rows, "PostgreSQL migration applied");
                 }
-                Ok::<_, tokio_postgres::Error>(Ok(()))
+                Ok::<_, StoreError>(Ok(()))
             }
             .await;
             let _ = client
@@ -726,8 +800,9 @@ impl PgBackend {
                 supported: latest as u32,
             }),
             Err(e) => {
+                // Its transaction may still be open: the connection is not given back.
                 lease.discard();
-                Err(unavailable(e))
+                Err(e)
             }
         }
     }
@@ -805,6 +880,54 @@ fn is_retryable(code: &SqlState) -> bool {
     *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
 }
 
+/// Fills a space's report table from the bytes stored in it (a migration that adds the
+/// table to a database that already holds a CMDB), a page of keys at a time.
+async fn backfill_report(client: &Client, space: Space) -> Result<u64, StoreError> {
+    const PAGE: i64 = 1_000;
+    let page = client
+        .prepare(&format!(
+            "SELECT k, v FROM {} WHERE k > $1 ORDER BY k LIMIT $2",
+            table(space)
+        ))
+        .await
+        .map_err(unavailable)?;
+    let mut prepared: HashMap<Sql, Statement> = HashMap::new();
+    let (mut after, mut written) = (Vec::<u8>::new(), 0u64);
+    loop {
+        let rows = client
+            .query(&page, &[&after, &PAGE])
+            .await
+            .map_err(unavailable)?;
+        let mut writes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (k, v): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+            if let Some(w) = report::project(space, &k, Some(&v))? {
+                let (sql, params) = report_statement(w);
+                let stmt = match prepared.get(&sql) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = client.prepare(&sql.text()).await.map_err(unavailable)?;
+                        prepared.insert(sql, s.clone());
+                        s
+                    }
+                };
+                writes.push((stmt, params));
+            }
+            after = k;
+        }
+        written += writes.len() as u64;
+        let pending = writes
+            .iter()
+            .map(|(stmt, params)| async move { client.execute(stmt, &as_refs(params)).await });
+        for r in futures_util::future::join_all(pending).await {
+            r.map_err(unavailable)?;
+        }
+        if (rows.len() as i64) < PAGE {
+            return Ok(written);
+        }
+    }
+}
+
 fn migration_sql(version: i32) -> String {
     match version {
         // Values arrive compressed where compression pays (zstd), so the server is told not
@@ -826,6 +949,7 @@ fn migration_sql(version: i32) -> String {
             .chain(std::iter::once(super::report::REPORT_SQL.to_string()))
             .collect::<Vec<_>>()
             .join(";\n"),
+        2 => super::report::REPORT_SQL_2.to_string(),
         _ => String::new(),
     }
 }

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::backend::Space;
-use super::codec::{self, InstallsRec, SummaryRec, VariantRec};
+use super::codec::{
+    self, CiRec, ComponentsRec, ComputerRec, InstallsRec, StepRec, SummaryRec, VariantRec,
+};
 use super::StoreError;
 use crate::model::{Agent, ChangeRecord, User};
 
@@ -62,6 +64,42 @@ pub enum ReportRow {
         created_at: DateTime<Utc>,
         disabled: bool,
     },
+    /// A CI that is its own record: a computer, or a CI no computer owns.
+    Ci {
+        num: i32,
+        id: String,
+        class: String,
+        name: String,
+        status: String,
+        first_seen: Option<DateTime<Utc>>,
+        last_seen: Option<DateTime<Utc>>,
+        attributes: serde_json::Value,
+    },
+    /// What a computer owns besides installs: its components (network interfaces, disks,
+    /// addresses, ...) and the relationships from it or them, as JSON arrays.
+    Components {
+        computer: i32,
+        cis: serde_json::Value,
+        relationships: serde_json::Value,
+    },
+    /// A CI many computers point at (a software product, an OS release, a subnet).
+    SharedCi {
+        num: i32,
+        id: String,
+        class: String,
+        name: String,
+        status: String,
+        attributes: serde_json::Value,
+    },
+    /// One version of a computer: when it began and the change record that explains it.
+    /// `key` is the computer's number and the step's, as one integer.
+    Step {
+        key: i64,
+        computer: i32,
+        step: i32,
+        valid_from: Option<DateTime<Utc>>,
+        change_record: Option<String>,
+    },
 }
 
 /// The key of a report row.
@@ -73,6 +111,10 @@ pub enum ReportKey {
     ChangeRecord(String),
     Agent(String),
     User(String),
+    Ci(i32),
+    Components(i32),
+    SharedCi(i32),
+    Step(i64),
 }
 
 /// The report tables: name, key column, other columns (in `ReportRow` field order).
@@ -84,6 +126,10 @@ pub enum ReportTable {
     ChangeRecords,
     Agents,
     Users,
+    Cis,
+    Components,
+    SharedCis,
+    Steps,
 }
 
 impl ReportTable {
@@ -124,6 +170,30 @@ impl ReportTable {
                 ],
             ),
             ReportTable::Users => ("report_users", "name", &["role", "created_at", "disabled"]),
+            ReportTable::Cis => (
+                "report_cis",
+                "num",
+                &[
+                    "id",
+                    "class",
+                    "name",
+                    "status",
+                    "first_seen",
+                    "last_seen",
+                    "attributes",
+                ],
+            ),
+            ReportTable::Components => ("report_components", "computer", &["cis", "relationships"]),
+            ReportTable::SharedCis => (
+                "report_shared_cis",
+                "num",
+                &["id", "class", "name", "status", "attributes"],
+            ),
+            ReportTable::Steps => (
+                "report_steps",
+                "key",
+                &["computer", "step", "valid_from", "change_record"],
+            ),
         }
     }
 }
@@ -137,6 +207,10 @@ impl ReportKey {
             ReportKey::ChangeRecord(_) => ReportTable::ChangeRecords,
             ReportKey::Agent(_) => ReportTable::Agents,
             ReportKey::User(_) => ReportTable::Users,
+            ReportKey::Ci(_) => ReportTable::Cis,
+            ReportKey::Components(_) => ReportTable::Components,
+            ReportKey::SharedCi(_) => ReportTable::SharedCis,
+            ReportKey::Step(_) => ReportTable::Steps,
         }
     }
 }
@@ -150,6 +224,10 @@ impl ReportRow {
             ReportRow::ChangeRecord { id, .. } => ReportKey::ChangeRecord(id.clone()),
             ReportRow::Agent { id, .. } => ReportKey::Agent(id.clone()),
             ReportRow::User { name, .. } => ReportKey::User(name.clone()),
+            ReportRow::Ci { num, .. } => ReportKey::Ci(*num),
+            ReportRow::Components { computer, .. } => ReportKey::Components(*computer),
+            ReportRow::SharedCi { num, .. } => ReportKey::SharedCi(*num),
+            ReportRow::Step { key, .. } => ReportKey::Step(*key),
         }
     }
 }
@@ -181,6 +259,44 @@ fn num(space: Space, key: &[u8]) -> Result<i32, StoreError> {
 
 fn text(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
+}
+
+fn time(micros: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+}
+
+/// A CI as a report's JSON: what people query on (id, class, name, status, attributes).
+fn ci_json(ci: &CiRec) -> serde_json::Value {
+    serde_json::json!({
+        "id": ci.id,
+        "class": named(&ci.class),
+        "name": ci.name,
+        "status": named(&ci.status),
+        "attributes": codec::attributes(&ci.attributes),
+    })
+}
+
+/// The number in a shared CI's key (class tag, number).
+fn shared_num(key: &[u8]) -> Result<i32, StoreError> {
+    key.get(1..)
+        .and_then(codec::read_num)
+        .map(|n| n as i32)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("{}/{key:?}", Space::Shared.name()),
+            message: "not a shared CI key".into(),
+        })
+}
+
+fn step_of(key: &[u8]) -> Result<(i64, i32, i32), StoreError> {
+    match (<[u8; 8]>::try_from(key), codec::read_step_key(key)) {
+        (Ok(whole), Some((computer, step))) => {
+            Ok((i64::from_be_bytes(whole), computer as i32, step as i32))
+        }
+        _ => Err(StoreError::Corrupt {
+            key: format!("{}/{key:?}", Space::Steps.name()),
+            message: "not a history step key".into(),
+        }),
+    }
 }
 
 /// The report writes for one store write; empty for spaces that have no projection.
@@ -263,6 +379,73 @@ pub fn project(
             })
         }
         (Space::Users, None) => ReportWrite::Delete(ReportKey::User(text(key))),
+        (Space::Computers, Some(v)) => {
+            let rec: ComputerRec = codec::decode_packed(&what(space), v)?;
+            let num = num(space, key)?;
+            match rec.ci {
+                Some(ci) => ReportWrite::Put(ReportRow::Ci {
+                    num,
+                    attributes: serde_json::Value::Object(
+                        codec::attributes(&ci.attributes).into_iter().collect(),
+                    ),
+                    id: ci.id,
+                    class: named(&ci.class),
+                    name: ci.name,
+                    status: named(&ci.status),
+                    first_seen: time(ci.first_seen),
+                    last_seen: time(ci.last_seen),
+                }),
+                // Only edges or components written so far under this number.
+                None => ReportWrite::Delete(ReportKey::Ci(num)),
+            }
+        }
+        (Space::Computers, None) => ReportWrite::Delete(ReportKey::Ci(num(space, key)?)),
+        (Space::Components, Some(v)) => {
+            let rec: ComponentsRec = codec::decode_packed(&what(space), v)?;
+            ReportWrite::Put(ReportRow::Components {
+                computer: num(space, key)?,
+                cis: rec.components.iter().map(ci_json).collect(),
+                relationships: rec
+                    .edges
+                    .iter()
+                    .map(|(e, a)| {
+                        serde_json::json!({
+                            "from_id": e.from,
+                            "kind": named(&e.kind),
+                            "to_id": e.to,
+                            "attributes": codec::attributes(a),
+                        })
+                    })
+                    .collect(),
+            })
+        }
+        (Space::Components, None) => ReportWrite::Delete(ReportKey::Components(num(space, key)?)),
+        (Space::Shared, Some(v)) => {
+            let ci: CiRec = codec::decode_packed(&what(space), v)?;
+            ReportWrite::Put(ReportRow::SharedCi {
+                num: shared_num(key)?,
+                attributes: serde_json::Value::Object(
+                    codec::attributes(&ci.attributes).into_iter().collect(),
+                ),
+                id: ci.id,
+                class: named(&ci.class),
+                name: ci.name,
+                status: named(&ci.status),
+            })
+        }
+        (Space::Shared, None) => ReportWrite::Delete(ReportKey::SharedCi(shared_num(key)?)),
+        (Space::Steps, Some(v)) => {
+            let rec: StepRec = codec::decode_packed(&what(space), v)?;
+            let (key, computer, step) = step_of(key)?;
+            ReportWrite::Put(ReportRow::Step {
+                key,
+                computer,
+                step,
+                valid_from: time(rec.valid_from),
+                change_record: rec.change_record,
+            })
+        }
+        (Space::Steps, None) => ReportWrite::Delete(ReportKey::Step(step_of(key)?.0)),
         _ => return Ok(None),
     }))
 }
@@ -276,6 +459,10 @@ pub fn table_of(space: Space) -> Option<ReportTable> {
         Space::ChangeRecords => ReportTable::ChangeRecords,
         Space::Agents => ReportTable::Agents,
         Space::Users => ReportTable::Users,
+        Space::Computers => ReportTable::Cis,
+        Space::Components => ReportTable::Components,
+        Space::Shared => ReportTable::SharedCis,
+        Space::Steps => ReportTable::Steps,
         _ => return None,
     })
 }
@@ -385,6 +572,93 @@ SELECT name, role, created_at, disabled FROM census.report_users;
 COMMENT ON VIEW census_report.people IS 'People who sign in to Census and their roles (no credentials)';
 "#;
 
+/// Migration 2: every CI with its attributes, relationships, and a computer's versions.
+/// The spaces it projects are filled from the stored bytes when it is applied.
+pub const REPORT_SQL_2: &str = r#"
+CREATE TABLE census.report_cis (
+    num integer PRIMARY KEY,
+    id text NOT NULL,
+    class text NOT NULL,
+    name text NOT NULL,
+    status text NOT NULL,
+    first_seen timestamptz,
+    last_seen timestamptz,
+    attributes jsonb NOT NULL);
+CREATE INDEX report_cis_id ON census.report_cis (id);
+CREATE TABLE census.report_components (
+    computer integer PRIMARY KEY,
+    cis jsonb NOT NULL,
+    relationships jsonb NOT NULL);
+CREATE TABLE census.report_shared_cis (
+    num integer PRIMARY KEY,
+    id text NOT NULL,
+    class text NOT NULL,
+    name text NOT NULL,
+    status text NOT NULL,
+    attributes jsonb NOT NULL);
+CREATE INDEX report_shared_cis_id ON census.report_shared_cis (id);
+CREATE TABLE census.report_steps (
+    key bigint PRIMARY KEY,
+    computer integer NOT NULL,
+    step integer NOT NULL,
+    valid_from timestamptz,
+    change_record text);
+
+CREATE VIEW census_report.cis AS
+SELECT id, class, name, status, NULL::text AS owner_id, attributes
+FROM census.report_cis
+UNION ALL
+SELECT c.id, c.class, c.name, c.status, o.id, c.attributes
+FROM census.report_components rc
+JOIN census.report_cis o ON o.num = rc.computer
+CROSS JOIN LATERAL jsonb_to_recordset(rc.cis)
+    AS c(id text, class text, name text, status text, attributes jsonb)
+UNION ALL
+SELECT id, class, name, status, NULL, attributes FROM census.report_shared_cis;
+COMMENT ON VIEW census_report.cis IS 'Every configuration item: computers, their components (owner_id: the computer), and the CIs computers share (software products, OS releases, subnets), with their attributes as JSON';
+
+CREATE VIEW census_report.computer_details AS
+SELECT c.id, c.name, c.status, c.first_seen, c.attributes
+FROM census.report_cis c WHERE c.class = 'computer';
+COMMENT ON VIEW census_report.computer_details IS 'Every computer with its attributes (serial, vendor, model, OS, ...) as JSON';
+
+CREATE VIEW census_report.relationships AS
+SELECT r.from_id, r.kind, r.to_id, r.attributes
+FROM census.report_components rc
+CROSS JOIN LATERAL jsonb_to_recordset(rc.relationships)
+    AS r(from_id text, kind text, to_id text, attributes jsonb)
+UNION ALL
+SELECT c.id, 'installs', p.id,
+       jsonb_strip_nulls(jsonb_build_object('version', v.version, 'arch', v.arch))
+FROM census.report_computers c
+JOIN census.report_installs i ON i.computer = c.num
+CROSS JOIN LATERAL unnest(i.variants) AS iv(variant)
+JOIN census.report_variants v ON v.num = iv.variant
+JOIN census.report_shared_cis p ON p.num = v.product;
+COMMENT ON VIEW census_report.relationships IS 'Typed relationships between CIs (from_id, kind, to_id): a computer installs a software product, has an interface, runs an OS release, an address is in a subnet, ...';
+
+CREATE VIEW census_report.computer_history AS
+SELECT c.id AS computer_id, c.name AS computer, s.step AS version, s.valid_from,
+       s.change_record AS change_record_id
+FROM census.report_steps s
+JOIN census.report_cis c ON c.num = s.computer;
+COMMENT ON VIEW census_report.computer_history IS 'Every version of every computer: when it began and the change record that describes the drift (the API and the UI show a computer as of any of them)';
+"#;
+
+/// The spaces whose report tables a migration creates: filled from the stored bytes when
+/// it is applied to a database that already holds a CMDB.
+pub fn backfilled_by(migration: i32) -> &'static [Space] {
+    match migration {
+        2 => &[
+            Space::Computers,
+            Space::Components,
+            Space::Shared,
+            Space::Steps,
+        ],
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +721,50 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_history_step_projects_its_computer_version_and_record() {
+        let rec = StepRec {
+            valid_from: 1_700_000_000_000_000,
+            change_record: Some("chg_1".into()),
+            undo: Default::default(),
+        };
+        let bytes = codec::encode_packed(&rec).unwrap();
+        let key = codec::step_key(7, 3);
+        match project(Space::Steps, &key, Some(&bytes)).unwrap() {
+            Some(ReportWrite::Put(ReportRow::Step {
+                key,
+                computer,
+                step,
+                valid_from,
+                change_record,
+            })) => {
+                assert_eq!((key, computer, step), ((7 << 32) | 3, 7, 3));
+                assert_eq!(valid_from.map(|t| t.timestamp()), Some(1_700_000_000));
+                assert_eq!(change_record.as_deref(), Some("chg_1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            project(Space::Steps, &key, None).unwrap(),
+            Some(ReportWrite::Delete(ReportKey::Step((7 << 32) | 3)))
+        );
+        assert!(project(Space::Steps, b"short", None).is_err());
+    }
+
+    #[test]
+    fn a_record_with_only_edges_has_no_ci_row() {
+        let rec = ComputerRec {
+            ci: None,
+            revision: 1,
+            steps: 0,
+        };
+        let bytes = codec::encode_packed(&rec).unwrap();
+        assert_eq!(
+            project(Space::Computers, &codec::num_key(4), Some(&bytes)).unwrap(),
+            Some(ReportWrite::Delete(ReportKey::Ci(4)))
+        );
     }
 
     #[test]

@@ -974,3 +974,61 @@ fn a_port_that_opens_and_closes_again_is_raised_once_not_twice() {
         [(ItemKind::PortClosed, "tcp/8443".to_string())]
     );
 }
+
+/// The reporting views of PostgreSQL show what the real ingest path wrote: every CI with
+/// its attributes (components owned by their computer, shared CIs), typed relationships
+/// including installs, and each version of a computer with the change record behind it.
+#[test]
+fn reporting_views_show_cis_relationships_and_versions_from_real_snapshots() {
+    let mut r = rig("report-cis");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    let upgraded = with(base_software(), "openssl", "3.0.13-1~deb12u1");
+    let rec = r
+        .send(machine(upgraded), t0 + Duration::minutes(1))
+        .expect("a change record");
+    let computer = rec.ci_id.clone();
+    let cluster = census_e2e::pg::Cluster::shared();
+    let url = cluster.database("pg_report_cis");
+    let target = Cmdb::open_postgres(pg_backend::PgOptions::new(url)).unwrap();
+    r.store.copy_into(&target, &mut |_, _| {}).unwrap();
+    let q = |sql: &str| cluster.psql("pg_report_cis", sql).unwrap();
+    assert_eq!(
+        q(&format!(
+            "SELECT attributes->>'system.serial' FROM census_report.computer_details WHERE id = '{computer}'"
+        )),
+        "SER123"
+    );
+    // The interface is a component of the computer, with its MAC as an attribute.
+    assert_eq!(
+        q("SELECT owner_id || ' ' || (attributes->>'mac') FROM census_report.cis WHERE class = 'network_interface'"),
+        format!("{computer} 52:54:00:12:34:56")
+    );
+    // Shared CIs: one software product per package name.
+    let packages = base_software().len();
+    assert_eq!(
+        q("SELECT count(*) FROM census_report.cis WHERE class = 'software_product'"),
+        packages.to_string()
+    );
+    assert_eq!(
+        q(&format!(
+            "SELECT count(*) FROM census_report.relationships WHERE from_id = '{computer}' AND kind = 'installs'"
+        )),
+        packages.to_string()
+    );
+    assert_eq!(
+        q("SELECT r.attributes->>'version' FROM census_report.relationships r JOIN census_report.cis p ON p.id = r.to_id WHERE r.kind = 'installs' AND p.name = 'openssl'"),
+        "3.0.13-1~deb12u1"
+    );
+    let has = q(&format!(
+        "SELECT count(*) FROM census_report.relationships WHERE from_id = '{computer}' AND kind = 'has'"
+    ));
+    assert_ne!(has, "0", "the computer has its interface");
+    // Two versions: discovery, then the upgrade and its change record.
+    assert_eq!(
+        q(&format!(
+            "SELECT string_agg(version || ':' || coalesce(change_record_id, '-'), ',' ORDER BY version) FROM census_report.computer_history WHERE computer_id = '{computer}'"
+        )),
+        format!("1:-,2:{}", rec.id)
+    );
+}

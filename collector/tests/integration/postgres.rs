@@ -383,3 +383,40 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
         "renamed"
     );
 }
+
+/// A database made by a collector of migration 1 (no CI, relationship or version reports)
+/// gets migration 2 on the next start, with its new tables filled from the stored bytes.
+#[test]
+fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
+    use super::store::{package_fleet, Engine};
+    let (source, d) = package_fleet(Engine::Redb, "migration-2-source");
+    let cluster = Cluster::shared();
+    let url = cluster.database("pg_migration_2");
+    let target = open(&url);
+    source.copy_into(&target, &mut |_, _| {}).unwrap();
+    drop(target);
+    let q = |sql: &str| cluster.psql("pg_migration_2", sql).unwrap();
+    let views = [
+        "SELECT count(*) FROM census_report.cis",
+        "SELECT count(*) FROM census_report.relationships",
+        "SELECT count(*) FROM census_report.computer_history",
+        "SELECT count(*) FROM census_report.computer_details WHERE status = 'retired'",
+    ];
+    let before: Vec<String> = views.iter().map(|v| q(v)).collect();
+    assert_eq!(
+        before[0], "40",
+        "the fleet's 40 computers (its product is never a CI)"
+    );
+    assert_ne!(before[2], "0");
+    assert_eq!(before[3], "6");
+    // Back to what migration 1 left.
+    q("DROP VIEW census_report.cis, census_report.computer_details, census_report.relationships, census_report.computer_history;
+       DROP TABLE census.report_cis, census.report_components, census.report_shared_cis, census.report_steps;
+       DELETE FROM census.schema_migrations WHERE version = 2");
+    let s = open(&url);
+    let after: Vec<String> = views.iter().map(|v| q(v)).collect();
+    assert_eq!(after, before);
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "2");
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+}
