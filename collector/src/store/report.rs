@@ -265,6 +265,10 @@ fn time(micros: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros)
 }
 
+fn attributes_json(a: &codec::AttrList) -> serde_json::Value {
+    serde_json::Value::Object(codec::attributes(a).into_iter().collect())
+}
+
 /// A CI as a report's JSON: what people query on (id, class, name, status, attributes).
 fn ci_json(ci: &CiRec) -> serde_json::Value {
     serde_json::json!({
@@ -272,7 +276,7 @@ fn ci_json(ci: &CiRec) -> serde_json::Value {
         "class": named(&ci.class),
         "name": ci.name,
         "status": named(&ci.status),
-        "attributes": codec::attributes(&ci.attributes),
+        "attributes": attributes_json(&ci.attributes),
     })
 }
 
@@ -385,9 +389,7 @@ pub fn project(
             match rec.ci {
                 Some(ci) => ReportWrite::Put(ReportRow::Ci {
                     num,
-                    attributes: serde_json::Value::Object(
-                        codec::attributes(&ci.attributes).into_iter().collect(),
-                    ),
+                    attributes: attributes_json(&ci.attributes),
                     id: ci.id,
                     class: named(&ci.class),
                     name: ci.name,
@@ -413,7 +415,7 @@ pub fn project(
                             "from_id": e.from,
                             "kind": named(&e.kind),
                             "to_id": e.to,
-                            "attributes": codec::attributes(a),
+                            "attributes": attributes_json(a),
                         })
                     })
                     .collect(),
@@ -424,9 +426,7 @@ pub fn project(
             let ci: CiRec = codec::decode_packed(&what(space), v)?;
             ReportWrite::Put(ReportRow::SharedCi {
                 num: shared_num(key)?,
-                attributes: serde_json::Value::Object(
-                    codec::attributes(&ci.attributes).into_iter().collect(),
-                ),
+                attributes: attributes_json(&ci.attributes),
                 id: ci.id,
                 class: named(&ci.class),
                 name: ci.name,

@@ -487,14 +487,15 @@ fn installs_of_lists_every_install_and_each_variant_once(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
-/// 600 computers that install openssl, committed at once; the number of posting chunks.
-fn openssl_on_600_computers(s: &Cmdb) -> usize {
-    use census_collector::store::backend::{Flow, Range};
+/// `n` computers that install openssl (version and arch chosen per computer), committed
+/// in one ingest of agent a1.
+fn openssl_fleet(s: &Cmdb, n: usize, variant: impl Fn(usize) -> (&'static str, &'static str)) {
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
-    let puts: Vec<Relationship> = (0..600)
+    let puts: Vec<Relationship> = (0..n)
         .map(|i| {
             let id = census_collector::reconcile::det_id(CiClass::Computer, &[&i.to_string()]);
-            installs(&id, &product, "3.0.15-1~deb12u1", "amd64")
+            let (version, arch) = variant(i);
+            installs(&id, &product, version, arch)
         })
         .collect();
     let computers: Vec<Ci> = puts
@@ -511,6 +512,12 @@ fn openssl_on_600_computers(s: &Cmdb) -> usize {
         ..Default::default()
     })
     .unwrap();
+}
+
+/// 600 computers that install openssl; the number of posting chunks that holds them.
+fn openssl_on_600_computers(s: &Cmdb) -> usize {
+    use census_collector::store::backend::{Flow, Range};
+    openssl_fleet(s, 600, |_| ("3.0.15-1~deb12u1", "amd64"));
     let mut chunks = 0;
     s.backend()
         .scan(Space::Reverse, Range::all(), &mut |k, _| {
@@ -579,32 +586,12 @@ fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: E
     let (s, d) = store_with_agent_a1(engine, "installs-big");
     let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
     // Enough computers that the slices are read on several threads, with real ids.
-    let puts: Vec<Relationship> = (0..3000)
-        .map(|i| {
-            let id = census_collector::reconcile::det_id(CiClass::Computer, &[&i.to_string()]);
-            let version = ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"][i % 3];
-            installs(
-                &id,
-                &product,
-                version,
-                if i % 10 == 0 { "i386" } else { "amd64" },
-            )
-        })
-        .collect();
-    let computers: Vec<Ci> = puts
-        .iter()
-        .map(|r| computer(&r.key.from, &r.key.from, CiStatus::Active))
-        .collect();
-    s.commit_ingest(&IngestCommit {
-        agent_id: "a1".into(),
-        expected_last_seq: 0,
-        new_seq: 1,
-        seen_at: Utc::now(),
-        ci_puts: computers,
-        relationship_puts: puts,
-        ..Default::default()
-    })
-    .unwrap();
+    openssl_fleet(&s, 3000, |i| {
+        (
+            ["1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", "3.0.15-1~deb12u1"][i % 3],
+            if i % 10 == 0 { "i386" } else { "amd64" },
+        )
+    });
     let got = s.installs_of(&product).unwrap();
     let edges = s.relationships_to(&product).unwrap();
     assert_eq!(got.installs.len(), 3000);
