@@ -23,10 +23,10 @@ echo "built: $agent_deb $collector_deb"
 if command -v rpmbuild >/dev/null 2>&1; then
   agent_rpm=$(echo "$debs" | grep 'census-agent-.*\.rpm$') || fail "no agent rpm"
   collector_rpm=$(echo "$debs" | grep 'census-collector-.*\.rpm$') || fail "no collector rpm"
-  rpm -qlp "$agent_rpm" | grep -qx /usr/bin/census-agent || fail "agent rpm lacks the binary"
-  rpm -qp --configfiles "$agent_rpm" | grep -qx /etc/census-agent/agent.toml || fail "agent.toml not %config in the rpm"
-  rpm -qlp "$collector_rpm" | grep -qx /usr/lib/systemd/system/census-collector.service || fail "collector rpm lacks its unit"
-  rpm -qp --scripts "$agent_rpm" | grep -q 'rm -rf' && fail "the rpm deletes data"
+  rpm -qlp "$agent_rpm" | grep -x /usr/bin/census-agent >/dev/null || fail "agent rpm lacks the binary"
+  rpm -qp --configfiles "$agent_rpm" | grep -x /etc/census-agent/agent.toml >/dev/null || fail "agent.toml not %config in the rpm"
+  rpm -qlp "$collector_rpm" | grep -x /usr/lib/systemd/system/census-collector.service >/dev/null || fail "collector rpm lacks its unit"
+  rpm -qp --scripts "$agent_rpm" | grep 'rm -rf' >/dev/null && fail "the rpm deletes data"
   echo "rpm: ok ($agent_rpm, $collector_rpm)"
 fi
 
@@ -36,13 +36,13 @@ getent passwd census-collector >/dev/null || fail "no census-collector user"
 [ "$(stat -c '%a %U' /var/lib/census-agent)" = "700 census-agent" ] || fail "agent state dir mode/owner: $(stat -c '%a %U' /var/lib/census-agent)"
 [ "$(stat -c '%a %U' /var/lib/census-collector)" = "700 census-collector" ] || fail "collector data dir"
 grep -q /etc/census-agent/agent.toml /var/lib/dpkg/info/census-agent.conffiles || fail "agent.toml is not a conffile"
-runuser -u census-agent -- census-agent --version | grep -q census-agent || fail "census-agent --version as its user"
+runuser -u census-agent -- census-agent --version | grep census-agent >/dev/null || fail "census-agent --version as its user"
 
 if command -v systemd-analyze >/dev/null 2>&1; then
   for unit in census-agent census-collector; do
     out=$(systemd-analyze verify /lib/systemd/system/$unit.service 2>&1 || true)
     # Containers without a running systemd still parse units; only our file's own errors count.
-    if echo "$out" | grep -i "$unit.service" | grep -qiv "not found\|No such file\|Failed to create\|bus"; then
+    if echo "$out" | grep -i "$unit.service" | grep -iv "not found\|No such file\|Failed to create\|bus" >/dev/null; then
       echo "$out" >&2
       fail "systemd-analyze verify $unit.service"
     fi
