@@ -1032,3 +1032,57 @@ fn reporting_views_show_cis_relationships_and_versions_from_real_snapshots() {
         format!("1:-,2:{}", rec.id)
     );
 }
+
+/// Every query of README.md's reporting section runs as written against a database that
+/// the real ingest path filled (the role and grant statements too, with a throwaway role).
+#[test]
+fn the_readme_reporting_queries_run_as_written() {
+    let mut r = rig("readme-sql");
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    r.send(
+        machine(with(base_software(), "openssl", "3.0.13-1~deb12u1")),
+        t0 + Duration::minutes(1),
+    );
+    let cluster = census_e2e::pg::Cluster::shared();
+    let url = cluster.database("pg_readme_sql");
+    let target = Cmdb::open_postgres(pg_backend::PgOptions::new(url)).unwrap();
+    r.store.copy_into(&target, &mut |_, _| {}).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let block = readme
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a sql block");
+    let statements: Vec<String> = block
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.trim().replace("'…'", "'readme-test'"))
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(statements.len() >= 8, "{statements:?}");
+    for sql in &statements {
+        // The role is cluster-wide: the shared cluster may have it from an earlier run.
+        let sql = sql.replace("CREATE ROLE reports", "CREATE ROLE reports_readme_test");
+        let sql = sql.replace("TO reports", "TO reports_readme_test");
+        if let Err(e) = cluster.psql("pg_readme_sql", &sql) {
+            assert!(
+                sql.starts_with("CREATE ROLE") && e.contains("already exists"),
+                "{sql}: {e}"
+            );
+        }
+    }
+    assert_eq!(
+        cluster
+            .psql(
+                "pg_readme_sql",
+                "SELECT serial FROM (SELECT attributes->>'system.serial' AS serial FROM census_report.computer_details) s"
+            )
+            .unwrap(),
+        "SER123"
+    );
+}
