@@ -123,12 +123,12 @@ pub(crate) fn sled_to_redb(dir: &Path, cache_bytes: u64) -> Result<(), StoreErro
     }
     let backend = RedbBackend::open_file(&partial, cache_bytes)?;
     if found < STORE_SCHEMA_VERSION {
-        // Postings are built anew from the old edges: in today's layout. A store of the
-        // current schema is copied with the layout it has.
+        // Postings are built anew from the old edges, in an embedded store's layout. A
+        // store of the current schema is copied with the layout it has.
         backend.put(
             Space::Meta,
             codec::POSTINGS_META_KEY,
-            &Postings::CURRENT.to_meta(),
+            &Postings::for_new_store(false).to_meta(),
         )?;
     }
     let target = Cmdb::over(Box::new(backend))?;

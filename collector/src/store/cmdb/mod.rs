@@ -257,7 +257,7 @@ impl Cmdb {
                 sled.put(
                     Space::Meta,
                     codec::POSTINGS_META_KEY,
-                    &Postings::CURRENT.to_meta(),
+                    &Postings::for_new_store(false).to_meta(),
                 )?;
                 sled.flush()?;
                 Self::over(Box::new(sled))
@@ -293,7 +293,7 @@ impl Cmdb {
                     tx.put(
                         Space::Meta,
                         codec::POSTINGS_META_KEY,
-                        &Postings::CURRENT.to_meta(),
+                        &Postings::for_new_store(backend.shared()).to_meta(),
                     )?;
                 }
                 Some(v) => found = Some(schema_of(&v)?),
@@ -330,7 +330,7 @@ impl Cmdb {
     /// The layout of the postings this store holds.
     pub(crate) fn postings(&self) -> Postings {
         Postings::from_bits(self.postings.load(std::sync::atomic::Ordering::Relaxed))
-            .unwrap_or(Postings::LEGACY)
+            .unwrap_or(Postings::WIDE)
     }
 
     /// Takes on another store's posting layout: a byte-for-byte copy holds its postings.
