@@ -624,13 +624,11 @@ pub fn kind_of_tag(tag: u8) -> Option<RelKind> {
 /// smaller. A store keeps its layout in its meta record (`POSTINGS_META_KEY`): every
 /// posting it holds was written with it, so a store never mixes two.
 ///
-/// Two layouts, chosen when a store is made (`for_new_store`). A first inventory rewrites
-/// one chunk per variant it installs. On PostgreSQL every rewrite leaves a dead row version
-/// until vacuum: chunks of 4,096 computers (513-byte bitmaps) left the postings table 12
-/// times its live size after a burst of discovery, chunks of 256 (33-byte bitmaps) about
-/// 2 times. An embedded engine reclaims a rewritten page at once, and there the wide
-/// chunks answer a package query at 100,000 computers in a quarter of the time (16 times
-/// fewer rows to read).
+/// The layout is chosen when a store is made (`for_new_store`) and never changes after. A
+/// first inventory rewrites one chunk per variant it installs: on PostgreSQL every rewrite
+/// leaves a dead row version until vacuum, so chunks of 4,096 computers (513-byte bitmaps)
+/// left the postings table 12 times its live size after a burst of discovery, chunks of
+/// 256 (33-byte bitmaps) about 2 times; but a package query reads 16 times the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Postings {
     bits: u32,
@@ -640,20 +638,18 @@ pub struct Postings {
 pub const POSTINGS_META_KEY: &[u8] = b"postings_chunk_bits";
 
 impl Postings {
-    /// 256 computers a chunk: a database's stores.
+    /// 256 computers a chunk: fewer bytes rewritten per first inventory.
     pub const NARROW: Postings = Postings { bits: 8 };
-    /// 4,096 computers a chunk: embedded stores, and every store made before the layout
+    /// 4,096 computers a chunk: every new store, and every store made before the layout
     /// was recorded.
     pub const WIDE: Postings = Postings { bits: 12 };
 
-    /// The layout a new store gets: narrow on a database many collectors share (its
-    /// rewrites leave row versions behind), wide on an embedded engine.
-    pub fn for_new_store(shared_database: bool) -> Postings {
-        if shared_database {
-            Postings::NARROW
-        } else {
-            Postings::WIDE
-        }
+    /// The layout a new store gets. Narrow chunks took PostgreSQL's bytes per computer
+    /// from 63.2 to 51.6 KB but a package query at 100,000 computers from a p99 of 24 ms
+    /// to 200 ms (16 times the rows, each a trip through the scan), so every engine makes
+    /// wide chunks until that query reads narrow ones as fast (see bench/RESULTS.md).
+    pub fn for_new_store(_shared_database: bool) -> Postings {
+        Postings::WIDE
     }
 
     /// The layout a store's meta record names; a store without one is `WIDE`.

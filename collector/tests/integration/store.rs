@@ -548,46 +548,62 @@ fn copies_answer_alike(source: &Cmdb, product: &str, name: &str) {
     let _ = std::fs::remove_dir_all(target_dir);
 }
 
-/// A new store on a database cuts 256 computers a chunk, an embedded one 4,096; stores
-/// made before the layout was recorded (regression: no meta key) hold 4,096 and keep
-/// reading and writing them so. Copies take their source's layout.
-fn a_store_without_a_recorded_posting_layout_keeps_its_chunks(engine: Engine) {
-    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
-    let (s, d) = store_with_agent_a1(engine, "layout-new");
-    let chunks = if matches!(engine, Engine::Postgres) {
-        3
-    } else {
-        1
-    };
-    assert_eq!(openssl_on_600_computers(&s), chunks, "600 computers");
-    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
-    copies_answer_alike(&s, &product, "layout-new-copy");
-    drop(s);
-    let _ = std::fs::remove_dir_all(d);
-
-    let d = engine.dir("layout-legacy");
+/// A store made with the given meta record for its posting layout (`None`: no record, as
+/// every store made before the layout was recorded), with agent a1 enrolled.
+fn store_with_layout(
+    engine: Engine,
+    name: &str,
+    layout: Option<codec::Postings>,
+) -> (Cmdb, std::path::PathBuf) {
+    let d = engine.dir(name);
     let s = engine.open(&d);
-    s.backend()
-        .delete(Space::Meta, codec::POSTINGS_META_KEY)
-        .unwrap();
+    match layout {
+        Some(l) => s
+            .backend()
+            .put(Space::Meta, codec::POSTINGS_META_KEY, &l.to_meta()),
+        None => s.backend().delete(Space::Meta, codec::POSTINGS_META_KEY),
+    }
+    .unwrap();
     s.backend().flush().unwrap();
     drop(s);
     let s = reopen(engine, &d).unwrap();
     s.put_token(&token("h", 1, 3600)).unwrap();
     s.enroll("h", &agent("a1", "k1"), Utc::now()).unwrap();
+    (s, d)
+}
+
+/// A store reads and writes its postings in the layout its meta record names, and so do
+/// its copies: a new store cuts 4,096 computers a chunk, a store recorded as 256 keeps 256,
+/// and a store without the record (regression: every store made before it existed) 4,096.
+fn a_store_without_a_recorded_posting_layout_keeps_its_chunks(engine: Engine) {
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let (s, d) = store_with_agent_a1(engine, "layout-new");
     assert_eq!(
         openssl_on_600_computers(&s),
         1,
         "600 computers, 4,096 a chunk"
     );
-    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
-    assert_eq!(s.check_consistency().unwrap().problems_total, 0);
-    drop(s);
-    let s = reopen(engine, &d).unwrap();
-    assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
-    copies_answer_alike(&s, &product, "layout-legacy-copy");
     drop(s);
     let _ = std::fs::remove_dir_all(d);
+    for (name, layout, chunks) in [
+        ("layout-narrow", Some(codec::Postings::NARROW), 3),
+        ("layout-legacy", None, 1),
+    ] {
+        let (s, d) = store_with_layout(engine, name, layout);
+        assert_eq!(
+            openssl_on_600_computers(&s),
+            chunks,
+            "{name}: 600 computers"
+        );
+        assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
+        assert_eq!(s.check_consistency().unwrap().problems_total, 0);
+        drop(s);
+        let s = reopen(engine, &d).unwrap();
+        assert_eq!(s.installs_of(&product).unwrap().installs.len(), 600);
+        copies_answer_alike(&s, &product, &format!("{name}-copy"));
+        drop(s);
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 fn installs_of_a_product_on_thousands_of_computers_reads_like_one_scan(engine: Engine) {
