@@ -7,6 +7,7 @@
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
 //!                    [--cache-mb MB] [--only package|impact|detail|asof|csv] [--store URL]
+//!                    [--chunk-bits BITS]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,6 +163,7 @@ fn main() -> Result<()> {
     let mut cache_mb: u64 = 256;
     let mut only: Option<String> = None;
     let mut pg: Option<String> = None;
+    let mut chunk_bits: Option<u32> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -178,6 +180,9 @@ fn main() -> Result<()> {
             // A PostgreSQL database holding a seeded CMDB (`migrate-store` of a --keep
             // run's store); `--dir` still names the run's directory (its bench-t-mid).
             "--store" => pg = Some(value()?),
+            // Seed a store whose postings hold 2^BITS computers a chunk (default: what a
+            // new store gets), to compare posting layouts.
+            "--chunk-bits" => chunk_bits = Some(value()?.parse()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -185,6 +190,17 @@ fn main() -> Result<()> {
         keep && (dir.join("conf").exists() || dir.join("census.redb").exists() || pg.is_some());
     if !reuse {
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let (Some(bits), false, None) = (chunk_bits, reuse, &pg) {
+        // An empty store told its layout before its first posting is written.
+        let layout = census_collector::store::codec::Postings::from_bits(bits)?;
+        let store = Cmdb::open_with_cache(&dir, cache_mb * 1024 * 1024)?;
+        store.backend().put(
+            census_collector::store::backend::Space::Meta,
+            census_collector::store::codec::POSTINGS_META_KEY,
+            &layout.to_meta(),
+        )?;
+        store.backend().flush()?;
     }
     let store = Arc::new(match &pg {
         Some(url) => Cmdb::open_postgres(census_collector::store::pg_backend::PgOptions::new(
