@@ -644,12 +644,17 @@ impl Postings {
     /// was recorded.
     pub const WIDE: Postings = Postings { bits: 12 };
 
-    /// The layout a new store gets. Narrow chunks took PostgreSQL's bytes per computer
-    /// from 63.2 to 51.6 KB but a package query at 100,000 computers from a p99 of 24 ms
-    /// to 200 ms (16 times the rows, each a trip through the scan), so every engine makes
-    /// wide chunks until that query reads narrow ones as fast (see bench/RESULTS.md).
-    pub fn for_new_store(_shared_database: bool) -> Postings {
-        Postings::WIDE
+    /// The layout a new store gets: narrow on a database many collectors share (its
+    /// rewrites leave row versions behind: 64.7 → 51.6 KB per computer), wide on an
+    /// embedded engine (its package query at 100,000 computers is measured with them).
+    /// On one host at 10,000 computers the package query took as long either way on both
+    /// engines (bench/RESULTS.md).
+    pub fn for_new_store(shared_database: bool) -> Postings {
+        if shared_database {
+            Postings::NARROW
+        } else {
+            Postings::WIDE
+        }
     }
 
     /// The layout a store's meta record names; a store without one is `WIDE`.
