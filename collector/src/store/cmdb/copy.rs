@@ -36,7 +36,7 @@ impl Cmdb {
                 target
                     .backend
                     .scan(Space::Meta, Range::all(), &mut |k, _| {
-                        if k != b"schema_version" && k != codec::POSTINGS_META_KEY {
+                        if !new_store_meta(false).iter().any(|(key, _)| *key == k) {
                             other += 1;
                         }
                         Ok(Flow::Continue)

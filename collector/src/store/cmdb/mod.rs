@@ -206,6 +206,18 @@ pub(crate) fn schema_of(bytes: &[u8]) -> Result<u32, StoreError> {
     })?))
 }
 
+/// What a new store's meta record holds, and nothing else: its schema version and its
+/// posting layout.
+pub(crate) fn new_store_meta(shared_database: bool) -> [(&'static [u8], [u8; 4]); 2] {
+    [
+        (b"schema_version", STORE_SCHEMA_VERSION.to_be_bytes()),
+        (
+            codec::POSTINGS_META_KEY,
+            Postings::for_new_store(shared_database).to_meta(),
+        ),
+    ]
+}
+
 /// A key as people read it in an error.
 pub(crate) fn shown(space: Space, key: &[u8]) -> String {
     format!(
@@ -249,16 +261,9 @@ impl Cmdb {
             }),
             Some(_) => Self::over(Box::new(sled)),
             None => {
-                sled.put(
-                    Space::Meta,
-                    b"schema_version",
-                    &STORE_SCHEMA_VERSION.to_be_bytes(),
-                )?;
-                sled.put(
-                    Space::Meta,
-                    codec::POSTINGS_META_KEY,
-                    &Postings::for_new_store(false).to_meta(),
-                )?;
+                for (k, v) in new_store_meta(false) {
+                    sled.put(Space::Meta, k, &v)?;
+                }
                 sled.flush()?;
                 Self::over(Box::new(sled))
             }
@@ -285,16 +290,9 @@ impl Cmdb {
             found = None;
             match tx.get(Space::Meta, b"schema_version")? {
                 None => {
-                    tx.put(
-                        Space::Meta,
-                        b"schema_version",
-                        &STORE_SCHEMA_VERSION.to_be_bytes(),
-                    )?;
-                    tx.put(
-                        Space::Meta,
-                        codec::POSTINGS_META_KEY,
-                        &Postings::for_new_store(backend.shared()).to_meta(),
-                    )?;
+                    for (k, v) in new_store_meta(backend.shared()) {
+                        tx.put(Space::Meta, k, &v)?;
+                    }
                 }
                 Some(v) => found = Some(schema_of(&v)?),
             }

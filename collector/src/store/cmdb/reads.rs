@@ -236,6 +236,7 @@ impl Cmdb {
         let mut edges: Vec<Relationship> = Vec::new();
         let mut install_machines: Vec<u32> = Vec::new();
         let mut loaded: Option<(u32, EdgeMap)> = None;
+        let layout = self.postings();
         scan_prefix(
             self.backend.as_ref(),
             Space::Reverse,
@@ -243,7 +244,6 @@ impl Cmdb {
             &mut |k, v| {
                 match codec::read_rev_key(k) {
                     Some(RevEntry::Postings { chunk, .. }) => {
-                        let layout = self.postings();
                         for offset in layout.decode(&shown(Space::Reverse, k), v)? {
                             install_machines.push(layout.machine(chunk, offset));
                         }
@@ -344,13 +344,13 @@ impl Cmdb {
         let mut prefix = codec::num_key(product).to_vec();
         prefix.push(codec::kind_tag(RelKind::Installs));
         let mut pairs: Vec<(u32, u32)> = Vec::new();
+        let layout = self.postings();
         scan_prefix(
             self.backend.as_ref(),
             Space::Reverse,
             &prefix,
             &mut |k, v| {
                 if let Some(RevEntry::Postings { variant, chunk, .. }) = codec::read_rev_key(k) {
-                    let layout = self.postings();
                     for offset in layout.decode(&shown(Space::Reverse, k), v)? {
                         pairs.push((layout.machine(chunk, offset), variant));
                     }
