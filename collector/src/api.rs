@@ -16,7 +16,8 @@ use census_shared::limits::{
     MAX_AGENT_ID_BYTES, MAX_BODY_BYTES, MAX_ENROLL_BODY_BYTES, MAX_HEARTBEAT_BYTES,
 };
 use census_shared::protocol::{
-    EnrollRequest, EnrollResponse, DELTAS_PATH, ENROLL_PATH, HEARTBEAT_PATH, SNAPSHOTS_PATH,
+    Ack, EnrollRequest, EnrollResponse, Heartbeat, DELTAS_PATH, ENROLL_PATH, HEARTBEAT_PATH,
+    SNAPSHOTS_PATH,
 };
 use census_shared::AgentPublicKey;
 use chrono::Utc;
@@ -34,18 +35,36 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every route with who may call it. The router and this table come from one builder.
 pub fn route_table(mut t: RouteTable) -> RouteTable {
-    t.open("GET", "/healthz", Access::Anonymous, get(healthz));
-    t.open("GET", "/readyz", Access::Anonymous, get(readyz));
-    t.open("POST", ENROLL_PATH, Access::Anonymous, post(enroll));
+    t.open("GET", "/healthz", Access::Anonymous, get(healthz))
+        .text("text/plain");
+    t.open("GET", "/readyz", Access::Anonymous, get(readyz))
+        .refuses(&[503])
+        .text("text/plain");
+    t.open("POST", ENROLL_PATH, Access::Anonymous, post(enroll))
+        .body::<EnrollRequest>()
+        .refuses(&[401, 403, 409, 413, 415, 422, 503])
+        .created::<EnrollResponse>();
     t.open(
         "POST",
         "/api/v1/login",
         Access::Anonymous,
         post(crate::login::login),
-    );
-    t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots));
-    t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat));
-    t.open("POST", DELTAS_PATH, Access::Agent, post(deltas));
+    )
+    .body::<crate::login::LoginRequest>()
+    .refuses(&[401, 413, 415, 422, 429, 503])
+    .json::<crate::login::LoginToken>();
+    t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots))
+        .headers::<EnvelopeHeaders>()
+        .raw_body("application/json")
+        .json::<Ack>();
+    t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat))
+        .headers::<EnvelopeHeaders>()
+        .body::<Heartbeat>()
+        .json::<Ack>();
+    t.open("POST", DELTAS_PATH, Access::Agent, post(deltas))
+        .headers::<EnvelopeHeaders>()
+        .raw_body("application/json")
+        .json::<Ack>();
     crate::changes_api::routes(&mut t);
     crate::query_api::routes(&mut t);
     t.people(
@@ -53,9 +72,38 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
         "/api/v1/openapi.json",
         crate::people::Allowed::AnyPerson,
         get(openapi),
-    );
+    )
+    .text("application/json");
     crate::ui::routes(&mut t);
     t
+}
+
+/// The signed envelope every agent request carries (protocol v1, `census_shared::envelope`).
+#[derive(utoipa::IntoParams)]
+#[allow(dead_code)] // Read from the header map by `envelope_from`; here for the document.
+struct EnvelopeHeaders {
+    /// The agent's id from enrollment (1 to 128 bytes).
+    #[param(rename = "x-census-agent", max_length = 128, min_length = 1)]
+    agent: String,
+    /// The agent's sequence number: starts at 1, grows by one per accepted request.
+    #[param(rename = "x-census-seq", minimum = 1)]
+    seq: u64,
+    /// Ed25519 over the domain-separated agent id, seq and SHA-256 of the body.
+    #[param(rename = "x-census-signature")]
+    signature: String,
+    /// `zstd` for a compressed body (the agent's default); absent or `identity` for plain
+    /// JSON.
+    #[param(rename = "Content-Encoding", inline)]
+    content_encoding: Option<BodyEncoding>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only described: `ingest` reads the header's text.
+enum BodyEncoding {
+    #[schema(rename = "zstd")]
+    Zstd,
+    #[schema(rename = "identity")]
+    Identity,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -68,6 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     .layer(axum::middleware::from_fn(
         crate::ui::session::security_headers,
     ))
+    .layer(axum::middleware::from_fn(crate::http::json_bodies_only))
     // Outermost: a body any route leaves unread is drained, so its refusal arrives.
     .layer(axum::middleware::from_fn(crate::drain::layer))
     .with_state(state)

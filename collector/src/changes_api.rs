@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::{blocking, query_params as query, ApiProblem, AppState};
 use crate::model::*;
@@ -32,90 +32,144 @@ const RULE_EDITORS: Allowed = Allowed::Roles(&[Role::ChangeManager, Role::Admin]
 const AUDITORS: Allowed = Allowed::Roles(&[Role::Auditor, Role::Admin]);
 const ADMINS: Allowed = Allowed::Roles(&[Role::Admin]);
 
-/// Registers the people's drift routes, each with who may call it.
+/// Registers the people's drift routes, each with who may call it and what it takes and
+/// answers.
 pub fn routes(table: &mut RouteTable) {
     use axum::routing::{delete, put};
-    table.people("GET", "/api/v1/me", READERS, get(me));
-    table.people("GET", "/api/v1/change-records", READERS, get(list_records));
-    table.people(
-        "GET",
-        "/api/v1/change-records/{id}",
-        READERS,
-        get(get_record),
-    );
-    table.people(
-        "POST",
-        "/api/v1/change-records/{id}/review",
-        REVIEWERS,
-        post(review_record),
-    );
-    table.people("GET", "/api/v1/changes", READERS, get(feed));
-    table.people("GET", "/api/v1/planned-changes", READERS, get(list_planned));
-    table.people(
-        "POST",
-        "/api/v1/planned-changes",
-        REVIEWERS,
-        post(create_planned),
-    );
-    table.people(
-        "GET",
-        "/api/v1/planned-changes/{id}",
-        READERS,
-        get(get_planned),
-    );
-    table.people(
-        "PUT",
-        "/api/v1/planned-changes/{id}",
-        REVIEWERS,
-        put(update_planned),
-    );
-    table.people(
-        "POST",
-        "/api/v1/planned-changes/{id}/cancel",
-        REVIEWERS,
-        post(cancel_planned),
-    );
-    table.people("GET", "/api/v1/noise-rules", READERS, get(list_noise));
-    table.people(
-        "POST",
-        "/api/v1/noise-rules",
-        RULE_EDITORS,
-        post(create_noise),
-    );
-    table.people(
-        "DELETE",
-        "/api/v1/noise-rules/{id}",
-        RULE_EDITORS,
-        delete(delete_noise),
-    );
-    table.people("GET", "/api/v1/severity-rules", READERS, get(get_severity));
-    table.people(
-        "PUT",
-        "/api/v1/severity-rules",
-        RULE_EDITORS,
-        put(put_severity),
-    );
-    table.people("GET", "/api/v1/audit", AUDITORS, get(audit_log));
-    table.people("GET", "/api/v1/webhooks", ADMINS, get(list_webhooks));
-    table.people("POST", "/api/v1/webhooks", ADMINS, post(create_webhook));
-    table.people(
-        "DELETE",
-        "/api/v1/webhooks/{id}",
-        ADMINS,
-        delete(delete_webhook),
-    );
-    table.people(
-        "GET",
-        "/api/v1/webhooks/deliveries",
-        ADMINS,
-        get(list_deliveries),
-    );
-    table.people(
-        "POST",
-        "/api/v1/webhooks/deliveries/{id}/retry",
-        ADMINS,
-        post(retry_delivery),
-    );
+    table
+        .people("GET", "/api/v1/me", READERS, get(me))
+        .json::<Me>();
+    table
+        .people("GET", "/api/v1/change-records", READERS, get(list_records))
+        .query::<RecordFilter>()
+        .json::<RecordPage>();
+    table
+        .people(
+            "GET",
+            "/api/v1/change-records/{id}",
+            READERS,
+            get(get_record),
+        )
+        .json::<ChangeRecord>();
+    table
+        .people(
+            "POST",
+            "/api/v1/change-records/{id}/review",
+            REVIEWERS,
+            post(review_record),
+        )
+        .body::<ReviewRequest>()
+        .refuses(&[409])
+        .json::<ChangeRecord>();
+    table
+        .people("GET", "/api/v1/changes", READERS, get(feed))
+        .query::<LogPage>()
+        .json::<FeedPage>();
+    table
+        .people("GET", "/api/v1/planned-changes", READERS, get(list_planned))
+        .json::<PlannedChanges>();
+    table
+        .people(
+            "POST",
+            "/api/v1/planned-changes",
+            REVIEWERS,
+            post(create_planned),
+        )
+        .body::<PlannedRequest>()
+        .created::<PlannedChange>();
+    table
+        .people(
+            "GET",
+            "/api/v1/planned-changes/{id}",
+            READERS,
+            get(get_planned),
+        )
+        .json::<PlannedChange>();
+    table
+        .people(
+            "PUT",
+            "/api/v1/planned-changes/{id}",
+            REVIEWERS,
+            put(update_planned),
+        )
+        .body::<PlannedRequest>()
+        .refuses(&[409])
+        .json::<PlannedChange>();
+    table
+        .people(
+            "POST",
+            "/api/v1/planned-changes/{id}/cancel",
+            REVIEWERS,
+            post(cancel_planned),
+        )
+        .json::<PlannedChange>();
+    table
+        .people("GET", "/api/v1/noise-rules", READERS, get(list_noise))
+        .json::<NoiseRules>();
+    table
+        .people(
+            "POST",
+            "/api/v1/noise-rules",
+            RULE_EDITORS,
+            post(create_noise),
+        )
+        .body::<NoiseRequest>()
+        .created::<NoiseRule>();
+    table
+        .people(
+            "DELETE",
+            "/api/v1/noise-rules/{id}",
+            RULE_EDITORS,
+            delete(delete_noise),
+        )
+        .no_content();
+    table
+        .people("GET", "/api/v1/severity-rules", READERS, get(get_severity))
+        .json::<SeverityRules>();
+    table
+        .people(
+            "PUT",
+            "/api/v1/severity-rules",
+            RULE_EDITORS,
+            put(put_severity),
+        )
+        .body::<SeverityRequest>()
+        .json::<SeverityRules>();
+    table
+        .people("GET", "/api/v1/audit", AUDITORS, get(audit_log))
+        .query::<LogPage>()
+        .json::<AuditPage>();
+    table
+        .people("GET", "/api/v1/webhooks", ADMINS, get(list_webhooks))
+        .json::<Webhooks>();
+    table
+        .people("POST", "/api/v1/webhooks", ADMINS, post(create_webhook))
+        .body::<WebhookRequest>()
+        .created::<CreatedWebhook>();
+    table
+        .people(
+            "DELETE",
+            "/api/v1/webhooks/{id}",
+            ADMINS,
+            delete(delete_webhook),
+        )
+        .no_content();
+    table
+        .people(
+            "GET",
+            "/api/v1/webhooks/deliveries",
+            ADMINS,
+            get(list_deliveries),
+        )
+        .json::<Deliveries>();
+    table
+        .people(
+            "POST",
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            ADMINS,
+            post(retry_delivery),
+        )
+        .json::<Delivery>();
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -150,22 +204,51 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiProblem> {
     Ok(value)
 }
 
+/// The calling person.
+#[derive(Debug, Serialize, ToSchema)]
+struct Me {
+    name: String,
+    role: Role,
+    token_id: String,
+}
+
 async fn me(Extension(p): Extension<Person>) -> Reply {
-    Ok(Json(json!({"name": p.name, "role": p.role, "token_id": p.token_id})).into_response())
+    Ok(Json(Me {
+        name: p.name,
+        role: p.role,
+        token_id: p.token_id,
+    })
+    .into_response())
 }
 
 // --- change records ---
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct RecordFilter {
-    state: Option<String>,
-    severity: Option<String>,
-    authorization: Option<String>,
+    #[param(inline)]
+    state: Option<RecordState>,
+    #[param(inline)]
+    severity: Option<Severity>,
+    #[param(inline)]
+    authorization: Option<Authorization>,
+    /// Only records of this computer.
     ci: Option<String>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Continue after this record id (records are listed newest first).
     after: Option<String>,
+}
+
+/// A page of change records, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct RecordPage {
+    /// Records matching the filter, over all pages.
+    total: usize,
+    records: Vec<ChangeRecord>,
+    /// Pass as `after` for the next page; absent on the last.
+    next_after: Option<String>,
 }
 
 async fn list_records(
@@ -174,43 +257,8 @@ async fn list_records(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let f: RecordFilter = query(q)?;
-    let state: Option<RecordState> =
-        f.state
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: String| {
-                ApiProblem::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("state: {e}"),
-                    Some("state".into()),
-                )
-            })?;
-    let severity: Option<Severity> =
-        f.severity
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: String| {
-                ApiProblem::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("severity: {e}"),
-                    Some("severity".into()),
-                )
-            })?;
-    let authorization = match f.authorization.as_deref() {
-        None => None,
-        Some("authorized") => Some(Authorization::Authorized),
-        Some("unauthorized") => Some(Authorization::Unauthorized),
-        Some(other) => {
-            return Err(ApiProblem::new(
-                StatusCode::BAD_REQUEST,
-                format!("authorization: '{other}' is not authorized or unauthorized"),
-                Some("authorization".into()),
-            ))
-        }
-    };
-    let limit = f.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (state, severity, authorization) = (f.state, f.severity, f.authorization);
+    let limit = crate::http::bounded("limit", f.limit, 100, 1, MAX_PAGE)?;
     let store = st.store.clone();
     let mut records = blocking(move || store.list_change_records()).await?;
     records.reverse();
@@ -240,7 +288,12 @@ async fn list_records(
     let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(Json(json!({"total": total, "records": records, "next_after": next})).into_response())
+    Ok(Json(RecordPage {
+        total,
+        records,
+        next_after: next,
+    })
+    .into_response())
 }
 
 async fn get_record(
@@ -260,10 +313,12 @@ async fn get_record(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReviewRequest {
     decision: Decision,
+    /// Why (1 to 4000 characters; surrounding white space is dropped).
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     comment: String,
     /// Item indexes to decide; absent means the whole record.
     #[serde(default)]
@@ -289,22 +344,76 @@ async fn review_record(
 
 /// Paging over a numbered log (the feed's cursors, the audit log's sequence numbers):
 /// entries after `since`, at most `limit`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct LogPage {
+    /// Entries after this cursor (0 or absent: from the start).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     since: Option<u64>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+/// Feed events after a cursor, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct FeedPage {
+    events: Vec<FeedEvent>,
+    /// Pass as `since` for what follows.
+    next_cursor: u64,
+}
+
+/// Audit entries after a sequence number, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct AuditPage {
+    entries: Vec<AuditEntry>,
+    /// Pass as `since` for what follows.
+    next_cursor: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct PlannedChanges {
+    planned_changes: Vec<PlannedChange>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct NoiseRules {
+    noise_rules: Vec<NoiseRule>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Webhooks {
+    webhooks: Vec<op::WebhookView>,
+}
+
+/// A new webhook with its HMAC secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+struct CreatedWebhook {
+    webhook: op::WebhookView,
+    secret: String,
+    note: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Deliveries {
+    pending: Vec<Delivery>,
+    dead_letters: Vec<Delivery>,
 }
 
 impl LogPage {
     fn parse(raw: Option<String>) -> Result<(u64, usize), ApiProblem> {
         let p: LogPage = query(raw)?;
+        let since = crate::http::bounded("since", p.since, 0, 0, MAX_CURSOR)?;
         Ok((
-            p.since.unwrap_or(0),
-            p.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+            since,
+            crate::http::bounded("limit", p.limit, 100, 1, MAX_PAGE)?,
         ))
     }
 }
+
+/// Cursors and sequence numbers stay within a signed 64-bit integer, which every JSON
+/// client (and PostgreSQL's bigint) holds exactly.
+const MAX_CURSOR: u64 = i64::MAX as u64;
 
 async fn feed(
     State(st): State<Arc<AppState>>,
@@ -315,7 +424,11 @@ async fn feed(
     let store = st.store.clone();
     let events = blocking(move || store.feed_since(since, limit)).await?;
     let next = events.last().map(|e| e.cursor).unwrap_or(since);
-    Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
+    Ok(Json(FeedPage {
+        events,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 // --- planned changes ---
@@ -326,7 +439,10 @@ async fn list_planned(
 ) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_planned_changes()).await?;
-    Ok(Json(json!({"planned_changes": list})).into_response())
+    Ok(Json(PlannedChanges {
+        planned_changes: list,
+    })
+    .into_response())
 }
 
 async fn get_planned(
@@ -390,7 +506,7 @@ async fn list_noise(
 ) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_noise_rules()).await?;
-    Ok(Json(json!({"noise_rules": list})).into_response())
+    Ok(Json(NoiseRules { noise_rules: list }).into_response())
 }
 
 async fn create_noise(
@@ -419,7 +535,7 @@ async fn delete_noise(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SeverityRequest {
     rules: Vec<SeverityRule>,
@@ -459,14 +575,20 @@ async fn audit_log(
     let store = st.store.clone();
     let entries = blocking(move || store.list_audit(since, limit)).await?;
     let next = entries.last().map(|e| e.seq).unwrap_or(since);
-    Ok(Json(json!({"entries": entries, "next_cursor": next})).into_response())
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 // --- webhooks ---
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookRequest {
+    /// An http or https URL with a host and no credentials, at most 2048 bytes.
+    #[schema(max_length = 2048, format = "uri")]
     url: String,
 }
 
@@ -476,8 +598,8 @@ async fn list_webhooks(
 ) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_webhooks()).await?;
-    let views: Vec<op::WebhookView> = list.iter().map(op::view).collect();
-    Ok(Json(json!({"webhooks": views})).into_response())
+    let webhooks: Vec<op::WebhookView> = list.iter().map(op::view).collect();
+    Ok(Json(Webhooks { webhooks }).into_response())
 }
 
 async fn create_webhook(
@@ -493,7 +615,11 @@ async fn create_webhook(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"webhook": op::view(&w), "secret": w.secret, "note": "the secret is shown once; receivers check X-Census-Signature with it"})),
+        Json(CreatedWebhook {
+            webhook: op::view(&w),
+            secret: w.secret,
+            note: "the secret is shown once; receivers check X-Census-Signature with it".into(),
+        }),
     )
         .into_response())
 }
@@ -518,7 +644,11 @@ async fn list_deliveries(
     let all = blocking(move || store.list_deliveries()).await?;
     let (dead, pending): (Vec<Delivery>, Vec<Delivery>) =
         all.into_iter().partition(|d| d.dead_at.is_some());
-    Ok(Json(json!({"pending": pending, "dead_letters": dead})).into_response())
+    Ok(Json(Deliveries {
+        pending,
+        dead_letters: dead,
+    })
+    .into_response())
 }
 
 async fn retry_delivery(

@@ -163,19 +163,50 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiProblem::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"), None))
 }
 
-/// Decodes a query string into `T` (absent: `T::default()`); errors are 400 naming it.
+/// Decodes a query string into `T` (absent: `T::default()`); errors are 400 naming the
+/// parameter.
 pub fn query_params<T: serde::de::DeserializeOwned + Default>(
     raw: Option<String>,
 ) -> Result<T, ApiProblem> {
-    match raw {
-        None => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
-            ApiProblem::new(
-                StatusCode::BAD_REQUEST,
-                format!("query string: {e}"),
-                Some("query".into()),
+    let Some(q) = raw else {
+        return Ok(T::default());
+    };
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let (field, detail) = if field == "." {
+            (
+                "query".to_string(),
+                format!("query string: {}", e.into_inner()),
             )
-        }),
+        } else {
+            let detail = format!("{field}: {}", e.into_inner());
+            (field, detail)
+        };
+        ApiProblem::new(StatusCode::BAD_REQUEST, detail, Some(field))
+    })
+}
+
+/// A bounded count parameter: absent gives `default`; outside `min..=max` is refused
+/// rather than quietly clamped, so a client learns the limit.
+pub fn bounded<T>(
+    field: &str,
+    value: Option<T>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ApiProblem>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    match value {
+        None => Ok(default),
+        Some(v) if min <= v && v <= max => Ok(v),
+        Some(v) => Err(ApiProblem::new(
+            StatusCode::BAD_REQUEST,
+            format!("{field}: {v} is not within {min} to {max}"),
+            Some(field.to_string()),
+        )),
     }
 }
 
@@ -235,6 +266,79 @@ impl LoginLimiter {
     pub fn clear(&self, key: &str) {
         if let Ok(mut map) = self.failures.lock() {
             map.remove(key);
+        }
+    }
+}
+
+/// The API's bodies are JSON: a write to `/api/` that labels its body as anything else
+/// is refused with 415 before the body is read (a body without a Content-Type is read as
+/// JSON). Compression is `Content-Encoding`, not the media type.
+pub async fn json_bodies_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+    );
+    if writes && request.uri().path().starts_with("/api/") {
+        if let Some(value) = request.headers().get(header::CONTENT_TYPE) {
+            if !is_json_media_type(value) {
+                return problem(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "Content-Type {} is not JSON; send application/json",
+                        String::from_utf8_lossy(value.as_bytes())
+                    ),
+                    Some("content-type".into()),
+                );
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// `application/json`, or a `+json` type, with any parameters (`; charset=utf-8`).
+fn is_json_media_type(value: &HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod media_type_tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types_are_recognised_with_parameters_and_case() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(
+                !is_json_media_type(&HeaderValue::from_static(refused)),
+                "{refused}"
+            );
         }
     }
 }

@@ -34,11 +34,21 @@ pub use crate::http::{LoginLimiter, FAILURE_WINDOW};
 pub const SESSION_HOURS: i64 = 12;
 const GENERIC_FAILURE: &str = "invalid user name or password";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub struct LoginRequest {
     name: String,
     password: String,
+}
+
+/// A short-lived API token for the person who logged in.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LoginToken {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    user: String,
+    role: crate::model::Role,
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn too_many(wait: u64) -> Response {
@@ -115,10 +125,13 @@ pub async fn login(State(st): State<Arc<AppState>>, request: Request) -> Respons
             role,
             token_text,
             expires_at,
-        } => {
-            Json(json!({"token": token_text, "user": user, "role": role, "expires_at": expires_at}))
-                .into_response()
-        }
+        } => Json(LoginToken {
+            token: token_text,
+            user,
+            role,
+            expires_at,
+        })
+        .into_response(),
         LoginOutcome::Failed => {
             ApiProblem::new(StatusCode::UNAUTHORIZED, GENERIC_FAILURE, None).into_response()
         }

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
 };
@@ -12,7 +15,7 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder,
     PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
 };
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::model::*;
 use crate::people::RouteAccess;
@@ -74,40 +77,161 @@ fn summary(m: &str, path: &str) -> &'static str {
     }
 }
 
-/// The schema a successful response carries, when it is one record.
-fn response_schema(m: &str, path: &str) -> Option<&'static str> {
-    match (m, path) {
-        ("GET", "/api/v1/change-records/{id}") | ("POST", "/api/v1/change-records/{id}/review") => {
-            Some("ChangeRecord")
-        }
-        ("GET", "/api/v1/planned-changes/{id}")
-        | ("POST", "/api/v1/planned-changes")
-        | ("PUT", "/api/v1/planned-changes/{id}")
-        | ("POST", "/api/v1/planned-changes/{id}/cancel") => Some("PlannedChange"),
-        ("POST", "/api/v1/noise-rules") => Some("NoiseRule"),
-        ("GET", "/api/v1/severity-rules") | ("PUT", "/api/v1/severity-rules") => {
-            Some("SeverityRules")
-        }
-        _ => None,
+/// Collects the schemas a type needs and answers a reference to it.
+pub type SchemaFn = fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>;
+/// The parameters a query or header struct declares.
+pub type ParamsFn = fn() -> Vec<Parameter>;
+
+/// A body: its media type and, for JSON, its schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload {
+    pub content_type: &'static str,
+    pub schema: Option<SchemaFn>,
+}
+
+/// What one route takes and answers, declared where the route is registered (from the
+/// types its handler parses and returns), so the document cannot drift from the code.
+#[derive(Debug, Clone, Default)]
+pub struct OpDoc {
+    pub query: Option<ParamsFn>,
+    pub headers: Option<ParamsFn>,
+    /// Request bodies, one per accepted media type.
+    pub body: Vec<Payload>,
+    /// The success status (200 when unset) and what it carries.
+    pub success: Option<u16>,
+    pub answer: Option<Payload>,
+    /// Refusals beyond those every route of its kind can give.
+    pub refusals: Vec<u16>,
+}
+
+fn schema_ref<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    add::<T>(out);
+    RefOr::Ref(Ref::from_schema_name(T::name()))
+}
+
+fn params_of<T: IntoParams>() -> Vec<Parameter> {
+    T::into_params(|| Some(ParameterIn::Query))
+}
+
+fn headers_of<T: IntoParams>() -> Vec<Parameter> {
+    T::into_params(|| Some(ParameterIn::Header))
+}
+
+/// Says what a route takes and answers; returned by every route registration, and used up
+/// by the call that declares the answer, so a route cannot be registered without one.
+#[must_use = "declare what the route answers (.json::<T>(), .created::<T>(), .no_content(), .text(..))"]
+pub struct Doc<'a>(pub(crate) &'a mut OpDoc);
+
+impl Doc<'_> {
+    /// Query parameters: the struct the handler decodes the query string into.
+    pub fn query<T: IntoParams>(self) -> Self {
+        self.0.query = Some(params_of::<T>);
+        self
+    }
+
+    /// Request headers the route requires (the agent's signed envelope).
+    pub fn headers<T: IntoParams>(self) -> Self {
+        self.0.headers = Some(headers_of::<T>);
+        self
+    }
+
+    /// A JSON request body: the struct the handler decodes it into.
+    pub fn body<T: ToSchema>(self) -> Self {
+        self.0.body.push(Payload {
+            content_type: "application/json",
+            schema: Some(schema_ref::<T>),
+        });
+        self
+    }
+
+    /// A request body of another media type (its bytes are not described further).
+    pub fn raw_body(self, content_type: &'static str) -> Self {
+        self.0.body.push(Payload {
+            content_type,
+            schema: None,
+        });
+        self
+    }
+
+    /// 200 with a JSON body.
+    pub fn json<T: ToSchema>(self) {
+        self.answer(200, "application/json", Some(schema_ref::<T>))
+    }
+
+    /// 201 with the created thing as JSON.
+    pub fn created<T: ToSchema>(self) {
+        self.answer(201, "application/json", Some(schema_ref::<T>))
+    }
+
+    /// 204 and no body.
+    pub fn no_content(self) {
+        self.0.success = Some(204);
+        self.0.answer = None;
+    }
+
+    /// 200 with a body of this media type (text, CSV, an external JSON format).
+    pub fn text(self, content_type: &'static str) {
+        self.answer(200, content_type, None)
+    }
+
+    /// Refusals this route gives beyond those of every route of its kind.
+    pub fn refuses(self, statuses: &[u16]) -> Self {
+        self.0.refusals.extend_from_slice(statuses);
+        self
+    }
+
+    fn answer(self, status: u16, content_type: &'static str, schema: Option<SchemaFn>) {
+        self.0.success = Some(status);
+        self.0.answer = Some(Payload {
+            content_type,
+            schema,
+        });
     }
 }
 
-/// Query parameters per route.
-fn query_params(m: &str, path: &str) -> &'static [&'static str] {
-    match (m, path) {
-        ("GET", "/api/v1/cis") => &["class", "filter", "sort", "fields", "limit", "cursor"],
-        ("GET", "/api/v1/export/cis") => &["class", "filter", "fields"],
-        ("GET", "/api/v1/cis/{id}") => &["as_of", "relationships"],
-        ("GET", "/api/v1/cis/{id}/diff") => &["from", "to"],
-        ("GET", "/api/v1/software") => &["prefix", "limit", "after"],
-        ("GET", "/api/v1/impact") => &["from", "depth", "version", "limit"],
-        ("GET", "/api/v1/change-records") => {
-            &["state", "severity", "authorization", "ci", "limit", "after"]
+/// A refusal: problem details.
+fn problem(status: u16) -> ResponseBuilder {
+    let description = match status {
+        400 => "Bad request: a parameter or header is malformed; `field` names it",
+        401 => "No valid credential",
+        403 => "The credential may not do this",
+        404 => "No such thing",
+        409 => "Conflicts with the current state",
+        413 => "Body too large; the detail gives the limit",
+        415 => "Unsupported media type or content encoding",
+        422 => "The body is not what this route takes; `field` names the part",
+        429 => "Too many requests; try again after Retry-After",
+        503 => "Temporarily unavailable (the store); try again after Retry-After",
+        _ => "Refused; the detail names the problem",
+    };
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+/// The refusals a route can give: those of every route of its kind, and its own.
+fn refusals(r: &RouteAccess, has_path_params: bool) -> BTreeSet<u16> {
+    let mut out: BTreeSet<u16> = r.doc.refusals.iter().copied().collect();
+    match r.credential {
+        "signature" => out.extend([400, 401, 403, 409, 413, 415, 422, 429, 503]),
+        "bearer" => {
+            out.extend([401, 403, 503]);
+            if r.doc.query.is_some() {
+                out.insert(400);
+            }
+            if has_path_params {
+                out.insert(404);
+            }
+            if !r.doc.body.is_empty() {
+                out.extend([413, 415, 422]);
+            }
         }
-        ("GET", "/api/v1/changes") => &["since", "limit"],
-        ("GET", "/api/v1/audit") => &["since", "limit"],
-        _ => &[],
+        _ => {}
     }
+    out
 }
 
 fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
@@ -146,27 +270,6 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
     add::<IdentityConflict>(&mut schemas);
     add::<Delivery>(&mut schemas);
     schemas.push(("Problem".into(), RefOr::T(problem_schema())));
-    let components = ComponentsBuilder::new()
-        .schemas_from_iter(schemas)
-        .security_scheme(
-            "person",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("census_pat.<id>.<secret>")
-                    .description(Some("A person's API token (census-collector user token, or POST /api/v1/login)"))
-                    .build(),
-            ),
-        )
-        .security_scheme(
-            "agent",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "x-census-signature",
-                "Ed25519 over the domain-separated agent id, seq and SHA-256 of the body, with x-census-agent and x-census-seq",
-            ))),
-        )
-        .build();
-
     let mut paths = PathsBuilder::new();
     let mut by_path: std::collections::BTreeMap<&str, Vec<&RouteAccess>> = Default::default();
     // The web UI's HTML pages are not part of the JSON API.
@@ -188,26 +291,16 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
             } else {
                 format!("Roles: {}.", r.access.join(", "))
             };
-            let problem = || {
-                ResponseBuilder::new()
-                    .description("Refused; the detail names the problem")
-                    .content(
-                        "application/problem+json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("Problem")))
-                            .build(),
-                    )
-                    .build()
-            };
-            let ok = match response_schema(r.method, path) {
-                Some(name) => ResponseBuilder::new().description("Success").content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(name)))
-                        .build(),
-                ),
-                None => ResponseBuilder::new().description("Success"),
-            };
+            let doc = &r.doc;
+            let mut ok = ResponseBuilder::new().description("Success");
+            if let Some(answer) = doc.answer {
+                let schema = answer.schema.map(|f| f(&mut schemas));
+                ok = ok.content(
+                    answer.content_type,
+                    ContentBuilder::new().schema(schema).build(),
+                );
+            }
+            let success = doc.success.unwrap_or(200);
             let mut op = OperationBuilder::new()
                 .operation_id(Some(format!(
                     "{}{}",
@@ -217,13 +310,40 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
                 .summary(Some(summary(r.method, path)))
                 .description(Some(who))
                 .tag(path.split('/').nth(3).unwrap_or("probes"))
-                .response("200", ok.build())
-                .response("400", problem())
-                .response("401", problem())
-                .response("403", problem())
-                .response("404", problem())
-                .response("422", problem())
-                .response("503", problem());
+                .response(success.to_string(), ok.build());
+            for status in refusals(r, !params.is_empty()) {
+                let mut refusal = problem(status);
+                if matches!(status, 429 | 503) {
+                    refusal = refusal.header(
+                        "Retry-After",
+                        utoipa::openapi::HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                            .description(Some("Seconds to wait before trying again"))
+                            .build(),
+                    );
+                }
+                op = op.response(status.to_string(), refusal.build());
+            }
+            if !doc.body.is_empty() {
+                let mut body = RequestBodyBuilder::new().required(Some(Required::True));
+                for payload in &doc.body {
+                    let schema = payload.schema.map(|f| f(&mut schemas)).unwrap_or_else(|| {
+                        RefOr::T(Schema::Object(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                                    utoipa::openapi::KnownFormat::Binary,
+                                )))
+                                .build(),
+                        ))
+                    });
+                    body = body.content(
+                        payload.content_type,
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    );
+                }
+                op = op.request_body(Some(body.build()));
+            }
             for p in &params {
                 op = op.parameter(
                     ParameterBuilder::new()
@@ -233,14 +353,11 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
                         .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
                 );
             }
-            for q in query_params(r.method, path) {
-                op = op.parameter(
-                    ParameterBuilder::new()
-                        .name(*q)
-                        .parameter_in(ParameterIn::Query)
-                        .required(Required::False)
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-                );
+            for p in doc.query.map(|f| f()).unwrap_or_default() {
+                op = op.parameter(p);
+            }
+            for p in doc.headers.map(|f| f()).unwrap_or_default() {
+                op = op.parameter(p);
             }
             if r.access == ["agent"] {
                 op = op.security(SecurityRequirement::new("agent", Vec::<String>::new()));
@@ -260,6 +377,27 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
             paths = paths.path(path, item);
         }
     }
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "person",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("census_pat.<id>.<secret>")
+                    .description(Some("A person's API token (census-collector user token, or POST /api/v1/login)"))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            "agent",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-census-signature",
+                "Ed25519 over the domain-separated agent id, seq and SHA-256 of the body, with x-census-agent and x-census-seq",
+            ))),
+        )
+        .build();
+
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -310,7 +448,43 @@ mod tests {
                 r.method,
                 r.path
             );
-            assert!(op["responses"]["200"].is_object());
+            let success: Vec<&String> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| k.starts_with('2'))
+                .collect();
+            assert_eq!(success.len(), 1, "{} {} has one success", r.method, r.path);
+            let answer = &op["responses"][success[0].as_str()]["content"]["application/json"];
+            if answer.is_object() && r.path != "/api/v1/openapi.json" {
+                assert!(
+                    answer["schema"].is_object(),
+                    "{} {} says what its JSON answer holds",
+                    r.method,
+                    r.path
+                );
+            }
+            let bodiless = r.path.ends_with("/cancel") || r.path.ends_with("/retry");
+            if matches!(r.method, "POST" | "PUT") && !bodiless {
+                let body = &op["requestBody"]["content"]["application/json"];
+                assert!(
+                    body.is_object(),
+                    "{} {} has a request body",
+                    r.method,
+                    r.path
+                );
+                if r.credential != "signature" {
+                    assert!(
+                        body["schema"]["$ref"].is_string(),
+                        "{} {}",
+                        r.method,
+                        r.path
+                    );
+                }
+            }
+            if r.method == "DELETE" {
+                assert_eq!(success[0], "204", "{}", r.path);
+            }
             let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
             assert_eq!(
                 secured,
@@ -343,5 +517,132 @@ mod tests {
             );
         }
         assert!(doc["components"]["securitySchemes"]["person"].is_object());
+    }
+
+    fn param<'a>(doc: &'a serde_json::Value, path: &str, name: &str) -> &'a serde_json::Value {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .or_else(|| doc["paths"][path]["post"]["parameters"].as_array())
+            .unwrap();
+        &params.iter().find(|p| p["name"] == name).unwrap()["schema"]
+    }
+
+    /// A time the document's pattern refuses is one the server refuses; one it admits is
+    /// one the server takes unless the calendar forbids it.
+    #[test]
+    fn the_time_pattern_agrees_with_the_time_parser() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::api::openapi_document().to_json().unwrap()).unwrap();
+        let pattern = param(&doc, "/api/v1/cis/{id}", "as_of")["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for path in ["/api/v1/cis/{id}/diff"] {
+            for name in ["from", "to"] {
+                assert_eq!(param(&doc, path, name)["pattern"], pattern.as_str());
+            }
+        }
+        let re = regex::Regex::new(&pattern).unwrap();
+        let now = chrono::Utc::now();
+        let parses = |t: &str| crate::query::eval::parse_time(t, now).is_some();
+        for admitted in [
+            "now",
+            "-7d",
+            "-12h",
+            "-30m",
+            "2026-11-01",
+            "2026-11-1",
+            "2026-1-01",
+            "2026-11-01T10:00:00Z",
+            "2026-11-01t10:00:00z",
+            "2026-11-01T10:00:00.123456789+02:00",
+        ] {
+            assert!(re.is_match(admitted), "{admitted}");
+            assert!(parses(admitted), "{admitted}");
+        }
+        for impossible in ["2026-02-31", "2026-13-01T00:00:00Z"] {
+            assert!(
+                re.is_match(impossible) && !parses(impossible),
+                "{impossible}"
+            );
+        }
+        for refused in [
+            "",
+            "7d",
+            "-7",
+            "-7w",
+            "+7d",
+            "yesterday",
+            "2026-11-01T10:00Z",
+            "2026-11-01 10:00:00",
+            "2026-11-01T10:00:00",
+            "2026-11-1T10:00:00Z",
+            "now ",
+            " now",
+            "2026-11-01T10:00:00+0200",
+            "+2026-11-01",
+            "12026-11-01",
+            "2026-011-01",
+        ] {
+            assert!(!re.is_match(refused), "{refused}");
+            assert!(!parses(refused), "{refused}");
+        }
+    }
+
+    /// The limits in the document are the ones the handlers enforce.
+    #[test]
+    fn documented_limits_are_the_enforced_ones() {
+        use crate::query::views;
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::api::openapi_document().to_json().unwrap()).unwrap();
+        let schema = |name: &str| &doc["components"]["schemas"][name];
+        let max_comment = crate::ops::MAX_COMMENT_CHARS as u64;
+        assert_eq!(
+            schema("ReviewRequest")["properties"]["comment"]["maxLength"],
+            max_comment
+        );
+        assert_eq!(
+            schema("NoiseRequest")["properties"]["note"]["maxLength"],
+            max_comment
+        );
+        assert_eq!(
+            schema("WebhookRequest")["properties"]["url"]["maxLength"],
+            2048
+        );
+        for path in [
+            "/api/v1/cis",
+            "/api/v1/software",
+            "/api/v1/changes",
+            "/api/v1/audit",
+        ] {
+            assert_eq!(
+                param(&doc, path, "limit")["maximum"],
+                crate::query::MAX_PAGE as u64,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            param(&doc, "/api/v1/cis/{id}", "relationships")["maximum"],
+            views::MAX_LISTED_RELATIONSHIPS as u64
+        );
+        assert_eq!(
+            param(&doc, "/api/v1/impact", "depth")["maximum"],
+            views::MAX_IMPACT_DEPTH as u64
+        );
+        assert_eq!(
+            param(&doc, "/api/v1/impact", "limit")["maximum"],
+            views::MAX_IMPACT_NODES as u64
+        );
+        assert_eq!(
+            param(&doc, "/api/v1/snapshots", "x-census-agent")["maxLength"],
+            census_shared::limits::MAX_AGENT_ID_BYTES as u64
+        );
+        assert_eq!(crate::changes_api::MAX_PAGE, crate::query::MAX_PAGE);
+        // Enumerations are the server's own names.
+        let states = &param(&doc, "/api/v1/change-records", "state");
+        let text = states.to_string();
+        for s in ["open", "accepted", "rejected"] {
+            assert!(text.contains(&format!("\"{s}\"")), "{text}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::http::ApiProblem;
 use crate::model::{Role, User};
+use crate::openapi::Doc;
 pub use crate::ops::credentials::new_token;
 use crate::ops::credentials::{same_digest, secret_hash, TOKEN_PREFIX};
 use crate::store::Store;
@@ -163,6 +164,9 @@ pub struct RouteAccess {
     /// What the caller presents: "none", "signature" (agents), "bearer" (API tokens) or
     /// "session" (the web UI's cookie). A route accepts exactly one.
     pub credential: &'static str,
+    /// What it takes and answers, for the OpenAPI document.
+    #[serde(skip)]
+    pub doc: crate::openapi::OpDoc,
 }
 
 /// Builds the router and its access table together, so a route cannot be registered
@@ -212,7 +216,7 @@ impl RouteTable {
         path: &'static str,
         access: Access,
         route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
-    ) {
+    ) -> Doc<'_> {
         let (who, credential) = match access {
             Access::Anonymous => (vec!["anonymous"], "none"),
             Access::Agent => (vec!["agent"], "signature"),
@@ -223,8 +227,15 @@ impl RouteTable {
             path,
             access: who,
             credential,
+            doc: Default::default(),
         });
         self.router = std::mem::take(&mut self.router).route(path, route);
+        self.last_doc()
+    }
+
+    fn last_doc(&mut self) -> Doc<'_> {
+        let entry = self.entries.len() - 1;
+        Doc(&mut self.entries[entry].doc)
     }
 
     /// A route for people with an API token (`Authorization: Bearer`).
@@ -234,8 +245,9 @@ impl RouteTable {
         path: &'static str,
         allowed: Allowed,
         route: axum::routing::MethodRouter<Arc<crate::http::AppState>>,
-    ) {
+    ) -> Doc<'_> {
         self.person_route(method, path, allowed, route, Credential::Bearer);
+        self.last_doc()
     }
 
     /// A web UI page or form: the session cookie, the role check and (for POST) the CSRF
@@ -271,6 +283,7 @@ impl RouteTable {
                 Credential::Bearer => "bearer",
                 Credential::Session => "session",
             },
+            doc: Default::default(),
         });
         let route = match (&self.guards, credential) {
             (Some(g), Credential::Bearer) => route.route_layer(

@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::http::{blocking, query_params as params, ApiProblem, AppState};
+use crate::http::{blocking, bounded, query_params as params, ApiProblem, AppState};
 use crate::model::*;
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::{self, filter, views, Query, Sort};
@@ -23,16 +24,43 @@ const READERS: Allowed = Allowed::AnyPerson;
 const EXPORTERS: Allowed = Allowed::Roles(&[Role::AssetManager, Role::Admin]);
 
 pub fn routes(table: &mut RouteTable) {
-    table.people("GET", "/api/v1/cis", READERS, get(list_cis));
-    table.people("GET", "/api/v1/cis/{id}", READERS, get(ci_detail));
-    table.people("GET", "/api/v1/cis/{id}/history", READERS, get(ci_history));
-    table.people("GET", "/api/v1/cis/{id}/diff", READERS, get(ci_diff));
-    table.people("GET", "/api/v1/cis/{id}/sbom", EXPORTERS, get(ci_sbom));
-    table.people("GET", "/api/v1/export/cis", EXPORTERS, get(export_csv));
-    table.people("GET", "/api/v1/software", READERS, get(software_catalogue));
-    table.people("GET", "/api/v1/impact", READERS, get(impact));
-    table.people("GET", "/api/v1/conflicts", READERS, get(conflicts));
-    table.people("GET", "/metrics", READERS, get(prometheus));
+    table
+        .people("GET", "/api/v1/cis", READERS, get(list_cis))
+        .query::<CiQuery>()
+        .json::<CiPage>();
+    table
+        .people("GET", "/api/v1/cis/{id}", READERS, get(ci_detail))
+        .query::<AsOf>()
+        .json::<CiDetail>();
+    table
+        .people("GET", "/api/v1/cis/{id}/history", READERS, get(ci_history))
+        .json::<CiHistory>();
+    table
+        .people("GET", "/api/v1/cis/{id}/diff", READERS, get(ci_diff))
+        .query::<DiffQuery>()
+        .json::<CiDiff>();
+    table
+        .people("GET", "/api/v1/cis/{id}/sbom", EXPORTERS, get(ci_sbom))
+        .text("application/vnd.cyclonedx+json");
+    table
+        .people("GET", "/api/v1/export/cis", EXPORTERS, get(export_csv))
+        .query::<ExportQuery>()
+        .text("text/csv");
+    table
+        .people("GET", "/api/v1/software", READERS, get(software_catalogue))
+        .query::<CatalogueQuery>()
+        .json::<Catalogue>();
+    table
+        .people("GET", "/api/v1/impact", READERS, get(impact))
+        .query::<ImpactQuery>()
+        .refuses(&[404])
+        .json::<Impact>();
+    table
+        .people("GET", "/api/v1/conflicts", READERS, get(conflicts))
+        .json::<Conflicts>();
+    table
+        .people("GET", "/metrics", READERS, get(prometheus))
+        .text("text/plain");
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -56,15 +84,45 @@ fn time_param(field: &str, text: &str) -> Result<DateTime<Utc>, ApiProblem> {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct CiQuery {
-    class: Option<String>,
+    /// The class listed (default computer).
+    #[param(inline)]
+    class: Option<CiClass>,
+    /// A filter in the query language, e.g. `os.name = "Debian GNU/Linux" and package.openssl < 3.0.7`.
     filter: Option<String>,
+    /// A field to sort by, `-field` for descending (default name).
     sort: Option<String>,
+    /// Comma-separated fields to return (at most 100; default all).
     fields: Option<String>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// Export: every match, streamed in id order (so no sort, cursor or limit).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    #[param(inline)]
+    class: Option<CiClass>,
+    filter: Option<String>,
+    /// Comma-separated columns (at most 100; default id, class, name, status, ...).
+    fields: Option<String>,
+}
+
+/// A page of CIs with the fields asked for.
+#[derive(Debug, Serialize, ToSchema)]
+struct CiPage {
+    /// CIs matching the filter, over all pages.
+    total: usize,
+    /// One object per CI with the fields asked for (all when none were).
+    items: Vec<Value>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    next_cursor: Option<String>,
 }
 
 struct Parsed {
@@ -73,12 +131,7 @@ struct Parsed {
 }
 
 fn parse_query(p: CiQuery, default_limit: usize) -> Result<Parsed, ApiProblem> {
-    let class: CiClass = p
-        .class
-        .as_deref()
-        .unwrap_or("computer")
-        .parse()
-        .map_err(|e: String| bad("class", format!("class: {e}")))?;
+    let class = p.class.unwrap_or(CiClass::Computer);
     let filter = filter::parse_for(class, p.filter.as_deref().unwrap_or(""))
         .map_err(|e| bad("filter", e.to_string()))?;
     let sort = Sort::parse(p.sort.as_deref().unwrap_or("name")).map_err(|e| bad("sort", e))?;
@@ -106,7 +159,7 @@ fn parse_query(p: CiQuery, default_limit: usize) -> Result<Parsed, ApiProblem> {
             class,
             filter,
             sort,
-            limit: p.limit.unwrap_or(default_limit).clamp(1, query::MAX_PAGE),
+            limit: bounded("limit", p.limit, default_limit, 1, query::MAX_PAGE)?,
             after,
         },
         fields,
@@ -127,18 +180,45 @@ async fn list_cis(
         .iter()
         .map(|ci| query::select(ci, &parsed.fields))
         .collect();
-    Ok(
-        Json(json!({"total": page.total, "items": items, "next_cursor": page.next_cursor}))
-            .into_response(),
-    )
+    Ok(Json(CiPage {
+        total: page.total,
+        items,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct AsOf {
+    /// The CI as it was then: RFC 3339, a date (2026-11-01), an age (-7d, -12h, -30m) or now.
+    #[param(
+        pattern = r"^(now|-[0-9]{1,9}[dhm]|[0-9]{4}-([0-9]{1,2}-[0-9]{1,2}|[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})))$"
+    )]
     as_of: Option<String>,
-    /// Relationships listed per direction (default 200, at most 5000).
+    /// Relationships listed per direction (0 to 5000; default 200).
+    #[param(minimum = 0, maximum = 5000)]
     relationships: Option<usize>,
+}
+
+/// One CI: its attributes, relationships both ways (with counts), identification evidence.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+struct CiDetail(Value);
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CiHistory {
+    ci_id: String,
+    /// Oldest first: version number, when, and what changed.
+    versions: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CiDiff {
+    ci_id: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    items: Vec<ChangeItem>,
 }
 
 async fn ci_detail(
@@ -155,12 +235,15 @@ async fn ci_detail(
         .transpose()?;
     let store = st.store.clone();
     let lookup = id.clone();
-    let limit = p
-        .relationships
-        .unwrap_or(views::DEFAULT_LISTED_RELATIONSHIPS)
-        .min(views::MAX_LISTED_RELATIONSHIPS);
+    let limit = bounded(
+        "relationships",
+        p.relationships,
+        views::DEFAULT_LISTED_RELATIONSHIPS,
+        0,
+        views::MAX_LISTED_RELATIONSHIPS,
+    )?;
     match blocking(move || views::ci_detail(store.as_ref(), &lookup, at, limit)).await? {
-        Some(v) => Ok(Json(v).into_response()),
+        Some(v) => Ok(Json(CiDetail(v)).into_response()),
         None => Err(not_found(match at {
             Some(t) => format!("CI {id} did not exist at {t}"),
             None => format!("CI {id} does not exist"),
@@ -179,13 +262,26 @@ async fn ci_history(
     if versions.is_empty() {
         return Err(not_found(format!("CI {id} has no history")));
     }
-    Ok(Json(json!({"ci_id": id, "versions": versions})).into_response())
+    Ok(Json(CiHistory {
+        ci_id: id,
+        versions,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
+    /// Start: RFC 3339, a date or an age (-7d).
+    #[param(
+        required = true,
+        pattern = r"^(now|-[0-9]{1,9}[dhm]|[0-9]{4}-([0-9]{1,2}-[0-9]{1,2}|[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})))$"
+    )]
     from: Option<String>,
+    /// End (default now).
+    #[param(
+        pattern = r"^(now|-[0-9]{1,9}[dhm]|[0-9]{4}-([0-9]{1,2}-[0-9]{1,2}|[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})))$"
+    )]
     to: Option<String>,
 }
 
@@ -209,9 +305,13 @@ async fn ci_diff(
     let store = st.store.clone();
     let lookup = id.clone();
     match blocking(move || views::diff_between(store.as_ref(), &lookup, from, to)).await? {
-        Some(items) => {
-            Ok(Json(json!({"ci_id": id, "from": from, "to": to, "items": items})).into_response())
-        }
+        Some(items) => Ok(Json(CiDiff {
+            ci_id: id,
+            from,
+            to,
+            items,
+        })
+        .into_response()),
         None => Err(not_found(format!(
             "CI {id} has no version at {from} or at {to}"
         ))),
@@ -286,14 +386,16 @@ async fn export_csv(
     Extension(_person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let p: CiQuery = params(q)?;
-    if p.sort.is_some() || p.cursor.is_some() || p.limit.is_some() {
-        return Err(bad(
-            "query",
-            "export streams every match in id order: sort, cursor and limit do not apply",
-        ));
-    }
-    let parsed = parse_query(p, 1)?;
+    let p: ExportQuery = params(q)?;
+    let parsed = parse_query(
+        CiQuery {
+            class: p.class,
+            filter: p.filter,
+            fields: p.fields,
+            ..CiQuery::default()
+        },
+        1,
+    )?;
     let fields: Vec<String> = if parsed.fields.is_empty() {
         DEFAULT_CSV_FIELDS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -388,12 +490,24 @@ async fn export_csv(
     Ok(r)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct CatalogueQuery {
+    /// Products whose name starts with this.
     prefix: Option<String>,
+    /// At most this many (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_after` of the previous page.
     after: Option<String>,
+}
+
+/// Software products with install counts and version spread.
+#[derive(Debug, Serialize, ToSchema)]
+struct Catalogue {
+    total: usize,
+    products: Vec<Value>,
+    next_after: Option<String>,
 }
 
 async fn software_catalogue(
@@ -402,7 +516,7 @@ async fn software_catalogue(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let p: CatalogueQuery = params(q)?;
-    let limit = p.limit.unwrap_or(100).clamp(1, query::MAX_PAGE);
+    let limit = bounded("limit", p.limit, 100, 1, query::MAX_PAGE)?;
     let store = st.store.clone();
     let (items, total) = blocking(move || {
         views::catalogue(
@@ -420,16 +534,38 @@ async fn software_catalogue(
                 .and_then(|i| i["id"].as_str().map(str::to_string))
         })
         .flatten();
-    Ok(Json(json!({"total": total, "products": items, "next_after": next})).into_response())
+    Ok(Json(Catalogue {
+        total,
+        products: items,
+        next_after: next,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ImpactQuery {
+    /// A CI id to start from: a software product, OS release, subnet or computer.
+    #[param(required = true)]
     from: Option<String>,
+    /// Relationship hops (1 to 4; default 2).
+    #[param(minimum = 1, maximum = 4)]
     depth: Option<usize>,
+    /// For a product: only installs whose version matches, e.g. `< 3.0.7`.
     version: Option<String>,
+    /// At most this many CIs reached (1 to 10000; default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+}
+
+/// What a CI reaches: the CIs found per hop and the relationships that lead to them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+struct Impact(Value);
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Conflicts {
+    conflicts: Vec<IdentityConflict>,
 }
 
 async fn impact(
@@ -450,20 +586,14 @@ async fn impact(
         .map(query::version_condition)
         .transpose()
         .map_err(|e| bad("version", format!("version: {}", e.message)))?;
-    if p.depth.is_some_and(|d| d > views::MAX_IMPACT_DEPTH) {
-        return Err(bad(
-            "depth",
-            format!("depth: at most {}", views::MAX_IMPACT_DEPTH),
-        ));
-    }
-    let depth = p.depth.unwrap_or(2);
-    let limit = p.limit.unwrap_or(1000).clamp(1, views::MAX_IMPACT_NODES);
+    let depth = bounded("depth", p.depth, 2, 1, views::MAX_IMPACT_DEPTH)?;
+    let limit = bounded("limit", p.limit, 1000, 1, views::MAX_IMPACT_NODES)?;
     let store = st.store.clone();
     let lookup = from.clone();
     match blocking(move || views::impact(store.as_ref(), &lookup, depth, version.as_ref(), limit))
         .await?
     {
-        Some(v) => Ok(Json(v).into_response()),
+        Some(v) => Ok(Json(Impact(v)).into_response()),
         None => Err(not_found(format!("CI {from} does not exist"))),
     }
 }
@@ -493,7 +623,7 @@ async fn conflicts(
 ) -> Reply {
     let store = st.store.clone();
     let list = blocking(move || store.list_conflicts()).await?;
-    Ok(Json(json!({"conflicts": list})).into_response())
+    Ok(Json(Conflicts { conflicts: list }).into_response())
 }
 
 #[cfg(test)]

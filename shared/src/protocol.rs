@@ -12,16 +12,19 @@ pub const DELTAS_PATH: &str = "/api/v2/deltas";
 /// What an agent tells the collector when it enrolls. The facts are recorded as evidence;
 /// the collector links the agent to a CI by its own identification rules on the first
 /// snapshot, never by these claims alone.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub token: String,
-    /// `ed25519:<base64>`.
+    /// `ed25519:<base64>` of the 32-byte public key.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^ed25519:[A-Za-z0-9+/]{43}=$"))]
     pub public_key: String,
     pub agent_version: String,
     pub facts: IdentityFacts,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityFacts {
@@ -36,6 +39,7 @@ pub struct IdentityFacts {
     pub os: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollResponse {
     pub agent_id: String,
@@ -43,6 +47,7 @@ pub struct EnrollResponse {
 }
 
 /// A heartbeat: the inventory is unchanged since the last acknowledged snapshot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
@@ -51,6 +56,7 @@ pub struct Heartbeat {
 }
 
 /// The collector's answer once a snapshot or heartbeat is durably stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub agent_id: String,
@@ -78,6 +84,7 @@ pub const PROBLEM_AGENT_REVOKED: &str = "urn:census:problem:agent-revoked";
 pub const PROBLEM_AGENT_SUPERSEDED: &str = "urn:census:problem:agent-superseded";
 
 /// Error body (RFC 9457 problem details) used by every refusal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]

@@ -83,7 +83,7 @@ impl ItemPattern {
                 "{field}: kind and subject must not be empty (use \"*\")"
             ));
         }
-        if self.kind.len() > 200 || self.subject.len() > 1000 {
+        if self.kind.chars().count() > 200 || self.subject.chars().count() > 1000 {
             return Err(format!("{field}: pattern too long"));
         }
         if !ItemKind::ALL.iter().any(|k| glob(&self.kind, k.as_str())) {
@@ -284,7 +284,7 @@ impl PlanScope {
 
 impl PlannedChange {
     pub fn validate(&self) -> Result<(), String> {
-        if self.title.trim().is_empty() || self.title.len() > 500 {
+        if self.title.trim().is_empty() || self.title.chars().count() > 500 {
             return Err("title: must be 1..=500 characters".into());
         }
         if self.window_end <= self.window_start {

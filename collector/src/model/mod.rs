@@ -742,9 +742,13 @@ pub struct ChangeRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemPattern {
+    /// A glob over item kinds (`package_*`); it must match at least one kind.
     #[serde(default = "any")]
+    #[schema(min_length = 1, max_length = 200, default = "*")]
     pub kind: String,
+    /// A glob over subjects (package, service or user names, attribute paths, `tcp/22`).
     #[serde(default = "any")]
+    #[schema(min_length = 1, max_length = 1000, default = "*")]
     pub subject: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub new: BTreeMap<String, Value>,
@@ -756,7 +760,9 @@ pub struct ItemPattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
+    #[schema(maximum = 65535)]
     pub from: u16,
+    #[schema(maximum = 65535)]
     pub to: u16,
 }
 

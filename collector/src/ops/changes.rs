@@ -144,9 +144,11 @@ pub fn review(
 }
 
 /// What a planned change says: what may change, where, when.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedRequest {
+    /// 1 to 500 characters, not only white space.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub title: String,
     pub scope: PlanScope,
     pub allowed: Vec<ItemPattern>,
@@ -241,12 +243,14 @@ pub fn cancel_planned(ops: &Ops, actor: &Actor, id: &str) -> Result<PlannedChang
 }
 
 /// A noise rule as people write it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseRequest {
     pub class: CiClass,
     pub pattern: ItemPattern,
+    /// Why (at most 4000 characters).
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub note: String,
 }
 
@@ -390,20 +394,20 @@ pub fn put_severity_rules(
 }
 
 /// A webhook as listed: the secret is shown once, at creation.
-#[derive(Debug, Serialize)]
-pub struct WebhookView<'a> {
-    pub id: &'a str,
-    pub url: &'a str,
-    pub created_by: &'a str,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub active: bool,
 }
 
-pub fn view(w: &Webhook) -> WebhookView<'_> {
+pub fn view(w: &Webhook) -> WebhookView {
     WebhookView {
-        id: &w.id,
-        url: &w.url,
-        created_by: &w.created_by,
+        id: w.id.clone(),
+        url: w.url.clone(),
+        created_by: w.created_by.clone(),
         created_at: w.created_at,
         active: w.active,
     }

@@ -37,6 +37,12 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
+    // A date is YYYY-M-D with a four-digit year: chrono's %Y alone would also take a sign
+    // and more digits, which the API document does not promise.
+    let four_digit_year = text.len() <= 10 && text.find('-') == Some(4);
+    if !four_digit_year || !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()?
         .and_hms_opt(0, 0, 0)

@@ -37,9 +37,12 @@ const RULE_EDITORS: Allowed = Allowed::Roles(&[Role::Admin, Role::ChangeManager]
 const AUDIT_READERS: Allowed = Allowed::Roles(&[Role::Admin, Role::Auditor]);
 
 pub fn routes(t: &mut RouteTable) {
-    t.open("GET", "/ui/login", Access::Anonymous, get(login_page));
-    t.open("POST", "/ui/login", Access::Anonymous, post(login_submit));
-    t.open("GET", "/ui/assets/{file}", Access::Anonymous, get(asset));
+    t.open("GET", "/ui/login", Access::Anonymous, get(login_page))
+        .text("text/html");
+    t.open("POST", "/ui/login", Access::Anonymous, post(login_submit))
+        .text("text/html");
+    t.open("GET", "/ui/assets/{file}", Access::Anonymous, get(asset))
+        .text("application/javascript");
     t.ui("POST", "/ui/logout", Allowed::AnyPerson, post(logout));
     t.ui("GET", "/ui", Allowed::AnyPerson, get(pages::dashboard));
     t.ui(

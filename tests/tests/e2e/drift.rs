@@ -539,3 +539,68 @@ fn webhook_gets_a_signed_event_retries_after_500_and_dead_letters() {
     };
     eventually(20, || (broken_calls() >= 3).then_some(()));
 }
+
+/// The API's review (issue 26, point 5) found counts quietly clamped, a cursor past what
+/// JSON clients hold accepted, and any media type read as JSON; the OpenAPI document now
+/// states each limit and the server refuses what falls outside it, naming the parameter.
+#[test]
+fn out_of_range_parameters_and_non_json_bodies_are_refused_as_documented() {
+    let c = Collector::start("api-limits");
+    let api = Api::new(&c);
+    let admin = person(&c, "ada", "admin");
+    for (path, field) in [
+        ("/api/v1/change-records?limit=0", "limit"),
+        ("/api/v1/change-records?limit=1001", "limit"),
+        ("/api/v1/change-records?state=pending", "state"),
+        ("/api/v1/audit?since=9223372036854775808", "since"),
+        ("/api/v1/audit?since=", "since"),
+        ("/api/v1/changes?limit=5000", "limit"),
+        ("/api/v1/cis?limit=0", "limit"),
+        ("/api/v1/cis?class=laptop", "class"),
+        ("/api/v1/software?limit=1001", "limit"),
+        ("/api/v1/impact?from=x&depth=0", "depth"),
+        ("/api/v1/impact?from=x&depth=5", "depth"),
+        ("/api/v1/impact?from=x&limit=10001", "limit"),
+        ("/api/v1/export/cis?sort=name", "sort"),
+    ] {
+        let (status, body) = api.get(path, &admin);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["field"], field, "{path}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().starts_with(field),
+            "{path}: {body}"
+        );
+    }
+    // At the documented bounds they are taken.
+    for path in [
+        "/api/v1/change-records?limit=1000",
+        "/api/v1/audit?since=9223372036854775807&limit=1",
+        "/api/v1/cis?limit=1",
+        "/api/v1/cis?limit=1000&class=software_product",
+    ] {
+        let (status, body) = api.get(path, &admin);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    let http = c.http();
+    let form = http
+        .post(format!("{}/api/v1/webhooks", c.url))
+        .bearer_auth(&admin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("url=https://example.com/hook")
+        .send()
+        .expect("request");
+    assert_eq!(form.status().as_u16(), 415);
+    let problem: Value = form.json().expect("problem");
+    assert_eq!(problem["field"], "content-type", "{problem}");
+    let (_, hooks) = api.get("/api/v1/webhooks", &admin);
+    assert_eq!(hooks["webhooks"], json!([]), "nothing stored");
+    let json_with_charset = http
+        .post(format!("{}/api/v1/webhooks", c.url))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"url": "https://example.com/hook"}"#)
+        .send()
+        .expect("request");
+    assert_eq!(json_with_charset.status().as_u16(), 201);
+}
