@@ -269,6 +269,13 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<Flow, StoreError> + 'v;
 
+/// Rows a shared store wrote since a horizon, and the horizon that follows them.
+#[derive(Debug, Default)]
+pub struct WrittenSince {
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    pub horizon: u64,
+}
+
 pub trait Backend: Send + Sync + 'static {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// The values of `keys` of one space, in their order (one statement on a server).
@@ -276,9 +283,18 @@ pub trait Backend: Send + Sync + 'static {
         keys.iter().map(|k| self.get(space, k)).collect()
     }
     /// Whether other processes write this store too (a database server): what this process
-    /// remembers of records others may rewrite (the computer summaries) is then read anew.
+    /// remembers of records others may rewrite (the computer summaries) is then brought up
+    /// to date with [`Backend::summaries_since`] before each use.
     fn shared(&self) -> bool {
         false
+    }
+    /// On a shared store: the computer summaries written since `horizon` (every one when
+    /// `None`) and the horizon to pass next time, so a process keeps its summary table in
+    /// step with other processes' writes by reading only what changed (`None` from an
+    /// engine only this process writes: it sees every write itself).
+    fn summaries_since(&self, horizon: Option<u64>) -> Result<Option<WrittenSince>, StoreError> {
+        let _ = horizon;
+        Ok(None)
     }
     /// The values of keys in several spaces, in their order: one round trip on an engine
     /// behind a network (each read is its own point in time, as separate `get`s are).

@@ -54,6 +54,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         "reporting: every CI with its attributes, relationships, computer versions",
     ),
+    (
+        3,
+        "computer summaries stamped with their writer's transaction, for collectors' caches",
+    ),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -252,6 +256,8 @@ enum Sql {
     /// A report table's upsert and delete (`report::ReportRow` order of tables).
     ReportPut(ReportTable),
     ReportDelete(ReportTable),
+    /// Computer summaries written since a transaction id (migration 3), with the horizon.
+    SummariesSince,
 }
 
 type Params = Vec<Box<dyn ToSql + Send + Sync>>;
@@ -470,6 +476,15 @@ impl Sql {
                     table(s)
                 )
             }
+            // One statement, so the horizon is the xmin of the very snapshot the rows come
+            // from: a transaction not visible to it has an id at or above that xmin, so its
+            // rows are in the next answer.
+            Sql::SummariesSince => format!(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
+                        coalesce(array_agg(k), '{{}}'), coalesce(array_agg(v), '{{}}') \
+                 FROM {} WHERE written >= $1::text::xid8",
+                table(Space::Summaries)
+            ),
             Sql::LockMany => "SELECT pg_advisory_xact_lock(a, b) \
                  FROM unnest($1::int4[], $2::int4[]) AS l(a, b)"
                 .into(),
@@ -950,6 +965,25 @@ fn migration_sql(version: i32) -> String {
             .collect::<Vec<_>>()
             .join(";\n"),
         2 => super::report::REPORT_SQL_2.to_string(),
+        // Each summary row carries the id of the transaction that last wrote it (64-bit,
+        // so it never wraps), indexed: a collector asks for the rows written since the
+        // oldest transaction still running at its last read, which covers every commit it
+        // has not seen, and keeps its summary table without rereading it (see
+        // `summaries_since`). Updates are stamped by a trigger, so the generic upserts
+        // stay generic. Summaries change only when a computer appears, is renamed or
+        // changes status.
+        3 => {
+            let t = table(Space::Summaries);
+            format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS written xid8 NOT NULL DEFAULT pg_current_xact_id();
+                 CREATE INDEX IF NOT EXISTS kv_v3_summaries_written ON {t} (written);
+                 CREATE OR REPLACE FUNCTION {SCHEMA}.stamp_written() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN NEW.written := pg_current_xact_id(); RETURN NEW; END $$;
+                 DROP TRIGGER IF EXISTS kv_v3_summaries_written ON {t};
+                 CREATE TRIGGER kv_v3_summaries_written BEFORE UPDATE ON {t}
+                   FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.stamp_written()"
+            )
+        }
         _ => String::new(),
     }
 }
@@ -1350,6 +1384,30 @@ impl Backend for PgBackend {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn summaries_since(&self, horizon: Option<u64>) -> Result<Option<WrittenSince>, StoreError> {
+        let since = horizon.unwrap_or(0).to_string();
+        let mut lease = self.lease()?;
+        let stmt = lease.statement(Sql::SummariesSince)?;
+        let client = lease.client()?;
+        let row = self
+            .run(async move { client.query_one(&stmt, &[&since]).await })?
+            .map_err(|e| lease.failed(e))?;
+        let (Ok(next), Ok(keys), Ok(values)) = (
+            row.try_get::<_, String>(0),
+            row.try_get::<_, Vec<Vec<u8>>>(1),
+            row.try_get::<_, Vec<Vec<u8>>>(2),
+        ) else {
+            return Err(StoreError::Io("summaries_since: unexpected columns".into()));
+        };
+        let horizon = next.parse().map_err(|_| {
+            StoreError::Io(format!("summaries_since: horizon {next} is not a number"))
+        })?;
+        Ok(Some(WrittenSince {
+            rows: keys.into_iter().zip(values).collect(),
+            horizon,
+        }))
     }
 
     fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

@@ -382,10 +382,37 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
             .name,
         "renamed"
     );
+    // A computer the other collector discovers after this one read its summaries.
+    enroll(&b, &["a2"]);
+    let mut second = first("a2", "cmp_2");
+    second.relationship_puts = vec![super::store::installs("cmp_2", &product, "3.0.16", "amd64")];
+    b.commit_ingest(&second).unwrap();
+    let nums: Vec<u64> = a
+        .installs_of(&product)
+        .unwrap()
+        .installs
+        .iter()
+        .map(|i| i.0)
+        .collect();
+    let names: Vec<String> = a
+        .computer_summaries(&nums)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            s.expect("every computer has a summary here")
+                .name
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"cmp_2".to_string()), "{names:?}");
+    // Nothing written since: the next read finds no rows and the same answer.
+    assert_eq!(a.computer_summaries(&nums).unwrap().len(), 2);
 }
 
-/// A database made by a collector of migration 1 (no CI, relationship or version reports)
-/// gets migration 2 on the next start, with its new tables filled from the stored bytes.
+/// A database made by a collector of migration 1 (no CI, relationship or version reports,
+/// no summary stamps) gets migrations 2 and 3 on the next start, with its new tables filled
+/// from the stored bytes and every summary stamped.
 #[test]
 fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
     use super::store::{package_fleet, Engine};
@@ -412,11 +439,22 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
     // Back to what migration 1 left.
     q("DROP VIEW census_report.cis, census_report.computer_details, census_report.relationships, census_report.computer_history;
        DROP TABLE census.report_cis, census.report_components, census.report_shared_cis, census.report_steps;
-       DELETE FROM census.schema_migrations WHERE version = 2");
+       DROP TRIGGER kv_v3_summaries_written ON census.kv_v3_summaries;
+       DROP FUNCTION census.stamp_written();
+       ALTER TABLE census.kv_v3_summaries DROP COLUMN written;
+       DELETE FROM census.schema_migrations WHERE version IN (2, 3)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();
     assert_eq!(after, before);
-    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "2");
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "3");
+    assert_eq!(
+        q("SELECT count(*) FROM census.kv_v3_summaries WHERE written IS NULL"),
+        "0"
+    );
+    // The summaries read through the stamps are the stored ones.
+    let nums: Vec<u64> = (0..4096).collect();
+    let read = s.computer_summaries(&nums).unwrap();
+    assert_eq!(read.iter().flatten().count(), 40);
     drop(s);
     let _ = std::fs::remove_dir_all(d);
 }

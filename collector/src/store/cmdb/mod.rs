@@ -69,6 +69,9 @@ struct Cache {
     summaries: RwLock<Summaries>,
     /// Held by the one thread loading the summary table.
     summaries_loading: std::sync::Mutex<()>,
+    /// On a shared store: every computer's summary as of the last read, and the horizon
+    /// from which the next read asks for what other processes wrote since.
+    shared_summaries: std::sync::Mutex<SharedSummaries>,
     /// Computers an ingest just decoded to plan against, lent to its commit (which needs
     /// them decoded again to write their new records).
     lent: std::sync::Mutex<std::collections::VecDeque<machine::Lent>>,
@@ -84,6 +87,14 @@ pub(crate) struct Summaries {
     pub loading: bool,
     /// Written during the load: newer than what the load may have read.
     pub pending: Vec<(u32, u64, ComputerSummary)>,
+}
+
+/// A shared store's computer summaries as this process last read them.
+#[derive(Default)]
+pub(crate) struct SharedSummaries {
+    pub table: HashMap<u32, ComputerSummary, Fast>,
+    /// `None` until the first read, which reads them all.
+    pub horizon: Option<u64>,
 }
 
 /// Past this many entries a cache starts again (each entry is under ~200 bytes).
