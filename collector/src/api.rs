@@ -54,7 +54,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     .refuses(&[401, 413, 415, 422, 429, 503])
     .json::<crate::login::LoginToken>();
     t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots))
-        .headers::<EnvelopeHeaders>()
+        .headers::<InventoryHeaders>()
         .raw_body("application/json")
         .json::<Ack>();
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat))
@@ -62,7 +62,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
         .body::<Heartbeat>()
         .json::<Ack>();
     t.open("POST", DELTAS_PATH, Access::Agent, post(deltas))
-        .headers::<EnvelopeHeaders>()
+        .headers::<InventoryHeaders>()
         .raw_body("application/json")
         .json::<Ack>();
     crate::changes_api::routes(&mut t);
@@ -82,6 +82,21 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
 #[derive(utoipa::IntoParams)]
 #[allow(dead_code)] // Read from the header map by `envelope_from`; here for the document.
 struct EnvelopeHeaders {
+    /// The agent's id from enrollment (1 to 128 bytes).
+    #[param(rename = "x-census-agent", max_length = 128, min_length = 1)]
+    agent: String,
+    /// The agent's sequence number: starts at 1, grows by one per accepted request.
+    #[param(rename = "x-census-seq", minimum = 1)]
+    seq: u64,
+    /// Ed25519 over the domain-separated agent id, seq and SHA-256 of the body.
+    #[param(rename = "x-census-signature")]
+    signature: String,
+}
+
+/// An inventory's headers: the envelope's, and how the body is compressed.
+#[derive(utoipa::IntoParams)]
+#[allow(dead_code)] // Read from the header map by `envelope_from` and `inventory`.
+struct InventoryHeaders {
     /// The agent's id from enrollment (1 to 128 bytes).
     #[param(rename = "x-census-agent", max_length = 128, min_length = 1)]
     agent: String,
