@@ -181,6 +181,17 @@ pub trait Tx {
     fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
         keys.iter().map(|(s, k)| self.get(*s, k)).collect()
     }
+    /// [`Tx::get_many`] for several spaces at once, one answer list per space: one round
+    /// trip on an engine behind a network.
+    fn get_many_each(
+        &mut self,
+        wanted: &[(Space, &[&[u8]])],
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, TxError> {
+        wanted
+            .iter()
+            .map(|(space, keys)| self.get_many(*space, keys))
+            .collect()
+    }
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
     fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError>;
     /// Deletes `key` and answers what it held (`None`: nothing was there).

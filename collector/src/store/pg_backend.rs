@@ -1280,38 +1280,78 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
-        let mut out: Vec<Option<Option<Vec<u8>>>> = keys
+        Ok(self
+            .get_many_each(&[(space, keys)])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn get_many_each(
+        &mut self,
+        wanted: &[(Space, &[&[u8]])],
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, TxError> {
+        // What this transaction wrote answers first; the rest is one statement per space,
+        // all of them (and the locks they need) sent together.
+        let mut answers: Vec<Vec<Option<Option<Vec<u8>>>>> = wanted
             .iter()
-            .map(|k| self.writes.get(&(space, k.to_vec())).cloned())
+            .map(|(space, keys)| {
+                keys.iter()
+                    .map(|k| self.writes.get(&(*space, k.to_vec())).cloned())
+                    .collect()
+            })
             .collect();
-        let missing: Vec<&[u8]> = keys
+        let missing: Vec<(Space, Vec<&[u8]>)> = wanted
             .iter()
-            .zip(&out)
-            .filter(|(_, o)| o.is_none())
-            .map(|(k, _)| *k)
+            .zip(&answers)
+            .map(|((space, keys), out)| {
+                let keys = keys
+                    .iter()
+                    .zip(out)
+                    .filter(|(_, o)| o.is_none())
+                    .map(|(k, _)| *k)
+                    .collect();
+                (*space, keys)
+            })
             .collect();
-        if !missing.is_empty() {
-            let locks: Vec<(Space, &[u8])> = missing.iter().map(|k| (space, *k)).collect();
+        let locks: Vec<(Space, &[u8])> = missing
+            .iter()
+            .flat_map(|(space, keys)| keys.iter().map(|k| (*space, *k)))
+            .collect();
+        if !locks.is_empty() {
             let mut steps = self.preamble(&locks)?;
-            let stmt = self
-                .lease
-                .statement(Sql::GetMany(space))
-                .map_err(TxError::Store)?;
-            let owned: Vec<Vec<u8>> = missing.iter().map(|k| k.to_vec()).collect();
-            steps.push(Step::Query(stmt, vec![Box::new(owned)]));
-            let rows = self.pipeline(steps)?;
-            let found = key_values(&rows).map_err(TxError::Store)?;
-            self.existing
-                .extend(found.keys().map(|k| (space, k.clone())));
-            // A key named twice gets its value twice (regression: the second was `None`,
-            // and a variant already numbered was numbered again).
-            for (k, o) in keys.iter().zip(out.iter_mut()) {
-                if o.is_none() {
-                    *o = Some(found.get(*k).cloned());
+            let first = steps.len();
+            let mut asked = Vec::new();
+            for (i, (space, keys)) in missing.iter().enumerate() {
+                if keys.is_empty() {
+                    continue;
+                }
+                let stmt = self
+                    .lease
+                    .statement(Sql::GetMany(*space))
+                    .map_err(TxError::Store)?;
+                let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+                steps.push(Step::Query(stmt, vec![Box::new(owned)]));
+                asked.push(i);
+            }
+            let rows = self.pipeline_all(steps)?;
+            for (i, rows) in asked.into_iter().zip(rows.into_iter().skip(first)) {
+                let space = wanted[i].0;
+                let found = key_values(&rows).map_err(TxError::Store)?;
+                self.existing
+                    .extend(found.keys().map(|k| (space, k.clone())));
+                // A key named twice gets its value twice (regression: the second was
+                // `None`, and a variant already numbered was numbered again).
+                for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
+                    if o.is_none() {
+                        *o = Some(found.get(*k).cloned());
+                    }
                 }
             }
         }
-        Ok(out.into_iter().map(|o| o.unwrap_or(None)).collect())
+        Ok(answers
+            .into_iter()
+            .map(|out| out.into_iter().map(|o| o.unwrap_or(None)).collect())
+            .collect())
     }
 
     fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {

@@ -922,6 +922,29 @@ fn a_key_asked_twice_in_one_read_is_answered_twice(engine: Engine) {
     })
     .unwrap();
     assert_eq!(inside, want);
+    // Several spaces in one read, with what the transaction wrote answering first.
+    b.put(Space::AgentState, b"a1", b"agent").unwrap();
+    let mut each = Vec::new();
+    b.transact(&mut |tx| {
+        tx.put(Space::AgentState, b"a2", b"written here")?;
+        tx.delete(Space::Meta, b"twice")?;
+        let agents: [&[u8]; 3] = [b"a2", b"a1", b"a3"];
+        each = tx.get_many_each(&[(Space::Meta, &keys), (Space::AgentState, &agents)])?;
+        Err::<(), TxError>(TxError::Abort)
+    })
+    .unwrap_err();
+    assert_eq!(
+        each,
+        vec![
+            vec![None, None, None],
+            vec![
+                Some(b"written here".to_vec()),
+                Some(b"agent".to_vec()),
+                None
+            ]
+        ]
+    );
+    assert_eq!(b.get_many(Space::Meta, &keys).unwrap(), want, "aborted");
     drop(s);
     let _ = std::fs::remove_dir_all(d);
 }

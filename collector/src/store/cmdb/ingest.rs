@@ -49,13 +49,23 @@ struct HeartbeatReads {
 }
 
 impl HeartbeatReads {
-    fn read(tx: &mut dyn Tx, batch: &[HeartbeatCommit]) -> Result<Self, Fail<StoreError>> {
+    /// `known_num` answers CI numbers this process already knows (they never change), so
+    /// a batch usually reads in one round trip: its agents and their hot records together.
+    fn read(
+        tx: &mut dyn Tx,
+        batch: &[HeartbeatCommit],
+        known_num: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Self, Fail<StoreError>> {
         let mut ids: Vec<&str> = batch.iter().map(|h| h.agent_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         let keys: Vec<&[u8]> = ids.iter().map(|i| i.as_bytes()).collect();
-        let agent_bytes = tx.get_many(Space::Agents, &keys)?;
-        let hot_bytes = tx.get_many(Space::AgentState, &keys)?;
+        let mut both = tx
+            .get_many_each(&[(Space::Agents, &keys), (Space::AgentState, &keys)])?
+            .into_iter();
+        let (Some(agent_bytes), Some(hot_bytes)) = (both.next(), both.next()) else {
+            return Err(io("a read of two key spaces answered fewer").into());
+        };
         let mut agents = HashMap::new();
         let mut hot = HashMap::new();
         for ((id, a), h) in ids.iter().zip(agent_bytes).zip(hot_bytes) {
@@ -77,12 +87,25 @@ impl HeartbeatReads {
             .collect();
         cis.sort_unstable();
         cis.dedup();
-        let ci_keys: Vec<&[u8]> = cis.iter().map(|c| c.as_bytes()).collect();
-        let nums = cis
-            .iter()
-            .zip(tx.get_many(Space::Ids, &ci_keys)?)
-            .filter_map(|(c, n)| Some((c.to_string(), n?)))
-            .collect();
+        let mut nums: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut unknown = Vec::new();
+        for c in cis {
+            match known_num(c) {
+                Some(n) => {
+                    nums.insert(c.to_string(), codec::num_key(n).to_vec());
+                }
+                None => unknown.push(c),
+            }
+        }
+        if !unknown.is_empty() {
+            let ci_keys: Vec<&[u8]> = unknown.iter().map(|c| c.as_bytes()).collect();
+            nums.extend(
+                unknown
+                    .iter()
+                    .zip(tx.get_many(Space::Ids, &ci_keys)?)
+                    .filter_map(|(c, n)| Some((c.to_string(), n?))),
+            );
+        }
         Ok(HeartbeatReads { agents, hot, nums })
     }
 }
@@ -376,7 +399,7 @@ impl Cmdb {
         let _writing = self.writing();
         // Durable as it commits: a heartbeat batch is one transaction, not one and a flush.
         transact_as::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), true, |tx| {
-            let mut reads = HeartbeatReads::read(tx, batch)?;
+            let mut reads = HeartbeatReads::read(tx, batch, &|id| recall(&self.cache.nums, id))?;
             let mut out = Vec::with_capacity(batch.len());
             for hb in batch {
                 out.push(heartbeat_in(tx, &mut reads, hb)?);
