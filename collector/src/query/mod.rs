@@ -172,12 +172,8 @@ fn run_on_installs(store: &dyn Store, q: &Query, computers: &[u64]) -> Result<Pa
         })
         .collect();
     let (page, total, next_cursor) = paginate(matched, q);
-    let mut items = Vec::with_capacity(page.len());
-    for id in &page {
-        if let Some(ci) = store.get_ci(id)? {
-            items.push(ci);
-        }
-    }
+    let ids: Vec<&str> = page.iter().map(String::as_str).collect();
+    let items = store.get_cis(&ids)?.into_iter().flatten().collect();
     Ok(Page {
         items,
         total,

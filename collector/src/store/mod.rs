@@ -346,6 +346,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     fn get_ci(&self, id: &str) -> Result<Option<Ci>, StoreError>;
+    /// [`Store::get_ci`] for a page of ids, in their order: a few round trips for the page
+    /// on a database server rather than a few per CI.
+    fn get_cis(&self, ids: &[&str]) -> Result<Vec<Option<Ci>>, StoreError> {
+        ids.iter().map(|id| self.get_ci(id)).collect()
+    }
     /// A CI's name and status without decoding its attributes: what a package query needs
     /// to order thousands of matching computers before it reads the page it shows.
     fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError>;

@@ -949,6 +949,28 @@ fn a_key_asked_twice_in_one_read_is_answered_twice(engine: Engine) {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// A page of CIs read together is the same as each read alone: computers (with a later
+/// heartbeat's last-seen), a product that is no CI, an unknown id, an id twice.
+fn a_page_read_together_is_each_ci_read_alone(engine: Engine) {
+    let (s, d) = package_fleet(engine, "get-cis");
+    s.commit_heartbeats(&[HeartbeatCommit {
+        agent_id: "a1".into(),
+        expected_last_seq: 40,
+        seq: 41,
+        at: Utc::now() + chrono::Duration::hours(1),
+    }])
+    .unwrap();
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let mut ids: Vec<String> = (0..40).map(|i| format!("cmp_{i:03}")).collect();
+    ids.extend([product, "cmp_missing".into(), "cmp_007".into()]);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let alone: Vec<Option<Ci>> = refs.iter().map(|id| s.get_ci(id).unwrap()).collect();
+    assert_eq!(s.get_cis(&refs).unwrap(), alone);
+    assert!(alone[0].is_some() && alone[41].is_none());
+    drop(s);
+    let _ = std::fs::remove_dir_all(d);
+}
+
 /// Every contract test, on every engine.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -991,4 +1013,5 @@ conformance!(
     computer_summaries_follow_writes_after_they_are_loaded,
     a_key_asked_twice_in_one_read_is_answered_twice,
     a_store_without_a_recorded_posting_layout_keeps_its_chunks,
+    a_page_read_together_is_each_ci_read_alone,
 );

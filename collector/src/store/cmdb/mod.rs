@@ -677,6 +677,10 @@ impl Store for Cmdb {
         self.read_ci(id)
     }
 
+    fn get_cis(&self, ids: &[&str]) -> Result<Vec<Option<Ci>>, StoreError> {
+        self.read_cis(ids)
+    }
+
     fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
         self.read_summary(id)
     }
