@@ -54,7 +54,8 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     .refuses(&[401, 413, 415, 422, 429, 503])
     .json::<crate::login::LoginToken>();
     t.open("POST", SNAPSHOTS_PATH, Access::Agent, post(snapshots))
-        .headers::<InventoryHeaders>()
+        .headers::<EnvelopeHeaders>()
+        .headers::<EncodingHeader>()
         .raw_body("application/json")
         .json::<Ack>();
     t.open("POST", HEARTBEAT_PATH, Access::Agent, post(heartbeat))
@@ -62,7 +63,8 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
         .body::<Heartbeat>()
         .json::<Ack>();
     t.open("POST", DELTAS_PATH, Access::Agent, post(deltas))
-        .headers::<InventoryHeaders>()
+        .headers::<EnvelopeHeaders>()
+        .headers::<EncodingHeader>()
         .raw_body("application/json")
         .json::<Ack>();
     crate::changes_api::routes(&mut t);
@@ -93,19 +95,10 @@ struct EnvelopeHeaders {
     signature: String,
 }
 
-/// An inventory's headers: the envelope's, and how the body is compressed.
+/// How an inventory's body is compressed.
 #[derive(utoipa::IntoParams)]
-#[allow(dead_code)] // Read from the header map by `envelope_from` and `inventory`.
-struct InventoryHeaders {
-    /// The agent's id from enrollment (1 to 128 bytes).
-    #[param(rename = "x-census-agent", max_length = 128, min_length = 1)]
-    agent: String,
-    /// The agent's sequence number: starts at 1, grows by one per accepted request.
-    #[param(rename = "x-census-seq", minimum = 1)]
-    seq: u64,
-    /// Ed25519 over the domain-separated agent id, seq and SHA-256 of the body.
-    #[param(rename = "x-census-signature")]
-    signature: String,
+#[allow(dead_code)] // Read from the header map by `inventory`; here for the document.
+struct EncodingHeader {
     /// `zstd` for a compressed body (the agent's default); absent or `identity` for plain
     /// JSON.
     #[param(rename = "Content-Encoding", inline)]

@@ -94,7 +94,8 @@ pub struct Payload {
 #[derive(Debug, Clone, Default)]
 pub struct OpDoc {
     pub query: Option<ParamsFn>,
-    pub headers: Option<ParamsFn>,
+    /// Header structs, each adding its headers.
+    pub headers: Vec<ParamsFn>,
     /// Request bodies, one per accepted media type.
     pub body: Vec<Payload>,
     /// The success status (200 when unset) and what it carries.
@@ -129,9 +130,9 @@ impl Doc<'_> {
         self
     }
 
-    /// Request headers the route requires (the agent's signed envelope).
+    /// Request headers the route reads (the agent's signed envelope, ...).
     pub fn headers<T: IntoParams>(self) -> Self {
-        self.0.headers = Some(headers_of::<T>);
+        self.0.headers.push(headers_of::<T>);
         self
     }
 
@@ -356,7 +357,7 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
             for p in doc.query.map(|f| f()).unwrap_or_default() {
                 op = op.parameter(p);
             }
-            for p in doc.headers.map(|f| f()).unwrap_or_default() {
+            for p in doc.headers.iter().flat_map(|f| f()) {
                 op = op.parameter(p);
             }
             if r.access == ["agent"] {
