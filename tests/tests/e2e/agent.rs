@@ -25,6 +25,8 @@ pub const STABLE_SECTIONS: &[&str] = &[
 ];
 
 pub struct RealAgent {
+    /// Holds the agent's directory (removed with the agent).
+    _dir: TempDir,
     pub state: PathBuf,
     config: PathBuf,
     /// A dpkg database the agent reads instead of this machine's (`DPKG_ADMINDIR`).
@@ -38,6 +40,7 @@ impl RealAgent {
             state: dir.join("state"),
             config: dir.join("agent.toml"),
             dpkg_admin_dir: None,
+            _dir: dir,
         };
         agent.set_sections(STABLE_SECTIONS);
         agent

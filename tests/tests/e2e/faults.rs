@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// A tmpfs of `mib` MiB mounted at a fresh directory; unmounted on drop. None when this
 /// machine does not let us mount (not root, or no mount permission in the container).
-struct SmallDisk(std::path::PathBuf);
+struct SmallDisk(TempDir);
 
 impl SmallDisk {
     fn mount(name: &str, mib: u32) -> Option<SmallDisk> {

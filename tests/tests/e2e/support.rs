@@ -24,11 +24,49 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system's temp dir, removed when dropped (regression: the
+/// agents' and backups' directories of every run were left in /tmp, six runs' worth).
+pub fn temp_dir(name: &str) -> TempDir {
     let p = std::env::temp_dir().join(format!("census-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).expect("temp dir");
-    p
+    TempDir(Some(p))
+}
+
+pub struct TempDir(Option<PathBuf>);
+
+impl TempDir {
+    /// The path, no longer removed on drop (its owner removes it).
+    pub fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.as_deref().unwrap_or(std::path::Path::new(""))
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
 }
 
 /// The `agent list` row of one agent.
@@ -73,7 +111,7 @@ impl Collector {
 
     pub fn start_with(name: &str, extra: &[&str]) -> Collector {
         let mut c = Collector {
-            dir: temp_dir(name),
+            dir: temp_dir(name).keep(),
             child: None,
             port: 0,
             url: String::new(),
