@@ -478,10 +478,24 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             Ok(accepted) => accepted,
             Err(refusal) => return refusal,
         };
-    // Checked inline (tens of microseconds), committed with whatever other heartbeats
-    // are waiting: one write transaction each cost more than the check.
+    // Checked inline on an embedded store (tens of microseconds), on a blocking thread
+    // when the agent's record is a round trip away (regression: on PostgreSQL the check
+    // held an async worker for the round trip, and two workers let two heartbeats in at a
+    // time), then committed with whatever other heartbeats are waiting.
     let started = std::time::Instant::now();
-    let result = match st.ingest.check_heartbeat(&env, &bytes, Utc::now()) {
+    let checked = if st.store.remote() {
+        let ingest = st.ingest.clone();
+        tokio::task::spawn_blocking(move || ingest.check_heartbeat(&env, &bytes, Utc::now()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(IngestError::Unavailable(format!(
+                    "the heartbeat check stopped: {e}"
+                )))
+            })
+    } else {
+        st.ingest.check_heartbeat(&env, &bytes, Utc::now())
+    };
+    let result = match checked {
         Ok((commit, accepted)) => st.heartbeats.commit(commit).await.map(|()| accepted),
         Err(e) => Err(e),
     };

@@ -294,6 +294,11 @@ pub trait Store: Send + Sync + 'static {
     fn check_consistency(&self) -> Result<ConsistencyReport, StoreError>;
     /// Writes and removes a probe key: what /readyz asks.
     fn check_writable(&self) -> Result<(), StoreError>;
+    /// Whether a read waits on a network round trip (a database server), so a caller on an
+    /// async worker must move it to a blocking thread; an embedded read is memory-speed.
+    fn remote(&self) -> bool {
+        false
+    }
     /// Makes every committed write durable (fsync).
     fn flush(&self) -> Result<(), StoreError>;
     /// Whether this process is (still) the one that runs the fleet-wide background work:

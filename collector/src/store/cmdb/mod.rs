@@ -597,6 +597,10 @@ impl Store for Cmdb {
         self.do_check_consistency()
     }
 
+    fn remote(&self) -> bool {
+        self.backend.shared()
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         let _writing = self.writing();
         self.backend.put(
