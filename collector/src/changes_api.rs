@@ -23,8 +23,8 @@ use crate::people::{Allowed, Person, RouteTable};
 
 /// The largest JSON body a people route reads.
 pub const MAX_PEOPLE_BODY_BYTES: usize = 256 * 1024;
-/// Most items a list route returns at once.
-pub const MAX_PAGE: usize = 1000;
+/// Most items a list route returns at once: the query routes' page.
+pub const MAX_PAGE: usize = crate::query::MAX_PAGE;
 
 const READERS: Allowed = Allowed::AnyPerson;
 const REVIEWERS: Allowed = Allowed::Roles(&[Role::ChangeManager]);
@@ -257,16 +257,15 @@ async fn list_records(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let f: RecordFilter = query(q)?;
-    let (state, severity, authorization) = (f.state, f.severity, f.authorization);
     let limit = crate::http::bounded("limit", f.limit, 100, 1, MAX_PAGE)?;
     let store = st.store.clone();
     let mut records = blocking(move || store.list_change_records()).await?;
     records.reverse();
     let mut records: Vec<ChangeRecord> = records
         .into_iter()
-        .filter(|r| state.is_none_or(|s| r.state == s))
-        .filter(|r| severity.is_none_or(|s| r.severity == s))
-        .filter(|r| authorization.is_none_or(|a| r.authorization == a))
+        .filter(|r| f.state.is_none_or(|s| r.state == s))
+        .filter(|r| f.severity.is_none_or(|s| r.severity == s))
+        .filter(|r| f.authorization.is_none_or(|a| r.authorization == a))
         .filter(|r| f.ci.as_ref().is_none_or(|c| &r.ci_id == c))
         .collect();
     let total = records.len();

@@ -240,37 +240,13 @@ fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
     T::schemas(out);
 }
 
-fn problem_schema() -> Schema {
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    Schema::Object(
-        ObjectBuilder::new()
-            .description(Some(
-                "RFC 9457 problem details; `field` names the bad input",
-            ))
-            .property("type", text())
-            .property("title", text())
-            .property("status", ObjectBuilder::new().schema_type(Type::Integer))
-            .property("detail", text())
-            .property("field", text())
-            .required("status")
-            .required("detail")
-            .build(),
-    )
-}
-
 pub fn document(routes: &[RouteAccess]) -> OpenApi {
+    // The routes' own types bring their schemas (below); these are the refusals' body and
+    // the record types no route answers whole (query results carry their fields).
     let mut schemas = Vec::new();
-    add::<ChangeRecord>(&mut schemas);
-    add::<PlannedChange>(&mut schemas);
-    add::<NoiseRule>(&mut schemas);
-    add::<SeverityRules>(&mut schemas);
-    add::<AuditEntry>(&mut schemas);
-    add::<FeedEvent>(&mut schemas);
+    add::<census_shared::protocol::Problem>(&mut schemas);
     add::<Ci>(&mut schemas);
     add::<Relationship>(&mut schemas);
-    add::<IdentityConflict>(&mut schemas);
-    add::<Delivery>(&mut schemas);
-    schemas.push(("Problem".into(), RefOr::T(problem_schema())));
     let mut paths = PathsBuilder::new();
     let mut by_path: std::collections::BTreeMap<&str, Vec<&RouteAccess>> = Default::default();
     // The web UI's HTML pages are not part of the JSON API.

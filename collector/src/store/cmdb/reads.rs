@@ -80,8 +80,7 @@ impl Cmdb {
             let Some(num) = self.num_of(id)? else {
                 continue;
             };
-            let shared = class_of_id(id).is_some_and(|c| c.is_shared());
-            if !shared && class_of_id(id) == Some(CiClass::Computer) && self.is_holder(id, num)? {
+            if class_of_id(id) == Some(CiClass::Computer) && self.is_holder(id, num)? {
                 computers.push((i, num));
             } else {
                 out[i] = self.read_ci(id)?;
@@ -91,10 +90,10 @@ impl Cmdb {
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let records = self.backend.get_many(Space::Computers, &key_refs)?;
         let seen = self.backend.get_many(Space::Seen, &key_refs)?;
-        for (((i, num), record), seen) in computers.into_iter().zip(records).zip(seen) {
+        let read = computers.into_iter().zip(&keys).zip(records).zip(seen);
+        for ((((i, num), key), record), seen) in read {
             let Some(bytes) = record else { continue };
-            let key = codec::num_key(num);
-            let rec: ComputerRec = decode_packed(&shown(Space::Computers, &key), &bytes)?;
+            let rec: ComputerRec = decode_packed(&shown(Space::Computers, key), &bytes)?;
             let Some(ci) = rec.ci.filter(|c| c.id == ids[i]) else {
                 continue;
             };
