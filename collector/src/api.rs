@@ -478,14 +478,15 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             Ok(accepted) => accepted,
             Err(refusal) => return refusal,
         };
-    // Checked inline on an embedded store (tens of microseconds), on a blocking thread
-    // when the agent's record is a round trip away (regression: on PostgreSQL the check
-    // held an async worker for the round trip, and two workers let two heartbeats in at a
-    // time), then committed with whatever other heartbeats are waiting.
+    // Its signature is checked here with the agent's cached key (tens of microseconds); the
+    // first heartbeat of an agent this process has not seen reads the agent's key, on a
+    // blocking thread when that is a round trip away (regression: on PostgreSQL the read
+    // held an async worker, and two workers let two heartbeats in at a time). Its agent's
+    // record is then read, and it is committed, with whatever other heartbeats are waiting.
     let started = std::time::Instant::now();
-    let checked = if st.store.remote() {
+    let checked = if st.store.remote() && !st.ingest.knows_key(&env.agent_id) {
         let ingest = st.ingest.clone();
-        tokio::task::spawn_blocking(move || ingest.check_heartbeat(&env, &bytes, Utc::now()))
+        tokio::task::spawn_blocking(move || ingest.sign_check_heartbeat(&env, &bytes, Utc::now()))
             .await
             .unwrap_or_else(|e| {
                 Err(IngestError::Unavailable(format!(
@@ -493,10 +494,10 @@ async fn heartbeat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 )))
             })
     } else {
-        st.ingest.check_heartbeat(&env, &bytes, Utc::now())
+        st.ingest.sign_check_heartbeat(&env, &bytes, Utc::now())
     };
     let result = match checked {
-        Ok((commit, accepted)) => st.heartbeats.commit(commit).await.map(|()| accepted),
+        Ok(signed) => st.heartbeats.commit(signed).await,
         Err(e) => Err(e),
     };
     // The heartbeat committer's transaction is durable: no group flush to wait for.

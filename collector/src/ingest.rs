@@ -224,10 +224,13 @@ pub struct Ingest {
     keep_bodies: bool,
     /// Woken when a commit queued a feed event.
     pub events: Notify,
-    /// Parsed public keys by their stored text: decompressing the curve point cost as much
-    /// as a fifth of the signature check on every heartbeat. Keyed by the text itself, so
-    /// a changed or revoked key can never be served from here; bounded by clearing.
-    keys: std::sync::RwLock<std::collections::HashMap<String, AgentPublicKey>>,
+    /// Parsed public keys by agent id, with the text they were parsed from: decompressing
+    /// the curve point cost as much as a fifth of the signature check on every heartbeat,
+    /// and a heartbeat checks its signature before its batch reads the agent. Sound because
+    /// an agent's key never changes: the collector names the agent at enrollment and fixes
+    /// its key then (re-enrolling makes a new agent). Revocation is not cached: whoever
+    /// uses a key still reads the agent's record. Bounded by clearing.
+    keys: std::sync::RwLock<std::collections::HashMap<String, (String, AgentPublicKey)>>,
 }
 
 /// Enough for every enrolled agent of a large fleet; past it the cache starts again.
@@ -298,45 +301,18 @@ impl Ingest {
         env: &Envelope,
         fields: &envelope::SignedFields<'_>,
     ) -> Result<Agent, IngestError> {
-        let agent = self
-            .store
-            .get_agent(&env.agent_id)
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                IngestError::Unauthorized(format!("unknown agent '{}': enroll first", env.agent_id))
-            })?;
-        if let Some(at) = agent.revoked_at {
-            return Err(IngestError::Revoked(format!(
-                "agent {} was revoked at {at}: enroll it again to report",
-                agent.id
-            )));
-        }
+        let agent = in_good_standing(
+            &env.agent_id,
+            self.store.get_agent(&env.agent_id).map_err(unavailable)?,
+        )?;
         let key = self.public_key(&agent)?;
-        envelope::verify(&key, fields, &env.signature).map_err(|e| match e {
-            EnvelopeError::MalformedSignature => {
-                IngestError::Unauthorized("signature header is not base64 of 64 bytes".into())
-            }
-            _ => IngestError::Unauthorized(format!(
-                "signature does not verify for agent {} over the received body",
-                agent.id
-            )),
-        })?;
-        if env.seq <= agent.last_seq {
-            return Err(IngestError::Conflict(format!(
-                "seq {} is not above the last accepted seq {} for agent {}",
-                env.seq, agent.last_seq, agent.id
-            )));
-        }
+        verify_signature(&agent.id, &key, fields, &env.signature)?;
+        seq_above_last(&agent, env.seq)?;
         Ok(agent)
     }
 
     fn public_key(&self, agent: &Agent) -> Result<AgentPublicKey, IngestError> {
-        if let Some(key) = self
-            .keys
-            .read()
-            .ok()
-            .and_then(|k| k.get(&agent.public_key).cloned())
-        {
+        if let Some(key) = self.cached_key(&agent.id, Some(&agent.public_key)) {
             return Ok(key);
         }
         let key = AgentPublicKey::from_text(&agent.public_key)
@@ -345,9 +321,17 @@ impl Ingest {
             if keys.len() >= MAX_CACHED_KEYS {
                 keys.clear();
             }
-            keys.insert(agent.public_key.clone(), key.clone());
+            keys.insert(agent.id.clone(), (agent.public_key.clone(), key.clone()));
         }
         Ok(key)
+    }
+
+    /// The agent's parsed key, when cached (and, given its stored text, only if that is the
+    /// text it was parsed from).
+    fn cached_key(&self, agent_id: &str, text: Option<&str>) -> Option<AgentPublicKey> {
+        let keys = self.keys.read().ok()?;
+        let (cached_text, key) = keys.get(agent_id)?;
+        (text.is_none() || text == Some(cached_text.as_str())).then(|| key.clone())
     }
 
     /// Verifies, decodes, identifies, reconciles and commits a snapshot. Blocking.
@@ -706,55 +690,54 @@ impl Ingest {
         )))
     }
 
-    /// A heartbeat up to its commit: size, signature, seq, body. Blocking (reads the agent).
-    pub fn check_heartbeat(
+    /// A heartbeat's own checks, before its batch: size, signature, body. Blocking only
+    /// when the agent's key is not cached yet ([`Ingest::knows_key`]): then it reads the
+    /// agent. What depends on the agent's record (revoked, superseded, seq) is
+    /// [`admit_heartbeat`]'s, once the batch has read it.
+    pub fn sign_check_heartbeat(
         &self,
         env: &Envelope,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<(HeartbeatCommit, Accepted), IngestError> {
+    ) -> Result<SignedHeartbeat, IngestError> {
         if body.len() > census_shared::limits::MAX_HEARTBEAT_BYTES {
             return Err(IngestError::PayloadTooLarge(format!(
                 "heartbeat body exceeds {} bytes",
                 census_shared::limits::MAX_HEARTBEAT_BYTES
             )));
         }
-        let agent = self.authenticate(
-            env,
+        let key = match self.cached_key(&env.agent_id, None) {
+            Some(key) => key,
+            None => {
+                let agent = in_good_standing(
+                    &env.agent_id,
+                    self.store.get_agent(&env.agent_id).map_err(unavailable)?,
+                )?;
+                self.public_key(&agent)?
+            }
+        };
+        verify_signature(
+            &env.agent_id,
+            &key,
             &envelope::heartbeat_fields(&env.agent_id, env.seq, body),
+            &env.signature,
         )?;
-        if let Some(successor) = &agent.superseded_by {
-            return Err(IngestError::Superseded(format!(
-                "agent {} was superseded by {successor}: its machine reports through that \
-                 agent now and this agent should be removed",
-                agent.id
-            )));
-        }
         let hb: Heartbeat =
             serde_json::from_slice(body).map_err(|e| IngestError::Unprocessable {
                 field: None,
                 message: format!("heartbeat: {e}"),
             })?;
-        let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str())
-            && agent.ci_id.is_some();
-        let commit = HeartbeatCommit {
-            agent_id: agent.id.clone(),
-            expected_last_seq: agent.last_seq,
+        Ok(SignedHeartbeat {
+            agent_id: env.agent_id.clone(),
             seq: env.seq,
+            content_hash: hb.content_hash,
             at: now,
-        };
-        let accepted = Accepted {
-            ack: Ack {
-                agent_id: agent.id.clone(),
-                seq: env.seq,
-                ci_id: agent.ci_id.clone(),
-                content_hash: hb.content_hash,
-                change_record: None,
-                resend_full: !known,
-            },
-            changed: false,
-        };
-        Ok((commit, accepted))
+        })
+    }
+
+    /// Whether a heartbeat of this agent can be checked without a read.
+    pub fn knows_key(&self, agent_id: &str) -> bool {
+        self.cached_key(agent_id, None).is_some()
     }
 
     /// A heartbeat: the inventory is unchanged. Blocking; commits on its own (the server
@@ -765,7 +748,12 @@ impl Ingest {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
-        let (commit, accepted) = self.check_heartbeat(env, body, now)?;
+        let signed = self.sign_check_heartbeat(env, body, now)?;
+        let agent = self
+            .store
+            .get_agent(&signed.agent_id)
+            .map_err(unavailable)?;
+        let (commit, accepted) = admit_heartbeat(agent, signed)?;
         let (agent_id, seq) = (commit.agent_id.clone(), commit.seq);
         self.store.commit_heartbeat(commit).map_err(commit_error)?;
         tracing::debug!(agent_id = %agent_id, seq, "heartbeat accepted");
@@ -773,14 +761,104 @@ impl Ingest {
     }
 }
 
+/// A heartbeat whose signature and body were checked, waiting for its agent's record.
+#[derive(Debug)]
+pub struct SignedHeartbeat {
+    agent_id: String,
+    seq: u64,
+    content_hash: String,
+    at: DateTime<Utc>,
+}
+
+/// What a heartbeat's agent record decides: known and not revoked, not superseded, its seq
+/// above the last; and the ack, which asks for a full inventory when the collector does not
+/// hold the one the agent reports unchanged.
+pub fn admit_heartbeat(
+    agent: Option<Agent>,
+    hb: SignedHeartbeat,
+) -> Result<(HeartbeatCommit, Accepted), IngestError> {
+    let agent = in_good_standing(&hb.agent_id, agent)?;
+    if let Some(successor) = &agent.superseded_by {
+        return Err(IngestError::Superseded(format!(
+            "agent {} was superseded by {successor}: its machine reports through that \
+             agent now and this agent should be removed",
+            agent.id
+        )));
+    }
+    seq_above_last(&agent, hb.seq)?;
+    let known = agent.last_content_hash.as_deref() == Some(hb.content_hash.as_str())
+        && agent.ci_id.is_some();
+    let commit = HeartbeatCommit {
+        agent_id: agent.id.clone(),
+        expected_last_seq: agent.last_seq,
+        seq: hb.seq,
+        at: hb.at,
+    };
+    let accepted = Accepted {
+        ack: Ack {
+            agent_id: agent.id,
+            seq: hb.seq,
+            ci_id: agent.ci_id,
+            content_hash: hb.content_hash,
+            change_record: None,
+            resend_full: !known,
+        },
+        changed: false,
+    };
+    Ok((commit, accepted))
+}
+
+/// Known to this collector and not revoked.
+fn in_good_standing(agent_id: &str, agent: Option<Agent>) -> Result<Agent, IngestError> {
+    let agent = agent.ok_or_else(|| {
+        IngestError::Unauthorized(format!("unknown agent '{agent_id}': enroll first"))
+    })?;
+    if let Some(at) = agent.revoked_at {
+        return Err(IngestError::Revoked(format!(
+            "agent {} was revoked at {at}: enroll it again to report",
+            agent.id
+        )));
+    }
+    Ok(agent)
+}
+
+fn verify_signature(
+    agent_id: &str,
+    key: &AgentPublicKey,
+    fields: &envelope::SignedFields<'_>,
+    signature: &str,
+) -> Result<(), IngestError> {
+    envelope::verify(key, fields, signature).map_err(|e| match e {
+        EnvelopeError::MalformedSignature => {
+            IngestError::Unauthorized("signature header is not base64 of 64 bytes".into())
+        }
+        _ => IngestError::Unauthorized(format!(
+            "signature does not verify for agent {agent_id} over the received body"
+        )),
+    })
+}
+
+/// Replay protection outside the commit (the commit's seq compare-and-set is the one that
+/// holds under concurrency).
+fn seq_above_last(agent: &Agent, seq: u64) -> Result<(), IngestError> {
+    if seq <= agent.last_seq {
+        return Err(IngestError::Conflict(format!(
+            "seq {seq} is not above the last accepted seq {} for agent {}",
+            agent.last_seq, agent.id
+        )));
+    }
+    Ok(())
+}
+
 type Waiting = (
-    HeartbeatCommit,
-    tokio::sync::oneshot::Sender<Result<(), CommitError>>,
+    SignedHeartbeat,
+    tokio::sync::oneshot::Sender<Result<Accepted, IngestError>>,
 );
 
-/// Heartbeats that arrive together commit together: one transaction for all of them
-/// (each still its own compare-and-set on its agent's seq), then the group flush. A
-/// heartbeat is tens of microseconds of work; a write transaction on its own cost more.
+/// Heartbeats that arrive together are admitted and committed together: one read of their
+/// agents, then one transaction for all of them (each still its own compare-and-set on its
+/// agent's seq), then the group flush. A heartbeat is tens of microseconds of work; a
+/// write transaction, or a round trip to a database, on its own costs more.
 pub struct HeartbeatBatcher {
     queue: std::sync::mpsc::Sender<Waiting>,
 }
@@ -788,64 +866,112 @@ pub struct HeartbeatBatcher {
 /// Most heartbeats one transaction takes.
 const MAX_HEARTBEAT_BATCH: usize = 4096;
 
+/// Heartbeat batches in flight at once on a shared database.
+const REMOTE_HEARTBEAT_WORKERS: usize = 4;
+
+/// Waits for a heartbeat, then takes those waiting behind it; `None` once the batcher is
+/// gone.
+fn next_batch(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Waiting>>) -> Option<Vec<Waiting>> {
+    let rx = rx.lock().ok()?;
+    let mut batch = vec![rx.recv().ok()?];
+    while batch.len() < MAX_HEARTBEAT_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 impl HeartbeatBatcher {
-    /// Starts the committing thread; it ends when the batcher is dropped.
+    /// Starts the committing threads; they end when the batcher is dropped. One on an
+    /// embedded store (its transactions take turns anyway); on a shared database several,
+    /// so one batch's round trips overlap the next one's instead of every heartbeat behind
+    /// it waiting for them.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = std::sync::mpsc::channel::<Waiting>();
-        std::thread::Builder::new()
-            .name("census-heartbeats".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_HEARTBEAT_BATCH {
-                        match rx.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let workers = if store.remote() {
+            REMOTE_HEARTBEAT_WORKERS
+        } else {
+            1
+        };
+        for n in 0..workers {
+            let (store, rx) = (store.clone(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("census-heartbeats-{n}"))
+                .spawn(move || {
+                    while let Some(batch) = next_batch(&rx) {
+                        commit_batch(store.as_ref(), batch);
                     }
-                    let commits: Vec<HeartbeatCommit> =
-                        batch.iter().map(|(c, _)| c.clone()).collect();
-                    match store.commit_heartbeats(&commits) {
-                        Ok(results) => {
-                            for ((_, reply), r) in batch.into_iter().zip(results) {
-                                let _ = reply.send(r);
-                            }
-                        }
-                        Err(e) => {
-                            let message = e.to_string();
-                            for (_, reply) in batch {
-                                let _ = reply.send(Err(CommitError::Store(
-                                    crate::store::StoreError::Io(message.clone()),
-                                )));
-                            }
-                            // The batch commits durably: a failed write or fsync leaves
-                            // the engine's state untrustworthy, as a failed group flush
-                            // does (see GroupCommit::run). Fail-stop.
-                            if matches!(e, crate::store::StoreError::Io(_)) {
-                                tracing::error!(error = message, "heartbeat commit failed; stopping so a restart recovers from the last durable state");
-                                std::thread::sleep(std::time::Duration::from_millis(200));
-                                std::process::exit(EXIT_STORE_FAILED);
-                            }
-                        }
-                    }
-                }
-            })?;
+                })?;
+        }
         Ok(Arc::new(HeartbeatBatcher { queue: tx }))
     }
 
-    /// Commits one heartbeat with whatever others are waiting.
-    pub async fn commit(&self, c: HeartbeatCommit) -> Result<(), IngestError> {
+    /// Admits and commits one checked heartbeat with whatever others are waiting.
+    pub async fn commit(&self, hb: SignedHeartbeat) -> Result<Accepted, IngestError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if self.queue.send((c, reply)).is_err() {
+        if self.queue.send((hb, reply)).is_err() {
             return Err(IngestError::Unavailable(
                 "the heartbeat committer stopped".into(),
             ));
         }
-        match answer.await {
-            Ok(r) => r.map_err(commit_error),
-            Err(_) => Err(IngestError::Unavailable(
+        answer.await.unwrap_or_else(|_| {
+            Err(IngestError::Unavailable(
                 "the heartbeat committer stopped".into(),
-            )),
+            ))
+        })
+    }
+}
+
+/// One batch: its agents read together, each heartbeat admitted on its agent's record,
+/// the admitted ones committed in one transaction; every heartbeat answered.
+fn commit_batch(store: &dyn Store, batch: Vec<Waiting>) {
+    let ids: Vec<&str> = batch.iter().map(|(hb, _)| hb.agent_id.as_str()).collect();
+    let agents = match store.get_agents(&ids) {
+        Ok(agents) => agents,
+        Err(e) => {
+            let message = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(unavailable(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut admitted = Vec::with_capacity(batch.len());
+    for ((hb, reply), agent) in batch.into_iter().zip(agents) {
+        match admit_heartbeat(agent, hb) {
+            Ok((commit, accepted)) => admitted.push((commit, accepted, reply)),
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+            }
+        }
+    }
+    if admitted.is_empty() {
+        return;
+    }
+    let commits: Vec<HeartbeatCommit> = admitted.iter().map(|(c, _, _)| c.clone()).collect();
+    match store.commit_heartbeats(&commits) {
+        Ok(results) => {
+            for ((_, accepted, reply), r) in admitted.into_iter().zip(results) {
+                let _ = reply.send(r.map(|()| accepted).map_err(commit_error));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (_, _, reply) in admitted {
+                let _ = reply.send(Err(commit_error(CommitError::Store(
+                    crate::store::StoreError::Io(message.clone()),
+                ))));
+            }
+            // The batch commits durably: a failed write or fsync leaves the engine's state
+            // untrustworthy, as a failed group flush does (see GroupCommit::run). Fail-stop.
+            if matches!(e, crate::store::StoreError::Io(_)) {
+                tracing::error!(error = message, "heartbeat commit failed; stopping so a restart recovers from the last durable state");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::process::exit(EXIT_STORE_FAILED);
+            }
         }
     }
 }

@@ -391,6 +391,83 @@ fn deltas_chain_and_heartbeats_do_not_move_the_base() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Heartbeats checked before their batch and admitted together on their agents' records,
+/// read once for the batch: each is answered on its own record, a refusal touches none of
+/// the others, and a revocation is seen though the agent's key is cached.
+#[test]
+fn heartbeats_of_one_batch_are_each_admitted_on_their_own_agent_record() {
+    let v1 = canonical(machine(vec![pkg("a", "1")]), 1);
+    let (store, ingest, key, dir) = after_base("hb-batch", &v1);
+    let other = AgentKeyPair::generate();
+    crate::enroll_agent(&store, "agt_other", &other);
+    let batcher = census_collector::ingest::HeartbeatBatcher::start(store.clone()).unwrap();
+    let body = |hash: String| {
+        serde_json::to_vec(&census_shared::protocol::Heartbeat {
+            content_hash: hash,
+            sent_at: at(1),
+        })
+        .unwrap()
+    };
+    let signed = |key: &AgentKeyPair, id: &str, seq: u64, body: &[u8]| {
+        let env = Envelope {
+            agent_id: id.into(),
+            seq,
+            signature: envelope::sign(
+                key.signing_key(),
+                &envelope::heartbeat_fields(id, seq, body),
+            )
+            .unwrap(),
+        };
+        ingest.sign_check_heartbeat(&env, body, at(1))
+    };
+    let known = body(v1.content_hash());
+    let fresh = signed(&key, AGENT, 2, &known).unwrap();
+    let replay = signed(&key, AGENT, 1, &known).unwrap();
+    let unknown_hash = signed(&other, "agt_other", 1, &body("sha256:none".into())).unwrap();
+    // Signed by a key that is not the agent's: refused before any batch.
+    assert!(matches!(
+        signed(&other, AGENT, 3, &known),
+        Err(IngestError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        signed(&key, "agt_nobody", 1, &known),
+        Err(IngestError::Unauthorized(_))
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (a, b, c) = rt.block_on(async {
+        tokio::join!(
+            batcher.commit(fresh),
+            batcher.commit(replay),
+            batcher.commit(unknown_hash)
+        )
+    });
+    let a = a.unwrap();
+    assert!(
+        !a.ack.resend_full,
+        "the collector holds the reported inventory"
+    );
+    assert!(matches!(b, Err(IngestError::Conflict(_))), "{b:?}");
+    let c = c.unwrap();
+    assert!(
+        c.ack.resend_full,
+        "an agent the collector holds no inventory of is asked for one"
+    );
+    assert_eq!(store.get_agent(AGENT).unwrap().unwrap().last_seq, 2);
+    assert_eq!(store.get_agent("agt_other").unwrap().unwrap().last_seq, 1);
+    // Revoked after its key was cached: the batch reads the record and refuses.
+    store.revoke_agent(AGENT, at(2)).unwrap();
+    let after = signed(&key, AGENT, 3, &known).unwrap();
+    let refused = rt.block_on(batcher.commit(after));
+    assert!(
+        matches!(refused, Err(IngestError::Revoked(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_agent(AGENT).unwrap().unwrap().last_seq, 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Two installs of one package that differ only in what the CMDB does not keep (size) and
 /// in their install time: a delta rebuilds them from the store without the size, and must
 /// number them as the agent's full list does.

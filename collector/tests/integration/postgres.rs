@@ -458,3 +458,77 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
     drop(s);
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// Each collector on a shared database gives numbers (CIs, software variants) from a block
+/// it reserved, so commits that number something do not queue on one counter. Two
+/// collectors numbering the same new versions and their own computers at once: every key
+/// gets one number, each number one key, and each collector reads the other's installs back
+/// as written.
+#[test]
+fn two_collectors_numbering_at_once_give_each_key_one_number() {
+    let url = Cluster::shared().database("pg_numbers");
+    let stores: Vec<Arc<Cmdb>> = (0..2).map(|_| Arc::new(open(&url))).collect();
+    let ids: Vec<String> = (0..48).map(|i| format!("a{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enroll(&stores[0], &refs);
+    let product = census_collector::reconcile::det_id(CiClass::SoftwareProduct, &["openssl"]);
+    let version = |i: usize| format!("3.0.{}", i % 5);
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let (stores, ids, product, barrier) = (
+                stores.clone(),
+                ids.clone(),
+                product.clone(),
+                barrier.clone(),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 4 == t) {
+                    let computer = format!("cmp_{i}");
+                    let mut commit = first(id, &computer);
+                    commit.relationship_puts = vec![super::store::installs(
+                        &computer,
+                        &product,
+                        &version(i),
+                        "amd64",
+                    )];
+                    stores[i % 2].commit_ingest(&commit).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let q = |sql: &str| Cluster::shared().psql("pg_numbers", sql).unwrap();
+    // 48 computers and one product numbered, 5 variants interned: each once.
+    assert_eq!(q("SELECT count(*) FROM census.kv_v3_num_ids"), "49");
+    assert_eq!(
+        q("SELECT count(DISTINCT v) FROM census.kv_v3_num_ids"),
+        "49"
+    );
+    assert_eq!(q("SELECT count(*) FROM census.kv_v3_variants"), "5");
+    assert_eq!(
+        q("SELECT count(DISTINCT v) FROM census.kv_v3_variant_ids"),
+        "5"
+    );
+    for (n, store) in stores.iter().enumerate() {
+        for i in 0..48 {
+            let computer = format!("cmp_{i}");
+            let state = store.owned_state(&computer).unwrap();
+            let got: Vec<(String, Option<String>)> = state
+                .installs
+                .iter()
+                .map(|inst| (inst.product.clone(), inst.package.version.clone()))
+                .collect();
+            assert_eq!(
+                got,
+                [(product.clone(), Some(version(i)))],
+                "{computer} read on collector {n}"
+            );
+        }
+    }
+    let report = stores[1].check_consistency().unwrap();
+    assert_eq!(report.problems_total, 0, "{:?}", report.problems);
+}

@@ -383,6 +383,7 @@ impl Cmdb {
             })
             .collect();
         if *m.id == *from {
+            self.warm_installs(m.installs.values())?;
             for i in m.installs.values() {
                 out.push(self.install_edge(from, i)?);
             }

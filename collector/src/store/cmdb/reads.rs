@@ -206,6 +206,7 @@ impl Cmdb {
             })
             .collect();
         let mut installs = Vec::with_capacity(m.installs.len());
+        self.warm_installs(m.installs.values())?;
         for i in m.installs.values() {
             match self.install_of(i)? {
                 Some(install) => installs.push(install),
@@ -328,11 +329,9 @@ impl Cmdb {
         let mut out = Vec::new();
         if self.is_holder(from, num)? {
             if let Some(product) = self.num_of(to)? {
-                for i in self
-                    .load_installs(num)?
-                    .iter()
-                    .filter(|i| i.product == product)
-                {
+                let installs = self.load_installs(num)?;
+                self.warm_installs(installs.iter().filter(|i| i.product == product))?;
+                for i in installs.iter().filter(|i| i.product == product) {
                     out.push(self.install_edge(from, i)?);
                 }
             }
