@@ -55,6 +55,9 @@ pub enum CommitError {
     SeqMoved { expected: u64, current: u64 },
     #[error("agent {0} is unknown or revoked")]
     AgentGone(String),
+    /// The caller's admission refused it (see [`Store::admit_heartbeats`]).
+    #[error("refused on the agent's record")]
+    NotAdmitted,
     /// An identity key or a record this commit was computed against changed meanwhile.
     #[error("{0} changed concurrently; identify again")]
     IdentityRace(String),
@@ -320,10 +323,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), EnrollError>;
 
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
-    /// Several agents, in `ids`' order: one read per key space, not per agent.
-    fn get_agents(&self, ids: &[&str]) -> Result<Vec<Option<Agent>>, StoreError> {
-        ids.iter().map(|id| self.get_agent(id)).collect()
-    }
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Records heartbeats in one durable transaction (on disk when this returns), each its
@@ -332,6 +331,17 @@ pub trait Store: Send + Sync + 'static {
     fn commit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],
+    ) -> Result<Vec<Result<(), CommitError>>, StoreError>;
+    /// Heartbeats admitted on their agents' records as this transaction reads them:
+    /// `admit` sees heartbeat `i`'s agent (its last seq and last seen as they stand) and
+    /// says whether it goes ahead; one that does is recorded on the record it was admitted
+    /// on, one that does not answers [`CommitError::NotAdmitted`]. `expected_last_seq` is
+    /// not read. Otherwise as [`Store::commit_heartbeats`]. `admit` may be called again for
+    /// the same heartbeat when the transaction is retried.
+    fn admit_heartbeats(
+        &self,
+        batch: &[HeartbeatCommit],
+        admit: &mut dyn FnMut(usize, Option<&Agent>) -> bool,
     ) -> Result<Vec<Result<(), CommitError>>, StoreError>;
     /// One heartbeat on its own.
     fn commit_heartbeat(&self, heartbeat: HeartbeatCommit) -> Result<(), CommitError> {

@@ -92,6 +92,50 @@ fn two_collectors_on_one_database_accept_a_replayed_seq_once() {
     }
 }
 
+/// Heartbeats admitted on the agent's record inside the transaction (how collectors batch
+/// them): the same heartbeat at both collectors at once, eight times over, is admitted once.
+#[test]
+fn two_collectors_admit_a_replayed_heartbeat_once() {
+    let url = Cluster::shared().database("pg_hb_replay");
+    let stores: Vec<Arc<Cmdb>> = (0..2).map(|_| Arc::new(open(&url))).collect();
+    enroll(&stores[0], &["a1"]);
+    stores[0].commit_ingest(&first("a1", "cmp_1")).unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = stores[i % 2].clone();
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                let hb = HeartbeatCommit {
+                    agent_id: "a1".into(),
+                    expected_last_seq: 0,
+                    seq: 2,
+                    at: Utc::now(),
+                };
+                b.wait();
+                s.admit_heartbeats(&[hb], &mut |_, agent| {
+                    agent.is_some_and(|a| a.last_seq < 2 && a.revoked_at.is_none())
+                })
+                .unwrap()
+                .pop()
+                .unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, CommitError::NotAdmitted)),
+        "{results:?}"
+    );
+    for s in &stores {
+        assert_eq!(s.get_agent("a1").unwrap().unwrap().last_seq, 2);
+    }
+}
+
 #[test]
 fn agents_spread_over_two_collectors_all_land_and_the_store_checks_clean() {
     let url = Cluster::shared().database("pg_spread");

@@ -111,22 +111,45 @@ impl HeartbeatReads {
 }
 
 /// One heartbeat inside a transaction: `Ok(Err(..))` refuses it without touching the
-/// others of its batch.
+/// others of its batch. With `admit`, the heartbeat goes ahead if `admit` accepts its
+/// agent as it stands; without, if its agent's seq is still `expected_last_seq`.
 fn heartbeat_in(
     tx: &mut dyn Tx,
     reads: &mut HeartbeatReads,
     hb: &HeartbeatCommit,
+    i: usize,
+    admit: &mut Option<&mut dyn FnMut(usize, Option<&Agent>) -> bool>,
 ) -> Result<Result<(), CommitError>, Fail<StoreError>> {
     let key = hb.agent_id.as_bytes();
-    let Some(Some(agent)) = reads.agents.get(&hb.agent_id) else {
+    let hot = reads.hot.get(&hb.agent_id).cloned().flatten();
+    let stored = reads.agents.get(&hb.agent_id).and_then(Option::as_ref);
+    let current = stored.map(|agent| current_seq(agent, hot.as_deref()));
+    let admitted = admit.is_some();
+    if let Some(admit) = admit.as_mut() {
+        let standing = match (stored, hot.as_deref().and_then(decode_hot)) {
+            (Some(agent), Some((seq, seen))) => {
+                let mut agent = agent.clone();
+                agent.last_seq = seq;
+                if seen.is_some() {
+                    agent.last_seen = seen;
+                }
+                Some(agent)
+            }
+            (agent, _) => agent.cloned(),
+        };
+        if !admit(i, standing.as_ref()) {
+            return Ok(Err(CommitError::NotAdmitted));
+        }
+    }
+    let Some(agent) = stored else {
         return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
     };
     if agent.is_revoked() {
         return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
     }
-    let hot = reads.hot.get(&hb.agent_id).cloned().flatten();
-    let current = current_seq(agent, hot.as_deref());
-    if current != hb.expected_last_seq {
+    let current = current.unwrap_or(agent.last_seq);
+    // An admitted heartbeat was checked against this very record, under its lock.
+    if !admitted && current != hb.expected_last_seq {
         return Ok(Err(CommitError::SeqMoved {
             expected: hb.expected_last_seq,
             current,
@@ -392,17 +415,19 @@ impl Cmdb {
         Ok(())
     }
 
+    /// Heartbeats, each checked against its `expected_last_seq`, or admitted by `admit`.
     pub(crate) fn do_commit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],
+        mut admit: Option<&mut dyn FnMut(usize, Option<&Agent>) -> bool>,
     ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
         let _writing = self.writing();
         // Durable as it commits: a heartbeat batch is one transaction, not one and a flush.
         transact_as::<Vec<Result<(), CommitError>>, StoreError>(self.backend.as_ref(), true, |tx| {
             let mut reads = HeartbeatReads::read(tx, batch, &|id| recall(&self.cache.nums, id))?;
             let mut out = Vec::with_capacity(batch.len());
-            for hb in batch {
-                out.push(heartbeat_in(tx, &mut reads, hb)?);
+            for (i, hb) in batch.iter().enumerate() {
+                out.push(heartbeat_in(tx, &mut reads, hb, i, &mut admit)?);
             }
             Ok(out)
         })

@@ -836,10 +836,6 @@ impl Store for Cmdb {
         self.do_get_agent(id)
     }
 
-    fn get_agents(&self, ids: &[&str]) -> Result<Vec<Option<Agent>>, StoreError> {
-        self.do_get_agents(ids)
-    }
-
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.do_list_agents()
     }
@@ -852,7 +848,15 @@ impl Store for Cmdb {
         &self,
         batch: &[HeartbeatCommit],
     ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
-        self.do_commit_heartbeats(batch)
+        self.do_commit_heartbeats(batch, None)
+    }
+
+    fn admit_heartbeats(
+        &self,
+        batch: &[HeartbeatCommit],
+        admit: &mut dyn FnMut(usize, Option<&Agent>) -> bool,
+    ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
+        self.do_commit_heartbeats(batch, Some(admit))
     }
 
     fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), CommitError> {

@@ -130,24 +130,6 @@ impl Cmdb {
         Ok(Some(agent))
     }
 
-    /// Several agents in one read per key space (heartbeat batches).
-    pub(crate) fn do_get_agents(&self, ids: &[&str]) -> Result<Vec<Option<Agent>>, StoreError> {
-        let keys: Vec<&[u8]> = ids.iter().map(|i| i.as_bytes()).collect();
-        let records = self.backend.get_many(Space::Agents, &keys)?;
-        let hot = self.backend.get_many(Space::AgentState, &keys)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for ((key, record), hot) in keys.iter().zip(records).zip(hot) {
-            let Some(bytes) = record else {
-                out.push(None);
-                continue;
-            };
-            let mut agent: Agent = codec::decode_json(&shown(Space::Agents, key), &bytes)?;
-            Self::overlay_hot_bytes(&mut agent, hot)?;
-            out.push(Some(agent));
-        }
-        Ok(out)
-    }
-
     pub(crate) fn do_list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         let mut a: Vec<Agent> = self.scan_json(Space::Agents, Range::all())?;
         for agent in a.iter_mut() {
