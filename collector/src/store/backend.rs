@@ -192,6 +192,12 @@ pub trait Tx {
             .map(|(space, keys)| self.get_many(*space, keys))
             .collect()
     }
+    /// Says which keys the transaction is about to read, so an engine behind a network
+    /// reads (and locks) them in one round trip and answers the reads that follow from
+    /// what it got. An embedded engine reads them as they come.
+    fn prefetch(&mut self, _wanted: &[(Space, &[&[u8]])]) -> Result<(), TxError> {
+        Ok(())
+    }
     fn put(&mut self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
     fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), TxError>;
     /// Deletes `key` and answers what it held (`None`: nothing was there).

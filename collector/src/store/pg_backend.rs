@@ -837,6 +837,7 @@ impl PgBackend {
             spaces: HashMap::new(),
             writes: BTreeMap::new(),
             existing: HashSet::new(),
+            read: HashMap::new(),
             error: None,
         };
         let outcome = body(&mut tx).and_then(|()| tx.commit());
@@ -1045,6 +1046,9 @@ struct PgTx<'b, 'l> {
     writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
     /// Keys this transaction read and found (locked, so still there at the commit).
     existing: HashSet<(Space, Vec<u8>)>,
+    /// What this transaction read: its locks keep every value as read until the commit, so
+    /// a key read (or prefetched, [`Tx::prefetch`]) once is not asked for again.
+    read: HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
     /// The server's reason for the last failure, kept to tell a retry from an error.
     error: Option<SqlState>,
 }
@@ -1262,7 +1266,8 @@ impl PgTx<'_, '_> {
 
 impl Tx for PgTx<'_, '_> {
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
-        if let Some(v) = self.writes.get(&(space, key.to_vec())) {
+        let wanted = (space, key.to_vec());
+        if let Some(v) = self.writes.get(&wanted).or_else(|| self.read.get(&wanted)) {
             return Ok(v.clone());
         }
         let mut steps = self.preamble(&[(space, key)])?;
@@ -1276,7 +1281,12 @@ impl Tx for PgTx<'_, '_> {
         if found.is_some() {
             self.existing.insert((space, key.to_vec()));
         }
+        self.read.insert(wanted, found.clone());
         Ok(found)
+    }
+
+    fn prefetch(&mut self, wanted: &[(Space, &[&[u8]])]) -> Result<(), TxError> {
+        self.get_many_each(wanted).map(|_| ())
     }
 
     fn get_many(&mut self, space: Space, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
@@ -1290,13 +1300,19 @@ impl Tx for PgTx<'_, '_> {
         &mut self,
         wanted: &[(Space, &[&[u8]])],
     ) -> Result<Vec<Vec<Option<Vec<u8>>>>, TxError> {
-        // What this transaction wrote answers first; the rest is one statement per space,
-        // all of them (and the locks they need) sent together.
+        // What this transaction wrote or read answers first; the rest is one statement per
+        // space, all of them (and the locks they need) sent together.
         let mut answers: Vec<Vec<Option<Option<Vec<u8>>>>> = wanted
             .iter()
             .map(|(space, keys)| {
                 keys.iter()
-                    .map(|k| self.writes.get(&(*space, k.to_vec())).cloned())
+                    .map(|k| {
+                        let key = (*space, k.to_vec());
+                        self.writes
+                            .get(&key)
+                            .or_else(|| self.read.get(&key))
+                            .cloned()
+                    })
                     .collect()
             })
             .collect();
@@ -1343,7 +1359,9 @@ impl Tx for PgTx<'_, '_> {
                 // `None`, and a variant already numbered was numbered again).
                 for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
                     if o.is_none() {
-                        *o = Some(found.get(*k).cloned());
+                        let value = found.get(*k).cloned();
+                        self.read.insert((space, k.to_vec()), value.clone());
+                        *o = Some(value);
                     }
                 }
             }
@@ -1355,10 +1373,10 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
-        if keys
-            .iter()
-            .any(|(s, k)| self.writes.contains_key(&(*s, k.to_vec())))
-        {
+        if keys.iter().any(|(s, k)| {
+            let key = (*s, k.to_vec());
+            self.writes.contains_key(&key) || self.read.contains_key(&key)
+        }) {
             return keys.iter().map(|(s, k)| self.get(*s, k)).collect();
         }
         let mut steps = self.preamble(keys)?;
@@ -1377,6 +1395,7 @@ impl Tx for PgTx<'_, '_> {
             if found.is_some() {
                 self.existing.insert((*space, key.to_vec()));
             }
+            self.read.insert((*space, key.to_vec()), found.clone());
             out.push(found);
         }
         Ok(out)

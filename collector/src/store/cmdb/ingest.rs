@@ -291,8 +291,38 @@ impl Cmdb {
         let _writing = self.writing();
         let p = self.prepare_ingest(c)?;
         let outbox = outbox_key(c.seen_at);
+        let claims: Vec<String> = c
+            .identity_claims
+            .iter()
+            .map(|(ik, _)| ik.encoded())
+            .collect();
+        let claim_keys: Vec<&[u8]> = claims.iter().map(|k| k.as_bytes()).collect();
+        let shared_keys: Vec<&[u8]> = p.shared.iter().map(|(k, _, _, _)| k.as_slice()).collect();
+        let record_keys: Vec<[u8; 4]> = p.records.iter().map(|e| codec::num_key(e.num)).collect();
+        let posting_keys: Vec<[u8; 13]> = p
+            .records
+            .iter()
+            .flat_map(|e| e.posting_keys(self.postings()))
+            .collect();
+        let agent_keys: Vec<&[u8]> = std::iter::once(c.agent_id.as_bytes())
+            .chain(c.supersedes.as_deref().map(str::as_bytes))
+            .collect();
+        let conflict_keys: Vec<&[u8]> = c.conflict.iter().map(|k| k.id.as_bytes()).collect();
         transact(self.backend.as_ref(), |tx| {
             let key = c.agent_id.as_bytes();
+            // Everything the commit reads, read (and locked) together: one round trip on a
+            // database instead of one per step below.
+            let records: Vec<&[u8]> = record_keys.iter().map(|k| k.as_slice()).collect();
+            let postings: Vec<&[u8]> = posting_keys.iter().map(|k| k.as_slice()).collect();
+            tx.prefetch(&[
+                (Space::Agents, &agent_keys),
+                (Space::AgentState, &agent_keys[..1]),
+                (Space::Identity, &claim_keys),
+                (Space::Shared, &shared_keys),
+                (Space::Conflicts, &conflict_keys),
+                (Space::Computers, &records),
+                (Space::Reverse, &postings),
+            ])?;
             let mut both = tx
                 .get_each(&[(Space::Agents, key), (Space::AgentState, key)])?
                 .into_iter();
@@ -310,12 +340,6 @@ impl Cmdb {
                     current,
                 }));
             }
-            let claims: Vec<String> = c
-                .identity_claims
-                .iter()
-                .map(|(ik, _)| ik.encoded())
-                .collect();
-            let claim_keys: Vec<&[u8]> = claims.iter().map(|k| k.as_bytes()).collect();
             let held = tx.get_many(Space::Identity, &claim_keys)?;
             // A key claimed twice in this commit sees its first claim, as a read after the
             // write would.
@@ -338,8 +362,6 @@ impl Cmdb {
             }
             // Shared CIs and a conflict before the records: the postings a record locks are
             // held from their read to the commit, so nothing else is read after them.
-            let shared_keys: Vec<&[u8]> =
-                p.shared.iter().map(|(k, _, _, _)| k.as_slice()).collect();
             let stored = tx.get_many(Space::Shared, &shared_keys)?;
             for ((k, v, _, _), stored) in p.shared.iter().zip(stored) {
                 if stored.is_none() {

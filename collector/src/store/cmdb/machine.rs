@@ -208,6 +208,17 @@ pub(crate) struct Encoded {
     pub history_bytes: usize,
 }
 
+impl Encoded {
+    /// The posting keys writing this record reads and rewrites.
+    pub(crate) fn posting_keys(&self, layout: Postings) -> Vec<[u8; 13]> {
+        let (chunk, _) = layout.chunk_of(self.num);
+        self.postings
+            .iter()
+            .map(|&(product, variant, _)| postings_key(product, variant, chunk))
+            .collect()
+    }
+}
+
 /// What one commit writes into one computer's record.
 #[derive(Debug, Default)]
 pub(crate) struct RecordChange<'a> {
@@ -632,12 +643,8 @@ impl Cmdb {
         for k in &e.rev_put {
             tx.put(Space::Reverse, k, &[])?;
         }
-        let (chunk, offset) = layout.chunk_of(e.num);
-        let keys: Vec<[u8; 13]> = e
-            .postings
-            .iter()
-            .map(|&(product, variant, _)| postings_key(product, variant, chunk))
-            .collect();
+        let (_, offset) = layout.chunk_of(e.num);
+        let keys = e.posting_keys(layout);
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let stored = tx.get_many(Space::Reverse, &key_refs)?;
         // Read once, then kept here: a key named twice sees its first update.
