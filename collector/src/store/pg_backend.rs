@@ -1497,9 +1497,14 @@ impl Backend for PgBackend {
         visit: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
         let mut lease = self.lease()?;
+        // Most scans on the ingest path (a computer's recent removals, its history steps)
+        // fit in one page, and one statement sees one snapshot: no transaction around it.
+        if self.scan_one_page(&mut lease, space, &range, visit)? {
+            return Ok(());
+        }
         let client = lease.client()?;
         // Pages of one snapshot: a long scan sees one point in time, as on the embedded
-        // engines.
+        // engines. It starts again from its first page inside the transaction.
         let begun = self.run({
             let c = client.clone();
             async move {
@@ -1673,6 +1678,46 @@ fn tx_store_error(e: TxError) -> StoreError {
 }
 
 impl PgBackend {
+    /// The scan's first page as one statement: visited, and `true`, when it is the whole
+    /// scan; `false`, and nothing visited, when there is more.
+    fn scan_one_page(
+        &self,
+        lease: &mut Lease<'_>,
+        space: Space,
+        range: &Range<'_>,
+        visit: &mut Visit<'_>,
+    ) -> Result<bool, StoreError> {
+        const PAGE: i64 = 128;
+        let lower_kind = if range.from.is_some() { 1 } else { 0 };
+        let stmt = lease.statement(Sql::Scan(
+            space,
+            lower_kind,
+            range.to.is_some(),
+            range.reverse,
+        ))?;
+        let mut params: Params = Vec::new();
+        if let Some(k) = range.from {
+            params.push(Box::new(k.to_vec()));
+        }
+        if let Some(k) = range.to {
+            params.push(Box::new(k.to_vec()));
+        }
+        params.push(Box::new(PAGE));
+        let client = lease.client()?;
+        let rows = self
+            .run(async move { client.query(&stmt, &as_refs(&params)).await })?
+            .map_err(|e| lease.failed(e))?;
+        if rows.len() as i64 == PAGE {
+            return Ok(false);
+        }
+        for row in &rows {
+            if visit(column(row, 0)?, column(row, 1)?)? == Flow::Stop {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
     fn scan_pages(
         &self,
         lease: &mut Lease<'_>,
