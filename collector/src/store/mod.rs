@@ -142,6 +142,10 @@ impl From<StoreError> for EnrollError {
     }
 }
 
+/// Admission of heartbeat `i` of a batch on its agent's record as the transaction holds it
+/// (see [`Store::admit_heartbeats`]).
+pub type Admit<'a> = dyn FnMut(usize, Option<&Agent>) -> bool + 'a;
+
 /// One heartbeat's write: the agent's seq compare-and-set and its last-seen time.
 #[derive(Debug, Clone)]
 pub struct HeartbeatCommit {
@@ -341,7 +345,7 @@ pub trait Store: Send + Sync + 'static {
     fn admit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],
-        admit: &mut dyn FnMut(usize, Option<&Agent>) -> bool,
+        admit: &mut Admit<'_>,
     ) -> Result<Vec<Result<(), CommitError>>, StoreError>;
     /// One heartbeat on its own.
     fn commit_heartbeat(&self, heartbeat: HeartbeatCommit) -> Result<(), CommitError> {

@@ -118,7 +118,7 @@ fn heartbeat_in(
     reads: &mut HeartbeatReads,
     hb: &HeartbeatCommit,
     i: usize,
-    admit: &mut Option<&mut dyn FnMut(usize, Option<&Agent>) -> bool>,
+    admit: &mut Option<&mut Admit<'_>>,
 ) -> Result<Result<(), CommitError>, Fail<StoreError>> {
     let key = hb.agent_id.as_bytes();
     let hot = reads.hot.get(&hb.agent_id).cloned().flatten();
@@ -441,7 +441,7 @@ impl Cmdb {
     pub(crate) fn do_commit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],
-        mut admit: Option<&mut dyn FnMut(usize, Option<&Agent>) -> bool>,
+        mut admit: Option<&mut Admit<'_>>,
     ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
         let _writing = self.writing();
         // Durable as it commits: a heartbeat batch is one transaction, not one and a flush.

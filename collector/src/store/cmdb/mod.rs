@@ -854,7 +854,7 @@ impl Store for Cmdb {
     fn admit_heartbeats(
         &self,
         batch: &[HeartbeatCommit],
-        admit: &mut dyn FnMut(usize, Option<&Agent>) -> bool,
+        admit: &mut Admit<'_>,
     ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
         self.do_commit_heartbeats(batch, Some(admit))
     }
