@@ -508,10 +508,10 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
 }
 
 /// Each collector on a shared database gives numbers (CIs, software variants) from a block
-/// it reserved, so commits that number something do not queue on one counter. Two
-/// collectors numbering the same new versions and their own computers at once: every key
-/// gets one number, each number one key, and each collector reads the other's installs back
-/// as written.
+/// it reserved, so commits that number something do not queue on one counter; a variant
+/// new to the fleet is numbered by the commit that installs it. Two collectors numbering
+/// the same new versions and their own computers at once: every key gets one number, each
+/// number one key, and each collector reads the other's installs back as written.
 #[test]
 fn two_collectors_numbering_at_once_give_each_key_one_number() {
     let url = Cluster::shared().database("pg_numbers");
@@ -541,7 +541,16 @@ fn two_collectors_numbering_at_once_give_each_key_one_number() {
                         &version(i),
                         "amd64",
                     )];
-                    stores[i % 2].commit_ingest(&commit).unwrap();
+                    // A variant another collector numbered first refuses the commit as
+                    // an identity race, which the ingest answers by trying again.
+                    let mut tries = 0;
+                    loop {
+                        match stores[i % 2].commit_ingest(&commit) {
+                            Ok(()) => break,
+                            Err(CommitError::IdentityRace(_)) if tries < 5 => tries += 1,
+                            Err(e) => panic!("{computer}: {e}"),
+                        }
+                    }
                 }
             })
         })

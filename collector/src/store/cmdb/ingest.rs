@@ -217,6 +217,8 @@ pub(crate) fn outbox_key(at: DateTime<Utc>) -> [u8; 16] {
 struct PreparedIngest {
     shared: Vec<(Vec<u8>, Vec<u8>, u32, String)>,
     records: Vec<machine::Encoded>,
+    /// Variants new to the fleet, numbered for this commit to write (shared database).
+    variants: Vec<PendingVariant>,
     change_record: Option<Vec<u8>>,
     conflict: Option<Vec<u8>>,
     removals: Vec<(Vec<u8>, Vec<u8>)>,
@@ -257,7 +259,15 @@ impl Cmdb {
                 .as_deref()
                 .map(|id| (id, c.install_puts.as_slice(), c.install_deletes.as_slice())),
         };
-        let records = self.prepare_records(writes, c.seen_at, record_link)?;
+        // On a shared database the variants this commit is the first to install are
+        // numbered by the commit itself.
+        let mut variants = Vec::new();
+        let records = self.prepare_records_numbering(
+            writes,
+            c.seen_at,
+            record_link,
+            self.backend.shared().then_some(&mut variants),
+        )?;
         let queued = match &c.change_record {
             Some(r) => Some(codec::encode_json(&QueuedEvent {
                 event_type: "change_record.created".into(),
@@ -276,6 +286,7 @@ impl Cmdb {
         Ok(PreparedIngest {
             shared,
             records,
+            variants,
             change_record: c
                 .change_record
                 .as_ref()
@@ -308,6 +319,7 @@ impl Cmdb {
             .chain(c.supersedes.as_deref().map(str::as_bytes))
             .collect();
         let conflict_keys: Vec<&[u8]> = c.conflict.iter().map(|k| k.id.as_bytes()).collect();
+        let variant_keys: Vec<&[u8]> = p.variants.iter().map(|v| v.key.as_slice()).collect();
         transact(self.backend.as_ref(), |tx| {
             let key = c.agent_id.as_bytes();
             // Everything the commit reads, read (and locked) together: one round trip on a
@@ -322,6 +334,7 @@ impl Cmdb {
                 (Space::Conflicts, &conflict_keys),
                 (Space::Computers, &records),
                 (Space::Reverse, &postings),
+                (Space::VariantIds, &variant_keys),
             ])?;
             let mut both = tx
                 .get_each(&[(Space::Agents, key), (Space::AgentState, key)])?
@@ -371,6 +384,25 @@ impl Cmdb {
             if let (Some(conflict), Some(bytes)) = (&c.conflict, &p.conflict) {
                 if tx.get(Space::Conflicts, conflict.id.as_bytes())?.is_none() {
                     tx.put(Space::Conflicts, conflict.id.as_bytes(), bytes)?;
+                }
+            }
+            for (v, stored) in p
+                .variants
+                .iter()
+                .zip(tx.get_many(Space::VariantIds, &variant_keys)?)
+            {
+                match stored {
+                    Some(n) if codec::read_num(&n) != Some(v.num) => {
+                        return Err(Fail::Abort(CommitError::IdentityRace(format!(
+                            "software variant {} numbered by another collector",
+                            v.num
+                        ))));
+                    }
+                    Some(_) => {}
+                    None => {
+                        tx.put(Space::VariantIds, &v.key, &codec::num_key(v.num))?;
+                        tx.put(Space::Variants, &codec::num_key(v.num), &v.value)?;
+                    }
                 }
             }
             for e in &p.records {
@@ -429,6 +461,7 @@ impl Cmdb {
         if let Ok(mut known) = self.cache.shared.write() {
             known.extend(p.shared.iter().map(|(_, _, _, id)| id.clone()));
         }
+        self.variants_committed(&p.variants);
         self.remember_summaries(&p.records);
         let history: usize = p.records.iter().map(|e| e.history_bytes).sum();
         if history > 0 {

@@ -684,6 +684,19 @@ impl Cmdb {
         at: DateTime<Utc>,
         change_record: Option<(&str, &str)>,
     ) -> Result<Vec<Encoded>, StoreError> {
+        self.prepare_records_numbering(w, at, change_record, None)
+    }
+
+    /// [`Cmdb::prepare_records`]; with `deferred`, variants new to the fleet get provisional
+    /// numbers that the commit itself writes (see [`PendingVariant`]) instead of being
+    /// interned in a transaction of their own.
+    pub(crate) fn prepare_records_numbering(
+        &self,
+        w: Writes<'_>,
+        at: DateTime<Utc>,
+        change_record: Option<(&str, &str)>,
+        deferred: Option<&mut Vec<PendingVariant>>,
+    ) -> Result<Vec<Encoded>, StoreError> {
         let typed = w
             .installs
             .filter(|(_, p, d)| !p.is_empty() || !d.is_empty());
@@ -793,7 +806,11 @@ impl Cmdb {
             }
             counts.push(wanted.len() - before);
         }
-        let mut interned = self.intern_variants(&wanted)?.into_iter();
+        let mut interned = match deferred {
+            Some(pending) => self.number_variants_deferred(&wanted, pending)?,
+            None => self.intern_variants(&wanted)?,
+        }
+        .into_iter();
         for (change, n) in groups.values_mut().zip(counts) {
             change.variants = interned.by_ref().take(n).collect();
         }

@@ -614,6 +614,104 @@ impl Cmdb {
         map.get(&product)?.get(package).copied()
     }
 
+    /// Numbers for software variants, as [`Cmdb::intern_variants`], except that a variant
+    /// no collector has numbered yet gets a provisional number from this collector's
+    /// reserved block and goes into `pending`, for the commit that uses it to write (one
+    /// flushed transaction instead of two on a shared database). Nothing is cached until
+    /// that commit succeeds ([`Cmdb::variants_committed`]).
+    pub(crate) fn number_variants_deferred(
+        &self,
+        wanted: &[(u32, SharedPackage)],
+        pending: &mut Vec<PendingVariant>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let mut out = vec![0u32; wanted.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, (product, package)) in wanted.iter().enumerate() {
+            match self.known_variant(*product, package) {
+                Some(n) => out[i] = n,
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut fresh: Vec<(usize, [u8; 16], Vec<u8>)> = Vec::with_capacity(missing.len());
+        for &i in &missing {
+            let value = codec::encode(&VariantRec {
+                product: wanted[i].0,
+                package: (*wanted[i].1).clone(),
+            })?;
+            fresh.push((i, codec::variant_key(&value), value));
+        }
+        let keys: Vec<&[u8]> = fresh.iter().map(|(_, k, _)| k.as_slice()).collect();
+        let stored = self.backend.get_many(Space::VariantIds, &keys)?;
+        let mut unnumbered = Vec::new();
+        for ((i, _, _), stored) in fresh.iter().zip(stored) {
+            match stored.as_deref().and_then(codec::read_num) {
+                Some(n) => {
+                    out[*i] = n;
+                    self.cache_variant(wanted[*i].0, &wanted[*i].1, n);
+                }
+                None => unnumbered.push(*i),
+            }
+        }
+        // A package named twice gets one number.
+        let mut given: HashMap<[u8; 16], u32> = HashMap::new();
+        let distinct = {
+            let mut keys: Vec<[u8; 16]> = fresh
+                .iter()
+                .filter(|(i, _, _)| unnumbered.contains(i))
+                .map(|(_, k, _)| *k)
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len()
+        };
+        if distinct == 0 {
+            return Ok(out);
+        }
+        let mut numbers = self.reserve(Numbering::VARIANTS, distinct)?.into_iter();
+        for (i, key, value) in fresh {
+            if !unnumbered.contains(&i) {
+                continue;
+            }
+            if let Some(&n) = given.get(&key) {
+                out[i] = n;
+                continue;
+            }
+            let n = numbers
+                .next()
+                .ok_or_else(|| io("fewer variant numbers reserved than variants"))?;
+            given.insert(key, n);
+            out[i] = n;
+            pending.push(PendingVariant {
+                key,
+                num: n,
+                value,
+                product: wanted[i].0,
+                package: wanted[i].1.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Caches the variants a commit numbered, once it has committed.
+    pub(crate) fn variants_committed(&self, pending: &[PendingVariant]) {
+        for v in pending {
+            self.cache_variant(v.product, &v.package, v.num);
+        }
+    }
+
+    fn cache_variant(&self, product: u32, package: &SharedPackage, n: u32) {
+        if let Ok(mut map) = self.cache.variant_nums.write() {
+            if map.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED {
+                map.clear();
+            }
+            map.entry(product).or_default().insert(package.clone(), n);
+        }
+        remember(&self.cache.variants, n, (product, package.clone()));
+    }
+
     /// Numbers for software variants (product number, package), interning the new ones
     /// fleet-wide.
     pub(crate) fn intern_variants(
@@ -685,6 +783,18 @@ impl Numbering {
         records: Space::Variants,
         what: "variant numbers",
     };
+}
+
+/// A software variant numbered provisionally for the commit that installs it: the commit
+/// writes its index entry and record if no collector numbered it meanwhile, and is refused
+/// as an identity race (the ingest tries again, and finds that number) if one did.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingVariant {
+    pub key: [u8; 16],
+    pub num: u32,
+    pub value: Vec<u8>,
+    pub product: u32,
+    pub package: SharedPackage,
 }
 
 /// Where a transaction's fresh numbers come from.
