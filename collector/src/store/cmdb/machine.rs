@@ -270,26 +270,39 @@ impl Cmdb {
     /// was decoded from. A lent machine is taken only when all three records still have
     /// the bytes it was decoded from, so it is exactly what decoding would give.
     pub(crate) fn load_machine_lending(&self, num: u32) -> Result<(Machine, LentRaws), StoreError> {
+        self.load_machine_reading(num, false)
+            .map(|(m, raws, _)| (m, raws))
+    }
+
+    /// [`Cmdb::load_machine_lending`], with the computer's last-seen record read in the same
+    /// round trip when `with_seen`.
+    pub(crate) fn load_machine_reading(
+        &self,
+        num: u32,
+        with_seen: bool,
+    ) -> Result<(Machine, LentRaws, Option<Vec<u8>>), StoreError> {
         let key = codec::num_key(num);
-        let mut three = self
-            .backend
-            .get_each(&[
-                (Space::Computers, &key),
-                (Space::Components, &key),
-                (Space::Installs, &key),
-            ])?
-            .into_iter();
+        let mut wanted: Vec<(Space, &[u8])> = vec![
+            (Space::Computers, &key),
+            (Space::Components, &key),
+            (Space::Installs, &key),
+        ];
+        if with_seen {
+            wanted.push((Space::Seen, &key));
+        }
+        let mut three = self.backend.get_each(&wanted)?.into_iter();
         let raw = three.next().flatten();
         let raws = LentRaws {
             components: three.next().flatten(),
             installs: three.next().flatten(),
         };
+        let seen = three.next().flatten();
         {
             let mut lent = self.cache.lent.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(at) = lent.iter().position(|l| l.machine.num == num) {
                 if let Some(l) = lent.remove(at) {
                     if l.machine.raw == raw && l.raws == raws {
-                        return Ok((l.machine, raws));
+                        return Ok((l.machine, raws, seen));
                     }
                 }
             }
@@ -327,7 +340,7 @@ impl Cmdb {
                 .map(|i| ((i.product, i.disc.clone()), i))
                 .collect(),
         };
-        Ok((machine, raws))
+        Ok((machine, raws, seen))
     }
 
     /// An install back as the edge people and drift see.

@@ -191,12 +191,15 @@ impl Cmdb {
         if !self.is_holder(computer_id, num)? {
             return Ok(OwnedState::default());
         }
-        let (m, raws) = self.load_machine_lending(num)?;
+        // The last-seen record in the same round trip as the three records.
+        let (m, raws, seen) = self.load_machine_reading(num, true)?;
         let Some(computer) = m.computer() else {
             return Ok(OwnedState::default());
         };
         let mut computer = computer.to_ci(None);
-        self.overlay_seen(num, &mut computer)?;
+        if let Some(v) = seen {
+            overlay_seen_bytes(num, &v, &mut computer)?;
+        }
         let mut relationships: Vec<Relationship> = m
             .edges
             .iter()
