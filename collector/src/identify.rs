@@ -177,8 +177,9 @@ type Claims = (Vec<(IdentityKey, String)>, Option<(IdentityKey, String)>);
 fn claims_for(store: &dyn Store, keys: &[IdentityKey], ci_id: &str) -> Result<Claims, StoreError> {
     let mut claims = Vec::new();
     let mut taken = None;
-    for k in keys {
-        match store.lookup_identity(k)? {
+    // One read for all of them (a round trip each on a shared database).
+    for (k, held) in keys.iter().zip(store.lookup_identities(keys)?) {
+        match held {
             None => claims.push((k.clone(), ci_id.to_string())),
             Some(existing) if existing == ci_id => {}
             Some(other) => {
@@ -256,8 +257,9 @@ pub fn identify(
         });
     }
 
-    for key in &keys {
-        let Some(existing_id) = store.lookup_identity(key)? else {
+    let held = store.lookup_identities(&keys)?;
+    for (key, existing_id) in keys.iter().zip(held) {
+        let Some(existing_id) = existing_id else {
             continue;
         };
         let Some(existing) = store.get_ci(&existing_id)? else {

@@ -398,6 +398,10 @@ pub trait Store: Send + Sync + 'static {
     /// names no computer any more).
     fn computer_summaries(&self, keys: &[u64]) -> Result<Vec<Option<ComputerSummary>>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
+    /// [`Store::lookup_identity`] for several keys, in their order: one read, not one each.
+    fn lookup_identities(&self, keys: &[IdentityKey]) -> Result<Vec<Option<String>>, StoreError> {
+        keys.iter().map(|k| self.lookup_identity(k)).collect()
+    }
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError>;
     /// The version in force at `at`: the last one with `valid_from <= at`.
     fn as_of(&self, ci_id: &str, at: DateTime<Utc>) -> Result<Option<CiVersion>, StoreError>;

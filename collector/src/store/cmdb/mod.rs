@@ -1062,6 +1062,17 @@ impl Store for Cmdb {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    fn lookup_identities(&self, keys: &[IdentityKey]) -> Result<Vec<Option<String>>, StoreError> {
+        let encoded: Vec<String> = keys.iter().map(IdentityKey::encoded).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|k| k.as_bytes()).collect();
+        Ok(self
+            .backend
+            .get_many(Space::Identity, &refs)?
+            .into_iter()
+            .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .collect())
+    }
+
     fn history(&self, ci_id: &str) -> Result<Vec<CiVersion>, StoreError> {
         self.read_history(ci_id)
     }
