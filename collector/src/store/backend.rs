@@ -305,6 +305,11 @@ pub trait Backend: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
+    /// Whether every transaction is durable when it returns ([`Backend::flush`] has
+    /// nothing left to do), so nothing need wait for a group flush.
+    fn durable_commits(&self) -> bool {
+        false
+    }
     /// On a shared store: the computer summaries written since `horizon` (every one when
     /// `None`) and the horizon to pass next time, so a process keeps its summary table in
     /// step with other processes' writes by reading only what changed (`None` from an

@@ -306,6 +306,11 @@ pub trait Store: Send + Sync + 'static {
     fn remote(&self) -> bool {
         false
     }
+    /// Whether a commit is durable when it returns (see [`backend::Backend::durable_commits`]):
+    /// an accepted inventory is then answered without waiting for the group flush.
+    fn durable_commits(&self) -> bool {
+        false
+    }
     /// Makes every committed write durable (fsync).
     fn flush(&self) -> Result<(), StoreError>;
     /// Whether this process is (still) the one that runs the fleet-wide background work:

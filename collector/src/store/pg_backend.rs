@@ -1445,6 +1445,10 @@ impl Backend for PgBackend {
         true
     }
 
+    fn durable_commits(&self) -> bool {
+        true
+    }
+
     fn summaries_since(&self, horizon: Option<u64>) -> Result<Option<WrittenSince>, StoreError> {
         let since = horizon.unwrap_or(0).to_string();
         let mut lease = self.lease()?;

@@ -901,6 +901,10 @@ impl Store for Cmdb {
         self.backend.shared()
     }
 
+    fn durable_commits(&self) -> bool {
+        self.backend.durable_commits()
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         let _writing = self.writing();
         self.backend.put(
