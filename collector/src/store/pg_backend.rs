@@ -1682,6 +1682,36 @@ fn tx_store_error(e: TxError) -> StoreError {
 }
 
 impl PgBackend {
+    /// One page of a scan: keys above `lower` (inclusive when its flag says so) and below
+    /// `upper`, at most `page` of them, in the scan's order.
+    fn scan_page(
+        &self,
+        lease: &mut Lease<'_>,
+        space: Space,
+        lower: &Option<(Vec<u8>, bool)>,
+        upper: &Option<Vec<u8>>,
+        reverse: bool,
+        page: i64,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let lower_kind = match lower {
+            None => 0,
+            Some((_, true)) => 1,
+            Some((_, false)) => 2,
+        };
+        let stmt = lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), reverse))?;
+        let mut params: Params = Vec::new();
+        if let Some((k, _)) = lower {
+            params.push(Box::new(k.clone()));
+        }
+        if let Some(k) = upper {
+            params.push(Box::new(k.clone()));
+        }
+        params.push(Box::new(page));
+        let client = lease.client()?;
+        self.run(async move { client.query(&stmt, &as_refs(&params)).await })?
+            .map_err(|e| lease.failed(e))
+    }
+
     /// The scan's first page as one statement: visited, and `true`, when it is the whole
     /// scan; `false`, and nothing visited, when there is more.
     fn scan_one_page(
@@ -1692,25 +1722,9 @@ impl PgBackend {
         visit: &mut Visit<'_>,
     ) -> Result<bool, StoreError> {
         const PAGE: i64 = 128;
-        let lower_kind = if range.from.is_some() { 1 } else { 0 };
-        let stmt = lease.statement(Sql::Scan(
-            space,
-            lower_kind,
-            range.to.is_some(),
-            range.reverse,
-        ))?;
-        let mut params: Params = Vec::new();
-        if let Some(k) = range.from {
-            params.push(Box::new(k.to_vec()));
-        }
-        if let Some(k) = range.to {
-            params.push(Box::new(k.to_vec()));
-        }
-        params.push(Box::new(PAGE));
-        let client = lease.client()?;
-        let rows = self
-            .run(async move { client.query(&stmt, &as_refs(&params)).await })?
-            .map_err(|e| lease.failed(e))?;
+        let lower = range.from.map(|f| (f.to_vec(), true));
+        let upper = range.to.map(<[u8]>::to_vec);
+        let rows = self.scan_page(lease, space, &lower, &upper, range.reverse, PAGE)?;
         if rows.len() as i64 == PAGE {
             return Ok(false);
         }
@@ -1734,25 +1748,7 @@ impl PgBackend {
         let mut lower: Option<(Vec<u8>, bool)> = range.from.map(|f| (f.to_vec(), true));
         let mut upper: Option<Vec<u8>> = range.to.map(|t| t.to_vec());
         loop {
-            let lower_kind = match &lower {
-                None => 0,
-                Some((_, true)) => 1,
-                Some((_, false)) => 2,
-            };
-            let stmt =
-                lease.statement(Sql::Scan(space, lower_kind, upper.is_some(), range.reverse))?;
-            let mut params: Params = Vec::new();
-            if let Some((k, _)) = &lower {
-                params.push(Box::new(k.clone()));
-            }
-            if let Some(k) = &upper {
-                params.push(Box::new(k.clone()));
-            }
-            params.push(Box::new(page));
-            let client = lease.client()?;
-            let rows = self
-                .run(async move { client.query(&stmt, &as_refs(&params)).await })?
-                .map_err(|e| lease.failed(e))?;
+            let rows = self.scan_page(lease, space, &lower, &upper, range.reverse, page)?;
             let full = rows.len() as i64 == page;
             let mut last: Option<Vec<u8>> = None;
             for row in &rows {

@@ -611,6 +611,19 @@ impl Cmdb {
         Ok(out)
     }
 
+    /// The numbers of `wanted` this process knows, and the indexes of those it does not.
+    fn known_variants(&self, wanted: &[(u32, SharedPackage)]) -> (Vec<u32>, Vec<usize>) {
+        let mut out = vec![0u32; wanted.len()];
+        let mut missing = Vec::new();
+        for (i, (product, package)) in wanted.iter().enumerate() {
+            match self.known_variant(*product, package) {
+                Some(n) => out[i] = n,
+                None => missing.push(i),
+            }
+        }
+        (out, missing)
+    }
+
     fn known_variant(&self, product: u32, package: &Package) -> Option<u32> {
         let map = self.cache.variant_nums.read().ok()?;
         map.get(&product)?.get(package).copied()
@@ -626,14 +639,7 @@ impl Cmdb {
         wanted: &[(u32, SharedPackage)],
         pending: &mut Vec<PendingVariant>,
     ) -> Result<Vec<u32>, StoreError> {
-        let mut out = vec![0u32; wanted.len()];
-        let mut missing: Vec<usize> = Vec::new();
-        for (i, (product, package)) in wanted.iter().enumerate() {
-            match self.known_variant(*product, package) {
-                Some(n) => out[i] = n,
-                None => missing.push(i),
-            }
-        }
+        let (mut out, missing) = self.known_variants(wanted);
         if missing.is_empty() {
             return Ok(out);
         }
@@ -720,14 +726,7 @@ impl Cmdb {
         &self,
         wanted: &[(u32, SharedPackage)],
     ) -> Result<Vec<u32>, StoreError> {
-        let mut out = vec![0u32; wanted.len()];
-        let mut missing: Vec<usize> = Vec::new();
-        for (i, (product, package)) in wanted.iter().enumerate() {
-            match self.known_variant(*product, package) {
-                Some(n) => out[i] = n,
-                None => missing.push(i),
-            }
-        }
+        let (mut out, missing) = self.known_variants(wanted);
         if missing.is_empty() {
             return Ok(out);
         }
@@ -744,19 +743,9 @@ impl Cmdb {
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let value_refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
         let given = self.number(Numbering::VARIANTS, &key_refs, &value_refs)?;
-        if let Ok(mut map) = self.cache.variant_nums.write() {
-            if map.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED {
-                map.clear();
-            }
-            for (&i, &n) in missing.iter().zip(&given) {
-                map.entry(wanted[i].0)
-                    .or_default()
-                    .insert(wanted[i].1.clone(), n);
-            }
-        }
         for (&i, n) in missing.iter().zip(given) {
             out[i] = n;
-            remember(&self.cache.variants, n, (wanted[i].0, wanted[i].1.clone()));
+            self.cache_variant(wanted[i].0, &wanted[i].1, n);
         }
         Ok(out)
     }
