@@ -836,7 +836,6 @@ impl PgBackend {
             locked: HashSet::new(),
             spaces: HashMap::new(),
             writes: BTreeMap::new(),
-            existing: HashSet::new(),
             read: HashMap::new(),
             error: None,
         };
@@ -1044,10 +1043,9 @@ struct PgTx<'b, 'l> {
     spaces: HashMap<Space, bool>,
     /// Held until the commit: `None` deletes.
     writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>,
-    /// Keys this transaction read and found (locked, so still there at the commit).
-    existing: HashSet<(Space, Vec<u8>)>,
     /// What this transaction read: its locks keep every value as read until the commit, so
-    /// a key read (or prefetched, [`Tx::prefetch`]) once is not asked for again.
+    /// a key read (or prefetched, [`Tx::prefetch`]) once is not asked for again, and a key
+    /// found is still there at the commit (written with an UPDATE).
     read: HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
     /// The server's reason for the last failure, kept to tell a retry from an error.
     error: Option<SqlState>,
@@ -1193,7 +1191,7 @@ impl PgTx<'_, '_> {
         let keys: Vec<(Space, &[u8])> = writes.keys().map(|(s, k)| (*s, k.as_slice())).collect();
         let mut steps = self.preamble(&keys)?;
         let mut by_space: BTreeMap<Space, Batch> = BTreeMap::new();
-        let existing = std::mem::take(&mut self.existing);
+        let read = std::mem::take(&mut self.read);
         // The reporting tables follow the bytes in the same transaction.
         let mut reports = Vec::new();
         for ((space, key), value) in writes {
@@ -1204,7 +1202,7 @@ impl PgTx<'_, '_> {
             }
             let entry = by_space.entry(space).or_default();
             match value {
-                Some(v) if existing.contains(&(space, key.clone())) => {
+                Some(v) if read.get(&(space, key.clone())).is_some_and(Option::is_some) => {
                     entry.update_keys.push(key);
                     entry.update_values.push(v);
                 }
@@ -1278,9 +1276,6 @@ impl Tx for PgTx<'_, '_> {
         steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
         let rows = self.pipeline(steps)?;
         let found = first_value(&rows).map_err(TxError::Store)?;
-        if found.is_some() {
-            self.existing.insert((space, key.to_vec()));
-        }
         self.read.insert(wanted, found.clone());
         Ok(found)
     }
@@ -1353,8 +1348,6 @@ impl Tx for PgTx<'_, '_> {
             for (i, rows) in asked.into_iter().zip(rows.into_iter().skip(first)) {
                 let space = wanted[i].0;
                 let found = key_values(&rows).map_err(TxError::Store)?;
-                self.existing
-                    .extend(found.keys().map(|k| (space, k.clone())));
                 // A key named twice gets its value twice (regression: the second was
                 // `None`, and a variant already numbered was numbered again).
                 for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
@@ -1392,9 +1385,6 @@ impl Tx for PgTx<'_, '_> {
         let mut out = Vec::with_capacity(keys.len());
         for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
             let found = first_value(&rows).map_err(TxError::Store)?;
-            if found.is_some() {
-                self.existing.insert((*space, key.to_vec()));
-            }
             self.read.insert((*space, key.to_vec()), found.clone());
             out.push(found);
         }

@@ -123,7 +123,6 @@ fn heartbeat_in(
     let key = hb.agent_id.as_bytes();
     let hot = reads.hot.get(&hb.agent_id).cloned().flatten();
     let stored = reads.agents.get(&hb.agent_id).and_then(Option::as_ref);
-    let current = stored.map(|agent| current_seq(agent, hot.as_deref()));
     let admitted = admit.is_some();
     if let Some(admit) = admit.as_mut() {
         let standing = match (stored, hot.as_deref().and_then(decode_hot)) {
@@ -147,7 +146,7 @@ fn heartbeat_in(
     if agent.is_revoked() {
         return Ok(Err(CommitError::AgentGone(hb.agent_id.clone())));
     }
-    let current = current.unwrap_or(agent.last_seq);
+    let current = current_seq(agent, hot.as_deref());
     // An admitted heartbeat was checked against this very record, under its lock.
     if !admitted && current != hb.expected_last_seq {
         return Ok(Err(CommitError::SeqMoved {

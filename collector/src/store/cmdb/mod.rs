@@ -560,36 +560,32 @@ impl Cmdb {
             list.sort_unstable();
             list.dedup();
         }
-        if !products.is_empty() {
-            let keys: Vec<[u8; 4]> = products.iter().map(|&n| codec::num_key(n)).collect();
-            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-            for (&num, v) in products
-                .iter()
-                .zip(self.backend.get_many(Space::NumIds, &refs)?)
-            {
-                if let Some(v) = v {
-                    remember(&self.cache.ids, num, Arc::from(String::from_utf8_lossy(&v)));
-                }
-            }
+        for (num, v) in self.read_numbered(Space::NumIds, &products)? {
+            remember(&self.cache.ids, num, Arc::from(String::from_utf8_lossy(&v)));
         }
-        if !variants.is_empty() {
-            let keys: Vec<[u8; 4]> = variants.iter().map(|&n| codec::num_key(n)).collect();
-            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-            for (&num, v) in variants
-                .iter()
-                .zip(self.backend.get_many(Space::Variants, &refs)?)
-            {
-                if let Some(v) = v {
-                    let rec: VariantRec = codec::decode(Space::Variants.name(), &v)?;
-                    remember(
-                        &self.cache.variants,
-                        num,
-                        (rec.product, Arc::new(rec.package)),
-                    );
-                }
-            }
+        for (num, v) in self.read_numbered(Space::Variants, &variants)? {
+            let rec: VariantRec = codec::decode(Space::Variants.name(), &v)?;
+            remember(
+                &self.cache.variants,
+                num,
+                (rec.product, Arc::new(rec.package)),
+            );
         }
         Ok(())
+    }
+
+    /// The records of `nums` in a space keyed by number, those found, in one read.
+    fn read_numbered(&self, space: Space, nums: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        if nums.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<[u8; 4]> = nums.iter().map(|&n| codec::num_key(n)).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        Ok(nums
+            .iter()
+            .zip(self.backend.get_many(space, &refs)?)
+            .filter_map(|(&num, v)| Some((num, v?)))
+            .collect())
     }
 
     /// A variant's product number and package.
@@ -654,35 +650,27 @@ impl Cmdb {
         let keys: Vec<&[u8]> = fresh.iter().map(|(_, k, _)| k.as_slice()).collect();
         let stored = self.backend.get_many(Space::VariantIds, &keys)?;
         let mut unnumbered = Vec::new();
-        for ((i, _, _), stored) in fresh.iter().zip(stored) {
+        for (entry, stored) in fresh.into_iter().zip(stored) {
             match stored.as_deref().and_then(codec::read_num) {
                 Some(n) => {
-                    out[*i] = n;
-                    self.cache_variant(wanted[*i].0, &wanted[*i].1, n);
+                    let i = entry.0;
+                    out[i] = n;
+                    self.cache_variant(wanted[i].0, &wanted[i].1, n);
                 }
-                None => unnumbered.push(*i),
+                None => unnumbered.push(entry),
             }
         }
         // A package named twice gets one number.
-        let mut given: HashMap<[u8; 16], u32> = HashMap::new();
-        let distinct = {
-            let mut keys: Vec<[u8; 16]> = fresh
-                .iter()
-                .filter(|(i, _, _)| unnumbered.contains(i))
-                .map(|(_, k, _)| *k)
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.len()
-        };
-        if distinct == 0 {
+        let distinct: std::collections::BTreeSet<[u8; 16]> =
+            unnumbered.iter().map(|(_, k, _)| *k).collect();
+        if distinct.is_empty() {
             return Ok(out);
         }
-        let mut numbers = self.reserve(Numbering::VARIANTS, distinct)?.into_iter();
-        for (i, key, value) in fresh {
-            if !unnumbered.contains(&i) {
-                continue;
-            }
+        let mut numbers = self
+            .reserve(Numbering::VARIANTS, distinct.len())?
+            .into_iter();
+        let mut given: HashMap<[u8; 16], u32> = HashMap::new();
+        for (i, key, value) in unnumbered {
             if let Some(&n) = given.get(&key) {
                 out[i] = n;
                 continue;
