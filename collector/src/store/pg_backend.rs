@@ -21,8 +21,12 @@
 //! left to do.
 //!
 //! The trait is synchronous and its callers run on any thread (blocking pool, a dedicated
-//! committer, a test). Queries therefore run as tasks on a small runtime of this backend's
-//! own and the caller waits on a channel; a caller on an async worker never nests runtimes.
+//! committer, a test). Each connection therefore owns a one-thread runtime and its socket,
+//! and the thread that leased the connection drives both while it waits for its answer (as
+//! the `postgres` crate does): a round trip wakes no other thread. Queries used to run as
+//! tasks on a shared runtime with the caller waiting on a channel, two thread hand-offs per
+//! round trip that cost more than the statement under load. A caller on an async worker
+//! gives its worker up first (`block_in_place`), so runtimes never nest.
 //!
 //! Architecture Invariant: every PostgreSQL failure is [`StoreError::Unavailable`]: the
 //! server keeps its own durability, so a collector answers 503 and tries again, never
@@ -31,6 +35,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -516,6 +521,10 @@ impl Sql {
 struct Conn {
     client: Arc<Client>,
     statements: HashMap<Sql, Statement>,
+    /// `None` once the connection has ended.
+    io: Option<Io>,
+    /// Owns `io`'s socket; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 #[derive(Default)]
@@ -525,8 +534,6 @@ struct PoolState {
 }
 
 pub struct PgBackend {
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
     config: tokio_postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     options: PgOptions,
@@ -535,15 +542,6 @@ pub struct PgBackend {
     /// The connection that holds (or keeps asking for) the leader lock, outside the pool:
     /// the lock lives as long as this session, so a collector that dies lets go of it.
     leader: Mutex<Option<(Conn, bool)>>,
-}
-
-impl Drop for PgBackend {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks; a store may be dropped on an async worker.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 /// A connection borrowed from the pool; back to it on drop unless it broke.
@@ -556,7 +554,7 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let mut pool = self.backend.pool.lock().unwrap_or_else(|p| p.into_inner());
         match self.conn.take() {
-            Some(c) if !c.client.is_closed() => pool.idle.push(c),
+            Some(c) if c.open() => pool.idle.push(c),
             _ => pool.open = pool.open.saturating_sub(1),
         }
         self.backend.freed.notify_one();
@@ -572,6 +570,16 @@ impl Lease<'_> {
 
     fn client(&mut self) -> Result<Arc<Client>, StoreError> {
         Ok(self.conn()?.client.clone())
+    }
+
+    /// Runs `fut` (statements on this connection) to its end, bounded.
+    fn run<F>(&mut self, fut: F) -> Result<F::Output, StoreError>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let bound = self.backend.bound();
+        self.conn()?.run(bound, fut)
     }
 
     /// Drops the connection instead of giving it back (its state is unknown).
@@ -595,7 +603,6 @@ impl Lease<'_> {
         let client = self.client()?;
         let text = sql.text();
         let prepared = self
-            .backend
             .run(async move { client.prepare(&text).await })?
             .map_err(unavailable)?;
         self.conn()?.statements.insert(sql, prepared.clone());
@@ -630,15 +637,7 @@ impl PgBackend {
             tokio_postgres::config::SslMode::Disable => None,
             _ => Some(tls_connector(&options)?),
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("census-pg")
-            .enable_all()
-            .build()
-            .map_err(unavailable)?;
         let backend = PgBackend {
-            handle: runtime.handle().clone(),
-            runtime: Some(runtime),
             config,
             tls,
             options,
@@ -650,45 +649,48 @@ impl PgBackend {
         Ok(backend)
     }
 
-    /// Runs `fut` on the backend's runtime and waits for it, bounded.
-    fn run<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let bound = self.options.statement_timeout + Duration::from_secs(5);
-        self.handle.spawn(async move {
-            let _ = tx.send(tokio::time::timeout(bound, fut).await);
-        });
-        match rx.recv() {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err(unavailable(format!(
-                "no answer within {} s",
-                bound.as_secs()
-            ))),
-            Err(_) => Err(unavailable("the query task stopped")),
-        }
+    /// How long a caller waits for one piece of work on a connection: the server's own
+    /// statement bound, and some for the network.
+    fn bound(&self) -> Duration {
+        self.options.statement_timeout + Duration::from_secs(5)
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(unavailable)?;
         let config = self.config.clone();
         let tls = self.tls.clone();
-        let client = self
-            .run(async move {
+        let refused = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!(
+                "PostgreSQL at {} refused or did not answer: {e}",
+                redact(&self.options.conninfo)
+            ))
+        };
+        let bound = self.options.connect_timeout + Duration::from_secs(5);
+        let connected = block_on(&runtime, async move {
+            tokio::time::timeout(bound, async move {
                 match tls {
-                    Some(tls) => config.connect(tls).await.map(drive),
-                    None => config.connect(tokio_postgres::NoTls).await.map(drive),
+                    Some(tls) => config.connect(tls).await.map(|(c, io)| (c, boxed(io))),
+                    None => config
+                        .connect(tokio_postgres::NoTls)
+                        .await
+                        .map(|(c, io)| (c, boxed(io))),
                 }
-            })?
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "PostgreSQL at {} refused or did not answer: {e}",
-                    redact(&self.options.conninfo)
-                ))
-            })?;
+            })
+            .await
+        });
+        let (client, io) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(refused(&e)),
+            Err(e) => return Err(refused(&e)),
+        };
         Ok(Conn {
             client: Arc::new(client),
             statements: HashMap::new(),
+            io: Some(io),
+            runtime: Some(runtime),
         })
     }
 
@@ -696,8 +698,8 @@ impl PgBackend {
         let deadline = Instant::now() + self.options.acquire_timeout;
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(c) = pool.idle.pop() {
-                if c.client.is_closed() {
+            if let Some(mut c) = pool.idle.pop() {
+                if !c.alive() {
                     pool.open = pool.open.saturating_sub(1);
                     continue;
                 }
@@ -749,7 +751,7 @@ impl PgBackend {
             .map(|&(v, what)| (v, what.to_string(), migration_sql(v)))
             .collect();
         let (lock_a, lock_b) = MIGRATION_LOCK;
-        let result = self.run(async move {
+        let result = lease.run(async move {
             client
                 .execute("SELECT pg_advisory_lock($1, $2)", &[&lock_a, &lock_b])
                 .await
@@ -830,7 +832,6 @@ impl PgBackend {
             .lease()
             .map_err(|e| Attempt::Failed(TxError::Store(e)))?;
         let mut tx = PgTx {
-            backend: self,
             lease: &mut lease,
             begun: false,
             locked: HashSet::new(),
@@ -849,7 +850,7 @@ impl PgBackend {
                 if begun {
                     let rolled_back = lease
                         .client()
-                        .and_then(|c| self.run(async move { c.batch_execute("ROLLBACK").await }));
+                        .and_then(|c| lease.run(async move { c.batch_execute("ROLLBACK").await }));
                     if !matches!(rolled_back, Ok(Ok(()))) {
                         lease.discard();
                     }
@@ -988,18 +989,124 @@ fn migration_sql(version: i32) -> String {
     }
 }
 
-/// Runs a connection's I/O on the backend's runtime and hands back its client.
-fn drive<S, T>((client, connection): (Client, tokio_postgres::Connection<S, T>)) -> Client
+/// A connection's I/O (its socket and the protocol's state), run by whoever waits on it.
+type Io = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+fn boxed<S, T>(connection: tokio_postgres::Connection<S, T>) -> Io
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "PostgreSQL connection ended");
+    Box::pin(connection)
+}
+
+/// Runs `fut` to its end on `runtime` from any thread: directly on a plain thread or a
+/// blocking-pool thread; an async worker of a multi-thread runtime first hands its other
+/// tasks to another worker; inside a one-thread runtime (where that is impossible) it runs
+/// on a scoped thread of its own.
+fn block_on<F>(runtime: &tokio::runtime::Runtime, fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => runtime.block_on(fut),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| runtime.block_on(fut)),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(fut))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+    }
+}
+
+/// What waiting on a connection ended with.
+enum Ran<T> {
+    Done(T),
+    TimedOut,
+    /// The connection itself ended (the server closed it, the network broke).
+    Ended(Option<tokio_postgres::Error>),
+}
+
+impl Conn {
+    /// Not known to be closed.
+    fn open(&self) -> bool {
+        self.io.is_some() && !self.client.is_closed()
+    }
+
+    /// Runs `fut` while driving this connection's I/O, at most `bound`.
+    fn run<F>(&mut self, bound: Duration, fut: F) -> Result<F::Output, StoreError>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let (Some(runtime), Some(io)) = (self.runtime.as_ref(), self.io.as_mut()) else {
+            return Err(unavailable("the connection to PostgreSQL has ended"));
+        };
+        let ran = block_on(runtime, async move {
+            let work = tokio::time::timeout(bound, fut);
+            tokio::pin!(work);
+            tokio::select! {
+                biased;
+                done = &mut work => match done {
+                    Ok(v) => Ran::Done(v),
+                    Err(_) => Ran::TimedOut,
+                },
+                ended = io => Ran::Ended(ended.err()),
+            }
+        });
+        match ran {
+            Ran::Done(v) => Ok(v),
+            Ran::TimedOut => Err(unavailable(format!(
+                "no answer within {} s",
+                bound.as_secs()
+            ))),
+            Ran::Ended(e) => {
+                self.close();
+                Err(unavailable(match e {
+                    Some(e) => format!("the connection to PostgreSQL ended: {e}"),
+                    None => "the connection to PostgreSQL ended".to_string(),
+                }))
+            }
         }
-    });
-    client
+    }
+
+    /// Reads what the server sent while the connection sat idle in the pool (a server that
+    /// restarted has closed it): `false` when it has ended.
+    fn alive(&mut self) -> bool {
+        let (Some(runtime), Some(io)) = (self.runtime.as_ref(), self.io.as_mut()) else {
+            return false;
+        };
+        let ended = block_on(runtime, async move {
+            // A turn of the runtime's I/O driver first, so the socket's readiness is known.
+            tokio::task::yield_now().await;
+            futures_util::future::poll_immediate(io).await.is_some()
+        });
+        if ended {
+            self.close();
+        }
+        self.open()
+    }
+
+    fn close(&mut self) {
+        if let Some(runtime) = self.runtime.as_ref() {
+            let _inside = runtime.enter();
+            self.io = None;
+        }
+        self.io = None;
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.close();
+        // Dropping a runtime may block on its threads; a connection may be dropped on an
+        // async worker.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn tls_connector(
@@ -1034,7 +1141,6 @@ fn tls_connector(
 }
 
 struct PgTx<'b, 'l> {
-    backend: &'b PgBackend,
     lease: &'l mut Lease<'b>,
     begun: bool,
     locked: HashSet<(i32, i32)>,
@@ -1129,7 +1235,7 @@ impl PgTx<'_, '_> {
     fn pipeline_all(&mut self, steps: Vec<Step>) -> Result<Vec<Vec<tokio_postgres::Row>>, TxError> {
         let client = self.lease.client().map_err(TxError::Store)?;
         let result = self
-            .backend
+            .lease
             .run(async move {
                 let futures = steps.into_iter().map(|step| {
                     let client = client.clone();
@@ -1409,7 +1515,7 @@ impl Backend for PgBackend {
         let stmt = lease.statement(Sql::Get(space))?;
         let client = lease.client()?;
         let key = key.to_vec();
-        let rows = self
+        let rows = lease
             .run(async move { client.query(&stmt, &[&key]).await })?
             .map_err(|e| lease.failed(e))?;
         first_value(&rows)
@@ -1423,7 +1529,7 @@ impl Backend for PgBackend {
         let stmt = lease.statement(Sql::GetMany(space))?;
         let client = lease.client()?;
         let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let rows = self
+        let rows = lease
             .run(async move { client.query(&stmt, &[&owned]).await })?
             .map_err(|e| lease.failed(e))?;
         let found = key_values(&rows)?;
@@ -1444,7 +1550,7 @@ impl Backend for PgBackend {
         let mut lease = self.lease()?;
         let stmt = lease.statement(Sql::SummariesSince)?;
         let client = lease.client()?;
-        let row = self
+        let row = lease
             .run(async move { client.query_one(&stmt, &[&since]).await })?
             .map_err(|e| lease.failed(e))?;
         let (Ok(next), Ok(keys), Ok(values)) = (
@@ -1470,7 +1576,7 @@ impl Backend for PgBackend {
             reads.push((lease.statement(Sql::Get(*space))?, key.to_vec()));
         }
         let client = lease.client()?;
-        let answers = self.run(async move {
+        let answers = lease.run(async move {
             let futures = reads.into_iter().map(|(stmt, key)| {
                 let client = client.clone();
                 async move { client.query(&stmt, &[&key]).await }
@@ -1499,7 +1605,7 @@ impl Backend for PgBackend {
         let client = lease.client()?;
         // Pages of one snapshot: a long scan sees one point in time, as on the embedded
         // engines. It starts again from its first page inside the transaction.
-        let begun = self.run({
+        let begun = lease.run({
             let c = client.clone();
             async move {
                 c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -1513,7 +1619,7 @@ impl Backend for PgBackend {
         let result = self.scan_pages(&mut lease, space, range, visit);
         let ended = lease
             .client()
-            .and_then(|c| self.run(async move { c.batch_execute("COMMIT").await }));
+            .and_then(|c| lease.run(async move { c.batch_execute("COMMIT").await }));
         if !matches!(ended, Ok(Ok(()))) {
             lease.discard();
         }
@@ -1524,7 +1630,7 @@ impl Backend for PgBackend {
         let mut lease = self.lease()?;
         let stmt = lease.statement(Sql::Count(space))?;
         let client = lease.client()?;
-        let n = self
+        let n = lease
             .run(async move { client.query_one(&stmt, &[]).await })?
             .map_err(|e| lease.failed(e))?;
         Ok(column::<i64>(&n, 0)?.max(0) as usize)
@@ -1567,7 +1673,7 @@ impl Backend for PgBackend {
             }
         }
         let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs.iter().cloned().unzip();
-        let r = self.run(async move {
+        let r = lease.run(async move {
             client.batch_execute("BEGIN").await?;
             client.execute(&stmt, &[&keys, &values]).await?;
             let writes = reports.into_iter().map(|(stmt, params)| {
@@ -1595,7 +1701,8 @@ impl Backend for PgBackend {
             Some(report) => format!("TRUNCATE {}, {SCHEMA}.{}", table(space), report.shape().0),
             None => format!("TRUNCATE {}", table(space)),
         };
-        self.run(async move { client.batch_execute(&sql).await })?
+        lease
+            .run(async move { client.batch_execute(&sql).await })?
             .map_err(|e| lease.failed(e))
     }
 
@@ -1606,7 +1713,7 @@ impl Backend for PgBackend {
 
     fn lead(&self) -> Result<bool, StoreError> {
         let mut slot = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|(c, _)| c.client.is_closed()) {
+        if slot.as_ref().is_some_and(|(c, _)| !c.open()) {
             *slot = None;
         }
         if slot.is_none() {
@@ -1618,7 +1725,8 @@ impl Backend for PgBackend {
         let client = conn.client.clone();
         let (a, b) = LEADER_LOCK;
         let held = *holding;
-        let answer = self.run(async move {
+        let bound = self.bound();
+        let answer = conn.run(bound, async move {
             if held {
                 // Still connected is still holding: a session lock ends only with the session.
                 client.simple_query("SELECT 1").await.map(|_| true)
@@ -1648,7 +1756,7 @@ impl Backend for PgBackend {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let mut lease = self.lease()?;
         let client = lease.client()?;
-        let row = self
+        let row = lease
             .run(async move {
                 client
                     .query_one(
@@ -1698,7 +1806,8 @@ impl PgBackend {
         }
         params.push(Box::new(page));
         let client = lease.client()?;
-        self.run(async move { client.query(&stmt, &as_refs(&params)).await })?
+        lease
+            .run(async move { client.query(&stmt, &as_refs(&params)).await })?
             .map_err(|e| lease.failed(e))
     }
 
