@@ -279,6 +279,37 @@ fn postgres_down_makes_the_store_unavailable_and_it_recovers_without_reopening()
     let _ = pg_backend::SCHEMA;
 }
 
+/// Connections in the pool are read only by the thread that leases them: one the server
+/// closed while it sat idle (a restart, an administrator's `pg_terminate_backend`) must be
+/// noticed at the lease and replaced, not handed to a request that then fails with 503.
+#[test]
+fn a_pooled_connection_the_server_closed_while_idle_is_replaced_at_its_lease() {
+    let cluster = Cluster::shared();
+    let url = cluster.database("pg_idle_closed");
+    let s = open(&url);
+    enroll(&s, &["a1"]);
+    assert!(s.get_agent("a1").unwrap().is_some());
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.split('?').next())
+        .unwrap()
+        .to_string();
+    let ended = cluster
+        .psql(
+            &db,
+            // OFFSET 0 keeps the server from calling the function before the filter.
+            "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() OFFSET 0) other",
+        )
+        .unwrap();
+    assert_ne!(ended, "0", "the store held no connection to close");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for _ in 0..3 {
+        assert!(s.get_agent("a1").unwrap().is_some());
+    }
+}
+
 /// Regression: commits were asynchronous and "flushed" by a later `SELECT txid_current()`,
 /// which writes no WAL and so never waited for a flush; a PostgreSQL crash right after an
 /// acknowledged commit lost it (seen in the e2e outage test).
