@@ -212,14 +212,21 @@ pub struct Accepted {
     pub changed: bool,
 }
 
+/// Drift rules a person edited through another collector on the same database are used
+/// here at most this long after the edit (three reads per period on a busy collector).
+pub const RULES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Ingest {
     pub store: Arc<dyn Store>,
     /// Shared CIs (products, OS releases, subnets) known to exist. They are never deleted,
     /// so a commit need not re-check the hundreds a snapshot references.
     known_shared: std::sync::RwLock<std::collections::HashSet<String>>,
-    /// Noise, severity and planned changes, loaded once and dropped by
-    /// [`Ingest::invalidate_rules`] whenever a person edits them.
-    rules: std::sync::RwLock<Option<Arc<DriftRules>>>,
+    /// Noise, severity and planned changes with when they were read: dropped by
+    /// [`Ingest::invalidate_rules`] whenever a person edits them through this process, and
+    /// read again once older than `rules_max_age`, because on a shared database another
+    /// collector may have taken the edit.
+    rules: std::sync::RwLock<Option<(std::time::Instant, Arc<DriftRules>)>>,
+    rules_max_age: std::time::Duration,
     flap_window: chrono::Duration,
     keep_bodies: bool,
     /// Woken when a commit queued a feed event.
@@ -244,11 +251,18 @@ impl Ingest {
             store,
             known_shared: Default::default(),
             rules: Default::default(),
+            rules_max_age: RULES_MAX_AGE,
             flap_window: chrono::Duration::hours(24),
             keep_bodies: false,
             events: Notify::new(),
             keys: Default::default(),
         }
+    }
+
+    /// How long drift rules read from the store are used before they are read again.
+    pub fn with_rules_max_age(mut self, age: std::time::Duration) -> Self {
+        self.rules_max_age = age;
+        self
     }
 
     pub fn with_flap_window(mut self, window: chrono::Duration) -> Self {
@@ -277,9 +291,12 @@ impl Ingest {
     }
 
     fn drift_rules(&self, now: DateTime<Utc>) -> Result<Arc<DriftRules>, IngestError> {
-        if let Some(r) = self.rules.read().ok().and_then(|r| r.clone()) {
-            return Ok(r);
+        if let Some((read_at, r)) = self.rules.read().ok().and_then(|r| r.clone()) {
+            if read_at.elapsed() < self.rules_max_age {
+                return Ok(r);
+            }
         }
+        let read_at = std::time::Instant::now();
         let rules = Arc::new(DriftRules {
             noise: self.store.list_noise_rules().map_err(unavailable)?,
             severity: self
@@ -291,7 +308,7 @@ impl Ingest {
             flap_window: self.flap_window,
         });
         if let Ok(mut slot) = self.rules.write() {
-            *slot = Some(rules.clone());
+            *slot = Some((read_at, rules.clone()));
         }
         Ok(rules)
     }

@@ -398,6 +398,43 @@ fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
     assert_eq!(rec.planned_changes, vec!["pln_1".to_string()]);
 }
 
+/// Regression: drift rules were cached until this process's own edit dropped them, so a
+/// noise rule created through another collector on the same database never applied here.
+#[test]
+fn a_noise_rule_written_by_another_collector_applies_once_the_cached_rules_age_out() {
+    let mut r = rig("noise_elsewhere");
+    r.ingest = Ingest::new(r.store.clone())
+        .with_flap_window(Duration::hours(1))
+        .with_rules_max_age(std::time::Duration::ZERO);
+    let t0 = Utc::now();
+    r.send(machine(base_software()), t0);
+    // A drift first, so this collector has read (and cached) the rules.
+    let sw = with(base_software(), "openssl", "3.0.13-1~deb12u1");
+    assert!(r
+        .send(machine(sw.clone()), t0 + Duration::minutes(1))
+        .is_some());
+    // Another collector's write: the store changes, this process is not told.
+    r.store
+        .commit_people(
+            &PeopleWrite::PutNoiseRule(NoiseRule {
+                id: "noise_vim".into(),
+                class: CiClass::SoftwareProduct,
+                pattern: ItemPattern::new("software_*", "vim*"),
+                note: "editors churn".into(),
+                created_by: "cm".into(),
+                created_at: t0,
+            }),
+            draft("cm", "noise_rule.create"),
+            t0,
+        )
+        .unwrap();
+    let sw = with(sw, "vim", "2:9.1.0-1");
+    assert!(
+        r.send(machine(sw), t0 + Duration::minutes(2)).is_none(),
+        "the rule read again from the store suppresses the vim upgrade"
+    );
+}
+
 #[test]
 fn noise_rule_suppresses() {
     let mut r = rig("noise");
