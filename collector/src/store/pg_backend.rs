@@ -1090,10 +1090,8 @@ impl Conn {
     }
 
     fn close(&mut self) {
-        if let Some(runtime) = self.runtime.as_ref() {
-            let _inside = runtime.enter();
-            self.io = None;
-        }
+        // Inside its runtime, so the socket leaves that runtime's I/O driver as it drops.
+        let _inside = self.runtime.as_ref().map(|r| r.enter());
         self.io = None;
     }
 }

@@ -398,6 +398,24 @@ fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
     assert_eq!(rec.planned_changes, vec!["pln_1".to_string()]);
 }
 
+/// A change manager's noise rule for vim, written to the store.
+fn put_vim_noise_rule(store: &Cmdb, at: chrono::DateTime<Utc>) {
+    store
+        .commit_people(
+            &PeopleWrite::PutNoiseRule(NoiseRule {
+                id: "noise_vim".into(),
+                class: CiClass::SoftwareProduct,
+                pattern: ItemPattern::new("software_*", "vim*"),
+                note: "editors churn".into(),
+                created_by: "cm".into(),
+                created_at: at,
+            }),
+            draft("cm", "noise_rule.create"),
+            at,
+        )
+        .unwrap();
+}
+
 /// Regression: drift rules were cached until this process's own edit dropped them, so a
 /// noise rule created through another collector on the same database never applied here.
 #[test]
@@ -414,20 +432,7 @@ fn a_noise_rule_written_by_another_collector_applies_once_the_cached_rules_age_o
         .send(machine(sw.clone()), t0 + Duration::minutes(1))
         .is_some());
     // Another collector's write: the store changes, this process is not told.
-    r.store
-        .commit_people(
-            &PeopleWrite::PutNoiseRule(NoiseRule {
-                id: "noise_vim".into(),
-                class: CiClass::SoftwareProduct,
-                pattern: ItemPattern::new("software_*", "vim*"),
-                note: "editors churn".into(),
-                created_by: "cm".into(),
-                created_at: t0,
-            }),
-            draft("cm", "noise_rule.create"),
-            t0,
-        )
-        .unwrap();
+    put_vim_noise_rule(&r.store, t0);
     let sw = with(sw, "vim", "2:9.1.0-1");
     assert!(
         r.send(machine(sw), t0 + Duration::minutes(2)).is_none(),
@@ -440,20 +445,7 @@ fn noise_rule_suppresses() {
     let mut r = rig("noise");
     let t0 = Utc::now();
     r.send(machine(base_software()), t0);
-    r.store
-        .commit_people(
-            &PeopleWrite::PutNoiseRule(NoiseRule {
-                id: "noise_vim".into(),
-                class: CiClass::SoftwareProduct,
-                pattern: ItemPattern::new("software_*", "vim*"),
-                note: "editors churn".into(),
-                created_by: "cm".into(),
-                created_at: t0,
-            }),
-            draft("cm", "noise_rule.create"),
-            t0,
-        )
-        .unwrap();
+    put_vim_noise_rule(&r.store, t0);
     r.ingest.invalidate_rules();
     let sw = with(base_software(), "vim", "2:9.1.0-1");
     assert!(
