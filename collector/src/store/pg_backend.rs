@@ -261,6 +261,8 @@ enum Sql {
     /// A report table's upsert and delete (`report::ReportRow` order of tables).
     ReportPut(ReportTable),
     ReportDelete(ReportTable),
+    /// Many `report_variants` rows in one upsert (a delta numbers a few variants at once).
+    ReportVariants,
     /// Computer summaries written since a transaction id (migration 3), with the horizon.
     SummariesSince,
 }
@@ -273,6 +275,53 @@ fn as_refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
         .collect()
+}
+
+/// `report_variants` rows as one array per column, for [`Sql::ReportVariants`].
+#[derive(Default)]
+struct VariantColumns {
+    num: Vec<i32>,
+    product: Vec<i32>,
+    name: Vec<Option<String>>,
+    version: Vec<Option<String>>,
+    arch: Vec<Option<String>>,
+    source: Vec<Option<String>>,
+    publisher: Vec<Option<String>>,
+}
+
+impl VariantColumns {
+    fn push(&mut self, row: ReportRow) {
+        if let ReportRow::Variant {
+            num,
+            product,
+            name,
+            version,
+            arch,
+            source,
+            publisher,
+        } = row
+        {
+            self.num.push(num);
+            self.product.push(product);
+            self.name.push(name);
+            self.version.push(version);
+            self.arch.push(arch);
+            self.source.push(source);
+            self.publisher.push(publisher);
+        }
+    }
+
+    fn params(self) -> Params {
+        vec![
+            Box::new(self.num),
+            Box::new(self.product),
+            Box::new(self.name),
+            Box::new(self.version),
+            Box::new(self.arch),
+            Box::new(self.source),
+            Box::new(self.publisher),
+        ]
+    }
 }
 
 /// A report write as a statement and its parameters.
@@ -507,6 +556,20 @@ impl Sql {
                     "INSERT INTO {SCHEMA}.{table} ({}) VALUES ({}) ON CONFLICT ({key}) DO UPDATE SET {}",
                     all.join(", "),
                     params.join(", "),
+                    set.join(", ")
+                )
+            }
+            Sql::ReportVariants => {
+                let (table, key, columns) = ReportTable::Variants.shape();
+                let set: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                format!(
+                    "INSERT INTO {SCHEMA}.{table} ({key}, {}) SELECT * FROM unnest($1::int4[], \
+                     $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+                     ON CONFLICT ({key}) DO UPDATE SET {}",
+                    columns.join(", "),
                     set.join(", ")
                 )
             }
@@ -1353,10 +1416,22 @@ impl PgTx<'_, '_> {
                 steps.push(Step::Query(stmt, vec![Box::new(deletes)]));
             }
         }
+        let mut variants = VariantColumns::default();
         for w in reports {
+            if let ReportWrite::Put(row @ ReportRow::Variant { .. }) = w {
+                variants.push(row);
+                continue;
+            }
             let (sql, params) = report_statement(w);
             let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
             steps.push(Step::Query(stmt, params));
+        }
+        if !variants.num.is_empty() {
+            let stmt = self
+                .lease
+                .statement(Sql::ReportVariants)
+                .map_err(TxError::Store)?;
+            steps.push(Step::Query(stmt, variants.params()));
         }
         steps.push(Step::Commit);
         steps.push(Step::Flush);

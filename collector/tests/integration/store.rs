@@ -972,6 +972,98 @@ fn a_page_read_together_is_each_ci_read_alone(engine: Engine) {
 }
 
 /// Every contract test, on every engine.
+/// The sequencer numbers what ingest queued in one transaction per pass (it ran one per
+/// event): cursors still follow the queue, a pass stops at its limit and the next one takes
+/// the rest, and each event gets one delivery per active webhook.
+fn the_feed_sequencer_numbers_a_batch_in_order_with_a_delivery_per_active_webhook(engine: Engine) {
+    let (s, d) = store_with_agent_a1(engine, "sequencer");
+    for (id, active) in [("wh_on", true), ("wh_off", false)] {
+        s.commit_people(
+            &PeopleWrite::PutWebhook(Webhook {
+                id: id.into(),
+                url: "https://127.0.0.1:9/hook".into(),
+                secret: "s".into(),
+                created_by: "admin".into(),
+                created_at: Utc::now(),
+                active,
+            }),
+            AuditDraft {
+                actor: "admin".into(),
+                action: "webhook.create".into(),
+                target: id.into(),
+                before: None,
+                after: None,
+                comment: None,
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    }
+    let t0 = Utc::now();
+    let mut ids = Vec::new();
+    for seq in 1..=3u64 {
+        let record = ChangeRecord {
+            id: format!("chg_{seq}"),
+            ci_id: "cmp_1".into(),
+            ci_name: "h".into(),
+            agent_id: "a1".into(),
+            seq,
+            detected_at: t0 + Duration::seconds(seq as i64),
+            from_version: seq,
+            to_version: seq + 1,
+            items: vec![],
+            severity: Severity::Low,
+            authorization: Authorization::Unauthorized,
+            planned_changes: vec![],
+            state: RecordState::Open,
+            review: None,
+        };
+        ids.push(record.id.clone());
+        s.commit_ingest(&IngestCommit {
+            agent_id: "a1".into(),
+            expected_last_seq: seq - 1,
+            new_seq: seq,
+            seen_at: record.detected_at,
+            change_record: Some(record),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    assert_eq!(s.sequence_events(2).unwrap(), 2);
+    assert_eq!(s.sequence_events(100).unwrap(), 1);
+    assert_eq!(s.sequence_events(100).unwrap(), 0, "the queue is empty");
+    let feed: Vec<(u64, String)> = s
+        .feed_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.cursor, e.record.id))
+        .collect();
+    assert_eq!(
+        feed,
+        vec![
+            (1, ids[0].clone()),
+            (2, ids[1].clone()),
+            (3, ids[2].clone())
+        ]
+    );
+    let mut deliveries: Vec<(u64, String)> = s
+        .list_deliveries()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.cursor, d.webhook_id))
+        .collect();
+    deliveries.sort();
+    assert_eq!(
+        deliveries,
+        vec![
+            (1, "wh_on".into()),
+            (2, "wh_on".into()),
+            (3, "wh_on".into())
+        ]
+    );
+    let _ = std::fs::remove_dir_all(d);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod redb {
@@ -1014,4 +1106,5 @@ conformance!(
     a_key_asked_twice_in_one_read_is_answered_twice,
     a_store_without_a_recorded_posting_layout_keeps_its_chunks,
     a_page_read_together_is_each_ci_read_alone,
+    the_feed_sequencer_numbers_a_batch_in_order_with_a_delivery_per_active_webhook,
 );

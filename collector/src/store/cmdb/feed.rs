@@ -91,11 +91,28 @@ impl Cmdb {
             .into_iter()
             .filter(|w| w.active)
             .collect();
-        let mut done = 0;
-        for (key, event) in &queued {
-            transact::<(), StoreError>(self.backend.as_ref(), |tx| {
+        // One transaction for the whole batch: per event it was ten statements on a shared
+        // database (lock, read, write, commit), a fifth of what a delta cost there.
+        let done = transact::<usize, StoreError>(self.backend.as_ref(), |tx| {
+            let outbox: Vec<&[u8]> = queued.iter().map(|(k, _)| k.as_slice()).collect();
+            let records: Vec<&[u8]> = queued
+                .iter()
+                .filter(|(_, e)| e.revision == 0)
+                .map(|(_, e)| e.record_id.as_bytes())
+                .collect();
+            tx.prefetch(&[
+                (Space::Outbox, &outbox),
+                (Space::ChangeRecords, &records),
+                (Space::Meta, &[b"feed_head".as_slice()]),
+            ])?;
+            let mut head = match tx.get(Space::Meta, b"feed_head")? {
+                Some(v) => u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
+                None => 0,
+            };
+            let mut done = 0;
+            for (key, event) in &queued {
                 if tx.take(Space::Outbox, key)?.is_none() {
-                    return Ok(()); // another sequencer took it
+                    continue; // another sequencer took it
                 }
                 let revision = match event.revision {
                     0 => match tx_json::<StoredRecord, _>(
@@ -104,15 +121,12 @@ impl Cmdb {
                         event.record_id.as_bytes(),
                     )? {
                         Some(r) => r.revision,
-                        None => return Ok(()),
+                        None => continue,
                     },
                     n => n,
                 };
-                let cursor = match tx.get(Space::Meta, b"feed_head")? {
-                    Some(v) => u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
-                    None => 0,
-                } + 1;
-                tx.put(Space::Meta, b"feed_head", &cursor.to_be_bytes())?;
+                head += 1;
+                let cursor = head;
                 let entry = FeedEntry {
                     cursor,
                     event_type: event.event_type.clone(),
@@ -133,10 +147,13 @@ impl Cmdb {
                     };
                     tx_put_json(tx, Space::Deliveries, d.id.as_bytes(), &d)?;
                 }
-                Ok(())
-            })?;
-            done += 1;
-        }
+                done += 1;
+            }
+            if done > 0 {
+                tx.put(Space::Meta, b"feed_head", &head.to_be_bytes())?;
+            }
+            Ok(done)
+        })?;
         self.backend.flush()?;
         Ok(done)
     }
