@@ -250,6 +250,8 @@ fn lock_of(space: Space, key: &[u8]) -> (i32, i32) {
 enum Sql {
     Get(Space),
     GetMany(Space),
+    /// One key of each listed space, in one statement (one snapshot).
+    GetEach(SpaceList),
     Upsert(Space),
     /// Rows the transaction read and locked: a plain update, cheaper than an upsert.
     UpdateMany(Space),
@@ -268,6 +270,75 @@ enum Sql {
 }
 
 type Params = Vec<Box<dyn ToSql + Send + Sync>>;
+
+/// Up to [`SpaceList::MAX`] spaces in order, one byte each (its index + 1): a statement
+/// shape that stays `Copy` and hashable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SpaceList(u64);
+
+impl SpaceList {
+    const MAX: usize = 8;
+
+    fn new(spaces: impl IntoIterator<Item = Space>) -> Option<Self> {
+        let mut packed = 0u64;
+        for (i, space) in spaces.into_iter().enumerate() {
+            if i >= Self::MAX {
+                return None;
+            }
+            packed |= ((index(space) as u64) + 1) << (8 * i);
+        }
+        Some(Self(packed))
+    }
+
+    fn spaces(self) -> impl Iterator<Item = Space> {
+        (0..Self::MAX)
+            .map(move |i| ((self.0 >> (8 * i)) & 0xff) as usize)
+            .take_while(|n| *n != 0)
+            .filter_map(|n| Space::ALL.get(n - 1).copied())
+    }
+}
+
+/// `text` with each `$n` placeholder moved up by `by` (so it can sit next to others in one
+/// statement).
+fn shift_placeholders(text: &str, by: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            n.push(d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
+}
+
+/// Several writes as one statement: each a data-modifying `WITH` query. A statement costs
+/// the server a bind, an executor start and a reply however small it is, and a commit wrote
+/// twenty small ones; the writes of a transaction touch distinct rows, so running them in
+/// one snapshot changes nothing.
+fn combined_text(parts: &[Sql]) -> String {
+    let mut out = String::from("WITH ");
+    let mut shift = 0;
+    for (i, sql) in parts.iter().enumerate() {
+        let text = sql.text();
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("w{i} AS ({})", shift_placeholders(&text, shift)));
+        shift += sql.params();
+    }
+    out.push_str(" SELECT 1");
+    out
+}
 
 /// Owned parameters as the driver takes them.
 fn as_refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
@@ -322,6 +393,27 @@ impl VariantColumns {
             Box::new(self.publisher),
         ]
     }
+}
+
+/// The keys of a [`Sql::GetEach`] as its parameters.
+fn each_params(keys: &[(Space, &[u8])]) -> Params {
+    keys.iter()
+        .map(|(_, k)| Box::new(k.to_vec()) as Box<dyn ToSql + Send + Sync>)
+        .collect()
+}
+
+/// A [`Sql::GetEach`]'s rows as one answer per key, in the keys' order.
+fn each_values(n: usize, rows: &[tokio_postgres::Row]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let mut out = vec![None; n];
+    for row in rows {
+        let i: i32 = row.try_get(0).map_err(unavailable)?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| unavailable(format!("a read answered for key {i} of {n}")))?;
+        *slot = Some(row.try_get(1).map_err(unavailable)?);
+    }
+    Ok(out)
 }
 
 /// A report write as a statement and its parameters.
@@ -484,10 +576,37 @@ fn report_statement(w: ReportWrite) -> (Sql, Params) {
 }
 
 impl Sql {
+    /// How many parameters the statement takes (the writes a commit combines).
+    fn params(self) -> usize {
+        match self {
+            Sql::Upsert(_) | Sql::UpdateMany(_) | Sql::LockMany => 2,
+            Sql::DeleteMany(_) | Sql::ReportDelete(_) => 1,
+            Sql::ReportVariants => 7,
+            Sql::ReportPut(t) => 1 + t.shape().2.len(),
+            Sql::GetEach(list) => list.spaces().count(),
+            Sql::Get(_) | Sql::GetMany(_) => 1,
+            Sql::Count(_) => 0,
+            Sql::Scan(_, lower, upper, _) => usize::from(lower != 0) + usize::from(upper) + 1,
+            Sql::SummariesSince => 1,
+        }
+    }
+
     fn text(self) -> String {
         match self {
             Sql::Get(s) => format!("SELECT v FROM {} WHERE k = $1", table(s)),
             Sql::GetMany(s) => format!("SELECT k, v FROM {} WHERE k = ANY($1)", table(s)),
+            Sql::GetEach(list) => list
+                .spaces()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        "SELECT {i}::int4 AS i, v FROM {} WHERE k = ${}",
+                        table(s),
+                        i + 1
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
             Sql::Upsert(s) => format!(
                 "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
@@ -584,6 +703,8 @@ impl Sql {
 struct Conn {
     client: Arc<Client>,
     statements: HashMap<Sql, Statement>,
+    /// Commits' writes as one statement each, by their shapes (see [`combined_text`]).
+    combined: HashMap<Vec<Sql>, Statement>,
     /// `None` once the connection has ended.
     io: Option<Io>,
     /// Owns `io`'s socket; `None` only while dropping.
@@ -671,7 +792,33 @@ impl Lease<'_> {
         self.conn()?.statements.insert(sql, prepared.clone());
         Ok(prepared)
     }
+
+    /// The statement that runs `parts` as one (see [`combined_text`]), prepared once per
+    /// shape; a connection keeps at most [`MAX_COMBINED_SHAPES`] of them.
+    fn combined(&mut self, parts: &[Sql]) -> Result<Statement, StoreError> {
+        if let Some(s) = self.conn()?.combined.get(parts) {
+            return Ok(s.clone());
+        }
+        let client = self.client()?;
+        let text = combined_text(parts);
+        let prepared = self
+            .run(async move { client.prepare(&text).await })?
+            .map_err(unavailable)?;
+        let combined = &mut self.conn()?.combined;
+        if combined.len() >= MAX_COMBINED_SHAPES {
+            combined.clear();
+        }
+        combined.insert(parts.to_vec(), prepared.clone());
+        Ok(prepared)
+    }
 }
+
+/// Commit shapes a connection keeps prepared (a few dozen occur: which spaces and report
+/// tables a commit writes, and how).
+const MAX_COMBINED_SHAPES: usize = 256;
+
+/// More writes than this in one commit go as statements of their own.
+const MAX_COMBINED_PARTS: usize = 40;
 
 impl PgBackend {
     /// Connects, creates or upgrades the table layout (refusing a newer one), and keeps a
@@ -752,6 +899,7 @@ impl PgBackend {
         Ok(Conn {
             client: Arc::new(client),
             statements: HashMap::new(),
+            combined: HashMap::new(),
             io: Some(io),
             runtime: Some(runtime),
         })
@@ -1380,6 +1528,7 @@ impl PgTx<'_, '_> {
                 None => entry.deletes.push(key),
             }
         }
+        let mut parts: Vec<(Sql, Params)> = Vec::new();
         for (space, batch) in by_space {
             let Batch {
                 update_keys,
@@ -1389,31 +1538,19 @@ impl PgTx<'_, '_> {
                 deletes,
             } = batch;
             if !update_keys.is_empty() {
-                let stmt = self
-                    .lease
-                    .statement(Sql::UpdateMany(space))
-                    .map_err(TxError::Store)?;
-                steps.push(Step::Query(
-                    stmt,
+                parts.push((
+                    Sql::UpdateMany(space),
                     vec![Box::new(update_keys), Box::new(update_values)],
                 ));
             }
             if !upsert_keys.is_empty() {
-                let stmt = self
-                    .lease
-                    .statement(Sql::Upsert(space))
-                    .map_err(TxError::Store)?;
-                steps.push(Step::Query(
-                    stmt,
+                parts.push((
+                    Sql::Upsert(space),
                     vec![Box::new(upsert_keys), Box::new(upsert_values)],
                 ));
             }
             if !deletes.is_empty() {
-                let stmt = self
-                    .lease
-                    .statement(Sql::DeleteMany(space))
-                    .map_err(TxError::Store)?;
-                steps.push(Step::Query(stmt, vec![Box::new(deletes)]));
+                parts.push((Sql::DeleteMany(space), vec![Box::new(deletes)]));
             }
         }
         let mut variants = VariantColumns::default();
@@ -1422,16 +1559,27 @@ impl PgTx<'_, '_> {
                 variants.push(row);
                 continue;
             }
-            let (sql, params) = report_statement(w);
-            let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
-            steps.push(Step::Query(stmt, params));
+            parts.push(report_statement(w));
         }
         if !variants.num.is_empty() {
-            let stmt = self
-                .lease
-                .statement(Sql::ReportVariants)
-                .map_err(TxError::Store)?;
-            steps.push(Step::Query(stmt, variants.params()));
+            parts.push((Sql::ReportVariants, variants.params()));
+        }
+        match parts.len() {
+            0 => {}
+            // A bulk transaction (a copy, a rebuild) writes rows of many shapes: each its
+            // own statement, as the shapes would not repeat.
+            1 | MAX_COMBINED_PARTS.. => {
+                for (sql, params) in parts {
+                    let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
+                    steps.push(Step::Query(stmt, params));
+                }
+            }
+            _ => {
+                let shape: Vec<Sql> = parts.iter().map(|(sql, _)| *sql).collect();
+                let stmt = self.lease.combined(&shape).map_err(TxError::Store)?;
+                let params: Params = parts.into_iter().flat_map(|(_, p)| p).collect();
+                steps.push(Step::Query(stmt, params));
+            }
         }
         steps.push(Step::Commit);
         steps.push(Step::Flush);
@@ -1551,21 +1699,37 @@ impl Tx for PgTx<'_, '_> {
         }) {
             return keys.iter().map(|(s, k)| self.get(*s, k)).collect();
         }
-        let mut steps = self.preamble(keys)?;
-        let first = steps.len();
-        for (space, key) in keys {
-            let stmt = self
-                .lease
-                .statement(Sql::Get(*space))
-                .map_err(TxError::Store)?;
-            steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        let answers = self.pipeline_all(steps)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
-            let found = first_value(&rows).map_err(TxError::Store)?;
+        let mut steps = self.preamble(keys)?;
+        let Some(list) = SpaceList::new(keys.iter().map(|(s, _)| *s)) else {
+            let first = steps.len();
+            for (space, key) in keys {
+                let stmt = self
+                    .lease
+                    .statement(Sql::Get(*space))
+                    .map_err(TxError::Store)?;
+                steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
+            }
+            let answers = self.pipeline_all(steps)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
+                let found = first_value(&rows).map_err(TxError::Store)?;
+                self.read.insert((*space, key.to_vec()), found.clone());
+                out.push(found);
+            }
+            return Ok(out);
+        };
+        let stmt = self
+            .lease
+            .statement(Sql::GetEach(list))
+            .map_err(TxError::Store)?;
+        steps.push(Step::Query(stmt, each_params(keys)));
+        let rows = self.pipeline(steps)?;
+        let out = each_values(keys.len(), &rows).map_err(TxError::Store)?;
+        for ((space, key), found) in keys.iter().zip(&out) {
             self.read.insert((*space, key.to_vec()), found.clone());
-            out.push(found);
         }
         Ok(out)
     }
@@ -1643,7 +1807,19 @@ impl Backend for PgBackend {
     }
 
     fn get_each(&self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut lease = self.lease()?;
+        if let Some(list) = SpaceList::new(keys.iter().map(|(s, _)| *s)) {
+            let stmt = lease.statement(Sql::GetEach(list))?;
+            let params = each_params(keys);
+            let client = lease.client()?;
+            let rows = lease
+                .run(async move { client.query(&stmt, &as_refs(&params)).await })?
+                .map_err(|e| lease.failed(e))?;
+            return each_values(keys.len(), &rows);
+        }
         let mut reads = Vec::with_capacity(keys.len());
         for (space, key) in keys {
             reads.push((lease.statement(Sql::Get(*space))?, key.to_vec()));
@@ -1978,6 +2154,97 @@ mod tests {
         assert_ne!(lock_of(Space::Reverse, b"x"), lock_of(Space::Reverse, b"y"));
         // Stable across processes: collectors share these locks.
         assert_eq!(lock_of(Space::Meta, b"").1, 0x811c_9dc5_u32 as i32);
+    }
+
+    /// The highest `$n` in a statement's text.
+    fn placeholders(text: &str) -> usize {
+        text.split('$')
+            .skip(1)
+            .filter_map(|t| {
+                t.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn every_shape() -> Vec<Sql> {
+        use ReportTable::*;
+        let mut all = vec![Sql::LockMany, Sql::ReportVariants, Sql::SummariesSince];
+        for t in [
+            Computers,
+            Installs,
+            Variants,
+            ChangeRecords,
+            Agents,
+            Users,
+            Cis,
+            Components,
+            SharedCis,
+            Steps,
+        ] {
+            all.extend([Sql::ReportPut(t), Sql::ReportDelete(t)]);
+        }
+        for s in Space::ALL {
+            all.extend([
+                Sql::Get(s),
+                Sql::GetMany(s),
+                Sql::Upsert(s),
+                Sql::UpdateMany(s),
+                Sql::DeleteMany(s),
+                Sql::Count(s),
+            ]);
+            for lower in 0..3 {
+                for upper in [false, true] {
+                    all.push(Sql::Scan(s, lower, upper, false));
+                }
+            }
+        }
+        all.extend(
+            SpaceList::new([Space::Computers, Space::Installs, Space::Seen]).map(Sql::GetEach),
+        );
+        all
+    }
+
+    #[test]
+    fn every_statement_takes_the_parameters_its_text_names() {
+        for sql in every_shape() {
+            assert_eq!(sql.params(), placeholders(&sql.text()), "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn combined_writes_number_their_parameters_one_after_another() {
+        let parts = [
+            Sql::UpdateMany(Space::Agents),
+            Sql::ReportPut(ReportTable::Cis),
+            Sql::DeleteMany(Space::Reverse),
+        ];
+        let text = combined_text(&parts);
+        assert_eq!(placeholders(&text), 2 + 8 + 1);
+        assert!(text.starts_with("WITH w0 AS (UPDATE census.kv_agents SET v = u.v FROM unnest($1::bytea[], $2::bytea[])"), "{text}");
+        assert!(
+            text.contains("w2 AS (DELETE FROM census.kv_v3_reverse WHERE k = ANY($11))"),
+            "{text}"
+        );
+        assert_eq!(shift_placeholders("a $1, $10 $ x", 5), "a $6, $15 $ x");
+    }
+
+    #[test]
+    fn a_space_list_keeps_its_spaces_in_order_and_refuses_too_many() {
+        let spaces = [Space::Seen, Space::Meta, Space::Computers];
+        let list = SpaceList::new(spaces).unwrap();
+        assert_eq!(list.spaces().collect::<Vec<_>>(), spaces);
+        assert!(SpaceList::new(Space::ALL).is_none());
+        assert_eq!(
+            Sql::GetEach(list).text(),
+            "SELECT 0::int4 AS i, v FROM census.kv_v3_seen WHERE k = $1 UNION ALL \
+             SELECT 1::int4 AS i, v FROM census.kv_meta WHERE k = $2 UNION ALL \
+             SELECT 2::int4 AS i, v FROM census.kv_v3_computers WHERE k = $3"
+        );
     }
 
     #[test]
