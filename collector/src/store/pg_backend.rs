@@ -183,6 +183,31 @@ fn key_values(rows: &[tokio_postgres::Row]) -> Result<HashMap<Vec<u8>, Vec<u8>>,
         .collect()
 }
 
+/// A [`Sql::GetManyEach`]'s rows as [`key_values`] per listed space.
+fn keyed_values(
+    n: usize,
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<HashMap<Vec<u8>, Vec<u8>>>, StoreError> {
+    let mut out = vec![HashMap::new(); n];
+    for r in rows {
+        let i: i32 = r.try_get(0).map_err(unavailable)?;
+        let found = usize::try_from(i)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| unavailable(format!("a read answered for space {i} of {n}")))?;
+        found.insert(column(r, 1)?, column(r, 2)?);
+    }
+    Ok(out)
+}
+
+/// Answers filled in by [`PgTx::answer_from`], `None` where a key has no value.
+fn finish_answers(answers: Vec<Vec<Option<Option<Vec<u8>>>>>) -> Vec<Vec<Option<Vec<u8>>>> {
+    answers
+        .into_iter()
+        .map(|out| out.into_iter().map(|o| o.unwrap_or(None)).collect())
+        .collect()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
@@ -252,6 +277,8 @@ enum Sql {
     GetMany(Space),
     /// One key of each listed space, in one statement (one snapshot).
     GetEach(SpaceList),
+    /// Any number of keys of each listed space, in one statement.
+    GetManyEach(SpaceList),
     Upsert(Space),
     /// Rows the transaction read and locked: a plain update, cheaper than an upsert.
     UpdateMany(Space),
@@ -583,7 +610,7 @@ impl Sql {
             Sql::DeleteMany(_) | Sql::ReportDelete(_) => 1,
             Sql::ReportVariants => 7,
             Sql::ReportPut(t) => 1 + t.shape().2.len(),
-            Sql::GetEach(list) => list.spaces().count(),
+            Sql::GetEach(list) | Sql::GetManyEach(list) => list.spaces().count(),
             Sql::Get(_) | Sql::GetMany(_) => 1,
             Sql::Count(_) => 0,
             Sql::Scan(_, lower, upper, _) => usize::from(lower != 0) + usize::from(upper) + 1,
@@ -601,6 +628,18 @@ impl Sql {
                 .map(|(i, s)| {
                     format!(
                         "SELECT {i}::int4 AS i, v FROM {} WHERE k = ${}",
+                        table(s),
+                        i + 1
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+            Sql::GetManyEach(list) => list
+                .spaces()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        "SELECT {i}::int4 AS i, k, v FROM {} WHERE k = ANY(${})",
                         table(s),
                         i + 1
                     )
@@ -1589,6 +1628,31 @@ impl PgTx<'_, '_> {
     }
 }
 
+impl PgTx<'_, '_> {
+    /// Fills the answers of the spaces `asked` (indexes into `wanted`) from what the server
+    /// found for each, and remembers every value read.
+    fn answer_from(
+        &mut self,
+        wanted: &[(Space, &[&[u8]])],
+        answers: &mut [Vec<Option<Option<Vec<u8>>>>],
+        asked: &[usize],
+        found: Vec<HashMap<Vec<u8>, Vec<u8>>>,
+    ) {
+        for (i, found) in asked.iter().copied().zip(found) {
+            let space = wanted[i].0;
+            // A key named twice gets its value twice (regression: the second was `None`,
+            // and a variant already numbered was numbered again).
+            for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
+                if o.is_none() {
+                    let value = found.get(*k).cloned();
+                    self.read.insert((space, k.to_vec()), value.clone());
+                    *o = Some(value);
+                }
+            }
+        }
+    }
+}
+
 impl Tx for PgTx<'_, '_> {
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
         let wanted = (space, key.to_vec());
@@ -1657,39 +1721,55 @@ impl Tx for PgTx<'_, '_> {
             .collect();
         if !locks.is_empty() {
             let mut steps = self.preamble(&locks)?;
-            let first = steps.len();
-            let mut asked = Vec::new();
-            for (i, (space, keys)) in missing.iter().enumerate() {
-                if keys.is_empty() {
-                    continue;
-                }
-                let stmt = self
-                    .lease
-                    .statement(Sql::GetMany(*space))
-                    .map_err(TxError::Store)?;
-                let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-                steps.push(Step::Query(stmt, vec![Box::new(owned)]));
-                asked.push(i);
-            }
-            let rows = self.pipeline_all(steps)?;
-            for (i, rows) in asked.into_iter().zip(rows.into_iter().skip(first)) {
-                let space = wanted[i].0;
-                let found = key_values(&rows).map_err(TxError::Store)?;
-                // A key named twice gets its value twice (regression: the second was
-                // `None`, and a variant already numbered was numbered again).
-                for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
-                    if o.is_none() {
-                        let value = found.get(*k).cloned();
-                        self.read.insert((space, k.to_vec()), value.clone());
-                        *o = Some(value);
+            let asked: Vec<usize> = (0..missing.len())
+                .filter(|i| !missing[*i].1.is_empty())
+                .collect();
+            let params: Params = asked
+                .iter()
+                .map(|i| {
+                    let owned: Vec<Vec<u8>> = missing[*i].1.iter().map(|k| k.to_vec()).collect();
+                    Box::new(owned) as Box<dyn ToSql + Send + Sync>
+                })
+                .collect();
+            let sql = match (
+                asked.as_slice(),
+                SpaceList::new(asked.iter().map(|i| missing[*i].0)),
+            ) {
+                ([one], _) => Sql::GetMany(missing[*one].0),
+                (_, Some(list)) => Sql::GetManyEach(list),
+                (_, None) => {
+                    // More spaces than one statement names: a statement each.
+                    let first = steps.len();
+                    for (i, p) in asked.iter().zip(params) {
+                        let stmt = self
+                            .lease
+                            .statement(Sql::GetMany(missing[*i].0))
+                            .map_err(TxError::Store)?;
+                        steps.push(Step::Query(stmt, vec![p]));
                     }
+                    let rows = self.pipeline_all(steps)?;
+                    let found = rows
+                        .into_iter()
+                        .skip(first)
+                        .map(|rows| key_values(&rows))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(TxError::Store)?;
+                    self.answer_from(wanted, &mut answers, &asked, found);
+                    return Ok(finish_answers(answers));
                 }
-            }
+            };
+            let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
+            let one = matches!(sql, Sql::GetMany(_));
+            steps.push(Step::Query(stmt, params));
+            let rows = self.pipeline(steps)?;
+            let found = if one {
+                vec![key_values(&rows).map_err(TxError::Store)?]
+            } else {
+                keyed_values(asked.len(), &rows).map_err(TxError::Store)?
+            };
+            self.answer_from(wanted, &mut answers, &asked, found);
         }
-        Ok(answers
-            .into_iter()
-            .map(|out| out.into_iter().map(|o| o.unwrap_or(None)).collect())
-            .collect())
+        Ok(finish_answers(answers))
     }
 
     fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
@@ -2203,9 +2283,9 @@ mod tests {
                 }
             }
         }
-        all.extend(
-            SpaceList::new([Space::Computers, Space::Installs, Space::Seen]).map(Sql::GetEach),
-        );
+        let list = SpaceList::new([Space::Computers, Space::Installs, Space::Seen]);
+        all.extend(list.map(Sql::GetEach));
+        all.extend(list.map(Sql::GetManyEach));
         all
     }
 
