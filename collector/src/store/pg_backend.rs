@@ -317,6 +317,23 @@ impl SpaceList {
         Some(Self(packed))
     }
 
+    /// `SELECT i, {columns} FROM <space i> WHERE {condition}{i + 1}` for each space, one
+    /// statement (`condition` ends where its placeholder's number goes).
+    fn union_all(self, columns: &str, condition: &str) -> String {
+        let close = if condition.ends_with('(') { ")" } else { "" };
+        self.spaces()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "SELECT {i}::int4 AS i, {columns} FROM {} WHERE {condition}{}{close}",
+                    table(s),
+                    i + 1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    }
+
     fn spaces(self) -> impl Iterator<Item = Space> {
         (0..Self::MAX)
             .map(move |i| ((self.0 >> (8 * i)) & 0xff) as usize)
@@ -622,30 +639,8 @@ impl Sql {
         match self {
             Sql::Get(s) => format!("SELECT v FROM {} WHERE k = $1", table(s)),
             Sql::GetMany(s) => format!("SELECT k, v FROM {} WHERE k = ANY($1)", table(s)),
-            Sql::GetEach(list) => list
-                .spaces()
-                .enumerate()
-                .map(|(i, s)| {
-                    format!(
-                        "SELECT {i}::int4 AS i, v FROM {} WHERE k = ${}",
-                        table(s),
-                        i + 1
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
-            Sql::GetManyEach(list) => list
-                .spaces()
-                .enumerate()
-                .map(|(i, s)| {
-                    format!(
-                        "SELECT {i}::int4 AS i, k, v FROM {} WHERE k = ANY(${})",
-                        table(s),
-                        i + 1
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
+            Sql::GetEach(list) => list.union_all("v", "k = $"),
+            Sql::GetManyEach(list) => list.union_all("k, v", "k = ANY($"),
             Sql::Upsert(s) => format!(
                 "INSERT INTO {} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
