@@ -183,11 +183,11 @@ fn key_values(rows: &[tokio_postgres::Row]) -> Result<HashMap<Vec<u8>, Vec<u8>>,
         .collect()
 }
 
+/// What the server found for one space's keys: key -> value.
+type Found = HashMap<Vec<u8>, Vec<u8>>;
+
 /// A [`Sql::GetManyEach`]'s rows as [`key_values`] per listed space.
-fn keyed_values(
-    n: usize,
-    rows: &[tokio_postgres::Row],
-) -> Result<Vec<HashMap<Vec<u8>, Vec<u8>>>, StoreError> {
+fn keyed_values(n: usize, rows: &[tokio_postgres::Row]) -> Result<Vec<Found>, StoreError> {
     let mut out = vec![HashMap::new(); n];
     for r in rows {
         let i: i32 = r.try_get(0).map_err(unavailable)?;
@@ -1631,7 +1631,7 @@ impl PgTx<'_, '_> {
         wanted: &[(Space, &[&[u8]])],
         answers: &mut [Vec<Option<Option<Vec<u8>>>>],
         asked: &[usize],
-        found: Vec<HashMap<Vec<u8>, Vec<u8>>>,
+        found: Vec<Found>,
     ) {
         for (i, found) in asked.iter().copied().zip(found) {
             let space = wanted[i].0;
