@@ -320,7 +320,7 @@ impl SpaceList {
     /// `SELECT i, {columns} FROM <space i> WHERE {condition}{i + 1}` for each space, one
     /// statement (`condition` ends where its placeholder's number goes).
     fn union_all(self, columns: &str, condition: &str) -> String {
-        let close = if condition.ends_with('(') { ")" } else { "" };
+        let close = if condition.contains('(') { ")" } else { "" };
         self.spaces()
             .enumerate()
             .map(|(i, s)| {
@@ -2319,6 +2319,11 @@ mod tests {
             "SELECT 0::int4 AS i, v FROM census.kv_v3_seen WHERE k = $1 UNION ALL \
              SELECT 1::int4 AS i, v FROM census.kv_meta WHERE k = $2 UNION ALL \
              SELECT 2::int4 AS i, v FROM census.kv_v3_computers WHERE k = $3"
+        );
+        assert_eq!(
+            Sql::GetManyEach(SpaceList::new([Space::Seen, Space::Meta]).unwrap()).text(),
+            "SELECT 0::int4 AS i, k, v FROM census.kv_v3_seen WHERE k = ANY($1) UNION ALL \
+             SELECT 1::int4 AS i, k, v FROM census.kv_meta WHERE k = ANY($2)"
         );
     }
 
