@@ -186,26 +186,26 @@ fn key_values(rows: &[tokio_postgres::Row]) -> Result<HashMap<Vec<u8>, Vec<u8>>,
 /// What the server found for one space's keys: key -> value.
 type Found = HashMap<Vec<u8>, Vec<u8>>;
 
+/// The answer a `UNION ALL` read's row belongs to: its first column numbers it.
+fn answer_slot<'a, T>(
+    out: &'a mut [T],
+    row: &tokio_postgres::Row,
+) -> Result<&'a mut T, StoreError> {
+    let i: i32 = row.try_get(0).map_err(unavailable)?;
+    let n = out.len();
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| out.get_mut(i))
+        .ok_or_else(|| unavailable(format!("a read answered for part {i} of {n}")))
+}
+
 /// A [`Sql::GetManyEach`]'s rows as [`key_values`] per listed space.
 fn keyed_values(n: usize, rows: &[tokio_postgres::Row]) -> Result<Vec<Found>, StoreError> {
     let mut out = vec![HashMap::new(); n];
     for r in rows {
-        let i: i32 = r.try_get(0).map_err(unavailable)?;
-        let found = usize::try_from(i)
-            .ok()
-            .and_then(|i| out.get_mut(i))
-            .ok_or_else(|| unavailable(format!("a read answered for space {i} of {n}")))?;
-        found.insert(column(r, 1)?, column(r, 2)?);
+        answer_slot(&mut out, r)?.insert(column(r, 1)?, column(r, 2)?);
     }
     Ok(out)
-}
-
-/// Answers filled in by [`PgTx::answer_from`], `None` where a key has no value.
-fn finish_answers(answers: Vec<Vec<Option<Option<Vec<u8>>>>>) -> Vec<Vec<Option<Vec<u8>>>> {
-    answers
-        .into_iter()
-        .map(|out| out.into_iter().map(|o| o.unwrap_or(None)).collect())
-        .collect()
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -439,23 +439,34 @@ impl VariantColumns {
     }
 }
 
-/// The keys of a [`Sql::GetEach`] as its parameters.
-fn each_params(keys: &[(Space, &[u8])]) -> Params {
-    keys.iter()
-        .map(|(_, k)| Box::new(k.to_vec()) as Box<dyn ToSql + Send + Sync>)
+/// One key of each of several spaces as [`Sql::GetEach`] statements with their
+/// parameters, [`SpaceList::MAX`] keys to a statement.
+fn each_reads(keys: &[(Space, &[u8])]) -> Result<Vec<(Sql, Params)>, StoreError> {
+    keys.chunks(SpaceList::MAX)
+        .map(|chunk| {
+            let list = SpaceList::new(chunk.iter().map(|(s, _)| *s))
+                .ok_or_else(|| unavailable("more spaces than one read names"))?;
+            let params: Params = chunk
+                .iter()
+                .map(|(_, k)| Box::new(k.to_vec()) as Box<dyn ToSql + Send + Sync>)
+                .collect();
+            Ok((Sql::GetEach(list), params))
+        })
         .collect()
 }
 
-/// A [`Sql::GetEach`]'s rows as one answer per key, in the keys' order.
-fn each_values(n: usize, rows: &[tokio_postgres::Row]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-    let mut out = vec![None; n];
-    for row in rows {
-        let i: i32 = row.try_get(0).map_err(unavailable)?;
-        let slot = usize::try_from(i)
-            .ok()
-            .and_then(|i| out.get_mut(i))
-            .ok_or_else(|| unavailable(format!("a read answered for key {i} of {n}")))?;
-        *slot = Some(row.try_get(1).map_err(unavailable)?);
+/// The rows of [`each_reads`]' statements, in their order, as one answer per key.
+fn each_answers(
+    keys: &[(Space, &[u8])],
+    rows: impl IntoIterator<Item = Vec<tokio_postgres::Row>>,
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for (chunk, rows) in keys.chunks(SpaceList::MAX).zip(rows) {
+        let mut answers = vec![None; chunk.len()];
+        for row in &rows {
+            *answer_slot(&mut answers, row)? = Some(row.try_get(1).map_err(unavailable)?);
+        }
+        out.extend(answers);
     }
     Ok(out)
 }
@@ -818,13 +829,15 @@ impl Lease<'_> {
         if let Some(s) = self.conn()?.statements.get(&sql) {
             return Ok(s.clone());
         }
-        let client = self.client()?;
-        let text = sql.text();
-        let prepared = self
-            .run(async move { client.prepare(&text).await })?
-            .map_err(unavailable)?;
+        let prepared = self.prepare(sql.text())?;
         self.conn()?.statements.insert(sql, prepared.clone());
         Ok(prepared)
+    }
+
+    fn prepare(&mut self, text: String) -> Result<Statement, StoreError> {
+        let client = self.client()?;
+        self.run(async move { client.prepare(&text).await })?
+            .map_err(unavailable)
     }
 
     /// The statement that runs `parts` as one (see [`combined_text`]), prepared once per
@@ -833,11 +846,7 @@ impl Lease<'_> {
         if let Some(s) = self.conn()?.combined.get(parts) {
             return Ok(s.clone());
         }
-        let client = self.client()?;
-        let text = combined_text(parts);
-        let prepared = self
-            .run(async move { client.prepare(&text).await })?
-            .map_err(unavailable)?;
+        let prepared = self.prepare(combined_text(parts))?;
         let combined = &mut self.conn()?.combined;
         if combined.len() >= MAX_COMBINED_SHAPES {
             combined.clear();
@@ -1623,31 +1632,6 @@ impl PgTx<'_, '_> {
     }
 }
 
-impl PgTx<'_, '_> {
-    /// Fills the answers of the spaces `asked` (indexes into `wanted`) from what the server
-    /// found for each, and remembers every value read.
-    fn answer_from(
-        &mut self,
-        wanted: &[(Space, &[&[u8]])],
-        answers: &mut [Vec<Option<Option<Vec<u8>>>>],
-        asked: &[usize],
-        found: Vec<Found>,
-    ) {
-        for (i, found) in asked.iter().copied().zip(found) {
-            let space = wanted[i].0;
-            // A key named twice gets its value twice (regression: the second was `None`,
-            // and a variant already numbered was numbered again).
-            for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
-                if o.is_none() {
-                    let value = found.get(*k).cloned();
-                    self.read.insert((space, k.to_vec()), value.clone());
-                    *o = Some(value);
-                }
-            }
-        }
-    }
-}
-
 impl Tx for PgTx<'_, '_> {
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
         let wanted = (space, key.to_vec());
@@ -1719,52 +1703,52 @@ impl Tx for PgTx<'_, '_> {
             let asked: Vec<usize> = (0..missing.len())
                 .filter(|i| !missing[*i].1.is_empty())
                 .collect();
-            let params: Params = asked
-                .iter()
-                .map(|i| {
-                    let owned: Vec<Vec<u8>> = missing[*i].1.iter().map(|k| k.to_vec()).collect();
-                    Box::new(owned) as Box<dyn ToSql + Send + Sync>
-                })
-                .collect();
-            let sql = match (
-                asked.as_slice(),
-                SpaceList::new(asked.iter().map(|i| missing[*i].0)),
-            ) {
-                ([one], _) => Sql::GetMany(missing[*one].0),
-                (_, Some(list)) => Sql::GetManyEach(list),
-                (_, None) => {
-                    // More spaces than one statement names: a statement each.
-                    let first = steps.len();
-                    for (i, p) in asked.iter().zip(params) {
-                        let stmt = self
-                            .lease
-                            .statement(Sql::GetMany(missing[*i].0))
-                            .map_err(TxError::Store)?;
-                        steps.push(Step::Query(stmt, vec![p]));
+            // Several spaces to a statement, [`SpaceList::MAX`] at most, sent together.
+            let first = steps.len();
+            for chunk in asked.chunks(SpaceList::MAX) {
+                let list =
+                    SpaceList::new(chunk.iter().map(|i| missing[*i].0)).ok_or_else(|| {
+                        TxError::Store(unavailable("more spaces than one read names"))
+                    })?;
+                let params: Params = chunk
+                    .iter()
+                    .map(|i| {
+                        let owned: Vec<Vec<u8>> =
+                            missing[*i].1.iter().map(|k| k.to_vec()).collect();
+                        Box::new(owned) as Box<dyn ToSql + Send + Sync>
+                    })
+                    .collect();
+                let stmt = self
+                    .lease
+                    .statement(Sql::GetManyEach(list))
+                    .map_err(TxError::Store)?;
+                steps.push(Step::Query(stmt, params));
+            }
+            let rows = self.pipeline_all(steps)?;
+            let mut found = Vec::with_capacity(asked.len());
+            for (chunk, rows) in asked
+                .chunks(SpaceList::MAX)
+                .zip(rows.into_iter().skip(first))
+            {
+                found.extend(keyed_values(chunk.len(), &rows).map_err(TxError::Store)?);
+            }
+            for (i, found) in asked.into_iter().zip(found) {
+                let space = wanted[i].0;
+                // A key named twice gets its value twice (regression: the second was
+                // `None`, and a variant already numbered was numbered again).
+                for (k, o) in wanted[i].1.iter().zip(answers[i].iter_mut()) {
+                    if o.is_none() {
+                        let value = found.get(*k).cloned();
+                        self.read.insert((space, k.to_vec()), value.clone());
+                        *o = Some(value);
                     }
-                    let rows = self.pipeline_all(steps)?;
-                    let found = rows
-                        .into_iter()
-                        .skip(first)
-                        .map(|rows| key_values(&rows))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(TxError::Store)?;
-                    self.answer_from(wanted, &mut answers, &asked, found);
-                    return Ok(finish_answers(answers));
                 }
-            };
-            let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
-            let one = matches!(sql, Sql::GetMany(_));
-            steps.push(Step::Query(stmt, params));
-            let rows = self.pipeline(steps)?;
-            let found = if one {
-                vec![key_values(&rows).map_err(TxError::Store)?]
-            } else {
-                keyed_values(asked.len(), &rows).map_err(TxError::Store)?
-            };
-            self.answer_from(wanted, &mut answers, &asked, found);
+            }
         }
-        Ok(finish_answers(answers))
+        Ok(answers
+            .into_iter()
+            .map(|out| out.into_iter().map(|o| o.unwrap_or(None)).collect())
+            .collect())
     }
 
     fn get_each(&mut self, keys: &[(Space, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, TxError> {
@@ -1778,31 +1762,13 @@ impl Tx for PgTx<'_, '_> {
             return Ok(Vec::new());
         }
         let mut steps = self.preamble(keys)?;
-        let Some(list) = SpaceList::new(keys.iter().map(|(s, _)| *s)) else {
-            let first = steps.len();
-            for (space, key) in keys {
-                let stmt = self
-                    .lease
-                    .statement(Sql::Get(*space))
-                    .map_err(TxError::Store)?;
-                steps.push(Step::Query(stmt, vec![Box::new(key.to_vec())]));
-            }
-            let answers = self.pipeline_all(steps)?;
-            let mut out = Vec::with_capacity(keys.len());
-            for ((space, key), rows) in keys.iter().zip(answers.into_iter().skip(first)) {
-                let found = first_value(&rows).map_err(TxError::Store)?;
-                self.read.insert((*space, key.to_vec()), found.clone());
-                out.push(found);
-            }
-            return Ok(out);
-        };
-        let stmt = self
-            .lease
-            .statement(Sql::GetEach(list))
-            .map_err(TxError::Store)?;
-        steps.push(Step::Query(stmt, each_params(keys)));
-        let rows = self.pipeline(steps)?;
-        let out = each_values(keys.len(), &rows).map_err(TxError::Store)?;
+        let first = steps.len();
+        for (sql, params) in each_reads(keys).map_err(TxError::Store)? {
+            let stmt = self.lease.statement(sql).map_err(TxError::Store)?;
+            steps.push(Step::Query(stmt, params));
+        }
+        let rows = self.pipeline_all(steps)?;
+        let out = each_answers(keys, rows.into_iter().skip(first)).map_err(TxError::Store)?;
         for ((space, key), found) in keys.iter().zip(&out) {
             self.read.insert((*space, key.to_vec()), found.clone());
         }
@@ -1886,32 +1852,23 @@ impl Backend for PgBackend {
             return Ok(Vec::new());
         }
         let mut lease = self.lease()?;
-        if let Some(list) = SpaceList::new(keys.iter().map(|(s, _)| *s)) {
-            let stmt = lease.statement(Sql::GetEach(list))?;
-            let params = each_params(keys);
-            let client = lease.client()?;
-            let rows = lease
-                .run(async move { client.query(&stmt, &as_refs(&params)).await })?
-                .map_err(|e| lease.failed(e))?;
-            return each_values(keys.len(), &rows);
-        }
-        let mut reads = Vec::with_capacity(keys.len());
-        for (space, key) in keys {
-            reads.push((lease.statement(Sql::Get(*space))?, key.to_vec()));
+        let mut reads = Vec::new();
+        for (sql, params) in each_reads(keys)? {
+            reads.push((lease.statement(sql)?, params));
         }
         let client = lease.client()?;
         let answers = lease.run(async move {
-            let futures = reads.into_iter().map(|(stmt, key)| {
+            let futures = reads.into_iter().map(|(stmt, params)| {
                 let client = client.clone();
-                async move { client.query(&stmt, &[&key]).await }
+                async move { client.query(&stmt, &as_refs(&params)).await }
             });
             futures_util::future::join_all(futures).await
         })?;
-        let mut out = Vec::with_capacity(answers.len());
-        for rows in answers {
-            out.push(first_value(&rows.map_err(|e| lease.failed(e))?)?);
+        let mut rows = Vec::with_capacity(answers.len());
+        for r in answers {
+            rows.push(r.map_err(|e| lease.failed(e))?);
         }
-        Ok(out)
+        each_answers(keys, rows)
     }
 
     fn scan(
