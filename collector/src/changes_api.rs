@@ -11,18 +11,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
-use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::{blocking, query_params as query, ApiProblem, AppState};
+use crate::http::{blocking, query_params as query, read_json, ApiProblem, AppState};
 use crate::model::*;
 use crate::ops::changes::{self as op, NoiseRequest, PlannedRequest};
 use crate::people::{Allowed, Person, RouteTable};
 
-/// The largest JSON body a people route reads.
-pub const MAX_PEOPLE_BODY_BYTES: usize = 256 * 1024;
+pub use crate::http::MAX_PEOPLE_BODY_BYTES;
 /// Most items a list route returns at once: the query routes' page.
 pub const MAX_PAGE: usize = crate::query::MAX_PAGE;
 
@@ -173,36 +170,6 @@ pub fn routes(table: &mut RouteTable) {
 }
 
 type Reply = Result<Response, ApiProblem>;
-
-async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiProblem> {
-    let limited = http_body_util::Limited::new(body, MAX_PEOPLE_BODY_BYTES);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|_| {
-            ApiProblem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body exceeds {MAX_PEOPLE_BODY_BYTES} bytes"),
-                None,
-            )
-        })?
-        .to_bytes();
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiProblem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{path}: {}", e.into_inner()),
-            Some(path),
-        )
-    })?;
-    Ok(value)
-}
 
 /// The calling person.
 #[derive(Debug, Serialize, ToSchema)]

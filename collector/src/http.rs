@@ -315,6 +315,45 @@ fn is_json_media_type(value: &HeaderValue) -> bool {
             .is_some_and(|sub| sub.ends_with("+json"))
 }
 
+/// The largest JSON body a people route reads.
+pub const MAX_PEOPLE_BODY_BYTES: usize = 256 * 1024;
+
+/// Reads a people route's JSON body: 413 past [`MAX_PEOPLE_BODY_BYTES`], 422 naming the
+/// path of what does not decode.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+) -> Result<T, ApiProblem> {
+    use http_body_util::BodyExt;
+
+    let limited = http_body_util::Limited::new(body, MAX_PEOPLE_BODY_BYTES);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiProblem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds {MAX_PEOPLE_BODY_BYTES} bytes"),
+                None,
+            )
+        })?
+        .to_bytes();
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ApiProblem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{path}: {}", e.into_inner()),
+            Some(path),
+        )
+    })?;
+    Ok(value)
+}
+
 #[cfg(test)]
 mod media_type_tests {
     use super::*;

@@ -30,6 +30,7 @@ pub mod people;
 pub mod query;
 pub mod query_api;
 pub mod reconcile;
+pub mod register_api;
 pub mod server;
 pub mod store;
 pub mod table;

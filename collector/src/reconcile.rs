@@ -694,7 +694,8 @@ pub fn plan(
     if let Some(old) = &stored.computer {
         for (k, val) in &old.attributes {
             let owner = Owner::ALL.into_iter().find(|o| k.starts_with(o.prefix()));
-            if kept(owner) {
+            // The register is people's: a snapshot never writes or removes it.
+            if kept(owner) || register::is_register_attribute(k) {
                 want.attributes.insert(k.clone(), val.clone());
             }
         }
@@ -1253,6 +1254,8 @@ mod tests {
             .flat_map(|c| {
                 attributes::of(c)
                     .iter()
+                    // People write the register; ingest only carries it over.
+                    .filter(|a| !crate::model::register::is_register_attribute(a.path))
                     .map(move |a| (c, a.path, a.volatile))
             })
             .collect();

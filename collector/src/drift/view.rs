@@ -121,7 +121,8 @@ impl<'a> ConfigView<'a> {
     ) -> ConfigView<'a> {
         let mut v = ConfigView::default();
         for (k, val) in attributes {
-            if !EXPLODED.contains(&k.as_str()) {
+            // The register is people's data: an edit of it is never drift.
+            if !EXPLODED.contains(&k.as_str()) && !register::is_register_attribute(k) {
                 v.put(
                     Aspect::Attribute,
                     k.as_str(),

@@ -88,6 +88,25 @@ const COMPUTER: &[AttrDef] = &[
     conf("network.addresses", List),
     conf("network.physical_macs", List),
     conf("agent.version", Text),
+    // The asset register (people's data: `model::register`), never written by ingest.
+    conf("register.asset_tag", Text),
+    conf("register.owner", Text),
+    conf("register.assigned_user", Text),
+    conf("register.location_site", Text),
+    conf("register.location_building", Text),
+    conf("register.location_room", Text),
+    conf("register.department", Text),
+    conf("register.cost_centre", Text),
+    conf("register.supplier", Text),
+    conf("register.order_number", Text),
+    conf("register.invoice_number", Text),
+    // Dates as YYYY-MM-DD text: the filter's ordering compares them correctly.
+    conf("register.purchase_date", Text),
+    conf("register.purchase_cost", Number),
+    conf("register.warranty_end", Text),
+    conf("register.lifecycle_status", Text),
+    conf("register.notes", Text),
+    conf("register.provenance", Map),
     vol("os.boot_time", Time),
     vol("os.uptime_seconds", Number),
     vol("memory.available_bytes", Number),
@@ -208,6 +227,29 @@ mod tests {
             paths.dedup();
             assert_eq!(paths.len(), n, "{class:?}");
         }
+    }
+
+    #[test]
+    fn every_register_field_is_a_registered_attribute() {
+        use crate::model::register;
+        for f in register::FIELDS {
+            for class in register::CLASSES {
+                assert!(
+                    find(*class, &register::attribute(f.name)).is_some(),
+                    "{class:?} {}",
+                    f.name
+                );
+            }
+        }
+        let registered = of(CiClass::Computer)
+            .iter()
+            .filter(|a| register::is_register_attribute(a.path))
+            .count();
+        assert_eq!(
+            registered,
+            register::FIELDS.len() + 1,
+            "fields and provenance"
+        );
     }
 
     #[test]

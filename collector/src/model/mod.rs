@@ -40,6 +40,8 @@ macro_rules! named {
     };
 }
 
+pub mod register;
+
 #[derive(
     Debug,
     Clone,
@@ -858,12 +860,19 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedEvent {
     pub cursor: u64,
-    /// "change_record.created" or "change_record.reviewed".
+    /// "change_record.created", "change_record.reviewed" (with `record`) or
+    /// "register.changed" (with `register`: people's data, never drift).
     #[serde(rename = "type")]
     pub event_type: String,
     pub at: DateTime<Utc>,
-    pub record: ChangeRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<ChangeRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<register::RegisterChange>,
 }
+
+/// The feed event type of a register edit.
+pub const REGISTER_CHANGED: &str = "register.changed";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod changes;
 pub mod credentials;
+pub mod register;
 
 use std::sync::Arc;
 

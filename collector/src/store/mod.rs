@@ -189,6 +189,15 @@ pub enum PeopleWrite {
     },
     /// Revokes an agent (idempotent: an already revoked agent keeps its first time).
     RevokeAgent(String),
+    PutRegisterSettings(register::RegisterSettings),
+    /// A register edit of a computer: `ci` is `expected` with its register attributes
+    /// changed and its version raised; applied (with a history step and the feed event
+    /// `register.changed`) only if the stored CI still equals `expected`.
+    EditRegister {
+        expected: Box<Ci>,
+        ci: Box<Ci>,
+        change: register::RegisterChange,
+    },
     /// Closes an identity conflict with a person's decision, revoking the named agent in
     /// the same transaction when the decision is that it is a clone.
     ResolveConflict {
@@ -431,6 +440,8 @@ pub trait Store: Send + Sync + 'static {
     fn list_noise_rules(&self) -> Result<Vec<NoiseRule>, StoreError>;
     fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError>;
     fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError>;
+    /// The register's settings as an administrator last saved them (`None`: never).
+    fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError>;
     fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError>;
     fn commit_people(
         &self,

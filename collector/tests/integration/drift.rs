@@ -19,9 +19,9 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use serde_json::json;
 
-struct Rig {
-    ingest: Ingest,
-    store: Arc<Cmdb>,
+pub(crate) struct Rig {
+    pub(crate) ingest: Ingest,
+    pub(crate) store: Arc<Cmdb>,
     key: AgentKeyPair,
     agent_id: String,
     seq: u64,
@@ -34,7 +34,7 @@ impl Drop for Rig {
     }
 }
 
-fn rig(name: &str) -> Rig {
+pub(crate) fn rig(name: &str) -> Rig {
     let dir = std::env::temp_dir().join(format!("census-drift-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(Cmdb::open(&dir).unwrap());
@@ -81,7 +81,7 @@ fn pkg(name: &str, version: &str, source: &str) -> Software {
     }
 }
 
-fn machine(software: Vec<Software>) -> Snapshot {
+pub(crate) fn machine(software: Vec<Software>) -> Snapshot {
     let mut s = Snapshot::empty("", 0, Utc::now());
     s.agent_version = "1.0".into();
     s.system = Section::collected(System {
@@ -138,7 +138,7 @@ fn machine(software: Vec<Software>) -> Snapshot {
     s
 }
 
-fn base_software() -> Vec<Software> {
+pub(crate) fn base_software() -> Vec<Software> {
     vec![
         pkg("openssl", "3.0.11-1~deb12u2", "dpkg"),
         pkg("vim", "2:9.0.1378-2", "dpkg"),
@@ -149,7 +149,7 @@ fn base_software() -> Vec<Software> {
 
 impl Rig {
     /// Signs and ingests `snap` as the next seq at `at`; the change record it raised.
-    fn send(&mut self, mut snap: Snapshot, at: DateTime<Utc>) -> Option<ChangeRecord> {
+    pub(crate) fn send(&mut self, mut snap: Snapshot, at: DateTime<Utc>) -> Option<ChangeRecord> {
         self.seq += 1;
         snap.agent_id = self.agent_id.clone();
         snap.seq = self.seq;
@@ -194,7 +194,7 @@ fn kinds(r: &ChangeRecord) -> Vec<(ItemKind, String)> {
         .collect()
 }
 
-fn with(mut sw: Vec<Software>, name: &str, version: &str) -> Vec<Software> {
+pub(crate) fn with(mut sw: Vec<Software>, name: &str, version: &str) -> Vec<Software> {
     for p in sw.iter_mut().filter(|p| p.name == name) {
         p.version = version.into();
     }
@@ -516,7 +516,7 @@ fn one_record_per_snapshot_feeds_the_changed_since_feed_in_order() {
     let feed = r.store.feed_since(0, 100).unwrap();
     let ids: Vec<_> = feed
         .iter()
-        .map(|e| (e.cursor, e.record.id.clone()))
+        .map(|e| (e.cursor, e.record.as_ref().unwrap().id.clone()))
         .collect();
     assert_eq!(ids, vec![(1, a.id), (2, b.id.clone())]);
     assert_eq!(r.store.feed_since(1, 100).unwrap().len(), 1);

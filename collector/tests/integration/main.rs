@@ -3,9 +3,10 @@
 //! snapshots, and the migration of a schema-2 store.
 
 mod deltas;
-mod drift;
+pub(crate) mod drift;
 mod migration;
 mod postgres;
+mod register;
 mod store;
 
 /// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the

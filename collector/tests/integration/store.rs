@@ -1036,7 +1036,7 @@ fn the_feed_sequencer_numbers_a_batch_in_order_with_a_delivery_per_active_webhoo
         .feed_since(0, 100)
         .unwrap()
         .into_iter()
-        .map(|e| (e.cursor, e.record.id))
+        .map(|e| (e.cursor, e.record.unwrap().id))
         .collect();
     assert_eq!(
         feed,

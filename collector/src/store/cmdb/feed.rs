@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::ingest::{revision_key, QueuedEvent, StoredRecord};
 use super::*;
+use crate::model::register::RegisterChange;
 use crate::model::*;
 
 /// A feed event as stored: which record, at which revision (the record itself is not
@@ -17,6 +18,8 @@ struct FeedEntry {
     at: DateTime<Utc>,
     record_id: String,
     revision: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    register: Option<RegisterChange>,
 }
 
 /// What the feed space holds: an entry, or an event with its record copied in (written
@@ -34,6 +37,15 @@ impl Cmdb {
             StoredFeed::Copied(e) => return Ok(Some(*e)),
             StoredFeed::Entry(e) => e,
         };
+        if let Some(change) = entry.register {
+            return Ok(Some(FeedEvent {
+                cursor: entry.cursor,
+                event_type: entry.event_type,
+                at: entry.at,
+                record: None,
+                register: Some(change),
+            }));
+        }
         let current: Option<StoredRecord> =
             self.get_json(Space::ChangeRecords, entry.record_id.as_bytes())?;
         let record = match current {
@@ -47,7 +59,8 @@ impl Cmdb {
             cursor: entry.cursor,
             event_type: entry.event_type,
             at: entry.at,
-            record,
+            record: Some(record),
+            register: None,
         }))
     }
 
@@ -97,7 +110,7 @@ impl Cmdb {
             let outbox: Vec<&[u8]> = queued.iter().map(|(k, _)| k.as_slice()).collect();
             let records: Vec<&[u8]> = queued
                 .iter()
-                .filter(|(_, e)| e.revision == 0)
+                .filter(|(_, e)| e.revision == 0 && e.register.is_none())
                 .map(|(_, e)| e.record_id.as_bytes())
                 .collect();
             tx.prefetch(&[
@@ -115,6 +128,7 @@ impl Cmdb {
                     continue; // another sequencer took it
                 }
                 let revision = match event.revision {
+                    0 if event.register.is_some() => 0,
                     0 => match tx_json::<StoredRecord, _>(
                         tx,
                         Space::ChangeRecords,
@@ -133,6 +147,7 @@ impl Cmdb {
                     at: event.at,
                     record_id: event.record_id.clone(),
                     revision,
+                    register: event.register.clone(),
                 };
                 tx_put_json(tx, Space::Feed, &cursor.to_be_bytes(), &entry)?;
                 for w in &webhooks {

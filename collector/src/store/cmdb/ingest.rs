@@ -176,6 +176,10 @@ pub(crate) struct QueuedEvent {
     /// The record's revision the event is about (0 in events queued before revisions).
     #[serde(default)]
     pub revision: u32,
+    /// A register edit, carried whole (a few fields a person changed; there is no record
+    /// to refer to). `record_id` is then the CI's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<crate::model::register::RegisterChange>,
 }
 
 /// A change record as stored: the record and how many times people's reviews replaced it
@@ -273,6 +277,7 @@ impl Cmdb {
                 record_id: r.id.clone(),
                 at: c.seen_at,
                 revision: 1,
+                register: None,
             })?),
             None => None,
         };

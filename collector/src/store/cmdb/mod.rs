@@ -1130,6 +1130,10 @@ impl Store for Cmdb {
         Ok(out)
     }
 
+    fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError> {
+        self.do_register_settings()
+    }
+
     fn commit_people(
         &self,
         write: &PeopleWrite,

@@ -179,8 +179,32 @@ impl Cmdb {
             Ok(())
         }
         let outbox = outbox_key(at);
+        let edited = match write {
+            PeopleWrite::EditRegister { expected, ci, .. } => {
+                Some(self.prepare_edit(expected, ci, at)?)
+            }
+            _ => None,
+        };
         let entry = transact::<AuditEntry, PeopleWriteError>(self.backend.as_ref(), |tx| {
             match write {
+                PeopleWrite::PutRegisterSettings(settings) => {
+                    tx_put_json(tx, Space::Meta, b"register_settings", settings)?;
+                }
+                PeopleWrite::EditRegister { ci, change, .. } => {
+                    for e in edited.iter().flatten() {
+                        Self::write_encoded(tx, self.postings(), e, || {
+                            PeopleWriteError::Stale(format!("computer {}", ci.id))
+                        })?;
+                    }
+                    let event = QueuedEvent {
+                        event_type: REGISTER_CHANGED.into(),
+                        record_id: ci.id.clone(),
+                        at,
+                        revision: 0,
+                        register: Some(change.clone()),
+                    };
+                    tx_put_json(tx, Space::Outbox, &outbox, &event)?;
+                }
                 PeopleWrite::PutNoiseRule(rule) => {
                     tx_put_json(tx, Space::NoiseRules, rule.id.as_bytes(), rule)?;
                 }
@@ -233,6 +257,7 @@ impl Cmdb {
                         record_id: record.id.clone(),
                         at,
                         revision,
+                        register: None,
                     };
                     tx_put_json(tx, Space::Outbox, &outbox, &event)?;
                 }
@@ -347,8 +372,43 @@ impl Cmdb {
             )?;
             Ok(entry)
         })?;
+        if let Some(records) = &edited {
+            self.remember_summaries(records);
+        }
         self.backend.flush()?;
         Ok(entry)
+    }
+
+    /// A CI edit's records, encoded against the stored record only if the CI read before
+    /// and after encoding both equal `expected` (the write then checks that record is
+    /// still the one stored): an inventory that lands meanwhile is never overwritten.
+    fn prepare_edit(
+        &self,
+        expected: &Ci,
+        ci: &Ci,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<super::machine::Encoded>, PeopleWriteError> {
+        let unchanged = |now: Option<Ci>| match now {
+            None => Err(PeopleWriteError::NotFound(format!("CI {}", expected.id))),
+            Some(now) if now != *expected => {
+                Err(PeopleWriteError::Stale(format!("computer {}", expected.id)))
+            }
+            Some(_) => Ok(()),
+        };
+        unchanged(self.read_ci(&expected.id)?)?;
+        let writes = super::machine::Writes {
+            puts: std::slice::from_ref(ci),
+            ..Default::default()
+        };
+        let records = self.prepare_records(writes, at, None)?;
+        unchanged(self.read_ci(&expected.id)?)?;
+        Ok(records)
+    }
+
+    pub(crate) fn do_register_settings(
+        &self,
+    ) -> Result<Option<register::RegisterSettings>, StoreError> {
+        self.get_json(Space::Meta, b"register_settings")
     }
 
     pub(crate) fn do_list_audit(

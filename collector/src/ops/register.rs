@@ -1,0 +1,452 @@
+//! The asset register's operations: its settings (status labels, source precedence) and
+//! edits of a computer's register fields by a source, each checked against the field's
+//! precedence, written as one history version with its audit entry and a
+//! `register.changed` feed event, never as drift.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{draft, Actor, OpError, Ops, MAX_COMMENT_CHARS};
+use crate::model::register::{self, FieldChange, Provenance, RegisterChange, RegisterSettings};
+use crate::model::*;
+use crate::store::PeopleWrite;
+
+/// A register edit: fields to set (`null` clears one).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterEdit {
+    /// Field name -> new value, or null to clear it. Names and value types are those of
+    /// `GET /api/v1/register/fields`.
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
+    pub set: BTreeMap<String, Option<Value>>,
+    /// Refuse the edit (409) unless the CI is still at this history version.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    pub expected_version: Option<u64>,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub comment: Option<String>,
+}
+
+/// One field of a CI's register: its value and who set it when.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RegisterFieldView {
+    pub field: String,
+    pub value: Option<Value>,
+    /// Who last set (or cleared) it; none when no source ever did.
+    pub set_by: Option<Provenance>,
+}
+
+/// A CI's register.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RegisterView {
+    pub ci_id: String,
+    pub ci_name: String,
+    /// The CI's history version, for `expected_version`.
+    pub version: u64,
+    pub fields: Vec<RegisterFieldView>,
+}
+
+/// The register of a CI as it stands (or stood, for a past version).
+pub fn view(ci: &Ci) -> RegisterView {
+    let provenance = register::provenance(&ci.attributes);
+    RegisterView {
+        ci_id: ci.id.clone(),
+        ci_name: ci.name.clone(),
+        version: ci.version,
+        fields: register::FIELDS
+            .iter()
+            .map(|f| RegisterFieldView {
+                field: f.name.to_string(),
+                value: ci.attributes.get(&register::attribute(f.name)).cloned(),
+                set_by: provenance.get(f.name).cloned(),
+            })
+            .collect(),
+    }
+}
+
+pub fn settings(ops: &Ops) -> Result<RegisterSettings, OpError> {
+    Ok(ops.store.register_settings()?.unwrap_or_default())
+}
+
+/// Replaces the register settings, audited with before and after.
+pub fn put_settings(
+    ops: &Ops,
+    actor: &Actor,
+    mut next: RegisterSettings,
+) -> Result<RegisterSettings, OpError> {
+    next.validate().map_err(OpError::invalid)?;
+    let before = settings(ops)?;
+    next.updated_by = actor.name.clone();
+    next.updated_at = Utc::now();
+    ops.audited(
+        PeopleWrite::PutRegisterSettings(next.clone()),
+        draft(
+            actor,
+            "register_settings.update",
+            "register_settings",
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&next).ok(),
+            None,
+        ),
+    )?;
+    Ok(next)
+}
+
+pub fn get(ops: &Ops, ci_id: &str) -> Result<RegisterView, OpError> {
+    let ci = ops
+        .store
+        .get_ci(ci_id)?
+        .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
+    has_register(&ci)?;
+    Ok(view(&ci))
+}
+
+fn has_register(ci: &Ci) -> Result<(), OpError> {
+    if register::CLASSES.contains(&ci.class) {
+        Ok(())
+    } else {
+        Err(OpError::NotFound(format!(
+            "register of {} (a {} has none)",
+            ci.id,
+            ci.class.as_str()
+        )))
+    }
+}
+
+/// How often an edit is recomputed when an inventory lands between its read and its write.
+const EDIT_ATTEMPTS: usize = 3;
+
+/// Applies `edit` to a CI's register as written by `source` (`by` names the person, file
+/// or agent). Refused as a whole when a value is invalid (400, naming the field), when a
+/// higher source holds a field (409, naming the holder and when its hold lapses) or when
+/// `expected_version` is not the CI's version (409). Setting what is already there, by
+/// the source that set it, writes nothing.
+pub fn edit(
+    ops: &Ops,
+    actor: &Actor,
+    ci_id: &str,
+    edit: &RegisterEdit,
+    source: register::Source,
+) -> Result<RegisterView, OpError> {
+    if edit.set.is_empty() {
+        return Err(OpError::invalid("set: names no field"));
+    }
+    if let Some(c) = &edit.comment {
+        if c.chars().count() > MAX_COMMENT_CHARS {
+            return Err(OpError::invalid(format!(
+                "comment: at most {MAX_COMMENT_CHARS} characters"
+            )));
+        }
+    }
+    let settings = settings(ops)?;
+    let mut values = Vec::with_capacity(edit.set.len());
+    for (name, value) in &edit.set {
+        let Some(def) = register::field(name) else {
+            let known: Vec<&str> = register::FIELDS.iter().map(|f| f.name).collect();
+            return Err(OpError::invalid(format!(
+                "set.{name}: unknown register field; known: {}",
+                known.join(", ")
+            )));
+        };
+        let value = match value {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                register::normalise(def, v, &settings)
+                    .map_err(|m| OpError::invalid(format!("set.{m}")))?,
+            ),
+        };
+        values.push((def.name, value));
+    }
+    for attempt in 1..=EDIT_ATTEMPTS {
+        let ci = ops
+            .store
+            .get_ci(ci_id)?
+            .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
+        has_register(&ci)?;
+        if let Some(v) = edit.expected_version {
+            if v != ci.version {
+                return Err(OpError::Conflict(format!(
+                    "{} is at version {}, not {v}; reload and try again",
+                    ci.id, ci.version
+                )));
+            }
+        }
+        let now = Utc::now();
+        let Some((next, change)) = apply(&ci, &values, &settings, source, &actor.name, now)? else {
+            return Ok(view(&ci));
+        };
+        let before: BTreeMap<&str, &Option<Value>> = change
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), &c.before))
+            .collect();
+        let after: BTreeMap<&str, &Option<Value>> = change
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), &c.after))
+            .collect();
+        let audit = draft(
+            actor,
+            "register.edit",
+            &ci.id,
+            serde_json::to_value(before).ok(),
+            serde_json::to_value(after).ok(),
+            edit.comment.clone(),
+        );
+        let write = PeopleWrite::EditRegister {
+            expected: Box::new(ci),
+            ci: Box::new(next.clone()),
+            change,
+        };
+        match ops.audited(write, audit) {
+            Ok(_) => return Ok(view(&next)),
+            // An inventory landed between the read and the write: compute again on it.
+            Err(OpError::Conflict(_)) if attempt < EDIT_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(OpError::Conflict(format!(
+        "{ci_id} kept changing while the edit was written; try again"
+    )))
+}
+
+/// The CI after the edit and what changed, or `None` when nothing would.
+fn apply(
+    ci: &Ci,
+    values: &[(&'static str, Option<Value>)],
+    settings: &RegisterSettings,
+    source: register::Source,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(Ci, RegisterChange)>, OpError> {
+    let mut provenance = register::provenance(&ci.attributes);
+    let mut attributes = ci.attributes.clone();
+    let mut changes = Vec::new();
+    let mut held = Vec::new();
+    for (name, value) in values {
+        let key = register::attribute(name);
+        let before = attributes.get(&key).cloned();
+        let holder = provenance.get(*name);
+        if before == *value && holder.is_some_and(|h| h.source == source) {
+            continue;
+        }
+        match register::decide(settings.order(ci.class, name), holder, source, now) {
+            register::Verdict::Write => {}
+            register::Verdict::Held { holder, until } => {
+                let lapses = match until {
+                    Some(t) => format!("until {}", t.format("%Y-%m-%d %H:%M UTC")),
+                    None => "with no expiry".to_string(),
+                };
+                held.push(format!(
+                    "{name}: set by {} '{}' at {}, which ranks above {} for this field and holds {lapses}",
+                    holder.source.as_str(),
+                    holder.by,
+                    holder.at.format("%Y-%m-%d %H:%M UTC"),
+                    source.as_str()
+                ));
+                continue;
+            }
+            register::Verdict::NotListed => {
+                held.push(format!(
+                    "{name}: the precedence of this field does not list {}",
+                    source.as_str()
+                ));
+                continue;
+            }
+        }
+        match value {
+            Some(v) => attributes.insert(key, v.clone()),
+            None => attributes.remove(&key),
+        };
+        provenance.insert(
+            name.to_string(),
+            Provenance {
+                source,
+                by: by.to_string(),
+                at: now,
+            },
+        );
+        changes.push(FieldChange {
+            field: name.to_string(),
+            before,
+            after: value.clone(),
+        });
+    }
+    if !held.is_empty() {
+        return Err(OpError::Conflict(held.join("; ")));
+    }
+    register::check_location(&attributes).map_err(|m| OpError::invalid(format!("set.{m}")))?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let provenance =
+        serde_json::to_value(&provenance).map_err(|e| OpError::invalid(format!("set: {e}")))?;
+    attributes.insert(register::PROVENANCE_ATTRIBUTE.to_string(), provenance);
+    let mut next = ci.clone();
+    next.attributes = attributes;
+    next.version += 1;
+    let change = RegisterChange {
+        ci_id: ci.id.clone(),
+        ci_name: ci.name.clone(),
+        version: next.version,
+        source,
+        by: by.to_string(),
+        changes,
+    };
+    Ok(Some((next, change)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use register::Source;
+
+    fn computer() -> Ci {
+        let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 0, 0, 0).unwrap();
+        Ci {
+            id: "cmp_1".into(),
+            class: CiClass::Computer,
+            name: "web-1".into(),
+            attributes: Attributes::new(),
+            volatile: Attributes::new(),
+            status: CiStatus::Active,
+            first_seen: t,
+            last_seen: t,
+            sources: Vec::new(),
+            version: 3,
+            owner: None,
+        }
+    }
+
+    fn set(pairs: &[(&'static str, Option<Value>)]) -> Vec<(&'static str, Option<Value>)> {
+        pairs.to_vec()
+    }
+
+    #[test]
+    fn an_edit_records_values_provenance_and_a_new_version() {
+        let now = Utc::now();
+        let (next, change) = apply(
+            &computer(),
+            &set(&[
+                ("owner", Some("ann".into())),
+                ("asset_tag", Some("A-1".into())),
+            ]),
+            &RegisterSettings::default(),
+            Source::Person,
+            "ann",
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(next.version, 4);
+        assert_eq!(next.attributes["register.owner"], "ann");
+        let p = register::provenance(&next.attributes);
+        assert_eq!(p["asset_tag"].source, Source::Person);
+        assert_eq!(p["owner"].at, now);
+        assert_eq!(change.changes.len(), 2);
+        assert_eq!(change.version, 4);
+    }
+
+    #[test]
+    fn the_same_value_from_the_same_source_writes_nothing() {
+        let s = RegisterSettings::default();
+        let (next, _) = apply(
+            &computer(),
+            &set(&[("owner", Some("ann".into()))]),
+            &s,
+            Source::FileImport,
+            "a.csv",
+            Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        let again = set(&[("owner", Some("ann".into()))]);
+        assert!(
+            apply(&next, &again, &s, Source::FileImport, "b.csv", Utc::now())
+                .unwrap()
+                .is_none()
+        );
+        // A person confirming it makes it theirs: a higher source now holds it.
+        let (confirmed, change) = apply(&next, &again, &s, Source::Person, "ann", Utc::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.changes[0].before, change.changes[0].after);
+        assert_eq!(
+            register::provenance(&confirmed.attributes)["owner"].source,
+            Source::Person
+        );
+    }
+
+    #[test]
+    fn a_held_field_refuses_the_whole_edit_naming_the_holder() {
+        let s = RegisterSettings::default();
+        let (held, _) = apply(
+            &computer(),
+            &set(&[("owner", Some("ann".into()))]),
+            &s,
+            Source::Person,
+            "ann",
+            Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        let e = apply(
+            &held,
+            &set(&[
+                ("owner", Some("bob".into())),
+                ("supplier", Some("ACME".into())),
+            ]),
+            &s,
+            Source::FileImport,
+            "assets.csv",
+            Utc::now(),
+        )
+        .unwrap_err();
+        let OpError::Conflict(m) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            m.starts_with("owner: set by person 'ann'") && m.contains("with no expiry"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn clearing_is_held_like_a_value_and_the_location_stays_a_hierarchy() {
+        let s = RegisterSettings::default();
+        let (cleared, change) = apply(
+            &computer(),
+            &set(&[("owner", None)]),
+            &s,
+            Source::Person,
+            "ann",
+            Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(change.changes[0].after, None);
+        assert!(apply(
+            &cleared,
+            &set(&[("owner", Some("bob".into()))]),
+            &s,
+            Source::ToolImport,
+            "ocs",
+            Utc::now()
+        )
+        .is_err());
+        let e = apply(
+            &computer(),
+            &set(&[("location_room", Some("3.12".into()))]),
+            &s,
+            Source::Person,
+            "ann",
+            Utc::now(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("set.location_room"), "{e}");
+    }
+}

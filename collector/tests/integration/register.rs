@@ -1,0 +1,377 @@
+//! The asset register over the real store and ingest path: an edit is a history version,
+//! an audit entry and a `register.changed` feed event; inventories keep it and never
+//! raise it as drift; precedence and concurrency refuse what must not be overwritten.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use census_collector::model::register::{FieldPrecedence, RegisterSettings, Source, SourceRank};
+use census_collector::model::*;
+use census_collector::ops::register::{self as reg, RegisterEdit};
+use census_collector::ops::{Actor, OpError, Ops};
+use census_collector::query::views;
+use census_collector::store::*;
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::drift::{base_software, machine, rig, with};
+
+fn ops(r: &crate::drift::Rig) -> Ops {
+    Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    }
+}
+
+fn edit(pairs: &[(&str, Value)]) -> RegisterEdit {
+    RegisterEdit {
+        set: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), (!v.is_null()).then(|| v.clone())))
+            .collect::<BTreeMap<_, _>>(),
+        ..Default::default()
+    }
+}
+
+fn value<'a>(view: &'a reg::RegisterView, field: &str) -> Option<&'a Value> {
+    view.fields
+        .iter()
+        .find(|f| f.field == field)
+        .and_then(|f| f.value.as_ref())
+}
+
+#[test]
+fn a_register_edit_is_a_history_version_an_audit_entry_and_a_feed_event_never_drift() {
+    let mut r = rig("register-edit");
+    let t0 = Utc::now() - Duration::minutes(10);
+    r.send(machine(base_software()), t0);
+    let id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let before_edit = r.store.get_ci(&id).unwrap().unwrap();
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let view = reg::edit(
+        &ops,
+        &ann,
+        &id,
+        &edit(&[
+            ("owner", json!("ann")),
+            ("asset_tag", json!("A-1001")),
+            ("purchase_cost", json!("1299.50")),
+            ("location_site", json!("Paris")),
+        ]),
+        Source::Person,
+    )
+    .unwrap();
+    let edited_at = Utc::now();
+    assert_eq!(view.version, before_edit.version + 1);
+    assert_eq!(value(&view, "purchase_cost"), Some(&json!(1299.5)));
+    let holder = view
+        .fields
+        .iter()
+        .find(|f| f.field == "owner")
+        .and_then(|f| f.set_by.clone())
+        .unwrap();
+    assert_eq!((holder.source, holder.by.as_str()), (Source::Person, "ann"));
+
+    // History and as-of: the version before the edit has no register; the one after has.
+    let history = r.store.history(&id).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.version, view.version);
+    assert_eq!(last.ci.attributes["register.owner"], "ann");
+    assert_eq!(last.change_record, None);
+    let then = r
+        .store
+        .as_of(&id, edited_at - Duration::seconds(5))
+        .unwrap();
+    assert!(then
+        .unwrap()
+        .ci
+        .attributes
+        .keys()
+        .all(|k| !k.starts_with("register.")));
+
+    // The audit log and the feed say who changed what.
+    let audit = r.store.list_audit(0, 1000).unwrap();
+    let entry = audit.iter().rfind(|e| e.action == "register.edit").unwrap();
+    assert_eq!(
+        (entry.actor.as_str(), entry.target.as_str()),
+        ("ann", id.as_str())
+    );
+    assert_eq!(entry.after.as_ref().unwrap()["owner"], "ann");
+    r.store.sequence_events(100).unwrap();
+    let feed = r.store.feed_since(0, 100).unwrap();
+    let event = feed
+        .iter()
+        .find(|e| e.event_type == REGISTER_CHANGED)
+        .unwrap();
+    assert!(event.record.is_none());
+    let change = event.register.as_ref().unwrap();
+    assert_eq!(
+        (change.ci_id.as_str(), change.version),
+        (id.as_str(), view.version)
+    );
+    assert_eq!(change.changes.len(), 4);
+
+    // An inventory with an upgrade keeps the register and raises only the upgrade.
+    let record = r
+        .send(machine(with(base_software(), "vim", "2:9.1-1")), Utc::now())
+        .expect("the upgrade is drift");
+    assert!(
+        record.items.iter().all(|i| !i.subject.contains("register")),
+        "{record:?}"
+    );
+    let now = r.store.get_ci(&id).unwrap().unwrap();
+    assert_eq!(now.attributes["register.asset_tag"], "A-1001");
+    assert_eq!(now.version, view.version + 1);
+    // Drift between before the edit and now is the upgrade alone.
+    let items = views::diff_between(
+        r.store.as_ref(),
+        &id,
+        before_edit.last_seen + Duration::seconds(1),
+        Utc::now(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+
+    // Setting what is there already writes nothing; clearing is a version of its own.
+    let same = reg::edit(
+        &ops,
+        &ann,
+        &id,
+        &edit(&[("owner", json!("ann"))]),
+        Source::Person,
+    )
+    .unwrap();
+    assert_eq!(same.version, now.version);
+    let cleared = reg::edit(
+        &ops,
+        &ann,
+        &id,
+        &edit(&[("owner", Value::Null)]),
+        Source::Person,
+    )
+    .unwrap();
+    assert_eq!(value(&cleared, "owner"), None);
+    assert_eq!(cleared.version, now.version + 1);
+    assert!(cleared
+        .fields
+        .iter()
+        .find(|f| f.field == "owner")
+        .unwrap()
+        .set_by
+        .is_some());
+}
+
+#[test]
+fn an_edit_computed_before_an_inventory_landed_is_refused_not_applied() {
+    let mut r = rig("register-race");
+    r.send(machine(base_software()), Utc::now() - Duration::minutes(5));
+    let id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let read = r.store.get_ci(&id).unwrap().unwrap();
+    let mut edited = read.clone();
+    edited
+        .attributes
+        .insert("register.owner".into(), json!("ann"));
+    edited.version += 1;
+    // The inventory lands between the person's read and their write.
+    r.send(machine(with(base_software(), "curl", "8.0-1")), Utc::now());
+    let e = r
+        .store
+        .commit_people(
+            &PeopleWrite::EditRegister {
+                expected: Box::new(read.clone()),
+                ci: Box::new(edited),
+                change: census_collector::model::register::RegisterChange {
+                    ci_id: id.clone(),
+                    ci_name: read.name.clone(),
+                    version: read.version + 1,
+                    source: Source::Person,
+                    by: "ann".into(),
+                    changes: vec![],
+                },
+            },
+            AuditDraft {
+                actor: "ann".into(),
+                action: "register.edit".into(),
+                target: id.clone(),
+                before: None,
+                after: None,
+                comment: None,
+            },
+            Utc::now(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, PeopleWriteError::Stale(_)), "{e:?}");
+    let now = r.store.get_ci(&id).unwrap().unwrap();
+    assert!(!now.attributes.contains_key("register.owner"));
+    assert!(r
+        .store
+        .list_audit(0, 1000)
+        .unwrap()
+        .iter()
+        .all(|e| e.action != "register.edit"));
+    // Through the operation, the edit is computed again on the new state and applied.
+    let view = reg::edit(
+        &ops(&r),
+        &Actor::new("ann"),
+        &id,
+        &edit(&[("owner", json!("ann"))]),
+        Source::Person,
+    )
+    .unwrap();
+    assert_eq!(view.version, now.version + 1);
+    let relationships = r.store.relationships_from(&id).unwrap();
+    assert!(relationships
+        .iter()
+        .any(|rel| rel.attributes.get("version") == Some(&json!("8.0-1"))));
+}
+
+#[test]
+fn precedence_settings_decide_between_sources_and_refusals_name_the_holder() {
+    let mut r = rig("register-precedence");
+    r.send(machine(base_software()), Utc::now());
+    let id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let ops = ops(&r);
+    let admin = Actor::new("root");
+    let rank = |source, stale_after_days| SourceRank {
+        source,
+        stale_after_days,
+    };
+    // The supplier comes from purchasing's file and outranks people; everything else
+    // keeps the default order (people first).
+    let settings = RegisterSettings {
+        precedence: vec![FieldPrecedence {
+            class: CiClass::Computer,
+            field: "supplier".into(),
+            order: vec![rank(Source::FileImport, None), rank(Source::Person, None)],
+        }],
+        ..RegisterSettings::default()
+    };
+    reg::put_settings(&ops, &admin, settings).unwrap();
+    let saved = reg::settings(&ops).unwrap();
+    assert_eq!(saved.updated_by, "root");
+    reg::edit(
+        &ops,
+        &Actor::new("import"),
+        &id,
+        &edit(&[("supplier", json!("ACME")), ("owner", json!("it-ops"))]),
+        Source::FileImport,
+    )
+    .unwrap();
+    // A person may overwrite the owner (people rank first by default)...
+    reg::edit(
+        &ops,
+        &Actor::new("ann"),
+        &id,
+        &edit(&[("owner", json!("ann"))]),
+        Source::Person,
+    )
+    .unwrap();
+    // ...but not the supplier, and the refusal writes nothing of the edit.
+    let e = reg::edit(
+        &ops,
+        &Actor::new("ann"),
+        &id,
+        &edit(&[("supplier", json!("Other")), ("department", json!("R&D"))]),
+        Source::Person,
+    )
+    .unwrap_err();
+    let OpError::Conflict(m) = e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        m.starts_with("supplier: set by file_import 'import'"),
+        "{m}"
+    );
+    let view = reg::get(&ops, &id).unwrap();
+    assert_eq!(value(&view, "supplier"), Some(&json!("ACME")));
+    assert_eq!(value(&view, "department"), None);
+    // The file may not overwrite the person's owner.
+    let e = reg::edit(
+        &ops,
+        &Actor::new("import"),
+        &id,
+        &edit(&[("owner", json!("it-ops"))]),
+        Source::FileImport,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("owner: set by person 'ann'"),
+        "{e}"
+    );
+    // Settings that name an unknown field are refused with the field named.
+    let bad = RegisterSettings {
+        precedence: vec![FieldPrecedence {
+            class: CiClass::Computer,
+            field: "colour".into(),
+            order: vec![rank(Source::Person, None)],
+        }],
+        ..RegisterSettings::default()
+    };
+    let e = reg::put_settings(&ops, &admin, bad).unwrap_err();
+    assert!(
+        matches!(&e, OpError::Invalid { field: Some(f), .. } if f == "precedence[0].field"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn invalid_values_unknown_fields_and_classes_without_a_register_are_refused() {
+    let mut r = rig("register-invalid");
+    r.send(machine(base_software()), Utc::now());
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let computer = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let refused = |e: RegisterEdit| reg::edit(&ops, &ann, &computer, &e, Source::Person);
+    let field_of = |e: OpError| match e {
+        OpError::Invalid { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        field_of(refused(edit(&[("colour", json!("red"))])).unwrap_err()),
+        Some("set.colour".into())
+    );
+    assert_eq!(
+        field_of(refused(edit(&[("warranty_end", json!("31/12/2027"))])).unwrap_err()),
+        Some("set.warranty_end".into())
+    );
+    assert_eq!(
+        field_of(refused(edit(&[("lifecycle_status", json!("lost"))])).unwrap_err()),
+        Some("set.lifecycle_status".into())
+    );
+    assert!(refused(RegisterEdit::default()).is_err());
+    let mut stale = edit(&[("owner", json!("ann"))]);
+    stale.expected_version = Some(0);
+    assert!(matches!(refused(stale).unwrap_err(), OpError::Conflict(_)));
+    let product = r.store.list_cis(Some(CiClass::SoftwareProduct)).unwrap()[0]
+        .id
+        .clone();
+    assert!(matches!(
+        reg::edit(
+            &ops,
+            &ann,
+            &product,
+            &edit(&[("owner", json!("x"))]),
+            Source::Person
+        ),
+        Err(OpError::NotFound(_))
+    ));
+    assert!(matches!(
+        reg::get(&ops, "cmp_does_not_exist"),
+        Err(OpError::NotFound(_))
+    ));
+    let unchanged = r.store.get_ci(&computer).unwrap().unwrap();
+    assert!(unchanged
+        .attributes
+        .keys()
+        .all(|k| !k.starts_with("register.")));
+}
