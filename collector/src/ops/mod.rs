@@ -54,6 +54,19 @@ impl OpError {
     }
 }
 
+impl From<PeopleWriteError> for OpError {
+    fn from(e: PeopleWriteError) -> Self {
+        match e {
+            PeopleWriteError::Stale(m) => OpError::Conflict(format!(
+                "{m} changed since it was read; reload and try again"
+            )),
+            PeopleWriteError::NotFound(m) => OpError::NotFound(m),
+            PeopleWriteError::Taken(m) => OpError::Conflict(m),
+            PeopleWriteError::Store(e) => OpError::Store(e),
+        }
+    }
+}
+
 /// Who does it: the name that goes into the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -97,32 +110,34 @@ impl Ops {
     /// Applies a person's write with its audit entry, then lets ingest and the feed see
     /// it. Blocking.
     pub fn audited(&self, write: PeopleWrite, draft: AuditDraft) -> Result<AuditEntry, OpError> {
+        Ok(self.commit(write, draft)?)
+    }
+
+    /// [`Ops::audited`] with the store's own refusal, for an operation that computes its
+    /// write again when what it read went stale.
+    pub fn commit(
+        &self,
+        write: PeopleWrite,
+        draft: AuditDraft,
+    ) -> Result<AuditEntry, PeopleWriteError> {
         let (actor, action, target) = (
             draft.actor.clone(),
             draft.action.clone(),
             draft.target.clone(),
         );
-        match self.store.commit_people(&write, draft, Utc::now()) {
-            Ok(entry) => {
-                if let Some(ingest) = &self.ingest {
-                    ingest.invalidate_rules();
-                    ingest.events.notify_one();
-                }
-                tracing::info!(
-                    actor,
-                    action,
-                    target,
-                    audit_seq = entry.seq,
-                    "audited change"
-                );
-                Ok(entry)
-            }
-            Err(PeopleWriteError::Stale(m)) => Err(OpError::Conflict(format!(
-                "{m} changed since it was read; reload and try again"
-            ))),
-            Err(PeopleWriteError::NotFound(m)) => Err(OpError::NotFound(m)),
-            Err(PeopleWriteError::Store(e)) => Err(OpError::Store(e)),
+        let entry = self.store.commit_people(&write, draft, Utc::now())?;
+        if let Some(ingest) = &self.ingest {
+            ingest.invalidate_rules();
+            ingest.events.notify_one();
         }
+        tracing::info!(
+            actor,
+            action,
+            target,
+            audit_seq = entry.seq,
+            "audited change"
+        );
+        Ok(entry)
     }
 }
 

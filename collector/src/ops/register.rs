@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{draft, Actor, OpError, Ops, MAX_COMMENT_CHARS};
 use crate::model::register::{self, FieldChange, Provenance, RegisterChange, RegisterSettings};
 use crate::model::*;
-use crate::store::PeopleWrite;
+use crate::store::{asset_tag_key, PeopleWrite, PeopleWriteError, RegisterWrite};
 
 /// A register edit: fields to set (`null` clears one).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -197,21 +197,36 @@ pub fn edit(
             serde_json::to_value(after).ok(),
             edit.comment.clone(),
         );
-        let write = PeopleWrite::EditRegister {
-            expected: Box::new(ci),
-            ci: Box::new(next.clone()),
-            change,
-        };
-        match ops.audited(write, audit) {
+        let write = PeopleWrite::EditRegister(vec![register_write(ci, next.clone(), change)]);
+        match ops.commit(write, audit) {
             Ok(_) => return Ok(view(&next)),
             // An inventory landed between the read and the write: compute again on it.
-            Err(OpError::Conflict(_)) if attempt < EDIT_ATTEMPTS => continue,
-            Err(e) => return Err(e),
+            Err(PeopleWriteError::Stale(_)) if attempt < EDIT_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(OpError::Conflict(format!(
         "{ci_id} kept changing while the edit was written; try again"
     )))
+}
+
+/// The store's write for an edit, with the asset tag's unique key moved along.
+pub(crate) fn register_write(expected: Ci, ci: Ci, change: RegisterChange) -> RegisterWrite {
+    let tag = |c: &Ci| {
+        c.attributes
+            .get(&register::attribute("asset_tag"))
+            .and_then(Value::as_str)
+            .map(asset_tag_key)
+    };
+    let (before, after) = (tag(&expected), tag(&ci));
+    let moved = before != after;
+    RegisterWrite {
+        release_tag: before.filter(|_| moved),
+        claim_tag: after.filter(|_| moved),
+        expected,
+        ci,
+        change,
+    }
 }
 
 /// The CI after the edit and what changed, or `None` when nothing would.

@@ -190,14 +190,8 @@ pub enum PeopleWrite {
     /// Revokes an agent (idempotent: an already revoked agent keeps its first time).
     RevokeAgent(String),
     PutRegisterSettings(register::RegisterSettings),
-    /// A register edit of a computer: `ci` is `expected` with its register attributes
-    /// changed and its version raised; applied (with a history step and the feed event
-    /// `register.changed`) only if the stored CI still equals `expected`.
-    EditRegister {
-        expected: Box<Ci>,
-        ci: Box<Ci>,
-        change: register::RegisterChange,
-    },
+    /// Register edits of computers, all or none (one person's edit, or a whole file).
+    EditRegister(Vec<RegisterWrite>),
     /// Closes an identity conflict with a person's decision, revoking the named agent in
     /// the same transaction when the decision is that it is a clone.
     ResolveConflict {
@@ -218,10 +212,35 @@ pub struct AuditDraft {
     pub comment: Option<String>,
 }
 
+/// One computer's register edit: `ci` is `expected` with its register attributes changed
+/// and its version raised; applied (with a history step and the feed event
+/// `register.changed`) only if the stored CI still equals `expected`.
+#[derive(Debug, Clone)]
+pub struct RegisterWrite {
+    pub expected: Ci,
+    pub ci: Ci,
+    pub change: register::RegisterChange,
+    /// The asset tag this CI gives up (its key is removed if it still names this CI).
+    pub release_tag: Option<IdentityKey>,
+    /// The asset tag it takes: refused ([`PeopleWriteError::Taken`]) when another CI has it.
+    pub claim_tag: Option<IdentityKey>,
+}
+
+/// The identity key that keeps asset tags unique (case and surrounding blanks ignored).
+pub fn asset_tag_key(tag: &str) -> IdentityKey {
+    IdentityKey {
+        rule: "asset_tag",
+        value: tag.trim().to_lowercase(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeopleWriteError {
     #[error("{0} changed since it was read; reload and try again")]
     Stale(String),
+    /// A unique value another record holds.
+    #[error("{0}")]
+    Taken(String),
     #[error("{0} does not exist")]
     NotFound(String),
     #[error(transparent)]

@@ -148,6 +148,14 @@ pub(crate) fn base_software() -> Vec<Software> {
 }
 
 impl Rig {
+    /// Sends from here on as a newly enrolled agent (another machine of the same store).
+    pub(crate) fn switch_to_new_agent(&mut self, agent_id: &str) {
+        self.key = AgentKeyPair::generate();
+        self.agent_id = agent_id.to_string();
+        self.seq = 0;
+        crate::enroll_agent(&self.store, agent_id, &self.key);
+    }
+
     /// Signs and ingests `snap` as the next seq at `at`; the change record it raised.
     pub(crate) fn send(&mut self, mut snap: Snapshot, at: DateTime<Utc>) -> Option<ChangeRecord> {
         self.seq += 1;

@@ -183,9 +183,9 @@ fn an_edit_computed_before_an_inventory_landed_is_refused_not_applied() {
     let e = r
         .store
         .commit_people(
-            &PeopleWrite::EditRegister {
-                expected: Box::new(read.clone()),
-                ci: Box::new(edited),
+            &PeopleWrite::EditRegister(vec![RegisterWrite {
+                expected: read.clone(),
+                ci: edited,
                 change: census_collector::model::register::RegisterChange {
                     ci_id: id.clone(),
                     ci_name: read.name.clone(),
@@ -194,7 +194,9 @@ fn an_edit_computed_before_an_inventory_landed_is_refused_not_applied() {
                     by: "ann".into(),
                     changes: vec![],
                 },
-            },
+                release_tag: None,
+                claim_tag: None,
+            }]),
             AuditDraft {
                 actor: "ann".into(),
                 action: "register.edit".into(),
@@ -374,4 +376,95 @@ fn invalid_values_unknown_fields_and_classes_without_a_register_are_refused() {
         .attributes
         .keys()
         .all(|k| !k.starts_with("register.")));
+}
+
+#[test]
+fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
+    let mut r = rig("register-tags");
+    r.send(machine(base_software()), Utc::now());
+    r.switch_to_new_agent("agt_second");
+    let mut other = machine(base_software());
+    if let Some(s) = other.system.data_mut() {
+        s.serial = Some("SER999".into());
+        s.machine_id = Some("fedcba9876543210fedcba9876543210".into());
+    }
+    if let Some(os) = other.os.data_mut() {
+        os.hostname = "web02".into();
+    }
+    if let Some(nics) = other.network_interfaces.data_mut() {
+        nics[0].mac = Some("52:54:00:aa:bb:cc".into());
+    }
+    r.send(other, Utc::now());
+    let computers = r.store.list_cis(Some(CiClass::Computer)).unwrap();
+    assert_eq!(computers.len(), 2);
+    let (a, b) = (computers[0].id.clone(), computers[1].id.clone());
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    reg::edit(
+        &ops,
+        &ann,
+        &a,
+        &edit(&[("asset_tag", json!("A-1"))]),
+        Source::Person,
+    )
+    .unwrap();
+    // Case and blanks do not make another tag.
+    let e = reg::edit(
+        &ops,
+        &ann,
+        &b,
+        &edit(&[("asset_tag", json!(" a-1 "))]),
+        Source::Person,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, OpError::Conflict(m) if m.contains(&format!("already the asset tag of {a}"))),
+        "{e:?}"
+    );
+    // Retagging the first frees its old tag for the second.
+    reg::edit(
+        &ops,
+        &ann,
+        &a,
+        &edit(&[("asset_tag", json!("A-2"))]),
+        Source::Person,
+    )
+    .unwrap();
+    reg::edit(
+        &ops,
+        &ann,
+        &b,
+        &edit(&[("asset_tag", json!("A-1"))]),
+        Source::Person,
+    )
+    .unwrap();
+    assert_eq!(
+        r.store
+            .lookup_identity(&asset_tag_key("a-1"))
+            .unwrap()
+            .as_deref(),
+        Some(b.as_str())
+    );
+    assert_eq!(
+        r.store
+            .lookup_identity(&asset_tag_key("A-2"))
+            .unwrap()
+            .as_deref(),
+        Some(a.as_str())
+    );
+    // Clearing a tag releases it.
+    reg::edit(
+        &ops,
+        &ann,
+        &a,
+        &edit(&[("asset_tag", Value::Null)]),
+        Source::Person,
+    )
+    .unwrap();
+    assert_eq!(
+        r.store.lookup_identity(&asset_tag_key("A-2")).unwrap(),
+        None
+    );
+    let report = r.store.check_consistency().unwrap();
+    assert_eq!(report.problems_total, 0, "{report:?}");
 }

@@ -180,9 +180,12 @@ impl Cmdb {
         }
         let outbox = outbox_key(at);
         let edited = match write {
-            PeopleWrite::EditRegister { expected, ci, .. } => {
-                Some(self.prepare_edit(expected, ci, at)?)
-            }
+            PeopleWrite::EditRegister(writes) => Some(
+                writes
+                    .iter()
+                    .map(|w| self.prepare_edit(&w.expected, &w.ci, at))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             _ => None,
         };
         let entry = transact::<AuditEntry, PeopleWriteError>(self.backend.as_ref(), |tx| {
@@ -190,20 +193,50 @@ impl Cmdb {
                 PeopleWrite::PutRegisterSettings(settings) => {
                     tx_put_json(tx, Space::Meta, b"register_settings", settings)?;
                 }
-                PeopleWrite::EditRegister { ci, change, .. } => {
-                    for e in edited.iter().flatten() {
-                        Self::write_encoded(tx, self.postings(), e, || {
-                            PeopleWriteError::Stale(format!("computer {}", ci.id))
-                        })?;
+                PeopleWrite::EditRegister(writes) => {
+                    // Releases first, so tags that move between computers of one file
+                    // are free when they are claimed.
+                    for w in writes {
+                        if let Some(key) = &w.release_tag {
+                            let k = key.encoded();
+                            if tx.get(Space::Identity, k.as_bytes())?.as_deref()
+                                == Some(w.ci.id.as_bytes())
+                            {
+                                tx.delete(Space::Identity, k.as_bytes())?;
+                            }
+                        }
                     }
-                    let event = QueuedEvent {
-                        event_type: REGISTER_CHANGED.into(),
-                        record_id: ci.id.clone(),
-                        at,
-                        revision: 0,
-                        register: Some(change.clone()),
-                    };
-                    tx_put_json(tx, Space::Outbox, &outbox, &event)?;
+                    for (w, records) in writes.iter().zip(edited.iter().flatten()) {
+                        if let Some(key) = &w.claim_tag {
+                            let k = key.encoded();
+                            match tx.get(Space::Identity, k.as_bytes())? {
+                                Some(other) if other != w.ci.id.as_bytes() => {
+                                    return Err(Fail::Abort(PeopleWriteError::Taken(format!(
+                                        "asset_tag: '{}' is already the asset tag of {}",
+                                        key.value,
+                                        String::from_utf8_lossy(&other)
+                                    ))));
+                                }
+                                Some(_) => {}
+                                None => {
+                                    tx.put(Space::Identity, k.as_bytes(), w.ci.id.as_bytes())?
+                                }
+                            }
+                        }
+                        for e in records {
+                            Self::write_encoded(tx, self.postings(), e, || {
+                                PeopleWriteError::Stale(format!("computer {}", w.ci.id))
+                            })?;
+                        }
+                        let event = QueuedEvent {
+                            event_type: REGISTER_CHANGED.into(),
+                            record_id: w.ci.id.clone(),
+                            at,
+                            revision: 0,
+                            register: Some(w.change.clone()),
+                        };
+                        tx_put_json(tx, Space::Outbox, &outbox_key(at), &event)?;
+                    }
                 }
                 PeopleWrite::PutNoiseRule(rule) => {
                     tx_put_json(tx, Space::NoiseRules, rule.id.as_bytes(), rule)?;
@@ -372,7 +405,7 @@ impl Cmdb {
             )?;
             Ok(entry)
         })?;
-        if let Some(records) = &edited {
+        for records in edited.iter().flatten() {
             self.remember_summaries(records);
         }
         self.backend.flush()?;
