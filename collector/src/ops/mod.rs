@@ -62,6 +62,7 @@ impl From<PeopleWriteError> for OpError {
             )),
             PeopleWriteError::NotFound(m) => OpError::NotFound(m),
             PeopleWriteError::Taken(m) => OpError::Conflict(m),
+            e @ PeopleWriteError::Raced(_) => OpError::Conflict(e.to_string()),
             PeopleWriteError::Store(e) => OpError::Store(e),
         }
     }

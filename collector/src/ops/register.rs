@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{draft, Actor, OpError, Ops, MAX_COMMENT_CHARS};
 use crate::model::register::{self, FieldChange, Provenance, RegisterChange, RegisterSettings};
 use crate::model::*;
-use crate::store::{asset_tag_key, PeopleWrite, PeopleWriteError, RegisterWrite};
+use crate::store::{asset_tag_key, register_of, PeopleWrite, PeopleWriteError, RegisterWrite};
 
 /// A register edit: fields to set (`null` clears one).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -117,7 +117,8 @@ fn has_register(ci: &Ci) -> Result<(), OpError> {
     }
 }
 
-/// How often an edit is recomputed when an inventory lands between its read and its write.
+/// How often an edit is recomputed when another register edit lands between its read and
+/// its write.
 const EDIT_ATTEMPTS: usize = 3;
 
 /// Applies `edit` to a CI's register as written by `source` (`by` names the person, file
@@ -197,10 +198,11 @@ pub fn edit(
             serde_json::to_value(after).ok(),
             edit.comment.clone(),
         );
-        let write = PeopleWrite::EditRegister(vec![register_write(ci, next.clone(), change)]);
+        let write = PeopleWrite::EditRegister(vec![register_write(&ci, &next, change)]);
         match ops.commit(write, audit) {
-            Ok(_) => return Ok(view(&next)),
-            // An inventory landed between the read and the write: compute again on it.
+            Ok(_) => return get(ops, ci_id),
+            // Someone else's edit landed between the read and the write: compute this one
+            // again on it (its precedence may now refuse it).
             Err(PeopleWriteError::Stale(_)) if attempt < EDIT_ATTEMPTS => continue,
             Err(e) => return Err(e.into()),
         }
@@ -211,21 +213,22 @@ pub fn edit(
 }
 
 /// The store's write for an edit, with the asset tag's unique key moved along.
-pub(crate) fn register_write(expected: Ci, ci: Ci, change: RegisterChange) -> RegisterWrite {
+pub(crate) fn register_write(expected: &Ci, next: &Ci, change: RegisterChange) -> RegisterWrite {
     let tag = |c: &Ci| {
         c.attributes
             .get(&register::attribute("asset_tag"))
             .and_then(Value::as_str)
             .map(asset_tag_key)
     };
-    let (before, after) = (tag(&expected), tag(&ci));
+    let (before, after) = (tag(expected), tag(next));
     let moved = before != after;
     RegisterWrite {
+        ci_id: expected.id.clone(),
+        expected: register_of(&expected.attributes),
+        register: register_of(&next.attributes),
+        change,
         release_tag: before.filter(|_| moved),
         claim_tag: after.filter(|_| moved),
-        expected,
-        ci,
-        change,
     }
 }
 

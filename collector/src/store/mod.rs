@@ -212,18 +212,31 @@ pub struct AuditDraft {
     pub comment: Option<String>,
 }
 
-/// One computer's register edit: `ci` is `expected` with its register attributes changed
-/// and its version raised; applied (with a history step and the feed event
-/// `register.changed`) only if the stored CI still equals `expected`.
+/// One computer's register edit. It replaces the CI's register attributes (`register.*`)
+/// with `register` and raises its version (a history step, the feed event
+/// `register.changed`), applied only if they are still `expected` when it commits; the
+/// rest of the CI is taken as stored then, so an inventory landing meanwhile is kept, not
+/// overwritten, and does not refuse the edit.
 #[derive(Debug, Clone)]
 pub struct RegisterWrite {
-    pub expected: Ci,
-    pub ci: Ci,
+    pub ci_id: String,
+    pub expected: Attributes,
+    pub register: Attributes,
+    /// What changed; its `version` is set by the store to the version the edit makes.
     pub change: register::RegisterChange,
     /// The asset tag this CI gives up (its key is removed if it still names this CI).
     pub release_tag: Option<IdentityKey>,
     /// The asset tag it takes: refused ([`PeopleWriteError::Taken`]) when another CI has it.
     pub claim_tag: Option<IdentityKey>,
+}
+
+/// A CI's register attributes.
+pub fn register_of(attributes: &Attributes) -> Attributes {
+    attributes
+        .iter()
+        .filter(|(k, _)| register::is_register_attribute(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The identity key that keeps asset tags unique (case and surrounding blanks ignored).
@@ -241,6 +254,11 @@ pub enum PeopleWriteError {
     /// A unique value another record holds.
     #[error("{0}")]
     Taken(String),
+    /// A record the write was encoded against changed before it committed (an inventory
+    /// landed): the store encodes and tries again, and answers this only when that keeps
+    /// happening.
+    #[error("{0} kept changing while the write was committed; try again")]
+    Raced(String),
     #[error("{0} does not exist")]
     NotFound(String),
     #[error(transparent)]

@@ -166,71 +166,79 @@ fn a_register_edit_is_a_history_version_an_audit_entry_and_a_feed_event_never_dr
 }
 
 #[test]
-fn an_edit_computed_before_an_inventory_landed_is_refused_not_applied() {
+fn an_inventory_landing_during_an_edit_is_kept_and_a_register_edit_meanwhile_refuses_it() {
     let mut r = rig("register-race");
     r.send(machine(base_software()), Utc::now() - Duration::minutes(5));
     let id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
         .id
         .clone();
     let read = r.store.get_ci(&id).unwrap().unwrap();
-    let mut edited = read.clone();
-    edited
-        .attributes
-        .insert("register.owner".into(), json!("ann"));
-    edited.version += 1;
-    // The inventory lands between the person's read and their write.
-    r.send(machine(with(base_software(), "curl", "8.0-1")), Utc::now());
-    let e = r
-        .store
-        .commit_people(
-            &PeopleWrite::EditRegister(vec![RegisterWrite {
-                expected: read.clone(),
-                ci: edited,
-                change: census_collector::model::register::RegisterChange {
-                    ci_id: id.clone(),
-                    ci_name: read.name.clone(),
-                    version: read.version + 1,
-                    source: Source::Person,
-                    by: "ann".into(),
-                    changes: vec![],
-                },
-                release_tag: None,
-                claim_tag: None,
-            }]),
-            AuditDraft {
-                actor: "ann".into(),
-                action: "register.edit".into(),
-                target: id.clone(),
-                before: None,
-                after: None,
-                comment: None,
+    let write = |owner: &str, expected: &Ci| {
+        let mut register = Attributes::new();
+        register.insert("register.owner".into(), json!(owner));
+        PeopleWrite::EditRegister(vec![RegisterWrite {
+            ci_id: id.clone(),
+            expected: register_of(&expected.attributes),
+            register,
+            change: census_collector::model::register::RegisterChange {
+                ci_id: id.clone(),
+                ci_name: expected.name.clone(),
+                version: 0,
+                source: Source::Person,
+                by: owner.into(),
+                changes: vec![],
             },
-            Utc::now(),
-        )
-        .unwrap_err();
-    assert!(matches!(e, PeopleWriteError::Stale(_)), "{e:?}");
+            release_tag: None,
+            claim_tag: None,
+        }])
+    };
+    let audit = || AuditDraft {
+        actor: "ann".into(),
+        action: "register.edit".into(),
+        target: id.clone(),
+        before: None,
+        after: None,
+        comment: None,
+    };
+    // An inventory lands between the person's read and their write: the edit applies on
+    // top of it, and the inventory's change stays.
+    r.send(machine(with(base_software(), "curl", "8.0-1")), Utc::now());
+    let upgraded = r.store.get_ci(&id).unwrap().unwrap();
+    r.store
+        .commit_people(&write("ann", &read), audit(), Utc::now())
+        .unwrap();
     let now = r.store.get_ci(&id).unwrap().unwrap();
-    assert!(!now.attributes.contains_key("register.owner"));
-    assert!(r
-        .store
-        .list_audit(0, 1000)
-        .unwrap()
-        .iter()
-        .all(|e| e.action != "register.edit"));
-    // Through the operation, the edit is computed again on the new state and applied.
-    let view = reg::edit(
-        &ops(&r),
-        &Actor::new("ann"),
-        &id,
-        &edit(&[("owner", json!("ann"))]),
-        Source::Person,
-    )
-    .unwrap();
-    assert_eq!(view.version, now.version + 1);
+    assert_eq!(now.attributes["register.owner"], "ann");
+    assert_eq!(now.version, upgraded.version + 1);
     let relationships = r.store.relationships_from(&id).unwrap();
     assert!(relationships
         .iter()
         .any(|rel| rel.attributes.get("version") == Some(&json!("8.0-1"))));
+    // A second edit computed on the register as it was before the first is refused.
+    let e = r
+        .store
+        .commit_people(&write("bob", &read), audit(), Utc::now())
+        .unwrap_err();
+    assert!(matches!(e, PeopleWriteError::Stale(_)), "{e:?}");
+    assert_eq!(
+        r.store.get_ci(&id).unwrap().unwrap().attributes["register.owner"],
+        "ann"
+    );
+    let edits = r
+        .store
+        .list_audit(0, 1000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "register.edit")
+        .count();
+    assert_eq!(edits, 1);
+    r.store.sequence_events(100).unwrap();
+    let feed = r.store.feed_since(0, 100).unwrap();
+    let event = feed
+        .iter()
+        .find(|e| e.event_type == REGISTER_CHANGED)
+        .unwrap();
+    assert_eq!(event.register.as_ref().unwrap().version, now.version);
 }
 
 #[test]

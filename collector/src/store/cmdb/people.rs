@@ -161,6 +161,22 @@ impl Cmdb {
         draft: AuditDraft,
         at: DateTime<Utc>,
     ) -> Result<AuditEntry, PeopleWriteError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 1..ATTEMPTS {
+            match self.commit_people_once(write, draft.clone(), at) {
+                Err(PeopleWriteError::Raced(_)) => continue,
+                done => return done,
+            }
+        }
+        self.commit_people_once(write, draft, at)
+    }
+
+    fn commit_people_once(
+        &self,
+        write: &PeopleWrite,
+        draft: AuditDraft,
+        at: DateTime<Utc>,
+    ) -> Result<AuditEntry, PeopleWriteError> {
         let _writing = self.writing();
         fn revoke_agent_in(
             tx: &mut dyn Tx,
@@ -183,7 +199,7 @@ impl Cmdb {
             PeopleWrite::EditRegister(writes) => Some(
                 writes
                     .iter()
-                    .map(|w| self.prepare_edit(&w.expected, &w.ci, at))
+                    .map(|w| self.prepare_register(w, at))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             _ => None,
@@ -200,17 +216,17 @@ impl Cmdb {
                         if let Some(key) = &w.release_tag {
                             let k = key.encoded();
                             if tx.get(Space::Identity, k.as_bytes())?.as_deref()
-                                == Some(w.ci.id.as_bytes())
+                                == Some(w.ci_id.as_bytes())
                             {
                                 tx.delete(Space::Identity, k.as_bytes())?;
                             }
                         }
                     }
-                    for (w, records) in writes.iter().zip(edited.iter().flatten()) {
+                    for (w, (records, version)) in writes.iter().zip(edited.iter().flatten()) {
                         if let Some(key) = &w.claim_tag {
                             let k = key.encoded();
                             match tx.get(Space::Identity, k.as_bytes())? {
-                                Some(other) if other != w.ci.id.as_bytes() => {
+                                Some(other) if other != w.ci_id.as_bytes() => {
                                     return Err(Fail::Abort(PeopleWriteError::Taken(format!(
                                         "asset_tag: '{}' is already the asset tag of {}",
                                         key.value,
@@ -219,21 +235,23 @@ impl Cmdb {
                                 }
                                 Some(_) => {}
                                 None => {
-                                    tx.put(Space::Identity, k.as_bytes(), w.ci.id.as_bytes())?
+                                    tx.put(Space::Identity, k.as_bytes(), w.ci_id.as_bytes())?
                                 }
                             }
                         }
                         for e in records {
                             Self::write_encoded(tx, self.postings(), e, || {
-                                PeopleWriteError::Stale(format!("computer {}", w.ci.id))
+                                PeopleWriteError::Raced(format!("computer {}", w.ci_id))
                             })?;
                         }
+                        let mut change = w.change.clone();
+                        change.version = *version;
                         let event = QueuedEvent {
                             event_type: REGISTER_CHANGED.into(),
-                            record_id: w.ci.id.clone(),
+                            record_id: w.ci_id.clone(),
                             at,
                             revision: 0,
-                            register: Some(w.change.clone()),
+                            register: Some(change),
                         };
                         tx_put_json(tx, Space::Outbox, &outbox_key(at), &event)?;
                     }
@@ -405,37 +423,47 @@ impl Cmdb {
             )?;
             Ok(entry)
         })?;
-        for records in edited.iter().flatten() {
+        for (records, _) in edited.iter().flatten() {
             self.remember_summaries(records);
         }
         self.backend.flush()?;
         Ok(entry)
     }
 
-    /// A CI edit's records, encoded against the stored record only if the CI read before
-    /// and after encoding both equal `expected` (the write then checks that record is
-    /// still the one stored): an inventory that lands meanwhile is never overwritten.
-    fn prepare_edit(
+    /// A register edit's records and the version it makes, encoded against the CI as
+    /// stored now (read again after encoding, so the encoding matches what was read; the
+    /// write then checks the record is still that one).
+    fn prepare_register(
         &self,
-        expected: &Ci,
-        ci: &Ci,
+        w: &RegisterWrite,
         at: DateTime<Utc>,
-    ) -> Result<Vec<super::machine::Encoded>, PeopleWriteError> {
-        let unchanged = |now: Option<Ci>| match now {
-            None => Err(PeopleWriteError::NotFound(format!("CI {}", expected.id))),
-            Some(now) if now != *expected => {
-                Err(PeopleWriteError::Stale(format!("computer {}", expected.id)))
-            }
-            Some(_) => Ok(()),
+    ) -> Result<(Vec<super::machine::Encoded>, u64), PeopleWriteError> {
+        let read = || -> Result<Ci, PeopleWriteError> {
+            self.read_ci(&w.ci_id)?
+                .ok_or_else(|| PeopleWriteError::NotFound(format!("CI {}", w.ci_id)))
         };
-        unchanged(self.read_ci(&expected.id)?)?;
+        let ci = read()?;
+        if register_of(&ci.attributes) != w.expected {
+            return Err(PeopleWriteError::Stale(format!(
+                "the register of {}",
+                w.ci_id
+            )));
+        }
+        let mut next = ci.clone();
+        next.attributes
+            .retain(|k, _| !register::is_register_attribute(k));
+        next.attributes
+            .extend(w.register.iter().map(|(k, v)| (k.clone(), v.clone())));
+        next.version += 1;
         let writes = super::machine::Writes {
-            puts: std::slice::from_ref(ci),
+            puts: std::slice::from_ref(&next),
             ..Default::default()
         };
         let records = self.prepare_records(writes, at, None)?;
-        unchanged(self.read_ci(&expected.id)?)?;
-        Ok(records)
+        if read()? != ci {
+            return Err(PeopleWriteError::Raced(format!("computer {}", w.ci_id)));
+        }
+        Ok((records, next.version))
     }
 
     pub(crate) fn do_register_settings(
