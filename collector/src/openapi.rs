@@ -76,6 +76,8 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("PUT", "/api/v1/register/settings") => "Replace the asset register settings",
         ("GET", "/api/v1/cis/{id}/register") => "A CI's asset register: each field's value, which source set it and when",
         ("PATCH", "/api/v1/cis/{id}/register") => "Edit a CI's asset register as a person (checked against source precedence; a history version, never drift)",
+        ("POST", "/api/v1/register/import") => "Import a register CSV file: a dry run by default (new, matched, ambiguous and invalid rows with line numbers; nothing written), dry_run=false applies every row or none",
+        ("GET", "/api/v1/register/export") => "The register as CSV in the import's layout (formula-guarded cells)",
         ("GET", "/api/v1/openapi.json") => "This document",
         ("GET", "/metrics") => "Prometheus metrics (text format)",
         _ => "",
@@ -447,7 +449,16 @@ mod tests {
                 );
             }
             let bodiless = r.path.ends_with("/cancel") || r.path.ends_with("/retry");
-            if matches!(r.method, "POST" | "PUT") && !bodiless {
+            let csv = crate::http::CSV_BODY_PATHS.contains(&r.path);
+            if csv {
+                assert!(
+                    op["requestBody"]["content"]["text/csv"].is_object(),
+                    "{} {} takes a CSV file",
+                    r.method,
+                    r.path
+                );
+            }
+            if matches!(r.method, "POST" | "PUT") && !bodiless && !csv {
                 let body = &op["requestBody"]["content"]["application/json"];
                 assert!(
                     body.is_object(),

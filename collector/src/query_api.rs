@@ -401,11 +401,27 @@ async fn export_csv(
     } else {
         parsed.fields
     };
+    let columns = fields.iter().map(|f| (f.clone(), f.clone())).collect();
+    Ok(csv_export(
+        st.store.clone(),
+        parsed.query,
+        columns,
+        "census-cis.csv",
+    ))
+}
+
+/// Streams the CIs a query matches (retired ones left out) as CSV: a header of the
+/// columns' names, then per CI the value at each column's path (see [`query::select`]).
+pub(crate) fn csv_export(
+    store: Arc<dyn crate::store::Store>,
+    query: query::Query,
+    columns: Vec<(String, String)>,
+    file_name: &'static str,
+) -> Response {
+    let (names, fields): (Vec<String>, Vec<String>) = columns.into_iter().unzip();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
-    let store = st.store.clone();
-    let query = parsed.query;
     tokio::task::spawn_blocking(move || {
-        let header = fields
+        let header = names
             .iter()
             .map(|f| csv_cell(&json!(f)))
             .collect::<Vec<_>>()
@@ -483,11 +499,10 @@ async fn export_csv(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
-    r.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"census-cis.csv\""),
-    );
-    Ok(r)
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -5,17 +5,20 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::http::{read_json, ApiProblem, AppState};
+use crate::http::{query_params, read_json, ApiProblem, AppState};
 use crate::model::register::{self, FieldDef, RegisterSettings, SourceRank, StatusLabel};
 use crate::model::*;
 use crate::ops::register::{self as op, RegisterEdit, RegisterView};
+use crate::ops::register_csv::{self, ImportMode, ImportReport, MAX_IMPORT_BYTES};
 use crate::people::{Allowed, Person, RouteTable};
 
 const READERS: Allowed = Allowed::AnyPerson;
@@ -63,6 +66,187 @@ pub fn routes(table: &mut RouteTable) {
         .body::<RegisterEdit>()
         .refuses(&[409])
         .json::<RegisterView>();
+    table
+        .people(
+            "POST",
+            "/api/v1/register/import",
+            REGISTER_EDITORS,
+            post(import),
+        )
+        .query::<ImportParams>()
+        .raw_body("text/csv")
+        .refuses(&[409, 413, 415, 422])
+        .json::<ImportReport>();
+    table
+        .people(
+            "GET",
+            "/api/v1/register/export",
+            REGISTER_EDITORS,
+            get(export),
+        )
+        .query::<ExportParams>()
+        .text("text/csv");
+}
+
+/// How a register file is imported.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ImportParams {
+    /// Check only, write nothing (default true: an apply must say `dry_run=false`).
+    dry_run: Option<bool>,
+    /// On apply, write the rows without problems even when others have some (default
+    /// false: any problem refuses the whole file).
+    skip_problem_rows: Option<bool>,
+    /// The file's name, for the audit log and the provenance of what it sets.
+    #[param(max_length = 255)]
+    file_name: Option<String>,
+}
+
+/// Longest `file_name` an import accepts.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+
+async fn import(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let p: ImportParams = query_params(q)?;
+    let file_name = p.file_name.unwrap_or_else(|| "register.csv".into());
+    if file_name.chars().count() > MAX_FILE_NAME_CHARS || file_name.chars().any(char::is_control) {
+        return Err(ApiProblem::new(
+            StatusCode::BAD_REQUEST,
+            format!("file_name: at most {MAX_FILE_NAME_CHARS} characters, no control characters"),
+            Some("file_name".into()),
+        ));
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        if !is_csv_media_type(ct) {
+            return Err(ApiProblem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type {} is not CSV; send the file as text/csv",
+                    String::from_utf8_lossy(ct.as_bytes())
+                ),
+                Some("content-type".into()),
+            ));
+        }
+    }
+    let too_large = || {
+        ApiProblem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the register file is larger than {} MiB; split it into several files",
+                MAX_IMPORT_BYTES / (1024 * 1024)
+            ),
+            Some("body".into()),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_IMPORT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = http_body_util::Limited::new(body, MAX_IMPORT_BYTES)
+        .collect()
+        .await
+        .map_err(|_| too_large())?
+        .to_bytes();
+    let mode = ImportMode {
+        dry_run: p.dry_run.unwrap_or(true),
+        skip_problem_rows: p.skip_problem_rows.unwrap_or(false),
+    };
+    let ops = st.ops();
+    let actor = crate::ops::Actor::from(&person);
+    let outcome = tokio::task::spawn_blocking(move || {
+        register_csv::import(&ops, &actor, &file_name, &bytes, mode)
+    })
+    .await
+    .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
+    match outcome {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(Ok(file)) => Err(ApiProblem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            if file.message.starts_with("line ") {
+                file.message
+            } else {
+                format!("line {}: {}", file.line, file.message)
+            },
+            Some("body".into()),
+        )),
+        Err(Err(e)) => Err(e.into()),
+    }
+}
+
+/// `text/csv` (or `application/csv`, `text/plain`), with any parameters.
+fn is_csv_media_type(value: &HeaderValue) -> bool {
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "text/csv" | "application/csv" | "text/plain"
+    )
+}
+
+/// Which computers' register to export.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    /// Only computers matching this filter (the query language of `/api/v1/cis`).
+    filter: Option<String>,
+}
+
+async fn export(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: ExportParams = query_params(q)?;
+    let filter =
+        crate::query::filter::parse_for(CiClass::Computer, p.filter.as_deref().unwrap_or(""))
+            .map_err(|e| {
+                ApiProblem::new(
+                    StatusCode::BAD_REQUEST,
+                    e.to_string(),
+                    Some("filter".into()),
+                )
+            })?;
+    let query = crate::query::Query {
+        class: CiClass::Computer,
+        filter,
+        sort: crate::query::Sort::parse("name")
+            .map_err(|e| ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, e, None))?,
+        limit: 1,
+        after: None,
+    };
+    let mut columns: Vec<(String, String)> = [
+        ("ci_id", "id"),
+        ("hostname", "os.hostname"),
+        ("serial", "system.serial"),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n.to_string(), p.to_string()))
+    .collect();
+    columns.extend(
+        register::FIELDS
+            .iter()
+            .map(|f| (f.name.to_string(), register::attribute(f.name))),
+    );
+    Ok(crate::query_api::csv_export(
+        st.store.clone(),
+        query,
+        columns,
+        "census-register.csv",
+    ))
 }
 
 type Reply = Result<Response, ApiProblem>;

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod changes;
 pub mod credentials;
 pub mod register;
+pub mod register_csv;
 
 use std::sync::Arc;
 

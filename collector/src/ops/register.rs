@@ -233,7 +233,7 @@ pub(crate) fn register_write(expected: &Ci, next: &Ci, change: RegisterChange) -
 }
 
 /// The CI after the edit and what changed, or `None` when nothing would.
-fn apply(
+pub(crate) fn apply(
     ci: &Ci,
     values: &[(&'static str, Option<Value>)],
     settings: &RegisterSettings,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use census_collector::model::register::{FieldPrecedence, RegisterSettings, Source, SourceRank};
 use census_collector::model::*;
 use census_collector::ops::register::{self as reg, RegisterEdit};
+use census_collector::ops::register_csv::{self, ImportMode, ProblemKind};
 use census_collector::ops::{Actor, OpError, Ops};
 use census_collector::query::views;
 use census_collector::store::*;
@@ -475,4 +476,205 @@ fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
     );
     let report = r.store.check_consistency().unwrap();
     assert_eq!(report.problems_total, 0, "{report:?}");
+}
+
+/// Two computers: web01 (serial SER123) and web02 (serial SER999).
+fn two_computers(name: &str) -> (crate::drift::Rig, String, String) {
+    let mut r = rig(name);
+    r.send(machine(base_software()), Utc::now());
+    r.switch_to_new_agent(&format!("agt_{name}_2"));
+    let mut other = machine(base_software());
+    if let Some(s) = other.system.data_mut() {
+        s.serial = Some("SER999".into());
+        s.machine_id = Some("fedcba9876543210fedcba9876543210".into());
+    }
+    if let Some(os) = other.os.data_mut() {
+        os.hostname = "web02".into();
+    }
+    if let Some(nics) = other.network_interfaces.data_mut() {
+        nics[0].mac = Some("52:54:00:aa:bb:cc".into());
+    }
+    r.send(other, Utc::now());
+    let id_of = |host: &str| {
+        r.store
+            .list_cis(Some(CiClass::Computer))
+            .unwrap()
+            .into_iter()
+            .find(|c| c.attributes["os.hostname"] == host)
+            .unwrap()
+            .id
+    };
+    let (a, b) = (id_of("web01"), id_of("web02"));
+    (r, a, b)
+}
+
+const DRY_RUN: ImportMode = ImportMode {
+    dry_run: true,
+    skip_problem_rows: false,
+};
+const APPLY: ImportMode = ImportMode {
+    dry_run: false,
+    skip_problem_rows: false,
+};
+
+#[test]
+fn a_register_file_is_checked_by_a_dry_run_then_applied_all_at_once() {
+    let (r, a, b) = two_computers("register-import");
+    let ops = ops(&r);
+    let importer = Actor::new("ann");
+    let file = "serial,hostname,asset_tag,owner,purchase_cost,warranty_end,lifecycle_status\r\n\
+                ser123,,A-1,ann,1299.50,2027-06-30,deployed\r\n\
+                ,WEB02,A-2,bob,,,in_stock\r\n";
+    let report =
+        register_csv::import(&ops, &importer, "assets.csv", file.as_bytes(), DRY_RUN).unwrap();
+    assert_eq!(
+        (
+            report.rows,
+            report.updates,
+            report.problems_total,
+            report.applied
+        ),
+        (2, 2, 0, false),
+        "{report:?}"
+    );
+    assert!(r
+        .store
+        .get_ci(&a)
+        .unwrap()
+        .unwrap()
+        .attributes
+        .keys()
+        .all(|k| !k.starts_with("register.")));
+    let applied =
+        register_csv::import(&ops, &importer, "assets.csv", file.as_bytes(), APPLY).unwrap();
+    assert!(applied.applied && applied.updates == 2, "{applied:?}");
+    let va = reg::get(&ops, &a).unwrap();
+    assert_eq!(value(&va, "purchase_cost"), Some(&json!(1299.5)));
+    let holder = va.fields.iter().find(|f| f.field == "owner").unwrap();
+    let holder = holder.set_by.as_ref().unwrap();
+    assert_eq!(
+        (holder.source, holder.by.as_str()),
+        (Source::FileImport, "assets.csv")
+    );
+    assert_eq!(
+        value(&reg::get(&ops, &b).unwrap(), "asset_tag"),
+        Some(&json!("A-2"))
+    );
+    let audit = r.store.list_audit(0, 1000).unwrap();
+    let entry = audit
+        .iter()
+        .rfind(|e| e.action == "register.import")
+        .unwrap();
+    assert_eq!(entry.after.as_ref().unwrap()["updates"], 2);
+    assert_eq!(
+        entry.after.as_ref().unwrap()["sha256"],
+        json!(applied.sha256)
+    );
+    r.store.sequence_events(100).unwrap();
+    let events = r
+        .store
+        .feed_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == REGISTER_CHANGED)
+        .count();
+    assert_eq!(events, 2);
+    // The same file again changes nothing.
+    let again =
+        register_csv::import(&ops, &importer, "assets.csv", file.as_bytes(), APPLY).unwrap();
+    assert_eq!(
+        (again.updates, again.unchanged, again.applied),
+        (0, 2, false)
+    );
+}
+
+#[test]
+fn bad_rows_are_listed_with_their_lines_and_refuse_the_apply_unless_skipped() {
+    let (r, a, b) = two_computers("register-import-bad");
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    // A person holds web02's owner; files rank below people.
+    reg::edit(
+        &ops,
+        &ann,
+        &b,
+        &edit(&[("owner", json!("carol"))]),
+        Source::Person,
+    )
+    .unwrap();
+    let file = "hostname,serial,asset_tag,owner,lifecycle_status\n\
+                web01,,T-1,ann,deployed\n\
+                web02,,T-1,,\n\
+                web01,,,x,\n\
+                ghost,,,x,\n\
+                web01,SER999,,x,\n\
+                web02,,,bob,\n\
+                web02,,,,lost\n";
+    let report = register_csv::import(&ops, &ann, "bad.csv", file.as_bytes(), DRY_RUN).unwrap();
+    let found: Vec<(u64, ProblemKind)> = report.problems.iter().map(|p| (p.line, p.kind)).collect();
+    assert_eq!(
+        found,
+        vec![
+            (2, ProblemKind::Invalid),   // T-1 would be on both computers
+            (3, ProblemKind::Invalid),   // ...on this line too
+            (4, ProblemKind::Invalid),   // web01 again
+            (5, ProblemKind::New),       // no such computer
+            (6, ProblemKind::Ambiguous), // hostname and serial name different computers
+            (7, ProblemKind::Invalid),   // web02 again (line 3 named it)
+            (8, ProblemKind::Invalid),   // unknown status label
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report.problems[4].message.contains("names"),
+        "{:?}",
+        report.problems[4]
+    );
+    let refused = register_csv::import(&ops, &ann, "bad.csv", file.as_bytes(), APPLY).unwrap();
+    assert!(!refused.applied);
+    assert_eq!(value(&reg::get(&ops, &a).unwrap(), "owner"), None);
+    // A held field is a problem of its row; skipping problem rows applies the others.
+    let file = "hostname,owner,supplier\nweb01,ann,ACME\nweb02,bob,ACME\n";
+    let mode = ImportMode {
+        dry_run: false,
+        skip_problem_rows: true,
+    };
+    let partial = register_csv::import(&ops, &ann, "held.csv", file.as_bytes(), mode).unwrap();
+    assert_eq!(
+        (partial.updates, partial.held, partial.applied),
+        (1, 1, true),
+        "{partial:?}"
+    );
+    assert!(partial.problems[0]
+        .message
+        .starts_with("owner: set by person 'ann'"));
+    assert_eq!(
+        value(&reg::get(&ops, &a).unwrap(), "supplier"),
+        Some(&json!("ACME"))
+    );
+    assert_eq!(
+        value(&reg::get(&ops, &b).unwrap(), "owner"),
+        Some(&json!("carol"))
+    );
+    assert_eq!(value(&reg::get(&ops, &b).unwrap(), "supplier"), None);
+}
+
+#[test]
+fn tags_may_swap_between_computers_within_one_file() {
+    let (r, a, b) = two_computers("register-import-swap");
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let first = "ci_id,asset_tag\n".to_string() + &format!("{a},X-1\n{b},X-2\n");
+    register_csv::import(&ops, &ann, "f.csv", first.as_bytes(), APPLY).unwrap();
+    let swap = format!("ci_id,asset_tag\n{a},X-2\n{b},X-1\n");
+    let report = register_csv::import(&ops, &ann, "f.csv", swap.as_bytes(), APPLY).unwrap();
+    assert!(report.applied, "{report:?}");
+    assert_eq!(
+        r.store
+            .lookup_identity(&asset_tag_key("x-1"))
+            .unwrap()
+            .as_deref(),
+        Some(b.as_str())
+    );
+    assert_eq!(r.store.check_consistency().unwrap().problems_total, 0);
 }
