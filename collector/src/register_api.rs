@@ -98,7 +98,7 @@ struct ImportParams {
     /// false: any problem refuses the whole file).
     skip_problem_rows: Option<bool>,
     /// The file's name, for the audit log and the provenance of what it sets.
-    #[param(max_length = 255)]
+    #[param(max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]*$")]
     file_name: Option<String>,
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 #[command(
     name = "census",
     version,
-    about = "Query the Census CMDB and review drift"
+    about = "Query the Census CMDB, keep its asset register and review drift"
 )]
 struct Cli {
     /// Output format.
@@ -65,8 +65,47 @@ enum Command {
         #[command(subcommand)]
         command: ChangesCommand,
     },
+    /// The asset register: what people record about computers.
+    Register {
+        #[command(subcommand)]
+        command: RegisterCommand,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum RegisterCommand {
+    /// A computer's register: each field, its value, and which source set it when.
+    Show { id: String },
+    /// Set register fields (`owner=ann`, `warranty_end=2027-06-30`); `--clear owner` empties one.
+    Set {
+        id: String,
+        #[arg(value_name = "FIELD=VALUE")]
+        values: Vec<String>,
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<String>,
+        #[arg(long, short)]
+        comment: Option<String>,
+        /// Refuse unless the computer is still at this history version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+    /// Check a register CSV file (a dry run: nothing is written), or apply it.
+    Import {
+        file: PathBuf,
+        /// Write it (every row or none).
+        #[arg(long)]
+        apply: bool,
+        /// With --apply, write the rows without problems even when others have some.
+        #[arg(long, requires = "apply")]
+        skip_problem_rows: bool,
+    },
+    /// Print the register as CSV, in the layout `import` reads.
+    Export {
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,6 +230,40 @@ async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Resul
         .get(url(cfg, path))
         .query(query);
     send(cfg, format!("GET {path}"), req).await
+}
+
+/// `FIELD=VALUE` arguments and `--clear FIELD` into a register edit's `set`.
+fn register_set(values: &[String], clear: &[String]) -> Result<serde_json::Map<String, Value>> {
+    let mut set = serde_json::Map::new();
+    for v in values {
+        let (field, value) = v
+            .split_once('=')
+            .with_context(|| format!("'{v}' is not FIELD=VALUE"))?;
+        set.insert(field.trim().to_string(), Value::String(value.to_string()));
+    }
+    for field in clear {
+        set.insert(field.trim().to_string(), Value::Null);
+    }
+    if set.is_empty() {
+        bail!("give at least one FIELD=VALUE or --clear FIELD");
+    }
+    Ok(set)
+}
+
+/// A register view as table rows: field, value, source, by, at.
+fn register_rows(view: &Value) -> Vec<Value> {
+    rows_of(view, "fields")
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "field": f["field"],
+                "value": f["value"],
+                "source": f["set_by"]["source"],
+                "by": f["set_by"]["by"],
+                "at": f["set_by"]["at"],
+            })
+        })
+        .collect()
 }
 
 fn rows_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
@@ -393,6 +466,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             }
         }
+        Command::Register { command } => register(output, &load()?, command).await?,
         Command::Software {
             command: SoftwareCommand::Where { name, condition },
         } => {
@@ -528,6 +602,121 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) -> Result<()> {
+    const COLUMNS: [&str; 5] = ["field", "value", "source", "by", "at"];
+    let http = client(cfg.ca_pem.as_deref())?;
+    match command {
+        RegisterCommand::Show { id } => {
+            let view = call(cfg, &format!("/api/v1/cis/{id}/register"), &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_rows(output, &register_rows(&view), &COLUMNS)?;
+            }
+        }
+        RegisterCommand::Set {
+            id,
+            values,
+            clear,
+            comment,
+            expected_version,
+        } => {
+            let mut body = serde_json::json!({ "set": register_set(&values, &clear)? });
+            if let Some(c) = comment {
+                body["comment"] = Value::String(c);
+            }
+            if let Some(v) = expected_version {
+                body["expected_version"] = Value::from(v);
+            }
+            let path = format!("/api/v1/cis/{id}/register");
+            let req = http.patch(url(cfg, &path)).json(&body);
+            let view = send(cfg, format!("PATCH {path}"), req).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_rows(output, &register_rows(&view), &COLUMNS)?;
+                eprintln!(
+                    "{} is at version {}",
+                    cell(&view["ci_id"]),
+                    cell(&view["version"])
+                );
+            }
+        }
+        RegisterCommand::Import {
+            file,
+            apply,
+            skip_problem_rows,
+        } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "register.csv".into());
+            let path = "/api/v1/register/import";
+            let req = http
+                .post(url(cfg, path))
+                .query(&[
+                    ("dry_run", (!apply).to_string()),
+                    ("skip_problem_rows", skip_problem_rows.to_string()),
+                    ("file_name", name),
+                ])
+                .header("content-type", "text/csv")
+                .body(bytes);
+            let report = send(cfg, format!("POST {path}"), req).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_rows(
+                    output,
+                    rows_of(&report, "problems"),
+                    &["line", "kind", "column", "message"],
+                )?;
+                eprintln!(
+                    "{} rows: {} updates, {} unchanged, {} new, {} ambiguous, {} invalid, {} held; {}",
+                    cell(&report["rows"]),
+                    cell(&report["updates"]),
+                    cell(&report["unchanged"]),
+                    cell(&report["new"]),
+                    cell(&report["ambiguous"]),
+                    cell(&report["invalid"]),
+                    cell(&report["held"]),
+                    if report["applied"] == true {
+                        "applied"
+                    } else if apply {
+                        "nothing written"
+                    } else {
+                        "dry run, nothing written (--apply writes it)"
+                    }
+                );
+            }
+            let problems = report["problems_total"].as_u64().unwrap_or(0);
+            // Problems fail the command unless the person chose to write around them.
+            if problems > 0 && !(skip_problem_rows && report["applied"] == true) {
+                bail!("{problems} rows have problems");
+            }
+        }
+        RegisterCommand::Export { filter } => {
+            let path = "/api/v1/register/export";
+            let q: Vec<(&str, String)> = filter.map(|f| vec![("filter", f)]).unwrap_or_default();
+            let r = http
+                .get(url(cfg, path))
+                .query(&q)
+                .bearer_auth(&cfg.token)
+                .send()
+                .await
+                .with_context(|| format!("GET {path}"))?;
+            let status = r.status();
+            if !status.is_success() {
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                bail!("{status}: {}", cell(&body["detail"]));
+            }
+            let text = r.bytes().await?;
+            std::io::stdout().lock().write_all(&text)?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -579,6 +768,20 @@ mod tests {
             r#"{"address":"0.0.0.0","process":"sshd"}"#
         );
         assert_eq!(brief(&json!("x".repeat(100))).chars().count(), 60);
+    }
+
+    #[test]
+    fn register_values_and_clears_make_one_edit() {
+        let set = register_set(
+            &["owner=ann".into(), "notes=a=b".into()],
+            &["supplier".into()],
+        )
+        .unwrap();
+        assert_eq!(set["owner"], "ann");
+        assert_eq!(set["notes"], "a=b");
+        assert_eq!(set["supplier"], Value::Null);
+        assert!(register_set(&["owner".into()], &[]).is_err());
+        assert!(register_set(&[], &[]).is_err());
     }
 
     #[test]

@@ -249,11 +249,16 @@ pub(crate) fn apply(
         let key = register::attribute(name);
         let before = attributes.get(&key).cloned();
         let holder = provenance.get(*name);
-        if before == *value && holder.is_some_and(|h| h.source == source) {
+        let same = before == *value;
+        if same
+            && (holder.is_some_and(|h| h.source == source) || (holder.is_none() && value.is_none()))
+        {
             continue;
         }
         match register::decide(settings.order(ci.class, name), holder, source, now) {
             register::Verdict::Write => {}
+            // The value already agrees: nothing to refuse, and nothing to take over.
+            _ if same => continue,
             register::Verdict::Held { holder, until } => {
                 let lapses = match until {
                     Some(t) => format!("until {}", t.format("%Y-%m-%d %H:%M UTC")),
@@ -397,6 +402,32 @@ mod tests {
             register::provenance(&confirmed.attributes)["owner"].source,
             Source::Person
         );
+    }
+
+    #[test]
+    fn a_lower_source_agreeing_with_a_held_value_changes_nothing() {
+        let s = RegisterSettings::default();
+        let (held, _) = apply(
+            &computer(),
+            &set(&[("owner", Some("ann".into()))]),
+            &s,
+            Source::Person,
+            "ann",
+            Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        let again = set(&[("owner", Some("ann".into()))]);
+        assert!(apply(
+            &held,
+            &again,
+            &s,
+            Source::FileImport,
+            "export.csv",
+            Utc::now()
+        )
+        .unwrap()
+        .is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod packaging;
 mod postgres;
 mod query;
 mod readme;
+mod register;
 mod support;
 mod ui;
 mod ui_browser;
