@@ -467,16 +467,26 @@ mod tests {
     #[test]
     fn clearing_is_held_like_a_value_and_the_location_stays_a_hierarchy() {
         let s = RegisterSettings::default();
-        let (cleared, change) = apply(
+        // Clearing what was never set changes nothing.
+        let empty = set(&[("owner", None)]);
+        assert!(
+            apply(&computer(), &empty, &s, Source::Person, "ann", Utc::now())
+                .unwrap()
+                .is_none()
+        );
+        let (imported, _) = apply(
             &computer(),
-            &set(&[("owner", None)]),
+            &set(&[("owner", Some("it".into()))]),
             &s,
-            Source::Person,
-            "ann",
+            Source::FileImport,
+            "f.csv",
             Utc::now(),
         )
         .unwrap()
         .unwrap();
+        let (cleared, change) = apply(&imported, &empty, &s, Source::Person, "ann", Utc::now())
+            .unwrap()
+            .unwrap();
         assert_eq!(change.changes[0].after, None);
         assert!(apply(
             &cleared,
