@@ -379,3 +379,46 @@ pub async fn delete_webhook(
     .await?;
     Ok(redirect("/ui/admin/webhooks"))
 }
+
+/// The CI page's register form: only the fields the person changed are sent (a field left
+/// as shown is not re-asserted over another source), an emptied field is cleared.
+pub async fn edit_register(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    use crate::model::register;
+    let form = Form::parse(&body)?;
+    let mut set = std::collections::BTreeMap::new();
+    for f in register::FIELDS {
+        let now = form.get(&format!("f_{}", f.name));
+        let was = form.get(&format!("was_{}", f.name));
+        if now == was {
+            continue;
+        }
+        let value = (!now.trim().is_empty()).then(|| serde_json::Value::String(now.to_string()));
+        set.insert(f.name.to_string(), value);
+    }
+    let page = format!("/ui/cis/{}", segment(&id));
+    if set.is_empty() {
+        return Ok(redirect(&page));
+    }
+    let expected_version = match form.get("expected_version") {
+        "" => None,
+        v => Some(v.parse::<u64>().map_err(|_| {
+            unprocessable(format!("expected_version: '{v}' is not a version number"))
+        })?),
+    };
+    let comment = Some(form.get("comment").trim().to_string()).filter(|c| !c.is_empty());
+    let edit = crate::ops::register::RegisterEdit {
+        set,
+        expected_version,
+        comment,
+    };
+    st.run(&person, move |ops, actor| {
+        crate::ops::register::edit(ops, actor, &id, &edit, register::Source::Person)
+    })
+    .await?;
+    Ok(redirect(&page))
+}

@@ -59,6 +59,12 @@ pub fn routes(t: &mut RouteTable) {
     );
     t.ui("GET", "/ui/cis/{id}", Allowed::AnyPerson, get(pages::ci));
     t.ui(
+        "POST",
+        "/ui/cis/{id}/register",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::edit_register),
+    );
+    t.ui(
         "GET",
         "/ui/cis/{id}/compare",
         Allowed::AnyPerson,

@@ -476,6 +476,66 @@ struct CiPage {
     incoming: Vec<Edge>,
     in_total: u64,
     history: Vec<VersionRow>,
+    /// Computers only: the asset register, field by field.
+    register: Option<Vec<RegisterRow>>,
+    /// The edit form is shown to asset managers and administrators, on the current state.
+    can_edit_register: bool,
+    version: u64,
+    statuses: Vec<String>,
+}
+
+/// One register field on the CI page: its value, where it came from, and its form input.
+pub struct RegisterRow {
+    pub field: &'static str,
+    pub description: &'static str,
+    /// "text", "notes", "date", "money" or "status": which input the form uses.
+    pub input: &'static str,
+    pub max_chars: usize,
+    pub value: String,
+    pub set_by: String,
+}
+
+fn register_rows(attributes: &Value) -> Vec<RegisterRow> {
+    use crate::model::register::{self, FieldKind};
+    let provenance: std::collections::BTreeMap<String, register::Provenance> = attributes
+        [register::PROVENANCE_ATTRIBUTE]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    register::FIELDS
+        .iter()
+        .map(|f| {
+            let (input, max_chars) = match f.kind {
+                FieldKind::Text { max_chars } if f.name == "notes" => ("notes", max_chars),
+                FieldKind::Text { max_chars } => ("text", max_chars),
+                FieldKind::Date => ("date", 10),
+                FieldKind::Money => ("money", 16),
+                FieldKind::Status => ("status", 32),
+            };
+            RegisterRow {
+                field: f.name,
+                description: f.description,
+                input,
+                max_chars,
+                value: show(&attributes[register::attribute(f.name).as_str()]),
+                set_by: provenance
+                    .get(f.name)
+                    .map(|p| {
+                        format!(
+                            "{} {} · {}",
+                            p.source.as_str().replace('_', " "),
+                            p.by,
+                            when(&p.at)
+                        )
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -548,7 +608,7 @@ pub async fn ci(
     };
     let store = st.store.clone();
     let lookup = id.clone();
-    let (detail, history) = blocking(move || {
+    let (detail, history, settings) = blocking(move || {
         Ok::<_, crate::store::StoreError>((
             views::ci_detail(
                 store.as_ref(),
@@ -557,6 +617,7 @@ pub async fn ci(
                 views::DEFAULT_LISTED_RELATIONSHIPS,
             )?,
             store.history(&lookup)?,
+            store.register_settings()?.unwrap_or_default(),
         ))
     })
     .await?;
@@ -618,7 +679,10 @@ pub async fn ci(
         as_of_value: at
             .map(|t| t.format("%Y-%m-%dT%H:%M").to_string())
             .unwrap_or_default(),
-        attributes: key_values(&ci["attributes"]),
+        attributes: key_values(&ci["attributes"])
+            .into_iter()
+            .filter(|a| !crate::model::register::is_register_attribute(&a.key))
+            .collect(),
         volatile: key_values(&ci["volatile"]),
         identification,
         agent_id: d["agent_id"].as_str().map(str::to_string),
@@ -627,6 +691,11 @@ pub async fn ci(
         incoming,
         in_total: d["relationships_in_total"].as_u64().unwrap_or(0),
         history: rows,
+        register: (ci["class"] == "computer").then(|| register_rows(&ci["attributes"])),
+        can_edit_register: at.is_none()
+            && crate::register_api::REGISTER_EDITORS.permits(person.role),
+        version: ci["version"].as_u64().unwrap_or(0),
+        statuses: settings.statuses.iter().map(|s| s.name.clone()).collect(),
     })
 }
 

@@ -372,3 +372,59 @@ fn browser_finds_this_machine_accepts_a_change_and_sees_the_audit_entry() {
     b.screenshot(&shots, "dashboard-phone");
     eprintln!("screenshots in {}", shots.display());
 }
+
+#[test]
+fn browser_edits_the_register_and_hostile_values_stay_text() {
+    let c = Collector::start("ui-register");
+    person_with_password(&c, "alice", "asset_manager");
+    person_with_password(&c, "dora", "auditor");
+    let (_agent, _snap) = hostile_machine(&c);
+    let driver = Driver::start();
+    let b = driver.session();
+    b.sign_in(&c, "alice");
+    b.go(&format!("{}/ui/computers", c.url));
+    b.click("#results table a");
+    b.wait_for("the detail page", |b| b.current_url().contains("/ui/cis/"));
+    let page = b.current_url();
+    b.type_into("#reg-owner", "<img src=x onerror=alert(1)>");
+    b.type_into("#reg-asset_tag", "AT-0042");
+    b.script("document.querySelector('#reg-warranty_end').value = '2027-06-30'; return 0");
+    b.script("document.querySelector('#reg-lifecycle_status').value = 'deployed'; return 0");
+    b.type_into("#reg-comment", "received from ACME");
+    b.screenshot(&screenshot_dir(), "register-edit");
+    b.click("#register-save");
+    b.wait_for("the saved register", |b| {
+        b.script("return document.querySelector('#reg-asset_tag').value") == "AT-0042"
+    });
+    assert_eq!(b.current_url(), page);
+    assert!(b.no_alert(), "no script from a register value ran");
+    assert_eq!(
+        b.script("return document.querySelector('#reg-owner').value"),
+        "<img src=x onerror=alert(1)>"
+    );
+    assert_eq!(
+        b.script("return document.querySelector('#reg-lifecycle_status').value"),
+        "deployed"
+    );
+    let register = b.text("section[aria-labelledby='h-register']");
+    assert!(register.contains("person alice"), "{register}");
+    assert_eq!(
+        b.script("return document.querySelectorAll('main img').length"),
+        0
+    );
+    // A refused value comes back as a page naming the field; nothing is written.
+    b.script("document.querySelector('#reg-purchase_cost').value = '1.234'; return 0");
+    b.click("#register-save");
+    b.wait_for("the refusal", |b| b.text("main").contains("purchase_cost"));
+    // An auditor reads the register but gets no form.
+    b.click("header form.who button");
+    b.wait_for("signed out", |b| b.current_url().contains("/ui/login"));
+    b.sign_in(&c, "dora");
+    b.go(&page);
+    let register = b.text("section[aria-labelledby='h-register']");
+    assert!(register.contains("AT-0042"), "{register}");
+    assert_eq!(
+        b.script("return document.querySelectorAll('#register-form').length"),
+        0
+    );
+}
