@@ -6,7 +6,8 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv] [--store URL]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register]
+//!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
 use std::sync::Arc;
@@ -334,6 +335,9 @@ fn report(
         )?;
     }
 
+    if only == Some("register") {
+        return register(store, runs);
+    }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
         .into_iter()
@@ -412,5 +416,131 @@ fn report(
         rss_before / 1024,
         rss_peak / 1024
     );
+    Ok(())
+}
+
+/// The asset register at this size (`--only register`, which writes to the store): a
+/// register file with a row per computer and every field, checked (dry run) and applied
+/// through the operation the import route calls, timed with the peak RSS of each; then
+/// CI detail with the register filled in.
+fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::ops::register_csv::{import, ImportMode};
+    use census_collector::ops::{Actor, Ops};
+    let mut file = String::from(
+        "hostname,asset_tag,owner,assigned_user,location_site,location_building,location_room,department,cost_centre,supplier,order_number,invoice_number,purchase_date,purchase_cost,warranty_end,lifecycle_status,notes\n",
+    );
+    let mut rows = 0usize;
+    // A different owner every run, so a store kept from an earlier run is updated again.
+    let run = Utc::now().timestamp();
+    store.scan_cis(CiClass::Computer, &mut |ci| {
+        let host = ci.attributes["os.hostname"].as_str().unwrap_or_default().to_string();
+        file.push_str(&format!(
+            "{host},AT-{rows:06},owner{}-{run},user{rows},Paris,HQ,R{},IT,CC-{},ACME,PO-{rows},INV-{rows},2024-03-{:02},{}.50,2027-03-{:02},deployed,\"bought with the {} batch, rack {}\"\n",
+            rows % 97,
+            rows % 300,
+            rows % 40,
+            rows % 28 + 1,
+            800 + rows % 700,
+            rows % 28 + 1,
+            rows / 1000,
+            rows % 42
+        ));
+        rows += 1;
+        true
+    })?;
+    let ops = Ops {
+        store: store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let actor = Actor::new("bench");
+    // What reading every computer once costs by itself (the import's index is one scan).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:");
+    let t = Instant::now();
+    let mut scanned = 0usize;
+    store.scan_cis(CiClass::Computer, &mut |_| {
+        scanned += 1;
+        true
+    })?;
+    println!(
+        "scan of {scanned} computers alone: {:.0} ms, RSS {} MiB before, peak {} MiB",
+        t.elapsed().as_secs_f64() * 1e3,
+        before / 1024,
+        status_kib("VmHWM:") / 1024
+    );
+    println!("\nregister file: {rows} rows, {} KB\n", file.len() / 1000);
+    println!("| register step | ms | RSS before MiB | peak RSS MiB | result |");
+    println!("|---|---:|---:|---:|---|");
+    for (label, dry_run) in [
+        ("import, dry run", true),
+        ("import, apply (one transaction)", false),
+    ] {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let before = status_kib("VmRSS:");
+        let t = Instant::now();
+        let report = import(
+            &ops,
+            &actor,
+            "bench.csv",
+            file.as_bytes(),
+            ImportMode {
+                dry_run,
+                skip_problem_rows: false,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if !dry_run {
+            store.flush()?;
+        }
+        println!(
+            "| {label} | {ms:.0} | {} | {} | {} updates, {} problems, applied {} |",
+            before / 1024,
+            status_kib("VmHWM:") / 1024,
+            report.updates,
+            report.problems_total,
+            report.applied
+        );
+    }
+    let mut ids = Vec::with_capacity(rows);
+    store.scan_cis(CiClass::Computer, &mut |ci| {
+        ids.push(ci.id);
+        true
+    })?;
+    println!("\n| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let mut pick = Lcg(11);
+    measure(
+        "CI detail with the register filled in",
+        runs,
+        || {
+            let id = &ids[pick.next() as usize % ids.len()];
+            views::ci_detail(
+                store.as_ref(),
+                id,
+                None,
+                views::DEFAULT_LISTED_RELATIONSHIPS,
+            )?
+            .context("detail")
+        },
+        |d| {
+            format!(
+                "{} register fields",
+                d["ci"]["attributes"]
+                    .as_object()
+                    .map(|a| a.keys().filter(|k| k.starts_with("register.")).count())
+                    .unwrap_or(0)
+            )
+        },
+    )?;
+    measure(
+        "a CI's register (GET /api/v1/cis/{id}/register's operation)",
+        runs,
+        || {
+            let id = &ids[pick.next() as usize % ids.len()];
+            Ok(census_collector::ops::register::get(&ops, id)?)
+        },
+        |v| format!("{} fields", v.fields.len()),
+    )?;
     Ok(())
 }

@@ -14,12 +14,15 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::{query_params, read_json, ApiProblem, AppState};
+use crate::http::{blocking, query_params, read_json, ApiProblem, AppState};
+use crate::model::licence::Licence;
 use crate::model::register::{self, FieldDef, RegisterSettings, SourceRank, StatusLabel};
 use crate::model::*;
+use crate::ops::licences::LicenceRequest;
 use crate::ops::register::{self as op, RegisterEdit, RegisterView};
 use crate::ops::register_csv::{self, ImportMode, ImportReport, MAX_IMPORT_BYTES};
 use crate::people::{Allowed, Person, RouteTable};
+use crate::query::licences::{ComputerRef, Expiring, LicenceUse};
 
 const READERS: Allowed = Allowed::AnyPerson;
 /// Who edits the register: people whose job it is, and administrators.
@@ -27,7 +30,7 @@ pub const REGISTER_EDITORS: Allowed = Allowed::Roles(&[Role::AssetManager, Role:
 const ADMINS: Allowed = Allowed::Roles(&[Role::Admin]);
 
 pub fn routes(table: &mut RouteTable) {
-    use axum::routing::{patch, put};
+    use axum::routing::{delete, patch, put};
     table
         .people("GET", "/api/v1/register/fields", READERS, get(fields))
         .json::<RegisterFields>();
@@ -86,6 +89,160 @@ pub fn routes(table: &mut RouteTable) {
         )
         .query::<ExportParams>()
         .text("text/csv");
+    table
+        .people("GET", "/api/v1/register/expiring", READERS, get(expiring))
+        .query::<ExpiringParams>()
+        .json::<Expiring>();
+    table
+        .people("GET", "/api/v1/licences", READERS, get(list_licences))
+        .json::<LicenceList>();
+    table
+        .people(
+            "POST",
+            "/api/v1/licences",
+            REGISTER_EDITORS,
+            post(create_licence),
+        )
+        .body::<LicenceRequest>()
+        .refuses(&[409])
+        .created::<Licence>();
+    table
+        .people("GET", "/api/v1/licences/{id}", READERS, get(get_licence))
+        .json::<LicenceDetail>();
+    table
+        .people(
+            "PUT",
+            "/api/v1/licences/{id}",
+            REGISTER_EDITORS,
+            put(update_licence),
+        )
+        .body::<LicenceRequest>()
+        .json::<Licence>();
+    table
+        .people(
+            "DELETE",
+            "/api/v1/licences/{id}",
+            REGISTER_EDITORS,
+            delete(delete_licence),
+        )
+        .no_content();
+}
+
+/// Every licence with its consumption.
+#[derive(Debug, Serialize, ToSchema)]
+struct LicenceList {
+    licences: Vec<LicenceUse>,
+}
+
+/// One licence, its consumption and the computers using it.
+#[derive(Debug, Serialize, ToSchema)]
+struct LicenceDetail {
+    #[serde(rename = "use")]
+    usage: LicenceUse,
+    /// Sorted by name, at most 1,000.
+    computers: Vec<ComputerRef>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ExpiringParams {
+    /// Within this many days from today (0 to 3650; default 30); what has expired already
+    /// is always listed.
+    #[param(minimum = 0, maximum = 3650)]
+    days: Option<u32>,
+}
+
+pub const MAX_EXPIRING_DAYS: u32 = 3650;
+
+async fn expiring(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: ExpiringParams = query_params(q)?;
+    let days = crate::http::bounded("days", p.days, 30, 0, MAX_EXPIRING_DAYS)?;
+    let store = st.store.clone();
+    let report = blocking(move || {
+        crate::query::licences::expiring(store.as_ref(), days, chrono::Utc::now())
+    })
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+async fn list_licences(
+    State(st): State<Arc<AppState>>,
+    Extension(_person): Extension<Person>,
+) -> Reply {
+    let store = st.store.clone();
+    let licences = blocking(move || {
+        let all = store.list_licences()?;
+        Ok(crate::query::licences::usage(store.as_ref(), &all, chrono::Utc::now(), None)?.0)
+    })
+    .await?;
+    Ok(Json(LicenceList { licences }).into_response())
+}
+
+async fn get_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let (mut uses, computers) = st
+        .run(&person, move |ops, _| {
+            let l = crate::ops::licences::find(ops, &id)?;
+            Ok(crate::query::licences::usage(
+                ops.store.as_ref(),
+                std::slice::from_ref(&l),
+                chrono::Utc::now(),
+                Some(&l.id),
+            )?)
+        })
+        .await?;
+    let usage = uses.pop().ok_or_else(|| {
+        ApiProblem::new(StatusCode::INTERNAL_SERVER_ERROR, "no usage computed", None)
+    })?;
+    Ok(Json(LicenceDetail { usage, computers }).into_response())
+}
+
+async fn create_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
+    let req: LicenceRequest = read_json(body).await?;
+    let l = st
+        .run(&person, move |ops, actor| {
+            crate::ops::licences::create(ops, actor, req)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(l)).into_response())
+}
+
+async fn update_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Reply {
+    let req: LicenceRequest = read_json(body).await?;
+    let l = st
+        .run(&person, move |ops, actor| {
+            crate::ops::licences::update(ops, actor, &id, req)
+        })
+        .await?;
+    Ok(Json(l).into_response())
+}
+
+async fn delete_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    st.run(&person, move |ops, actor| {
+        crate::ops::licences::delete(ops, actor, &id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// How a register file is imported.

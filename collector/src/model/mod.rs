@@ -40,6 +40,7 @@ macro_rules! named {
     };
 }
 
+pub mod licence;
 pub mod register;
 
 #[derive(

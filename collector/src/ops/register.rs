@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::{draft, Actor, OpError, Ops, MAX_COMMENT_CHARS};
 use crate::model::register::{self, FieldChange, Provenance, RegisterChange, RegisterSettings};
 use crate::model::*;
-use crate::store::{asset_tag_key, register_of, PeopleWrite, PeopleWriteError, RegisterWrite};
+use crate::store::{
+    asset_tag_key, register_digest, register_of, PeopleWrite, PeopleWriteError, RegisterWrite,
+};
 
 /// A register edit: fields to set (`null` clears one).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -224,7 +226,7 @@ pub(crate) fn register_write(expected: &Ci, next: &Ci, change: RegisterChange) -
     let moved = before != after;
     RegisterWrite {
         ci_id: expected.id.clone(),
-        expected: register_of(&expected.attributes),
+        expected: register_digest(&expected.attributes),
         register: register_of(&next.attributes),
         change,
         release_tag: before.filter(|_| moved),

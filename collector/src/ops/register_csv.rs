@@ -26,6 +26,8 @@ pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_IMPORT_ROWS: usize = 100_000;
 /// Most problems a report lists (all are counted).
 pub const MAX_LISTED_PROBLEMS: usize = 1000;
+/// Computers read at once while a file is checked.
+const READ_PAGE: usize = 256;
 /// A cell that clears its field.
 pub const CLEAR: &str = "#clear";
 
@@ -525,43 +527,50 @@ pub fn import(
     }
     let mut writes = Vec::new();
     let now = Utc::now();
-    let ids: Vec<&str> = matched.iter().map(|(id, _)| id.as_str()).collect();
-    let cis = ops.store.get_cis(&ids).map_err(|e| Err(e.into()))?;
-    for ((id, row), ci) in matched.iter().zip(cis) {
-        let Some(ci) = ci else {
-            report.problem(
-                row.line,
-                ProblemKind::New,
-                None,
-                format!("{id} no longer exists"),
-            );
-            continue;
-        };
-        if let Some(tag) = final_tags.get(id) {
-            let others: Vec<&&str> = holders[tag.as_str()].iter().filter(|o| **o != id).collect();
-            if let Some(other) = others.first() {
+    // CIs are read a page at a time and each row decided as its page arrives: a file of
+    // 10,000 rows must not hold 10,000 computers; a dry run keeps no writes at all.
+    for page in matched.chunks(READ_PAGE) {
+        let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+        let cis = ops.store.get_cis(&ids).map_err(|e| Err(e.into()))?;
+        for ((id, row), ci) in page.iter().zip(cis) {
+            let Some(ci) = ci else {
                 report.problem(
                     row.line,
-                    ProblemKind::Invalid,
-                    Some("asset_tag"),
-                    format!("asset_tag '{tag}' would also be the tag of {other}"),
+                    ProblemKind::New,
+                    None,
+                    format!("{id} no longer exists"),
                 );
                 continue;
+            };
+            if let Some(tag) = final_tags.get(id) {
+                let others: Vec<&&str> =
+                    holders[tag.as_str()].iter().filter(|o| **o != id).collect();
+                if let Some(other) = others.first() {
+                    report.problem(
+                        row.line,
+                        ProblemKind::Invalid,
+                        Some("asset_tag"),
+                        format!("asset_tag '{tag}' would also be the tag of {other}"),
+                    );
+                    continue;
+                }
             }
-        }
-        match apply(&ci, &row.set, &settings, Source::FileImport, file_name, now) {
-            Ok(Some((next, change))) => {
-                report.updates += 1;
-                writes.push(register_write(&ci, &next, change));
+            match apply(&ci, &row.set, &settings, Source::FileImport, file_name, now) {
+                Ok(Some((next, change))) => {
+                    report.updates += 1;
+                    if !mode.dry_run {
+                        writes.push(register_write(&ci, &next, change));
+                    }
+                }
+                Ok(None) => report.unchanged += 1,
+                Err(OpError::Conflict(m)) => {
+                    report.problem(row.line, ProblemKind::Held, None, m);
+                }
+                Err(OpError::Invalid { field, message }) => {
+                    report.problem(row.line, ProblemKind::Invalid, field.as_deref(), message);
+                }
+                Err(e) => return Err(Err(e)),
             }
-            Ok(None) => report.unchanged += 1,
-            Err(OpError::Conflict(m)) => {
-                report.problem(row.line, ProblemKind::Held, None, m);
-            }
-            Err(OpError::Invalid { field, message }) => {
-                report.problem(row.line, ProblemKind::Invalid, field.as_deref(), message);
-            }
-            Err(e) => return Err(Err(e)),
         }
     }
     report.problems.sort_by_key(|p| p.line);

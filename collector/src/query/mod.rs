@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod filter;
+pub mod licences;
 pub mod views;
 
 use std::cmp::Ordering;

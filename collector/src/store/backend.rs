@@ -71,10 +71,12 @@ pub enum Space {
     Feed,
     Webhooks,
     Deliveries,
+    /// licence id -> licence (JSON).
+    Licences,
 }
 
 impl Space {
-    pub const ALL: [Space; 33] = [
+    pub const ALL: [Space; 34] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -108,6 +110,7 @@ impl Space {
         Space::Feed,
         Space::Webhooks,
         Space::Deliveries,
+        Space::Licences,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -147,6 +150,7 @@ impl Space {
             Space::Feed => "feed",
             Space::Webhooks => "webhooks",
             Space::Deliveries => "deliveries",
+            Space::Licences => "licences",
         }
     }
 }

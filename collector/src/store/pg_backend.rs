@@ -63,6 +63,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         "computer summaries stamped with their writer's transaction, for collectors' caches",
     ),
+    (4, "licences"),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -1239,6 +1240,12 @@ fn migration_sql(version: i32) -> String {
                    FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.stamp_written()"
             )
         }
+        // Key spaces added after the first migration get their tables here.
+        4 => format!(
+            "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);\n\
+             ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
+            t = table(Space::Licences)
+        ),
         _ => String::new(),
     }
 }

@@ -422,3 +422,52 @@ pub async fn edit_register(
     .await?;
     Ok(redirect(&page))
 }
+
+/// The licences page's form.
+pub async fn create_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Bytes,
+) -> UiResult {
+    let form = Form::parse(&body)?;
+    let seats = form.get("seats").trim().parse::<u32>().map_err(|_| {
+        unprocessable(format!(
+            "seats: '{}' is not a number of seats",
+            form.get("seats")
+        ))
+    })?;
+    let cost = match form.get("cost").trim() {
+        "" => None,
+        c => Some(
+            c.parse::<f64>()
+                .map_err(|_| unprocessable(format!("cost: '{c}' is not an amount")))?,
+        ),
+    };
+    let text = |k: &str| Some(form.get(k).trim().to_string()).filter(|v| !v.is_empty());
+    let req = crate::ops::licences::LicenceRequest {
+        name: form.get("name").trim().to_string(),
+        product: form.get("product").trim().to_string(),
+        versions: form.get("versions").trim().to_string(),
+        seats,
+        expires: text("expires"),
+        cost,
+        notes: None,
+    };
+    st.run(&person, move |ops, actor| {
+        crate::ops::licences::create(ops, actor, req)
+    })
+    .await?;
+    Ok(redirect("/ui/licences"))
+}
+
+pub async fn delete_licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> UiResult {
+    st.run(&person, move |ops, actor| {
+        crate::ops::licences::delete(ops, actor, &id)
+    })
+    .await?;
+    Ok(redirect("/ui/licences"))
+}

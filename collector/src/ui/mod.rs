@@ -59,6 +59,24 @@ pub fn routes(t: &mut RouteTable) {
     );
     t.ui("GET", "/ui/cis/{id}", Allowed::AnyPerson, get(pages::ci));
     t.ui(
+        "GET",
+        "/ui/licences",
+        Allowed::AnyPerson,
+        get(pages::licences),
+    );
+    t.ui(
+        "POST",
+        "/ui/licences",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::create_licence),
+    );
+    t.ui(
+        "POST",
+        "/ui/licences/{id}/delete",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::delete_licence),
+    );
+    t.ui(
         "POST",
         "/ui/cis/{id}/register",
         crate::register_api::REGISTER_EDITORS,
@@ -185,6 +203,7 @@ impl Chrome {
             ("/ui/changes", "Changes"),
             ("/ui/planned", "Planned changes"),
             ("/ui/conflicts", "Identity conflicts"),
+            ("/ui/licences", "Licences"),
         ];
         if RULE_EDITORS.permits(person.role) {
             nav.push(("/ui/noise", "Noise rules"));

@@ -98,7 +98,11 @@ struct Dashboard {
     unauthorized: Vec<Count>,
     conflicts_open: usize,
     chart_svg: String,
+    expiring: Vec<Count>,
 }
+
+/// How far ahead the dashboard looks for expiring warranties and licences.
+const EXPIRING_DAYS: i64 = 30;
 
 pub async fn dashboard(
     State(st): State<Arc<AppState>>,
@@ -112,6 +116,14 @@ pub async fn dashboard(
         // (os.name, os.version) -> computers.
         let mut os: BTreeMap<(String, String), usize> = BTreeMap::new();
         let mut status: BTreeMap<&'static str, usize> = BTreeMap::new();
+        // Warranties and licences: (ended already, ending within EXPIRING_DAYS).
+        let today = now.date_naive();
+        let days_left = |date: &str| {
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .ok()
+                .map(|d| (d - today).num_days())
+        };
+        let mut warranties = (0usize, 0usize);
         for class in CiClass::ALL {
             let mut n = 0;
             store.scan_cis(class, &mut |ci| {
@@ -120,18 +132,63 @@ pub async fn dashboard(
                     let attr = |k: &str| ci.attributes.get(k).map(show).unwrap_or_default();
                     *os.entry((attr("os.name"), attr("os.version"))).or_default() += 1;
                     *status.entry(ci.status.as_str()).or_default() += 1;
+                    if ci.status != CiStatus::Retired {
+                        match days_left(&attr("register.warranty_end")) {
+                            Some(d) if d < 0 => warranties.0 += 1,
+                            Some(d) if d <= EXPIRING_DAYS => warranties.1 += 1,
+                            _ => {}
+                        }
+                    }
                 }
                 true
             })?;
             classes.push((class, n));
         }
+        let mut licences = (0usize, 0usize);
+        for l in store.list_licences()? {
+            match l.expires.as_deref().and_then(days_left) {
+                Some(d) if d < 0 => licences.0 += 1,
+                Some(d) if d <= EXPIRING_DAYS => licences.1 += 1,
+                _ => {}
+            }
+        }
         let agents = store.list_agents()?;
         let records = store.list_change_records()?;
         let conflicts = store.list_conflicts()?;
-        Ok::<_, crate::store::StoreError>((classes, os, status, agents, records, conflicts))
+        Ok::<_, crate::store::StoreError>((
+            classes,
+            os,
+            status,
+            agents,
+            records,
+            conflicts,
+            (warranties, licences),
+        ))
     })
     .await?;
-    let (classes, os, status, agents, records, conflicts) = data;
+    let (classes, os, status, agents, records, conflicts, (warranties, licences)) = data;
+    let expiring = vec![
+        Count {
+            label: "Warranties ended".into(),
+            value: warranties.0,
+            href: "/ui/licences".into(),
+        },
+        Count {
+            label: format!("Warranties ending within {EXPIRING_DAYS} days"),
+            value: warranties.1,
+            href: "/ui/licences".into(),
+        },
+        Count {
+            label: "Licences expired".into(),
+            value: licences.0,
+            href: "/ui/licences".into(),
+        },
+        Count {
+            label: format!("Licences expiring within {EXPIRING_DAYS} days"),
+            value: licences.1,
+            href: "/ui/licences".into(),
+        },
+    ];
     let live: Vec<&Agent> = agents.iter().filter(|a| a.revoked_at.is_none()).collect();
     let mut os: Vec<((String, String), usize)> = os.into_iter().collect();
     os.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -157,6 +214,7 @@ pub async fn dashboard(
     let days = chart::per_day(records.iter().map(|r| r.detected_at), now, 30);
     let page = Dashboard {
         chrome: Chrome::new(&person, &session, "/ui"),
+        expiring,
         classes: classes
             .into_iter()
             .map(|(c, n)| Count {
@@ -1552,4 +1610,101 @@ mod tests {
         assert!(parse_when("2026-11-23").is_some());
         assert!(parse_when("yesterday").is_none());
     }
+}
+
+pub struct LicenceRow {
+    pub id: String,
+    pub name: String,
+    pub product: String,
+    pub versions: String,
+    pub seats: u32,
+    pub installed_on: usize,
+    pub over: usize,
+    pub unused: usize,
+    pub expires: String,
+    /// "expired", "soon" or "".
+    pub expiry_class: &'static str,
+    pub delete_action: String,
+}
+
+pub struct WarrantyRow {
+    pub href: String,
+    pub name: String,
+    pub asset_tag: String,
+    pub owner: String,
+    pub warranty_end: String,
+    pub days: i64,
+}
+
+#[derive(Template)]
+#[template(path = "licences.html")]
+struct LicencesPage {
+    chrome: Chrome,
+    rows: Vec<LicenceRow>,
+    warranties: Vec<WarrantyRow>,
+    warranties_total: usize,
+    days: u32,
+    can_edit: bool,
+}
+
+/// Licences with their consumption, and warranties ending within the window.
+pub async fn licences(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+) -> UiResult {
+    let store = st.store.clone();
+    let now = Utc::now();
+    let days = EXPIRING_DAYS as u32;
+    let (uses, expiring) = blocking(move || {
+        let all = store.list_licences()?;
+        let (uses, _) = crate::query::licences::usage(store.as_ref(), &all, now, None)?;
+        let expiring = crate::query::licences::expiring(store.as_ref(), days, now)?;
+        Ok::<_, crate::store::StoreError>((uses, expiring))
+    })
+    .await?;
+    let rows = uses
+        .into_iter()
+        .map(|u| LicenceRow {
+            delete_action: format!("/ui/licences/{}/delete", segment(&u.licence.id)),
+            id: u.licence.id,
+            name: u.licence.name,
+            product: u.licence.product,
+            versions: u.licence.versions,
+            seats: u.licence.seats,
+            installed_on: u.installed_on,
+            over: u.over,
+            unused: u.unused,
+            expires: match (&u.licence.expires, u.expires_in_days) {
+                (Some(e), Some(d)) if d < 0 => format!("{e} (expired {} days ago)", -d),
+                (Some(e), Some(d)) => format!("{e} (in {d} days)"),
+                _ => String::new(),
+            },
+            expiry_class: match u.expires_in_days {
+                Some(d) if d < 0 => "expired",
+                Some(d) if d <= EXPIRING_DAYS => "soon",
+                _ => "",
+            },
+        })
+        .collect();
+    let warranties = expiring
+        .warranties
+        .into_iter()
+        .map(|w| WarrantyRow {
+            href: format!("/ui/cis/{}", segment(&w.id)),
+            name: w.name,
+            asset_tag: w.asset_tag.unwrap_or_default(),
+            owner: w.owner.unwrap_or_default(),
+            warranty_end: w.warranty_end,
+            days: w.days,
+        })
+        .collect();
+    render(&LicencesPage {
+        chrome: Chrome::new(&person, &session, "/ui/licences"),
+        rows,
+        warranties,
+        warranties_total: expiring.warranties_total,
+        days,
+        can_edit: crate::register_api::REGISTER_EDITORS.permits(person.role),
+    })
 }

@@ -490,7 +490,7 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
 }
 
 /// A database made by a collector of migration 1 (no CI, relationship or version reports,
-/// no summary stamps) gets migrations 2 and 3 on the next start, with its new tables filled
+/// no summary stamps, no licences) gets migrations 2, 3 and 4 on the next start, with its new tables filled
 /// from the stored bytes and every summary stamped.
 #[test]
 fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
@@ -521,11 +521,14 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
        DROP TRIGGER kv_v3_summaries_written ON census.kv_v3_summaries;
        DROP FUNCTION census.stamp_written();
        ALTER TABLE census.kv_v3_summaries DROP COLUMN written;
-       DELETE FROM census.schema_migrations WHERE version IN (2, 3)");
+       DROP TABLE census.kv_licences;
+       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();
     assert_eq!(after, before);
-    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "3");
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "4");
+    // Migration 4 made the licences' table a migration-1 database lacks.
+    assert_eq!(q("SELECT count(*) FROM census.kv_licences"), "0");
     assert_eq!(
         q("SELECT count(*) FROM census.kv_v3_summaries WHERE written IS NULL"),
         "0"

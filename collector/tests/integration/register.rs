@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use census_collector::model::register::{FieldPrecedence, RegisterSettings, Source, SourceRank};
 use census_collector::model::*;
+use census_collector::ops::licences::{self as licences_op, LicenceRequest};
 use census_collector::ops::register::{self as reg, RegisterEdit};
 use census_collector::ops::register_csv::{self, ImportMode, ProblemKind};
 use census_collector::ops::{Actor, OpError, Ops};
+use census_collector::query::licences;
 use census_collector::query::views;
 use census_collector::store::*;
 use chrono::{Duration, Utc};
@@ -179,7 +181,7 @@ fn an_inventory_landing_during_an_edit_is_kept_and_a_register_edit_meanwhile_ref
         register.insert("register.owner".into(), json!(owner));
         PeopleWrite::EditRegister(vec![RegisterWrite {
             ci_id: id.clone(),
-            expected: register_of(&expected.attributes),
+            expected: register_digest(&expected.attributes),
             register,
             change: census_collector::model::register::RegisterChange {
                 ci_id: id.clone(),
@@ -478,12 +480,9 @@ fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
     assert_eq!(report.problems_total, 0, "{report:?}");
 }
 
-/// Two computers: web01 (serial SER123) and web02 (serial SER999).
-fn two_computers(name: &str) -> (crate::drift::Rig, String, String) {
-    let mut r = rig(name);
-    r.send(machine(base_software()), Utc::now());
-    r.switch_to_new_agent(&format!("agt_{name}_2"));
-    let mut other = machine(base_software());
+/// The second machine of [`two_computers`], with `software`.
+fn web02(software: Vec<census_shared::Software>) -> census_shared::Snapshot {
+    let mut other = machine(software);
     if let Some(s) = other.system.data_mut() {
         s.serial = Some("SER999".into());
         s.machine_id = Some("fedcba9876543210fedcba9876543210".into());
@@ -494,7 +493,15 @@ fn two_computers(name: &str) -> (crate::drift::Rig, String, String) {
     if let Some(nics) = other.network_interfaces.data_mut() {
         nics[0].mac = Some("52:54:00:aa:bb:cc".into());
     }
-    r.send(other, Utc::now());
+    other
+}
+
+/// Two computers: web01 (serial SER123) and web02 (serial SER999).
+fn two_computers(name: &str) -> (crate::drift::Rig, String, String) {
+    let mut r = rig(name);
+    r.send(machine(base_software()), Utc::now());
+    r.switch_to_new_agent(&format!("agt_{name}_2"));
+    r.send(web02(base_software()), Utc::now());
     let id_of = |host: &str| {
         r.store
             .list_cis(Some(CiClass::Computer))
@@ -677,4 +684,167 @@ fn tags_may_swap_between_computers_within_one_file() {
         Some(b.as_str())
     );
     assert_eq!(r.store.check_consistency().unwrap().problems_total, 0);
+}
+
+fn licence(
+    name: &str,
+    product: &str,
+    versions: &str,
+    seats: u32,
+    expires: Option<&str>,
+) -> LicenceRequest {
+    LicenceRequest {
+        name: name.into(),
+        product: product.into(),
+        versions: versions.into(),
+        seats,
+        expires: expires.map(str::to_string),
+        cost: Some(100.0),
+        notes: None,
+    }
+}
+
+#[test]
+fn licences_count_computers_installing_covered_versions_in_the_packages_order() {
+    let (mut r, a, b) = two_computers("register-licences");
+    // web01 has openssl 3.0.11-1~deb12u2 (from the rig); web02 upgrades to 3.0.13-1~deb12u1.
+    r.send(
+        web02(with(base_software(), "openssl", "3.0.13-1~deb12u1")),
+        Utc::now(),
+    );
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let old = licences_op::create(
+        &ops,
+        &ann,
+        licence(
+            "OpenSSL support, 3.0.11",
+            "OPENSSL",
+            ">= 3.0.11-1~deb12u1, < 3.0.12",
+            1,
+            None,
+        ),
+    )
+    .unwrap();
+    let any = licences_op::create(
+        &ops,
+        &ann,
+        licence("Every openssl", "open*", "", 1, Some("2020-01-01")),
+    )
+    .unwrap();
+    let none =
+        licences_op::create(&ops, &ann, licence("Nothing", "no-such-*", "", 5, None)).unwrap();
+    let all = r.store.list_licences().unwrap();
+    let (uses, _) = licences::usage(r.store.as_ref(), &all, Utc::now(), None).unwrap();
+    let of = |id: &str| uses.iter().find(|u| u.licence.id == id).unwrap().clone();
+    assert_eq!(
+        (
+            of(&old.id).installed_on,
+            of(&old.id).over,
+            of(&old.id).unused
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!((of(&any.id).installed_on, of(&any.id).over), (2, 1));
+    assert_eq!(of(&any.id).products, vec!["openssl".to_string()]);
+    assert!(of(&any.id).expires_in_days.unwrap() < 0);
+    assert_eq!((of(&none.id).installed_on, of(&none.id).unused), (0, 5));
+    let (_, computers) =
+        licences::usage(r.store.as_ref(), &all, Utc::now(), Some(&old.id)).unwrap();
+    assert_eq!(
+        computers.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        vec![a.as_str()]
+    );
+    let _ = b;
+    // Refusals name the field; a deletion is audited.
+    let e = licences_op::create(&ops, &ann, licence("x", "openssl", ">=", 1, None)).unwrap_err();
+    assert!(
+        matches!(&e, OpError::Invalid { field: Some(f), .. } if f == "versions"),
+        "{e:?}"
+    );
+    let e =
+        licences_op::create(&ops, &ann, licence("x", "openssl", "", 1, Some("soon"))).unwrap_err();
+    assert!(
+        matches!(&e, OpError::Invalid { field: Some(f), .. } if f == "expires"),
+        "{e:?}"
+    );
+    licences_op::delete(&ops, &ann, &none.id).unwrap();
+    assert!(matches!(
+        licences_op::delete(&ops, &ann, &none.id),
+        Err(OpError::NotFound(_))
+    ));
+    let audit = r.store.list_audit(0, 1000).unwrap();
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| a.starts_with("licence."))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "licence.create",
+            "licence.create",
+            "licence.create",
+            "licence.delete"
+        ]
+    );
+}
+
+#[test]
+fn the_expiry_report_lists_licences_and_warranties_within_the_window() {
+    let (r, a, b) = two_computers("register-expiring");
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let today = Utc::now().date_naive();
+    let date = |days: i64| {
+        (today + chrono::Duration::days(days))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    reg::edit(
+        &ops,
+        &ann,
+        &a,
+        &edit(&[("warranty_end", json!(date(10))), ("owner", json!("ann"))]),
+        Source::Person,
+    )
+    .unwrap();
+    reg::edit(
+        &ops,
+        &ann,
+        &b,
+        &edit(&[("warranty_end", json!(date(-3)))]),
+        Source::Person,
+    )
+    .unwrap();
+    licences_op::create(
+        &ops,
+        &ann,
+        licence("soon", "openssl", "", 2, Some(&date(20))),
+    )
+    .unwrap();
+    licences_op::create(
+        &ops,
+        &ann,
+        licence("later", "openssl", "", 2, Some(&date(400))),
+    )
+    .unwrap();
+    let report = licences::expiring(r.store.as_ref(), 30, Utc::now()).unwrap();
+    let warranties: Vec<(&str, i64)> = report
+        .warranties
+        .iter()
+        .map(|w| (w.id.as_str(), w.days))
+        .collect();
+    assert_eq!(warranties, vec![(b.as_str(), -3), (a.as_str(), 10)]);
+    assert_eq!(report.warranties[1].owner.as_deref(), Some("ann"));
+    let names: Vec<&str> = report
+        .licences
+        .iter()
+        .map(|l| l.licence.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["soon"]);
+    assert_eq!(report.licences[0].installed_on, 2);
+    let short = licences::expiring(r.store.as_ref(), 5, Utc::now()).unwrap();
+    assert_eq!(short.warranties.len(), 1);
+    assert!(short.licences.is_empty());
 }

@@ -428,3 +428,50 @@ fn browser_edits_the_register_and_hostile_values_stay_text() {
         0
     );
 }
+
+#[test]
+fn browser_records_a_licence_and_sees_its_consumption_and_the_dashboard_panel() {
+    let c = Collector::start("ui-licences");
+    person_with_password(&c, "alice", "asset_manager");
+    let (_agent, _snap) = hostile_machine(&c);
+    let driver = Driver::start();
+    let b = driver.session();
+    b.sign_in(&c, "alice");
+    assert!(b
+        .text("#expiring")
+        .contains("Licences expiring within 30 days"));
+    b.go(&format!("{}/ui/licences", c.url));
+    b.type_into("#lic-name", "OpenSSL <b>support</b>");
+    b.type_into("#lic-product", "openssl");
+    b.type_into("#lic-versions", "< 3.0.12");
+    b.type_into("#lic-seats", "0");
+    let soon = (chrono::Utc::now().date_naive() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    b.script(&format!(
+        "document.querySelector('#lic-expires').value = '{soon}'; return 0"
+    ));
+    b.click("#lic-save");
+    b.wait_for("the recorded licence", |b| {
+        b.text("#licences").contains("OpenSSL <b>support</b>")
+    });
+    let row = b.text("#licences tbody tr");
+    // The hostile machine has openssl 3.0.11: one install, no seat, so one over.
+    assert!(row.contains("(in 10 days)"), "{row}");
+    assert_eq!(
+        b.script("return document.querySelector('#licences tbody tr strong').textContent"),
+        "1"
+    );
+    assert_eq!(
+        b.script("return document.querySelectorAll('main b').length"),
+        0
+    );
+    b.screenshot(&screenshot_dir(), "licences");
+    b.go(&format!("{}/ui", c.url));
+    let panel = b.text("#expiring");
+    assert!(
+        panel.contains("Licences expiring within 30 days\n1")
+            || panel.contains("Licences expiring within 30 days 1"),
+        "{panel}"
+    );
+}

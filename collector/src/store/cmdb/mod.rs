@@ -1130,6 +1130,17 @@ impl Store for Cmdb {
         Ok(out)
     }
 
+    fn list_licences(&self) -> Result<Vec<licence::Licence>, StoreError> {
+        let mut l: Vec<licence::Licence> = self.scan_json(Space::Licences, Range::all())?;
+        l.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(l)
+    }
+
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError> {
         self.do_register_settings()
     }

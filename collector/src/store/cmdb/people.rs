@@ -209,6 +209,16 @@ impl Cmdb {
                 PeopleWrite::PutRegisterSettings(settings) => {
                     tx_put_json(tx, Space::Meta, b"register_settings", settings)?;
                 }
+                PeopleWrite::PutLicence(l) => {
+                    tx_put_json(tx, Space::Licences, l.id.as_bytes(), l)?;
+                }
+                PeopleWrite::DeleteLicence(id) => {
+                    if tx.take(Space::Licences, id.as_bytes())?.is_none() {
+                        return Err(Fail::Abort(PeopleWriteError::NotFound(format!(
+                            "licence {id}"
+                        ))));
+                    }
+                }
                 PeopleWrite::EditRegister(writes) => {
                     // Releases first, so tags that move between computers of one file
                     // are free when they are claimed.
@@ -443,7 +453,7 @@ impl Cmdb {
                 .ok_or_else(|| PeopleWriteError::NotFound(format!("CI {}", w.ci_id)))
         };
         let ci = read()?;
-        if register_of(&ci.attributes) != w.expected {
+        if register_digest(&ci.attributes) != w.expected {
             return Err(PeopleWriteError::Stale(format!(
                 "the register of {}",
                 w.ci_id
