@@ -70,8 +70,44 @@ enum Command {
         #[command(subcommand)]
         command: RegisterCommand,
     },
+    /// Software licences and their consumption.
+    Licences {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum LicenceCommand {
+    /// Every licence: seats, computers using it, over-deployment, unused seats, expiry.
+    List,
+    /// One licence and the computers using it.
+    Show {
+        id: String,
+    },
+    /// Record a licence.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// A product name, or a pattern with `*`.
+        #[arg(long)]
+        product: String,
+        /// Version conditions in the package's own order (">= 16.0, < 17").
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        versions: String,
+        #[arg(long)]
+        seats: u32,
+        /// Last valid day, YYYY-MM-DD.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        cost: Option<f64>,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +141,11 @@ enum RegisterCommand {
     Export {
         #[arg(long)]
         filter: Option<String>,
+    },
+    /// Warranties and licences that have expired or expire within DAYS.
+    Expiring {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
     },
 }
 
@@ -467,6 +508,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Register { command } => register(output, &load()?, command).await?,
+        Command::Licences { command } => licences(output, &load()?, command).await?,
         Command::Software {
             command: SoftwareCommand::Where { name, condition },
         } => {
@@ -695,6 +737,24 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
                 bail!("{problems} rows have problems");
             }
         }
+        RegisterCommand::Expiring { days } => {
+            let report = call(
+                cfg,
+                "/api/v1/register/expiring",
+                &[("days", days.to_string())],
+            )
+            .await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_rows(
+                    output,
+                    rows_of(&report, "warranties"),
+                    &["name", "asset_tag", "owner", "warranty_end", "days", "id"],
+                )?;
+                print_rows(output, &licence_rows(&report["licences"]), &LICENCE_COLUMNS)?;
+            }
+        }
         RegisterCommand::Export { filter } => {
             let path = "/api/v1/register/export";
             let q: Vec<(&str, String)> = filter.map(|f| vec![("filter", f)]).unwrap_or_default();
@@ -712,6 +772,87 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
             }
             let text = r.bytes().await?;
             std::io::stdout().lock().write_all(&text)?;
+        }
+    }
+    Ok(())
+}
+
+const LICENCE_COLUMNS: [&str; 8] = [
+    "name",
+    "product",
+    "versions",
+    "seats",
+    "installed_on",
+    "over",
+    "expires_in_days",
+    "id",
+];
+
+/// Licence uses as table rows (the licence's own fields lifted beside the counts).
+fn licence_rows(list: &Value) -> Vec<Value> {
+    list.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|u| {
+            let mut row = u.clone();
+            for k in ["id", "name", "product", "versions", "seats"] {
+                row[k] = u["licence"][k].clone();
+            }
+            row
+        })
+        .collect()
+}
+
+async fn licences(output: Output, cfg: &ClientConfig, command: LicenceCommand) -> Result<()> {
+    let http = client(cfg.ca_pem.as_deref())?;
+    match command {
+        LicenceCommand::List => {
+            let list = call(cfg, "/api/v1/licences", &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&list["licences"])?);
+            } else {
+                print_rows(output, &licence_rows(&list["licences"]), &LICENCE_COLUMNS)?;
+            }
+        }
+        LicenceCommand::Show { id } => {
+            let detail = call(cfg, &format!("/api/v1/licences/{id}"), &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                let rows = licence_rows(&Value::Array(vec![detail["use"].clone()]));
+                print_rows(output, &rows, &LICENCE_COLUMNS)?;
+                print_rows(output, rows_of(&detail, "computers"), &["name", "id"])?;
+            }
+        }
+        LicenceCommand::Add {
+            name,
+            product,
+            versions,
+            seats,
+            expires,
+            cost,
+        } => {
+            let body = serde_json::json!({
+                "name": name, "product": product, "versions": versions, "seats": seats,
+                "expires": expires, "cost": cost,
+            });
+            let l = post(cfg, "/api/v1/licences", &body).await?;
+            println!("{}", cell(&l["id"]));
+        }
+        LicenceCommand::Delete { id } => {
+            let path = format!("/api/v1/licences/{id}");
+            let r = http
+                .delete(url(cfg, &path))
+                .bearer_auth(&cfg.token)
+                .send()
+                .await
+                .with_context(|| format!("DELETE {path}"))?;
+            let status = r.status();
+            if !status.is_success() {
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                bail!("{status}: {}", cell(&body["detail"]));
+            }
         }
     }
     Ok(())

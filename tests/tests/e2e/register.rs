@@ -358,6 +358,44 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
     );
     assert!(ok, "{err}");
     assert!(err.contains("applied"), "{err}");
+    let (ok, id, err) = census(
+        &[
+            "licences",
+            "add",
+            "--name",
+            "Support",
+            "--product",
+            "openssl",
+            "--versions",
+            "< 3.0.12",
+            "--seats",
+            "1",
+            "--expires",
+            "2020-01-31",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = census(&["licences", "list"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("Support") && out.contains(id.trim()), "{out}");
+    let (ok, out, err) = census(&["-o", "json", "licences", "show", id.trim()], None);
+    assert!(ok, "{err}");
+    let detail: Value = serde_json::from_str(&out).unwrap();
+    // Both machines have openssl 3.0.11: two installs on one seat.
+    assert_eq!(detail["use"]["installed_on"], 2, "{detail}");
+    assert_eq!(detail["use"]["over"], 1, "{detail}");
+    assert_eq!(detail["computers"].as_array().unwrap().len(), 2);
+    let (ok, out, err) = census(&["register", "expiring", "--days", "30"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Support"),
+        "the expired licence is listed: {out}"
+    );
+    let (ok, _, err) = census(&["licences", "delete", id.trim()], None);
+    assert!(ok, "{err}");
+    let (ok, _, err) = census(&["licences", "delete", id.trim()], None);
+    assert!(!ok && err.contains("404"), "{err}");
     let (ok, out, err) = census(
         &["register", "export", "--filter", "os.hostname = reg01"],
         None,
