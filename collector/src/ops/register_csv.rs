@@ -326,6 +326,20 @@ fn parse(bytes: &[u8], settings: &register::RegisterSettings) -> Result<Parsed, 
     Ok(parsed)
 }
 
+/// A file read without the CMDB: every data row's line (rows with a bad cell too) and the
+/// count of bad cells, or why the file cannot be read. What the fuzz target drives.
+pub fn read_lines(
+    bytes: &[u8],
+    settings: &register::RegisterSettings,
+) -> Result<(Vec<u64>, usize), FileError> {
+    let parsed = parse(bytes, settings)?;
+    let mut lines: Vec<u64> = parsed.rows.iter().map(|r| r.line).collect();
+    lines.extend(parsed.problems.iter().map(|(line, ..)| *line));
+    lines.sort_unstable();
+    lines.dedup();
+    Ok((lines, parsed.problems.len()))
+}
+
 /// What the CMDB knows that rows are matched against, read in one scan.
 #[derive(Default)]
 struct Index {
@@ -646,6 +660,41 @@ mod tests {
         );
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.rows[0].line, 4);
+    }
+
+    proptest::proptest! {
+        /// What the fuzz target checks, on CSV-shaped text: reading never panics, and every
+        /// row it reports is on a line the file has, in order.
+        #[test]
+        fn any_file_is_read_or_refused_and_rows_keep_their_lines(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z0-9 =@'#.\\-]{0,12}").unwrap(),
+                    proptest::strategy::Just(",".to_string()),
+                    proptest::strategy::Just(";".to_string()),
+                    proptest::strategy::Just("\"".to_string()),
+                    proptest::strategy::Just("\r\n".to_string()),
+                    proptest::strategy::Just("\n".to_string()),
+                    proptest::strategy::Just("2027-01-31".to_string()),
+                ],
+                0..80,
+            ),
+            header in proptest::sample::select(vec![
+                "hostname,owner,notes\n",
+                "serial;purchase_cost;warranty_end\r\n",
+                "ci_id,asset_tag,lifecycle_status\n",
+                "",
+            ]),
+        ) {
+            let text = format!("{header}{}", body.concat());
+            let bytes = text.as_bytes();
+            if let Ok((lines, bad)) = read_lines(bytes, &register::RegisterSettings::default()) {
+                let last = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+                proptest::prop_assert!(lines.iter().all(|l| *l >= 2 && *l <= last), "{:?} of {}", lines, last);
+                proptest::prop_assert!(lines.windows(2).all(|w| w[0] < w[1]));
+                proptest::prop_assert!(bad <= lines.len() * 16);
+            }
+        }
     }
 
     #[test]
