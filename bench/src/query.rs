@@ -533,6 +533,42 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
             )
         },
     )?;
+    // Licences over the same store: one product and a range, then a pattern of 100.
+    use census_collector::ops::licences::{create, LicenceRequest};
+    let licence = |name: &str, product: &str, versions: &str| LicenceRequest {
+        name: name.into(),
+        product: product.into(),
+        versions: versions.into(),
+        seats: 2000,
+        expires: Some("2027-01-31".into()),
+        cost: None,
+        notes: None,
+    };
+    let one = create(&ops, &actor, licence("one product", "pkg-00010", "< 2.0-1"))?;
+    let many = create(&ops, &actor, licence("100 products", "pkg-000*", ">= 2.0-1"))?;
+    for l in [one, many] {
+        let label = format!("licence consumption: {} ({} {})", l.name, l.product, l.versions);
+        measure(
+            &label,
+            runs.min(50),
+            || {
+                Ok(census_collector::query::licences::usage(
+                    store.as_ref(),
+                    std::slice::from_ref(&l),
+                    Utc::now(),
+                    None,
+                )?
+                .0)
+            },
+            |u| format!("{} computers, {} over", u[0].installed_on, u[0].over),
+        )?;
+    }
+    measure(
+        "expiry report, 30 days (licences and every computer's warranty)",
+        runs.min(20),
+        || Ok(census_collector::query::licences::expiring(store.as_ref(), 30, Utc::now())?),
+        |e| format!("{} licences, {} warranties", e.licences.len(), e.warranties_total),
+    )?;
     measure(
         "a CI's register (GET /api/v1/cis/{id}/register's operation)",
         runs,
