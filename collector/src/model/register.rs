@@ -172,6 +172,7 @@ pub enum StatusKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusLabel {
     /// `[a-z0-9_]{1,32}`: what the field holds.
+    #[schema(pattern = "^[a-z0-9_]{1,32}$")]
     pub name: String,
     pub kind: StatusKind,
 }

@@ -25,6 +25,7 @@ pub struct LicenceRequest {
     pub seats: u32,
     /// Last valid day, YYYY-MM-DD.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub expires: Option<String>,
     #[serde(default)]
     #[schema(minimum = 0)]
