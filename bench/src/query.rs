@@ -545,9 +545,16 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
         notes: None,
     };
     let one = create(&ops, &actor, licence("one product", "pkg-00010", "< 2.0-1"))?;
-    let many = create(&ops, &actor, licence("100 products", "pkg-000*", ">= 2.0-1"))?;
+    let many = create(
+        &ops,
+        &actor,
+        licence("100 products", "pkg-000*", ">= 2.0-1"),
+    )?;
     for l in [one, many] {
-        let label = format!("licence consumption: {} ({} {})", l.name, l.product, l.versions);
+        let label = format!(
+            "licence consumption: {} ({} {})",
+            l.name, l.product, l.versions
+        );
         measure(
             &label,
             runs.min(50),
@@ -566,8 +573,20 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
     measure(
         "expiry report, 30 days (licences and every computer's warranty)",
         runs.min(20),
-        || Ok(census_collector::query::licences::expiring(store.as_ref(), 30, Utc::now())?),
-        |e| format!("{} licences, {} warranties", e.licences.len(), e.warranties_total),
+        || {
+            Ok(census_collector::query::licences::expiring(
+                store.as_ref(),
+                30,
+                Utc::now(),
+            )?)
+        },
+        |e| {
+            format!(
+                "{} licences, {} warranties",
+                e.licences.len(),
+                e.warranties_total
+            )
+        },
     )?;
     measure(
         "a CI's register (GET /api/v1/cis/{id}/register's operation)",
