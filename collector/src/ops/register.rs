@@ -351,6 +351,21 @@ mod tests {
         pairs.to_vec()
     }
 
+    /// A computer whose owner "ann" was set by `source` (as "ann").
+    fn owned_by_ann(source: Source) -> Ci {
+        let (ci, _) = apply(
+            &computer(),
+            &set(&[("owner", Some("ann".into()))]),
+            &RegisterSettings::default(),
+            source,
+            "ann",
+            Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        ci
+    }
+
     #[test]
     fn an_edit_records_values_provenance_and_a_new_version() {
         let now = Utc::now();
@@ -409,16 +424,7 @@ mod tests {
     #[test]
     fn a_lower_source_agreeing_with_a_held_value_changes_nothing() {
         let s = RegisterSettings::default();
-        let (held, _) = apply(
-            &computer(),
-            &set(&[("owner", Some("ann".into()))]),
-            &s,
-            Source::Person,
-            "ann",
-            Utc::now(),
-        )
-        .unwrap()
-        .unwrap();
+        let held = owned_by_ann(Source::Person);
         let again = set(&[("owner", Some("ann".into()))]);
         assert!(apply(
             &held,
@@ -435,16 +441,7 @@ mod tests {
     #[test]
     fn a_held_field_refuses_the_whole_edit_naming_the_holder() {
         let s = RegisterSettings::default();
-        let (held, _) = apply(
-            &computer(),
-            &set(&[("owner", Some("ann".into()))]),
-            &s,
-            Source::Person,
-            "ann",
-            Utc::now(),
-        )
-        .unwrap()
-        .unwrap();
+        let held = owned_by_ann(Source::Person);
         let e = apply(
             &held,
             &set(&[

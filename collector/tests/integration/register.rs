@@ -391,24 +391,7 @@ fn invalid_values_unknown_fields_and_classes_without_a_register_are_refused() {
 
 #[test]
 fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
-    let mut r = rig("register-tags");
-    r.send(machine(base_software()), Utc::now());
-    r.switch_to_new_agent("agt_second");
-    let mut other = machine(base_software());
-    if let Some(s) = other.system.data_mut() {
-        s.serial = Some("SER999".into());
-        s.machine_id = Some("fedcba9876543210fedcba9876543210".into());
-    }
-    if let Some(os) = other.os.data_mut() {
-        os.hostname = "web02".into();
-    }
-    if let Some(nics) = other.network_interfaces.data_mut() {
-        nics[0].mac = Some("52:54:00:aa:bb:cc".into());
-    }
-    r.send(other, Utc::now());
-    let computers = r.store.list_cis(Some(CiClass::Computer)).unwrap();
-    assert_eq!(computers.len(), 2);
-    let (a, b) = (computers[0].id.clone(), computers[1].id.clone());
+    let (r, a, b) = two_computers("register-tags");
     let ops = ops(&r);
     let ann = Actor::new("ann");
     reg::edit(

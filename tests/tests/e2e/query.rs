@@ -383,31 +383,7 @@ fn census_cli_logs_in_and_answers_the_asset_managers_questions() {
     assert_eq!(a.send(&c, &mut s).status, 200);
 
     let config = c.dir.join("client.json");
-    let census = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
-        let mut child = Command::new(bin("census"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("census runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let census = |args: &[&str], stdin: Option<&str>| run_census(&config, args, stdin);
     let ca = c.dir.join("tls/ca.pem");
     let (ok, _, err) = census(
         &[

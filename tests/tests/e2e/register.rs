@@ -2,8 +2,6 @@
 //! (refusals named), the CSV import's dry run and apply, hostile files (formula cells,
 //! bad encodings, 100 MB), the export round trip, and the `census register` commands.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -272,31 +270,7 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
     let (a, _) = two_computers(&c);
     let config = c.dir.join("client.json");
     let ca = c.dir.join("tls/ca.pem");
-    let census = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
-        let mut child = Command::new(bin("census"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("census runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let census = |args: &[&str], stdin: Option<&str>| run_census(&config, args, stdin);
     let (ok, _, err) = census(
         &[
             "login",
