@@ -316,6 +316,36 @@ pub fn identify(
         });
     }
 
+    // A machine people recorded before it was discovered (ordered, in stock), by the
+    // serial they gave; only a record no agent has reported yet is taken this way.
+    if let Some(serial) = snap
+        .system
+        .data()
+        .and_then(|s| s.serial.as_deref())
+        .filter(|v| !is_placeholder(v))
+    {
+        let key = crate::store::register_serial_key(serial);
+        if let Some(recorded) = store.lookup_identity(&key)? {
+            if store
+                .get_ci(&recorded)?
+                .is_some_and(|c| c.sources.is_empty() && c.class == CiClass::Computer)
+            {
+                let (claims, _) = claims_for(store, &keys, &recorded)?;
+                return Ok(Identification {
+                    ci_id: recorded,
+                    evidence: IdentificationEvidence {
+                        rule: key.rule.to_string(),
+                        value: key.value,
+                        at: now,
+                    },
+                    claims,
+                    conflict: None,
+                    supersedes: None,
+                });
+            }
+        }
+    }
+
     let ci_id = new_computer_id();
     let (claims, _) = claims_for(store, &keys, &ci_id)?;
     Ok(Identification {

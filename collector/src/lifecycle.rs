@@ -38,6 +38,10 @@ pub fn sweep(
 ) -> Result<usize, StoreError> {
     let mut due = Vec::new();
     store.scan_cis(CiClass::Computer, &mut |ci| {
+        // A record people made before discovery is not silent: nothing reports it yet.
+        if ci.sources.is_empty() {
+            return true;
+        }
         let want = policy.status_at(ci.last_seen, now);
         if want != ci.status {
             due.push((ci.id, ci.version, want));

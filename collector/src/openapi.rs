@@ -76,6 +76,7 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("PUT", "/api/v1/register/settings") => "Replace the asset register settings",
         ("GET", "/api/v1/cis/{id}/register") => "A CI's asset register: each field's value, which source set it and when",
         ("PATCH", "/api/v1/cis/{id}/register") => "Edit a CI's asset register as a person (checked against source precedence; a history version, never drift)",
+        ("POST", "/api/v1/register/records") => "Record a computer before discovery (ordered, in stock): the first agent reporting its serial becomes it",
         ("POST", "/api/v1/register/import") => "Import a register CSV file: a dry run by default (new, matched, ambiguous and invalid rows with line numbers; nothing written), dry_run=false applies every row or none",
         ("GET", "/api/v1/register/export") => "The register as CSV in the import's layout (formula-guarded cells)",
         ("GET", "/api/v1/register/expiring") => "Licences and warranties that expire within N days (or have expired)",

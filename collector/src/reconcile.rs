@@ -751,7 +751,9 @@ pub fn plan(
         want.components.values(),
         std::iter::empty(),
     );
-    if let Some(old) = &stored.computer {
+    // A computer people recorded before discovery has no configuration to drift from:
+    // its first inventory is a first inventory.
+    if let Some(old) = stored.computer.as_ref().filter(|c| !c.sources.is_empty()) {
         let before = ConfigView::build(
             &old.attributes,
             stored.components.iter(),

@@ -19,7 +19,7 @@ use crate::model::licence::Licence;
 use crate::model::register::{self, FieldDef, RegisterSettings, SourceRank, StatusLabel};
 use crate::model::*;
 use crate::ops::licences::LicenceRequest;
-use crate::ops::register::{self as op, RegisterEdit, RegisterView};
+use crate::ops::register::{self as op, NewRecord, RegisterEdit, RegisterView};
 use crate::ops::register_csv::{self, ImportMode, ImportReport, MAX_IMPORT_BYTES};
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::licences::{ComputerRef, Expiring, LicenceUse};
@@ -69,6 +69,16 @@ pub fn routes(table: &mut RouteTable) {
         .body::<RegisterEdit>()
         .refuses(&[409])
         .json::<RegisterView>();
+    table
+        .people(
+            "POST",
+            "/api/v1/register/records",
+            REGISTER_EDITORS,
+            post(create_record),
+        )
+        .body::<NewRecord>()
+        .refuses(&[409])
+        .created::<RegisterView>();
     table
         .people(
             "POST",
@@ -243,6 +253,20 @@ async fn delete_licence(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn create_record(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Body,
+) -> Reply {
+    let record: NewRecord = read_json(body).await?;
+    let view = st
+        .run(&person, move |ops, actor| {
+            op::create_record(ops, actor, &record)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// How a register file is imported.

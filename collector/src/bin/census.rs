@@ -127,6 +127,18 @@ enum RegisterCommand {
         #[arg(long)]
         expected_version: Option<u64>,
     },
+    /// Record a computer that no agent has reported yet (ordered, in stock); the first
+    /// agent reporting its serial becomes it.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(value_name = "FIELD=VALUE")]
+        values: Vec<String>,
+        #[arg(long, short)]
+        comment: Option<String>,
+    },
     /// Check a register CSV file (a dry run: nothing is written), or apply it.
     Import {
         file: PathBuf,
@@ -682,6 +694,26 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
                     cell(&view["ci_id"]),
                     cell(&view["version"])
                 );
+            }
+        }
+        RegisterCommand::Create {
+            name,
+            serial,
+            values,
+            comment,
+        } => {
+            let set = if values.is_empty() {
+                serde_json::Map::new()
+            } else {
+                register_set(&values, &[])?
+            };
+            let body =
+                serde_json::json!({"name": name, "serial": serial, "set": set, "comment": comment});
+            let view = post(cfg, "/api/v1/register/records", &body).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{}", cell(&view["ci_id"]));
             }
         }
         RegisterCommand::Import {

@@ -13,7 +13,8 @@ use super::{draft, Actor, OpError, Ops, MAX_COMMENT_CHARS};
 use crate::model::register::{self, FieldChange, Provenance, RegisterChange, RegisterSettings};
 use crate::model::*;
 use crate::store::{
-    asset_tag_key, register_digest, register_of, PeopleWrite, PeopleWriteError, RegisterWrite,
+    asset_tag_key, register_digest, register_of, register_serial_key, IdentityKey, PeopleWrite,
+    PeopleWriteError, RegisterWrite,
 };
 
 /// A register edit: fields to set (`null` clears one).
@@ -119,6 +120,175 @@ fn has_register(ci: &Ci) -> Result<(), OpError> {
     }
 }
 
+/// A computer recorded before any agent reports it (ordered, in stock).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRecord {
+    /// What to call it until discovery names it (its planned host name, a label).
+    #[schema(max_length = 253)]
+    pub name: String,
+    /// The serial number on the hardware: when an agent first reports a machine with this
+    /// serial (and none of its other keys is known), that machine becomes this record.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    pub serial: Option<String>,
+    /// Register fields to set, as in an edit.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
+    pub set: BTreeMap<String, Option<Value>>,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub comment: Option<String>,
+}
+
+/// Longest name and serial of a record made before discovery.
+pub const MAX_RECORD_NAME_CHARS: usize = 253;
+pub const MAX_SERIAL_CHARS: usize = 128;
+
+/// Records a computer before discovery. It needs a serial or an asset tag (something that
+/// names the hardware); the serial must not be one a discovered computer already reports,
+/// and serial and asset tag are claimed for it (409 when another CI holds either).
+pub fn create_record(
+    ops: &Ops,
+    actor: &Actor,
+    record: &NewRecord,
+) -> Result<RegisterView, OpError> {
+    let name = record.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_RECORD_NAME_CHARS {
+        return Err(OpError::invalid(format!(
+            "name: 1 to {MAX_RECORD_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(OpError::invalid("name: control characters are not allowed"));
+    }
+    let serial = record
+        .serial
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let Some(s) = serial {
+        if s.chars().count() > MAX_SERIAL_CHARS || s.chars().any(char::is_control) {
+            return Err(OpError::invalid(format!(
+                "serial: at most {MAX_SERIAL_CHARS} characters, no control characters"
+            )));
+        }
+        if census_shared::identity::is_placeholder(s) {
+            return Err(OpError::invalid(format!(
+                "serial: '{s}' is a placeholder vendors ship, not a serial"
+            )));
+        }
+    }
+    let has_tag = record
+        .set
+        .get("asset_tag")
+        .is_some_and(|v| v.as_ref().is_some_and(|v| !v.is_null()));
+    if serial.is_none() && !has_tag {
+        return Err(OpError::invalid(
+            "serial: give a serial or an asset tag, so the hardware can be told apart",
+        ));
+    }
+    if let Some(c) = &record.comment {
+        if c.chars().count() > MAX_COMMENT_CHARS {
+            return Err(OpError::invalid(format!(
+                "comment: at most {MAX_COMMENT_CHARS} characters"
+            )));
+        }
+    }
+    let settings = settings(ops)?;
+    let values = checked_values(&record.set, &settings)?;
+    if let Some(s) = serial {
+        let wanted = s.to_lowercase();
+        let mut found = None;
+        ops.store.scan_cis(CiClass::Computer, &mut |ci| {
+            let reported = ci.attributes.get("system.serial").and_then(Value::as_str);
+            if reported.is_some_and(|r| r.trim().to_lowercase() == wanted) {
+                found = Some(ci.id);
+                return false;
+            }
+            true
+        })?;
+        if let Some(id) = found {
+            return Err(OpError::Conflict(format!(
+                "serial: '{s}' is already reported by {id}; edit its register instead"
+            )));
+        }
+    }
+    let now = Utc::now();
+    let blank = Ci {
+        id: crate::identify::new_computer_id(),
+        class: CiClass::Computer,
+        name: name.to_string(),
+        attributes: Attributes::new(),
+        volatile: Attributes::new(),
+        status: CiStatus::Active,
+        first_seen: now,
+        last_seen: now,
+        sources: Vec::new(),
+        version: 0,
+        owner: None,
+    };
+    let mut ci = match apply(
+        &blank,
+        &values,
+        &settings,
+        register::Source::Person,
+        &actor.name,
+        now,
+    )? {
+        Some((ci, _)) => ci,
+        None => blank.clone(),
+    };
+    if let Some(s) = serial {
+        ci.attributes
+            .insert("system.serial".into(), Value::String(s.to_string()));
+    }
+    ci.version = 1;
+    let changes: Vec<FieldChange> = register::FIELDS
+        .iter()
+        .filter_map(|f| {
+            let after = ci.attributes.get(&register::attribute(f.name))?.clone();
+            Some(FieldChange {
+                field: f.name.to_string(),
+                before: None,
+                after: Some(after),
+            })
+        })
+        .collect();
+    let mut claims: Vec<IdentityKey> = serial.map(register_serial_key).into_iter().collect();
+    if let Some(tag) = ci
+        .attributes
+        .get(&register::attribute("asset_tag"))
+        .and_then(Value::as_str)
+    {
+        claims.push(asset_tag_key(tag));
+    }
+    let change = RegisterChange {
+        ci_id: ci.id.clone(),
+        ci_name: ci.name.clone(),
+        version: ci.version,
+        source: register::Source::Person,
+        by: actor.name.clone(),
+        changes,
+    };
+    ops.audited(
+        PeopleWrite::CreateRecord {
+            ci: Box::new(ci.clone()),
+            claims,
+            change,
+        },
+        draft(
+            actor,
+            "register.create",
+            &ci.id,
+            None,
+            Some(serde_json::json!({"name": ci.name, "serial": serial, "register": register_of(&ci.attributes)})),
+            record.comment.clone(),
+        ),
+    )?;
+    get(ops, &ci.id)
+}
+
 /// How often an edit is recomputed when another register edit lands between its read and
 /// its write.
 const EDIT_ATTEMPTS: usize = 3;
@@ -146,24 +316,7 @@ pub fn edit(
         }
     }
     let settings = settings(ops)?;
-    let mut values = Vec::with_capacity(edit.set.len());
-    for (name, value) in &edit.set {
-        let Some(def) = register::field(name) else {
-            let known: Vec<&str> = register::FIELDS.iter().map(|f| f.name).collect();
-            return Err(OpError::invalid(format!(
-                "set.{name}: unknown register field; known: {}",
-                known.join(", ")
-            )));
-        };
-        let value = match value {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                register::normalise(def, v, &settings)
-                    .map_err(|m| OpError::invalid(format!("set.{m}")))?,
-            ),
-        };
-        values.push((def.name, value));
-    }
+    let values = checked_values(&edit.set, &settings)?;
     for attempt in 1..=EDIT_ATTEMPTS {
         let ci = ops
             .store
@@ -212,6 +365,32 @@ pub fn edit(
     Err(OpError::Conflict(format!(
         "{ci_id} kept changing while the edit was written; try again"
     )))
+}
+
+/// Every named field known and every value valid for its field, normalised.
+fn checked_values(
+    set: &BTreeMap<String, Option<Value>>,
+    settings: &RegisterSettings,
+) -> Result<Vec<(&'static str, Option<Value>)>, OpError> {
+    let mut values = Vec::with_capacity(set.len());
+    for (name, value) in set {
+        let Some(def) = register::field(name) else {
+            let known: Vec<&str> = register::FIELDS.iter().map(|f| f.name).collect();
+            return Err(OpError::invalid(format!(
+                "set.{name}: unknown register field; known: {}",
+                known.join(", ")
+            )));
+        };
+        let value = match value {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                register::normalise(def, v, settings)
+                    .map_err(|m| OpError::invalid(format!("set.{m}")))?,
+            ),
+        };
+        values.push((def.name, value));
+    }
+    Ok(values)
 }
 
 /// The store's write for an edit, with the asset tag's unique key moved along.

@@ -413,7 +413,7 @@ fn resolve(
                 ProblemKind::New,
                 None,
                 format!(
-                    "no computer matches {}; a record is made when an agent first reports it",
+                    "no computer matches {}; hardware not discovered yet is recorded with `census register create` (POST /api/v1/register/records)",
                     given.join(", ")
                 ),
             )

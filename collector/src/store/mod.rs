@@ -194,6 +194,15 @@ pub enum PeopleWrite {
     DeleteLicence(String),
     /// Register edits of computers, all or none (one person's edit, or a whole file).
     EditRegister(Vec<RegisterWrite>),
+    /// A computer recorded by people before any agent reported it (ordered, in stock):
+    /// `ci` is new, and each key in `claims` (its serial for identification, its asset
+    /// tag) is taken for it, refused ([`PeopleWriteError::Taken`]) when another CI holds
+    /// one. Queued on the feed as `register.changed`.
+    CreateRecord {
+        ci: Box<Ci>,
+        claims: Vec<IdentityKey>,
+        change: register::RegisterChange,
+    },
     /// Closes an identity conflict with a person's decision, revoking the named agent in
     /// the same transaction when the decision is that it is a clone.
     ResolveConflict {
@@ -257,6 +266,15 @@ pub fn register_digest(attributes: &Attributes) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+/// The identity key of a serial people recorded before discovery: identification looks
+/// it up when none of a first inventory's own keys is known (case and blanks ignored).
+pub fn register_serial_key(serial: &str) -> IdentityKey {
+    IdentityKey {
+        rule: "register_serial",
+        value: serial.trim().to_lowercase(),
+    }
 }
 
 /// The identity key that keeps asset tags unique (case and surrounding blanks ignored).

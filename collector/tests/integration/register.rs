@@ -8,7 +8,7 @@ use std::sync::Arc;
 use census_collector::model::register::{FieldPrecedence, RegisterSettings, Source, SourceRank};
 use census_collector::model::*;
 use census_collector::ops::licences::{self as licences_op, LicenceRequest};
-use census_collector::ops::register::{self as reg, RegisterEdit};
+use census_collector::ops::register::{self as reg, NewRecord, RegisterEdit};
 use census_collector::ops::register_csv::{self, ImportMode, ProblemKind};
 use census_collector::ops::{Actor, OpError, Ops};
 use census_collector::query::licences;
@@ -830,4 +830,102 @@ fn the_expiry_report_lists_licences_and_warranties_within_the_window() {
     let short = licences::expiring(r.store.as_ref(), 5, Utc::now()).unwrap();
     assert_eq!(short.warranties.len(), 1);
     assert!(short.licences.is_empty());
+}
+
+#[test]
+fn a_computer_recorded_before_discovery_becomes_the_machine_that_reports_its_serial() {
+    let mut r = rig("register-before-discovery");
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let record = reg::create_record(
+        &ops,
+        &ann,
+        &NewRecord {
+            name: "laptop for bob".into(),
+            serial: Some(" ser123 ".into()),
+            set: [
+                ("asset_tag".to_string(), Some(json!("AT-9"))),
+                ("lifecycle_status".to_string(), Some(json!("in_stock"))),
+            ]
+            .into_iter()
+            .collect(),
+            comment: Some("PO-77".into()),
+        },
+    )
+    .unwrap();
+    let id = record.ci_id.clone();
+    // A second record of the same serial or tag is refused; a record needs one of them.
+    let again = |serial: Option<&str>, tag: Option<&str>| {
+        reg::create_record(
+            &ops,
+            &ann,
+            &NewRecord {
+                name: "x".into(),
+                serial: serial.map(str::to_string),
+                set: tag
+                    .map(|t| ("asset_tag".to_string(), Some(json!(t))))
+                    .into_iter()
+                    .collect(),
+                comment: None,
+            },
+        )
+    };
+    assert!(matches!(
+        again(Some("SER123"), None),
+        Err(OpError::Conflict(_))
+    ));
+    assert!(matches!(
+        again(None, Some("at-9")),
+        Err(OpError::Conflict(_))
+    ));
+    assert!(matches!(again(None, None), Err(OpError::Invalid { .. })));
+    assert!(matches!(
+        again(Some("To Be Filled By O.E.M."), None),
+        Err(OpError::Invalid { .. })
+    ));
+    // The lifecycle sweep leaves a record no agent reports alone.
+    let policy = census_collector::lifecycle::Lifecycle {
+        stale_after: Duration::seconds(1),
+        retire_after: Duration::seconds(2),
+    };
+    assert_eq!(
+        census_collector::lifecycle::sweep(
+            r.store.as_ref(),
+            policy,
+            Utc::now() + Duration::days(30)
+        )
+        .unwrap(),
+        0
+    );
+    // The machine arrives: its first inventory (serial SER123) lands on the record, as a
+    // first inventory (no change record), and the register stays.
+    let raised = r.send(machine(base_software()), Utc::now());
+    assert!(raised.is_none(), "{raised:?}");
+    let computers = r.store.list_cis(Some(CiClass::Computer)).unwrap();
+    assert_eq!(computers.len(), 1);
+    let ci = &computers[0];
+    assert_eq!(ci.id, id);
+    assert_eq!(ci.attributes["register.asset_tag"], "AT-9");
+    assert_eq!(ci.attributes["os.hostname"], "web01");
+    assert_eq!(ci.sources.len(), 1);
+    let agent = r
+        .store
+        .list_agents()
+        .unwrap()
+        .into_iter()
+        .find(|a| a.ci_id.as_deref() == Some(id.as_str()))
+        .unwrap();
+    let evidence = agent.identification.unwrap();
+    assert_eq!(
+        (evidence.rule.as_str(), evidence.value.as_str()),
+        ("register_serial", "ser123")
+    );
+    let history = r.store.history(&id).unwrap();
+    assert_eq!(history.len(), 2, "recorded, then discovered");
+    assert_eq!(r.store.check_consistency().unwrap().problems_total, 0);
+    // Another record with a serial a discovered computer reports is refused.
+    assert!(matches!(
+        again(Some("SER123"), Some("AT-10")),
+        Err(OpError::Conflict(_))
+    ));
 }

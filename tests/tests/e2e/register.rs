@@ -2,7 +2,6 @@
 //! (refusals named), the CSV import's dry run and apply, hostile files (formula cells,
 //! bad encodings, 100 MB), the export round trip, and the `census register` commands.
 
-
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -308,6 +307,56 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
     let view: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(view["ci_id"], a.as_str());
 
+    // Hardware recorded before discovery becomes the machine that reports its serial.
+    let (ok, out, err) = census(
+        &[
+            "register",
+            "create",
+            "--name",
+            "spare laptop",
+            "--serial",
+            "SER-NEW-1",
+            "lifecycle_status=in_stock",
+            "asset_tag=AT-NEW",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let recorded = out.trim().to_string();
+    assert!(recorded.starts_with("cmp_"), "{out}");
+    let (ok, _, err) = census(
+        &[
+            "register",
+            "create",
+            "--name",
+            "again",
+            "--serial",
+            "ser-new-1",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("409"), "{err}");
+    let mut newcomer = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "new01",
+        Some("SER-NEW-1"),
+        None,
+        &format!("{:032x}", 4242),
+        &["52:54:00:dd:00:42"],
+    );
+    let r = newcomer.send(&c, &mut s);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["ci_id"], recorded.as_str());
+    assert!(
+        r.body["change_record"].is_null(),
+        "a first inventory raises nothing: {r:?}"
+    );
+    let (ok, out, _) = census(&["-o", "json", "register", "show", &recorded], None);
+    assert!(ok);
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["ci_name"], "new01.example.com", "{view}");
+    assert!(out.contains("AT-NEW"), "{out}");
+
     let file = c.dir.join("assets.csv");
     std::fs::write(
         &file,
@@ -356,10 +405,10 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
     let (ok, out, err) = census(&["-o", "json", "licences", "show", id.trim()], None);
     assert!(ok, "{err}");
     let detail: Value = serde_json::from_str(&out).unwrap();
-    // Both machines have openssl 3.0.11: two installs on one seat.
-    assert_eq!(detail["use"]["installed_on"], 2, "{detail}");
-    assert_eq!(detail["use"]["over"], 1, "{detail}");
-    assert_eq!(detail["computers"].as_array().unwrap().len(), 2);
+    // The three machines have openssl 3.0.11: three installs on one seat.
+    assert_eq!(detail["use"]["installed_on"], 3, "{detail}");
+    assert_eq!(detail["use"]["over"], 2, "{detail}");
+    assert_eq!(detail["computers"].as_array().unwrap().len(), 3);
     let (ok, out, err) = census(&["register", "expiring", "--days", "30"], None);
     assert!(ok, "{err}");
     assert!(

@@ -195,6 +195,19 @@ impl Cmdb {
             Ok(())
         }
         let outbox = outbox_key(at);
+        let created = match write {
+            PeopleWrite::CreateRecord { ci, .. } => {
+                if self.read_ci(&ci.id)?.is_some() {
+                    return Err(PeopleWriteError::Taken(format!("{} exists already", ci.id)));
+                }
+                let writes = super::machine::Writes {
+                    puts: std::slice::from_ref(ci.as_ref()),
+                    ..Default::default()
+                };
+                Some(self.prepare_records(writes, at, None)?)
+            }
+            _ => None,
+        };
         let edited = match write {
             PeopleWrite::EditRegister(writes) => Some(
                 writes
@@ -218,6 +231,37 @@ impl Cmdb {
                             "licence {id}"
                         ))));
                     }
+                }
+                PeopleWrite::CreateRecord { ci, claims, change } => {
+                    for key in claims {
+                        let k = key.encoded();
+                        if let Some(other) = tx.get(Space::Identity, k.as_bytes())? {
+                            return Err(Fail::Abort(PeopleWriteError::Taken(format!(
+                                "{}: '{}' is already {}'s",
+                                if key.rule == "asset_tag" {
+                                    "asset_tag"
+                                } else {
+                                    "serial"
+                                },
+                                key.value,
+                                String::from_utf8_lossy(&other)
+                            ))));
+                        }
+                        tx.put(Space::Identity, k.as_bytes(), ci.id.as_bytes())?;
+                    }
+                    for e in created.iter().flatten() {
+                        Self::write_encoded(tx, self.postings(), e, || {
+                            PeopleWriteError::Raced(format!("computer {}", ci.id))
+                        })?;
+                    }
+                    let event = QueuedEvent {
+                        event_type: REGISTER_CHANGED.into(),
+                        record_id: ci.id.clone(),
+                        at,
+                        revision: 0,
+                        register: Some(change.clone()),
+                    };
+                    tx_put_json(tx, Space::Outbox, &outbox, &event)?;
                 }
                 PeopleWrite::EditRegister(writes) => {
                     // Releases first, so tags that move between computers of one file
@@ -434,6 +478,9 @@ impl Cmdb {
             Ok(entry)
         })?;
         for (records, _) in edited.iter().flatten() {
+            self.remember_summaries(records);
+        }
+        if let Some(records) = &created {
             self.remember_summaries(records);
         }
         self.backend.flush()?;
