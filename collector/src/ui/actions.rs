@@ -471,3 +471,31 @@ pub async fn delete_licence(
     .await?;
     Ok(redirect("/ui/licences"))
 }
+
+/// The inventory page's form for hardware not discovered yet; opens the new record.
+pub async fn create_record(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Bytes,
+) -> UiResult {
+    let form = Form::parse(&body)?;
+    let text = |k: &str| Some(form.get(k).trim().to_string()).filter(|v| !v.is_empty());
+    let mut set = std::collections::BTreeMap::new();
+    for field in ["asset_tag", "lifecycle_status"] {
+        if let Some(v) = text(field) {
+            set.insert(field.to_string(), Some(serde_json::Value::String(v)));
+        }
+    }
+    let record = crate::ops::register::NewRecord {
+        name: form.get("name").to_string(),
+        serial: text("serial"),
+        set,
+        comment: None,
+    };
+    let view = st
+        .run(&person, move |ops, actor| {
+            crate::ops::register::create_record(ops, actor, &record)
+        })
+        .await?;
+    Ok(redirect(&format!("/ui/cis/{}", segment(&view.ci_id))))
+}

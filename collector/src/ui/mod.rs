@@ -59,6 +59,12 @@ pub fn routes(t: &mut RouteTable) {
     );
     t.ui("GET", "/ui/cis/{id}", Allowed::AnyPerson, get(pages::ci));
     t.ui(
+        "POST",
+        "/ui/register/records",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::create_record),
+    );
+    t.ui(
         "GET",
         "/ui/licences",
         Allowed::AnyPerson,

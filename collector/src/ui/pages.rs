@@ -296,6 +296,8 @@ struct Computers {
     rows: Vec<CiRow>,
     total: usize,
     next_href: Option<String>,
+    /// Asset managers and administrators may record hardware not discovered yet.
+    can_record: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +328,7 @@ pub async fn computers(
         rows: Vec::new(),
         total: 0,
         next_href: None,
+        can_record: crate::register_api::REGISTER_EDITORS.permits(person.role),
     };
     let parsed = (|| {
         let class: CiClass = class_text

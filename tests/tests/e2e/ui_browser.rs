@@ -416,6 +416,18 @@ fn browser_edits_the_register_and_hostile_values_stay_text() {
     b.script("document.querySelector('#reg-purchase_cost').value = '1.234'; return 0");
     b.click("#register-save");
     b.wait_for("the refusal", |b| b.text("main").contains("purchase_cost"));
+    // Hardware not discovered yet, recorded from the inventory page.
+    b.go(&format!("{}/ui/computers", c.url));
+    b.click("details.card summary");
+    b.type_into("#rec-name", "spare <laptop>");
+    b.type_into("#rec-serial", "SER-SPARE-7");
+    b.type_into("#rec-tag", "AT-0099");
+    b.click("#rec-save");
+    b.wait_for("the new record", |b| b.text("#ci-name") == "spare <laptop>");
+    assert_eq!(
+        b.script("return document.querySelector('#reg-lifecycle_status').value"),
+        "on_order"
+    );
     // An auditor reads the register but gets no form.
     b.click("header form.who button");
     b.wait_for("signed out", |b| b.current_url().contains("/ui/login"));
