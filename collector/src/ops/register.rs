@@ -125,7 +125,7 @@ fn has_register(ci: &Ci) -> Result<(), OpError> {
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
     /// What to call it until discovery names it (its planned host name, a label).
-    #[schema(max_length = 253)]
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
     /// The serial number on the hardware: when an agent first reports a machine with this
     /// serial (and none of its other keys is known), that machine becomes this record.
