@@ -14,7 +14,7 @@ use crate::model::register::{self, FieldChange, Provenance, RegisterChange, Regi
 use crate::model::*;
 use crate::store::{
     asset_tag_key, register_digest, register_of, register_serial_key, IdentityKey, PeopleWrite,
-    PeopleWriteError, RegisterWrite,
+    PeopleWriteError, RecordWrite, RegisterWrite,
 };
 
 /// A register edit: fields to set (`null` clears one).
@@ -272,10 +272,13 @@ pub fn create_record(
         changes,
     };
     ops.audited(
-        PeopleWrite::CreateRecord {
-            ci: Box::new(ci.clone()),
-            claims,
-            change,
+        PeopleWrite::Register {
+            edits: Vec::new(),
+            records: vec![RecordWrite {
+                ci: ci.clone(),
+                claims,
+                change,
+            }],
         },
         draft(
             actor,
@@ -353,7 +356,10 @@ pub fn edit(
             serde_json::to_value(after).ok(),
             edit.comment.clone(),
         );
-        let write = PeopleWrite::EditRegister(vec![register_write(&ci, &next, change)]);
+        let write = PeopleWrite::Register {
+            edits: vec![register_write(&ci, &next, change)],
+            records: Vec::new(),
+        };
         match ops.commit(write, audit) {
             Ok(_) => return get(ops, ci_id),
             // Someone else's edit landed between the read and the write: compute this one

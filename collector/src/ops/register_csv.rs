@@ -606,7 +606,13 @@ pub fn import(
         Some(summary),
         None,
     );
-    match ops.commit(PeopleWrite::EditRegister(writes), audit) {
+    match ops.commit(
+        PeopleWrite::Register {
+            edits: writes,
+            records: Vec::new(),
+        },
+        audit,
+    ) {
         Ok(_) => {
             report.applied = true;
             Ok(report)

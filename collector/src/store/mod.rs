@@ -192,16 +192,11 @@ pub enum PeopleWrite {
     PutRegisterSettings(register::RegisterSettings),
     PutLicence(licence::Licence),
     DeleteLicence(String),
-    /// Register edits of computers, all or none (one person's edit, or a whole file).
-    EditRegister(Vec<RegisterWrite>),
-    /// A computer recorded by people before any agent reported it (ordered, in stock):
-    /// `ci` is new, and each key in `claims` (its serial for identification, its asset
-    /// tag) is taken for it, refused ([`PeopleWriteError::Taken`]) when another CI holds
-    /// one. Queued on the feed as `register.changed`.
-    CreateRecord {
-        ci: Box<Ci>,
-        claims: Vec<IdentityKey>,
-        change: register::RegisterChange,
+    /// Register edits of computers and computers recorded before discovery, all or none
+    /// (one person's edit or record, or a whole file).
+    Register {
+        edits: Vec<RegisterWrite>,
+        records: Vec<RecordWrite>,
     },
     /// Closes an identity conflict with a person's decision, revoking the named agent in
     /// the same transaction when the decision is that it is a clone.
@@ -240,6 +235,17 @@ pub struct RegisterWrite {
     pub release_tag: Option<IdentityKey>,
     /// The asset tag it takes: refused ([`PeopleWriteError::Taken`]) when another CI has it.
     pub claim_tag: Option<IdentityKey>,
+}
+
+/// A computer recorded by people before any agent reported it (ordered, in stock): `ci`
+/// is new, and each key in `claims` (its serial for identification, its asset tag) is
+/// taken for it, refused ([`PeopleWriteError::Taken`]) when another CI holds one. Queued
+/// on the feed as `register.changed`.
+#[derive(Debug, Clone)]
+pub struct RecordWrite {
+    pub ci: Ci,
+    pub claims: Vec<IdentityKey>,
+    pub change: register::RegisterChange,
 }
 
 /// A CI's register attributes.

@@ -179,21 +179,24 @@ fn an_inventory_landing_during_an_edit_is_kept_and_a_register_edit_meanwhile_ref
     let write = |owner: &str, expected: &Ci| {
         let mut register = Attributes::new();
         register.insert("register.owner".into(), json!(owner));
-        PeopleWrite::EditRegister(vec![RegisterWrite {
-            ci_id: id.clone(),
-            expected: register_digest(&expected.attributes),
-            register,
-            change: census_collector::model::register::RegisterChange {
+        PeopleWrite::Register {
+            records: Vec::new(),
+            edits: vec![RegisterWrite {
                 ci_id: id.clone(),
-                ci_name: expected.name.clone(),
-                version: 0,
-                source: Source::Person,
-                by: owner.into(),
-                changes: vec![],
-            },
-            release_tag: None,
-            claim_tag: None,
-        }])
+                expected: register_digest(&expected.attributes),
+                register,
+                change: census_collector::model::register::RegisterChange {
+                    ci_id: id.clone(),
+                    ci_name: expected.name.clone(),
+                    version: 0,
+                    source: Source::Person,
+                    by: owner.into(),
+                    changes: vec![],
+                },
+                release_tag: None,
+                claim_tag: None,
+            }],
+        }
     };
     let audit = || AuditDraft {
         actor: "ann".into(),

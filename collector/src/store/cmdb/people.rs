@@ -195,28 +195,28 @@ impl Cmdb {
             Ok(())
         }
         let outbox = outbox_key(at);
-        let created = match write {
-            PeopleWrite::CreateRecord { ci, .. } => {
-                if self.read_ci(&ci.id)?.is_some() {
-                    return Err(PeopleWriteError::Taken(format!("{} exists already", ci.id)));
-                }
-                let writes = super::machine::Writes {
-                    puts: std::slice::from_ref(ci.as_ref()),
-                    ..Default::default()
-                };
-                Some(self.prepare_records(writes, at, None)?)
+        let (edits, records): (&[RegisterWrite], &[RecordWrite]) = match write {
+            PeopleWrite::Register { edits, records } => (edits, records),
+            _ => (&[], &[]),
+        };
+        let mut created = Vec::with_capacity(records.len());
+        for r in records {
+            if self.read_ci(&r.ci.id)?.is_some() {
+                return Err(PeopleWriteError::Taken(format!(
+                    "{} exists already",
+                    r.ci.id
+                )));
             }
-            _ => None,
-        };
-        let edited = match write {
-            PeopleWrite::EditRegister(writes) => Some(
-                writes
-                    .iter()
-                    .map(|w| self.prepare_register(w, at))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            _ => None,
-        };
+            let writes = super::machine::Writes {
+                puts: std::slice::from_ref(&r.ci),
+                ..Default::default()
+            };
+            created.push(self.prepare_records(writes, at, None)?);
+        }
+        let edited = edits
+            .iter()
+            .map(|w| self.prepare_register(w, at))
+            .collect::<Result<Vec<_>, _>>()?;
         let entry = transact::<AuditEntry, PeopleWriteError>(self.backend.as_ref(), |tx| {
             match write {
                 PeopleWrite::PutRegisterSettings(settings) => {
@@ -232,83 +232,8 @@ impl Cmdb {
                         ))));
                     }
                 }
-                PeopleWrite::CreateRecord { ci, claims, change } => {
-                    for key in claims {
-                        let k = key.encoded();
-                        if let Some(other) = tx.get(Space::Identity, k.as_bytes())? {
-                            return Err(Fail::Abort(PeopleWriteError::Taken(format!(
-                                "{}: '{}' is already {}'s",
-                                if key.rule == "asset_tag" {
-                                    "asset_tag"
-                                } else {
-                                    "serial"
-                                },
-                                key.value,
-                                String::from_utf8_lossy(&other)
-                            ))));
-                        }
-                        tx.put(Space::Identity, k.as_bytes(), ci.id.as_bytes())?;
-                    }
-                    for e in created.iter().flatten() {
-                        Self::write_encoded(tx, self.postings(), e, || {
-                            PeopleWriteError::Raced(format!("computer {}", ci.id))
-                        })?;
-                    }
-                    let event = QueuedEvent {
-                        event_type: REGISTER_CHANGED.into(),
-                        record_id: ci.id.clone(),
-                        at,
-                        revision: 0,
-                        register: Some(change.clone()),
-                    };
-                    tx_put_json(tx, Space::Outbox, &outbox, &event)?;
-                }
-                PeopleWrite::EditRegister(writes) => {
-                    // Releases first, so tags that move between computers of one file
-                    // are free when they are claimed.
-                    for w in writes {
-                        if let Some(key) = &w.release_tag {
-                            let k = key.encoded();
-                            if tx.get(Space::Identity, k.as_bytes())?.as_deref()
-                                == Some(w.ci_id.as_bytes())
-                            {
-                                tx.delete(Space::Identity, k.as_bytes())?;
-                            }
-                        }
-                    }
-                    for (w, (records, version)) in writes.iter().zip(edited.iter().flatten()) {
-                        if let Some(key) = &w.claim_tag {
-                            let k = key.encoded();
-                            match tx.get(Space::Identity, k.as_bytes())? {
-                                Some(other) if other != w.ci_id.as_bytes() => {
-                                    return Err(Fail::Abort(PeopleWriteError::Taken(format!(
-                                        "asset_tag: '{}' is already the asset tag of {}",
-                                        key.value,
-                                        String::from_utf8_lossy(&other)
-                                    ))));
-                                }
-                                Some(_) => {}
-                                None => {
-                                    tx.put(Space::Identity, k.as_bytes(), w.ci_id.as_bytes())?
-                                }
-                            }
-                        }
-                        for e in records {
-                            Self::write_encoded(tx, self.postings(), e, || {
-                                PeopleWriteError::Raced(format!("computer {}", w.ci_id))
-                            })?;
-                        }
-                        let mut change = w.change.clone();
-                        change.version = *version;
-                        let event = QueuedEvent {
-                            event_type: REGISTER_CHANGED.into(),
-                            record_id: w.ci_id.clone(),
-                            at,
-                            revision: 0,
-                            register: Some(change),
-                        };
-                        tx_put_json(tx, Space::Outbox, &outbox_key(at), &event)?;
-                    }
+                PeopleWrite::Register { .. } => {
+                    self.write_register(tx, edits, &edited, records, &created, at)?;
                 }
                 PeopleWrite::PutNoiseRule(rule) => {
                     tx_put_json(tx, Space::NoiseRules, rule.id.as_bytes(), rule)?;
@@ -477,14 +402,93 @@ impl Cmdb {
             )?;
             Ok(entry)
         })?;
-        for (records, _) in edited.iter().flatten() {
+        for (records, _) in &edited {
             self.remember_summaries(records);
         }
-        if let Some(records) = &created {
+        for records in &created {
             self.remember_summaries(records);
         }
         self.backend.flush()?;
         Ok(entry)
+    }
+
+    /// The register writes in a transaction: tags released first (so tags that move
+    /// between computers of one file are free when claimed), then each edit's tag claimed
+    /// and its records written, then each new record's keys claimed and its records
+    /// written; a `register.changed` event for each.
+    fn write_register(
+        &self,
+        tx: &mut dyn Tx,
+        edits: &[RegisterWrite],
+        edited: &[(Vec<super::machine::Encoded>, u64)],
+        records: &[RecordWrite],
+        created: &[Vec<super::machine::Encoded>],
+        at: DateTime<Utc>,
+    ) -> TxResult<(), PeopleWriteError> {
+        let taken = |key: &IdentityKey, other: &[u8]| {
+            Fail::Abort(PeopleWriteError::Taken(format!(
+                "{}: '{}' is already {}'s",
+                if key.rule == "asset_tag" {
+                    "asset_tag"
+                } else {
+                    "serial"
+                },
+                key.value,
+                String::from_utf8_lossy(other)
+            )))
+        };
+        let event = |tx: &mut dyn Tx, id: &str, change: register::RegisterChange| {
+            let queued = QueuedEvent {
+                event_type: REGISTER_CHANGED.into(),
+                record_id: id.to_string(),
+                at,
+                revision: 0,
+                register: Some(change),
+            };
+            tx_put_json(tx, Space::Outbox, &outbox_key(at), &queued)
+        };
+        for w in edits {
+            if let Some(key) = &w.release_tag {
+                let k = key.encoded();
+                if tx.get(Space::Identity, k.as_bytes())?.as_deref() == Some(w.ci_id.as_bytes()) {
+                    tx.delete(Space::Identity, k.as_bytes())?;
+                }
+            }
+        }
+        for (w, (encoded, version)) in edits.iter().zip(edited) {
+            if let Some(key) = &w.claim_tag {
+                let k = key.encoded();
+                match tx.get(Space::Identity, k.as_bytes())? {
+                    Some(other) if other != w.ci_id.as_bytes() => return Err(taken(key, &other)),
+                    Some(_) => {}
+                    None => tx.put(Space::Identity, k.as_bytes(), w.ci_id.as_bytes())?,
+                }
+            }
+            for e in encoded {
+                Self::write_encoded(tx, self.postings(), e, || {
+                    PeopleWriteError::Raced(format!("computer {}", w.ci_id))
+                })?;
+            }
+            let mut change = w.change.clone();
+            change.version = *version;
+            event(tx, &w.ci_id, change)?;
+        }
+        for (r, encoded) in records.iter().zip(created) {
+            for key in &r.claims {
+                let k = key.encoded();
+                if let Some(other) = tx.get(Space::Identity, k.as_bytes())? {
+                    return Err(taken(key, &other));
+                }
+                tx.put(Space::Identity, k.as_bytes(), r.ci.id.as_bytes())?;
+            }
+            for e in encoded {
+                Self::write_encoded(tx, self.postings(), e, || {
+                    PeopleWriteError::Raced(format!("computer {}", r.ci.id))
+                })?;
+            }
+            event(tx, &r.ci.id, r.change.clone())?;
+        }
+        Ok(())
     }
 
     /// A register edit's records and the version it makes, encoded against the CI as
