@@ -426,13 +426,13 @@ impl Cmdb {
         at: DateTime<Utc>,
     ) -> TxResult<(), PeopleWriteError> {
         let taken = |key: &IdentityKey, other: &[u8]| {
+            let (field, what) = if key.rule == "asset_tag" {
+                ("asset_tag", "asset tag")
+            } else {
+                ("serial", "serial")
+            };
             Fail::Abort(PeopleWriteError::Taken(format!(
-                "{}: '{}' is already {}'s",
-                if key.rule == "asset_tag" {
-                    "asset_tag"
-                } else {
-                    "serial"
-                },
+                "{field}: '{}' is already the {what} of {}",
                 key.value,
                 String::from_utf8_lossy(other)
             )))
