@@ -746,11 +746,12 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
                     &["line", "kind", "column", "message"],
                 )?;
                 eprintln!(
-                    "{} rows: {} updates, {} unchanged, {} new, {} ambiguous, {} invalid, {} held; {}",
+                    "{} rows: {} updates, {} unchanged, {} new records, {} unmatched, {} ambiguous, {} invalid, {} held; {}",
                     cell(&report["rows"]),
                     cell(&report["updates"]),
                     cell(&report["unchanged"]),
                     cell(&report["new"]),
+                    cell(&report["unmatched"]),
                     cell(&report["ambiguous"]),
                     cell(&report["invalid"]),
                     cell(&report["held"]),

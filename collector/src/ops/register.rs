@@ -214,7 +214,44 @@ pub fn create_record(
             )));
         }
     }
-    let now = Utc::now();
+    let write = record_write(
+        name,
+        serial,
+        &values,
+        &settings,
+        register::Source::Person,
+        &actor.name,
+        Utc::now(),
+    )?;
+    let ci = write.ci.clone();
+    ops.audited(
+        PeopleWrite::Register {
+            edits: Vec::new(),
+            records: vec![write],
+        },
+        draft(
+            actor,
+            "register.create",
+            &ci.id,
+            None,
+            Some(serde_json::json!({"name": ci.name, "serial": serial, "register": register_of(&ci.attributes)})),
+            record.comment.clone(),
+        ),
+    )?;
+    get(ops, &ci.id)
+}
+
+/// A new computer record (not yet discovered) with `values` set by `source`, its serial
+/// in `system.serial`, and the keys it claims (serial, asset tag).
+pub(crate) fn record_write(
+    name: &str,
+    serial: Option<&str>,
+    values: &[(&'static str, Option<Value>)],
+    settings: &RegisterSettings,
+    source: register::Source,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<RecordWrite, OpError> {
     let blank = Ci {
         id: crate::identify::new_computer_id(),
         class: CiClass::Computer,
@@ -228,16 +265,9 @@ pub fn create_record(
         version: 0,
         owner: None,
     };
-    let mut ci = match apply(
-        &blank,
-        &values,
-        &settings,
-        register::Source::Person,
-        &actor.name,
-        now,
-    )? {
+    let mut ci = match apply(&blank, values, settings, source, by, now)? {
         Some((ci, _)) => ci,
-        None => blank.clone(),
+        None => blank,
     };
     if let Some(s) = serial {
         ci.attributes
@@ -267,29 +297,11 @@ pub fn create_record(
         ci_id: ci.id.clone(),
         ci_name: ci.name.clone(),
         version: ci.version,
-        source: register::Source::Person,
-        by: actor.name.clone(),
+        source,
+        by: by.to_string(),
         changes,
     };
-    ops.audited(
-        PeopleWrite::Register {
-            edits: Vec::new(),
-            records: vec![RecordWrite {
-                ci: ci.clone(),
-                claims,
-                change,
-            }],
-        },
-        draft(
-            actor,
-            "register.create",
-            &ci.id,
-            None,
-            Some(serde_json::json!({"name": ci.name, "serial": serial, "register": register_of(&ci.attributes)})),
-            record.comment.clone(),
-        ),
-    )?;
-    get(ops, &ci.id)
+    Ok(RecordWrite { ci, claims, change })
 }
 
 /// How often an edit is recomputed when another register edit lands between its read and
@@ -374,7 +386,7 @@ pub fn edit(
 }
 
 /// Every named field known and every value valid for its field, normalised.
-fn checked_values(
+pub(crate) fn checked_values(
     set: &BTreeMap<String, Option<Value>>,
     settings: &RegisterSettings,
 ) -> Result<Vec<(&'static str, Option<Value>)>, OpError> {

@@ -3,7 +3,9 @@
 //! a spreadsheet and imported again round-trips.
 //!
 //! A row names its computer by `ci_id`, `serial`, `asset_tag` or `hostname` (every key it
-//! gives must name the same computer); every other column is a register field. An empty
+//! gives must name the same computer); every other column is a register field. A row that
+//! names no computer but has a serial or an asset tag records new hardware that no agent
+//! has reported yet (as `census register create` does). An empty
 //! cell leaves the field as it is, [`CLEAR`] clears it. Rows are written as the source
 //! `file_import`, under the fields' precedence.
 
@@ -41,8 +43,9 @@ pub enum ProblemKind {
     Invalid,
     /// Its keys name several computers, or disagree.
     Ambiguous,
-    /// No computer matches it.
-    New,
+    /// No computer matches it, and it has neither a serial nor an asset tag to record the
+    /// hardware by.
+    Unmatched,
     /// A higher source holds a field it sets.
     Held,
 }
@@ -70,7 +73,10 @@ pub struct ImportReport {
     pub updates: usize,
     /// Rows that match a computer and change nothing.
     pub unchanged: usize,
+    /// Rows that match no computer and record new hardware (by their serial or asset tag)
+    /// that no agent has reported yet.
     pub new: usize,
+    pub unmatched: usize,
     pub ambiguous: usize,
     pub invalid: usize,
     pub held: usize,
@@ -84,7 +90,7 @@ impl ImportReport {
         match kind {
             ProblemKind::Invalid => self.invalid += 1,
             ProblemKind::Ambiguous => self.ambiguous += 1,
-            ProblemKind::New => self.new += 1,
+            ProblemKind::Unmatched => self.unmatched += 1,
             ProblemKind::Held => self.held += 1,
         }
         self.problems_total += 1;
@@ -410,10 +416,10 @@ fn resolve(
         None => resolve_by(index, &tags)?.ok_or_else(|| {
             let given: Vec<String> = row.keys.iter().map(|(k, v)| format!("{k} '{v}'")).collect();
             (
-                ProblemKind::New,
+                ProblemKind::Unmatched,
                 None,
                 format!(
-                    "no computer matches {}; hardware not discovered yet is recorded with `census register create` (POST /api/v1/register/records)",
+                    "no computer matches {}, and a row without a serial or an asset tag cannot record new hardware",
                     given.join(", ")
                 ),
             )
@@ -493,6 +499,7 @@ pub fn import(
         updates: 0,
         unchanged: 0,
         new: 0,
+        unmatched: 0,
         ambiguous: 0,
         invalid: 0,
         held: 0,
@@ -506,6 +513,7 @@ pub fn import(
     // Each computer once, each asset tag on one computer: decided over the whole file.
     let mut first_line_of: HashMap<String, u64> = HashMap::new();
     let mut matched: Vec<(String, &Row)> = Vec::new();
+    let mut unmatched: Vec<&Row> = Vec::new();
     for row in &parsed.rows {
         match resolve(&index, row) {
             Ok(id) => {
@@ -521,10 +529,24 @@ pub fn import(
                 first_line_of.insert(id.clone(), row.line);
                 matched.push((id, row));
             }
+            // Hardware no agent has reported yet, named by a serial or an asset tag.
+            Err((ProblemKind::Unmatched, ..))
+                if row
+                    .keys
+                    .iter()
+                    .any(|(k, _)| matches!(*k, "serial" | "asset_tag")) =>
+            {
+                unmatched.push(row);
+            }
             Err((kind, column, message)) => report.problem(row.line, kind, column, message),
         }
     }
     let mut final_tags: HashMap<String, String> = index.tag_of.clone();
+    for row in &unmatched {
+        if let Some((_, tag)) = row.keys.iter().find(|(k, _)| *k == "asset_tag") {
+            final_tags.insert(format!("line {}", row.line), asset_tag_key(tag).value);
+        }
+    }
     for (id, row) in &matched {
         for (field, value) in &row.set {
             if *field == "asset_tag" {
@@ -550,7 +572,7 @@ pub fn import(
             let Some(ci) = ci else {
                 report.problem(
                     row.line,
-                    ProblemKind::New,
+                    ProblemKind::Unmatched,
                     None,
                     format!("{id} no longer exists"),
                 );
@@ -587,8 +609,81 @@ pub fn import(
             }
         }
     }
+    let mut records = Vec::new();
+    let mut serial_line: HashMap<String, u64> = HashMap::new();
+    for row in unmatched {
+        let key = |name: &str| {
+            row.keys
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let serial = key("serial");
+        if let Some(s) = &serial {
+            if census_shared::identity::is_placeholder(s) {
+                report.problem(
+                    row.line,
+                    ProblemKind::Invalid,
+                    Some("serial"),
+                    format!("serial: '{s}' is a placeholder vendors ship, not a serial"),
+                );
+                continue;
+            }
+            if let Some(first) = serial_line.insert(s.to_lowercase(), row.line) {
+                report.problem(
+                    row.line,
+                    ProblemKind::Invalid,
+                    Some("serial"),
+                    format!("serial '{s}' is on line {first} too; one row per machine"),
+                );
+                continue;
+            }
+        }
+        if let Some(tag) = key("asset_tag") {
+            let tag = asset_tag_key(&tag).value;
+            let me = format!("line {}", row.line);
+            if let Some(other) = holders[tag.as_str()].iter().find(|o| **o != me) {
+                report.problem(
+                    row.line,
+                    ProblemKind::Invalid,
+                    Some("asset_tag"),
+                    format!("asset_tag '{tag}' would also be the tag of {other}"),
+                );
+                continue;
+            }
+        }
+        let Some(name) = key("hostname")
+            .or_else(|| key("asset_tag"))
+            .or(serial.clone())
+        else {
+            continue;
+        };
+        match super::register::record_write(
+            &name,
+            serial.as_deref(),
+            &row.set,
+            &settings,
+            Source::FileImport,
+            file_name,
+            now,
+        ) {
+            Ok(record) => {
+                report.new += 1;
+                if !mode.dry_run {
+                    records.push(record);
+                }
+            }
+            Err(OpError::Invalid { field, message }) => {
+                report.problem(row.line, ProblemKind::Invalid, field.as_deref(), message);
+            }
+            Err(e) => return Err(Err(e)),
+        }
+    }
     report.problems.sort_by_key(|p| p.line);
-    if mode.dry_run || writes.is_empty() || (report.problems_total > 0 && !mode.skip_problem_rows) {
+    if mode.dry_run
+        || (writes.is_empty() && records.is_empty())
+        || (report.problems_total > 0 && !mode.skip_problem_rows)
+    {
         return Ok(report);
     }
     let summary = serde_json::json!({
@@ -596,6 +691,7 @@ pub fn import(
         "sha256": report.sha256,
         "rows": report.rows,
         "updates": report.updates,
+        "new_records": report.new,
         "skipped_problem_rows": report.problems_total,
     });
     let audit = draft(
@@ -609,7 +705,7 @@ pub fn import(
     match ops.commit(
         PeopleWrite::Register {
             edits: writes,
-            records: Vec::new(),
+            records,
         },
         audit,
     ) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use census_collector::model::register;
 use census_collector::model::register::{FieldPrecedence, RegisterSettings, Source, SourceRank};
 use census_collector::model::*;
 use census_collector::ops::licences::{self as licences_op, LicenceRequest};
@@ -611,7 +612,7 @@ fn bad_rows_are_listed_with_their_lines_and_refuse_the_apply_unless_skipped() {
             (2, ProblemKind::Invalid),   // T-1 would be on both computers
             (3, ProblemKind::Invalid),   // ...on this line too
             (4, ProblemKind::Invalid),   // web01 again
-            (5, ProblemKind::New),       // no such computer
+            (5, ProblemKind::Unmatched), // no such computer, nothing to record it by
             (6, ProblemKind::Ambiguous), // hostname and serial name different computers
             (7, ProblemKind::Invalid),   // web02 again (line 3 named it)
             (8, ProblemKind::Invalid),   // unknown status label
@@ -931,4 +932,69 @@ fn a_computer_recorded_before_discovery_becomes_the_machine_that_reports_its_ser
         again(Some("SER123"), Some("AT-10")),
         Err(OpError::Conflict(_))
     ));
+}
+
+#[test]
+fn rows_naming_no_computer_record_new_hardware_by_serial_or_asset_tag() {
+    let (mut r, a, _) = two_computers("register-import-new");
+    let ops = ops(&r);
+    let ann = Actor::new("ann");
+    let file = "hostname,serial,asset_tag,lifecycle_status,supplier\n\
+                new01,SER-N1,AT-N1,on_order,ACME\n\
+                ,SER-N2,,in_stock,\n\
+                ghost,,,,x\n\
+                dup,ser-n1,,,\n\
+                web01,,AT-N1,,\n\
+                oem,To Be Filled By O.E.M.,,,\n";
+    let dry = register_csv::import(&ops, &ann, "po.csv", file.as_bytes(), DRY_RUN).unwrap();
+    let found: Vec<(u64, ProblemKind)> = dry.problems.iter().map(|p| (p.line, p.kind)).collect();
+    assert_eq!(
+        found,
+        vec![
+            (2, ProblemKind::Invalid),   // AT-N1 would also be web01's (line 6)
+            (4, ProblemKind::Unmatched), // nothing to record it by
+            (5, ProblemKind::Invalid),   // SER-N1 twice
+            (6, ProblemKind::Invalid),   // AT-N1 would also be line 2's
+            (7, ProblemKind::Invalid),   // a placeholder serial
+        ],
+        "{dry:#?}"
+    );
+    assert_eq!((dry.new, dry.unmatched), (1, 1), "{dry:#?}");
+    let before = r.store.list_cis(Some(CiClass::Computer)).unwrap().len();
+    let mode = ImportMode {
+        dry_run: false,
+        skip_problem_rows: true,
+    };
+    let applied = register_csv::import(&ops, &ann, "po.csv", file.as_bytes(), mode).unwrap();
+    assert!(applied.applied && applied.new == 1, "{applied:#?}");
+    let after = r.store.list_cis(Some(CiClass::Computer)).unwrap();
+    assert_eq!(after.len(), before + 1);
+    let recorded = after
+        .iter()
+        .find(|c| c.attributes.get("system.serial") == Some(&json!("SER-N2")))
+        .unwrap();
+    assert_eq!(recorded.name, "SER-N2");
+    let holder = register::provenance(&recorded.attributes)["lifecycle_status"].clone();
+    assert_eq!(
+        (holder.source, holder.by.as_str()),
+        (Source::FileImport, "po.csv")
+    );
+    // The machine with that serial arrives and becomes the record.
+    r.switch_to_new_agent("agt_n2");
+    let mut n2 = web02(base_software());
+    if let Some(s) = n2.system.data_mut() {
+        s.serial = Some("SER-N2".into());
+        s.machine_id = Some("11111111111111111111111111111111".into());
+    }
+    if let Some(os) = n2.os.data_mut() {
+        os.hostname = "n2".into();
+    }
+    if let Some(nics) = n2.network_interfaces.data_mut() {
+        nics[0].mac = Some("52:54:00:11:22:33".into());
+    }
+    assert!(r.send(n2, Utc::now()).is_none());
+    let now = r.store.get_ci(&recorded.id).unwrap().unwrap();
+    assert_eq!(now.attributes["os.hostname"], "n2");
+    assert_eq!(now.attributes["register.lifecycle_status"], "in_stock");
+    let _ = a;
 }

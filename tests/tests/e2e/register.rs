@@ -155,7 +155,7 @@ fn an_asset_manager_edits_imports_and_exports_the_register() {
     assert_eq!(report["applied"], false);
     assert_eq!(report["updates"], 2, "{report}");
     assert_eq!(report["problems"][0]["line"], 4, "{report}");
-    assert_eq!(report["problems"][0]["kind"], "new");
+    assert_eq!(report["problems"][0]["kind"], "unmatched");
     let (_, view) = patch(&b, json!({"set": {"owner": "dave"}}));
     assert_eq!(field(&view, "owner")["value"], "dave");
     // An apply with a problem row writes nothing; skipping it writes the rest.
