@@ -37,6 +37,11 @@ fn edit(pairs: &[(&str, Value)]) -> RegisterEdit {
     }
 }
 
+/// A person ("ann") sets register fields of `id`; the edit must be accepted.
+fn ann_sets(ops: &Ops, id: &str, pairs: &[(&str, Value)]) -> reg::RegisterView {
+    reg::edit(ops, &Actor::new("ann"), id, &edit(pairs), Source::Person).unwrap()
+}
+
 fn value<'a>(view: &'a reg::RegisterView, field: &str) -> Option<&'a Value> {
     view.fields
         .iter()
@@ -141,23 +146,9 @@ fn a_register_edit_is_a_history_version_an_audit_entry_and_a_feed_event_never_dr
     assert_eq!(items.len(), 1, "{items:?}");
 
     // Setting what is there already writes nothing; clearing is a version of its own.
-    let same = reg::edit(
-        &ops,
-        &ann,
-        &id,
-        &edit(&[("owner", json!("ann"))]),
-        Source::Person,
-    )
-    .unwrap();
+    let same = ann_sets(&ops, &id, &[("owner", json!("ann"))]);
     assert_eq!(same.version, now.version);
-    let cleared = reg::edit(
-        &ops,
-        &ann,
-        &id,
-        &edit(&[("owner", Value::Null)]),
-        Source::Person,
-    )
-    .unwrap();
+    let cleared = ann_sets(&ops, &id, &[("owner", Value::Null)]);
     assert_eq!(value(&cleared, "owner"), None);
     assert_eq!(cleared.version, now.version + 1);
     assert!(cleared
@@ -398,14 +389,7 @@ fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
     let (r, a, b) = two_computers("register-tags");
     let ops = ops(&r);
     let ann = Actor::new("ann");
-    reg::edit(
-        &ops,
-        &ann,
-        &a,
-        &edit(&[("asset_tag", json!("A-1"))]),
-        Source::Person,
-    )
-    .unwrap();
+    ann_sets(&ops, &a, &[("asset_tag", json!("A-1"))]);
     // Case and blanks do not make another tag.
     let e = reg::edit(
         &ops,
@@ -420,22 +404,8 @@ fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
         "{e:?}"
     );
     // Retagging the first frees its old tag for the second.
-    reg::edit(
-        &ops,
-        &ann,
-        &a,
-        &edit(&[("asset_tag", json!("A-2"))]),
-        Source::Person,
-    )
-    .unwrap();
-    reg::edit(
-        &ops,
-        &ann,
-        &b,
-        &edit(&[("asset_tag", json!("A-1"))]),
-        Source::Person,
-    )
-    .unwrap();
+    ann_sets(&ops, &a, &[("asset_tag", json!("A-2"))]);
+    ann_sets(&ops, &b, &[("asset_tag", json!("A-1"))]);
     assert_eq!(
         r.store
             .lookup_identity(&asset_tag_key("a-1"))
@@ -451,14 +421,7 @@ fn an_asset_tag_names_one_computer_and_moves_with_its_edits() {
         Some(a.as_str())
     );
     // Clearing a tag releases it.
-    reg::edit(
-        &ops,
-        &ann,
-        &a,
-        &edit(&[("asset_tag", Value::Null)]),
-        Source::Person,
-    )
-    .unwrap();
+    ann_sets(&ops, &a, &[("asset_tag", Value::Null)]);
     assert_eq!(
         r.store.lookup_identity(&asset_tag_key("A-2")).unwrap(),
         None
@@ -588,14 +551,7 @@ fn bad_rows_are_listed_with_their_lines_and_refuse_the_apply_unless_skipped() {
     let ops = ops(&r);
     let ann = Actor::new("ann");
     // A person holds web02's owner; files rank below people.
-    reg::edit(
-        &ops,
-        &ann,
-        &b,
-        &edit(&[("owner", json!("carol"))]),
-        Source::Person,
-    )
-    .unwrap();
+    ann_sets(&ops, &b, &[("owner", json!("carol"))]);
     let file = "hostname,serial,asset_tag,owner,lifecycle_status\n\
                 web01,,T-1,ann,deployed\n\
                 web02,,T-1,,\n\
@@ -788,22 +744,12 @@ fn the_expiry_report_lists_licences_and_warranties_within_the_window() {
             .format("%Y-%m-%d")
             .to_string()
     };
-    reg::edit(
+    ann_sets(
         &ops,
-        &ann,
         &a,
-        &edit(&[("warranty_end", json!(date(10))), ("owner", json!("ann"))]),
-        Source::Person,
-    )
-    .unwrap();
-    reg::edit(
-        &ops,
-        &ann,
-        &b,
-        &edit(&[("warranty_end", json!(date(-3)))]),
-        Source::Person,
-    )
-    .unwrap();
+        &[("warranty_end", json!(date(10))), ("owner", json!("ann"))],
+    );
+    ann_sets(&ops, &b, &[("warranty_end", json!(date(-3)))]);
     licences_op::create(
         &ops,
         &ann,
