@@ -77,6 +77,12 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::create_licence),
     );
     t.ui(
+        "GET",
+        "/ui/licences/{id}",
+        Allowed::AnyPerson,
+        get(pages::licence),
+    );
+    t.ui(
         "POST",
         "/ui/licences/{id}/delete",
         crate::register_api::REGISTER_EDITORS,

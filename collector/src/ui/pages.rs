@@ -1617,6 +1617,7 @@ mod tests {
 
 pub struct LicenceRow {
     pub id: String,
+    pub href: String,
     pub name: String,
     pub product: String,
     pub versions: String,
@@ -1666,30 +1667,7 @@ pub async fn licences(
         Ok::<_, crate::store::StoreError>((uses, expiring))
     })
     .await?;
-    let rows = uses
-        .into_iter()
-        .map(|u| LicenceRow {
-            delete_action: format!("/ui/licences/{}/delete", segment(&u.licence.id)),
-            id: u.licence.id,
-            name: u.licence.name,
-            product: u.licence.product,
-            versions: u.licence.versions,
-            seats: u.licence.seats,
-            installed_on: u.installed_on,
-            over: u.over,
-            unused: u.unused,
-            expires: match (&u.licence.expires, u.expires_in_days) {
-                (Some(e), Some(d)) if d < 0 => format!("{e} (expired {} days ago)", -d),
-                (Some(e), Some(d)) => format!("{e} (in {d} days)"),
-                _ => String::new(),
-            },
-            expiry_class: match u.expires_in_days {
-                Some(d) if d < 0 => "expired",
-                Some(d) if d <= EXPIRING_DAYS => "soon",
-                _ => "",
-            },
-        })
-        .collect();
+    let rows = uses.into_iter().map(licence_row).collect();
     let warranties = expiring
         .warranties
         .into_iter()
@@ -1710,4 +1688,76 @@ pub async fn licences(
         days,
         can_edit: crate::register_api::REGISTER_EDITORS.permits(person.role),
     })
+}
+
+#[derive(Template)]
+#[template(path = "licence.html")]
+struct LicencePage {
+    chrome: Chrome,
+    row: LicenceRow,
+    products: Vec<String>,
+    computers: Vec<(String, String)>,
+}
+
+/// One licence: what it covers and the computers using it.
+pub async fn licence(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> UiResult {
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let found = blocking(move || {
+        let Some(l) = store.list_licences()?.into_iter().find(|l| l.id == lookup) else {
+            return Ok(None);
+        };
+        let (mut uses, computers) = crate::query::licences::usage(
+            store.as_ref(),
+            std::slice::from_ref(&l),
+            Utc::now(),
+            Some(&l.id),
+        )?;
+        Ok::<_, crate::store::StoreError>(uses.pop().map(|u| (u, computers)))
+    })
+    .await?;
+    let Some((u, computers)) = found else {
+        return Err(not_found(format!("licence {id} does not exist")));
+    };
+    let products = u.products.clone();
+    let row = licence_row(u);
+    render(&LicencePage {
+        chrome: Chrome::new(&person, &session, "/ui/licences"),
+        row,
+        products,
+        computers: computers
+            .into_iter()
+            .map(|c| (format!("/ui/cis/{}", segment(&c.id)), c.name))
+            .collect(),
+    })
+}
+
+fn licence_row(u: crate::query::licences::LicenceUse) -> LicenceRow {
+    LicenceRow {
+        delete_action: format!("/ui/licences/{}/delete", segment(&u.licence.id)),
+        href: format!("/ui/licences/{}", segment(&u.licence.id)),
+        id: u.licence.id,
+        name: u.licence.name,
+        product: u.licence.product,
+        versions: u.licence.versions,
+        seats: u.licence.seats,
+        installed_on: u.installed_on,
+        over: u.over,
+        unused: u.unused,
+        expires: match (&u.licence.expires, u.expires_in_days) {
+            (Some(e), Some(d)) if d < 0 => format!("{e} (expired {} days ago)", -d),
+            (Some(e), Some(d)) => format!("{e} (in {d} days)"),
+            _ => String::new(),
+        },
+        expiry_class: match u.expires_in_days {
+            Some(d) if d < 0 => "expired",
+            Some(d) if d <= EXPIRING_DAYS => "soon",
+            _ => "",
+        },
+    }
 }

@@ -479,6 +479,15 @@ fn browser_records_a_licence_and_sees_its_consumption_and_the_dashboard_panel() 
         0
     );
     b.screenshot(&screenshot_dir(), "licences");
+    b.click("#licences tbody tr a");
+    b.wait_for("the licence page", |b| {
+        b.current_url().contains("/ui/licences/lic_")
+    });
+    assert_eq!(b.text("#licence-name"), "OpenSSL <b>support</b>");
+    assert!(b
+        .text("#licence-computers")
+        .contains("<script>alert(1)</script>"));
+    assert!(b.no_alert());
     b.go(&format!("{}/ui", c.url));
     let panel = b.text("#expiring");
     assert!(
