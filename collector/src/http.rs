@@ -306,19 +306,26 @@ pub async fn json_bodies_only(
 
 /// `application/json`, or a `+json` type, with any parameters (`; charset=utf-8`).
 fn is_json_media_type(value: &HeaderValue) -> bool {
-    let Ok(text) = value.to_str() else {
+    let Some(essence) = media_type_essence(value) else {
         return false;
     };
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     essence == "application/json"
         || essence
             .strip_prefix("application/")
             .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// A Content-Type's type/subtype, lowercased, its parameters (`; charset=...`) dropped;
+/// `None` when the header is not text.
+pub fn media_type_essence(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    Some(
+        text.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The largest JSON body a people route reads.

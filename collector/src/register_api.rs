@@ -364,18 +364,12 @@ async fn import(
 
 /// `text/csv` (or `application/csv`, `text/plain`), with any parameters.
 fn is_csv_media_type(value: &HeaderValue) -> bool {
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "text/csv" | "application/csv" | "text/plain"
-    )
+    crate::http::media_type_essence(value).is_some_and(|essence| {
+        matches!(
+            essence.as_str(),
+            "text/csv" | "application/csv" | "text/plain"
+        )
+    })
 }
 
 /// Which computers' register to export.

@@ -473,9 +473,18 @@ pub fn check_location(attributes: &Attributes) -> Result<(), String> {
 
 /// The provenance map of a CI's attributes (an unreadable entry counts as absent).
 pub fn provenance(attributes: &Attributes) -> BTreeMap<String, Provenance> {
-    attributes
-        .get(PROVENANCE_ATTRIBUTE)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    provenance_of(attributes.get(PROVENANCE_ATTRIBUTE))
+}
+
+/// [`provenance`] from the attribute's value itself (the CI page reads a CI as JSON).
+pub fn provenance_of(value: Option<&Value>) -> BTreeMap<String, Provenance> {
+    value
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Provenance::deserialize(v).ok()?)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

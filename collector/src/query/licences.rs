@@ -42,7 +42,9 @@ pub struct ComputerRef {
 
 pub const MAX_LISTED: usize = 1000;
 
-fn days_until(date: &str, today: NaiveDate) -> Option<i64> {
+/// Days from `today` to a `YYYY-MM-DD` date (negative: it is past); `None` when the text
+/// is not such a date.
+pub fn days_until(date: &str, today: NaiveDate) -> Option<i64> {
     let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     Some((d - today).num_days())
 }

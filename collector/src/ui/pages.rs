@@ -118,11 +118,7 @@ pub async fn dashboard(
         let mut status: BTreeMap<&'static str, usize> = BTreeMap::new();
         // Warranties and licences: (ended already, ending within EXPIRING_DAYS).
         let today = now.date_naive();
-        let days_left = |date: &str| {
-            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                .ok()
-                .map(|d| (d - today).num_days())
-        };
+        let days_left = |date: &str| crate::query::licences::days_until(date, today);
         let mut warranties = (0usize, 0usize);
         for class in CiClass::ALL {
             let mut n = 0;
@@ -558,15 +554,7 @@ pub struct RegisterRow {
 
 fn register_rows(attributes: &Value) -> Vec<RegisterRow> {
     use crate::model::register::{self, FieldKind};
-    let provenance: std::collections::BTreeMap<String, register::Provenance> = attributes
-        [register::PROVENANCE_ATTRIBUTE]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let provenance = register::provenance_of(attributes.get(register::PROVENANCE_ATTRIBUTE));
     register::FIELDS
         .iter()
         .map(|f| {
