@@ -147,11 +147,13 @@ fn main() -> anyhow::Result<()> {
         reconcile::desired(cid, &after, now)
     });
     // The whole reconcile step as ingest runs it: desired state, plan, both views, diff.
+    let settings = census_collector::model::register::RegisterSettings::default();
     let first = reconcile::plan(
         cid,
         "agt",
         &OwnedState::default(),
         reconcile::desired(cid, &before, now),
+        &settings,
         now,
     );
     let stored = OwnedState {
@@ -169,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                 "agt",
                 &stored,
                 reconcile::desired(cid, &after, now),
+                &settings,
                 now,
             )
         },
@@ -178,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         "agt",
         &stored,
         reconcile::desired(cid, &after, now),
+        &settings,
         now,
     );
     assert_eq!(

@@ -216,16 +216,22 @@ pub struct Accepted {
 /// here at most this long after the edit (three reads per period on a busy collector).
 pub const RULES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What people configured that a commit is decided by.
+struct Rules {
+    drift: DriftRules,
+    register: crate::model::register::RegisterSettings,
+}
+
 pub struct Ingest {
     pub store: Arc<dyn Store>,
     /// Shared CIs (products, OS releases, subnets) known to exist. They are never deleted,
     /// so a commit need not re-check the hundreds a snapshot references.
     known_shared: std::sync::RwLock<std::collections::HashSet<String>>,
-    /// Noise, severity and planned changes with when they were read: dropped by
+    /// Noise, severity, planned changes and the register's precedence with when they were read: dropped by
     /// [`Ingest::invalidate_rules`] whenever a person edits them through this process, and
     /// read again once older than `rules_max_age`, because on a shared database another
     /// collector may have taken the edit.
-    rules: std::sync::RwLock<Option<(std::time::Instant, Arc<DriftRules>)>>,
+    rules: std::sync::RwLock<Option<(std::time::Instant, Arc<Rules>)>>,
     rules_max_age: std::time::Duration,
     flap_window: chrono::Duration,
     keep_bodies: bool,
@@ -290,22 +296,29 @@ impl Ingest {
         }
     }
 
-    fn drift_rules(&self, now: DateTime<Utc>) -> Result<Arc<DriftRules>, IngestError> {
+    fn rules(&self, now: DateTime<Utc>) -> Result<Arc<Rules>, IngestError> {
         if let Some((read_at, r)) = self.rules.read().ok().and_then(|r| r.clone()) {
             if read_at.elapsed() < self.rules_max_age {
                 return Ok(r);
             }
         }
         let read_at = std::time::Instant::now();
-        let rules = Arc::new(DriftRules {
-            noise: self.store.list_noise_rules().map_err(unavailable)?,
-            severity: self
+        let rules = Arc::new(Rules {
+            drift: DriftRules {
+                noise: self.store.list_noise_rules().map_err(unavailable)?,
+                severity: self
+                    .store
+                    .severity_rules()
+                    .map_err(unavailable)?
+                    .unwrap_or_else(|| SeverityRules::defaults(now)),
+                planned: self.store.list_planned_changes().map_err(unavailable)?,
+                flap_window: self.flap_window,
+            },
+            register: self
                 .store
-                .severity_rules()
+                .register_settings()
                 .map_err(unavailable)?
-                .unwrap_or_else(|| SeverityRules::defaults(now)),
-            planned: self.store.list_planned_changes().map_err(unavailable)?,
-            flap_window: self.flap_window,
+                .unwrap_or_default(),
         });
         if let Ok(mut slot) = self.rules.write() {
             *slot = Some((read_at, rules.clone()));
@@ -496,9 +509,10 @@ impl Ingest {
             }
             let mut desired = reconcile::desired(&id.ci_id, snap, now);
             desired.install_scope = install_scope.clone();
-            let mut plan = reconcile::plan(&id.ci_id, &agent.id, &stored, desired, now);
+            let rules = self.rules(now)?;
+            let mut plan =
+                reconcile::plan(&id.ci_id, &agent.id, &stored, desired, &rules.register, now);
             let drift = if plan.drifted {
-                let rules = self.drift_rules(now)?;
                 let recent = self.store.recent_removals(&id.ci_id).map_err(unavailable)?;
                 let computer = plan.computer.as_ref();
                 let attr = |k: &str| {
@@ -526,7 +540,7 @@ impl Ingest {
                 };
                 drift::evaluate(
                     std::mem::take(&mut plan.items),
-                    &rules,
+                    &rules.drift,
                     &who,
                     &recent,
                     header,

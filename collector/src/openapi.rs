@@ -79,6 +79,8 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("POST", "/api/v1/register/records") => "Record a computer before discovery (ordered, in stock): the first agent reporting its serial becomes it",
         ("POST", "/api/v1/register/import") => "Import a register CSV file: a dry run by default (new, matched, ambiguous and invalid rows with line numbers; nothing written), dry_run=false applies every row or none",
         ("GET", "/api/v1/register/export") => "The register as CSV in the import's layout (formula-guarded cells)",
+        ("GET", "/api/v1/register/reconciliation") => "Reconciliation items: where discovery disagrees with a register value a higher source holds (e.g. a serial a person recorded)",
+        ("POST", "/api/v1/cis/{id}/register/reconciliation/{field}") => "Decide a reconciliation item: accept the discovered value (the field is discovery's again) or keep the held one",
         ("GET", "/api/v1/register/expiring") => "Licences and warranties that expire within N days (or have expired)",
         ("GET", "/api/v1/licences") => "Licences with their consumption: computers installing a covered product version, over-deployment and unused seats",
         ("POST", "/api/v1/licences") => "Record a licence: a product pattern, a version range in the package's order, seats, expiry, cost",

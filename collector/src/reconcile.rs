@@ -686,6 +686,7 @@ pub fn plan(
     agent_id: &str,
     stored: &OwnedState,
     mut want: Desired,
+    register_settings: &register::RegisterSettings,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut p = Plan::default();
@@ -711,6 +712,17 @@ pub fn plan(
             want.name = old.name.clone();
         }
     }
+    // Agents are a register source for what they discover (serial, manufacturer, model),
+    // under the register's precedence; a disagreement with a higher source waits for a
+    // person as a reconciliation item.
+    register::reconcile_discovered(
+        &mut want.attributes,
+        CiClass::Computer,
+        register_settings,
+        agent_id,
+        register::DiscoveryMode::Inventory,
+        now,
+    );
     for c in &stored.components {
         if kept(Owner::of_ci(c.class)) && c.status != CiStatus::Retired {
             want.components.insert(c.id.clone(), c.clone());
@@ -996,6 +1008,7 @@ mod tests {
             "agt_1",
             &OwnedState::default(),
             desired("cmp_1", &base(), Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         let c = p.computer.as_ref().unwrap();
@@ -1029,6 +1042,7 @@ mod tests {
             "agt_1",
             &OwnedState::default(),
             desired("cmp_1", &base(), Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         let stored = stored_after("cmp_1", &p1);
@@ -1042,6 +1056,7 @@ mod tests {
             "agt_1",
             &stored,
             desired("cmp_1", &again, Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         assert!(p2.items.is_empty(), "{:?}", p2.items);
@@ -1057,6 +1072,7 @@ mod tests {
             "agt_1",
             &OwnedState::default(),
             desired("cmp_1", &base(), Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         let stored = stored_after("cmp_1", &p1);
@@ -1069,6 +1085,7 @@ mod tests {
             "agt_1",
             &stored,
             desired("cmp_1", &s, Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         assert!(
@@ -1087,6 +1104,7 @@ mod tests {
             "agt_1",
             &OwnedState::default(),
             desired("cmp_1", &base(), Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         let stored = stored_after("cmp_1", &p1);
@@ -1105,6 +1123,7 @@ mod tests {
             "agt_1",
             &stored,
             desired("cmp_1", &s, Utc::now()),
+            &register::RegisterSettings::default(),
             Utc::now(),
         );
         assert!(p2.drifted);
@@ -1256,7 +1275,7 @@ mod tests {
             .flat_map(|c| {
                 attributes::of(c)
                     .iter()
-                    // People write the register; ingest only carries it over.
+                    // The register is written by people, and by plan's reconcile_discovered.
                     .filter(|a| !crate::model::register::is_register_attribute(a.path))
                     .map(move |a| (c, a.path, a.volatile))
             })

@@ -19,7 +19,9 @@ use crate::model::licence::Licence;
 use crate::model::register::{self, FieldDef, RegisterSettings, SourceRank, StatusLabel};
 use crate::model::*;
 use crate::ops::licences::LicenceRequest;
-use crate::ops::register::{self as op, NewRecord, RegisterEdit, RegisterView};
+use crate::ops::register::{
+    self as op, NewRecord, ReconciliationList, RegisterEdit, RegisterView, ResolveRequest,
+};
 use crate::ops::register_csv::{self, ImportMode, ImportReport, MAX_IMPORT_BYTES};
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::licences::{ComputerRef, Expiring, LicenceUse};
@@ -99,6 +101,25 @@ pub fn routes(table: &mut RouteTable) {
         )
         .query::<ExportParams>()
         .text("text/csv");
+    table
+        .people(
+            "GET",
+            "/api/v1/register/reconciliation",
+            READERS,
+            get(reconciliation),
+        )
+        .query::<ReconciliationParams>()
+        .json::<ReconciliationList>();
+    table
+        .people(
+            "POST",
+            "/api/v1/cis/{id}/register/reconciliation/{field}",
+            REGISTER_EDITORS,
+            post(resolve),
+        )
+        .body::<ResolveRequest>()
+        .refuses(&[409])
+        .json::<RegisterView>();
     table
         .people("GET", "/api/v1/register/expiring", READERS, get(expiring))
         .query::<ExpiringParams>()
@@ -502,6 +523,41 @@ async fn edit_register(
     let view = st
         .run(&person, move |ops, actor| {
             op::edit(ops, actor, &id, &edit, register::Source::Person)
+        })
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ReconciliationParams {
+    /// List the items people decided to keep too (default false: open items only).
+    include_kept: Option<bool>,
+}
+
+async fn reconciliation(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: ReconciliationParams = query_params(q)?;
+    let include_kept = p.include_kept.unwrap_or(false);
+    let list = st
+        .run(&person, move |ops, _| op::reconciliation(ops, include_kept))
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn resolve(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path((id, field)): Path<(String, String)>,
+    body: Body,
+) -> Reply {
+    let request: ResolveRequest = read_json(body).await?;
+    let view = st
+        .run(&person, move |ops, actor| {
+            op::resolve(ops, actor, &id, &field, &request)
         })
         .await?;
     Ok(Json(view).into_response())

@@ -159,6 +159,26 @@ enum RegisterCommand {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// Reconciliation items: where discovery disagrees with a value people recorded.
+    Reconciliation {
+        /// List items people chose to keep too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Take the discovered value of FIELD (the field is discovery's again).
+    Accept {
+        id: String,
+        field: String,
+        #[arg(long, short)]
+        comment: Option<String>,
+    },
+    /// Keep the recorded value of FIELD against what discovery reports.
+    Keep {
+        id: String,
+        field: String,
+        #[arg(long, short)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -656,6 +676,30 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A decision on a reconciliation item; prints the register as it stands after it.
+async fn resolve(
+    output: Output,
+    cfg: &ClientConfig,
+    id: &str,
+    field: &str,
+    resolution: &str,
+    comment: Option<String>,
+) -> Result<()> {
+    let path = format!("/api/v1/cis/{id}/register/reconciliation/{field}");
+    let body = serde_json::json!({"resolution": resolution, "comment": comment});
+    let view = post(cfg, &path, &body).await?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print_rows(
+            output,
+            &register_rows(&view),
+            &["field", "value", "source", "by", "at"],
+        )?;
+    }
+    Ok(())
+}
+
 async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) -> Result<()> {
     const COLUMNS: [&str; 5] = ["field", "value", "source", "by", "at"];
     let http = client(cfg.ca_pem.as_deref())?;
@@ -769,6 +813,54 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
             if problems > 0 && !(skip_problem_rows && report["applied"] == true) {
                 bail!("{problems} rows have problems");
             }
+        }
+        RegisterCommand::Reconciliation { all } => {
+            let list = call(
+                cfg,
+                "/api/v1/register/reconciliation",
+                &[("include_kept", all.to_string())],
+            )
+            .await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let rows: Vec<Value> = rows_of(&list, "items")
+                    .iter()
+                    .map(|i| {
+                        let d = &i["discrepancy"];
+                        serde_json::json!({
+                            "ci_id": i["ci_id"],
+                            "name": i["ci_name"],
+                            "field": i["field"],
+                            "held": d["held"],
+                            "held_by": d["holder"]["by"],
+                            "discovered": d["discovered"],
+                            "since": d["since"],
+                            "state": if i["open"] == true { "open" } else { "kept" },
+                        })
+                    })
+                    .collect();
+                print_rows(
+                    output,
+                    &rows,
+                    &[
+                        "ci_id",
+                        "name",
+                        "field",
+                        "held",
+                        "held_by",
+                        "discovered",
+                        "since",
+                        "state",
+                    ],
+                )?;
+            }
+        }
+        RegisterCommand::Accept { id, field, comment } => {
+            resolve(output, cfg, &id, &field, "accept", comment).await?
+        }
+        RegisterCommand::Keep { id, field, comment } => {
+            resolve(output, cfg, &id, &field, "keep", comment).await?
         }
         RegisterCommand::Expiring { days } => {
             let report = call(

@@ -106,7 +106,11 @@ const COMPUTER: &[AttrDef] = &[
     conf("register.warranty_end", Text),
     conf("register.lifecycle_status", Text),
     conf("register.notes", Text),
+    conf("register.serial_number", Text),
+    conf("register.manufacturer", Text),
+    conf("register.model", Text),
     conf("register.provenance", Map),
+    conf("register.reconciliation", Map),
     vol("os.boot_time", Time),
     vol("os.uptime_seconds", Number),
     vol("memory.available_bytes", Number),
@@ -247,7 +251,7 @@ mod tests {
             .count();
         assert_eq!(
             registered,
-            register::FIELDS.len() + 1,
+            register::FIELDS.len() + 2,
             "fields and provenance"
         );
     }

@@ -5,9 +5,10 @@
 //!
 //! Register fields are configuration attributes of the computer under `register.` (so
 //! history, as-of and filters see them like any attribute) with their provenance in
-//! [`PROVENANCE_ATTRIBUTE`]. Architecture Invariant: ingest never writes a `register.`
-//! attribute (reconcile carries them over from the stored computer) and the drift view
-//! never reads one, so a register edit is never drift.
+//! [`PROVENANCE_ATTRIBUTE`]. Architecture Invariant: ingest writes a `register.`
+//! attribute only through [`reconcile_discovered`] (the fields discovery reports, under
+//! precedence; everything else is carried over from the stored computer) and the drift
+//! view never reads one, so a register edit is never drift.
 
 use std::collections::BTreeMap;
 
@@ -129,7 +130,35 @@ pub const FIELDS: &[FieldDef] = &[
         description: "A lifecycle status label (in stock, deployed, in repair, retired, ...).",
     },
     text("notes", 4000, "Free notes."),
+    text(
+        "serial_number",
+        128,
+        "The hardware's serial as the register knows it; discovery reports it too (system.serial).",
+    ),
+    text(
+        "manufacturer",
+        128,
+        "Who made the hardware; discovery reports it too (system.vendor).",
+    ),
+    text(
+        "model",
+        128,
+        "The hardware model; discovery reports it too (system.model).",
+    ),
 ];
+
+/// Register fields that discovery also reports, with the attribute that reports each:
+/// Census agents are a source of these fields, under the same precedence as people, and
+/// where a higher source's value disagrees with discovery a [`Discrepancy`] waits for a
+/// person instead of either side silently winning.
+pub const DISCOVERED: &[(&str, &str)] = &[
+    ("serial_number", "system.serial"),
+    ("manufacturer", "system.vendor"),
+    ("model", "system.model"),
+];
+
+/// The attribute that maps a field to the open (or kept) [`Discrepancy`] about it.
+pub const RECONCILIATION_ATTRIBUTE: &str = "register.reconciliation";
 
 /// The classes that have a register.
 pub const CLASSES: &[CiClass] = &[CiClass::Computer];
@@ -488,6 +517,239 @@ pub fn provenance_of(value: Option<&Value>) -> BTreeMap<String, Provenance> {
         .unwrap_or_default()
 }
 
+/// Discovery disagrees with the value a higher source holds in a register field (a person
+/// recorded serial X, the agent reports Y): a reconciliation item that waits for a person.
+/// Nothing is overwritten meanwhile. A person accepts the discovered value (the field is
+/// discovery's again) or keeps theirs; a kept item stays recorded and is not listed as
+/// open until discovery reports yet another value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Discrepancy {
+    /// The value the register holds (none when the holder cleared the field).
+    pub held: Option<Value>,
+    pub holder: Provenance,
+    /// What discovery reports.
+    pub discovered: Value,
+    /// The agent that reported it.
+    pub agent: String,
+    /// When discovery first reported this value against the held one.
+    pub since: DateTime<Utc>,
+    /// Set when a person chose to keep the held value against this discovered one.
+    #[serde(default)]
+    pub kept: Option<Provenance>,
+}
+
+impl Discrepancy {
+    pub fn is_open(&self) -> bool {
+        self.kept.is_none()
+    }
+}
+
+/// The reconciliation items of a CI's attributes, by field.
+pub fn discrepancies(attributes: &Attributes) -> BTreeMap<String, Discrepancy> {
+    attributes
+        .get(RECONCILIATION_ATTRIBUTE)
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Discrepancy::deserialize(v).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn put_map<T: Serialize>(attributes: &mut Attributes, path: &str, map: &BTreeMap<String, T>) {
+    let value = serde_json::to_value(map).unwrap_or(Value::Null);
+    if map.is_empty() || value.is_null() {
+        attributes.remove(path);
+    } else {
+        attributes.insert(path.to_string(), value);
+    }
+}
+
+/// Discovered values are compared as identifiers are: surrounding blanks and case do not
+/// make a disagreement (a serial typed in lower case is the same serial).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_str(), b.as_str()) {
+        (Some(x), Some(y)) => x.trim().eq_ignore_ascii_case(y.trim()),
+        _ => a == b,
+    }
+}
+
+/// What a discovered value means to the register: absent when missing, a placeholder
+/// (`To Be Filled By O.E.M.`) or not a valid value of the field.
+fn discovered_value(def: &FieldDef, attributes: &Attributes, from: &str) -> Option<Value> {
+    let raw = attributes.get(from)?;
+    if raw
+        .as_str()
+        .is_some_and(census_shared::identity::is_placeholder)
+    {
+        return None;
+    }
+    normalise(def, raw, &RegisterSettings::default()).ok()
+}
+
+/// How [`reconcile_discovered`] treats a field discovery may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMode {
+    /// An inventory: the agent writes where precedence lets it.
+    Inventory,
+    /// A person's or an import's write: discovery writes nothing, but a value that now
+    /// disagrees with what discovery last reported opens an item at once.
+    Edit,
+}
+
+/// Reconciles the register fields discovery reports ([`DISCOVERED`]) with what the
+/// computer's attributes say discovery found: the agent writes a field where precedence
+/// lets it (returned as changes), a held field that disagrees gets a [`Discrepancy`], and
+/// an item whose disagreement is gone (values agree again, the agent now may write, or
+/// discovery no longer reports a value) is dropped.
+pub fn reconcile_discovered(
+    attributes: &mut Attributes,
+    class: CiClass,
+    settings: &RegisterSettings,
+    agent_id: &str,
+    mode: DiscoveryMode,
+    now: DateTime<Utc>,
+) -> Vec<FieldChange> {
+    if !CLASSES.contains(&class) {
+        return Vec::new();
+    }
+    let mut provenance = provenance(attributes);
+    let mut items = discrepancies(attributes);
+    let before = (provenance.clone(), items.clone());
+    let mut changes = Vec::new();
+    for (name, from) in DISCOVERED {
+        let Some(def) = field(name) else { continue };
+        let path = attribute(name);
+        let Some(discovered) = discovered_value(def, attributes, from) else {
+            items.remove(*name);
+            continue;
+        };
+        let held = attributes.get(&path).cloned();
+        if held.as_ref().is_some_and(|h| same_value(h, &discovered)) {
+            items.remove(*name);
+            continue;
+        }
+        let verdict = decide(
+            settings.order(class, name),
+            provenance.get(*name),
+            Source::Agent,
+            now,
+        );
+        match (verdict, mode) {
+            (Verdict::Write, DiscoveryMode::Inventory) => {
+                attributes.insert(path, discovered.clone());
+                provenance.insert(
+                    name.to_string(),
+                    Provenance {
+                        source: Source::Agent,
+                        by: agent_id.to_string(),
+                        at: now,
+                    },
+                );
+                items.remove(*name);
+                changes.push(FieldChange {
+                    field: name.to_string(),
+                    before: held,
+                    after: Some(discovered),
+                });
+            }
+            (Verdict::Held { holder, .. }, _) => {
+                let same_item = items
+                    .get(*name)
+                    .is_some_and(|d| same_value(&d.discovered, &discovered) && d.held == held);
+                if !same_item {
+                    items.insert(
+                        name.to_string(),
+                        Discrepancy {
+                            held,
+                            holder,
+                            discovered,
+                            agent: agent_id.to_string(),
+                            since: now,
+                            kept: None,
+                        },
+                    );
+                }
+            }
+            // An edit leaves a field the agent may write to the next inventory.
+            (Verdict::Write, DiscoveryMode::Edit) | (Verdict::NotListed, _) => {
+                items.remove(*name);
+            }
+        }
+    }
+    if (provenance.clone(), items.clone()) != before {
+        put_map(attributes, PROVENANCE_ATTRIBUTE, &provenance);
+        put_map(attributes, RECONCILIATION_ATTRIBUTE, &items);
+    }
+    changes
+}
+
+/// What a person decides about a reconciliation item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Take the discovered value; the field is discovery's from now on.
+    Accept,
+    /// Keep the held value against this discovered one.
+    Keep,
+}
+
+named!(Resolution, "resolution", {
+    Accept => "accept",
+    Keep => "keep",
+});
+
+/// Applies a person's decision on the item about `field`: the value change it makes (none
+/// for keep). Errors name the problem: no such item, or one already kept.
+pub fn resolve(
+    attributes: &mut Attributes,
+    field: &str,
+    resolution: Resolution,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<FieldChange>, String> {
+    let mut items = discrepancies(attributes);
+    let Some(item) = items.get_mut(field) else {
+        return Err(format!("{field}: no reconciliation item is waiting"));
+    };
+    let change = match resolution {
+        Resolution::Keep => {
+            if item.kept.is_some() {
+                return Err(format!("{field}: the held value was kept already"));
+            }
+            item.kept = Some(Provenance {
+                source: Source::Person,
+                by: by.to_string(),
+                at: now,
+            });
+            None
+        }
+        Resolution::Accept => {
+            let item = items.remove(field).ok_or(format!("{field}: gone"))?;
+            let path = attribute(field);
+            let before = attributes.insert(path, item.discovered.clone());
+            let mut provenance = provenance(attributes);
+            provenance.insert(
+                field.to_string(),
+                Provenance {
+                    source: Source::Agent,
+                    by: item.agent,
+                    at: now,
+                },
+            );
+            put_map(attributes, PROVENANCE_ATTRIBUTE, &provenance);
+            Some(FieldChange {
+                field: field.to_string(),
+                before,
+                after: Some(item.discovered),
+            })
+        }
+    };
+    put_map(attributes, RECONCILIATION_ATTRIBUTE, &items);
+    Ok(change)
+}
+
 /// One field's change, as the feed, webhooks and the audit log show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldChange {
@@ -681,5 +943,166 @@ mod tests {
             .starts_with("location_building"));
         a.insert(attribute("location_site"), "Paris".into());
         assert_eq!(check_location(&a), Ok(()));
+    }
+    fn discovered(serial: &str) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert("system.serial".into(), serial.into());
+        a.insert("system.vendor".into(), "Dell Inc.".into());
+        a
+    }
+
+    fn set_by_person(a: &mut Attributes, field: &str, value: &str) {
+        a.insert(attribute(field), value.into());
+        let mut p = provenance(a);
+        p.insert(
+            field.into(),
+            Provenance {
+                source: Source::Person,
+                by: "ann".into(),
+                at: at(1),
+            },
+        );
+        put_map(a, PROVENANCE_ATTRIBUTE, &p);
+    }
+
+    fn inventory(a: &mut Attributes, settings: &RegisterSettings, day: u32) -> Vec<FieldChange> {
+        reconcile_discovered(
+            a,
+            CiClass::Computer,
+            settings,
+            "agt_1",
+            DiscoveryMode::Inventory,
+            at(day),
+        )
+    }
+
+    #[test]
+    fn the_agent_writes_fields_nobody_holds_and_follows_its_own_values() {
+        let s = RegisterSettings::default();
+        let mut a = discovered("SN-1");
+        let changes = inventory(&mut a, &s, 1);
+        assert_eq!(
+            changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(),
+            ["serial_number", "manufacturer"]
+        );
+        assert_eq!(a[&attribute("serial_number")], "SN-1");
+        assert_eq!(provenance(&a)["serial_number"].source, Source::Agent);
+        assert!(
+            inventory(&mut a, &s, 2).is_empty(),
+            "nothing new, nothing written"
+        );
+        a.insert("system.serial".into(), "SN-2".into());
+        assert_eq!(inventory(&mut a, &s, 3).len(), 1);
+        assert_eq!(a[&attribute("serial_number")], "SN-2");
+        assert!(discrepancies(&a).is_empty());
+    }
+
+    #[test]
+    fn discovery_disagreeing_with_a_person_opens_an_item_and_overwrites_nothing() {
+        let s = RegisterSettings::default();
+        let mut a = discovered("SN-REAL");
+        set_by_person(&mut a, "serial_number", "SN-TYPED");
+        assert_eq!(inventory(&mut a, &s, 2).len(), 1, "manufacturer only");
+        assert_eq!(a[&attribute("serial_number")], "SN-TYPED");
+        let items = discrepancies(&a);
+        let item = &items["serial_number"];
+        assert!(item.is_open());
+        assert_eq!(item.discovered, "SN-REAL");
+        assert_eq!(item.held, Some("SN-TYPED".into()));
+        assert_eq!(item.holder.by, "ann");
+        assert_eq!(item.since, at(2));
+        // The same disagreement again is the same item (since stays).
+        inventory(&mut a, &s, 3);
+        assert_eq!(discrepancies(&a)["serial_number"].since, at(2));
+        // Case and blanks are no disagreement: the item goes.
+        a.insert("system.serial".into(), " sn-typed ".into());
+        inventory(&mut a, &s, 4);
+        assert!(discrepancies(&a).is_empty());
+    }
+
+    #[test]
+    fn a_stale_holder_lets_the_agent_write_instead_of_opening_an_item() {
+        let mut s = RegisterSettings::default();
+        s.default_precedence[0].stale_after_days = Some(5);
+        let mut a = discovered("SN-REAL");
+        set_by_person(&mut a, "serial_number", "SN-TYPED");
+        inventory(&mut a, &s, 3);
+        assert!(discrepancies(&a).contains_key("serial_number"));
+        inventory(&mut a, &s, 7);
+        assert_eq!(a[&attribute("serial_number")], "SN-REAL");
+        assert!(discrepancies(&a).is_empty());
+    }
+
+    #[test]
+    fn accepting_hands_the_field_to_discovery_and_keeping_holds_until_another_value() {
+        let s = RegisterSettings::default();
+        let mut a = discovered("SN-REAL");
+        set_by_person(&mut a, "serial_number", "SN-TYPED");
+        inventory(&mut a, &s, 2);
+        let mut kept = a.clone();
+        let change = resolve(&mut a, "serial_number", Resolution::Accept, "bob", at(3))
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.after, Some("SN-REAL".into()));
+        assert_eq!(provenance(&a)["serial_number"].source, Source::Agent);
+        assert!(discrepancies(&a).is_empty());
+        assert!(resolve(&mut a, "serial_number", Resolution::Keep, "bob", at(3)).is_err());
+
+        assert_eq!(
+            resolve(&mut kept, "serial_number", Resolution::Keep, "bob", at(3)),
+            Ok(None)
+        );
+        assert_eq!(kept[&attribute("serial_number")], "SN-TYPED");
+        assert!(!discrepancies(&kept)["serial_number"].is_open());
+        inventory(&mut kept, &s, 4);
+        assert!(
+            !discrepancies(&kept)["serial_number"].is_open(),
+            "still kept"
+        );
+        kept.insert("system.serial".into(), "SN-THIRD".into());
+        inventory(&mut kept, &s, 5);
+        let item = &discrepancies(&kept)["serial_number"];
+        assert!(item.is_open(), "a new discovered value reopens it");
+        assert_eq!(item.discovered, "SN-THIRD");
+    }
+
+    #[test]
+    fn placeholders_and_unlisted_agents_open_nothing() {
+        let mut s = RegisterSettings::default();
+        let mut a = discovered("To Be Filled By O.E.M.");
+        set_by_person(&mut a, "serial_number", "SN-TYPED");
+        inventory(&mut a, &s, 2);
+        assert!(discrepancies(&a).is_empty());
+        s.precedence.push(FieldPrecedence {
+            class: CiClass::Computer,
+            field: "manufacturer".into(),
+            order: vec![SourceRank {
+                source: Source::Person,
+                stale_after_days: None,
+            }],
+        });
+        let mut a = discovered("SN-1");
+        set_by_person(&mut a, "manufacturer", "Lenovo");
+        inventory(&mut a, &s, 2);
+        assert!(!discrepancies(&a).contains_key("manufacturer"));
+        assert_eq!(a[&attribute("manufacturer")], "Lenovo");
+    }
+
+    #[test]
+    fn an_edit_that_disagrees_with_discovery_opens_an_item_at_once() {
+        let s = RegisterSettings::default();
+        let mut a = discovered("SN-REAL");
+        inventory(&mut a, &s, 1);
+        set_by_person(&mut a, "serial_number", "SN-TYPED");
+        let changes = reconcile_discovered(
+            &mut a,
+            CiClass::Computer,
+            &s,
+            "agt_1",
+            DiscoveryMode::Edit,
+            at(2),
+        );
+        assert!(changes.is_empty());
+        assert_eq!(discrepancies(&a)["serial_number"].discovered, "SN-REAL");
     }
 }

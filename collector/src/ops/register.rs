@@ -51,6 +51,8 @@ pub struct RegisterView {
     /// The CI's history version, for `expected_version`.
     pub version: u64,
     pub fields: Vec<RegisterFieldView>,
+    /// Reconciliation items by field: where discovery disagrees with a held value.
+    pub reconciliation: BTreeMap<String, register::Discrepancy>,
 }
 
 /// The register of a CI as it stands (or stood, for a past version).
@@ -68,6 +70,7 @@ pub fn view(ci: &Ci) -> RegisterView {
                 set_by: provenance.get(f.name).cloned(),
             })
             .collect(),
+        reconciliation: register::discrepancies(&ci.attributes),
     }
 }
 
@@ -265,7 +268,15 @@ pub(crate) fn record_write(
         version: 0,
         owner: None,
     };
-    let mut ci = match apply(&blank, values, settings, source, by, now)? {
+    // The serial that names the hardware is its register serial too, unless the record
+    // gives one of its own.
+    let mut values = values.to_vec();
+    if let Some(s) = serial {
+        if !values.iter().any(|(f, _)| *f == "serial_number") {
+            values.push(("serial_number", Some(Value::String(s.to_string()))));
+        }
+    }
+    let mut ci = match apply(&blank, &values, settings, source, by, now)? {
         Some((ci, _)) => ci,
         None => blank,
     };
@@ -385,6 +396,140 @@ pub fn edit(
     )))
 }
 
+/// A reconciliation item with the CI it is about.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReconciliationItem {
+    pub ci_id: String,
+    pub ci_name: String,
+    pub field: String,
+    /// Waiting for a person (not kept).
+    pub open: bool,
+    pub discrepancy: register::Discrepancy,
+}
+
+/// The reconciliation items across the CMDB.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReconciliationList {
+    /// Items counted (open ones, or all with kept ones).
+    pub total: usize,
+    /// The first [`MAX_LISTED_ITEMS`] of them, oldest first.
+    pub items: Vec<ReconciliationItem>,
+}
+
+/// Most items one listing returns (all are counted).
+pub const MAX_LISTED_ITEMS: usize = 10_000;
+
+/// Every open reconciliation item (with `include_kept`, kept ones too), oldest first.
+pub fn reconciliation(ops: &Ops, include_kept: bool) -> Result<ReconciliationList, OpError> {
+    let mut items = Vec::new();
+    ops.store.scan_cis(CiClass::Computer, &mut |ci| {
+        if ci
+            .attributes
+            .contains_key(register::RECONCILIATION_ATTRIBUTE)
+        {
+            for (field, d) in register::discrepancies(&ci.attributes) {
+                if d.is_open() || include_kept {
+                    items.push(ReconciliationItem {
+                        ci_id: ci.id.clone(),
+                        ci_name: ci.name.clone(),
+                        field,
+                        open: d.is_open(),
+                        discrepancy: d,
+                    });
+                }
+            }
+        }
+        true
+    })?;
+    items.sort_by(|a, b| {
+        (a.discrepancy.since, &a.ci_id, &a.field).cmp(&(b.discrepancy.since, &b.ci_id, &b.field))
+    });
+    let total = items.len();
+    items.truncate(MAX_LISTED_ITEMS);
+    Ok(ReconciliationList { total, items })
+}
+
+/// A person's decision on a reconciliation item.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub resolution: register::Resolution,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub comment: Option<String>,
+}
+
+/// Accepts the discovered value of a CI's field (the field is discovery's again) or keeps
+/// the held one, audited as `register.reconcile`; an accept is a register change in
+/// history and on the feed.
+pub fn resolve(
+    ops: &Ops,
+    actor: &Actor,
+    ci_id: &str,
+    field: &str,
+    request: &ResolveRequest,
+) -> Result<RegisterView, OpError> {
+    if let Some(c) = &request.comment {
+        if c.chars().count() > MAX_COMMENT_CHARS {
+            return Err(OpError::invalid(format!(
+                "comment: at most {MAX_COMMENT_CHARS} characters"
+            )));
+        }
+    }
+    for attempt in 1..=EDIT_ATTEMPTS {
+        let ci = ops
+            .store
+            .get_ci(ci_id)?
+            .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
+        has_register(&ci)?;
+        let item = register::discrepancies(&ci.attributes)
+            .remove(field)
+            .ok_or_else(|| OpError::NotFound(format!("reconciliation item {field} of {ci_id}")))?;
+        let now = Utc::now();
+        let mut next = ci.clone();
+        let change = register::resolve(
+            &mut next.attributes,
+            field,
+            request.resolution,
+            &actor.name,
+            now,
+        )
+        .map_err(OpError::Conflict)?;
+        next.version += 1;
+        let change = RegisterChange {
+            ci_id: ci.id.clone(),
+            ci_name: ci.name.clone(),
+            version: next.version,
+            source: register::Source::Person,
+            by: actor.name.clone(),
+            changes: change.into_iter().collect(),
+        };
+        let audit = draft(
+            actor,
+            "register.reconcile",
+            &ci.id,
+            serde_json::to_value(&item).ok(),
+            Some(serde_json::json!({
+                "field": field,
+                "resolution": request.resolution.as_str(),
+            })),
+            request.comment.clone(),
+        );
+        let write = PeopleWrite::Register {
+            edits: vec![register_write(&ci, &next, change)],
+            records: Vec::new(),
+        };
+        match ops.commit(write, audit) {
+            Ok(_) => return get(ops, ci_id),
+            Err(PeopleWriteError::Stale(_)) if attempt < EDIT_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OpError::Conflict(format!(
+        "{ci_id} kept changing while the decision was written; try again"
+    )))
+}
+
 /// Every named field known and every value valid for its field, normalised.
 pub(crate) fn checked_values(
     set: &BTreeMap<String, Option<Value>>,
@@ -429,6 +574,16 @@ pub(crate) fn register_write(expected: &Ci, next: &Ci, change: RegisterChange) -
         release_tag: before.filter(|_| moved),
         claim_tag: after.filter(|_| moved),
     }
+}
+
+/// The agent that last reported a discovered computer (none for a record made before
+/// discovery).
+fn reporting_agent(ci: &Ci) -> Option<String> {
+    ci.volatile
+        .get("agent.id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| ci.sources.last().cloned())
 }
 
 /// The CI after the edit and what changed, or `None` when nothing would.
@@ -508,6 +663,18 @@ pub(crate) fn apply(
     let provenance =
         serde_json::to_value(&provenance).map_err(|e| OpError::invalid(format!("set: {e}")))?;
     attributes.insert(register::PROVENANCE_ATTRIBUTE.to_string(), provenance);
+    // A value that now disagrees with what discovery reports waits for a person at once;
+    // one that now agrees settles its item.
+    if let Some(agent) = reporting_agent(ci) {
+        register::reconcile_discovered(
+            &mut attributes,
+            ci.class,
+            settings,
+            &agent,
+            register::DiscoveryMode::Edit,
+            now,
+        );
+    }
     let mut next = ci.clone();
     next.attributes = attributes;
     next.version += 1;

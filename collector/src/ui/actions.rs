@@ -423,6 +423,32 @@ pub async fn edit_register(
     Ok(redirect(&page))
 }
 
+/// A decision on a reconciliation item, from the CI page or the reconciliation list
+/// (`back` says which to return to).
+pub async fn resolve_reconciliation(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path((id, field)): Path<(String, String)>,
+    body: Bytes,
+) -> UiResult {
+    let form = Form::parse(&body)?;
+    let resolution: crate::model::register::Resolution =
+        form.get("resolution").parse().map_err(unprocessable)?;
+    let back = match form.get("back") {
+        "list" => "/ui/register/reconciliation".to_string(),
+        _ => format!("/ui/cis/{}", segment(&id)),
+    };
+    let request = crate::ops::register::ResolveRequest {
+        resolution,
+        comment: None,
+    };
+    st.run(&person, move |ops, actor| {
+        crate::ops::register::resolve(ops, actor, &id, &field, &request)
+    })
+    .await?;
+    Ok(redirect(&back))
+}
+
 /// The licences page's form.
 pub async fn create_licence(
     State(st): State<Arc<AppState>>,

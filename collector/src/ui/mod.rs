@@ -95,6 +95,18 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::edit_register),
     );
     t.ui(
+        "POST",
+        "/ui/cis/{id}/register/reconciliation/{field}",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::resolve_reconciliation),
+    );
+    t.ui(
+        "GET",
+        "/ui/register/reconciliation",
+        Allowed::AnyPerson,
+        get(pages::reconciliation),
+    );
+    t.ui(
         "GET",
         "/ui/cis/{id}/compare",
         Allowed::AnyPerson,

@@ -120,6 +120,7 @@ pub async fn dashboard(
         let today = now.date_naive();
         let days_left = |date: &str| crate::query::licences::days_until(date, today);
         let mut warranties = (0usize, 0usize);
+        let mut reconciliation = 0usize;
         for class in CiClass::ALL {
             let mut n = 0;
             store.scan_cis(class, &mut |ci| {
@@ -128,6 +129,15 @@ pub async fn dashboard(
                     let attr = |k: &str| ci.attributes.get(k).map(show).unwrap_or_default();
                     *os.entry((attr("os.name"), attr("os.version"))).or_default() += 1;
                     *status.entry(ci.status.as_str()).or_default() += 1;
+                    if ci
+                        .attributes
+                        .contains_key(crate::model::register::RECONCILIATION_ATTRIBUTE)
+                    {
+                        reconciliation += crate::model::register::discrepancies(&ci.attributes)
+                            .values()
+                            .filter(|d| d.is_open())
+                            .count();
+                    }
                     if ci.status != CiStatus::Retired {
                         match days_left(&attr("register.warranty_end")) {
                             Some(d) if d < 0 => warranties.0 += 1,
@@ -158,11 +168,12 @@ pub async fn dashboard(
             agents,
             records,
             conflicts,
-            (warranties, licences),
+            (warranties, licences, reconciliation),
         ))
     })
     .await?;
-    let (classes, os, status, agents, records, conflicts, (warranties, licences)) = data;
+    let (classes, os, status, agents, records, conflicts, (warranties, licences, reconciliation)) =
+        data;
     let expiring = vec![
         Count {
             label: "Warranties ended".into(),
@@ -183,6 +194,11 @@ pub async fn dashboard(
             label: format!("Licences expiring within {EXPIRING_DAYS} days"),
             value: licences.1,
             href: "/ui/licences".into(),
+        },
+        Count {
+            label: "Register values discovery disagrees with".into(),
+            value: reconciliation,
+            href: "/ui/register/reconciliation".into(),
         },
     ];
     let live: Vec<&Agent> = agents.iter().filter(|a| a.revoked_at.is_none()).collect();
@@ -539,6 +555,55 @@ struct CiPage {
     can_edit_register: bool,
     version: u64,
     statuses: Vec<String>,
+    /// Where discovery disagrees with a held register value.
+    reconciliation: Vec<ReconciliationRow>,
+}
+
+/// A reconciliation item on the CI page and the reconciliation list.
+pub struct ReconciliationRow {
+    pub ci_href: String,
+    pub ci_name: String,
+    /// Where its decision is posted.
+    pub action: String,
+    pub field: String,
+    pub held: String,
+    pub holder: String,
+    pub discovered: String,
+    pub agent: String,
+    pub since: String,
+    pub open: bool,
+    pub kept_by: String,
+}
+
+pub fn reconciliation_row(
+    ci_id: &str,
+    ci_name: &str,
+    field: &str,
+    d: &crate::model::register::Discrepancy,
+) -> ReconciliationRow {
+    let ci_href = format!("/ui/cis/{}", segment(ci_id));
+    ReconciliationRow {
+        action: format!("{ci_href}/register/reconciliation/{}", segment(field)),
+        ci_href,
+        ci_name: ci_name.to_string(),
+        field: field.to_string(),
+        held: d.held.as_ref().map(show).unwrap_or_default(),
+        holder: format!(
+            "{} {} · {}",
+            d.holder.source.as_str().replace('_', " "),
+            d.holder.by,
+            when(&d.holder.at)
+        ),
+        discovered: show(&d.discovered),
+        agent: d.agent.clone(),
+        since: when(&d.since),
+        open: d.is_open(),
+        kept_by: d
+            .kept
+            .as_ref()
+            .map(|k| format!("kept by {} · {}", k.by, when(&k.at)))
+            .unwrap_or_default(),
+    }
 }
 
 /// One register field on the CI page: its value, where it came from, and its form input.
@@ -745,6 +810,16 @@ pub async fn ci(
             && crate::register_api::REGISTER_EDITORS.permits(person.role),
         version: ci["version"].as_u64().unwrap_or(0),
         statuses: settings.statuses.iter().map(|s| s.name.clone()).collect(),
+        reconciliation: (ci["class"] == "computer")
+            .then(|| {
+                let attributes: Attributes =
+                    serde_json::from_value(ci["attributes"].clone()).unwrap_or_default();
+                crate::model::register::discrepancies(&attributes)
+                    .iter()
+                    .map(|(field, d)| reconciliation_row(&id, &show(&ci["name"]), field, d))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -1748,4 +1823,46 @@ fn licence_row(u: crate::query::licences::LicenceUse) -> LicenceRow {
             _ => "",
         },
     }
+}
+
+#[derive(Template)]
+#[template(path = "reconciliation.html")]
+struct ReconciliationPage {
+    chrome: Chrome,
+    rows: Vec<ReconciliationRow>,
+    total: usize,
+    include_kept: bool,
+    can_edit: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReconciliationQuery {
+    all: Option<String>,
+}
+
+/// Every reconciliation item waiting for a person (with `?all=1`, kept ones too).
+pub async fn reconciliation(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+    RawQuery(q): RawQuery,
+) -> UiResult {
+    let q: ReconciliationQuery = params(q)?;
+    let include_kept = q.all.is_some_and(|a| !a.is_empty() && a != "0");
+    let list = st
+        .run(&person, move |ops, _| {
+            crate::ops::register::reconciliation(ops, include_kept)
+        })
+        .await?;
+    render(&ReconciliationPage {
+        chrome: Chrome::new(&person, &session, "/ui/computers"),
+        rows: list
+            .items
+            .iter()
+            .map(|i| reconciliation_row(&i.ci_id, &i.ci_name, &i.field, &i.discrepancy))
+            .collect(),
+        total: list.total,
+        include_kept,
+        can_edit: crate::register_api::REGISTER_EDITORS.permits(person.role),
+    })
 }

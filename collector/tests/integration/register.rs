@@ -42,6 +42,20 @@ fn ann_sets(ops: &Ops, id: &str, pairs: &[(&str, Value)]) -> reg::RegisterView {
     reg::edit(ops, &Actor::new("ann"), id, &edit(pairs), Source::Person).unwrap()
 }
 
+/// Whether a CI's register holds anything beyond what discovery writes into it (serial,
+/// manufacturer, model and their provenance).
+fn people_set_nothing(ci: &Ci) -> bool {
+    let discovered: Vec<String> = register::DISCOVERED
+        .iter()
+        .map(|(f, _)| register::attribute(f))
+        .collect();
+    ci.attributes.keys().all(|k| {
+        !k.starts_with("register.") || discovered.contains(k) || k == register::PROVENANCE_ATTRIBUTE
+    }) && register::provenance(&ci.attributes)
+        .values()
+        .all(|p| p.source == Source::Agent)
+}
+
 fn value<'a>(view: &'a reg::RegisterView, field: &str) -> Option<&'a Value> {
     view.fields
         .iter()
@@ -94,12 +108,7 @@ fn a_register_edit_is_a_history_version_an_audit_entry_and_a_feed_event_never_dr
         .store
         .as_of(&id, edited_at - Duration::seconds(5))
         .unwrap();
-    assert!(then
-        .unwrap()
-        .ci
-        .attributes
-        .keys()
-        .all(|k| !k.starts_with("register.")));
+    assert!(people_set_nothing(&then.unwrap().ci));
 
     // The audit log and the feed say who changed what.
     let audit = r.store.list_audit(0, 1000).unwrap();
@@ -169,7 +178,7 @@ fn an_inventory_landing_during_an_edit_is_kept_and_a_register_edit_meanwhile_ref
         .clone();
     let read = r.store.get_ci(&id).unwrap().unwrap();
     let write = |owner: &str, expected: &Ci| {
-        let mut register = Attributes::new();
+        let mut register = register_of(&expected.attributes);
         register.insert("register.owner".into(), json!(owner));
         PeopleWrite::Register {
             records: Vec::new(),
@@ -183,7 +192,11 @@ fn an_inventory_landing_during_an_edit_is_kept_and_a_register_edit_meanwhile_ref
                     version: 0,
                     source: Source::Person,
                     by: owner.into(),
-                    changes: vec![],
+                    changes: vec![register::FieldChange {
+                        field: "owner".into(),
+                        before: None,
+                        after: Some(json!(owner)),
+                    }],
                 },
                 release_tag: None,
                 claim_tag: None,
@@ -378,10 +391,7 @@ fn invalid_values_unknown_fields_and_classes_without_a_register_are_refused() {
         Err(OpError::NotFound(_))
     ));
     let unchanged = r.store.get_ci(&computer).unwrap().unwrap();
-    assert!(unchanged
-        .attributes
-        .keys()
-        .all(|k| !k.starts_with("register.")));
+    assert!(people_set_nothing(&unchanged));
 }
 
 #[test]
@@ -494,14 +504,7 @@ fn a_register_file_is_checked_by_a_dry_run_then_applied_all_at_once() {
         (2, 2, 0, false),
         "{report:?}"
     );
-    assert!(r
-        .store
-        .get_ci(&a)
-        .unwrap()
-        .unwrap()
-        .attributes
-        .keys()
-        .all(|k| !k.starts_with("register.")));
+    assert!(people_set_nothing(&r.store.get_ci(&a).unwrap().unwrap()));
     let applied =
         register_csv::import(&ops, &importer, "assets.csv", file.as_bytes(), APPLY).unwrap();
     assert!(applied.applied && applied.updates == 2, "{applied:?}");
@@ -943,4 +946,133 @@ fn rows_naming_no_computer_record_new_hardware_by_serial_or_asset_tag() {
     assert_eq!(now.attributes["os.hostname"], "n2");
     assert_eq!(now.attributes["register.lifecycle_status"], "in_stock");
     let _ = a;
+}
+
+fn item<'a>(view: &'a reg::RegisterView, field: &str) -> Option<&'a register::Discrepancy> {
+    view.reconciliation.get(field)
+}
+
+/// Agents are a register source for serial, manufacturer and model; where discovery
+/// disagrees with what a person recorded, an item waits (nothing is overwritten, nothing
+/// is drift) until a person takes the discovered value or keeps theirs.
+#[test]
+fn discovery_disagreeing_with_a_person_waits_as_a_reconciliation_item() {
+    let mut r = rig("register-reconcile");
+    r.send(machine(base_software()), Utc::now() - Duration::minutes(10));
+    let id = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let ops = ops(&r);
+    let view = reg::get(&ops, &id).unwrap();
+    assert_eq!(value(&view, "serial_number"), Some(&json!("SER123")));
+    assert_eq!(value(&view, "manufacturer"), Some(&json!("Dell Inc.")));
+    let set_by = |view: &reg::RegisterView, field: &str| {
+        view.fields
+            .iter()
+            .find(|f| f.field == field)
+            .and_then(|f| f.set_by.clone())
+            .unwrap()
+    };
+    assert_eq!(set_by(&view, "serial_number").source, Source::Agent);
+    assert!(view.reconciliation.is_empty());
+
+    // A person records another serial: the disagreement is an item at once.
+    let view = ann_sets(&ops, &id, &[("serial_number", json!("SER999"))]);
+    let serial_item = item(&view, "serial_number").unwrap();
+    assert!(serial_item.is_open());
+    assert_eq!(serial_item.discovered, json!("SER123"));
+    assert_eq!(serial_item.held, Some(json!("SER999")));
+    assert_eq!(serial_item.holder.by, "ann");
+    let since = serial_item.since;
+
+    // Inventories keep reporting SER123: the person's value stands, the item stays the
+    // same item, and none of it is drift.
+    let raised = r.send(
+        machine(with(base_software(), "vim", "2:9.0.1378-3")),
+        Utc::now(),
+    );
+    assert!(raised.is_some(), "the package change is drift");
+    let record = raised.unwrap();
+    assert!(
+        record.items.iter().all(|i| !i.key.starts_with("register")),
+        "{:?}",
+        record.items
+    );
+    let view = reg::get(&ops, &id).unwrap();
+    assert_eq!(value(&view, "serial_number"), Some(&json!("SER999")));
+    assert_eq!(item(&view, "serial_number").unwrap().since, since);
+    let listed = reg::reconciliation(&ops, false).unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(
+        (
+            listed.items[0].ci_id.as_str(),
+            listed.items[0].field.as_str()
+        ),
+        (id.as_str(), "serial_number")
+    );
+
+    // Keep the recorded manufacturer; a new discovered value opens the item again.
+    ann_sets(&ops, &id, &[("manufacturer", json!("Dell"))]);
+    let bob = Actor::new("bob");
+    let keep = reg::ResolveRequest {
+        resolution: register::Resolution::Keep,
+        comment: Some("the sticker says Dell".into()),
+    };
+    let view = reg::resolve(&ops, &bob, &id, "manufacturer", &keep).unwrap();
+    let kept = item(&view, "manufacturer").unwrap();
+    assert_eq!(kept.kept.as_ref().unwrap().by, "bob");
+    assert_eq!(value(&view, "manufacturer"), Some(&json!("Dell")));
+    assert_eq!(reg::reconciliation(&ops, false).unwrap().total, 1);
+    assert_eq!(reg::reconciliation(&ops, true).unwrap().total, 2);
+    assert!(matches!(
+        reg::resolve(&ops, &bob, &id, "manufacturer", &keep),
+        Err(OpError::Conflict(_))
+    ));
+    let mut rebranded = machine(base_software());
+    if let Some(s) = rebranded.system.data_mut() {
+        s.vendor = Some("Dell Technologies".into());
+    }
+    r.send(rebranded.clone(), Utc::now());
+    let view = reg::get(&ops, &id).unwrap();
+    let reopened = item(&view, "manufacturer").unwrap();
+    assert!(reopened.is_open());
+    assert_eq!(reopened.discovered, json!("Dell Technologies"));
+    assert_eq!(value(&view, "manufacturer"), Some(&json!("Dell")));
+
+    // Take the discovered serial: the field is discovery's again, as a register change
+    // in history, the audit log and the feed.
+    let accept = reg::ResolveRequest {
+        resolution: register::Resolution::Accept,
+        comment: None,
+    };
+    let before = r.store.get_ci(&id).unwrap().unwrap().version;
+    let view = reg::resolve(&ops, &bob, &id, "serial_number", &accept).unwrap();
+    assert_eq!(view.version, before + 1);
+    assert_eq!(value(&view, "serial_number"), Some(&json!("SER123")));
+    assert_eq!(set_by(&view, "serial_number").source, Source::Agent);
+    assert!(item(&view, "serial_number").is_none());
+    assert!(matches!(
+        reg::resolve(&ops, &bob, &id, "serial_number", &accept),
+        Err(OpError::NotFound(_))
+    ));
+    let audit = r.store.list_audit(0, 1000).unwrap();
+    let decisions: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "register.reconcile")
+        .collect();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[1].after.as_ref().unwrap()["resolution"], "accept");
+    r.store.sequence_events(100).unwrap();
+    let feed = r.store.feed_since(0, 100).unwrap();
+    let accepted = feed
+        .iter()
+        .filter_map(|e| e.register.as_ref())
+        .find(|c| c.by == "bob")
+        .unwrap();
+    assert_eq!(accepted.changes[0].field, "serial_number");
+    assert_eq!(accepted.changes[0].after, Some(json!("SER123")));
+    // Discovery now writes the serial as it changes; only the kept-then-reopened
+    // manufacturer still waits.
+    assert_eq!(reg::reconciliation(&ops, false).unwrap().total, 1);
+    assert_eq!(r.store.check_consistency().unwrap().problems_total, 0);
 }

@@ -469,9 +469,12 @@ impl Cmdb {
                     PeopleWriteError::Raced(format!("computer {}", w.ci_id))
                 })?;
             }
-            let mut change = w.change.clone();
-            change.version = *version;
-            event(tx, &w.ci_id, change)?;
+            // A kept reconciliation item changes no value: audited, not on the feed.
+            if !w.change.changes.is_empty() {
+                let mut change = w.change.clone();
+                change.version = *version;
+                event(tx, &w.ci_id, change)?;
+            }
         }
         for (r, encoded) in records.iter().zip(created) {
             for key in &r.claims {
