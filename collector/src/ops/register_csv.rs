@@ -591,7 +591,16 @@ pub fn import(
                     continue;
                 }
             }
-            match apply(&ci, &row.set, &settings, Source::FileImport, file_name, now) {
+            // A cell that repeats what the register holds changes nothing: a file
+            // exported and imported back must not take fields over from their source
+            // (the serial an agent reports would then be held against discovery).
+            let set: Vec<(&'static str, Option<Value>)> = row
+                .set
+                .iter()
+                .filter(|(f, v)| ci.attributes.get(&register::attribute(f)) != v.as_ref())
+                .cloned()
+                .collect();
+            match apply(&ci, &set, &settings, Source::FileImport, file_name, now) {
                 Ok(Some((next, change))) => {
                     report.updates += 1;
                     if !mode.dry_run {

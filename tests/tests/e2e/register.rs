@@ -431,3 +431,102 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
         "{out}"
     );
 }
+
+/// Over the real binaries: an asset manager records a serial discovery disagrees with,
+/// the item is listed, an auditor may not decide it, the census command keeps or takes
+/// the discovered value.
+#[test]
+fn discovery_disagreeing_with_the_register_waits_for_a_person() {
+    let c = Collector::start("register-reconcile");
+    let http = c.http();
+    let am = token(&c, "alice", "asset_manager");
+    let auditor = token(&c, "audrey", "auditor");
+    let (a, _) = two_computers(&c);
+    let r = http
+        .patch(format!("{}/api/v1/cis/{a}/register", c.url))
+        .bearer_auth(&am)
+        .json(&json!({"set": {"serial_number": "SER-TYPO"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().unwrap();
+    let item = &view["reconciliation"]["serial_number"];
+    assert_eq!(item["discovered"], "SER-R0", "{view}");
+    assert_eq!(item["held"], "SER-TYPO", "{view}");
+    let list: Value = http
+        .get(format!("{}/api/v1/register/reconciliation", c.url))
+        .bearer_auth(&auditor)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["items"][0]["ci_id"], a.as_str());
+    let decide = |token: &str, field: &str, body: Value| {
+        let r = http
+            .post(format!(
+                "{}/api/v1/cis/{a}/register/reconciliation/{field}",
+                c.url
+            ))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, _) = decide(&auditor, "serial_number", json!({"resolution": "accept"}));
+    assert_eq!(status, 403);
+    let (status, body) = decide(&am, "serial_number", json!({"resolution": "maybe"}));
+    assert!(status == 400 || status == 422, "{status} {body}");
+    assert!(body.to_string().contains("resolution"), "{body}");
+    let (status, body) = decide(&am, "owner", json!({"resolution": "accept"}));
+    assert_eq!(status, 404, "{body}");
+
+    let config = c.dir.join("client.json");
+    let ca = c.dir.join("tls/ca.pem");
+    let census = |args: &[&str]| run_census(&config, args, None);
+    let (ok, _, err) = census(&[
+        "login",
+        "--server",
+        &c.url,
+        "--token",
+        &am,
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = census(&["register", "reconciliation"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("SER-TYPO") && out.contains("SER-R0") && out.contains("open"),
+        "{out}"
+    );
+    let (ok, _, err) = census(&["register", "keep", &a, "serial_number", "-c", "label"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = census(&["register", "reconciliation"]);
+    assert!(
+        ok && !out.contains("SER-TYPO"),
+        "kept items are not open: {out}"
+    );
+    let (ok, out, _) = census(&["register", "reconciliation", "--all"]);
+    assert!(ok && out.contains("kept"), "{out}");
+    let (ok, _, err) = census(&["register", "keep", &a, "serial_number"]);
+    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, _, err) = census(&["register", "accept", &a, "serial_number"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = census(&["-o", "json", "register", "show", &a]);
+    assert!(ok);
+    let view: Value = serde_json::from_str(&out).unwrap();
+    let serial = view["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "serial_number")
+        .unwrap();
+    assert_eq!(serial["value"], "SER-R0", "{view}");
+    assert_eq!(serial["set_by"]["source"], "agent", "{view}");
+    assert!(view["reconciliation"].as_object().unwrap().is_empty());
+}

@@ -416,6 +416,34 @@ fn browser_edits_the_register_and_hostile_values_stay_text() {
     b.script("document.querySelector('#reg-purchase_cost').value = '1.234'; return 0");
     b.click("#register-save");
     b.wait_for("the refusal", |b| b.text("main").contains("purchase_cost"));
+    // A serial discovery disagrees with waits as a reconciliation item, with a hostile
+    // value shown as text; keeping it is a decision the page shows.
+    b.go(&page);
+    b.type_into("#reg-serial_number", "SER-<b>TYPO</b>");
+    b.click("#register-save");
+    b.wait_for("the reconciliation item", |b| {
+        b.script("return document.querySelectorAll('#keep-serial_number').length") == 1
+    });
+    let items =
+        b.text("section[aria-labelledby='h-register'] table[aria-labelledby='h-reconciliation']");
+    assert!(
+        items.contains("SER-<b>TYPO</b>") && items.contains("SER-UI-1"),
+        "{items}"
+    );
+    b.screenshot(&screenshot_dir(), "register-reconciliation");
+    b.click("#keep-serial_number");
+    b.wait_for("the kept item", |b| {
+        b.text("section[aria-labelledby='h-register']")
+            .contains("kept by alice")
+    });
+    b.go(&format!("{}/ui/register/reconciliation", c.url));
+    assert!(b.text("#reconciliation").contains("Nothing waits"));
+    b.go(&format!("{}/ui/register/reconciliation?all=1", c.url));
+    assert!(b.text("#reconciliation").contains("SER-<b>TYPO</b>"));
+    assert_eq!(
+        b.script("return document.querySelectorAll('main b').length"),
+        0
+    );
     // Hardware not discovered yet, recorded from the inventory page.
     b.go(&format!("{}/ui/computers", c.url));
     b.click("details.card summary");
