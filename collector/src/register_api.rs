@@ -403,9 +403,10 @@ struct ExportParams {
 
 async fn export(
     State(st): State<Arc<AppState>>,
-    Extension(_person): Extension<Person>,
+    Extension(person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
+    let settings = st.run(&person, |ops, _| op::settings(ops)).await?;
     let p: ExportParams = query_params(q)?;
     let filter =
         crate::query::filter::parse_for(CiClass::Computer, p.filter.as_deref().unwrap_or(""))
@@ -433,9 +434,10 @@ async fn export(
     .map(|(n, p)| (n.to_string(), p.to_string()))
     .collect();
     columns.extend(
-        register::FIELDS
+        settings
+            .fields(CiClass::Computer)
             .iter()
-            .map(|f| (f.name.to_string(), register::attribute(f.name))),
+            .map(|f| (f.name.to_string(), register::attribute(&f.name))),
     );
     Ok(crate::query_api::csv_export(
         st.store.clone(),
@@ -447,7 +449,7 @@ async fn export(
 
 type Reply = Result<Response, ApiProblem>;
 
-/// Every register field, with its type and limits.
+/// Every register field of a computer (built in, then custom), with its type and limits.
 #[derive(Debug, Serialize, ToSchema)]
 struct RegisterFields {
     fields: Vec<FieldDef>,
@@ -455,9 +457,10 @@ struct RegisterFields {
     classes: Vec<CiClass>,
 }
 
-async fn fields(Extension(_person): Extension<Person>) -> Reply {
+async fn fields(State(st): State<Arc<AppState>>, Extension(person): Extension<Person>) -> Reply {
+    let settings = st.run(&person, |ops, _| op::settings(ops)).await?;
     Ok(Json(RegisterFields {
-        fields: register::FIELDS.to_vec(),
+        fields: settings.fields(CiClass::Computer),
         classes: register::CLASSES.to_vec(),
     })
     .into_response())
@@ -482,6 +485,11 @@ struct SettingsRequest {
     #[serde(default)]
     #[schema(max_items = 256)]
     precedence: Vec<register::FieldPrecedence>,
+    /// Fields added to a class's register (at most 64 per class). Removing one hides it;
+    /// the values computers hold stay in their history.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    custom_fields: Vec<register::CustomField>,
 }
 
 async fn put_settings(
@@ -494,6 +502,7 @@ async fn put_settings(
         statuses: req.statuses,
         default_precedence: req.default_precedence,
         precedence: req.precedence,
+        custom_fields: req.custom_fields,
         ..RegisterSettings::default()
     };
     let saved = st

@@ -188,8 +188,21 @@ pub fn of(class: CiClass) -> &'static [AttrDef] {
     }
 }
 
+/// What any custom register field (`register.u_...`) of a computer resolves to: its type
+/// lives in the register settings, which filters compare as stored values anyway.
+const CUSTOM_REGISTER_FIELD: AttrDef = conf("register.u_*", Text);
+
 pub fn find(class: CiClass, path: &str) -> Option<&'static AttrDef> {
-    of(class).iter().find(|a| a.path == path)
+    of(class).iter().find(|a| a.path == path).or_else(|| {
+        let name = path.strip_prefix(super::register::PREFIX)?;
+        let custom = class == CiClass::Computer
+            && name.len() > super::register::CUSTOM_PREFIX.len()
+            && name.starts_with(super::register::CUSTOM_PREFIX)
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        custom.then_some(&CUSTOM_REGISTER_FIELD)
+    })
 }
 
 /// The registered path closest to a misspelt one (edit distance at most 3), for "did you
@@ -239,7 +252,7 @@ mod tests {
         for f in register::FIELDS {
             for class in register::CLASSES {
                 assert!(
-                    find(*class, &register::attribute(f.name)).is_some(),
+                    find(*class, &register::attribute(&f.name)).is_some(),
                     "{class:?} {}",
                     f.name
                 );

@@ -10,6 +10,7 @@
 //! precedence; everything else is carried over from the stored computer) and the drift
 //! view never reads one, so a register edit is never drift.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -57,34 +58,68 @@ named!(Source, "register source", {
 });
 
 /// What a field's value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case", tag = "type")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
 pub enum FieldKind {
     /// Text of at most `max_chars` characters, no control characters.
-    Text { max_chars: usize },
+    Text {
+        #[schema(minimum = 1, maximum = 4000)]
+        max_chars: usize,
+    },
     /// A calendar date, `YYYY-MM-DD`.
     Date,
     /// An amount of money, at least 0 and below [`MAX_MONEY`], at most two decimals.
     Money,
     /// One of the lifecycle status labels in [`RegisterSettings::statuses`].
     Status,
+    /// A number within `min` and `max` (when given) with at most `decimals` decimals.
+    Number {
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 6)]
+        decimals: u8,
+    },
+    /// One of `values`.
+    Enum {
+        #[schema(min_items = 1, max_items = 100)]
+        values: Vec<String>,
+    },
 }
 
 /// Largest amount a money field holds.
 pub const MAX_MONEY: f64 = 1e12;
+/// Largest magnitude a number field holds (exact in a double).
+pub const MAX_NUMBER: f64 = 1e15;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldDef {
-    pub name: &'static str,
+    #[schema(value_type = String)]
+    pub name: Cow<'static, str>,
     pub kind: FieldKind,
-    pub description: &'static str,
+    #[schema(value_type = String)]
+    pub description: Cow<'static, str>,
+    /// Defined by an administrator (`u_` names), not built in.
+    pub custom: bool,
 }
 
 const fn text(name: &'static str, max_chars: usize, description: &'static str) -> FieldDef {
     FieldDef {
-        name,
+        name: Cow::Borrowed(name),
         kind: FieldKind::Text { max_chars },
-        description,
+        description: Cow::Borrowed(description),
+        custom: false,
+    }
+}
+
+const fn builtin(name: &'static str, kind: FieldKind, description: &'static str) -> FieldDef {
+    FieldDef {
+        name: Cow::Borrowed(name),
+        kind,
+        description: Cow::Borrowed(description),
+        custom: false,
     }
 }
 
@@ -109,26 +144,26 @@ pub const FIELDS: &[FieldDef] = &[
     text("supplier", 128, "Who sold it."),
     text("order_number", 64, "Purchase order number."),
     text("invoice_number", 64, "Invoice number."),
-    FieldDef {
-        name: "purchase_date",
-        kind: FieldKind::Date,
-        description: "When it was bought (YYYY-MM-DD).",
-    },
-    FieldDef {
-        name: "purchase_cost",
-        kind: FieldKind::Money,
-        description: "What it cost, in the organisation's currency.",
-    },
-    FieldDef {
-        name: "warranty_end",
-        kind: FieldKind::Date,
-        description: "Last day of the warranty (YYYY-MM-DD).",
-    },
-    FieldDef {
-        name: "lifecycle_status",
-        kind: FieldKind::Status,
-        description: "A lifecycle status label (in stock, deployed, in repair, retired, ...).",
-    },
+    builtin(
+        "purchase_date",
+        FieldKind::Date,
+        "When it was bought (YYYY-MM-DD).",
+    ),
+    builtin(
+        "purchase_cost",
+        FieldKind::Money,
+        "What it cost, in the organisation's currency.",
+    ),
+    builtin(
+        "warranty_end",
+        FieldKind::Date,
+        "Last day of the warranty (YYYY-MM-DD).",
+    ),
+    builtin(
+        "lifecycle_status",
+        FieldKind::Status,
+        "A lifecycle status label (in stock, deployed, in repair, retired, ...).",
+    ),
     text("notes", 4000, "Free notes."),
     text(
         "serial_number",
@@ -163,8 +198,126 @@ pub const RECONCILIATION_ATTRIBUTE: &str = "register.reconciliation";
 /// The classes that have a register.
 pub const CLASSES: &[CiClass] = &[CiClass::Computer];
 
+/// A built-in field (custom ones: [`RegisterSettings::field`]).
 pub fn field(name: &str) -> Option<&'static FieldDef> {
     FIELDS.iter().find(|f| f.name == name)
+}
+
+/// What every custom field's name starts with, so no built-in field added later can
+/// collide with one (ServiceNow's `u_` convention).
+pub const CUSTOM_PREFIX: &str = "u_";
+pub const MAX_CUSTOM_FIELDS: usize = 64;
+pub const MAX_CUSTOM_NAME_CHARS: usize = 40;
+pub const MAX_CUSTOM_TEXT_CHARS: usize = 4000;
+pub const MAX_ENUM_VALUES: usize = 100;
+pub const MAX_ENUM_VALUE_CHARS: usize = 64;
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// A register field an administrator defines for a class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomField {
+    pub class: CiClass,
+    /// `u_` then 1 to 40 of a-z, 0-9, _.
+    #[schema(pattern = "^u_[a-z0-9_]{1,40}$")]
+    pub name: String,
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub description: String,
+    /// text, number, date, money or enum (not status).
+    pub kind: FieldKind,
+}
+
+impl CustomField {
+    fn def(&self) -> FieldDef {
+        FieldDef {
+            name: Cow::Owned(self.name.clone()),
+            kind: self.kind.clone(),
+            description: Cow::Owned(self.description.clone()),
+            custom: true,
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<(), String> {
+        let rest = self.name.strip_prefix(CUSTOM_PREFIX).unwrap_or("");
+        let ok = !rest.is_empty()
+            && rest.len() <= MAX_CUSTOM_NAME_CHARS
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(format!(
+                "{at}.name: '{}' is not {CUSTOM_PREFIX} then 1 to {MAX_CUSTOM_NAME_CHARS} of a-z, 0-9, _",
+                self.name
+            ));
+        }
+        if !CLASSES.contains(&self.class) {
+            return Err(format!(
+                "{at}.class: {} has no register",
+                self.class.as_str()
+            ));
+        }
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS
+            || self.description.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "{at}.description: at most {MAX_DESCRIPTION_CHARS} characters, no control characters"
+            ));
+        }
+        match &self.kind {
+            FieldKind::Text { max_chars } => {
+                if !(1..=MAX_CUSTOM_TEXT_CHARS).contains(max_chars) {
+                    return Err(format!(
+                        "{at}.kind.max_chars: between 1 and {MAX_CUSTOM_TEXT_CHARS}"
+                    ));
+                }
+            }
+            FieldKind::Date | FieldKind::Money => {}
+            FieldKind::Status => {
+                return Err(format!(
+                    "{at}.kind: status is the lifecycle's; use enum for a list of values"
+                ))
+            }
+            FieldKind::Number { min, max, decimals } => {
+                let bounded =
+                    |v: &Option<f64>| v.is_none_or(|v| v.is_finite() && v.abs() <= MAX_NUMBER);
+                if !bounded(min) || !bounded(max) {
+                    return Err(format!(
+                        "{at}.kind: min and max within -{MAX_NUMBER} to {MAX_NUMBER}"
+                    ));
+                }
+                if let (Some(lo), Some(hi)) = (min, max) {
+                    if lo > hi {
+                        return Err(format!("{at}.kind: min {lo} is above max {hi}"));
+                    }
+                }
+                if *decimals > 6 {
+                    return Err(format!("{at}.kind.decimals: between 0 and 6"));
+                }
+            }
+            FieldKind::Enum { values } => {
+                if values.is_empty() || values.len() > MAX_ENUM_VALUES {
+                    return Err(format!(
+                        "{at}.kind.values: between 1 and {MAX_ENUM_VALUES} values"
+                    ));
+                }
+                for (i, v) in values.iter().enumerate() {
+                    if v.trim().is_empty()
+                        || v.chars().count() > MAX_ENUM_VALUE_CHARS
+                        || v.chars().any(char::is_control)
+                    {
+                        return Err(format!(
+                            "{at}.kind.values[{i}]: 1 to {MAX_ENUM_VALUE_CHARS} characters, no control characters"
+                        ));
+                    }
+                    if values[..i].contains(v) {
+                        return Err(format!("{at}.kind.values[{i}]: '{v}' is listed twice"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn attribute(field: &str) -> String {
@@ -233,6 +386,9 @@ pub struct RegisterSettings {
     pub default_precedence: Vec<SourceRank>,
     #[serde(default)]
     pub precedence: Vec<FieldPrecedence>,
+    /// Fields an administrator added to a class's register.
+    #[serde(default)]
+    pub custom_fields: Vec<CustomField>,
     #[serde(default)]
     pub updated_by: String,
     #[serde(default = "epoch")]
@@ -268,6 +424,7 @@ impl Default for RegisterSettings {
             ],
             default_precedence: Source::ALL.into_iter().map(rank).collect(),
             precedence: Vec::new(),
+            custom_fields: Vec::new(),
             updated_by: String::new(),
             updated_at: epoch(),
         }
@@ -275,6 +432,37 @@ impl Default for RegisterSettings {
 }
 
 impl RegisterSettings {
+    /// Every register field of `class`: the built-in ones, then its custom ones.
+    pub fn fields(&self, class: CiClass) -> Vec<FieldDef> {
+        if !CLASSES.contains(&class) {
+            return Vec::new();
+        }
+        FIELDS
+            .iter()
+            .cloned()
+            .chain(
+                self.custom_fields
+                    .iter()
+                    .filter(|c| c.class == class)
+                    .map(CustomField::def),
+            )
+            .collect()
+    }
+
+    /// A register field of `class`, built in or custom.
+    pub fn field(&self, class: CiClass, name: &str) -> Option<FieldDef> {
+        if !CLASSES.contains(&class) {
+            return None;
+        }
+        if let Some(f) = field(name) {
+            return Some(f.clone());
+        }
+        self.custom_fields
+            .iter()
+            .find(|c| c.class == class && c.name == name)
+            .map(CustomField::def)
+    }
+
     /// The order that governs `field` of `class`.
     pub fn order(&self, class: CiClass, field: &str) -> &[SourceRank] {
         self.precedence
@@ -309,6 +497,30 @@ impl RegisterSettings {
             }
         }
         validate_order(&self.default_precedence, "default_precedence")?;
+        let mut custom = std::collections::BTreeSet::new();
+        for (i, c) in self.custom_fields.iter().enumerate() {
+            c.validate(&format!("custom_fields[{i}]"))?;
+            if !custom.insert((c.class, c.name.as_str())) {
+                return Err(format!(
+                    "custom_fields[{i}].name: {} {} is defined twice",
+                    c.class.as_str(),
+                    c.name
+                ));
+            }
+        }
+        for class in CLASSES {
+            let n = self
+                .custom_fields
+                .iter()
+                .filter(|c| c.class == *class)
+                .count();
+            if n > MAX_CUSTOM_FIELDS {
+                return Err(format!(
+                    "custom_fields: {n} fields for {}, at most {MAX_CUSTOM_FIELDS} per class",
+                    class.as_str()
+                ));
+            }
+        }
         if self.precedence.len() > MAX_FIELD_PRECEDENCES {
             return Err(format!(
                 "precedence: at most {MAX_FIELD_PRECEDENCES} entries"
@@ -322,7 +534,7 @@ impl RegisterSettings {
                     p.class.as_str()
                 ));
             }
-            if field(&p.field).is_none() {
+            if self.field(p.class, &p.field).is_none() {
                 return Err(format!(
                     "precedence[{i}].field: unknown register field '{}'",
                     p.field
@@ -418,8 +630,8 @@ pub fn normalise(
     value: &Value,
     settings: &RegisterSettings,
 ) -> Result<Value, String> {
-    let name = def.name;
-    match def.kind {
+    let name = def.name.as_ref();
+    match &def.kind {
         FieldKind::Text { max_chars } => {
             let Some(s) = value.as_str() else {
                 return Err(format!("{name}: expected text"));
@@ -428,7 +640,7 @@ pub fn normalise(
                 return Err(format!("{name}: empty text; send null to clear the field"));
             }
             let n = s.chars().count();
-            if n > max_chars {
+            if n > *max_chars {
                 return Err(format!("{name}: {n} characters, at most {max_chars}"));
             }
             // Line breaks belong in notes only; nothing else invisible anywhere.
@@ -470,6 +682,44 @@ pub fn normalise(
             serde_json::Number::from_f64(cents / 100.0)
                 .map(Value::Number)
                 .ok_or(format!("{name}: expected an amount"))
+        }
+        FieldKind::Number { min, max, decimals } => {
+            let n = match value {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            }
+            .filter(|n| n.is_finite() && n.abs() <= MAX_NUMBER)
+            .ok_or(format!("{name}: expected a number"))?;
+            if let Some(lo) = min.filter(|lo| n < *lo) {
+                return Err(format!("{name}: {n} is below the minimum {lo}"));
+            }
+            if let Some(hi) = max.filter(|hi| n > *hi) {
+                return Err(format!("{name}: {n} is above the maximum {hi}"));
+            }
+            let scale = 10f64.powi(i32::from(*decimals));
+            let scaled = (n * scale).round();
+            if (scaled / scale - n).abs() > 1e-9 * n.abs().max(1.0) {
+                return Err(format!("{name}: {n} has more than {decimals} decimals"));
+            }
+            let rounded = scaled / scale;
+            if *decimals == 0 {
+                // Whole numbers are stored as integers, so they print as written.
+                return Ok(Value::from(rounded as i64));
+            }
+            serde_json::Number::from_f64(rounded)
+                .map(Value::Number)
+                .ok_or(format!("{name}: expected a number"))
+        }
+        FieldKind::Enum { values } => {
+            let s = value
+                .as_str()
+                .ok_or(format!("{name}: expected one of its values"))?;
+            if values.iter().any(|v| v == s) {
+                Ok(Value::String(s.to_string()))
+            } else {
+                Err(format!("{name}: '{s}' is not one of {}", values.join(", ")))
+            }
         }
         FieldKind::Status => {
             let s = value
@@ -1104,5 +1354,149 @@ mod tests {
         );
         assert!(changes.is_empty());
         assert_eq!(discrepancies(&a)["serial_number"].discovered, "SN-REAL");
+    }
+    fn custom(name: &str, kind: FieldKind) -> CustomField {
+        CustomField {
+            class: CiClass::Computer,
+            name: name.into(),
+            description: String::new(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn custom_fields_are_validated_with_limits_and_join_the_class_fields() {
+        let mut s = RegisterSettings::default();
+        s.custom_fields = vec![
+            custom("u_rack", FieldKind::Text { max_chars: 16 }),
+            custom(
+                "u_contract",
+                FieldKind::Enum {
+                    values: vec!["gold".into(), "silver".into()],
+                },
+            ),
+        ];
+        assert_eq!(s.validate(), Ok(()));
+        let fields = s.fields(CiClass::Computer);
+        assert_eq!(fields.len(), FIELDS.len() + 2);
+        assert!(fields.last().unwrap().custom);
+        assert!(s.field(CiClass::Computer, "u_rack").is_some());
+        assert!(s.field(CiClass::Disk, "u_rack").is_none());
+        let refused = |c: CustomField| {
+            let mut s = RegisterSettings::default();
+            s.custom_fields = vec![c];
+            s.validate().unwrap_err()
+        };
+        assert!(refused(custom("rack", FieldKind::Date)).contains("u_ then"));
+        assert!(refused(custom("u_Rack", FieldKind::Date)).contains("u_ then"));
+        assert!(
+            refused(custom(&format!("u_{}", "x".repeat(41)), FieldKind::Date)).contains("u_ then")
+        );
+        assert!(refused(custom("u_s", FieldKind::Status)).contains("use enum"));
+        assert!(refused(custom("u_t", FieldKind::Text { max_chars: 4001 })).contains("max_chars"));
+        assert!(refused(custom("u_e", FieldKind::Enum { values: vec![] })).contains("values"));
+        assert!(refused(custom(
+            "u_e",
+            FieldKind::Enum {
+                values: vec!["a".into(), "a".into()]
+            }
+        ))
+        .contains("twice"));
+        assert!(refused(custom(
+            "u_n",
+            FieldKind::Number {
+                min: Some(5.0),
+                max: Some(1.0),
+                decimals: 0
+            }
+        ))
+        .contains("above max"));
+        assert!(refused(custom(
+            "u_n",
+            FieldKind::Number {
+                min: None,
+                max: None,
+                decimals: 7
+            }
+        ))
+        .contains("decimals"));
+        let mut c = custom("u_d", FieldKind::Date);
+        c.class = CiClass::Disk;
+        assert!(refused(c).contains("has no register"));
+        let mut s = RegisterSettings::default();
+        s.custom_fields = vec![
+            custom("u_d", FieldKind::Date),
+            custom("u_d", FieldKind::Money),
+        ];
+        assert!(s.validate().unwrap_err().contains("defined twice"));
+        let mut s = RegisterSettings::default();
+        s.custom_fields = (0..=MAX_CUSTOM_FIELDS)
+            .map(|i| custom(&format!("u_f{i}"), FieldKind::Date))
+            .collect();
+        assert!(s.validate().unwrap_err().contains("at most 64 per class"));
+        // Precedence may name a custom field once it is defined.
+        let mut s = RegisterSettings::default();
+        s.precedence.push(FieldPrecedence {
+            class: CiClass::Computer,
+            field: "u_rack".into(),
+            order: order(None),
+        });
+        assert!(s.validate().is_err());
+        s.custom_fields = vec![custom("u_rack", FieldKind::Text { max_chars: 8 })];
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn numbers_and_enums_are_checked_against_their_definition() {
+        let s = RegisterSettings::default();
+        let slots = custom(
+            "u_slots",
+            FieldKind::Number {
+                min: Some(0.0),
+                max: Some(16.0),
+                decimals: 0,
+            },
+        )
+        .def();
+        assert_eq!(
+            normalise(&slots, &serde_json::json!("4"), &s),
+            Ok(serde_json::json!(4))
+        );
+        assert!(normalise(&slots, &serde_json::json!(17), &s)
+            .unwrap_err()
+            .contains("above the maximum 16"));
+        assert!(normalise(&slots, &serde_json::json!(-1), &s)
+            .unwrap_err()
+            .contains("below the minimum 0"));
+        assert!(normalise(&slots, &serde_json::json!(2.5), &s)
+            .unwrap_err()
+            .contains("more than 0 decimals"));
+        assert!(normalise(&slots, &serde_json::json!("many"), &s)
+            .unwrap_err()
+            .starts_with("u_slots: expected a number"));
+        let ratio = custom(
+            "u_ratio",
+            FieldKind::Number {
+                min: None,
+                max: None,
+                decimals: 3,
+            },
+        )
+        .def();
+        assert_eq!(
+            normalise(&ratio, &serde_json::json!("-0.125"), &s),
+            Ok(serde_json::json!(-0.125))
+        );
+        let contract = custom(
+            "u_contract",
+            FieldKind::Enum {
+                values: vec!["gold".into(), "silver".into()],
+            },
+        )
+        .def();
+        assert!(normalise(&contract, &serde_json::json!("gold"), &s).is_ok());
+        assert!(normalise(&contract, &serde_json::json!("Gold"), &s)
+            .unwrap_err()
+            .contains("not one of gold, silver"));
     }
 }

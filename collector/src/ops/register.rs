@@ -56,18 +56,19 @@ pub struct RegisterView {
 }
 
 /// The register of a CI as it stands (or stood, for a past version).
-pub fn view(ci: &Ci) -> RegisterView {
+pub fn view(ci: &Ci, settings: &RegisterSettings) -> RegisterView {
     let provenance = register::provenance(&ci.attributes);
     RegisterView {
         ci_id: ci.id.clone(),
         ci_name: ci.name.clone(),
         version: ci.version,
-        fields: register::FIELDS
+        fields: settings
+            .fields(ci.class)
             .iter()
             .map(|f| RegisterFieldView {
                 field: f.name.to_string(),
-                value: ci.attributes.get(&register::attribute(f.name)).cloned(),
-                set_by: provenance.get(f.name).cloned(),
+                value: ci.attributes.get(&register::attribute(&f.name)).cloned(),
+                set_by: provenance.get(f.name.as_ref()).cloned(),
             })
             .collect(),
         reconciliation: register::discrepancies(&ci.attributes),
@@ -108,7 +109,7 @@ pub fn get(ops: &Ops, ci_id: &str) -> Result<RegisterView, OpError> {
         .get_ci(ci_id)?
         .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
     has_register(&ci)?;
-    Ok(view(&ci))
+    Ok(view(&ci, &settings(ops)?))
 }
 
 fn has_register(ci: &Ci) -> Result<(), OpError> {
@@ -199,7 +200,7 @@ pub fn create_record(
         }
     }
     let settings = settings(ops)?;
-    let values = checked_values(&record.set, &settings)?;
+    let values = checked_values(CiClass::Computer, &record.set, &settings)?;
     if let Some(s) = serial {
         let wanted = s.to_lowercase();
         let mut found = None;
@@ -249,7 +250,7 @@ pub fn create_record(
 pub(crate) fn record_write(
     name: &str,
     serial: Option<&str>,
-    values: &[(&'static str, Option<Value>)],
+    values: &[(String, Option<Value>)],
     settings: &RegisterSettings,
     source: register::Source,
     by: &str,
@@ -272,8 +273,8 @@ pub(crate) fn record_write(
     // gives one of its own.
     let mut values = values.to_vec();
     if let Some(s) = serial {
-        if !values.iter().any(|(f, _)| *f == "serial_number") {
-            values.push(("serial_number", Some(Value::String(s.to_string()))));
+        if !values.iter().any(|(f, _)| f == "serial_number") {
+            values.push(("serial_number".into(), Some(Value::String(s.to_string()))));
         }
     }
     let mut ci = match apply(&blank, &values, settings, source, by, now)? {
@@ -285,10 +286,11 @@ pub(crate) fn record_write(
             .insert("system.serial".into(), Value::String(s.to_string()));
     }
     ci.version = 1;
-    let changes: Vec<FieldChange> = register::FIELDS
+    let changes: Vec<FieldChange> = settings
+        .fields(CiClass::Computer)
         .iter()
         .filter_map(|f| {
-            let after = ci.attributes.get(&register::attribute(f.name))?.clone();
+            let after = ci.attributes.get(&register::attribute(&f.name))?.clone();
             Some(FieldChange {
                 field: f.name.to_string(),
                 before: None,
@@ -342,7 +344,7 @@ pub fn edit(
         }
     }
     let settings = settings(ops)?;
-    let values = checked_values(&edit.set, &settings)?;
+    let values = checked_values(CiClass::Computer, &edit.set, &settings)?;
     for attempt in 1..=EDIT_ATTEMPTS {
         let ci = ops
             .store
@@ -359,7 +361,7 @@ pub fn edit(
         }
         let now = Utc::now();
         let Some((next, change)) = apply(&ci, &values, &settings, source, &actor.name, now)? else {
-            return Ok(view(&ci));
+            return Ok(view(&ci, &settings));
         };
         let before: BTreeMap<&str, &Option<Value>> = change
             .changes
@@ -532,13 +534,15 @@ pub fn resolve(
 
 /// Every named field known and every value valid for its field, normalised.
 pub(crate) fn checked_values(
+    class: CiClass,
     set: &BTreeMap<String, Option<Value>>,
     settings: &RegisterSettings,
-) -> Result<Vec<(&'static str, Option<Value>)>, OpError> {
+) -> Result<Vec<(String, Option<Value>)>, OpError> {
     let mut values = Vec::with_capacity(set.len());
     for (name, value) in set {
-        let Some(def) = register::field(name) else {
-            let known: Vec<&str> = register::FIELDS.iter().map(|f| f.name).collect();
+        let Some(def) = settings.field(class, name) else {
+            let fields = settings.fields(class);
+            let known: Vec<&str> = fields.iter().map(|f| f.name.as_ref()).collect();
             return Err(OpError::invalid(format!(
                 "set.{name}: unknown register field; known: {}",
                 known.join(", ")
@@ -547,11 +551,11 @@ pub(crate) fn checked_values(
         let value = match value {
             None | Some(Value::Null) => None,
             Some(v) => Some(
-                register::normalise(def, v, settings)
+                register::normalise(&def, v, settings)
                     .map_err(|m| OpError::invalid(format!("set.{m}")))?,
             ),
         };
-        values.push((def.name, value));
+        values.push((def.name.into_owned(), value));
     }
     Ok(values)
 }
@@ -589,7 +593,7 @@ fn reporting_agent(ci: &Ci) -> Option<String> {
 /// The CI after the edit and what changed, or `None` when nothing would.
 pub(crate) fn apply(
     ci: &Ci,
-    values: &[(&'static str, Option<Value>)],
+    values: &[(String, Option<Value>)],
     settings: &RegisterSettings,
     source: register::Source,
     by: &str,
@@ -602,7 +606,7 @@ pub(crate) fn apply(
     for (name, value) in values {
         let key = register::attribute(name);
         let before = attributes.get(&key).cloned();
-        let holder = provenance.get(*name);
+        let holder = provenance.get(name);
         let same = before == *value;
         if same
             && (holder.is_some_and(|h| h.source == source) || (holder.is_none() && value.is_none()))
@@ -711,8 +715,11 @@ mod tests {
         }
     }
 
-    fn set(pairs: &[(&'static str, Option<Value>)]) -> Vec<(&'static str, Option<Value>)> {
-        pairs.to_vec()
+    fn set(pairs: &[(&str, Option<Value>)]) -> Vec<(String, Option<Value>)> {
+        pairs
+            .iter()
+            .map(|(f, v)| (f.to_string(), v.clone()))
+            .collect()
     }
 
     /// A computer whose owner "ann" was set by `source` (as "ann").

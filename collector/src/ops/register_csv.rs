@@ -125,7 +125,7 @@ pub struct FileError {
 struct Row {
     line: u64,
     keys: Vec<(&'static str, String)>,
-    set: Vec<(&'static str, Option<Value>)>,
+    set: Vec<(String, Option<Value>)>,
 }
 
 /// A parsed file: rows whose cells passed their field's checks, and the problems of those
@@ -188,9 +188,9 @@ fn parse(bytes: &[u8], settings: &register::RegisterSettings) -> Result<Parsed, 
     }
     enum Column {
         Key(&'static str),
-        Field(&'static register::FieldDef),
+        Field(register::FieldDef),
         /// asset_tag: a key, and a field when another key names the computer.
-        Tag(&'static register::FieldDef),
+        Tag(register::FieldDef),
     }
     let mut columns = Vec::with_capacity(header.len());
     let mut names = std::collections::HashSet::new();
@@ -204,17 +204,18 @@ fn parse(bytes: &[u8], settings: &register::RegisterSettings) -> Result<Parsed, 
         }
         let column = match (
             KEY_COLUMNS.iter().find(|k| **k == name),
-            register::field(&name),
+            settings.field(CiClass::Computer, &name),
         ) {
             (Some(_), Some(def)) => Column::Tag(def),
             (Some(k), None) => Column::Key(k),
             (None, Some(def)) => Column::Field(def),
             (None, None) => {
+                let fields = settings.fields(CiClass::Computer);
                 let mut known: Vec<&str> = KEY_COLUMNS.to_vec();
                 known.extend(
-                    register::FIELDS
+                    fields
                         .iter()
-                        .map(|f| f.name)
+                        .map(|f| f.name.as_ref())
                         .filter(|n| !KEY_COLUMNS.contains(n)),
                 );
                 return Err(file_error(
@@ -309,11 +310,11 @@ fn parse(bytes: &[u8], settings: &register::RegisterSettings) -> Result<Parsed, 
                 Column::Field(def) => def,
             };
             if cell == CLEAR {
-                row.set.push((def.name, None));
+                row.set.push((def.name.to_string(), None));
                 continue;
             }
             match register::normalise(def, &Value::String(cell.to_string()), settings) {
-                Ok(v) => row.set.push((def.name, Some(v))),
+                Ok(v) => row.set.push((def.name.to_string(), Some(v))),
                 Err(m) => {
                     bad = true;
                     parsed.problems.push((
@@ -594,7 +595,7 @@ pub fn import(
             // A cell that repeats what the register holds changes nothing: a file
             // exported and imported back must not take fields over from their source
             // (the serial an agent reports would then be held against discovery).
-            let set: Vec<(&'static str, Option<Value>)> = row
+            let set: Vec<(String, Option<Value>)> = row
                 .set
                 .iter()
                 .filter(|(f, v)| ci.attributes.get(&register::attribute(f)) != v.as_ref())
@@ -750,9 +751,12 @@ mod tests {
         assert_eq!(
             row.set,
             vec![
-                ("owner", Some(Value::String("=cmd|x".into()))),
-                ("notes", None),
-                ("warranty_end", Some(Value::String("2027-01-31".into()))),
+                ("owner".to_string(), Some(Value::String("=cmd|x".into()))),
+                ("notes".to_string(), None),
+                (
+                    "warranty_end".to_string(),
+                    Some(Value::String("2027-01-31".into()))
+                ),
             ]
         );
     }

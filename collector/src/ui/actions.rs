@@ -391,14 +391,17 @@ pub async fn edit_register(
     use crate::model::register;
     let form = Form::parse(&body)?;
     let mut set = std::collections::BTreeMap::new();
-    for f in register::FIELDS {
-        let now = form.get(&format!("f_{}", f.name));
-        let was = form.get(&format!("was_{}", f.name));
-        if now == was {
+    // Every field the form shows (built in or custom); an unknown one is refused by the
+    // edit with the list of known fields.
+    for (key, now) in &form.0 {
+        let Some(field) = key.strip_prefix("f_") else {
+            continue;
+        };
+        if *now == form.get(&format!("was_{field}")) {
             continue;
         }
         let value = (!now.trim().is_empty()).then(|| serde_json::Value::String(now.to_string()));
-        set.insert(f.name.to_string(), value);
+        set.insert(field.to_string(), value);
     }
     let page = format!("/ui/cis/{}", segment(&id));
     if set.is_empty() {

@@ -554,7 +554,6 @@ struct CiPage {
     /// The edit form is shown to asset managers and administrators, on the current state.
     can_edit_register: bool,
     version: u64,
-    statuses: Vec<String>,
     /// Where discovery disagrees with a held register value.
     reconciliation: Vec<ReconciliationRow>,
 }
@@ -608,36 +607,64 @@ pub fn reconciliation_row(
 
 /// One register field on the CI page: its value, where it came from, and its form input.
 pub struct RegisterRow {
-    pub field: &'static str,
-    pub description: &'static str,
-    /// "text", "notes", "date", "money" or "status": which input the form uses.
+    pub field: String,
+    pub description: String,
+    /// "text", "notes", "date", "number" or "choice": which input the form uses.
     pub input: &'static str,
     pub max_chars: usize,
+    /// A choice's options (status labels, an enum's values).
+    pub choices: Vec<String>,
+    /// A number's bounds and step, as the input's attributes take them.
+    pub min: String,
+    pub max: String,
+    pub step: String,
     pub value: String,
     pub set_by: String,
+    pub custom: bool,
 }
 
-fn register_rows(attributes: &Value) -> Vec<RegisterRow> {
+fn register_rows(
+    attributes: &Value,
+    settings: &crate::model::register::RegisterSettings,
+) -> Vec<RegisterRow> {
     use crate::model::register::{self, FieldKind};
     let provenance = register::provenance_of(attributes.get(register::PROVENANCE_ATTRIBUTE));
-    register::FIELDS
-        .iter()
+    let statuses: Vec<String> = settings.statuses.iter().map(|s| s.name.clone()).collect();
+    settings
+        .fields(CiClass::Computer)
+        .into_iter()
         .map(|f| {
-            let (input, max_chars) = match f.kind {
-                FieldKind::Text { max_chars } if f.name == "notes" => ("notes", max_chars),
-                FieldKind::Text { max_chars } => ("text", max_chars),
-                FieldKind::Date => ("date", 10),
-                FieldKind::Money => ("money", 16),
-                FieldKind::Status => ("status", 32),
+            let bound = |b: Option<f64>| b.map(|b| b.to_string()).unwrap_or_default();
+            let (input, max_chars, choices, min, max, step) = match &f.kind {
+                FieldKind::Text { max_chars } if f.name == "notes" => {
+                    ("notes", *max_chars, vec![], None, None, String::new())
+                }
+                FieldKind::Text { max_chars } => {
+                    ("text", *max_chars, vec![], None, None, String::new())
+                }
+                FieldKind::Date => ("date", 10, vec![], None, None, String::new()),
+                FieldKind::Money => ("number", 16, vec![], Some(0.0), None, "0.01".into()),
+                FieldKind::Number { min, max, decimals } => (
+                    "number",
+                    24,
+                    vec![],
+                    *min,
+                    *max,
+                    if *decimals == 0 {
+                        "1".to_string()
+                    } else {
+                        format!("0.{}1", "0".repeat(usize::from(*decimals) - 1))
+                    },
+                ),
+                FieldKind::Status => ("choice", 32, statuses.clone(), None, None, String::new()),
+                FieldKind::Enum { values } => {
+                    ("choice", 64, values.clone(), None, None, String::new())
+                }
             };
             RegisterRow {
-                field: f.name,
-                description: f.description,
-                input,
-                max_chars,
-                value: show(&attributes[register::attribute(f.name).as_str()]),
+                value: show(&attributes[register::attribute(&f.name).as_str()]),
                 set_by: provenance
-                    .get(f.name)
+                    .get(f.name.as_ref())
                     .map(|p| {
                         format!(
                             "{} {} · {}",
@@ -647,6 +674,15 @@ fn register_rows(attributes: &Value) -> Vec<RegisterRow> {
                         )
                     })
                     .unwrap_or_default(),
+                field: f.name.into_owned(),
+                description: f.description.into_owned(),
+                input,
+                max_chars,
+                choices,
+                min: bound(min),
+                max: bound(max),
+                step,
+                custom: f.custom,
             }
         })
         .collect()
@@ -805,11 +841,10 @@ pub async fn ci(
         incoming,
         in_total: d["relationships_in_total"].as_u64().unwrap_or(0),
         history: rows,
-        register: (ci["class"] == "computer").then(|| register_rows(&ci["attributes"])),
+        register: (ci["class"] == "computer").then(|| register_rows(&ci["attributes"], &settings)),
         can_edit_register: at.is_none()
             && crate::register_api::REGISTER_EDITORS.permits(person.role),
         version: ci["version"].as_u64().unwrap_or(0),
-        statuses: settings.statuses.iter().map(|s| s.name.clone()).collect(),
         reconciliation: (ci["class"] == "computer")
             .then(|| {
                 let attributes: Attributes =

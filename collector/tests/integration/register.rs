@@ -1076,3 +1076,156 @@ fn discovery_disagreeing_with_a_person_waits_as_a_reconciliation_item() {
     assert_eq!(reg::reconciliation(&ops, false).unwrap().total, 1);
     assert_eq!(r.store.check_consistency().unwrap().problems_total, 0);
 }
+
+/// Custom fields an administrator defines: validated by their type, edited, imported and
+/// exported like built-in fields, filtered on, under precedence; a removed definition
+/// hides the field while history keeps its values.
+#[test]
+fn custom_fields_are_defined_by_an_admin_validated_imported_and_filtered() {
+    use census_collector::query::{self, filter, Query, Sort};
+    use register::{CustomField, FieldKind};
+    let (r, a, b) = two_computers("register-custom");
+    let ops = ops(&r);
+    let admin = Actor::new("root");
+    let mut settings = reg::settings(&ops).unwrap();
+    settings.custom_fields = vec![
+        CustomField {
+            class: CiClass::Computer,
+            name: "u_rack".into(),
+            description: "Rack and unit".into(),
+            kind: FieldKind::Text { max_chars: 16 },
+        },
+        CustomField {
+            class: CiClass::Computer,
+            name: "u_ram_slots".into(),
+            description: String::new(),
+            kind: FieldKind::Number {
+                min: Some(0.0),
+                max: Some(16.0),
+                decimals: 0,
+            },
+        },
+        CustomField {
+            class: CiClass::Computer,
+            name: "u_support".into(),
+            description: String::new(),
+            kind: FieldKind::Enum {
+                values: vec!["gold".into(), "silver".into()],
+            },
+        },
+    ];
+    reg::put_settings(&ops, &admin, settings.clone()).unwrap();
+
+    let view = ann_sets(
+        &ops,
+        &a,
+        &[
+            ("u_rack", json!("R12-U07")),
+            ("u_ram_slots", json!("4")),
+            ("u_support", json!("gold")),
+        ],
+    );
+    assert_eq!(value(&view, "u_ram_slots"), Some(&json!(4)));
+    let ann = Actor::new("ann");
+    let refused = |pairs: &[(&str, Value)]| {
+        reg::edit(&ops, &ann, &a, &edit(pairs), Source::Person).unwrap_err()
+    };
+    for (pairs, needle) in [
+        (vec![("u_ram_slots", json!(32))], "u_ram_slots: 32 is above"),
+        (
+            vec![("u_support", json!("bronze"))],
+            "not one of gold, silver",
+        ),
+        (vec![("u_rack", json!("x".repeat(17)))], "at most 16"),
+        (vec![("u_colour", json!("red"))], "unknown register field"),
+    ] {
+        let e = refused(&pairs);
+        assert!(
+            matches!(&e, OpError::Invalid { message, .. } if message.contains(needle)),
+            "{e:?}"
+        );
+    }
+
+    // A filter on a custom field, like any attribute.
+    let found = query::run(
+        r.store.as_ref(),
+        &Query {
+            class: CiClass::Computer,
+            filter: filter::parse_for(CiClass::Computer, "register.u_support = gold").unwrap(),
+            sort: Sort::parse("name").unwrap(),
+            limit: 10,
+            after: None,
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    assert_eq!(
+        found
+            .items
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        [a.as_str()]
+    );
+
+    // A file sets custom columns; a bad cell names its line and column.
+    let file = "hostname,u_rack,u_support\nweb02,R01-U01,silver\n";
+    let report = register_csv::import(&ops, &ann, "racks.csv", file.as_bytes(), APPLY).unwrap();
+    assert!(report.applied && report.updates == 1, "{report:?}");
+    let vb = reg::get(&ops, &b).unwrap();
+    assert_eq!(value(&vb, "u_support"), Some(&json!("silver")));
+    let bad = "hostname,u_ram_slots\nweb02,seventeen\n";
+    let report = register_csv::import(&ops, &ann, "bad.csv", bad.as_bytes(), DRY_RUN).unwrap();
+    assert_eq!(report.invalid, 1, "{report:?}");
+    assert_eq!(
+        (
+            report.problems[0].line,
+            report.problems[0].column.as_deref()
+        ),
+        (2, Some("u_ram_slots"))
+    );
+
+    // Precedence applies to a custom field as to any other.
+    settings.precedence = vec![FieldPrecedence {
+        class: CiClass::Computer,
+        field: "u_rack".into(),
+        order: vec![
+            SourceRank {
+                source: Source::FileImport,
+                stale_after_days: None,
+            },
+            SourceRank {
+                source: Source::Person,
+                stale_after_days: None,
+            },
+        ],
+    }];
+    reg::put_settings(&ops, &admin, settings.clone()).unwrap();
+    let e = reg::edit(
+        &ops,
+        &ann,
+        &b,
+        &edit(&[("u_rack", json!("R99"))]),
+        Source::Person,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, OpError::Conflict(m) if m.contains("file_import 'racks.csv'")),
+        "{e:?}"
+    );
+
+    // Removing the definition (and its precedence) hides the field; history keeps it.
+    settings.custom_fields.retain(|c| c.name != "u_support");
+    reg::put_settings(&ops, &admin, settings).unwrap();
+    let view = reg::get(&ops, &a).unwrap();
+    assert!(view.fields.iter().all(|f| f.field != "u_support"));
+    let history = r.store.history(&a).unwrap();
+    assert_eq!(
+        history.last().unwrap().ci.attributes["register.u_support"],
+        "gold"
+    );
+    assert!(matches!(
+        refused(&[("u_support", json!("gold"))]),
+        OpError::Invalid { .. }
+    ));
+}
