@@ -406,17 +406,21 @@ async fn export(
     Extension(person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let settings = st.run(&person, |ops, _| op::settings(ops)).await?;
     let p: ExportParams = query_params(q)?;
+    export_csv(&st, &person, p.filter.as_deref()).await
+}
+
+/// The register as CSV (the API's export and the web UI's), computers matching `filter`.
+pub async fn export_csv(st: &AppState, person: &Person, filter: Option<&str>) -> Reply {
+    let settings = st.run(person, |ops, _| op::settings(ops)).await?;
     let filter =
-        crate::query::filter::parse_for(CiClass::Computer, p.filter.as_deref().unwrap_or(""))
-            .map_err(|e| {
-                ApiProblem::new(
-                    StatusCode::BAD_REQUEST,
-                    e.to_string(),
-                    Some("filter".into()),
-                )
-            })?;
+        crate::query::filter::parse_for(CiClass::Computer, filter.unwrap_or("")).map_err(|e| {
+            ApiProblem::new(
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+                Some("filter".into()),
+            )
+        })?;
     let query = crate::query::Query {
         class: CiClass::Computer,
         filter,

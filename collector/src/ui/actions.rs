@@ -528,3 +528,249 @@ pub async fn create_record(
         .await?;
     Ok(redirect(&format!("/ui/cis/{}", segment(&view.ci_id))))
 }
+
+/// The register import form's file (multipart/form-data; the CSRF token was checked from
+/// the query string by the session layer): checked, or applied with `mode=apply`, and the
+/// report shown on the import page. Every limit of the API's import applies.
+pub async fn import_register(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<super::session::Session>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> UiResult {
+    use crate::ops::register_csv::{self, ImportMode, MAX_IMPORT_BYTES};
+    let too_large = || UiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the register file is larger than {} MiB; split it into several files",
+            MAX_IMPORT_BYTES / (1024 * 1024)
+        ),
+    };
+    let boundary = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| unprocessable("send the file from the import form (multipart/form-data)"))?;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // The form's other fields are a few bytes; the file may take the whole allowance.
+    let whole = (MAX_IMPORT_BYTES + 16 * 1024) as u64;
+    if declared.is_some_and(|n| n > whole) {
+        return Err(too_large());
+    }
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["file", "mode", "skip_problem_rows"])
+        .size_limit(
+            multer::SizeLimit::new()
+                .whole_stream(whole)
+                .per_field(MAX_IMPORT_BYTES as u64),
+        );
+    let mut form =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let read_error = |e: multer::Error| match e {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            too_large()
+        }
+        other => unprocessable(format!("the upload could not be read: {other}")),
+    };
+    let (mut file, mut file_name, mut apply, mut skip) = (None, String::new(), false, false);
+    while let Some(field) = form.next_field().await.map_err(read_error)? {
+        match field.name() {
+            Some("file") => {
+                file_name = field
+                    .file_name()
+                    .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect())
+                    .unwrap_or_default();
+                file = Some(field.bytes().await.map_err(read_error)?);
+            }
+            Some("mode") => apply = field.text().await.map_err(read_error)? == "apply",
+            Some("skip_problem_rows") => skip = true,
+            _ => {}
+        }
+    }
+    let Some(file) = file.filter(|f| !f.is_empty()) else {
+        return Err(unprocessable("choose a register file (CSV) to import"));
+    };
+    if file_name.trim().is_empty() {
+        file_name = "register.csv".into();
+    }
+    let mode = ImportMode {
+        dry_run: !apply,
+        skip_problem_rows: apply && skip,
+    };
+    let (ops, actor, name) = (
+        st.ops(),
+        crate::ops::Actor::from(&person),
+        file_name.clone(),
+    );
+    let (outcome, settings) = tokio::task::spawn_blocking(move || {
+        let outcome = register_csv::import(&ops, &actor, &name, &file, mode);
+        (outcome, crate::ops::register::settings(&ops))
+    })
+    .await
+    .map_err(|e| UiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.to_string(),
+    })?;
+    let columns = settings
+        .map(|s| super::pages::register_columns(&s))
+        .unwrap_or_default();
+    let mut page = super::pages::RegisterImportPage::new(&person, &session, columns);
+    page.file_name = file_name;
+    match outcome {
+        Ok(report) => page.report = Some(report),
+        Err(Ok(e)) => {
+            page.file_error = if e.message.starts_with("line ") {
+                e.message
+            } else {
+                format!("line {}: {}", e.line, e.message)
+            }
+        }
+        Err(Err(e)) => return Err(crate::http::ApiProblem::from(e).into()),
+    }
+    let mut response = super::render(&page)?;
+    if !page.file_error.is_empty() {
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
+}
+
+/// Reads the four precedence slots of a settings form (`src_N`, `stale_N`), highest
+/// first; an empty slot is skipped.
+fn precedence_slots(form: &Form) -> Result<Vec<crate::model::register::SourceRank>, UiError> {
+    use crate::model::register::{Source, SourceRank};
+    let mut order = Vec::new();
+    for i in 0..Source::ALL.len() {
+        let source = form.get(&format!("src_{i}"));
+        if source.is_empty() {
+            continue;
+        }
+        let source: Source = source.parse().map_err(unprocessable)?;
+        let stale = match form.get(&format!("stale_{i}")).trim() {
+            "" => None,
+            d => Some(d.parse::<u32>().map_err(|_| {
+                unprocessable(format!("rank {}: '{d}' is not a number of days", i + 1))
+            })?),
+        };
+        order.push(SourceRank {
+            source,
+            stale_after_days: stale,
+        });
+    }
+    Ok(order)
+}
+
+/// The settings page's forms: one change to the register settings per submission, checked
+/// and audited as the API's `PUT /api/v1/register/settings` is.
+pub async fn register_settings(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Bytes,
+) -> UiResult {
+    use crate::model::register::{
+        CustomField, FieldKind, FieldPrecedence, StatusKind, StatusLabel,
+    };
+    let form = Form::parse(&body)?;
+    let mut settings = st
+        .run(&person, |ops, _| crate::ops::register::settings(ops))
+        .await?;
+    let number = |name: &str| -> Result<Option<f64>, UiError> {
+        match form.get(name).trim() {
+            "" => Ok(None),
+            v => v
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| unprocessable(format!("{name}: '{v}' is not a number"))),
+        }
+    };
+    match form.get("action") {
+        "add_status" => {
+            let kind = match form.get("kind") {
+                "in_stock" => StatusKind::InStock,
+                "deployed" => StatusKind::Deployed,
+                "pending" => StatusKind::Pending,
+                "retired" => StatusKind::Retired,
+                other => {
+                    return Err(unprocessable(format!(
+                        "kind: unknown status kind '{other}'"
+                    )))
+                }
+            };
+            settings.statuses.push(StatusLabel {
+                name: form.get("name").trim().to_string(),
+                kind,
+            });
+        }
+        "remove_status" => {
+            let name = form.get("name");
+            settings.statuses.retain(|s| s.name != name);
+        }
+        "default_precedence" => settings.default_precedence = precedence_slots(&form)?,
+        "field_precedence" => {
+            let field = form.get("field").to_string();
+            settings.precedence.retain(|p| p.field != field);
+            settings.precedence.push(FieldPrecedence {
+                class: CiClass::Computer,
+                field,
+                order: precedence_slots(&form)?,
+            });
+        }
+        "remove_precedence" => {
+            let field = form.get("field");
+            settings.precedence.retain(|p| p.field != field);
+        }
+        "add_custom" => {
+            let kind = match form.get("type") {
+                "text" => FieldKind::Text {
+                    max_chars: form.get("max_chars").trim().parse().map_err(|_| {
+                        unprocessable("max_chars: a number of characters, 1 to 4000")
+                    })?,
+                },
+                "number" => FieldKind::Number {
+                    min: number("min")?,
+                    max: number("max")?,
+                    decimals: match form.get("decimals").trim() {
+                        "" => 0,
+                        d => d.parse().map_err(|_| unprocessable("decimals: 0 to 6"))?,
+                    },
+                },
+                "date" => FieldKind::Date,
+                "money" => FieldKind::Money,
+                "enum" => FieldKind::Enum {
+                    values: form
+                        .get("values")
+                        .split(',')
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty())
+                        .collect(),
+                },
+                other => return Err(unprocessable(format!("type: unknown field type '{other}'"))),
+            };
+            settings.custom_fields.push(CustomField {
+                class: CiClass::Computer,
+                name: form.get("name").trim().to_string(),
+                description: form.get("description").trim().to_string(),
+                kind,
+            });
+        }
+        "remove_custom" => {
+            let name = form.get("name").to_string();
+            settings.custom_fields.retain(|c| c.name != name);
+            // An order for a field that no longer exists would refuse the settings.
+            settings.precedence.retain(|p| p.field != name);
+        }
+        other => {
+            return Err(unprocessable(format!(
+                "action: unknown settings change '{other}'"
+            )))
+        }
+    }
+    st.run(&person, move |ops, actor| {
+        crate::ops::register::put_settings(ops, actor, settings)
+    })
+    .await?;
+    Ok(redirect("/ui/register/settings"))
+}

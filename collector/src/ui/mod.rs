@@ -95,6 +95,36 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::edit_register),
     );
     t.ui(
+        "GET",
+        "/ui/register/settings",
+        Allowed::AnyPerson,
+        get(pages::register_settings),
+    );
+    t.ui(
+        "POST",
+        "/ui/register/settings",
+        Allowed::Roles(&[Role::Admin]),
+        post(actions::register_settings),
+    );
+    t.ui(
+        "GET",
+        "/ui/register/import",
+        crate::register_api::REGISTER_EDITORS,
+        get(pages::register_import),
+    );
+    t.ui(
+        "POST",
+        "/ui/register/import",
+        crate::register_api::REGISTER_EDITORS,
+        post(actions::import_register),
+    );
+    t.ui(
+        "GET",
+        "/ui/register/export",
+        crate::register_api::REGISTER_EDITORS,
+        get(pages::register_export),
+    );
+    t.ui(
         "POST",
         "/ui/cis/{id}/register/reconciliation/{field}",
         crate::register_api::REGISTER_EDITORS,

@@ -1901,3 +1901,207 @@ pub async fn reconciliation(
         can_edit: crate::register_api::REGISTER_EDITORS.permits(person.role),
     })
 }
+
+#[derive(Template)]
+#[template(path = "register_import.html")]
+pub struct RegisterImportPage {
+    pub chrome: Chrome,
+    /// Where the form posts, with its CSRF token (a file upload's body is not a form).
+    pub action: String,
+    pub max_mib: usize,
+    /// The file's name and what the import found, once one was sent.
+    pub file_name: String,
+    pub report: Option<crate::ops::register_csv::ImportReport>,
+    /// A file that could not be read at all.
+    pub file_error: String,
+    pub columns: String,
+}
+
+impl RegisterImportPage {
+    pub fn new(person: &Person, session: &Session, columns: String) -> Self {
+        RegisterImportPage {
+            chrome: Chrome::new(person, session, "/ui/computers"),
+            action: format!("/ui/register/import?csrf={}", url_encode(&session.csrf)),
+            max_mib: crate::ops::register_csv::MAX_IMPORT_BYTES / (1024 * 1024),
+            file_name: String::new(),
+            report: None,
+            file_error: String::new(),
+            columns,
+        }
+    }
+}
+
+/// The columns a register file may have, for the import page.
+pub fn register_columns(settings: &crate::model::register::RegisterSettings) -> String {
+    let mut columns: Vec<String> = crate::ops::register_csv::KEY_COLUMNS
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    for f in settings.fields(CiClass::Computer) {
+        if !columns.iter().any(|c| *c == f.name) {
+            columns.push(f.name.into_owned());
+        }
+    }
+    columns.join(", ")
+}
+
+/// The register import page: a file checked (a dry run) or applied.
+pub async fn register_import(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+) -> UiResult {
+    let settings = st
+        .run(&person, |ops, _| crate::ops::register::settings(ops))
+        .await?;
+    render(&RegisterImportPage::new(
+        &person,
+        &session,
+        register_columns(&settings),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RegisterExportQuery {
+    filter: Option<String>,
+}
+
+/// The register as CSV, for a signed-in person (the API's export).
+pub async fn register_export(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> UiResult {
+    let q: RegisterExportQuery = params(q)?;
+    Ok(crate::register_api::export_csv(&st, &person, q.filter.as_deref()).await?)
+}
+
+#[derive(Template)]
+#[template(path = "register_settings.html")]
+struct RegisterSettingsPage {
+    chrome: Chrome,
+    can_edit: bool,
+    statuses: Vec<(String, String)>,
+    default_order: Vec<(String, String)>,
+    /// (field, its order as text)
+    overrides: Vec<(String, String)>,
+    /// (name, type, limits, description)
+    custom: Vec<(String, String, String, String)>,
+    fields: Vec<String>,
+    sources: Vec<&'static str>,
+    /// The default order's four slots for the edit form: (source, stale days).
+    slots: Vec<(String, String)>,
+    updated: String,
+}
+
+fn order_text(order: &[crate::model::register::SourceRank]) -> String {
+    order
+        .iter()
+        .map(|r| match r.stale_after_days {
+            Some(d) => format!("{} (holds {d} days)", r.source.as_str()),
+            None => r.source.as_str().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+fn kind_text(kind: &crate::model::register::FieldKind) -> (String, String) {
+    use crate::model::register::FieldKind;
+    match kind {
+        FieldKind::Text { max_chars } => ("text".into(), format!("at most {max_chars} characters")),
+        FieldKind::Date => ("date".into(), String::new()),
+        FieldKind::Money => ("money".into(), "two decimals".into()),
+        FieldKind::Status => ("status".into(), String::new()),
+        FieldKind::Number { min, max, decimals } => (
+            "number".into(),
+            format!(
+                "{} to {}, {decimals} decimals",
+                min.map(|v| v.to_string()).unwrap_or_else(|| "any".into()),
+                max.map(|v| v.to_string()).unwrap_or_else(|| "any".into())
+            ),
+        ),
+        FieldKind::Enum { values } => ("enum".into(), values.join(", ")),
+    }
+}
+
+/// The register's settings: status labels, source precedence, custom fields (edited by
+/// administrators).
+pub async fn register_settings(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+) -> UiResult {
+    use crate::model::register::{Source, StatusKind};
+    let settings = st
+        .run(&person, |ops, _| crate::ops::register::settings(ops))
+        .await?;
+    let kind_name = |k: StatusKind| match k {
+        StatusKind::InStock => "in stock",
+        StatusKind::Deployed => "deployed",
+        StatusKind::Pending => "in repair or pending",
+        StatusKind::Retired => "retired or disposed",
+    };
+    let mut slots: Vec<(String, String)> = settings
+        .default_precedence
+        .iter()
+        .map(|r| {
+            (
+                r.source.as_str().to_string(),
+                r.stale_after_days
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    slots.resize(Source::ALL.len(), (String::new(), String::new()));
+    render(&RegisterSettingsPage {
+        chrome: Chrome::new(&person, &session, "/ui/computers"),
+        can_edit: crate::people::Allowed::Roles(&[Role::Admin]).permits(person.role),
+        statuses: settings
+            .statuses
+            .iter()
+            .map(|s| (s.name.clone(), kind_name(s.kind).to_string()))
+            .collect(),
+        default_order: settings
+            .default_precedence
+            .iter()
+            .map(|r| {
+                (
+                    r.source.as_str().replace('_', " "),
+                    r.stale_after_days
+                        .map(|d| format!("{d} days"))
+                        .unwrap_or_else(|| "never lapses".into()),
+                )
+            })
+            .collect(),
+        overrides: settings
+            .precedence
+            .iter()
+            .map(|p| (p.field.clone(), order_text(&p.order)))
+            .collect(),
+        custom: settings
+            .custom_fields
+            .iter()
+            .map(|c| {
+                let (kind, limits) = kind_text(&c.kind);
+                (c.name.clone(), kind, limits, c.description.clone())
+            })
+            .collect(),
+        fields: settings
+            .fields(CiClass::Computer)
+            .into_iter()
+            .map(|f| f.name.into_owned())
+            .collect(),
+        sources: Source::ALL.iter().map(|s| s.as_str()).collect(),
+        slots,
+        updated: if settings.updated_by.is_empty() {
+            "never changed: the defaults".into()
+        } else {
+            format!(
+                "changed by {} · {}",
+                settings.updated_by,
+                when(&settings.updated_at)
+            )
+        },
+    })
+}

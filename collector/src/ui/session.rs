@@ -28,6 +28,19 @@ pub const LOGIN_COOKIE: &str = "__Host-census_login";
 /// Largest form a UI POST may send.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
+/// UI routes that take a file (multipart/form-data). Their body goes to the handler
+/// unread (it enforces its own limit) and their CSRF token comes in the query string
+/// (`?csrf=`), checked here like a form's: the file may be megabytes, the form layer
+/// reads 64 KiB.
+pub const UPLOAD_PATHS: &[&str] = &["/ui/register/import"];
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| crate::http::media_type_essence(v))
+        .is_some_and(|e| e == "multipart/form-data")
+}
+
 /// The signed-in person's CSRF token, for templates.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -146,11 +159,24 @@ pub async fn require(
                 "cross-site form submissions are refused",
             );
         }
-        let bytes = match read_form_bytes(body).await {
-            Ok(b) => b,
-            Err(r) => return r,
+        let upload = UPLOAD_PATHS.contains(&parts.uri.path()) && is_multipart(&parts.headers);
+        let (sent, body) = if upload {
+            let sent = parts
+                .uri
+                .query()
+                .and_then(|q| form_field(q.as_bytes(), "csrf"))
+                .unwrap_or_default();
+            (sent, body)
+        } else {
+            let bytes = match read_form_bytes(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            (
+                form_field(&bytes, "csrf").unwrap_or_default(),
+                Body::from(bytes),
+            )
         };
-        let sent = form_field(&bytes, "csrf").unwrap_or_default();
         if !same_digest(&sent, &csrf) {
             tracing::warn!(user = %person.name, path = %parts.uri.path(), "ui form refused: CSRF token missing or wrong");
             return super::error_page(
@@ -158,7 +184,7 @@ pub async fn require(
                 "this form's security token is missing or out of date; reload the page and submit again",
             );
         }
-        Body::from(bytes)
+        body
     } else {
         body
     };

@@ -413,3 +413,197 @@ fn admin_resolves_an_identity_conflict_from_the_ui_and_revokes_the_clone() {
         "a revoked clone is refused"
     );
 }
+
+/// A multipart body of the register import form: `file` then the other fields.
+fn import_form(boundary: &str, file: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"assets.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n");
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// An upload over the UI: the CSRF token in the query string is checked by the session
+/// layer before the body is read; a check writes nothing, an apply writes every row;
+/// hostile values stay text; a file that cannot be read, or one too large, is refused.
+#[test]
+fn the_register_import_page_checks_then_applies_an_uploaded_file() {
+    let c = Collector::start("ui-import");
+    let s = person_with_password(&c, "ann", "asset_manager");
+    hostile_machine(&c);
+    let id = computer_id(&c);
+    let (status, _, page) = get(&c, &s, "/ui/register/import");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("action=\"/ui/register/import?csrf={}\"", s.csrf)),
+        "{page}"
+    );
+    let boundary = "census-test-boundary";
+    let send = |query: &str, body: Vec<u8>| {
+        let r = c
+            .http_no_redirect()
+            .post(format!("{}/ui/register/import{query}", c.url))
+            .header("cookie", &s.cookie)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .expect("POST");
+        (r.status().as_u16(), r.text().expect("body"))
+    };
+    let file = b"serial,owner,notes\nSER-UI-1,<b>ann</b>,=HYPERLINK(1)\n";
+    let with_csrf = format!("?csrf={}", s.csrf);
+    for query in ["", "?csrf=0000"] {
+        let (status, body) = send(query, import_form(boundary, file, &[("mode", "apply")]));
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = send(
+        &with_csrf,
+        import_form(boundary, file, &[("mode", "check")]),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("checked, nothing written"), "{body}");
+    assert!(!body.contains("<b>ann</b>"));
+    let (_, _, detail) = get(&c, &s, &format!("/ui/cis/{id}"));
+    assert!(!detail.contains("&#60;b&#62;ann"), "a check wrote nothing");
+    let (status, body) = send(
+        &with_csrf,
+        import_form(boundary, file, &[("mode", "apply")]),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("applied"), "{body}");
+    let (_, _, detail) = get(&c, &s, &format!("/ui/cis/{id}"));
+    assert!(detail.contains("&#60;b&#62;ann&#60;/b&#62;"), "{detail}");
+    // A file that is not a register file: nothing is written, the page says why.
+    let (status, body) = send(
+        &with_csrf,
+        import_form(boundary, b"ci_id,owner\nx,\xff\xfe\n", &[("mode", "apply")]),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("cannot be read") && body.contains("line 2"),
+        "{body}"
+    );
+    // A field the form does not have, and a body past the limit.
+    let (status, body) = send(
+        &with_csrf,
+        import_form(boundary, file, &[("mode", "apply"), ("dry_run", "false")]),
+    );
+    assert_eq!(status, 422, "{body}");
+    let mut huge = import_form(boundary, &vec![b'a'; 33 * 1024 * 1024], &[]);
+    huge.truncate(huge.len() - 4);
+    let (status, body) = send(&with_csrf, huge);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("larger than 32 MiB"), "{body}");
+    // The export a person downloads from the page imports back.
+    let (status, headers, csv) = get(&c, &s, "/ui/register/export");
+    assert_eq!(status, 200);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.contains("'=HYPERLINK(1)"), "{csv}");
+}
+
+/// The settings page: an administrator adds a custom field (which the CI page then
+/// offers), a bad definition is refused with its reason, other roles only read.
+#[test]
+fn an_admin_defines_custom_fields_and_statuses_on_the_settings_page() {
+    let c = Collector::start("ui-settings");
+    let admin = person_with_password(&c, "root", "admin");
+    let am = person_with_password(&c, "ann", "asset_manager");
+    hostile_machine(&c);
+    let id = computer_id(&c);
+    let (status, _) = post(
+        &c,
+        &am,
+        "/ui/register/settings",
+        &[
+            ("csrf", &am.csrf),
+            ("action", "add_status"),
+            ("name", "lost"),
+            ("kind", "retired"),
+        ],
+    );
+    assert_eq!(status, 403);
+    let (_, _, page) = get(&c, &am, "/ui/register/settings");
+    assert!(
+        !page.contains("id=\"custom-form\""),
+        "read only for an asset manager"
+    );
+    let (status, body) = post(
+        &c,
+        &admin,
+        "/ui/register/settings",
+        &[
+            ("csrf", &admin.csrf),
+            ("action", "add_custom"),
+            ("name", "u_rack"),
+            ("type", "text"),
+            ("max_chars", "16"),
+            ("description", "Rack <and> unit"),
+        ],
+    );
+    assert_eq!(status, 303, "{body}");
+    let (status, body) = post(
+        &c,
+        &admin,
+        "/ui/register/settings",
+        &[
+            ("csrf", &admin.csrf),
+            ("action", "add_custom"),
+            ("name", "rack"),
+            ("type", "enum"),
+            ("values", "a, b"),
+        ],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("u_ then"), "{body}");
+    let (status, _) = post(
+        &c,
+        &admin,
+        "/ui/register/settings",
+        &[
+            ("csrf", &admin.csrf),
+            ("action", "add_status"),
+            ("name", "lost"),
+            ("kind", "retired"),
+        ],
+    );
+    assert_eq!(status, 303);
+    let (_, _, page) = get(&c, &admin, "/ui/register/settings");
+    assert!(page.contains("<code>u_rack</code>") && page.contains("Rack &#60;and&#62; unit"));
+    assert!(page.contains("<code>lost</code>"), "{page}");
+    let (_, _, detail) = get(&c, &am, &format!("/ui/cis/{id}"));
+    assert!(detail.contains("id=\"reg-u_rack\""), "{detail}");
+    assert!(detail.contains("<option value=\"lost\""), "{detail}");
+    let (status, body) = post(
+        &c,
+        &am,
+        &format!("/ui/cis/{id}/register"),
+        &[
+            ("csrf", &am.csrf),
+            ("f_u_rack", "R1-U2"),
+            ("was_u_rack", ""),
+        ],
+    );
+    assert_eq!(status, 303, "{body}");
+    let (_, _, detail) = get(&c, &am, &format!("/ui/cis/{id}"));
+    assert!(detail.contains("value=\"R1-U2\""), "{detail}");
+}

@@ -149,6 +149,15 @@ impl Browser<'_> {
     fn click(&self, css: &str) {
         self.on_element(css, "POST", "click", Some(json!({})));
     }
+    /// Chooses a file in the file input `css`, as a person picking it would.
+    fn upload(&self, css: &str, file: &Path) {
+        let e = self.find(css);
+        self.ok(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": file.to_str().unwrap()})),
+        );
+    }
     fn text(&self, css: &str) -> String {
         self.on_element(css, "GET", "text", None)
             .as_str()
@@ -523,4 +532,71 @@ fn browser_records_a_licence_and_sees_its_consumption_and_the_dashboard_panel() 
             || panel.contains("Licences expiring within 30 days 1"),
         "{panel}"
     );
+}
+
+#[test]
+fn browser_defines_a_custom_field_then_imports_a_register_file() {
+    let c = Collector::start("ui-register-import");
+    person_with_password(&c, "root", "admin");
+    hostile_machine(&c);
+    let driver = Driver::start();
+    let b = driver.session();
+    b.sign_in(&c, "root");
+    b.go(&format!("{}/ui/computers", c.url));
+    b.click("#register-links a[href='/ui/register/settings']");
+    b.wait_for("the settings page", |b| {
+        b.current_url().ends_with("/ui/register/settings")
+    });
+    b.type_into("#cf-name", "u_rack");
+    b.type_into("#cf-max-chars", "16");
+    b.type_into("#cf-description", "Rack and unit");
+    b.click("#cf-save");
+    b.wait_for("the new field", |b| {
+        b.text("#custom-fields").contains("u_rack")
+    });
+    b.screenshot(&screenshot_dir(), "register-settings");
+
+    let file = c.dir.join("racks.csv");
+    std::fs::write(
+        &file,
+        "serial,u_rack,owner\nSER-UI-1,R12-U07,<img src=x onerror=alert(3)>\nNOPE,,x\n",
+    )
+    .unwrap();
+    b.go(&format!("{}/ui/register/import", c.url));
+    b.upload("#imp-file", &file);
+    b.click("#imp-submit");
+    b.wait_for("the check's report", |b| {
+        b.text("main").contains("checked, nothing written")
+    });
+    let report = b.text("#import-counts");
+    assert!(
+        report.contains("New records\n1") || report.contains("New records 1"),
+        "{report}"
+    );
+    b.screenshot(&screenshot_dir(), "register-import-check");
+    b.upload("#imp-file", &file);
+    b.click("#imp-apply");
+    b.click("#imp-submit");
+    b.wait_for("the apply's report", |b| {
+        b.text("#h-import-report").contains("applied")
+    });
+    assert!(b.no_alert());
+    let found = c.json(&["ci", "list", "--class", "computer"]);
+    let id = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ci| ci["name"] != "NOPE")
+        .and_then(|ci| ci["id"].as_str())
+        .expect("the discovered machine");
+    b.go(&format!("{}/ui/cis/{id}", c.url));
+    assert_eq!(
+        b.script("return document.querySelector('#reg-u_rack').value"),
+        "R12-U07"
+    );
+    assert_eq!(
+        b.script("return document.querySelector('#reg-owner').value"),
+        "<img src=x onerror=alert(3)>"
+    );
+    assert!(b.no_alert());
 }
