@@ -159,6 +159,14 @@ enum RegisterCommand {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// The register settings (status labels, source precedence, custom fields) as JSON;
+    /// with --file, replace them with that file's (admins).
+    Settings {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// The register fields of computers, built in and custom, with their types.
+    Fields,
     /// Reconciliation items: where discovery disagrees with a value people recorded.
     Reconciliation {
         /// List items people chose to keep too.
@@ -812,6 +820,45 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
             // Problems fail the command unless the person chose to write around them.
             if problems > 0 && !(skip_problem_rows && report["applied"] == true) {
                 bail!("{problems} rows have problems");
+            }
+        }
+        RegisterCommand::Settings { file } => {
+            let path = "/api/v1/register/settings";
+            let settings = match file {
+                None => call(cfg, path, &[]).await?,
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("read {}", file.display()))?;
+                    let mut body: Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not JSON", file.display()))?;
+                    // What `settings` printed can be edited and sent back as it is.
+                    if let Some(o) = body.as_object_mut() {
+                        o.remove("updated_by");
+                        o.remove("updated_at");
+                    }
+                    let req = http.put(url(cfg, path)).json(&body);
+                    send(cfg, format!("PUT {path}"), req).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+        }
+        RegisterCommand::Fields => {
+            let fields = call(cfg, "/api/v1/register/fields", &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&fields)?);
+            } else {
+                let rows: Vec<Value> = rows_of(&fields, "fields")
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "field": f["name"],
+                            "type": f["kind"]["type"],
+                            "custom": f["custom"],
+                            "description": f["description"],
+                        })
+                    })
+                    .collect();
+                print_rows(output, &rows, &["field", "type", "custom", "description"])?;
             }
         }
         RegisterCommand::Reconciliation { all } => {

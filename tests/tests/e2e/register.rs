@@ -498,6 +498,47 @@ fn discovery_disagreeing_with_the_register_waits_for_a_person() {
         ca.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+    // Settings round-trip through a file: a custom field added, then offered.
+    let admin = token(&c, "root", "admin");
+    let admin_config = c.dir.join("admin.json");
+    let (ok, _, err) = run_census(
+        &admin_config,
+        &[
+            "login",
+            "--server",
+            &c.url,
+            "--token",
+            &admin,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_census(&admin_config, &["register", "settings"], None);
+    assert!(ok, "{err}");
+    let mut settings: Value = serde_json::from_str(&out).unwrap();
+    settings["custom_fields"] = json!([{"class": "computer", "name": "u_rack",
+        "kind": {"type": "text", "max_chars": 16}}]);
+    let file = c.dir.join("settings.json");
+    std::fs::write(&file, settings.to_string()).unwrap();
+    let (ok, _, err) = census(&["register", "settings", "--file", file.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("403"),
+        "an asset manager may not: {err}"
+    );
+    let (ok, out, err) = run_census(
+        &admin_config,
+        &["register", "settings", "--file", file.to_str().unwrap()],
+        None,
+    );
+    assert!(ok && out.contains("u_rack"), "{out}{err}");
+    let (ok, out, err) = census(&["register", "fields"]);
+    assert!(
+        ok && out.contains("u_rack") && out.contains("serial_number"),
+        "{out}{err}"
+    );
+
     let (ok, out, err) = census(&["register", "reconciliation"]);
     assert!(ok, "{err}");
     assert!(
