@@ -1366,16 +1366,18 @@ mod tests {
 
     #[test]
     fn custom_fields_are_validated_with_limits_and_join_the_class_fields() {
-        let mut s = RegisterSettings::default();
-        s.custom_fields = vec![
-            custom("u_rack", FieldKind::Text { max_chars: 16 }),
-            custom(
-                "u_contract",
-                FieldKind::Enum {
-                    values: vec!["gold".into(), "silver".into()],
-                },
-            ),
-        ];
+        let s = RegisterSettings {
+            custom_fields: vec![
+                custom("u_rack", FieldKind::Text { max_chars: 16 }),
+                custom(
+                    "u_contract",
+                    FieldKind::Enum {
+                        values: vec!["gold".into(), "silver".into()],
+                    },
+                ),
+            ],
+            ..Default::default()
+        };
         assert_eq!(s.validate(), Ok(()));
         let fields = s.fields(CiClass::Computer);
         assert_eq!(fields.len(), FIELDS.len() + 2);
@@ -1383,9 +1385,12 @@ mod tests {
         assert!(s.field(CiClass::Computer, "u_rack").is_some());
         assert!(s.field(CiClass::Disk, "u_rack").is_none());
         let refused = |c: CustomField| {
-            let mut s = RegisterSettings::default();
-            s.custom_fields = vec![c];
-            s.validate().unwrap_err()
+            RegisterSettings {
+                custom_fields: vec![c],
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err()
         };
         assert!(refused(custom("rack", FieldKind::Date)).contains("u_ then"));
         assert!(refused(custom("u_Rack", FieldKind::Date)).contains("u_ then"));
@@ -1423,16 +1428,20 @@ mod tests {
         let mut c = custom("u_d", FieldKind::Date);
         c.class = CiClass::Disk;
         assert!(refused(c).contains("has no register"));
-        let mut s = RegisterSettings::default();
-        s.custom_fields = vec![
-            custom("u_d", FieldKind::Date),
-            custom("u_d", FieldKind::Money),
-        ];
+        let s = RegisterSettings {
+            custom_fields: vec![
+                custom("u_d", FieldKind::Date),
+                custom("u_d", FieldKind::Money),
+            ],
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().contains("defined twice"));
-        let mut s = RegisterSettings::default();
-        s.custom_fields = (0..=MAX_CUSTOM_FIELDS)
-            .map(|i| custom(&format!("u_f{i}"), FieldKind::Date))
-            .collect();
+        let s = RegisterSettings {
+            custom_fields: (0..=MAX_CUSTOM_FIELDS)
+                .map(|i| custom(&format!("u_f{i}"), FieldKind::Date))
+                .collect(),
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().contains("at most 64 per class"));
         // Precedence may name a custom field once it is defined.
         let mut s = RegisterSettings::default();

@@ -845,16 +845,16 @@ pub async fn ci(
         can_edit_register: at.is_none()
             && crate::register_api::REGISTER_EDITORS.permits(person.role),
         version: ci["version"].as_u64().unwrap_or(0),
-        reconciliation: (ci["class"] == "computer")
-            .then(|| {
-                let attributes: Attributes =
-                    serde_json::from_value(ci["attributes"].clone()).unwrap_or_default();
-                crate::model::register::discrepancies(&attributes)
-                    .iter()
-                    .map(|(field, d)| reconciliation_row(&id, &show(&ci["name"]), field, d))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        reconciliation: if ci["class"] == "computer" {
+            let attributes: Attributes =
+                serde_json::from_value(ci["attributes"].clone()).unwrap_or_default();
+            crate::model::register::discrepancies(&attributes)
+                .iter()
+                .map(|(field, d)| reconciliation_row(&id, &show(&ci["name"]), field, d))
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -37,7 +37,7 @@ pub const UPLOAD_PATHS: &[&str] = &["/ui/register/import"];
 fn is_multipart(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| crate::http::media_type_essence(v))
+        .and_then(crate::http::media_type_essence)
         .is_some_and(|e| e == "multipart/form-data")
 }
 
