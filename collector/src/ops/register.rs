@@ -345,12 +345,7 @@ pub fn edit(
     }
     let settings = settings(ops)?;
     let values = checked_values(CiClass::Computer, &edit.set, &settings)?;
-    for attempt in 1..=EDIT_ATTEMPTS {
-        let ci = ops
-            .store
-            .get_ci(ci_id)?
-            .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
-        has_register(&ci)?;
+    write_ci_register(ops, ci_id, &settings, |ci| {
         if let Some(v) = edit.expected_version {
             if v != ci.version {
                 return Err(OpError::Conflict(format!(
@@ -359,9 +354,9 @@ pub fn edit(
                 )));
             }
         }
-        let now = Utc::now();
-        let Some((next, change)) = apply(&ci, &values, &settings, source, &actor.name, now)? else {
-            return Ok(view(&ci, &settings));
+        let Some((next, change)) = apply(ci, &values, &settings, source, &actor.name, Utc::now())?
+        else {
+            return Ok(None);
         };
         let before: BTreeMap<&str, &Option<Value>> = change
             .changes
@@ -381,20 +376,41 @@ pub fn edit(
             serde_json::to_value(after).ok(),
             edit.comment.clone(),
         );
+        Ok(Some((register_write(ci, &next, change), audit)))
+    })
+}
+
+/// Reads a CI with a register, lets `compute` make its write and audit entry from it (none:
+/// nothing to write), and commits; when another register edit lands between the read and
+/// the write, computes again on it (its precedence may now refuse the edit). Answers the
+/// register as it then stands.
+fn write_ci_register(
+    ops: &Ops,
+    ci_id: &str,
+    settings: &RegisterSettings,
+    mut compute: impl FnMut(&Ci) -> Result<Option<(RegisterWrite, crate::store::AuditDraft)>, OpError>,
+) -> Result<RegisterView, OpError> {
+    for attempt in 1..=EDIT_ATTEMPTS {
+        let ci = ops
+            .store
+            .get_ci(ci_id)?
+            .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
+        has_register(&ci)?;
+        let Some((write, audit)) = compute(&ci)? else {
+            return Ok(view(&ci, settings));
+        };
         let write = PeopleWrite::Register {
-            edits: vec![register_write(&ci, &next, change)],
+            edits: vec![write],
             records: Vec::new(),
         };
         match ops.commit(write, audit) {
             Ok(_) => return get(ops, ci_id),
-            // Someone else's edit landed between the read and the write: compute this one
-            // again on it (its precedence may now refuse it).
             Err(PeopleWriteError::Stale(_)) if attempt < EDIT_ATTEMPTS => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(OpError::Conflict(format!(
-        "{ci_id} kept changing while the edit was written; try again"
+        "{ci_id} kept changing while the change was written; try again"
     )))
 }
 
@@ -478,23 +494,18 @@ pub fn resolve(
             )));
         }
     }
-    for attempt in 1..=EDIT_ATTEMPTS {
-        let ci = ops
-            .store
-            .get_ci(ci_id)?
-            .ok_or_else(|| OpError::NotFound(format!("CI {ci_id}")))?;
-        has_register(&ci)?;
+    let settings = settings(ops)?;
+    write_ci_register(ops, ci_id, &settings, |ci| {
         let item = register::discrepancies(&ci.attributes)
             .remove(field)
             .ok_or_else(|| OpError::NotFound(format!("reconciliation item {field} of {ci_id}")))?;
-        let now = Utc::now();
         let mut next = ci.clone();
         let change = register::resolve(
             &mut next.attributes,
             field,
             request.resolution,
             &actor.name,
-            now,
+            Utc::now(),
         )
         .map_err(OpError::Conflict)?;
         next.version += 1;
@@ -517,19 +528,8 @@ pub fn resolve(
             })),
             request.comment.clone(),
         );
-        let write = PeopleWrite::Register {
-            edits: vec![register_write(&ci, &next, change)],
-            records: Vec::new(),
-        };
-        match ops.commit(write, audit) {
-            Ok(_) => return get(ops, ci_id),
-            Err(PeopleWriteError::Stale(_)) if attempt < EDIT_ATTEMPTS => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(OpError::Conflict(format!(
-        "{ci_id} kept changing while the decision was written; try again"
-    )))
+        Ok(Some((register_write(ci, &next, change), audit)))
+    })
 }
 
 /// Every named field known and every value valid for its field, normalised.

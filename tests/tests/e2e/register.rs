@@ -268,21 +268,8 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
     let am = token(&c, "alice", "asset_manager");
     let (a, _) = two_computers(&c);
     let config = c.dir.join("client.json");
-    let ca = c.dir.join("tls/ca.pem");
+    census_login(&c, &config, &am);
     let census = |args: &[&str], stdin: Option<&str>| run_census(&config, args, stdin);
-    let (ok, _, err) = census(
-        &[
-            "login",
-            "--server",
-            &c.url,
-            "--token",
-            &am,
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
     let (ok, out, err) = census(
         &[
             "register",
@@ -486,35 +473,12 @@ fn discovery_disagreeing_with_the_register_waits_for_a_person() {
     assert_eq!(status, 404, "{body}");
 
     let config = c.dir.join("client.json");
-    let ca = c.dir.join("tls/ca.pem");
+    census_login(&c, &config, &am);
     let census = |args: &[&str]| run_census(&config, args, None);
-    let (ok, _, err) = census(&[
-        "login",
-        "--server",
-        &c.url,
-        "--token",
-        &am,
-        "--ca",
-        ca.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
     // Settings round-trip through a file: a custom field added, then offered.
     let admin = token(&c, "root", "admin");
     let admin_config = c.dir.join("admin.json");
-    let (ok, _, err) = run_census(
-        &admin_config,
-        &[
-            "login",
-            "--server",
-            &c.url,
-            "--token",
-            &admin,
-            "--ca",
-            ca.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    census_login(&c, &admin_config, &admin);
     let (ok, out, err) = run_census(&admin_config, &["register", "settings"], None);
     assert!(ok, "{err}");
     let mut settings: Value = serde_json::from_str(&out).unwrap();

@@ -650,6 +650,25 @@ pub fn hidden_csrf(html: &str) -> Option<String> {
 
 /// Runs the `census` client with `config` and `args`, `stdin` written to it: (success,
 /// stdout, stderr).
+/// `census login` with `token` against this collector (trusting its CA), saved in `config`.
+pub fn census_login(c: &Collector, config: &Path, token: &str) {
+    let ca = c.dir.join("tls/ca.pem");
+    let (ok, _, err) = run_census(
+        config,
+        &[
+            "login",
+            "--server",
+            &c.url,
+            "--token",
+            token,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "census login: {err}");
+}
+
 pub fn run_census(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};

@@ -530,29 +530,26 @@ fn an_admin_defines_custom_fields_and_statuses_on_the_settings_page() {
     let am = person_with_password(&c, "ann", "asset_manager");
     hostile_machine(&c);
     let id = computer_id(&c);
-    let (status, _) = post(
-        &c,
-        &am,
-        "/ui/register/settings",
-        &[
-            ("csrf", &am.csrf),
-            ("action", "add_status"),
-            ("name", "lost"),
-            ("kind", "retired"),
-        ],
-    );
-    assert_eq!(status, 403);
+    // One change of the settings page's forms, as `who`, with its CSRF token.
+    let change = |who: &UiSession, fields: &[(&str, &str)]| {
+        let mut form = vec![("csrf", who.csrf.as_str())];
+        form.extend_from_slice(fields);
+        post(&c, who, "/ui/register/settings", &form)
+    };
+    let lost = [
+        ("action", "add_status"),
+        ("name", "lost"),
+        ("kind", "retired"),
+    ];
+    assert_eq!(change(&am, &lost).0, 403);
     let (_, _, page) = get(&c, &am, "/ui/register/settings");
     assert!(
         !page.contains("id=\"custom-form\""),
         "read only for an asset manager"
     );
-    let (status, body) = post(
-        &c,
+    let (status, body) = change(
         &admin,
-        "/ui/register/settings",
         &[
-            ("csrf", &admin.csrf),
             ("action", "add_custom"),
             ("name", "u_rack"),
             ("type", "text"),
@@ -561,12 +558,9 @@ fn an_admin_defines_custom_fields_and_statuses_on_the_settings_page() {
         ],
     );
     assert_eq!(status, 303, "{body}");
-    let (status, body) = post(
-        &c,
+    let (status, body) = change(
         &admin,
-        "/ui/register/settings",
         &[
-            ("csrf", &admin.csrf),
             ("action", "add_custom"),
             ("name", "rack"),
             ("type", "enum"),
@@ -575,18 +569,7 @@ fn an_admin_defines_custom_fields_and_statuses_on_the_settings_page() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("u_ then"), "{body}");
-    let (status, _) = post(
-        &c,
-        &admin,
-        "/ui/register/settings",
-        &[
-            ("csrf", &admin.csrf),
-            ("action", "add_status"),
-            ("name", "lost"),
-            ("kind", "retired"),
-        ],
-    );
-    assert_eq!(status, 303);
+    assert_eq!(change(&admin, &lost).0, 303);
     let (_, _, page) = get(&c, &admin, "/ui/register/settings");
     assert!(page.contains("<code>u_rack</code>") && page.contains("Rack &#60;and&#62; unit"));
     assert!(page.contains("<code>lost</code>"), "{page}");
