@@ -40,6 +40,9 @@ macro_rules! named {
     };
 }
 
+pub(crate) use named;
+
+pub mod health;
 pub mod licence;
 pub mod register;
 

@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod filter;
+pub mod health;
 pub mod licences;
 pub mod views;
 

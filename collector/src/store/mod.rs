@@ -190,6 +190,7 @@ pub enum PeopleWrite {
     /// Revokes an agent (idempotent: an already revoked agent keeps its first time).
     RevokeAgent(String),
     PutRegisterSettings(register::RegisterSettings),
+    PutHealthSettings(crate::model::health::HealthSettings),
     PutLicence(licence::Licence),
     DeleteLicence(String),
     /// Register edits of computers and computers recorded before discovery, all or none
@@ -524,6 +525,12 @@ pub trait Store: Send + Sync + 'static {
     fn list_licences(&self) -> Result<Vec<licence::Licence>, StoreError>;
     /// The register's settings as an administrator last saved them (`None`: never).
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError>;
+    fn health_settings(&self) -> Result<Option<crate::model::health::HealthSettings>, StoreError>;
+    /// The daily health scores, oldest first.
+    fn health_trend(&self) -> Result<Vec<crate::model::health::HealthPoint>, StoreError>;
+    /// Records a day's health scores (replacing that day's); the collector's own write, not
+    /// a person's, so not audited.
+    fn put_health_point(&self, point: crate::model::health::HealthPoint) -> Result<(), StoreError>;
     fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError>;
     fn commit_people(
         &self,

@@ -4,6 +4,7 @@
 
 mod deltas;
 pub(crate) mod drift;
+mod health;
 mod migration;
 mod postgres;
 mod register;

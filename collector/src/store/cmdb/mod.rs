@@ -149,6 +149,10 @@ impl<E> From<StoreError> for Fail<E> {
 
 pub(crate) type TxResult<T, E> = Result<T, Fail<E>>;
 
+/// Meta keys of CMDB health: its settings and its daily trend.
+pub(crate) const HEALTH_SETTINGS_KEY: &[u8] = b"health_settings";
+pub(crate) const HEALTH_TREND_KEY: &[u8] = b"health_trend";
+
 /// Runs `body` in one transaction and hands back its value or its reason.
 pub(crate) fn transact<T, E: From<StoreError>>(
     backend: &dyn Backend,
@@ -1143,6 +1147,26 @@ impl Store for Cmdb {
 
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError> {
         self.do_register_settings()
+    }
+
+    fn health_settings(&self) -> Result<Option<crate::model::health::HealthSettings>, StoreError> {
+        self.get_json(Space::Meta, HEALTH_SETTINGS_KEY)
+    }
+
+    fn health_trend(&self) -> Result<Vec<crate::model::health::HealthPoint>, StoreError> {
+        Ok(self
+            .get_json(Space::Meta, HEALTH_TREND_KEY)?
+            .unwrap_or_default())
+    }
+
+    fn put_health_point(&self, point: crate::model::health::HealthPoint) -> Result<(), StoreError> {
+        transact::<(), StoreError>(self.backend.as_ref(), |tx| {
+            let trend: Vec<crate::model::health::HealthPoint> =
+                tx_json(tx, Space::Meta, HEALTH_TREND_KEY)?.unwrap_or_default();
+            let trend = crate::model::health::with_point(trend, point.clone());
+            tx_put_json(tx, Space::Meta, HEALTH_TREND_KEY, &trend)
+        })?;
+        self.backend.flush()
     }
 
     fn commit_people(

@@ -222,6 +222,9 @@ impl Cmdb {
                 PeopleWrite::PutRegisterSettings(settings) => {
                     tx_put_json(tx, Space::Meta, b"register_settings", settings)?;
                 }
+                PeopleWrite::PutHealthSettings(settings) => {
+                    tx_put_json(tx, Space::Meta, super::HEALTH_SETTINGS_KEY, settings)?;
+                }
                 PeopleWrite::PutLicence(l) => {
                     tx_put_json(tx, Space::Licences, l.id.as_bytes(), l)?;
                 }
