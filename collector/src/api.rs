@@ -70,6 +70,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     crate::changes_api::routes(&mut t);
     crate::query_api::routes(&mut t);
     crate::register_api::routes(&mut t);
+    crate::health_api::routes(&mut t);
     t.people(
         "GET",
         "/api/v1/openapi.json",

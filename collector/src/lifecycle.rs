@@ -58,12 +58,33 @@ pub fn sweep(
     Ok(changed)
 }
 
+/// Records `today`'s CMDB health point unless the trend has it (another collector of a
+/// shared database may have recorded it).
+fn record_health(store: Arc<dyn Store>, today: chrono::NaiveDate) -> Result<(), String> {
+    if store
+        .health_trend()
+        .map_err(|e| e.to_string())?
+        .last()
+        .is_some_and(|p| p.day == today)
+    {
+        return Ok(());
+    }
+    let ops = crate::ops::Ops {
+        store,
+        ingest: None,
+    };
+    let report = crate::ops::health::record_today(&ops).map_err(|e| e.to_string())?;
+    tracing::info!(overall = report.overall, "cmdb health recorded");
+    Ok(())
+}
+
 pub async fn run(
     store: Arc<dyn Store>,
     policy: Lifecycle,
     every: Duration,
     leader: crate::leader::Leader,
 ) {
+    let mut health_recorded: Option<chrono::NaiveDate> = None;
     loop {
         if !leader.leads() {
             tokio::time::sleep(every.min(crate::leader::ASK_EVERY)).await;
@@ -75,6 +96,17 @@ pub async fn run(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "lifecycle sweep failed"),
             Err(e) => tracing::warn!(error = %e, "lifecycle task failed"),
+        }
+        // After the first sweep of a day (statuses are current), that day's health point.
+        let today = Utc::now().date_naive();
+        if health_recorded != Some(today) {
+            let s = store.clone();
+            let recorded = tokio::task::spawn_blocking(move || record_health(s, today)).await;
+            match recorded {
+                Ok(Ok(())) => health_recorded = Some(today),
+                Ok(Err(e)) => tracing::warn!(error = %e, "health point not recorded"),
+                Err(e) => tracing::warn!(error = %e, "health task failed"),
+            }
         }
         tokio::time::sleep(every).await;
     }

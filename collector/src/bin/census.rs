@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: ChangesCommand,
     },
+    /// CMDB health: completeness, correctness and compliance per class, and the defects.
+    Health {
+        #[command(subcommand)]
+        command: Option<HealthCommand>,
+    },
     /// The asset register: what people record about computers.
     Register {
         #[command(subcommand)]
@@ -107,6 +112,26 @@ enum LicenceCommand {
     },
     Delete {
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HealthCommand {
+    /// Scores per class, and the defects (every one, or of a class or kind).
+    Show {
+        #[arg(long)]
+        class: Option<String>,
+        /// missing_required, open_conflict, duplicate_serial, duplicate_mac, orphan,
+        /// relationship_to_retired, stale, silent_agent
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// The daily scores, oldest first.
+    Trend,
+    /// The health settings as JSON; with --file, replace them with that file's (admins).
+    Settings {
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -548,6 +573,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Register { command } => register(output, &load()?, command).await?,
+        Command::Health { command } => {
+            let command = command.unwrap_or(HealthCommand::Show {
+                class: None,
+                kind: None,
+            });
+            health(output, &load()?, command).await?
+        }
         Command::Licences { command } => licences(output, &load()?, command).await?,
         Command::Software {
             command: SoftwareCommand::Where { name, condition },
@@ -680,6 +712,102 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             }
         }
+    }
+    Ok(())
+}
+
+/// Prints settings as JSON, or with `file` replaces them with that file's first.
+async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Result<()> {
+    let settings = match file {
+        None => call(cfg, path, &[]).await?,
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let mut body: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            // What was printed can be edited and sent back as it is.
+            if let Some(o) = body.as_object_mut() {
+                o.remove("updated_by");
+                o.remove("updated_at");
+            }
+            let req = client(cfg.ca_pem.as_deref())?
+                .put(url(cfg, path))
+                .json(&body);
+            send(cfg, format!("PUT {path}"), req).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&settings)?);
+    Ok(())
+}
+
+async fn health(output: Output, cfg: &ClientConfig, command: HealthCommand) -> Result<()> {
+    match command {
+        HealthCommand::Show { class, kind } => {
+            let mut q = Vec::new();
+            if let Some(c) = class {
+                q.push(("class", c));
+            }
+            if let Some(k) = kind {
+                q.push(("kind", k));
+            }
+            let report = call(cfg, "/api/v1/health", &q).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            let rows: Vec<Value> = rows_of(&report, "classes")
+                .iter()
+                .filter(|c| c["total"].as_u64().unwrap_or(0) > 0)
+                .map(|c| {
+                    let dim = |d: &str| {
+                        rows_of(c, "dimensions")
+                            .iter()
+                            .find(|x| x["dimension"] == d)
+                            .map(|x| x["score"].clone())
+                            .unwrap_or(Value::Null)
+                    };
+                    serde_json::json!({
+                        "class": c["class"],
+                        "cis": c["total"],
+                        "completeness": dim("completeness"),
+                        "correctness": dim("correctness"),
+                        "compliance": dim("compliance"),
+                        "score": c["score"],
+                    })
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "class",
+                    "cis",
+                    "completeness",
+                    "correctness",
+                    "compliance",
+                    "score",
+                ],
+            )?;
+            print_rows(
+                output,
+                rows_of(&report, "defects"),
+                &["kind", "class", "ci_id", "ci_name", "detail"],
+            )?;
+            eprintln!(
+                "overall {}; {} defects listed",
+                cell(&report["overall"]),
+                cell(&report["defects_total"])
+            );
+        }
+        HealthCommand::Trend => {
+            let trend = call(cfg, "/api/v1/health/trend", &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&trend)?);
+            } else {
+                print_rows(output, rows_of(&trend, "points"), &["day", "overall"])?;
+            }
+        }
+        HealthCommand::Settings { file } => settings(cfg, "/api/v1/health/settings", file).await?,
     }
     Ok(())
 }
@@ -823,24 +951,7 @@ async fn register(output: Output, cfg: &ClientConfig, command: RegisterCommand) 
             }
         }
         RegisterCommand::Settings { file } => {
-            let path = "/api/v1/register/settings";
-            let settings = match file {
-                None => call(cfg, path, &[]).await?,
-                Some(file) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("read {}", file.display()))?;
-                    let mut body: Value = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not JSON", file.display()))?;
-                    // What `settings` printed can be edited and sent back as it is.
-                    if let Some(o) = body.as_object_mut() {
-                        o.remove("updated_by");
-                        o.remove("updated_at");
-                    }
-                    let req = http.put(url(cfg, path)).json(&body);
-                    send(cfg, format!("PUT {path}"), req).await?
-                }
-            };
-            println!("{}", serde_json::to_string_pretty(&settings)?);
+            settings(cfg, "/api/v1/register/settings", file).await?
         }
         RegisterCommand::Fields => {
             let fields = call(cfg, "/api/v1/register/fields", &[]).await?;

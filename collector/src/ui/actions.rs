@@ -774,3 +774,40 @@ pub async fn register_settings(
     .await?;
     Ok(redirect("/ui/register/settings"))
 }
+
+/// The health page's settings form: one class's required attributes (replaced) and the
+/// silent-agent age, checked and audited as `PUT /api/v1/health/settings` is.
+pub async fn health_settings(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Bytes,
+) -> UiResult {
+    use crate::model::health::RequiredAttributes;
+    let form = Form::parse(&body)?;
+    let class: CiClass = form.get("class").parse().map_err(unprocessable)?;
+    let attributes: Vec<String> = form
+        .get("attributes")
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let hours = form.get("silent_after_hours").trim();
+    let silent_after_hours: u32 = hours.parse().map_err(|_| {
+        unprocessable(format!(
+            "silent_after_hours: '{hours}' is not a number of hours"
+        ))
+    })?;
+    st.run(&person, move |ops, actor| {
+        let mut settings = crate::ops::health::settings(ops)?;
+        settings.required.retain(|r| r.class != class);
+        if !attributes.is_empty() {
+            settings
+                .required
+                .push(RequiredAttributes { class, attributes });
+        }
+        settings.silent_after_hours = silent_after_hours;
+        crate::ops::health::put_settings(ops, actor, settings)
+    })
+    .await?;
+    Ok(redirect("/ui/health"))
+}

@@ -94,6 +94,13 @@ pub fn routes(t: &mut RouteTable) {
         crate::register_api::REGISTER_EDITORS,
         post(actions::edit_register),
     );
+    t.ui("GET", "/ui/health", Allowed::AnyPerson, get(pages::health));
+    t.ui(
+        "POST",
+        "/ui/health/settings",
+        Allowed::Roles(&[Role::Admin]),
+        post(actions::health_settings),
+    );
     t.ui(
         "GET",
         "/ui/register/settings",
@@ -258,6 +265,7 @@ impl Chrome {
             ("/ui/planned", "Planned changes"),
             ("/ui/conflicts", "Identity conflicts"),
             ("/ui/licences", "Licences"),
+            ("/ui/health", "Health"),
         ];
         if RULE_EDITORS.permits(person.role) {
             nav.push(("/ui/noise", "Noise rules"));

@@ -97,6 +97,8 @@ struct Dashboard {
     agents_silent: usize,
     unauthorized: Vec<Count>,
     conflicts_open: usize,
+    /// The latest recorded CMDB health: (day, overall score).
+    health: Option<(String, f64)>,
     chart_svg: String,
     expiring: Vec<Count>,
 }
@@ -161,6 +163,10 @@ pub async fn dashboard(
         let agents = store.list_agents()?;
         let records = store.list_change_records()?;
         let conflicts = store.list_conflicts()?;
+        let health = store
+            .health_trend()?
+            .last()
+            .map(|p| (p.day.to_string(), p.overall));
         Ok::<_, crate::store::StoreError>((
             classes,
             os,
@@ -169,11 +175,20 @@ pub async fn dashboard(
             records,
             conflicts,
             (warranties, licences, reconciliation),
+            health,
         ))
     })
     .await?;
-    let (classes, os, status, agents, records, conflicts, (warranties, licences, reconciliation)) =
-        data;
+    let (
+        classes,
+        os,
+        status,
+        agents,
+        records,
+        conflicts,
+        (warranties, licences, reconciliation),
+        health,
+    ) = data;
     let expiring = vec![
         Count {
             label: "Warranties ended".into(),
@@ -274,6 +289,7 @@ pub async fn dashboard(
             .count(),
         unauthorized,
         conflicts_open: conflicts.iter().filter(|c| c.resolved_at.is_none()).count(),
+        health,
         chart_svg: chart::bars_svg(&days),
     };
     render(&page)
@@ -2103,5 +2119,133 @@ pub async fn register_settings(
                 when(&settings.updated_at)
             )
         },
+    })
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    chrome: Chrome,
+    overall: f64,
+    /// (class, CIs, completeness, correctness, compliance, score, retired)
+    classes: Vec<(String, usize, f64, f64, f64, f64, usize)>,
+    /// (kind, count, link to its list)
+    kinds: Vec<(String, usize, String)>,
+    defects: Vec<crate::query::health::Defect>,
+    defects_total: usize,
+    filter: String,
+    /// (day, overall, computers' score)
+    trend: Vec<(String, f64, String)>,
+    required: Vec<(String, String)>,
+    silent_after_hours: u32,
+    can_edit: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HealthQuery {
+    kind: Option<String>,
+    class: Option<String>,
+}
+
+/// CMDB health: scores per class, defects by kind with their lists, the trend.
+pub async fn health(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+    RawQuery(q): RawQuery,
+) -> UiResult {
+    use crate::query::health::{DefectFilter, DefectKind, Dimension};
+    let q: HealthQuery = params(q)?;
+    let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => Some(k.parse::<DefectKind>().map_err(bad_request)?),
+        None => None,
+    };
+    let class = match q.class.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(c.parse::<CiClass>().map_err(bad_request)?),
+        None => None,
+    };
+    let filter = DefectFilter { class, kind };
+    let (report, trend, settings) = st
+        .run(&person, move |ops, _| {
+            Ok((
+                crate::ops::health::report(ops, filter)?,
+                ops.store.health_trend()?,
+                crate::ops::health::settings(ops)?,
+            ))
+        })
+        .await?;
+    let dim = |c: &crate::query::health::ClassHealth, d: Dimension| {
+        c.dimensions
+            .iter()
+            .find(|x| x.dimension == d)
+            .map_or(100.0, |x| x.score)
+    };
+    let mut kinds: BTreeMap<DefectKind, usize> = BTreeMap::new();
+    for c in &report.classes {
+        for (k, n) in &c.defects {
+            *kinds.entry(*k).or_default() += n;
+        }
+    }
+    render(&HealthPage {
+        chrome: Chrome::new(&person, &session, "/ui/health"),
+        overall: report.overall,
+        classes: report
+            .classes
+            .iter()
+            .filter(|c| c.total > 0 || c.retired > 0)
+            .map(|c| {
+                (
+                    c.class.as_str().replace('_', " "),
+                    c.total,
+                    dim(c, Dimension::Completeness),
+                    dim(c, Dimension::Correctness),
+                    dim(c, Dimension::Compliance),
+                    c.score,
+                    c.retired,
+                )
+            })
+            .collect(),
+        kinds: kinds
+            .into_iter()
+            .map(|(k, n)| {
+                (
+                    k.as_str().replace('_', " "),
+                    n,
+                    format!("/ui/health?kind={}", k.as_str()),
+                )
+            })
+            .collect(),
+        defects_total: report.defects_total,
+        defects: report.defects,
+        filter: match (class, kind) {
+            (None, None) => String::new(),
+            (c, k) => [c.map(|c| c.as_str()), k.map(|k| k.as_str())]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        trend: trend
+            .iter()
+            .rev()
+            .take(30)
+            .map(|p| {
+                (
+                    p.day.to_string(),
+                    p.overall,
+                    p.classes
+                        .get(&CiClass::Computer)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        required: settings
+            .required
+            .iter()
+            .map(|r| (r.class.as_str().to_string(), r.attributes.join(", ")))
+            .collect(),
+        silent_after_hours: settings.silent_after_hours,
+        can_edit: crate::people::Allowed::Roles(&[Role::Admin]).permits(person.role),
     })
 }
