@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health]
 //!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
@@ -338,6 +338,9 @@ fn report(
     if only == Some("register") {
         return register(store, runs);
     }
+    if only == Some("health") {
+        return health(store, runs);
+    }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
         .into_iter()
@@ -638,5 +641,39 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
         },
         |v| format!("{} fields", v.fields.len()),
     )?;
+    Ok(())
+}
+
+/// CMDB health at this size (`--only health`): the whole report (every class scanned,
+/// every defect counted), with its peak memory.
+fn health(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::model::health::HealthSettings;
+    use census_collector::query::health::{report, DefectFilter};
+    let settings = HealthSettings::default();
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:");
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    measure(
+        "CMDB health: every class scored, every defect counted",
+        runs.min(10),
+        || Ok(report(store.as_ref(), &settings, DefectFilter::default(), Utc::now())?),
+        |r| {
+            let computers = r
+                .classes
+                .iter()
+                .find(|c| c.class == CiClass::Computer)
+                .map_or(0, |c| c.total);
+            format!(
+                "overall {}, {computers} computers, {} defects",
+                r.overall, r.defects_total
+            )
+        },
+    )?;
+    println!(
+        "\nRSS before {} MiB, peak {} MiB",
+        before / 1024,
+        status_kib("VmHWM:") / 1024
+    );
     Ok(())
 }

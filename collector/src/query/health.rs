@@ -240,7 +240,8 @@ pub fn report(
         total: 0,
     };
     // Computers first: ids (for orphans), serials, silent agents, conflicts by CI.
-    let mut computers: HashMap<String, CiStatus> = HashMap::new();
+    // Each computer's status and its place in the store's order.
+    let mut computers: HashMap<String, (CiStatus, usize)> = HashMap::new();
     let mut serial_of: HashMap<String, String> = HashMap::new();
     let silent_after = Duration::hours(i64::from(settings.silent_after_hours));
     let mut last_heard: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -259,37 +260,29 @@ pub fn report(
             conflicts.entry(k.existing_ci).or_default().push(k.id);
         }
     }
-    // Computers in id order, so "the earlier computer" of a duplicate is the same in
-    // every run.
-    let mut ordered: Vec<Ci> = Vec::new();
+    // Computers in the store's order (the order they were recorded), checked as they
+    // arrive: a duplicate is the computer recorded after the one it duplicates.
     let mut retired: Vec<String> = Vec::new();
     store.scan_cis(CiClass::Computer, &mut |ci| {
-        computers.insert(ci.id.clone(), ci.status);
+        let place = computers.len();
+        computers.insert(ci.id.clone(), (ci.status, place));
         if ci.status == CiStatus::Retired {
             c.tallies.entry(CiClass::Computer).or_default().retired += 1;
             retired.push(ci.id);
-        } else {
-            ordered.push(slim(ci));
+            return true;
         }
-        true
-    })?;
-    ordered.sort_by(|a, b| a.id.cmp(&b.id));
-    for ci in &ordered {
-        score_common(&mut c, settings, ci, now);
+        let ci = slim(ci);
+        score_common(&mut c, settings, &ci, now);
         for id in conflicts.get(&ci.id).into_iter().flatten() {
-            c.defect(
-                DefectKind::OpenConflict,
-                ci,
-                format!("identity conflict {id}"),
-            );
+            c.defect(DefectKind::OpenConflict, &ci, format!("identity conflict {id}"));
         }
-        if let Some(serial) =
-            text(ci, "system.serial").filter(|s| !census_shared::identity::is_placeholder(s))
+        if let Some(serial) = text(&ci, "system.serial")
+            .filter(|s| !census_shared::identity::is_placeholder(s))
         {
             match serial_of.get(&serial.to_lowercase()) {
                 Some(first) => {
                     let detail = format!("serial '{serial}' is also {first}'s");
-                    c.defect(DefectKind::DuplicateSerial, ci, detail);
+                    c.defect(DefectKind::DuplicateSerial, &ci, detail);
                 }
                 None => {
                     serial_of.insert(serial.to_lowercase(), ci.id.clone());
@@ -302,14 +295,15 @@ pub fn report(
                     let hours = (now - *seen).num_hours();
                     c.defect(
                         DefectKind::SilentAgent,
-                        ci,
+                        &ci,
                         format!("its agent was last heard {hours} h ago"),
                     );
                 }
                 _ => {}
             }
         }
-    }
+        true
+    })?;
     drop(serial_of);
     // A computer's duplicate MAC is counted once, however many of its interfaces share.
     let mut mac_of: HashMap<String, String> = HashMap::new();
@@ -346,7 +340,9 @@ pub fn report(
             true
         })?;
     }
-    nics.sort();
+    // In the order computers were recorded: the later one holds the duplicate.
+    let place = |owner: &str| computers.get(owner).map_or(usize::MAX, |c| c.1);
+    nics.sort_by(|a, b| (place(&a.0), &a.1).cmp(&(place(&b.0), &b.1)));
     nics.dedup();
     for (owner, mac) in nics {
         match mac_of.get(&mac) {
@@ -359,10 +355,10 @@ pub fn report(
             }
         }
     }
-    for ci in &ordered {
-        if let Some((mac, first)) = mac_dup.get(&ci.id) {
+    for (owner, (mac, first)) in mac_dup {
+        if let Some(ci) = store.get_ci(&owner)? {
             let detail = format!("MAC {mac} is also on {first}");
-            c.defect(DefectKind::DuplicateMac, ci, detail);
+            c.defect(DefectKind::DuplicateMac, &slim(ci), detail);
         }
     }
     // Relationships into retired CIs: few CIs are retired, so ask from their side.
