@@ -657,7 +657,14 @@ fn health(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
     measure(
         "CMDB health: every class scored, every defect counted",
         runs.min(10),
-        || Ok(report(store.as_ref(), &settings, DefectFilter::default(), Utc::now())?),
+        || {
+            Ok(report(
+                store.as_ref(),
+                &settings,
+                DefectFilter::default(),
+                Utc::now(),
+            )?)
+        },
         |r| {
             let computers = r
                 .classes

@@ -33,6 +33,7 @@ pub mod query_api;
 pub mod reconcile;
 pub mod register_api;
 pub mod server;
+pub mod services_api;
 pub mod store;
 pub mod table;
 pub mod telemetry;

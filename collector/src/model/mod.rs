@@ -45,6 +45,7 @@ pub(crate) use named;
 pub mod health;
 pub mod licence;
 pub mod register;
+pub mod service;
 
 #[derive(
     Debug,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod licences;
 pub mod register;
 pub mod register_csv;
+pub mod services;
 
 use std::sync::Arc;
 

@@ -274,10 +274,14 @@ pub fn report(
         let ci = slim(ci);
         score_common(&mut c, settings, &ci, now);
         for id in conflicts.get(&ci.id).into_iter().flatten() {
-            c.defect(DefectKind::OpenConflict, &ci, format!("identity conflict {id}"));
+            c.defect(
+                DefectKind::OpenConflict,
+                &ci,
+                format!("identity conflict {id}"),
+            );
         }
-        if let Some(serial) = text(&ci, "system.serial")
-            .filter(|s| !census_shared::identity::is_placeholder(s))
+        if let Some(serial) =
+            text(&ci, "system.serial").filter(|s| !census_shared::identity::is_placeholder(s))
         {
             match serial_of.get(&serial.to_lowercase()) {
                 Some(first) => {

@@ -73,10 +73,14 @@ pub enum Space {
     Deliveries,
     /// licence id -> licence (JSON).
     Licences,
+    /// service id -> the service's current version (JSON).
+    Services,
+    /// service id, 0, version (u64 BE) -> that version (JSON): the service's history.
+    ServiceVersions,
 }
 
 impl Space {
-    pub const ALL: [Space; 34] = [
+    pub const ALL: [Space; 36] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -111,6 +115,8 @@ impl Space {
         Space::Webhooks,
         Space::Deliveries,
         Space::Licences,
+        Space::Services,
+        Space::ServiceVersions,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -151,6 +157,8 @@ impl Space {
             Space::Webhooks => "webhooks",
             Space::Deliveries => "deliveries",
             Space::Licences => "licences",
+            Space::Services => "services",
+            Space::ServiceVersions => "service_versions",
         }
     }
 }

@@ -192,6 +192,12 @@ pub enum PeopleWrite {
     PutRegisterSettings(register::RegisterSettings),
     PutHealthSettings(crate::model::health::HealthSettings),
     PutLicence(licence::Licence),
+    /// A service's next version (a new one at version 1), applied only if the stored
+    /// version is still `expected` (0: none stored); refused as `Stale` otherwise.
+    PutService {
+        service: crate::model::service::Service,
+        expected: u64,
+    },
     DeleteLicence(String),
     /// Register edits of computers and computers recorded before discovery, all or none
     /// (one person's edit or record, or a whole file).
@@ -525,6 +531,11 @@ pub trait Store: Send + Sync + 'static {
     fn list_licences(&self) -> Result<Vec<licence::Licence>, StoreError>;
     /// The register's settings as an administrator last saved them (`None`: never).
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError>;
+    /// Services not deleted, by name.
+    fn list_services(&self) -> Result<Vec<crate::model::service::Service>, StoreError>;
+    fn get_service(&self, id: &str) -> Result<Option<crate::model::service::Service>, StoreError>;
+    /// Every version of a service, oldest first.
+    fn service_history(&self, id: &str) -> Result<Vec<crate::model::service::Service>, StoreError>;
     fn health_settings(&self) -> Result<Option<crate::model::health::HealthSettings>, StoreError>;
     /// The daily health scores, oldest first.
     fn health_trend(&self) -> Result<Vec<crate::model::health::HealthPoint>, StoreError>;

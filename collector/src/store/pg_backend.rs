@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         "computer summaries stamped with their writer's transaction, for collectors' caches",
     ),
     (4, "licences"),
+    (5, "business and application services, with their versions"),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -1246,6 +1247,15 @@ fn migration_sql(version: i32) -> String {
              ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
             t = table(Space::Licences)
         ),
+        5 => [Space::Services, Space::ServiceVersions]
+            .map(|space| {
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);\n\
+                     ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
+                    t = table(space)
+                )
+            })
+            .join(";\n"),
         _ => String::new(),
     }
 }

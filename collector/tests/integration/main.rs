@@ -8,6 +8,7 @@ mod health;
 mod migration;
 mod postgres;
 mod register;
+mod services;
 mod store;
 
 /// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the

@@ -1149,6 +1149,33 @@ impl Store for Cmdb {
         self.do_register_settings()
     }
 
+    fn list_services(&self) -> Result<Vec<crate::model::service::Service>, StoreError> {
+        let mut all: Vec<crate::model::service::Service> =
+            self.scan_json(Space::Services, Range::all())?;
+        all.retain(|s| !s.deleted);
+        all.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(all)
+    }
+
+    fn get_service(&self, id: &str) -> Result<Option<crate::model::service::Service>, StoreError> {
+        self.get_json(Space::Services, id.as_bytes())
+    }
+
+    fn service_history(&self, id: &str) -> Result<Vec<crate::model::service::Service>, StoreError> {
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        let end = super::backend::prefix_end(&prefix);
+        self.scan_json(
+            Space::ServiceVersions,
+            Range::prefix(&prefix, end.as_deref()),
+        )
+    }
+
     fn health_settings(&self) -> Result<Option<crate::model::health::HealthSettings>, StoreError> {
         self.get_json(Space::Meta, HEALTH_SETTINGS_KEY)
     }

@@ -225,6 +225,21 @@ impl Cmdb {
                 PeopleWrite::PutHealthSettings(settings) => {
                     tx_put_json(tx, Space::Meta, super::HEALTH_SETTINGS_KEY, settings)?;
                 }
+                PeopleWrite::PutService { service, expected } => {
+                    let stored: Option<crate::model::service::Service> =
+                        tx_json(tx, Space::Services, service.id.as_bytes())?;
+                    if stored.as_ref().map_or(0, |s| s.version) != *expected {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(format!(
+                            "service {}",
+                            service.id
+                        ))));
+                    }
+                    tx_put_json(tx, Space::Services, service.id.as_bytes(), service)?;
+                    let mut key = service.id.as_bytes().to_vec();
+                    key.push(0);
+                    key.extend_from_slice(&service.version.to_be_bytes());
+                    tx_put_json(tx, Space::ServiceVersions, &key, service)?;
+                }
                 PeopleWrite::PutLicence(l) => {
                     tx_put_json(tx, Space::Licences, l.id.as_bytes(), l)?;
                 }

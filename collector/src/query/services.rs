@@ -1,0 +1,309 @@
+//! Impact through business services, both ways: from computers (one, those installing a
+//! product version, those in a subnet) up to the services that run on them and every
+//! service that depends on those, with the path that links them; and from a service down
+//! to everything it depends on.
+//!
+//! A service's computers are resolved when asked, from what it runs on: a filter picks up
+//! a host the moment it is discovered. Walks over `depends_on` end because it has no cycle
+//! (refused when written).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use census_shared::version::VersionScheme;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::licence::{self, VersionRange};
+use crate::model::service::{RunsOn, Service, ServiceKind};
+use crate::model::*;
+use crate::query::{self, filter, Query, Sort};
+use crate::store::{Store, StoreError};
+
+/// Most computers one `runs_on` entry resolves to.
+pub const MAX_RESOLVED: usize = 100_000;
+/// Most computers a dependency listing shows.
+pub const MAX_LISTED: usize = 1000;
+
+/// A service an impact reaches.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AffectedService {
+    pub id: String,
+    pub name: String,
+    pub kind: ServiceKind,
+    pub criticality: u8,
+    /// Service names from this one down to the one that runs on what was asked about
+    /// (just this one when it runs on it itself).
+    pub path: Vec<String>,
+    /// How the last service of the path reaches it: "runs on web01 (computer)".
+    pub via: String,
+}
+
+/// The computers (not retired) one `runs_on` entry names, by id -> name.
+pub fn computers_of(
+    store: &dyn Store,
+    runs_on: &RunsOn,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let by_filter = |text: String| -> Result<BTreeMap<String, String>, StoreError> {
+        let Ok(expr) = filter::parse_for(CiClass::Computer, &text) else {
+            return Ok(BTreeMap::new());
+        };
+        let page = query::run(
+            store,
+            &Query {
+                class: CiClass::Computer,
+                filter: expr,
+                sort: Sort::parse("id").map_err(StoreError::Io)?,
+                limit: MAX_RESOLVED,
+                after: None,
+            },
+            now,
+        )?;
+        Ok(page.items.into_iter().map(|c| (c.id, c.name)).collect())
+    };
+    match runs_on {
+        RunsOn::Computer { id } => Ok(store
+            .get_ci(id)?
+            .filter(|c| c.status != CiStatus::Retired)
+            .map(|c| (c.id, c.name))
+            .into_iter()
+            .collect()),
+        RunsOn::Subnet { cidr } => by_filter(format!("ip in {cidr}")),
+        RunsOn::Filter { filter } => by_filter(filter.clone()),
+        RunsOn::Product { product, versions } => {
+            let range = VersionRange::parse(versions).unwrap_or_default();
+            let mut products = Vec::new();
+            store.scan_cis(CiClass::SoftwareProduct, &mut |p| {
+                if licence::product_matches(product, &p.name) {
+                    products.push(p.id);
+                }
+                true
+            })?;
+            let mut keys: BTreeSet<u64> = BTreeSet::new();
+            for p in products {
+                let installs = store.installs_of(&p)?;
+                let covered: Vec<bool> = installs
+                    .variants
+                    .iter()
+                    .map(|v| {
+                        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+                        range.contains(VersionScheme::for_source(text("source")), text("version"))
+                    })
+                    .collect();
+                keys.extend(
+                    installs
+                        .installs
+                        .iter()
+                        .filter(|(_, v)| covered.get(*v).copied().unwrap_or(false))
+                        .map(|(k, _)| *k),
+                );
+            }
+            let keys: Vec<u64> = keys.into_iter().collect();
+            Ok(store
+                .computer_summaries(&keys)?
+                .into_iter()
+                .flatten()
+                .filter(|s| s.status != CiStatus::Retired)
+                .map(|s| (s.id.to_string(), s.name.to_string()))
+                .collect())
+        }
+    }
+}
+
+fn describe(r: &RunsOn) -> String {
+    match r {
+        RunsOn::Computer { .. } => "a computer it runs on".into(),
+        RunsOn::Product { product, versions } if versions.is_empty() => {
+            format!("computers installing {product}")
+        }
+        RunsOn::Product { product, versions } => {
+            format!("computers installing {product} {versions}")
+        }
+        RunsOn::Subnet { cidr } => format!("computers in {cidr}"),
+        RunsOn::Filter { filter } => format!("computers matching {filter}"),
+    }
+}
+
+/// The services affected by something on `computers` (id -> name), most critical first:
+/// those running on one of them, then every service depending on those, each once with
+/// its shortest path.
+pub fn impact_of(
+    store: &dyn Store,
+    computers: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<AffectedService>, StoreError> {
+    let services = store.list_services()?;
+    let by_id: BTreeMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
+    // Who depends on whom, upwards.
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &services {
+        for d in &s.depends_on {
+            dependents
+                .entry(d.as_str())
+                .or_default()
+                .push(s.id.as_str());
+        }
+    }
+    let mut found: BTreeMap<String, AffectedService> = BTreeMap::new();
+    let mut queue: VecDeque<(&str, Vec<String>, String)> = VecDeque::new();
+    if !computers.is_empty() {
+        for s in &services {
+            for r in &s.runs_on {
+                let hit = match r {
+                    RunsOn::Computer { id } => computers.get(id).map(|n| n.clone()),
+                    other => {
+                        let on = computers_of(store, other, now)?;
+                        computers.keys().find_map(|id| on.get(id).cloned())
+                    }
+                };
+                if let Some(host) = hit {
+                    queue.push_back((
+                        s.id.as_str(),
+                        vec![s.name.clone()],
+                        format!("{host}, one of {}", describe(r)),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    // Breadth first: the first path to reach a service is a shortest one.
+    while let Some((id, path, via)) = queue.pop_front() {
+        if found.contains_key(id) {
+            continue;
+        }
+        let Some(s) = by_id.get(id) else { continue };
+        found.insert(
+            id.to_string(),
+            AffectedService {
+                id: id.to_string(),
+                name: s.name.clone(),
+                kind: s.kind,
+                criticality: s.criticality,
+                path: path.clone(),
+                via: via.clone(),
+            },
+        );
+        for up in dependents.get(id).into_iter().flatten() {
+            if let Some(parent) = by_id.get(up) {
+                let mut p = vec![parent.name.clone()];
+                p.extend(path.iter().cloned());
+                queue.push_back((up, p, via.clone()));
+            }
+        }
+    }
+    let mut out: Vec<AffectedService> = found.into_values().collect();
+    out.sort_by(|a, b| {
+        (a.criticality, a.path.len(), &a.name).cmp(&(b.criticality, b.path.len(), &b.name))
+    });
+    Ok(out)
+}
+
+/// The computers installing `product` (name or `*` pattern) at a version in `versions`.
+pub fn computers_installing(
+    store: &dyn Store,
+    product: &str,
+    versions: &str,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    computers_of(
+        store,
+        &RunsOn::Product {
+            product: product.to_string(),
+            versions: versions.to_string(),
+        },
+        now,
+    )
+}
+
+/// A service a dependency listing reaches, with its distance.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DependedOn {
+    pub id: String,
+    pub name: String,
+    pub kind: ServiceKind,
+    pub criticality: u8,
+    /// 1: a direct dependency.
+    pub depth: usize,
+}
+
+/// A computer a service (or one it depends on) runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunsOnComputer {
+    pub id: String,
+    pub name: String,
+    /// The service that runs on it.
+    pub service: String,
+}
+
+/// Everything `service` depends on: services (transitively) and the computers each runs
+/// on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Dependencies {
+    pub services: Vec<DependedOn>,
+    pub computers_total: usize,
+    /// The first [`MAX_LISTED`], by name.
+    pub computers: Vec<RunsOnComputer>,
+}
+
+pub fn dependencies(
+    store: &dyn Store,
+    service: &Service,
+    now: DateTime<Utc>,
+) -> Result<Dependencies, StoreError> {
+    let all = store.list_services()?;
+    let by_id: BTreeMap<&str, &Service> = all.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+    let mut queue: VecDeque<(String, usize)> =
+        service.depends_on.iter().map(|d| (d.clone(), 1)).collect();
+    while let Some((id, d)) = queue.pop_front() {
+        if depth.contains_key(&id) {
+            continue;
+        }
+        depth.insert(id.clone(), d);
+        if let Some(s) = by_id.get(id.as_str()) {
+            queue.extend(s.depends_on.iter().map(|n| (n.clone(), d + 1)));
+        }
+    }
+    let mut services: Vec<DependedOn> = depth
+        .iter()
+        .filter_map(|(id, d)| {
+            let s = by_id.get(id.as_str())?;
+            Some(DependedOn {
+                id: id.clone(),
+                name: s.name.clone(),
+                kind: s.kind,
+                criticality: s.criticality,
+                depth: *d,
+            })
+        })
+        .collect();
+    services.sort_by(|a, b| (a.depth, &a.name).cmp(&(b.depth, &b.name)));
+    let mut computers: BTreeMap<String, RunsOnComputer> = BTreeMap::new();
+    let chain = std::iter::once(service).chain(
+        services
+            .iter()
+            .filter_map(|d| by_id.get(d.id.as_str()).copied()),
+    );
+    for s in chain {
+        for r in &s.runs_on {
+            for (id, name) in computers_of(store, r, now)? {
+                computers.entry(id.clone()).or_insert(RunsOnComputer {
+                    id,
+                    name,
+                    service: s.name.clone(),
+                });
+            }
+        }
+    }
+    let computers_total = computers.len();
+    let mut listed: Vec<RunsOnComputer> = computers.into_values().collect();
+    listed.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    listed.truncate(MAX_LISTED);
+    Ok(Dependencies {
+        services,
+        computers_total,
+        computers: listed,
+    })
+}

@@ -1,0 +1,200 @@
+//! Business services over the real store and ingest path: impact through several levels
+//! of dependencies with its path, a cycle refused, a filter picking up a host discovered
+//! after the service was made, product versions and subnets, history.
+
+use std::sync::Arc;
+
+use census_collector::model::service::{RunsOn, ServiceKind};
+use census_collector::model::*;
+use census_collector::ops::services::{self as op, ServiceRequest};
+use census_collector::ops::{Actor, OpError, Ops};
+use census_collector::query::services;
+use census_collector::store::*;
+use chrono::Utc;
+
+use crate::drift::{base_software, machine, rig, with};
+
+fn request(
+    name: &str,
+    criticality: u8,
+    depends_on: &[&str],
+    runs_on: Vec<RunsOn>,
+) -> ServiceRequest {
+    ServiceRequest {
+        kind: if depends_on.is_empty() {
+            ServiceKind::Application
+        } else {
+            ServiceKind::Business
+        },
+        name: name.into(),
+        owner: "ann".into(),
+        criticality,
+        support_group: "ops".into(),
+        description: String::new(),
+        depends_on: depends_on.iter().map(|s| s.to_string()).collect(),
+        runs_on,
+        expected_version: None,
+    }
+}
+
+#[test]
+fn impact_reaches_services_several_levels_up_with_the_path_and_cycles_are_refused() {
+    let mut r = rig("services");
+    r.send(machine(base_software()), Utc::now());
+    let web01 = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
+    let ops = Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let ann = Actor::new("ann");
+    // database (runs on web01) <- orders (runs on nothing itself) <- shop (critical).
+    let db = op::create(
+        &ops,
+        &ann,
+        request(
+            "Orders database",
+            2,
+            &[],
+            vec![RunsOn::Computer {
+                id: web01.id.clone(),
+            }],
+        ),
+    )
+    .unwrap();
+    let orders = op::create(&ops, &ann, request("Orders", 2, &[&db.id], vec![])).unwrap();
+    let shop = op::create(&ops, &ann, request("Web shop", 1, &[&orders.id], vec![])).unwrap();
+    // A dependency that closes the loop is refused with its path.
+    let mut back = request("Orders database", 2, &[&shop.id], vec![]);
+    back.expected_version = Some(1);
+    let e = op::update(&ops, &ann, &db.id, back).unwrap_err();
+    assert!(
+        matches!(&e, OpError::Conflict(m) if m.contains("Orders database -> Web shop -> Orders -> Orders database")),
+        "{e:?}"
+    );
+    let e = op::create(&ops, &ann, request("web shop", 3, &[], vec![])).unwrap_err();
+    assert!(matches!(e, OpError::Conflict(_)), "names are unique: {e:?}");
+    let e = op::create(&ops, &ann, request("X", 3, &["bsv_nope"], vec![])).unwrap_err();
+    assert!(matches!(e, OpError::Invalid { .. }), "{e:?}");
+    let e = op::create(
+        &ops,
+        &ann,
+        request(
+            "Y",
+            3,
+            &[],
+            vec![RunsOn::Filter {
+                filter: "colour = red".into(),
+            }],
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, OpError::Invalid { field: Some(f), .. } if f == "runs_on[0].filter"),
+        "{e:?}"
+    );
+
+    // From the computer up: three services, the shop through two levels.
+    let computers = [(web01.id.clone(), web01.name.clone())]
+        .into_iter()
+        .collect();
+    let hit = services::impact_of(r.store.as_ref(), &computers, Utc::now()).unwrap();
+    let names: Vec<&str> = hit.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Web shop", "Orders database", "Orders"],
+        "most critical first, then nearest"
+    );
+    assert_eq!(hit[0].path, ["Web shop", "Orders", "Orders database"]);
+    assert!(hit[0].via.contains("web01"), "{}", hit[0].via);
+
+    // From a product version: curl 7.88 is on web01, curl >= 8 is nowhere.
+    let on = services::computers_installing(r.store.as_ref(), "curl", "< 8", Utc::now()).unwrap();
+    assert_eq!(on.len(), 1);
+    assert_eq!(
+        services::impact_of(r.store.as_ref(), &on, Utc::now())
+            .unwrap()
+            .len(),
+        3
+    );
+    let none =
+        services::computers_installing(r.store.as_ref(), "curl", ">= 8", Utc::now()).unwrap();
+    assert!(services::impact_of(r.store.as_ref(), &none, Utc::now())
+        .unwrap()
+        .is_empty());
+
+    // A service defined by a filter picks up a host discovered after it was made.
+    let web = op::create(
+        &ops,
+        &ann,
+        request(
+            "Web farm",
+            3,
+            &[],
+            vec![RunsOn::Filter {
+                filter: "os.hostname = web02".into(),
+            }],
+        ),
+    )
+    .unwrap();
+    let deps = services::dependencies(r.store.as_ref(), &web, Utc::now()).unwrap();
+    assert_eq!(deps.computers_total, 0);
+    r.switch_to_new_agent("agt_services_2");
+    let mut web02 = machine(with(base_software(), "curl", "8.1-1"));
+    if let Some(os) = web02.os.data_mut() {
+        os.hostname = "web02".into();
+    }
+    if let Some(sys) = web02.system.data_mut() {
+        sys.serial = Some("SER-W2".into());
+        sys.machine_id = Some("2".repeat(32));
+    }
+    if let Some(nics) = web02.network_interfaces.data_mut() {
+        nics[0].mac = Some("52:54:00:aa:bb:02".into());
+        nics[0].addresses[0].address = "10.2.0.5".into();
+    }
+    r.send(web02, Utc::now());
+    let deps = services::dependencies(r.store.as_ref(), &web, Utc::now()).unwrap();
+    assert_eq!(deps.computers_total, 1);
+    assert_eq!(deps.computers[0].name, "web02");
+    // And from the subnet it is in.
+    let in_subnet = services::computers_of(
+        r.store.as_ref(),
+        &RunsOn::Subnet {
+            cidr: "10.2.0.0/16".into(),
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    let hit = services::impact_of(r.store.as_ref(), &in_subnet, Utc::now()).unwrap();
+    assert_eq!(
+        hit.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["Web farm"]
+    );
+
+    // Down from the shop: every service below it, and the computer under them.
+    let deps = services::dependencies(r.store.as_ref(), &shop, Utc::now()).unwrap();
+    assert_eq!(
+        deps.services
+            .iter()
+            .map(|d| (d.name.as_str(), d.depth))
+            .collect::<Vec<_>>(),
+        [("Orders", 1), ("Orders database", 2)]
+    );
+    assert_eq!(deps.computers[0].id, web01.id);
+
+    // Deleting a service others depend on is refused; its history stays after a delete.
+    let e = op::delete(&ops, &ann, &db.id).unwrap_err();
+    assert!(
+        matches!(&e, OpError::Conflict(m) if m.contains("Orders")),
+        "{e:?}"
+    );
+    op::delete(&ops, &ann, &web.id).unwrap();
+    assert!(matches!(op::find(&ops, &web.id), Err(OpError::NotFound(_))));
+    let history = r.store.service_history(&web.id).unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[1].deleted && !history[0].deleted);
+    let audit = r.store.list_audit(0, 1000).unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "service.delete" && e.target == web.id));
+    assert_eq!(r.store.list_services().unwrap().len(), 3);
+}
