@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services]
 //!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
@@ -340,6 +340,9 @@ fn report(
     }
     if only == Some("health") {
         return health(store, runs);
+    }
+    if only == Some("services") {
+        return services(store, runs);
     }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
@@ -682,5 +685,123 @@ fn health(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
         before / 1024,
         status_kib("VmHWM:") / 1024
     );
+    Ok(())
+}
+
+/// Impact through business services at this size (`--only services`, which writes to the
+/// store): 150 application services (100 on a few computers each, 25 on a host filter, 25
+/// on a /24 subnet) under 50 business services depending on 3 each; then the impact of a
+/// product version (3,000 computers), of one computer, and a service's dependencies.
+fn services(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::model::service::{RunsOn, ServiceKind};
+    use census_collector::ops::services::{create, ServiceRequest};
+    use census_collector::ops::{Actor, Ops};
+    let ops = Ops {
+        store: store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let actor = Actor::new("bench");
+    let mut ids = Vec::new();
+    store.scan_cis(CiClass::Computer, &mut |ci| {
+        ids.push(ci.id);
+        ids.len() < 300
+    })?;
+    let run = Utc::now().timestamp();
+    let req = |name: String, kind, depends_on: Vec<String>, runs_on: Vec<RunsOn>| ServiceRequest {
+        kind,
+        name,
+        owner: "bench".into(),
+        criticality: 2,
+        support_group: "ops".into(),
+        description: String::new(),
+        depends_on,
+        runs_on,
+        expected_version: None,
+    };
+    // A store kept from an earlier run keeps its services.
+    let existing = store.list_services()?;
+    if !existing.is_empty() {
+        let business: Vec<_> = existing
+            .into_iter()
+            .filter(|s| s.kind == ServiceKind::Business)
+            .collect();
+        return measure_services(store, runs, &ids, &business);
+    }
+    let t = Instant::now();
+    let mut apps = Vec::new();
+    for i in 0..150usize {
+        let runs_on = match i {
+            0..100 => (0..3)
+                .map(|k| RunsOn::Computer {
+                    id: ids[(i * 3 + k) % ids.len()].clone(),
+                })
+                .collect(),
+            100..125 => vec![RunsOn::Filter {
+                filter: format!("os.hostname = host{:05}", i * 37),
+            }],
+            _ => vec![RunsOn::Subnet {
+                cidr: format!("10.0.{}.0/24", i - 125),
+            }],
+        };
+        let s = create(
+            &ops,
+            &actor,
+            req(format!("app {i} {run}"), ServiceKind::Application, vec![], runs_on),
+        )?;
+        apps.push(s.id);
+    }
+    let mut business = Vec::new();
+    for i in 0..50usize {
+        let deps = (0..3).map(|k| apps[(i * 3 + k) % apps.len()].clone()).collect();
+        business.push(create(
+            &ops,
+            &actor,
+            req(format!("business {i} {run}"), ServiceKind::Business, deps, vec![]),
+        )?);
+    }
+    println!(
+        "made {} services in {:.0} ms (each checked for cycles against all)\n",
+        store.list_services()?.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    measure_services(store, runs, &ids, &business)
+}
+
+fn measure_services(
+    store: &Arc<Cmdb>,
+    runs: usize,
+    ids: &[String],
+    business: &[census_collector::model::service::Service],
+) -> Result<()> {
+    use census_collector::query::services as svc;
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    measure(
+        "impact: services on computers installing pkg-00010 < 2.0-1",
+        runs,
+        || {
+            let on = svc::computers_installing(store.as_ref(), "pkg-00010", "< 2.0-1", Utc::now())?;
+            Ok((on.len(), svc::impact_of(store.as_ref(), &on, Utc::now())?))
+        },
+        |(n, hit)| format!("{n} computers, {} services", hit.len()),
+    )?;
+    let first = ids[0].clone();
+    let name = store.get_ci(&first)?.map(|c| c.name).unwrap_or_default();
+    measure(
+        "impact: services on one computer",
+        runs,
+        || {
+            let on = [(first.clone(), name.clone())].into_iter().collect();
+            Ok(svc::impact_of(store.as_ref(), &on, Utc::now())?)
+        },
+        |hit| format!("{} services", hit.len()),
+    )?;
+    let top = business[0].clone();
+    measure(
+        "dependencies of a business service (services and computers)",
+        runs,
+        || Ok(svc::dependencies(store.as_ref(), &top, Utc::now())?),
+        |d| format!("{} services, {} computers", d.services.len(), d.computers_total),
+    )?;
     Ok(())
 }

@@ -147,26 +147,12 @@ pub fn impact_of(
     }
     let mut found: BTreeMap<String, AffectedService> = BTreeMap::new();
     let mut queue: VecDeque<(&str, Vec<String>, String)> = VecDeque::new();
-    if !computers.is_empty() {
-        for s in &services {
-            for r in &s.runs_on {
-                let hit = match r {
-                    RunsOn::Computer { id } => computers.get(id).map(|n| n.clone()),
-                    other => {
-                        let on = computers_of(store, other, now)?;
-                        computers.keys().find_map(|id| on.get(id).cloned())
-                    }
-                };
-                if let Some(host) = hit {
-                    queue.push_back((
-                        s.id.as_str(),
-                        vec![s.name.clone()],
-                        format!("{host}, one of {}", describe(r)),
-                    ));
-                    break;
-                }
-            }
-        }
+    for (s, host, r) in directly_on(store, &services, computers, now)? {
+        queue.push_back((
+            s.id.as_str(),
+            vec![s.name.clone()],
+            format!("{host}, one of {}", describe(r)),
+        ));
     }
     // Breadth first: the first path to reach a service is a shortest one.
     while let Some((id, path, via)) = queue.pop_front() {
@@ -197,6 +183,79 @@ pub fn impact_of(
     out.sort_by(|a, b| {
         (a.criticality, a.path.len(), &a.name).cmp(&(b.criticality, b.path.len(), &b.name))
     });
+    Ok(out)
+}
+
+/// The services that run on one of `computers` themselves, each with the first such
+/// computer's name and the `runs_on` entry that names it. Filters and subnets are evaluated
+/// on the given computers only (one read of them, not one query per service); products
+/// and filters about software resolve as a query would.
+fn directly_on<'s>(
+    store: &dyn Store,
+    services: &'s [Service],
+    computers: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(&'s Service, String, &'s RunsOn)>, StoreError> {
+    let mut out: Vec<(&Service, String, &RunsOn)> = Vec::new();
+    if computers.is_empty() {
+        return Ok(out);
+    }
+    // Filters on the computers' own attributes, parsed once: (service, entry, expression).
+    let mut on_attributes: Vec<(usize, &RunsOn, filter::Expr)> = Vec::new();
+    let mut hit: BTreeMap<usize, (String, &RunsOn)> = BTreeMap::new();
+    for (i, s) in services.iter().enumerate() {
+        for r in &s.runs_on {
+            let text = match r {
+                RunsOn::Computer { id } => {
+                    if let Some(host) = computers.get(id) {
+                        hit.entry(i).or_insert((host.clone(), r));
+                    }
+                    continue;
+                }
+                RunsOn::Subnet { cidr } => format!("ip in {cidr}"),
+                RunsOn::Filter { filter } => filter.clone(),
+                RunsOn::Product { .. } => String::new(),
+            };
+            match filter::parse_for(CiClass::Computer, &text) {
+                Ok(Some(expr)) if !expr.mentions_software() => on_attributes.push((i, r, expr)),
+                // Products, and filters about software, need installs: resolve them whole.
+                _ => {
+                    if !hit.contains_key(&i) {
+                        let on = computers_of(store, r, now)?;
+                        if let Some(host) = computers.keys().find_map(|id| on.get(id)) {
+                            hit.insert(i, (host.clone(), r));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    on_attributes.retain(|(i, _, _)| !hit.contains_key(i));
+    // The given computers only, a page at a time, until every such service is hit.
+    let ids: Vec<&str> = computers.keys().map(String::as_str).collect();
+    for page in ids.chunks(256) {
+        if on_attributes.iter().all(|(i, _, _)| hit.contains_key(i)) {
+            break;
+        }
+        for ci in store.get_cis(page)?.into_iter().flatten() {
+            if ci.status == CiStatus::Retired {
+                continue;
+            }
+            let subject = crate::query::eval::Subject {
+                ci: &ci,
+                software: &[],
+                now,
+            };
+            for (i, r, expr) in &on_attributes {
+                if !hit.contains_key(i) && crate::query::eval::matches(expr, &subject) {
+                    hit.insert(*i, (ci.name.clone(), r));
+                }
+            }
+        }
+    }
+    for (i, (host, r)) in hit {
+        out.push((&services[i], host, r));
+    }
     Ok(out)
 }
 
