@@ -746,17 +746,29 @@ fn services(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
         let s = create(
             &ops,
             &actor,
-            req(format!("app {i} {run}"), ServiceKind::Application, vec![], runs_on),
+            req(
+                format!("app {i} {run}"),
+                ServiceKind::Application,
+                vec![],
+                runs_on,
+            ),
         )?;
         apps.push(s.id);
     }
     let mut business = Vec::new();
     for i in 0..50usize {
-        let deps = (0..3).map(|k| apps[(i * 3 + k) % apps.len()].clone()).collect();
+        let deps = (0..3)
+            .map(|k| apps[(i * 3 + k) % apps.len()].clone())
+            .collect();
         business.push(create(
             &ops,
             &actor,
-            req(format!("business {i} {run}"), ServiceKind::Business, deps, vec![]),
+            req(
+                format!("business {i} {run}"),
+                ServiceKind::Business,
+                deps,
+                vec![],
+            ),
         )?);
     }
     println!(
@@ -801,7 +813,13 @@ fn measure_services(
         "dependencies of a business service (services and computers)",
         runs,
         || Ok(svc::dependencies(store.as_ref(), &top, Utc::now())?),
-        |d| format!("{} services, {} computers", d.services.len(), d.computers_total),
+        |d| {
+            format!(
+                "{} services, {} computers",
+                d.services.len(),
+                d.computers_total
+            )
+        },
     )?;
     Ok(())
 }

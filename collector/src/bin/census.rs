@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<HealthCommand>,
     },
+    /// Business and application services, and what a change affects through them.
+    Services {
+        #[command(subcommand)]
+        command: ServicesCommand,
+    },
     /// The asset register: what people record about computers.
     Register {
         #[command(subcommand)]
@@ -111,6 +116,45 @@ enum LicenceCommand {
         cost: Option<f64>,
     },
     Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServicesCommand {
+    /// Every service.
+    List,
+    /// One service as JSON.
+    Show {
+        id: String,
+    },
+    /// Make a service from a JSON file (kind, name, criticality, depends_on, runs_on, ...).
+    Add {
+        file: PathBuf,
+    },
+    /// Replace a service with a JSON file's.
+    Set {
+        id: String,
+        file: PathBuf,
+    },
+    Delete {
+        id: String,
+    },
+    /// The services affected by a computer, a product version, a subnet or a change record.
+    Impact {
+        #[arg(long, conflicts_with_all = ["product", "subnet", "change_record"])]
+        ci: Option<String>,
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long, requires = "product")]
+        versions: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        change_record: Option<String>,
+    },
+    /// Everything a service depends on: services and computers.
+    Dependencies {
         id: String,
     },
 }
@@ -573,6 +617,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Register { command } => register(output, &load()?, command).await?,
+        Command::Services { command } => services(output, &load()?, command).await?,
         Command::Health { command } => {
             let command = command.unwrap_or(HealthCommand::Show {
                 class: None,
@@ -716,15 +761,115 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+fn json_file(file: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
+}
+
+async fn services(output: Output, cfg: &ClientConfig, command: ServicesCommand) -> Result<()> {
+    let print = |v: &Value| -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    };
+    match command {
+        ServicesCommand::List => {
+            let list = call(cfg, "/api/v1/services", &[]).await?;
+            if output == Output::Json {
+                return print(&list);
+            }
+            print_rows(
+                output,
+                rows_of(&list, "services"),
+                &[
+                    "id",
+                    "name",
+                    "kind",
+                    "criticality",
+                    "owner",
+                    "support_group",
+                    "version",
+                ],
+            )?;
+        }
+        ServicesCommand::Show { id } => {
+            print(&call(cfg, &format!("/api/v1/services/{id}"), &[]).await?)?
+        }
+        ServicesCommand::Add { file } => {
+            print(&post(cfg, "/api/v1/services", &json_file(&file)?).await?)?
+        }
+        ServicesCommand::Set { id, file } => {
+            let path = format!("/api/v1/services/{id}");
+            let req = client(cfg.ca_pem.as_deref())?
+                .put(url(cfg, &path))
+                .json(&json_file(&file)?);
+            print(&send(cfg, format!("PUT {path}"), req).await?)?
+        }
+        ServicesCommand::Delete { id } => {
+            let path = format!("/api/v1/services/{id}");
+            let req = client(cfg.ca_pem.as_deref())?.delete(url(cfg, &path));
+            send(cfg, format!("DELETE {path}"), req).await?;
+        }
+        ServicesCommand::Impact {
+            ci,
+            product,
+            versions,
+            subnet,
+            change_record,
+        } => {
+            let q: Vec<(&str, String)> = [
+                ("ci", ci),
+                ("product", product),
+                ("versions", versions),
+                ("subnet", subnet),
+                ("change_record", change_record),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+            let impact = call(cfg, "/api/v1/services/impact", &q).await?;
+            if output == Output::Json {
+                return print(&impact);
+            }
+            let rows: Vec<Value> = rows_of(&impact, "services")
+                .iter()
+                .map(|s| {
+                    let path: Vec<&str> = s["path"]
+                        .as_array()
+                        .map(|p| p.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    serde_json::json!({
+                        "criticality": s["criticality"],
+                        "service": s["name"],
+                        "path": path.join(" -> "),
+                        "via": s["via"],
+                    })
+                })
+                .collect();
+            print_rows(output, &rows, &["criticality", "service", "path", "via"])?;
+            eprintln!("{} computers", cell(&impact["computers_total"]));
+        }
+        ServicesCommand::Dependencies { id } => {
+            let d = call(cfg, &format!("/api/v1/services/{id}/dependencies"), &[]).await?;
+            if output == Output::Json {
+                return print(&d);
+            }
+            print_rows(
+                output,
+                rows_of(&d, "services"),
+                &["depth", "name", "criticality", "id"],
+            )?;
+            print_rows(output, rows_of(&d, "computers"), &["name", "id", "service"])?;
+        }
+    }
+    Ok(())
+}
+
 /// Prints settings as JSON, or with `file` replaces them with that file's first.
 async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Result<()> {
     let settings = match file {
         None => call(cfg, path, &[]).await?,
         Some(file) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
-            let mut body: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let mut body = json_file(&file)?;
             // What was printed can be edited and sent back as it is.
             if let Some(o) = body.as_object_mut() {
                 o.remove("updated_by");

@@ -15,6 +15,7 @@ mod postgres;
 mod query;
 mod readme;
 mod register;
+mod services;
 mod support;
 mod ui;
 mod ui_browser;
