@@ -47,7 +47,7 @@ pub fn routes(table: &mut RouteTable) {
             READERS,
             get(get_record),
         )
-        .json::<ChangeRecord>();
+        .json::<RecordDetail>();
     table
         .people(
             "POST",
@@ -262,6 +262,16 @@ async fn list_records(
     .into_response())
 }
 
+/// A change record with the business services its computer's change reaches.
+#[derive(Debug, Serialize, ToSchema)]
+struct RecordDetail {
+    #[serde(flatten)]
+    record: ChangeRecord,
+    /// Services running on the computer or depending on one that does, most critical
+    /// first, as they stand now.
+    services: Vec<crate::query::services::AffectedService>,
+}
+
 async fn get_record(
     State(st): State<Arc<AppState>>,
     Extension(_person): Extension<Person>,
@@ -269,7 +279,18 @@ async fn get_record(
 ) -> Reply {
     let store = st.store.clone();
     let lookup = id.clone();
-    match blocking(move || store.get_change_record(&lookup)).await? {
+    let found = blocking(move || {
+        let Some(record) = store.get_change_record(&lookup)? else {
+            return Ok(None);
+        };
+        let on = [(record.ci_id.clone(), record.ci_name.clone())]
+            .into_iter()
+            .collect();
+        let services = crate::query::services::impact_of(store.as_ref(), &on, chrono::Utc::now())?;
+        Ok::<_, crate::store::StoreError>(Some(RecordDetail { record, services }))
+    })
+    .await?;
+    match found {
         Some(r) => Ok(Json(r).into_response()),
         None => Err(ApiProblem::new(
             StatusCode::NOT_FOUND,

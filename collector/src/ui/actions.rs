@@ -811,3 +811,79 @@ pub async fn health_settings(
     .await?;
     Ok(redirect("/ui/health"))
 }
+
+/// The service forms (make, change): the fields of `ServiceRequest`, `depends_on` as a
+/// multiple select, `runs_on` one entry per line.
+fn service_request(form: &Form) -> Result<crate::ops::services::ServiceRequest, UiError> {
+    use crate::model::service::ServiceKind;
+    let kind = match form.get("kind") {
+        "business" => ServiceKind::Business,
+        "application" => ServiceKind::Application,
+        other => {
+            return Err(unprocessable(format!(
+                "kind: '{other}' is not business or application"
+            )))
+        }
+    };
+    let criticality = form.get("criticality").trim();
+    let expected_version = match form.get("expected_version") {
+        "" => None,
+        v => Some(v.parse::<u64>().map_err(|_| {
+            unprocessable(format!("expected_version: '{v}' is not a version number"))
+        })?),
+    };
+    Ok(crate::ops::services::ServiceRequest {
+        kind,
+        name: form.get("name").to_string(),
+        owner: form.get("owner").trim().to_string(),
+        criticality: criticality
+            .parse()
+            .map_err(|_| unprocessable(format!("criticality: '{criticality}' is not 1 to 4")))?,
+        support_group: form.get("support_group").trim().to_string(),
+        description: form.get("description").trim().to_string(),
+        depends_on: form.all("depends_on").map(str::to_string).collect(),
+        runs_on: pages::parse_runs_on(form.get("runs_on")).map_err(unprocessable)?,
+        expected_version,
+    })
+}
+
+pub async fn create_service(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    body: Bytes,
+) -> UiResult {
+    let req = service_request(&Form::parse(&body)?)?;
+    let s = st
+        .run(&person, move |ops, actor| {
+            crate::ops::services::create(ops, actor, req)
+        })
+        .await?;
+    Ok(redirect(&format!("/ui/services/{}", segment(&s.id))))
+}
+
+pub async fn update_service(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let req = service_request(&Form::parse(&body)?)?;
+    let page = format!("/ui/services/{}", segment(&id));
+    st.run(&person, move |ops, actor| {
+        crate::ops::services::update(ops, actor, &id, req)
+    })
+    .await?;
+    Ok(redirect(&page))
+}
+
+pub async fn delete_service(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> UiResult {
+    st.run(&person, move |ops, actor| {
+        crate::ops::services::delete(ops, actor, &id)
+    })
+    .await?;
+    Ok(redirect("/ui/services"))
+}

@@ -96,6 +96,36 @@ pub fn routes(t: &mut RouteTable) {
     );
     t.ui("GET", "/ui/health", Allowed::AnyPerson, get(pages::health));
     t.ui(
+        "GET",
+        "/ui/services",
+        Allowed::AnyPerson,
+        get(pages::services),
+    );
+    t.ui(
+        "POST",
+        "/ui/services",
+        crate::services_api::SERVICE_EDITORS,
+        post(actions::create_service),
+    );
+    t.ui(
+        "GET",
+        "/ui/services/{id}",
+        Allowed::AnyPerson,
+        get(pages::service),
+    );
+    t.ui(
+        "POST",
+        "/ui/services/{id}",
+        crate::services_api::SERVICE_EDITORS,
+        post(actions::update_service),
+    );
+    t.ui(
+        "POST",
+        "/ui/services/{id}/delete",
+        crate::services_api::SERVICE_EDITORS,
+        post(actions::delete_service),
+    );
+    t.ui(
         "POST",
         "/ui/health/settings",
         Allowed::Roles(&[Role::Admin]),
@@ -265,6 +295,7 @@ impl Chrome {
             ("/ui/planned", "Planned changes"),
             ("/ui/conflicts", "Identity conflicts"),
             ("/ui/licences", "Licences"),
+            ("/ui/services", "Services"),
             ("/ui/health", "Health"),
         ];
         if RULE_EDITORS.permits(person.role) {

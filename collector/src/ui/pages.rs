@@ -572,6 +572,30 @@ struct CiPage {
     version: u64,
     /// Where discovery disagrees with a held register value.
     reconciliation: Vec<ReconciliationRow>,
+    /// Services running on this computer or depending on one that does.
+    services: Vec<AffectedRow>,
+}
+
+/// A service an impact reaches, as the CI and change pages list it.
+pub struct AffectedRow {
+    pub href: String,
+    pub name: String,
+    pub criticality: u8,
+    pub path: String,
+    pub via: String,
+}
+
+pub fn affected_rows(affected: &[crate::query::services::AffectedService]) -> Vec<AffectedRow> {
+    affected
+        .iter()
+        .map(|a| AffectedRow {
+            href: format!("/ui/services/{}", segment(&a.id)),
+            name: a.name.clone(),
+            criticality: a.criticality,
+            path: a.path.join(" → "),
+            via: a.via.clone(),
+        })
+        .collect()
 }
 
 /// A reconciliation item on the CI page and the reconciliation list.
@@ -774,7 +798,15 @@ pub async fn ci(
     };
     let store = st.store.clone();
     let lookup = id.clone();
-    let (detail, history, settings) = blocking(move || {
+    let (detail, history, settings, affected) = blocking(move || {
+        // The services this computer's changes reach (now, not as of a past time).
+        let affected = match store.get_ci(&lookup)? {
+            Some(c) if c.class == CiClass::Computer && at.is_none() => {
+                let on = [(c.id, c.name)].into_iter().collect();
+                crate::query::services::impact_of(store.as_ref(), &on, Utc::now())?
+            }
+            _ => Vec::new(),
+        };
         Ok::<_, crate::store::StoreError>((
             views::ci_detail(
                 store.as_ref(),
@@ -784,6 +816,7 @@ pub async fn ci(
             )?,
             store.history(&lookup)?,
             store.register_settings()?.unwrap_or_default(),
+            affected,
         ))
     })
     .await?;
@@ -861,6 +894,7 @@ pub async fn ci(
         can_edit_register: at.is_none()
             && crate::register_api::REGISTER_EDITORS.permits(person.role),
         version: ci["version"].as_u64().unwrap_or(0),
+        services: affected_rows(&affected),
         reconciliation: if ci["class"] == "computer" {
             let attributes: Attributes =
                 serde_json::from_value(ci["attributes"].clone()).unwrap_or_default();
@@ -1144,6 +1178,8 @@ struct ChangePage {
     from_version: u64,
     to_version: u64,
     compare_href: String,
+    /// The services the change reaches.
+    services: Vec<AffectedRow>,
 }
 
 pub async fn change(
@@ -1154,7 +1190,16 @@ pub async fn change(
 ) -> UiResult {
     let store = st.store.clone();
     let lookup = id.clone();
-    let Some(r) = blocking(move || store.get_change_record(&lookup)).await? else {
+    let found = blocking(move || {
+        let Some(r) = store.get_change_record(&lookup)? else {
+            return Ok(None);
+        };
+        let on = [(r.ci_id.clone(), r.ci_name.clone())].into_iter().collect();
+        let affected = crate::query::services::impact_of(store.as_ref(), &on, Utc::now())?;
+        Ok::<_, crate::store::StoreError>(Some((r, affected)))
+    })
+    .await?;
+    let Some((r, affected)) = found else {
         return Err(not_found(format!("change record {id} does not exist")));
     };
     let open = r.state == RecordState::Open;
@@ -1162,6 +1207,7 @@ pub async fn change(
     let may_review = person.role == Role::ChangeManager;
     chrome.notice = None;
     render(&ChangePage {
+        services: affected_rows(&affected),
         action: format!("/ui/changes/{}/review", segment(&r.id)),
         compare_href: format!(
             "/ui/cis/{}/compare?from={}&to={}",
@@ -2247,5 +2293,188 @@ pub async fn health(
             .collect(),
         silent_after_hours: settings.silent_after_hours,
         can_edit: crate::people::Allowed::Roles(&[Role::Admin]).permits(person.role),
+    })
+}
+
+/// A `runs_on` entry as one line of the service form (`computer cmp_…`, `product openssl
+/// < 3.0.7`, `subnet 10.1.0.0/16`, `filter label = web`), and back.
+pub fn runs_on_line(r: &crate::model::service::RunsOn) -> String {
+    use crate::model::service::RunsOn;
+    match r {
+        RunsOn::Computer { id } => format!("computer {id}"),
+        RunsOn::Product { product, versions } if versions.is_empty() => {
+            format!("product {product}")
+        }
+        RunsOn::Product { product, versions } => format!("product {product} {versions}"),
+        RunsOn::Subnet { cidr } => format!("subnet {cidr}"),
+        RunsOn::Filter { filter } => format!("filter {filter}"),
+    }
+}
+
+pub fn parse_runs_on(text: &str) -> Result<Vec<crate::model::service::RunsOn>, String> {
+    use crate::model::service::RunsOn;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let rest = rest.trim().to_string();
+            match kind {
+                "computer" => Ok(RunsOn::Computer { id: rest }),
+                "product" => {
+                    let (product, versions) = rest.split_once(' ').unwrap_or((&rest, ""));
+                    Ok(RunsOn::Product {
+                        product: product.to_string(),
+                        versions: versions.trim().to_string(),
+                    })
+                }
+                "subnet" => Ok(RunsOn::Subnet { cidr: rest }),
+                "filter" => Ok(RunsOn::Filter { filter: rest }),
+                other => Err(format!(
+                    "runs_on line {}: '{other}' is not computer, product, subnet or filter",
+                    i + 1
+                )),
+            }
+        })
+        .collect()
+}
+
+pub struct ServiceRow {
+    pub href: String,
+    pub name: String,
+    pub kind: String,
+    pub criticality: u8,
+    pub owner: String,
+    pub support_group: String,
+    pub depends_on: String,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    chrome: Chrome,
+    rows: Vec<ServiceRow>,
+    /// (id, name) of every service, for the form's dependencies.
+    all: Vec<(String, String)>,
+    can_edit: bool,
+}
+
+fn service_rows(all: &[crate::model::service::Service]) -> Vec<ServiceRow> {
+    let names: BTreeMap<&str, &str> = all
+        .iter()
+        .map(|s| (s.id.as_str(), s.name.as_str()))
+        .collect();
+    all.iter()
+        .map(|s| ServiceRow {
+            href: format!("/ui/services/{}", segment(&s.id)),
+            name: s.name.clone(),
+            kind: format!("{:?}", s.kind).to_lowercase(),
+            criticality: s.criticality,
+            owner: s.owner.clone(),
+            support_group: s.support_group.clone(),
+            depends_on: s
+                .depends_on
+                .iter()
+                .map(|d| names.get(d.as_str()).copied().unwrap_or(d).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect()
+}
+
+pub async fn services(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+) -> UiResult {
+    let all = st
+        .run(&person, |ops, _| Ok(ops.store.list_services()?))
+        .await?;
+    render(&ServicesPage {
+        chrome: Chrome::new(&person, &session, "/ui/services"),
+        rows: service_rows(&all),
+        all: all.iter().map(|s| (s.id.clone(), s.name.clone())).collect(),
+        can_edit: crate::services_api::SERVICE_EDITORS.permits(person.role),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    chrome: Chrome,
+    service: crate::model::service::Service,
+    kind: String,
+    self_href: String,
+    runs_on: Vec<String>,
+    runs_on_text: String,
+    depends_on: Vec<ServiceRow>,
+    dependents: Vec<ServiceRow>,
+    deps: crate::query::services::Dependencies,
+    /// (version, when, by)
+    history: Vec<(u64, String, String)>,
+    /// (id, name, chosen) of every other service, for the edit form.
+    others: Vec<(String, String, bool)>,
+    can_edit: bool,
+}
+
+pub async fn service(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> UiResult {
+    let lookup = id.clone();
+    let (service, all, deps, history) = st
+        .run(&person, move |ops, _| {
+            let s = crate::ops::services::find(ops, &lookup)?;
+            let all = ops.store.list_services()?;
+            let deps = crate::query::services::dependencies(ops.store.as_ref(), &s, Utc::now())?;
+            let history = ops.store.service_history(&lookup)?;
+            Ok((s, all, deps, history))
+        })
+        .await?;
+    let on: Vec<_> = all
+        .iter()
+        .filter(|s| service.depends_on.contains(&s.id))
+        .cloned()
+        .collect();
+    let dependents: Vec<_> = all
+        .iter()
+        .filter(|s| s.depends_on.contains(&service.id))
+        .cloned()
+        .collect();
+    render(&ServicePage {
+        chrome: Chrome::new(&person, &session, "/ui/services"),
+        kind: format!("{:?}", service.kind).to_lowercase(),
+        self_href: format!("/ui/services/{}", segment(&id)),
+        runs_on: service.runs_on.iter().map(runs_on_line).collect(),
+        runs_on_text: service
+            .runs_on
+            .iter()
+            .map(runs_on_line)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        depends_on: service_rows(&on),
+        dependents: service_rows(&dependents),
+        deps,
+        history: history
+            .iter()
+            .rev()
+            .map(|v| (v.version, when(&v.updated_at), v.updated_by.clone()))
+            .collect(),
+        others: all
+            .iter()
+            .filter(|s| s.id != service.id)
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.name.clone(),
+                    service.depends_on.contains(&s.id),
+                )
+            })
+            .collect(),
+        can_edit: crate::services_api::SERVICE_EDITORS.permits(person.role),
+        service,
     })
 }

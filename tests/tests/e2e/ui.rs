@@ -590,3 +590,120 @@ fn an_admin_defines_custom_fields_and_statuses_on_the_settings_page() {
     let (_, _, detail) = get(&c, &am, &format!("/ui/cis/{id}"));
     assert!(detail.contains("value=\"R1-U2\""), "{detail}");
 }
+
+/// Services in the web UI: made from the form, shown with what they run on; the computer's
+/// page and its change record list the services a change reaches; a cycle is refused.
+#[test]
+fn services_are_made_in_the_ui_and_shown_where_a_change_lands() {
+    let c = Collector::start("ui-services");
+    let cm = person_with_password(&c, "carl", "change_manager");
+    let auditor = person_with_password(&c, "dora", "auditor");
+    let (mut agent, mut snap) = hostile_machine(&c);
+    let id = computer_id(&c);
+    let runs_on = format!("computer {id}");
+    let (status, body) = post(
+        &c,
+        &auditor,
+        "/ui/services",
+        &[
+            ("csrf", &auditor.csrf),
+            ("name", "x"),
+            ("kind", "business"),
+            ("criticality", "1"),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+    let make = |name: &str, kind: &str, depends_on: Option<&str>, runs_on: &str| {
+        let mut form = vec![
+            ("csrf", cm.csrf.as_str()),
+            ("name", name),
+            ("kind", kind),
+            ("criticality", "2"),
+            ("owner", "ops <team>"),
+            ("runs_on", runs_on),
+        ];
+        if let Some(d) = depends_on {
+            form.push(("depends_on", d));
+        }
+        let r = c
+            .http_no_redirect()
+            .post(format!("{}/ui/services", c.url))
+            .header("cookie", &cm.cookie)
+            .form(&form)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, location, r.text().unwrap())
+    };
+    let (status, db_page, body) = make("Orders DB", "application", None, &runs_on);
+    assert_eq!(status, 303, "{body}");
+    let db_id = db_page.rsplit('/').next().unwrap().to_string();
+    let (status, shop_page, body) = make("Shop", "business", Some(&db_id), "");
+    assert_eq!(status, 303, "{body}");
+    let (status, _, body) = make("Bad", "business", None, "rack 12");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("runs_on line 1"), "{body}");
+
+    let (status, _, page) = get(&c, &auditor, &db_page);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("ops &#60;team&#62;") && !page.contains("<script>alert"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"service-computers\""), "{page}");
+    assert!(
+        !page.contains("id=\"service-edit\""),
+        "read only for an auditor"
+    );
+    let (_, _, detail) = get(&c, &auditor, &format!("/ui/cis/{id}"));
+    assert!(detail.contains("Shop → Orders DB"), "{detail}");
+
+    // A drift on the computer: its change record lists the services it reaches.
+    snap.software
+        .data_mut()
+        .unwrap()
+        .retain(|p| p.name != "openssl");
+    let r = agent.send(&c, &mut snap);
+    let record = r.body["change_record"]
+        .as_str()
+        .expect("a change record")
+        .to_string();
+    let (_, _, change) = get(&c, &auditor, &format!("/ui/changes/{record}"));
+    assert!(
+        change.contains("id=\"change-services\"") && change.contains("Shop"),
+        "{change}"
+    );
+
+    // The database may not depend on the shop that depends on it.
+    let shop_id = shop_page.rsplit('/').next().unwrap();
+    let (status, body) = post(
+        &c,
+        &cm,
+        &db_page,
+        &[
+            ("csrf", &cm.csrf),
+            ("name", "Orders DB"),
+            ("kind", "application"),
+            ("criticality", "2"),
+            ("depends_on", shop_id),
+            ("runs_on", &runs_on),
+            ("expected_version", "1"),
+        ],
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cycle"), "{body}");
+    let (status, _) = post(
+        &c,
+        &cm,
+        &format!("{shop_page}/delete"),
+        &[("csrf", &cm.csrf)],
+    );
+    assert_eq!(status, 303);
+    let (status, _, _) = get(&c, &auditor, &shop_page);
+    assert_eq!(status, 404);
+}
