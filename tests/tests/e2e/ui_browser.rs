@@ -600,3 +600,59 @@ fn browser_defines_a_custom_field_then_imports_a_register_file() {
     );
     assert!(b.no_alert());
 }
+
+#[test]
+fn browser_makes_a_service_and_reads_the_cmdb_health() {
+    let c = Collector::start("ui-services-health");
+    person_with_password(&c, "carl", "change_manager");
+    hostile_machine(&c);
+    let id = c.json(&["ci", "list", "--class", "computer"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A machine that reports no serial: a completeness defect.
+    let mut bare = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "bare01",
+        None,
+        None,
+        &"b".repeat(32),
+        &["52:54:00:00:b0:01"],
+    );
+    assert_eq!(bare.send(&c, &mut s).status, 200);
+    let _ = c.json(&["ci", "list", "--class", "computer"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let driver = Driver::start();
+    let b = driver.session();
+    b.sign_in(&c, "carl");
+    b.go(&format!("{}/ui/services", c.url));
+    b.type_into("#svc-name", "Web <shop>");
+    b.script("document.querySelector('#svc-crit').value = '1'; return 0");
+    b.type_into("#svc-runs", &format!("computer {id}"));
+    b.click("#svc-save");
+    b.wait_for("the service page", |b| {
+        b.current_url().contains("/ui/services/bsv_")
+    });
+    assert_eq!(b.text("#service-name"), "Web <shop>");
+    assert!(
+        b.text("#service-computers").contains("<script>"),
+        "the host, as text"
+    );
+    assert!(b.no_alert());
+    b.screenshot(&screenshot_dir(), "service");
+    b.go(&format!("{}/ui/cis/{id}", c.url));
+    assert!(b.text("#ci-services").contains("Web <shop>"));
+    b.go(&format!("{}/ui/health", c.url));
+    let classes = b.text("#health-classes");
+    assert!(classes.contains("computer"), "{classes}");
+    b.click("#health-kinds a");
+    b.wait_for("a kind's defects", |b| b.current_url().contains("kind="));
+    assert!(
+        b.text("#health-defects").contains("bare01"),
+        "the defect's computer"
+    );
+    assert!(b.no_alert());
+    b.screenshot(&screenshot_dir(), "health");
+}
