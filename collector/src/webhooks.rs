@@ -152,7 +152,31 @@ async fn deliver(
             return;
         }
     };
-    let body = match serde_json::to_vec(&event) {
+    // A change record's event names the business services its computer's change reaches
+    // (as they stand when delivered), so the ITSM tool can route it.
+    let services = match &event.record {
+        Some(r) => {
+            let s = store.clone();
+            let on: std::collections::BTreeMap<String, String> =
+                [(r.ci_id.clone(), r.ci_name.clone())].into_iter().collect();
+            match blocking(move || crate::query::services::impact_of(s.as_ref(), &on, Utc::now()))
+                .await
+            {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, "services of a change record not read");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let body = match serde_json::to_value(&event).and_then(|mut v| {
+        if let (Some(found), Some(o)) = (services, v.as_object_mut()) {
+            o.insert("services".into(), serde_json::to_value(found)?);
+        }
+        serde_json::to_vec(&v)
+    }) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "encoding feed event failed");

@@ -509,6 +509,10 @@ fn webhook_gets_a_signed_event_retries_after_500_and_dead_letters() {
     let event: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(event["type"], "change_record.created");
     assert_eq!(event["record"]["id"], rec["id"]);
+    assert!(
+        event["services"].is_array(),
+        "a change record's event lists the services it reaches (none here): {event}"
+    );
 
     // The broken receiver's delivery ends in the dead letters after 2 attempts.
     let dead = eventually(20, || {
