@@ -481,7 +481,7 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
             rows % 40,
             ["gold", "silver", "bronze"][rows % 3],
             // One computer in 100 gets a recorded serial discovery disagrees with.
-            if rows % 100 == 0 {
+            if rows.is_multiple_of(100) {
                 format!("TYPO-{rows}-{run}")
             } else {
                 String::new()

@@ -122,7 +122,7 @@ impl Service {
         if self.depends_on.len() > MAX_DEPENDS_ON {
             return Err(format!("depends_on: at most {MAX_DEPENDS_ON} services"));
         }
-        if self.depends_on.iter().any(|d| *d == self.id) {
+        if self.depends_on.contains(&self.id) {
             return Err("depends_on: a service cannot depend on itself".into());
         }
         let unique: BTreeSet<&String> = self.depends_on.iter().collect();

@@ -504,8 +504,10 @@ mod tests {
         s.required[0].attributes.push("os.hostnme".into());
         let e = s.validate().unwrap_err();
         assert!(e.contains("did you mean 'os.hostname'"), "{e}");
-        let mut s = HealthSettings::default();
-        s.silent_after_hours = 0;
+        let s = HealthSettings {
+            silent_after_hours: 0,
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().starts_with("silent_after_hours"));
         let mut s = HealthSettings::default();
         s.required.push(s.required[0].clone());

@@ -220,10 +220,10 @@ fn directly_on<'s>(
                 Ok(Some(expr)) if !expr.mentions_software() => on_attributes.push((i, r, expr)),
                 // Products, and filters about software, need installs: resolve them whole.
                 _ => {
-                    if !hit.contains_key(&i) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = hit.entry(i) {
                         let on = computers_of(store, r, now)?;
                         if let Some(host) = computers.keys().find_map(|id| on.get(id)) {
-                            hit.insert(i, (host.clone(), r));
+                            slot.insert((host.clone(), r));
                         }
                     }
                 }
