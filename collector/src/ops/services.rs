@@ -57,23 +57,29 @@ pub fn create(ops: &Ops, actor: &Actor, req: ServiceRequest) -> Result<Service, 
         )));
     }
     let now = Utc::now();
-    let next = Service {
+    let blank = Service {
         id: format!("bsv_{}", hex::encode(rand::random::<[u8; 10]>())),
         kind: req.kind,
-        name: req.name.trim().to_string(),
-        owner: req.owner,
-        criticality: req.criticality,
-        support_group: req.support_group,
-        description: req.description,
-        depends_on: req.depends_on,
-        runs_on: req.runs_on,
-        version: 1,
+        name: String::new(),
+        owner: String::new(),
+        criticality: 0,
+        support_group: String::new(),
+        description: String::new(),
+        depends_on: Vec::new(),
+        runs_on: Vec::new(),
+        version: 0,
         created_at: now,
         updated_at: now,
-        updated_by: actor.name.clone(),
+        updated_by: String::new(),
         deleted: false,
     };
-    write(ops, actor, next, None, "service.create")
+    write(
+        ops,
+        actor,
+        requested(&blank, req, actor),
+        None,
+        "service.create",
+    )
 }
 
 pub fn update(ops: &Ops, actor: &Actor, id: &str, req: ServiceRequest) -> Result<Service, OpError> {
@@ -86,7 +92,13 @@ pub fn update(ops: &Ops, actor: &Actor, id: &str, req: ServiceRequest) -> Result
             )));
         }
     }
-    let next = Service {
+    let next = requested(&before, req, actor);
+    write(ops, actor, next, Some(before), "service.update")
+}
+
+/// `base`'s next version as `req` asks it to be.
+fn requested(base: &Service, req: ServiceRequest, actor: &Actor) -> Service {
+    Service {
         kind: req.kind,
         name: req.name.trim().to_string(),
         owner: req.owner,
@@ -95,12 +107,11 @@ pub fn update(ops: &Ops, actor: &Actor, id: &str, req: ServiceRequest) -> Result
         description: req.description,
         depends_on: req.depends_on,
         runs_on: req.runs_on,
-        version: before.version + 1,
+        version: base.version + 1,
         updated_at: Utc::now(),
         updated_by: actor.name.clone(),
-        ..before.clone()
-    };
-    write(ops, actor, next, Some(before), "service.update")
+        ..base.clone()
+    }
 }
 
 /// Deletes a service (its history stays); refused while another service depends on it.

@@ -75,26 +75,8 @@ pub fn usage(
     let mut out = Vec::with_capacity(licences.len());
     let mut listed = Vec::new();
     for ((l, range), products) in licences.iter().zip(&ranges).zip(matched) {
-        let mut keys: BTreeSet<u64> = BTreeSet::new();
-        for p in &products {
-            let installs = store.installs_of(&p.id)?;
-            let covered: Vec<bool> = installs
-                .variants
-                .iter()
-                .map(|v| {
-                    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
-                    range.contains(VersionScheme::for_source(text("source")), text("version"))
-                })
-                .collect();
-            keys.extend(
-                installs
-                    .installs
-                    .iter()
-                    .filter(|(_, variant)| covered.get(*variant).copied().unwrap_or(false))
-                    .map(|(key, _)| *key),
-            );
-        }
-        let keys: Vec<u64> = keys.into_iter().collect();
+        let ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+        let keys: Vec<u64> = installing(store, &ids, range)?.into_iter().collect();
         let summaries = store.computer_summaries(&keys)?;
         let mut using: Vec<ComputerRef> = summaries
             .into_iter()
@@ -126,6 +108,35 @@ pub fn usage(
         });
     }
     Ok((out, listed))
+}
+
+/// The computers (by record number) installing one of `products` at a version `range`
+/// covers, each distinct variant tested once.
+pub fn installing(
+    store: &dyn Store,
+    products: &[&str],
+    range: &VersionRange,
+) -> Result<BTreeSet<u64>, StoreError> {
+    let mut keys: BTreeSet<u64> = BTreeSet::new();
+    for p in products {
+        let installs = store.installs_of(p)?;
+        let covered: Vec<bool> = installs
+            .variants
+            .iter()
+            .map(|v| {
+                let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+                range.contains(VersionScheme::for_source(text("source")), text("version"))
+            })
+            .collect();
+        keys.extend(
+            installs
+                .installs
+                .iter()
+                .filter(|(_, variant)| covered.get(*variant).copied().unwrap_or(false))
+                .map(|(key, _)| *key),
+        );
+    }
+    Ok(keys)
 }
 
 /// A computer whose warranty ends within the report's window.

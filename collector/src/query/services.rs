@@ -7,12 +7,10 @@
 //! a host the moment it is discovered. Walks over `depends_on` end because it has no cycle
 //! (refused when written).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use census_shared::version::VersionScheme;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::model::licence::{self, VersionRange};
 use crate::model::service::{RunsOn, Service, ServiceKind};
@@ -80,25 +78,8 @@ pub fn computers_of(
                 }
                 true
             })?;
-            let mut keys: BTreeSet<u64> = BTreeSet::new();
-            for p in products {
-                let installs = store.installs_of(&p)?;
-                let covered: Vec<bool> = installs
-                    .variants
-                    .iter()
-                    .map(|v| {
-                        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
-                        range.contains(VersionScheme::for_source(text("source")), text("version"))
-                    })
-                    .collect();
-                keys.extend(
-                    installs
-                        .installs
-                        .iter()
-                        .filter(|(_, v)| covered.get(*v).copied().unwrap_or(false))
-                        .map(|(k, _)| *k),
-                );
-            }
+            let ids: Vec<&str> = products.iter().map(String::as_str).collect();
+            let keys = crate::query::licences::installing(store, &ids, &range)?;
             let keys: Vec<u64> = keys.into_iter().collect();
             Ok(store
                 .computer_summaries(&keys)?

@@ -7,20 +7,12 @@ use serde_json::{json, Value};
 use crate::support::*;
 use crate::ui::{hostile_machine, person_with_password};
 
-fn token(c: &Collector, name: &str, role: &str) -> String {
-    c.cli(&["user", "add", name, "--role", role]);
-    c.json(&["user", "token", name, "--ttl", "1h"])["token"]
-        .as_str()
-        .expect("token")
-        .to_string()
-}
-
 #[test]
 fn health_scores_defects_settings_and_trend_over_the_real_collector() {
     let c = Collector::start("health");
     let http = c.http();
-    let auditor = token(&c, "audrey", "auditor");
-    let admin = token(&c, "root", "admin");
+    let auditor = person_token(&c, "audrey", "auditor");
+    let admin = person_token(&c, "root", "admin");
     // Two machines that report one serial: an identity conflict and a duplicate.
     for (i, host) in ["dup01", "dup02"].iter().enumerate() {
         let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));

@@ -6,14 +6,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn token(c: &Collector, name: &str, role: &str) -> String {
-    c.cli(&["user", "add", name, "--role", role]);
-    c.json(&["user", "token", name, "--ttl", "1h"])["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn two_computers(c: &Collector) -> (String, String) {
     let mut ids = Vec::new();
     for (i, host) in ["reg01", "reg02"].iter().enumerate() {
@@ -50,7 +42,7 @@ impl std::io::Read for Repeated {
 fn an_asset_manager_edits_imports_and_exports_the_register() {
     let c = Collector::start("register");
     let http = c.http();
-    let am = token(&c, "alice", "asset_manager");
+    let am = person_token(&c, "alice", "asset_manager");
     let (a, b) = two_computers(&c);
 
     // An edit: values normalised, who and when recorded, a new history version.
@@ -242,7 +234,7 @@ fn an_asset_manager_edits_imports_and_exports_the_register() {
         (json!(0), json!(0)),
         "{report}"
     );
-    let auditor = token(&c, "otto", "auditor");
+    let auditor = person_token(&c, "otto", "auditor");
     let audit: Value = http
         .get(format!("{}/api/v1/audit", c.url))
         .query(&[("limit", "1000")])
@@ -265,7 +257,7 @@ fn an_asset_manager_edits_imports_and_exports_the_register() {
 #[test]
 fn the_census_command_shows_sets_imports_and_exports_the_register() {
     let c = Collector::start("register-cli");
-    let am = token(&c, "alice", "asset_manager");
+    let am = person_token(&c, "alice", "asset_manager");
     let (a, _) = two_computers(&c);
     let config = c.dir.join("client.json");
     census_login(&c, &config, &am);
@@ -426,8 +418,8 @@ fn the_census_command_shows_sets_imports_and_exports_the_register() {
 fn discovery_disagreeing_with_the_register_waits_for_a_person() {
     let c = Collector::start("register-reconcile");
     let http = c.http();
-    let am = token(&c, "alice", "asset_manager");
-    let auditor = token(&c, "audrey", "auditor");
+    let am = person_token(&c, "alice", "asset_manager");
+    let auditor = person_token(&c, "audrey", "auditor");
     let (a, _) = two_computers(&c);
     let r = http
         .patch(format!("{}/api/v1/cis/{a}/register", c.url))
@@ -476,7 +468,7 @@ fn discovery_disagreeing_with_the_register_waits_for_a_person() {
     census_login(&c, &config, &am);
     let census = |args: &[&str]| run_census(&config, args, None);
     // Settings round-trip through a file: a custom field added, then offered.
-    let admin = token(&c, "root", "admin");
+    let admin = person_token(&c, "root", "admin");
     let admin_config = c.dir.join("admin.json");
     census_login(&c, &admin_config, &admin);
     let (ok, out, err) = run_census(&admin_config, &["register", "settings"], None);

@@ -6,20 +6,12 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn token(c: &Collector, name: &str, role: &str) -> String {
-    c.cli(&["user", "add", name, "--role", role]);
-    c.json(&["user", "token", name, "--ttl", "1h"])["token"]
-        .as_str()
-        .expect("token")
-        .to_string()
-}
-
 #[test]
 fn services_are_made_refuse_cycles_and_show_impact_with_the_path() {
     let c = Collector::start("services");
     let http = c.http();
-    let cm = token(&c, "carl", "change_manager");
-    let auditor = token(&c, "audrey", "auditor");
+    let cm = person_token(&c, "carl", "change_manager");
+    let auditor = person_token(&c, "audrey", "auditor");
     let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
     let mut s = machine(
         "db01",

@@ -650,6 +650,15 @@ pub fn hidden_csrf(html: &str) -> Option<String> {
 
 /// Runs the `census` client with `config` and `args`, `stdin` written to it: (success,
 /// stdout, stderr).
+/// A new person `name` with `role`, and an API token of theirs valid for an hour.
+pub fn person_token(c: &Collector, name: &str, role: &str) -> String {
+    c.cli(&["user", "add", name, "--role", role]);
+    c.json(&["user", "token", name, "--ttl", "1h"])["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
 /// `census login` with `token` against this collector (trusting its CA), saved in `config`.
 pub fn census_login(c: &Collector, config: &Path, token: &str) {
     let ca = c.dir.join("tls/ca.pem");
