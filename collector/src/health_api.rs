@@ -35,7 +35,7 @@ pub fn routes(table: &mut RouteTable) {
         .json::<HealthSettings>();
     table
         .people("PUT", "/api/v1/health/settings", ADMINS, put(put_settings))
-        .body::<SettingsRequest>()
+        .body::<HealthSettingsRequest>()
         .json::<HealthSettings>();
 }
 
@@ -91,7 +91,7 @@ async fn get_settings(
 /// The health settings to save (who saved them and when are recorded by the server).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SettingsRequest {
+struct HealthSettingsRequest {
     #[schema(max_items = 8)]
     required: Vec<RequiredAttributes>,
     #[schema(minimum = 1, maximum = 8760)]
@@ -103,7 +103,7 @@ async fn put_settings(
     Extension(person): Extension<Person>,
     body: Body,
 ) -> Reply {
-    let req: SettingsRequest = read_json(body).await?;
+    let req: HealthSettingsRequest = read_json(body).await?;
     let next = HealthSettings {
         required: req.required,
         silent_after_hours: req.silent_after_hours,

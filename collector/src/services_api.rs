@@ -41,7 +41,8 @@ pub fn routes(table: &mut RouteTable) {
     table
         .people("GET", "/api/v1/services/impact", READERS, get(impact))
         .query::<ImpactParams>()
-        .json::<Impact>();
+        .refuses(&[404, 422])
+        .json::<ServiceImpact>();
     table
         .people("GET", "/api/v1/services/{id}", READERS, get(show))
         .query::<AsOfParams>()
@@ -206,7 +207,7 @@ struct ImpactParams {
 
 /// The services an impact reaches, most critical first, and the computers it started from.
 #[derive(Debug, Serialize, ToSchema)]
-struct Impact {
+struct ServiceImpact {
     computers_total: usize,
     services: Vec<AffectedService>,
 }
@@ -275,7 +276,7 @@ async fn impact(
                 [(record.ci_id, record.ci_name)].into_iter().collect()
             };
             let affected = services::impact_of(store, &computers, now)?;
-            Ok(Impact {
+            Ok(ServiceImpact {
                 computers_total: computers.len(),
                 services: affected,
             })

@@ -49,7 +49,20 @@ pub fn find(ops: &Ops, id: &str) -> Result<Service, OpError> {
         .ok_or_else(|| OpError::NotFound(format!("service {id}")))
 }
 
+/// A version number a client may send (the schema's bound: JSON integers beyond i64 are
+/// not portable).
+fn check_expected(req: &ServiceRequest) -> Result<(), OpError> {
+    match req.expected_version {
+        Some(v) if v > i64::MAX as u64 => Err(OpError::Invalid {
+            field: Some("expected_version".into()),
+            message: format!("expected_version: at most {}", i64::MAX),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn create(ops: &Ops, actor: &Actor, req: ServiceRequest) -> Result<Service, OpError> {
+    check_expected(&req)?;
     if ops.store.list_services()?.len() >= service::MAX_SERVICES {
         return Err(OpError::Conflict(format!(
             "at most {} services",
@@ -83,6 +96,7 @@ pub fn create(ops: &Ops, actor: &Actor, req: ServiceRequest) -> Result<Service, 
 }
 
 pub fn update(ops: &Ops, actor: &Actor, id: &str, req: ServiceRequest) -> Result<Service, OpError> {
+    check_expected(&req)?;
     let before = find(ops, id)?;
     if let Some(v) = req.expected_version {
         if v != before.version {
