@@ -269,6 +269,31 @@ fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
 }
 
 pub fn document(routes: &[RouteAccess]) -> OpenApi {
+    document_and_clashes(routes).0
+}
+
+/// Names given to two different schemas: utoipa keeps one of them, silently, and a route
+/// then documents another type's body (two `Impact`s and two `SettingsRequest`s did).
+fn name_clashes(schemas: &[(String, RefOr<Schema>)]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut clashes = BTreeSet::new();
+    for (name, schema) in schemas {
+        let json = serde_json::to_string(schema).unwrap_or_default();
+        match seen.get(name.as_str()) {
+            Some(other) if *other != json => {
+                clashes.insert(name.clone());
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, json);
+            }
+        }
+    }
+    clashes.into_iter().collect()
+}
+
+/// The document, and the schema names that clash in it (see [`name_clashes`]).
+pub fn document_and_clashes(routes: &[RouteAccess]) -> (OpenApi, Vec<String>) {
     // The routes' own types bring their schemas (below); these are the refusals' body and
     // the record types no route answers whole (query results carry their fields).
     let mut schemas = Vec::new();
@@ -382,6 +407,7 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
             paths = paths.path(path, item);
         }
     }
+    let clashes = name_clashes(&schemas);
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .security_scheme(
@@ -403,7 +429,7 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
         )
         .build();
 
-    OpenApiBuilder::new()
+    let doc = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("Census collector API")
@@ -413,7 +439,8 @@ pub fn document(routes: &[RouteAccess]) -> OpenApi {
         )
         .paths(paths.build())
         .components(Some(components))
-        .build()
+        .build();
+    (doc, clashes)
 }
 
 /// A JSON API route (not a web UI page or form).
@@ -424,6 +451,16 @@ pub fn is_api(r: &RouteAccess) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_types_never_share_a_schema_name() {
+        let table = crate::api::route_table(crate::people::RouteTable::listing());
+        let (_, clashes) = document_and_clashes(&table.entries);
+        assert!(
+            clashes.is_empty(),
+            "schema names given to different types (rename one): {clashes:?}"
+        );
+    }
 
     #[test]
     fn document_covers_every_route_with_security_and_resolvable_refs() {
