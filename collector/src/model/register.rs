@@ -866,18 +866,20 @@ pub fn reconcile_discovered(
     }
     let mut provenance = provenance(attributes);
     let mut items = discrepancies(attributes);
-    let before = (provenance.clone(), items.clone());
+    // Whether either map changed, so an inventory that changes nothing here rewrites
+    // neither attribute.
+    let mut changed = false;
     let mut changes = Vec::new();
     for (name, from) in DISCOVERED {
         let Some(def) = field(name) else { continue };
         let path = attribute(name);
         let Some(discovered) = discovered_value(def, attributes, from) else {
-            items.remove(*name);
+            changed |= items.remove(*name).is_some();
             continue;
         };
         let held = attributes.get(&path).cloned();
         if held.as_ref().is_some_and(|h| same_value(h, &discovered)) {
-            items.remove(*name);
+            changed |= items.remove(*name).is_some();
             continue;
         }
         let verdict = decide(
@@ -898,6 +900,7 @@ pub fn reconcile_discovered(
                     },
                 );
                 items.remove(*name);
+                changed = true;
                 changes.push(FieldChange {
                     field: name.to_string(),
                     before: held,
@@ -909,6 +912,7 @@ pub fn reconcile_discovered(
                     .get(*name)
                     .is_some_and(|d| same_value(&d.discovered, &discovered) && d.held == held);
                 if !same_item {
+                    changed = true;
                     items.insert(
                         name.to_string(),
                         Discrepancy {
@@ -924,11 +928,11 @@ pub fn reconcile_discovered(
             }
             // An edit leaves a field the agent may write to the next inventory.
             (Verdict::Write, DiscoveryMode::Edit) | (Verdict::NotListed, _) => {
-                items.remove(*name);
+                changed |= items.remove(*name).is_some();
             }
         }
     }
-    if (provenance.clone(), items.clone()) != before {
+    if changed {
         put_map(attributes, PROVENANCE_ATTRIBUTE, &provenance);
         put_map(attributes, RECONCILIATION_ATTRIBUTE, &items);
     }

@@ -62,9 +62,10 @@ pub enum DefectKind {
     MissingRequired,
     /// An identity conflict waits for a decision (on the CI it is about).
     OpenConflict,
-    /// The computer reports a serial an earlier computer (by id) reports too.
+    /// The computer reports a serial a computer recorded before it reports too.
     DuplicateSerial,
-    /// A physical interface has a MAC an earlier computer's physical interface has too.
+    /// A physical interface has a MAC a physical interface of a computer recorded before
+    /// it has too.
     DuplicateMac,
     /// A component whose computer does not exist.
     Orphan,
@@ -240,8 +241,8 @@ pub fn report(
         total: 0,
     };
     // Computers first: ids (for orphans), serials, silent agents, conflicts by CI.
-    // Each computer's status and its place in the store's order.
-    let mut computers: HashMap<String, (CiStatus, usize)> = HashMap::new();
+    // Each computer's place in the store's order.
+    let mut computers: HashMap<String, usize> = HashMap::new();
     let mut serial_of: HashMap<String, String> = HashMap::new();
     let silent_after = Duration::hours(i64::from(settings.silent_after_hours));
     let mut last_heard: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -265,13 +266,12 @@ pub fn report(
     let mut retired: Vec<String> = Vec::new();
     store.scan_cis(CiClass::Computer, &mut |ci| {
         let place = computers.len();
-        computers.insert(ci.id.clone(), (ci.status, place));
+        computers.insert(ci.id.clone(), place);
         if ci.status == CiStatus::Retired {
             c.tallies.entry(CiClass::Computer).or_default().retired += 1;
             retired.push(ci.id);
             return true;
         }
-        let ci = slim(ci);
         score_common(&mut c, settings, &ci, now);
         for id in conflicts.get(&ci.id).into_iter().flatten() {
             c.defect(
@@ -320,7 +320,6 @@ pub fn report(
                 retired.push(ci.id);
                 return true;
             }
-            let ci = slim(ci);
             score_common(&mut c, settings, &ci, now);
             match ci.owner.as_deref() {
                 Some(owner) if computers.contains_key(owner) => {
@@ -345,7 +344,7 @@ pub fn report(
         })?;
     }
     // In the order computers were recorded: the later one holds the duplicate.
-    let place = |owner: &str| computers.get(owner).map_or(usize::MAX, |c| c.1);
+    let place = |owner: &str| computers.get(owner).copied().unwrap_or(usize::MAX);
     nics.sort_by(|a, b| (place(&a.0), &a.1).cmp(&(place(&b.0), &b.1)));
     nics.dedup();
     for (owner, mac) in nics {
@@ -362,7 +361,7 @@ pub fn report(
     for (owner, (mac, first)) in mac_dup {
         if let Some(ci) = store.get_ci(&owner)? {
             let detail = format!("MAC {mac} is also on {first}");
-            c.defect(DefectKind::DuplicateMac, &slim(ci), detail);
+            c.defect(DefectKind::DuplicateMac, &ci, detail);
         }
     }
     // Relationships into retired CIs: few CIs are retired, so ask from their side.
@@ -376,7 +375,7 @@ pub fn report(
             if let Some(from) = store.get_ci(&r.key.from)? {
                 if from.status != CiStatus::Retired {
                     let detail = format!("{} {id}, which is retired", r.key.kind.as_str());
-                    c.defect(DefectKind::RelationshipToRetired, &slim(from), detail);
+                    c.defect(DefectKind::RelationshipToRetired, &from, detail);
                 }
             }
         }
@@ -430,12 +429,6 @@ pub fn report(
         defects_total: c.total,
         defects: c.listed,
     })
-}
-
-/// A CI without its volatile facts (a scan holds many).
-fn slim(mut ci: Ci) -> Ci {
-    ci.volatile = Attributes::new();
-    ci
 }
 
 /// The checks every class has: counted, required attributes, staleness.

@@ -32,7 +32,7 @@ const CENSUS_CSS: &[u8] = include_bytes!("../../assets/census.css");
 const CENSUS_JS: &[u8] = include_bytes!("../../assets/census.js");
 
 const CHANGE_MANAGER: Allowed = Allowed::Roles(&[Role::ChangeManager]);
-const ADMIN: Allowed = Allowed::Roles(&[Role::Admin]);
+pub(crate) const ADMIN: Allowed = Allowed::Roles(&[Role::Admin]);
 const RULE_EDITORS: Allowed = Allowed::Roles(&[Role::Admin, Role::ChangeManager]);
 const AUDIT_READERS: Allowed = Allowed::Roles(&[Role::Admin, Role::Auditor]);
 
@@ -128,7 +128,7 @@ pub fn routes(t: &mut RouteTable) {
     t.ui(
         "POST",
         "/ui/health/settings",
-        Allowed::Roles(&[Role::Admin]),
+        ADMIN,
         post(actions::health_settings),
     );
     t.ui(
@@ -140,7 +140,7 @@ pub fn routes(t: &mut RouteTable) {
     t.ui(
         "POST",
         "/ui/register/settings",
-        Allowed::Roles(&[Role::Admin]),
+        ADMIN,
         post(actions::register_settings),
     );
     t.ui(

@@ -799,21 +799,22 @@ pub async fn ci(
     let store = st.store.clone();
     let lookup = id.clone();
     let (detail, history, settings, affected) = blocking(move || {
+        let detail = views::ci_detail(
+            store.as_ref(),
+            &lookup,
+            at,
+            views::DEFAULT_LISTED_RELATIONSHIPS,
+        )?;
         // The services this computer's changes reach (now, not as of a past time).
-        let affected = match store.get_ci(&lookup)? {
-            Some(c) if c.class == CiClass::Computer && at.is_none() => {
-                let on = [(c.id, c.name)].into_iter().collect();
+        let affected = match detail.as_ref().map(|d| &d["ci"]) {
+            Some(ci) if ci["class"] == "computer" && at.is_none() => {
+                let on = [(lookup.clone(), show(&ci["name"]))].into_iter().collect();
                 crate::query::services::impact_of(store.as_ref(), &on, Utc::now())?
             }
             _ => Vec::new(),
         };
         Ok::<_, crate::store::StoreError>((
-            views::ci_detail(
-                store.as_ref(),
-                &lookup,
-                at,
-                views::DEFAULT_LISTED_RELATIONSHIPS,
-            )?,
+            detail,
             store.history(&lookup)?,
             store.register_settings()?.unwrap_or_default(),
             affected,
@@ -2118,7 +2119,7 @@ pub async fn register_settings(
     slots.resize(Source::ALL.len(), (String::new(), String::new()));
     render(&RegisterSettingsPage {
         chrome: Chrome::new(&person, &session, "/ui/computers"),
-        can_edit: crate::people::Allowed::Roles(&[Role::Admin]).permits(person.role),
+        can_edit: super::ADMIN.permits(person.role),
         statuses: settings
             .statuses
             .iter()
@@ -2292,7 +2293,7 @@ pub async fn health(
             .map(|r| (r.class.as_str().to_string(), r.attributes.join(", ")))
             .collect(),
         silent_after_hours: settings.silent_after_hours,
-        can_edit: crate::people::Allowed::Roles(&[Role::Admin]).permits(person.role),
+        can_edit: super::ADMIN.permits(person.role),
     })
 }
 
