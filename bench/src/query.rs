@@ -789,6 +789,27 @@ fn measure_services(
     println!("| query | runs | first ms | p50 ms | p99 ms | result |");
     println!("|---|---:|---:|---:|---:|---|");
     measure(
+        "(part) computers installing pkg-00010 < 2.0-1",
+        runs,
+        || {
+            Ok(svc::computers_installing(
+                store.as_ref(),
+                "pkg-00010",
+                "< 2.0-1",
+                Utc::now(),
+            )?)
+        },
+        |on| format!("{} computers", on.len()),
+    )?;
+    let on = svc::computers_installing(store.as_ref(), "pkg-00010", "< 2.0-1", Utc::now())?;
+    let keys: Vec<&str> = on.keys().map(String::as_str).collect();
+    measure(
+        "(part) read those computers",
+        runs,
+        || Ok(store.get_cis(&keys)?.len()),
+        |n| format!("{n} computers"),
+    )?;
+    measure(
         "impact: services on computers installing pkg-00010 < 2.0-1",
         runs,
         || {

@@ -122,19 +122,24 @@ pub enum Expr {
 }
 
 impl Expr {
-    pub fn mentions_software(&self) -> bool {
+    /// Whether any condition, at any depth, satisfies `test`.
+    pub fn any_condition(&self, test: &dyn Fn(&Cond) -> bool) -> bool {
         match self {
-            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::mentions_software),
-            Expr::Not(e) => e.mentions_software(),
-            Expr::Cond(c) => c.is_software(),
+            Expr::And(v) | Expr::Or(v) => v.iter().any(|e| e.any_condition(test)),
+            Expr::Not(e) => e.any_condition(test),
+            Expr::Cond(c) => test(c),
         }
     }
+    pub fn mentions_software(&self) -> bool {
+        self.any_condition(&Cond::is_software)
+    }
     pub fn mentions_ip(&self) -> bool {
-        match self {
-            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::mentions_ip),
-            Expr::Not(e) => e.mentions_ip(),
-            Expr::Cond(c) => *c.field() == Field::Ip,
-        }
+        self.any_condition(&|c| *c.field() == Field::Ip)
+    }
+    /// Whether the result can change with the clock or a heartbeat alone (first and last
+    /// seen, compared with ages such as `-7d`), not only when the CI's record does.
+    pub fn mentions_seen_times(&self) -> bool {
+        self.any_condition(&|c| matches!(c.field(), Field::FirstSeen | Field::LastSeen))
     }
     /// A package name every match must install, when the top level says so: the query
     /// can start from that product's installs instead of scanning every computer.

@@ -52,6 +52,19 @@ impl From<&Value> for AttrValue {
 }
 
 impl AttrValue {
+    /// [`AttrValue::to_value`] without copying the strings: reads of whole records take
+    /// this path, where copying dominated the cost.
+    pub fn into_value(self) -> Value {
+        match self {
+            AttrValue::Str(s) => Value::String(s),
+            AttrValue::List(l) => Value::Array(l.into_iter().map(AttrValue::into_value).collect()),
+            AttrValue::Map(m) => {
+                Value::Object(m.into_iter().map(|(k, v)| (k, v.into_value())).collect())
+            }
+            scalar => scalar.to_value(),
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             AttrValue::Null => Value::Null,
@@ -80,6 +93,10 @@ pub fn attr_list(a: &Attributes) -> AttrList {
 
 pub fn attributes(l: &AttrList) -> Attributes {
     l.iter().map(|(k, v)| (k.clone(), v.to_value())).collect()
+}
+
+pub fn into_attributes(l: AttrList) -> Attributes {
+    l.into_iter().map(|(k, v)| (k, v.into_value())).collect()
 }
 
 pub fn micros(t: DateTime<Utc>) -> i64 {
@@ -121,6 +138,22 @@ impl CiRec {
             sources: ci.sources.clone(),
             attributes: attr_list(&ci.attributes),
             volatile: attr_list(&ci.volatile),
+        }
+    }
+
+    pub fn into_ci(self, owner: Option<&str>) -> Ci {
+        Ci {
+            id: self.id,
+            class: self.class,
+            name: self.name,
+            attributes: into_attributes(self.attributes),
+            volatile: into_attributes(self.volatile),
+            status: self.status,
+            first_seen: time(self.first_seen),
+            last_seen: time(self.last_seen),
+            sources: self.sources,
+            version: self.version,
+            owner: owner.map(str::to_string),
         }
     }
 

@@ -476,6 +476,11 @@ pub trait Store: Send + Sync + 'static {
     fn get_cis(&self, ids: &[&str]) -> Result<Vec<Option<Ci>>, StoreError> {
         ids.iter().map(|id| self.get_ci(id)).collect()
     }
+    /// A digest of each computer's stored record (None for an id that is no computer),
+    /// without decoding it: equal digests mean an unchanged record (its configuration,
+    /// volatile facts and status; not the last-seen time kept beside it), so what was
+    /// derived from the record can be reused.
+    fn computer_digests(&self, ids: &[&str]) -> Result<Vec<Option<u64>>, StoreError>;
     /// A CI's name and status without decoding its attributes: what a package query needs
     /// to order thousands of matching computers before it reads the page it shows.
     fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError>;

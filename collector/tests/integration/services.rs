@@ -198,3 +198,60 @@ fn impact_reaches_services_several_levels_up_with_the_path_and_cycles_are_refuse
         .any(|e| e.action == "service.delete" && e.target == web.id));
     assert_eq!(r.store.list_services().unwrap().len(), 3);
 }
+
+/// Impact remembers what a computer's record matched; a record that changes after it was
+/// asked about must be evaluated again, and ages of last-seen are never remembered.
+#[test]
+fn impact_follows_a_computer_that_moved_subnet_after_it_was_asked_about() {
+    let mut r = rig("services_moved");
+    let at = |address: &str| {
+        let mut m = machine(base_software());
+        if let Some(nics) = m.network_interfaces.data_mut() {
+            nics[0].addresses[0].address = address.into();
+        }
+        m
+    };
+    r.send(at("10.7.0.5"), Utc::now());
+    let host = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
+    let ops = Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let ann = Actor::new("ann");
+    let on_subnet =
+        |name: &str, cidr: &str| request(name, 2, &[], vec![RunsOn::Subnet { cidr: cidr.into() }]);
+    op::create(&ops, &ann, on_subnet("Old site", "10.7.0.0/16")).unwrap();
+    op::create(&ops, &ann, on_subnet("New site", "10.8.0.0/16")).unwrap();
+    let quiet = request(
+        "Quiet hosts",
+        2,
+        &[],
+        vec![RunsOn::Filter {
+            filter: "last_seen < -1d".into(),
+        }],
+    );
+    op::create(&ops, &ann, quiet).unwrap();
+    let on = [(host.id.clone(), host.name.clone())].into_iter().collect();
+    let store = r.store.clone();
+    let names = |now| -> Vec<String> {
+        services::impact_of(store.as_ref(), &on, now)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    assert_eq!(names(Utc::now()), ["Old site"]);
+    assert_eq!(names(Utc::now()), ["Old site"], "asked again, remembered");
+
+    r.send(at("10.8.0.5"), Utc::now());
+    assert_eq!(
+        names(Utc::now()),
+        ["New site"],
+        "the changed record is read again"
+    );
+    // Two days on, with nothing written, the host is quiet: that is never remembered.
+    assert_eq!(
+        names(Utc::now() + chrono::Duration::days(2)),
+        ["New site", "Quiet hosts"]
+    );
+}

@@ -978,6 +978,10 @@ impl Store for Cmdb {
         self.read_cis(ids)
     }
 
+    fn computer_digests(&self, ids: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.read_computer_digests(ids)
+    }
+
     fn ci_summary(&self, id: &str) -> Result<Option<CiSummary>, StoreError> {
         self.read_summary(id)
     }

@@ -52,7 +52,7 @@ impl Cmdb {
         };
         if let Some(class) = class_of_id(id).filter(|c| c.is_shared()) {
             if let Some(rec) = self.shared_record(class, num)? {
-                return Ok(Some(rec.to_ci(None)));
+                return Ok(Some(rec.into_ci(None)));
             }
         }
         if self.is_holder(id, num)? {
@@ -62,7 +62,7 @@ impl Cmdb {
             let Some(ci) = rec.ci.filter(|c| c.id == id) else {
                 return Ok(None);
             };
-            let mut ci = ci.to_ci(None);
+            let mut ci = ci.into_ci(None);
             self.overlay_seen(num, &mut ci)?;
             return Ok(Some(ci));
         }
@@ -97,11 +97,40 @@ impl Cmdb {
             let Some(ci) = rec.ci.filter(|c| c.id == ids[i]) else {
                 continue;
             };
-            let mut ci = ci.to_ci(None);
+            let mut ci = ci.into_ci(None);
             if let Some(v) = seen {
                 overlay_seen_bytes(num, &v, &mut ci)?;
             }
             out[i] = Some(ci);
+        }
+        Ok(out)
+    }
+
+    /// A digest of each computer's stored record, in the order of `ids` (None for an id
+    /// that holds no computer record): one read of the raw bytes, nothing decoded.
+    pub(crate) fn read_computer_digests(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        use std::hash::{Hash, Hasher};
+        let mut out: Vec<Option<u64>> = vec![None; ids.len()];
+        let mut computers: Vec<(usize, [u8; 4])> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let Some(num) = self.num_of(id)? else {
+                continue;
+            };
+            if class_of_id(id) == Some(CiClass::Computer) && self.is_holder(id, num)? {
+                computers.push((i, codec::num_key(num)));
+            }
+        }
+        let key_refs: Vec<&[u8]> = computers.iter().map(|(_, k)| k.as_slice()).collect();
+        let records = self.backend.get_many(Space::Computers, &key_refs)?;
+        for ((i, _), record) in computers.iter().zip(records) {
+            out[*i] = record.map(|bytes| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                h.finish()
+            });
         }
         Ok(out)
     }
@@ -139,7 +168,7 @@ impl Cmdb {
                 &prefix,
                 &mut |k, v| {
                     let rec: CiRec = decode_packed(&shown(Space::Shared, k), v)?;
-                    Ok(if visit(rec.to_ci(None)) {
+                    Ok(if visit(rec.into_ci(None)) {
                         Flow::Continue
                     } else {
                         Flow::Stop
@@ -154,7 +183,7 @@ impl Cmdb {
                 .scan(Space::Computers, Range::all(), &mut |k, v| {
                     let rec: ComputerRec = decode_packed(&shown(Space::Computers, k), v)?;
                     if let Some(ci) = rec.ci.filter(|c| c.class == CiClass::Computer) {
-                        pending = Some((codec::read_num(k).unwrap_or(0), ci.to_ci(None)));
+                        pending = Some((codec::read_num(k).unwrap_or(0), ci.into_ci(None)));
                     }
                     if let Some((num, mut ci)) = pending.take() {
                         self.overlay_seen(num, &mut ci)?;
@@ -175,8 +204,8 @@ impl Cmdb {
                     .map(|n| self.id_of(n))
                     .transpose()?
                     .flatten();
-                for c in rec.components.iter().filter(|c| c.class == class) {
-                    if !visit(c.to_ci(owner.as_deref())) {
+                for c in rec.components.into_iter().filter(|c| c.class == class) {
+                    if !visit(c.into_ci(owner.as_deref())) {
                         return Ok(Flow::Stop);
                     }
                 }
