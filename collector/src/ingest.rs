@@ -528,6 +528,15 @@ impl Ingest {
                         .flatten()
                         .collect(),
                     addresses: plan.addresses.clone(),
+                    service_criticality: match computer {
+                        Some(c) if rules.drift.severity.uses_service_criticality() => {
+                            crate::query::services::impact_on_computer(self.store.as_ref(), c, now)
+                                .map_err(unavailable)?
+                                .first()
+                                .map(|s| s.criticality)
+                        }
+                        _ => None,
+                    },
                 };
                 let header = RecordHeader {
                     id: format!("chg_{}", hex::encode(rand::random::<[u8; 10]>())),

@@ -102,7 +102,7 @@ pub fn evaluate(
         }
     }
     for item in items.iter_mut() {
-        item.severity = rules.severity.severity_of(item);
+        item.severity = rules.severity.severity_of(item, who.service_criticality);
         if let Some(rule) = rules.noise.iter().find(|r| r.applies_to(item)) {
             item.suppressed = Some(format!("noise:{}", rule.id));
             continue;

@@ -108,12 +108,24 @@ impl NoiseRule {
 }
 
 impl SeverityRules {
-    pub fn severity_of(&self, item: &ChangeItem) -> Severity {
+    /// The first matching rule's severity. `service_criticality` is that of the most
+    /// critical service the item's computer supports (None: it supports none).
+    pub fn severity_of(&self, item: &ChangeItem, service_criticality: Option<u8>) -> Severity {
         self.rules
             .iter()
-            .find(|r| r.pattern.matches(item))
+            .find(|r| {
+                r.pattern.matches(item)
+                    && r.service_criticality
+                        .is_none_or(|at_most| service_criticality.is_some_and(|c| c <= at_most))
+            })
             .map(|r| r.severity)
             .unwrap_or(self.default)
+    }
+
+    /// Whether any rule depends on the services a computer supports: only then does ingest
+    /// work them out.
+    pub fn uses_service_criticality(&self) -> bool {
+        self.rules.iter().any(|r| r.service_criticality.is_some())
     }
 
     /// The shipped rules: kernel, OS, security-relevant packages, new listening ports and
@@ -121,6 +133,7 @@ impl SeverityRules {
     pub fn defaults(now: DateTime<Utc>) -> Self {
         let rule = |kind: &str, subject: &str, severity| SeverityRule {
             pattern: ItemPattern::new(kind, subject),
+            service_criticality: None,
             severity,
         };
         let mut rules = vec![
@@ -159,6 +172,7 @@ impl SeverityRules {
                 }),
                 ..ItemPattern::new("port_opened", "*")
             },
+            service_criticality: None,
             severity: Severity::Low,
         });
         rules.push(rule("port_opened", "*", Severity::High));
@@ -169,6 +183,7 @@ impl SeverityRules {
                 new: [("login_shell".to_string(), json!(true))].into(),
                 ports: None,
             },
+            service_criticality: None,
             severity: Severity::High,
         });
         for (kind, severity) in [
@@ -251,6 +266,9 @@ pub struct ScopeSubject {
     pub ci_id: String,
     pub hostnames: Vec<String>,
     pub addresses: Vec<IpAddr>,
+    /// The criticality of the most critical service the computer supports, when any (and
+    /// when a severity rule asks).
+    pub service_criticality: Option<u8>,
 }
 
 impl PlanScope {
@@ -341,17 +359,41 @@ mod tests {
     }
 
     #[test]
+    fn a_criticality_rule_matches_only_computers_supporting_that_critical_a_service() {
+        let mut rules = SeverityRules::defaults(Utc::now());
+        rules.rules.insert(
+            0,
+            SeverityRule {
+                pattern: ItemPattern::new("port_*", "*"),
+                service_criticality: Some(2),
+                severity: Severity::Medium,
+            },
+        );
+        assert!(rules.uses_service_criticality());
+        let ephemeral = port_item(40000);
+        assert_eq!(rules.severity_of(&ephemeral, None), Severity::Low, "no service");
+        assert_eq!(rules.severity_of(&ephemeral, Some(3)), Severity::Low, "less critical");
+        assert_eq!(rules.severity_of(&ephemeral, Some(2)), Severity::Medium);
+        assert_eq!(rules.severity_of(&ephemeral, Some(1)), Severity::Medium, "more critical");
+        assert!(!SeverityRules::defaults(Utc::now()).uses_service_criticality());
+    }
+
+    #[test]
     fn a_service_port_opening_is_high_and_an_ephemeral_one_low() {
         let rules = SeverityRules::defaults(Utc::now());
         for port in [22, 443, 4444, 8080, 32767] {
             assert_eq!(
-                rules.severity_of(&port_item(port)),
+                rules.severity_of(&port_item(port), None),
                 Severity::High,
                 "{port}"
             );
         }
         for port in [32768, 45678, 60999, 65535] {
-            assert_eq!(rules.severity_of(&port_item(port)), Severity::Low, "{port}");
+            assert_eq!(
+                rules.severity_of(&port_item(port), None),
+                Severity::Low,
+                "{port}"
+            );
         }
         let backwards = ItemPattern {
             ports: Some(PortRange { from: 9000, to: 80 }),

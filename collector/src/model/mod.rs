@@ -794,6 +794,12 @@ pub struct NoiseRule {
 #[serde(deny_unknown_fields)]
 pub struct SeverityRule {
     pub pattern: ItemPattern,
+    /// When set, the rule matches only on computers that a business or application
+    /// service of this criticality or a more critical one (1 is the most critical) runs
+    /// on, directly or through a service depending on one that does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4)]
+    pub service_criticality: Option<u8>,
     pub severity: Severity,
 }
 

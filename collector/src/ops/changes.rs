@@ -371,6 +371,11 @@ pub fn put_severity_rules(
         r.pattern
             .validate(&format!("rules[{i}].pattern"))
             .map_err(OpError::invalid)?;
+        if let Some(c) = r.service_criticality.filter(|c| !(1..=4).contains(c)) {
+            return Err(OpError::invalid(format!(
+                "rules[{i}].service_criticality: {c} is not a criticality (1, the most critical, to 4)"
+            )));
+        }
     }
     let before = severity_rules(ops)?;
     let next = SeverityRules {

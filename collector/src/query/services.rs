@@ -117,10 +117,64 @@ pub fn impact_of(
     now: DateTime<Utc>,
 ) -> Result<Vec<AffectedService>, StoreError> {
     let services = store.list_services()?;
+    let direct = directly_on(store, &services, computers, now)?;
+    Ok(walk_up(&services, direct))
+}
+
+/// [`impact_of`] one computer in the state given rather than the one stored: what ingest
+/// asks of the state it is about to commit. Entries about software resolve on the stored
+/// installs.
+pub fn impact_on_computer(
+    store: &dyn Store,
+    computer: &Ci,
+    now: DateTime<Utc>,
+) -> Result<Vec<AffectedService>, StoreError> {
+    let services = store.list_services()?;
+    let mut direct = Vec::new();
+    if computer.status != CiStatus::Retired {
+        let subject = crate::query::eval::Subject {
+            ci: computer,
+            software: &[],
+            now,
+        };
+        for s in &services {
+            for r in &s.runs_on {
+                let on = match (r, on_attributes_only(r)) {
+                    (RunsOn::Computer { id }, _) => *id == computer.id,
+                    (_, Some(expr)) => crate::query::eval::matches(&expr, &subject),
+                    (_, None) => computers_of(store, r, now)?.contains_key(&computer.id),
+                };
+                if on {
+                    direct.push((s, computer.name.clone(), r));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(walk_up(&services, direct))
+}
+
+/// The filter of a subnet or filter entry that reads only a computer's own record (not its
+/// installs): those are evaluated on the computers at hand rather than resolved whole.
+fn on_attributes_only(r: &RunsOn) -> Option<filter::Expr> {
+    let text = match r {
+        RunsOn::Subnet { cidr } => format!("ip in {cidr}"),
+        RunsOn::Filter { filter } => filter.clone(),
+        RunsOn::Computer { .. } | RunsOn::Product { .. } => return None,
+    };
+    filter::parse_for(CiClass::Computer, &text)
+        .ok()
+        .flatten()
+        .filter(|e| !e.mentions_software())
+}
+
+/// From the services that run on what was asked about, up through every service that
+/// depends on them, each once with its shortest path; most critical first.
+fn walk_up(services: &[Service], direct: Vec<(&Service, String, &RunsOn)>) -> Vec<AffectedService> {
     let by_id: BTreeMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
     // Who depends on whom, upwards.
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in &services {
+    for s in services {
         for d in &s.depends_on {
             dependents
                 .entry(d.as_str())
@@ -130,7 +184,7 @@ pub fn impact_of(
     }
     let mut found: BTreeMap<String, AffectedService> = BTreeMap::new();
     let mut queue: VecDeque<(&str, Vec<String>, String)> = VecDeque::new();
-    for (s, host, r) in directly_on(store, &services, computers, now)? {
+    for (s, host, r) in direct {
         queue.push_back((
             s.id.as_str(),
             vec![s.name.clone()],
@@ -166,7 +220,7 @@ pub fn impact_of(
     out.sort_by(|a, b| {
         (a.criticality, a.path.len(), &a.name).cmp(&(b.criticality, b.path.len(), &b.name))
     });
-    Ok(out)
+    out
 }
 
 /// The services that run on one of `computers` themselves, each with the first such
@@ -188,21 +242,16 @@ fn directly_on<'s>(
     let mut hit: BTreeMap<usize, (String, &RunsOn)> = BTreeMap::new();
     for (i, s) in services.iter().enumerate() {
         for r in &s.runs_on {
-            let text = match r {
-                RunsOn::Computer { id } => {
-                    if let Some(host) = computers.get(id) {
-                        hit.entry(i).or_insert((host.clone(), r));
-                    }
-                    continue;
+            if let RunsOn::Computer { id } = r {
+                if let Some(host) = computers.get(id) {
+                    hit.entry(i).or_insert((host.clone(), r));
                 }
-                RunsOn::Subnet { cidr } => format!("ip in {cidr}"),
-                RunsOn::Filter { filter } => filter.clone(),
-                RunsOn::Product { .. } => String::new(),
-            };
-            match filter::parse_for(CiClass::Computer, &text) {
-                Ok(Some(expr)) if !expr.mentions_software() => on_attributes.push((i, r, expr)),
+                continue;
+            }
+            match on_attributes_only(r) {
+                Some(expr) => on_attributes.push((i, r, expr)),
                 // Products, and filters about software, need installs: resolve them whole.
-                _ => {
+                None => {
                     if let std::collections::btree_map::Entry::Vacant(slot) = hit.entry(i) {
                         let on = computers_of(store, r, now)?;
                         if let Some(host) = computers.keys().find_map(|id| on.get(id)) {

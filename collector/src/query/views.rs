@@ -151,9 +151,16 @@ pub fn diff_between(
     let rules = store
         .severity_rules()?
         .unwrap_or_else(|| SeverityRules::defaults(chrono::Utc::now()));
+    let supports = if rules.uses_service_criticality() {
+        crate::query::services::impact_on_computer(store, &b.computer.ci, chrono::Utc::now())?
+            .first()
+            .map(|s| s.criticality)
+    } else {
+        None
+    };
     let mut items = diff(&va, &vb);
     for item in &mut items {
-        item.severity = rules.severity_of(item);
+        item.severity = rules.severity_of(item, supports);
     }
     Ok(Some(items))
 }

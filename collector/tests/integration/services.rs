@@ -255,3 +255,93 @@ fn impact_follows_a_computer_that_moved_subnet_after_it_was_asked_about() {
         ["New site", "Quiet hosts"]
     );
 }
+
+/// A severity rule can ask for the criticality of the services a computer supports: the
+/// same drift is high on a computer under a critical business service and stays as the
+/// other rules rate it elsewhere; the diff between two versions rates it the same way.
+#[test]
+fn severity_rules_use_the_criticality_of_the_services_a_computer_supports() {
+    let mut r = rig("services_severity");
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    let t1 = t0 + chrono::Duration::minutes(5);
+    r.send(machine(base_software()), t0);
+    let web01 = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
+    let ops = Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let ann = Actor::new("ann");
+    let db = op::create(
+        &ops,
+        &ann,
+        request(
+            "Payments database",
+            3,
+            &[],
+            vec![RunsOn::Computer {
+                id: web01.id.clone(),
+            }],
+        ),
+    )
+    .unwrap();
+    op::create(&ops, &ann, request("Payments", 1, &[&db.id], vec![])).unwrap();
+    let mut rules = census_collector::ops::changes::severity_rules(&ops).unwrap();
+    rules.rules.insert(
+        0,
+        SeverityRule {
+            pattern: ItemPattern {
+                kind: "software_*".into(),
+                subject: "*".into(),
+                new: Default::default(),
+                ports: None,
+            },
+            service_criticality: Some(1),
+            severity: Severity::High,
+        },
+    );
+    let bad = SeverityRule {
+        service_criticality: Some(5),
+        ..rules.rules[0].clone()
+    };
+    let e = census_collector::ops::changes::put_severity_rules(
+        &ops,
+        &ann,
+        vec![bad],
+        rules.default,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, OpError::Invalid { message, .. } if message.contains("rules[0].service_criticality")),
+        "{e:?}"
+    );
+    census_collector::ops::changes::put_severity_rules(&ops, &ann, rules.rules, rules.default)
+        .unwrap();
+    r.ingest.invalidate_rules();
+
+    // Upgrading vim is low by the shipped rules; under "Payments" it is high.
+    r.send(machine(with(base_software(), "vim", "2:9.0.1378-3")), t1);
+    let records = r.store.list_change_records().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].severity, Severity::High);
+    let second = chrono::Duration::seconds(1);
+    let diff = census_collector::query::views::diff_between(
+        r.store.as_ref(),
+        &web01.id,
+        t0 + second,
+        t1 + second,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!diff.is_empty());
+    assert!(diff.iter().all(|i| i.severity == Severity::High), "{diff:?}");
+
+    // Once the payments database no longer runs there, the downgrade back is what the
+    // shipped rules say: medium.
+    let mut moved = request("Payments database", 3, &[], vec![]);
+    moved.expected_version = Some(1);
+    op::update(&ops, &ann, &db.id, moved).unwrap();
+    r.send(machine(base_software()), t1 + chrono::Duration::minutes(1));
+    let records = r.store.list_change_records().unwrap();
+    let newest = records.iter().max_by_key(|c| c.to_version).unwrap();
+    assert_eq!(newest.severity, Severity::Medium);
+}
