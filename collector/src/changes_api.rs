@@ -59,6 +59,16 @@ pub fn routes(table: &mut RouteTable) {
         .refuses(&[409])
         .json::<ChangeRecord>();
     table
+        .people(
+            "PUT",
+            "/api/v1/change-records/{id}/tickets",
+            REVIEWERS,
+            put(put_record_tickets),
+        )
+        .body::<TicketsRequest>()
+        .refuses(&[409])
+        .json::<ChangeRecord>();
+    table
         .people("GET", "/api/v1/changes", READERS, get(feed))
         .query::<LogPage>()
         .json::<FeedPage>();
@@ -322,6 +332,30 @@ async fn review_record(
     let next = st
         .run(&person, move |ops, actor| {
             op::review(ops, actor, &id, req.decision, req.items, &req.comment)
+        })
+        .await?;
+    Ok(Json(next).into_response())
+}
+
+/// The ITSM tickets a change record is tracked by: replaces the list it has.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TicketsRequest {
+    /// At most 20; an empty list unlinks them all.
+    #[schema(max_items = 20)]
+    tickets: Vec<TicketRef>,
+}
+
+async fn put_record_tickets(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Reply {
+    let req: TicketsRequest = read_json(body).await?;
+    let next = st
+        .run(&person, move |ops, actor| {
+            op::set_record_tickets(ops, actor, &id, req.tickets)
         })
         .await?;
     Ok(Json(next).into_response())

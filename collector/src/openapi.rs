@@ -54,6 +54,7 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("GET", "/api/v1/change-records") => "Change records (review queue), filtered",
         ("GET", "/api/v1/change-records/{id}") => "One change record with its items",
         ("POST", "/api/v1/change-records/{id}/review") => "Accept or reject a record or some of its items",
+        ("PUT", "/api/v1/change-records/{id}/tickets") => "Link a record to ITSM tickets (replaces its list)",
         ("GET", "/api/v1/changes") => "Changed-since feed of change-record and register events",
         ("GET", "/api/v1/planned-changes") => "Planned changes",
         ("POST", "/api/v1/planned-changes") => "Create a planned change",

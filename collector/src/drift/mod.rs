@@ -179,6 +179,18 @@ pub fn evaluate(
         .collect();
     planned_changes.sort();
     planned_changes.dedup();
+    let mut tickets: Vec<TicketRef> = Vec::new();
+    for p in rules
+        .planned
+        .iter()
+        .filter(|p| planned_changes.contains(&p.id))
+    {
+        for t in &p.tickets {
+            if !tickets.iter().any(|held| held.id == t.id) {
+                tickets.push(t.clone());
+            }
+        }
+    }
     out.record = Some(ChangeRecord {
         id: header.id,
         ci_id: header.ci_id,
@@ -194,6 +206,7 @@ pub fn evaluate(
         planned_changes,
         state: RecordState::Open,
         review: None,
+        tickets,
     });
     out
 }

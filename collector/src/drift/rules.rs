@@ -371,10 +371,22 @@ mod tests {
         );
         assert!(rules.uses_service_criticality());
         let ephemeral = port_item(40000);
-        assert_eq!(rules.severity_of(&ephemeral, None), Severity::Low, "no service");
-        assert_eq!(rules.severity_of(&ephemeral, Some(3)), Severity::Low, "less critical");
+        assert_eq!(
+            rules.severity_of(&ephemeral, None),
+            Severity::Low,
+            "no service"
+        );
+        assert_eq!(
+            rules.severity_of(&ephemeral, Some(3)),
+            Severity::Low,
+            "less critical"
+        );
         assert_eq!(rules.severity_of(&ephemeral, Some(2)), Severity::Medium);
-        assert_eq!(rules.severity_of(&ephemeral, Some(1)), Severity::Medium, "more critical");
+        assert_eq!(
+            rules.severity_of(&ephemeral, Some(1)),
+            Severity::Medium,
+            "more critical"
+        );
         assert!(!SeverityRules::defaults(Utc::now()).uses_service_criticality());
     }
 

@@ -741,6 +741,24 @@ pub struct ChangeRecord {
     pub state: RecordState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// The ITSM tickets this change is tracked by: those of the planned changes that
+    /// authorize it (copied when it is detected), and any people link later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<TicketRef>,
+}
+
+/// A ticket in the ITSM tool that holds a change or an incident (ServiceNow CHG0012345,
+/// a Jira key, a GLPI ticket number), with where people open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRef {
+    /// The ticket's number in its tool: 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    pub id: String,
+    /// An http or https address of the ticket, at most 2048 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
+    pub url: Option<String>,
 }
 
 /// Matches change items: kind and subject are globs (`*`, `?`); `new` lists fields the
@@ -845,6 +863,9 @@ pub struct PlannedChange {
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub state: PlannedState,
+    /// The ITSM tickets that requested this change; records it authorizes carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<TicketRef>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -871,7 +892,8 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeedEvent {
     pub cursor: u64,
-    /// "change_record.created", "change_record.reviewed" (with `record`) or
+    /// "change_record.created", "change_record.reviewed", "change_record.tickets_changed"
+    /// (with `record`) or
     /// "register.changed" (with `register`: people's data, never drift).
     #[serde(rename = "type")]
     pub event_type: String,

@@ -127,9 +127,10 @@ pub fn review(
         }
     })?;
     ops.audited(
-        PeopleWrite::ReviewRecord {
+        PeopleWrite::ReviseRecord {
             expected: Box::new(record.clone()),
             record: Box::new(next.clone()),
+            event_type: "change_record.reviewed",
         },
         draft(
             actor,
@@ -138,6 +139,92 @@ pub fn review(
             Some(review_summary(&record)),
             Some(review_summary(&next)),
             Some(comment),
+        ),
+    )?;
+    Ok(next)
+}
+
+/// Most tickets one planned change or change record holds.
+pub const MAX_TICKETS: usize = 20;
+/// Longest ticket number.
+pub const MAX_TICKET_ID_CHARS: usize = 100;
+
+/// Checks a list of ticket references (each number trimmed): at most [`MAX_TICKETS`],
+/// numbers of 1 to [`MAX_TICKET_ID_CHARS`] characters without control characters, each
+/// once, addresses http or https. Errors name the entry (`tickets[1].url: ...`).
+pub fn checked_tickets(tickets: Vec<TicketRef>) -> Result<Vec<TicketRef>, OpError> {
+    if tickets.len() > MAX_TICKETS {
+        return Err(OpError::invalid(format!(
+            "tickets: at most {MAX_TICKETS} tickets"
+        )));
+    }
+    let mut out: Vec<TicketRef> = Vec::with_capacity(tickets.len());
+    for (i, t) in tickets.into_iter().enumerate() {
+        let id = t.id.trim().to_string();
+        if id.is_empty() || id.chars().count() > MAX_TICKET_ID_CHARS {
+            return Err(OpError::invalid(format!(
+                "tickets[{i}].id: a ticket number has 1 to {MAX_TICKET_ID_CHARS} characters"
+            )));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(OpError::invalid(format!(
+                "tickets[{i}].id: control characters are not allowed"
+            )));
+        }
+        if out.iter().any(|held| held.id == id) {
+            return Err(OpError::invalid(format!(
+                "tickets[{i}].id: {id} is listed twice"
+            )));
+        }
+        let url = match t
+            .url
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+        {
+            Some(u) => {
+                http_url(&u).map_err(|e| OpError::invalid(format!("tickets[{i}].url: {e}")))?;
+                Some(u)
+            }
+            None => None,
+        };
+        out.push(TicketRef { id, url });
+    }
+    Ok(out)
+}
+
+/// Links a change record to ITSM tickets (the list replaces the one it had), audited and
+/// queued on the feed as `change_record.tickets_changed`. Any state: tickets are often
+/// linked after a record is decided.
+pub fn set_record_tickets(
+    ops: &Ops,
+    actor: &Actor,
+    id: &str,
+    tickets: Vec<TicketRef>,
+) -> Result<ChangeRecord, OpError> {
+    let tickets = checked_tickets(tickets)?;
+    let Some(record) = ops.store.get_change_record(id)? else {
+        return Err(OpError::NotFound(format!("change record {id}")));
+    };
+    if record.tickets == tickets {
+        return Ok(record);
+    }
+    let next = ChangeRecord {
+        tickets,
+        ..record.clone()
+    };
+    ops.audited(
+        PeopleWrite::ReviseRecord {
+            expected: Box::new(record.clone()),
+            record: Box::new(next.clone()),
+            event_type: "change_record.tickets_changed",
+        },
+        draft(
+            actor,
+            "change_record.tickets",
+            id,
+            serde_json::to_value(&record.tickets).ok(),
+            serde_json::to_value(&next.tickets).ok(),
+            None,
         ),
     )?;
     Ok(next)
@@ -154,6 +241,9 @@ pub struct PlannedRequest {
     pub allowed: Vec<ItemPattern>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
+    /// The ITSM tickets that requested the change (at most 20).
+    #[serde(default)]
+    pub tickets: Vec<TicketRef>,
 }
 
 pub fn find_planned(ops: &Ops, id: &str) -> Result<PlannedChange, OpError> {
@@ -178,6 +268,7 @@ pub fn create_planned(
         allowed: req.allowed,
         window_start: req.window_start,
         window_end: req.window_end,
+        tickets: checked_tickets(req.tickets)?,
         state: PlannedState::Active,
         created_by: actor.name.clone(),
         created_at: now,
@@ -224,6 +315,7 @@ pub fn update_planned(
         allowed: req.allowed,
         window_start: req.window_start,
         window_end: req.window_end,
+        tickets: checked_tickets(req.tickets)?,
         updated_at: Utc::now(),
         ..before.clone()
     };
@@ -418,21 +510,25 @@ pub fn view(w: &Webhook) -> WebhookView {
     }
 }
 
-/// A webhook target: http or https, a host, at most 2048 bytes.
-pub fn validate_webhook_url(url: &str) -> Result<(), String> {
+/// An absolute http or https address with a host, at most 2048 bytes (anything else,
+/// `javascript:` included, is refused before it can reach a page as a link).
+fn http_url(url: &str) -> Result<reqwest::Url, String> {
     if url.len() > 2048 {
-        return Err("url: at most 2048 bytes".into());
+        return Err("at most 2048 bytes".into());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "url: scheme {} is not http or https",
-            parsed.scheme()
-        ));
+        return Err(format!("scheme {} is not http or https", parsed.scheme()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("url: needs a host".into());
+        return Err("needs a host".into());
     }
+    Ok(parsed)
+}
+
+/// A webhook target: http or https, a host, at most 2048 bytes, no credentials.
+pub fn validate_webhook_url(url: &str) -> Result<(), String> {
+    let parsed = http_url(url).map_err(|e| format!("url: {e}"))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("url: must not carry credentials; the HMAC signature authenticates".into());
     }
@@ -534,6 +630,62 @@ mod tests {
             planned_changes: vec![],
             state: RecordState::Open,
             review: None,
+            tickets: vec![],
+        }
+    }
+
+    fn ticket(id: &str, url: Option<&str>) -> TicketRef {
+        TicketRef {
+            id: id.into(),
+            url: url.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn ticket_references_are_trimmed_and_hostile_ones_refused_naming_the_entry() {
+        let ok = checked_tickets(vec![
+            ticket(" CHG0012345 ", Some(" https://itsm.example/chg/12345 ")),
+            ticket("OPS-7", Some("")),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok,
+            [
+                ticket("CHG0012345", Some("https://itsm.example/chg/12345")),
+                ticket("OPS-7", None)
+            ]
+        );
+        let refused = |tickets: Vec<TicketRef>| match checked_tickets(tickets) {
+            Err(OpError::Invalid { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        for (tickets, says) in [
+            (vec![ticket("", None)], "tickets[0].id"),
+            (vec![ticket(&"x".repeat(101), None)], "tickets[0].id"),
+            (vec![ticket("A\u{7}B", None)], "control characters"),
+            (
+                vec![ticket("A", None), ticket("A", None)],
+                "tickets[1].id: A is listed twice",
+            ),
+            (
+                vec![ticket("A", Some("javascript:alert(1)"))],
+                "tickets[0].url: scheme javascript",
+            ),
+            (vec![ticket("A", Some("/relative"))], "tickets[0].url"),
+            (
+                vec![ticket(
+                    "A",
+                    Some(&format!("https://x.example/{}", "a".repeat(2100))),
+                )],
+                "2048 bytes",
+            ),
+            (
+                (0..21).map(|i| ticket(&i.to_string(), None)).collect(),
+                "at most 20",
+            ),
+        ] {
+            let m = refused(tickets);
+            assert!(m.contains(says), "{m} should say {says}");
         }
     }
 

@@ -162,11 +162,13 @@ pub enum PeopleWrite {
     DeleteNoiseRule(String),
     PutSeverityRules(SeverityRules),
     PutPlannedChange(PlannedChange),
-    /// A review: applied only if the stored record still equals `expected` (two reviewers
-    /// racing cannot both win), and queued on the feed as `change_record.reviewed`.
-    ReviewRecord {
+    /// A change record's next revision (a review, linked tickets): applied only if the
+    /// stored record still equals `expected` (two reviewers racing cannot both win), and
+    /// queued on the feed as `event_type`.
+    ReviseRecord {
         expected: Box<ChangeRecord>,
         record: Box<ChangeRecord>,
+        event_type: &'static str,
     },
     PutWebhook(Webhook),
     DeleteWebhook(String),

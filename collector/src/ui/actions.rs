@@ -92,6 +92,42 @@ pub async fn review(
     Ok(redirect(&format!("/ui/changes/{}", segment(&id))))
 }
 
+/// Tickets as a form writes them: one per line, its number and optionally its address.
+fn ticket_lines(text: &str) -> Result<Vec<TicketRef>, UiError> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let id = parts.next().unwrap_or_default().to_string();
+            let url = parts.next().map(str::to_string);
+            if parts.next().is_some() {
+                return Err(unprocessable(format!(
+                    "tickets: '{l}' should be a ticket number and optionally its address, e.g. 'CHG0012345 https://itsm.example/chg/12345'"
+                )));
+            }
+            Ok(TicketRef { id, url })
+        })
+        .collect()
+}
+
+/// Replaces a change record's ticket links.
+pub async fn record_tickets(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let form = Form::parse(&body)?;
+    let tickets = ticket_lines(form.get("tickets"))?;
+    let record = id.clone();
+    st.run(&person, move |ops, actor| {
+        op::set_record_tickets(ops, actor, &record, tickets)
+    })
+    .await?;
+    Ok(redirect(&format!("/ui/changes/{}", segment(&id))))
+}
+
 fn patterns(text: &str) -> Result<Vec<ItemPattern>, UiError> {
     text.lines()
         .map(str::trim)
@@ -140,6 +176,7 @@ pub async fn plan(
         allowed: patterns(form.get("allowed"))?,
         window_start: time("window_start")?,
         window_end: time("window_end")?,
+        tickets: ticket_lines(form.get("tickets"))?,
     };
     st.run(&person, move |ops, actor| {
         op::create_planned(ops, actor, req)

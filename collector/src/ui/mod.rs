@@ -198,6 +198,12 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::review),
     );
     t.ui(
+        "POST",
+        "/ui/changes/{id}/tickets",
+        CHANGE_MANAGER,
+        post(actions::record_tickets),
+    );
+    t.ui(
         "GET",
         "/ui/planned",
         Allowed::AnyPerson,

@@ -1181,6 +1181,22 @@ struct ChangePage {
     compare_href: String,
     /// The services the change reaches.
     services: Vec<AffectedRow>,
+    tickets: Vec<TicketRef>,
+    /// The tickets as the form edits them: one per line.
+    tickets_text: String,
+    tickets_action: String,
+}
+
+/// Tickets as a form edits them: one per line, the number then the address.
+pub fn tickets_text(tickets: &[TicketRef]) -> String {
+    tickets
+        .iter()
+        .map(|t| match &t.url {
+            Some(u) => format!("{} {u}", t.id),
+            None => t.id.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn change(
@@ -1239,6 +1255,9 @@ pub async fn change(
             )
         }),
         planned: r.planned_changes.clone(),
+        tickets_text: tickets_text(&r.tickets),
+        tickets_action: format!("/ui/changes/{}/tickets", segment(&r.id)),
+        tickets: r.tickets.clone(),
         from_version: r.from_version,
         to_version: r.to_version,
         record: record_row(&r),
@@ -1249,6 +1268,7 @@ pub async fn change(
 }
 
 pub struct PlanRow {
+    pub tickets: Vec<TicketRef>,
     pub id: String,
     pub title: String,
     pub scope: String,
@@ -1312,6 +1332,7 @@ pub async fn planned(
         rows: list
             .iter()
             .map(|p| PlanRow {
+                tickets: p.tickets.clone(),
                 id: p.id.clone(),
                 title: p.title.clone(),
                 scope: scope_text(&p.scope),

@@ -372,6 +372,10 @@ fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
         window_start: t0 + Duration::hours(1),
         window_end: t0 + Duration::hours(2),
         state: PlannedState::Active,
+        tickets: vec![TicketRef {
+            id: "CHG0012345".into(),
+            url: Some("https://itsm.example/change/12345".into()),
+        }],
         created_by: "cm".into(),
         created_at: t0,
         updated_at: t0,
@@ -383,6 +387,7 @@ fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
         .unwrap();
     assert_eq!(rec.authorization, Authorization::Unauthorized);
     assert!(rec.items[0].planned_change.is_none());
+    assert!(rec.tickets.is_empty());
     // Inside the window, only the planned item: authorized and linked.
     let sw2 = with(sw1.clone(), "openssl", "3.0.14-1~deb12u1");
     let rec = r
@@ -391,6 +396,10 @@ fn planned_change_inside_and_outside_its_window_and_partial_authorization() {
     assert_eq!(rec.authorization, Authorization::Authorized);
     assert_eq!(rec.planned_changes, vec!["pln_1".to_string()]);
     assert_eq!(rec.items[0].planned_change.as_deref(), Some("pln_1"));
+    assert_eq!(
+        rec.tickets[0].id, "CHG0012345",
+        "the planned change's ticket"
+    );
     // Inside the window with an unplanned item too: unauthorized, item by item.
     let mut sw3 = with(sw2, "openssl", "3.0.15-1~deb12u1");
     sw3.push(pkg("netcat", "1.10-47", "dpkg"));

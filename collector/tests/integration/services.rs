@@ -303,13 +303,9 @@ fn severity_rules_use_the_criticality_of_the_services_a_computer_supports() {
         service_criticality: Some(5),
         ..rules.rules[0].clone()
     };
-    let e = census_collector::ops::changes::put_severity_rules(
-        &ops,
-        &ann,
-        vec![bad],
-        rules.default,
-    )
-    .unwrap_err();
+    let e =
+        census_collector::ops::changes::put_severity_rules(&ops, &ann, vec![bad], rules.default)
+            .unwrap_err();
     assert!(
         matches!(&e, OpError::Invalid { message, .. } if message.contains("rules[0].service_criticality")),
         "{e:?}"
@@ -333,7 +329,10 @@ fn severity_rules_use_the_criticality_of_the_services_a_computer_supports() {
     .unwrap()
     .unwrap();
     assert!(!diff.is_empty());
-    assert!(diff.iter().all(|i| i.severity == Severity::High), "{diff:?}");
+    assert!(
+        diff.iter().all(|i| i.severity == Severity::High),
+        "{diff:?}"
+    );
 
     // Once the payments database no longer runs there, the downgrade back is what the
     // shipped rules say: medium.

@@ -1017,6 +1017,7 @@ fn the_feed_sequencer_numbers_a_batch_in_order_with_a_delivery_per_active_webhoo
             planned_changes: vec![],
             state: RecordState::Open,
             review: None,
+            tickets: vec![],
         };
         ids.push(record.id.clone());
         s.commit_ingest(&IngestCommit {

@@ -542,6 +542,58 @@ fn webhook_gets_a_signed_event_retries_after_500_and_dead_letters() {
             .count()
     };
     eventually(20, || (broken_calls() >= 3).then_some(()));
+
+    // A change manager links the record to its ITSM ticket: the next event carries it.
+    let id = rec["id"].as_str().unwrap();
+    let path = format!("/api/v1/change-records/{id}/tickets");
+    let (s, body) = api.call(
+        "PUT",
+        &path,
+        Some(&cm),
+        Some(json!({"tickets": [{"id": "INC1", "url": "javascript:alert(1)"}]})),
+    );
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tickets[0].url"),
+        "{body}"
+    );
+    let (s, body) = api.call("PUT", &path, Some(&adm), Some(json!({"tickets": []})));
+    assert_eq!(s, 403, "linking tickets is a change manager's: {body}");
+    let (s, linked) = api.call(
+        "PUT",
+        &path,
+        Some(&cm),
+        Some(json!({"tickets": [{"id": "CHG0012345", "url": "https://itsm.example/chg/12345"}]})),
+    );
+    assert_eq!(s, 200, "{linked}");
+    assert_eq!(linked["tickets"][0]["id"], "CHG0012345");
+    let (_, shown) = api.get(&format!("/api/v1/change-records/{id}"), &cm);
+    assert_eq!(shown["tickets"], linked["tickets"]);
+    let event = eventually(20, || {
+        let seen = rx.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(p, h, _)| {
+                p == "/flaky" && header(h, "x-census-event") == "change_record.tickets_changed"
+            })
+            .map(|(_, _, body)| serde_json::from_slice::<Value>(body).unwrap())
+            .next()
+    });
+    assert_eq!(
+        event["record"]["tickets"][0]["url"],
+        "https://itsm.example/chg/12345"
+    );
+    let (_, audit) = api.get("/api/v1/audit?limit=1000", &adm);
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "change_record.tickets" && e["target"] == id),
+        "{audit}"
+    );
 }
 
 /// The API's review (issue 26, point 5) found counts quietly clamped, a cursor past what

@@ -678,6 +678,54 @@ fn services_are_made_in_the_ui_and_shown_where_a_change_lands() {
         change.contains("id=\"change-services\"") && change.contains("Shop"),
         "{change}"
     );
+    assert!(
+        !change.contains("id=\"save-tickets\""),
+        "an auditor links no tickets"
+    );
+
+    // A change manager links ITSM tickets; a hostile number stays text, a non-web address
+    // is refused naming the line's entry.
+    let tickets_path = format!("/ui/changes/{record}/tickets");
+    let (status, body) = post(
+        &c,
+        &auditor,
+        &tickets_path,
+        &[("csrf", &auditor.csrf), ("tickets", "CHG1")],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(
+        &c,
+        &cm,
+        &tickets_path,
+        &[("csrf", &cm.csrf), ("tickets", "CHG1 javascript:alert(1)")],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("tickets[0].url"), "{body}");
+    let (status, body) = post(
+        &c,
+        &cm,
+        &tickets_path,
+        &[
+            ("csrf", &cm.csrf),
+            (
+                "tickets",
+                "CHG0012345 https://itsm.example/chg/12345\n<script>alert(1)</script>",
+            ),
+        ],
+    );
+    assert!(status == 303 || status == 200, "{status} {body}");
+    let (_, _, change) = get(&c, &cm, &format!("/ui/changes/{record}"));
+    assert!(
+        change.contains(
+            "<a href=\"https://itsm.example/chg/12345\" rel=\"noreferrer\">CHG0012345</a>"
+        ),
+        "{change}"
+    );
+    assert!(
+        change.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            && !change.contains("<script>alert"),
+        "{change}"
+    );
 
     // The database may not depend on the shop that depends on it.
     let shop_id = shop_page.rsplit('/').next().unwrap();

@@ -269,7 +269,11 @@ impl Cmdb {
                 PeopleWrite::PutPlannedChange(p) => {
                     tx_put_json(tx, Space::PlannedChanges, p.id.as_bytes(), p)?;
                 }
-                PeopleWrite::ReviewRecord { expected, record } => {
+                PeopleWrite::ReviseRecord {
+                    expected,
+                    record,
+                    event_type,
+                } => {
                     let Some(stored) =
                         tx_json::<StoredRecord, _>(tx, Space::ChangeRecords, record.id.as_bytes())?
                     else {
@@ -301,7 +305,7 @@ impl Cmdb {
                         },
                     )?;
                     let event = QueuedEvent {
-                        event_type: "change_record.reviewed".into(),
+                        event_type: event_type.to_string(),
                         record_id: record.id.clone(),
                         at,
                         revision,
