@@ -2204,6 +2204,8 @@ struct HealthPage {
     filter: String,
     /// (day, overall, computers' score)
     trend: Vec<(String, f64, String)>,
+    /// The overall score over the last 90 days recorded, as an SVG line.
+    trend_svg: String,
     required: Vec<(String, String)>,
     silent_after_hours: u32,
     can_edit: bool,
@@ -2293,6 +2295,17 @@ pub async fn health(
                 .collect::<Vec<_>>()
                 .join(", "),
         },
+        trend_svg: chart::percent_line_svg(
+            "health-trend",
+            "Overall CMDB health score",
+            &trend
+                .iter()
+                .rev()
+                .take(90)
+                .rev()
+                .map(|p| (p.day, p.overall))
+                .collect::<Vec<_>>(),
+        ),
         trend: trend
             .iter()
             .rev()

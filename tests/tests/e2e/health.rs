@@ -130,4 +130,8 @@ fn health_scores_defects_settings_and_trend_over_the_real_collector() {
     assert!(!page.contains("<script>alert"), "escaped");
     assert!(page.contains("missing register.owner"), "{page}");
     assert!(!page.contains("id=\"health-settings-form\""), "admins only");
+    assert!(
+        page.contains("aria-labelledby=\"health-trend-title\"") && page.contains("<circle"),
+        "the trend's recorded point is drawn: {page}"
+    );
 }
