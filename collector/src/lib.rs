@@ -39,4 +39,5 @@ pub mod table;
 pub mod telemetry;
 pub mod tls;
 pub mod ui;
+pub mod vulns;
 pub mod webhooks;

@@ -77,10 +77,14 @@ pub enum Space {
     Services,
     /// service id, 0, version (u64 BE) -> that version (JSON): the service's history.
     ServiceVersions,
+    /// advisory id -> the advisory (JSON, compressed when large).
+    Advisories,
+    /// ecosystem, 0, package, 0, advisory id -> nothing: which advisories name a package.
+    AdvisoryIndex,
 }
 
 impl Space {
-    pub const ALL: [Space; 36] = [
+    pub const ALL: [Space; 38] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -117,6 +121,8 @@ impl Space {
         Space::Licences,
         Space::Services,
         Space::ServiceVersions,
+        Space::Advisories,
+        Space::AdvisoryIndex,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -159,6 +165,8 @@ impl Space {
             Space::Licences => "licences",
             Space::Services => "services",
             Space::ServiceVersions => "service_versions",
+            Space::Advisories => "advisories",
+            Space::AdvisoryIndex => "advisory_index",
         }
     }
 }

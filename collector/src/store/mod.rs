@@ -353,6 +353,19 @@ pub struct ProductInstalls {
     pub installs: Vec<(u64, usize)>,
 }
 
+/// What one record of an advisory import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdvisoryOutcome {
+    Added,
+    Updated,
+    /// The store holds it as new or newer.
+    Unchanged,
+    /// A withdrawal removed it.
+    Removed,
+    /// A withdrawal of something not held (or held newer).
+    NotHeld,
+}
+
 /// A computer's id, name and status: what ordering a page of query results needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComputerSummary {
@@ -549,6 +562,33 @@ pub trait Store: Send + Sync + 'static {
     /// Records a day's health scores (replacing that day's); the collector's own write, not
     /// a person's, so not audited.
     fn put_health_point(&self, point: crate::model::health::HealthPoint) -> Result<(), StoreError>;
+    /// Applies a batch of an advisory import in one transaction, each record only where it
+    /// is newer than what is held (its `modified`), re-indexing the packages it names.
+    fn write_advisories(
+        &self,
+        writes: &[crate::model::vuln::AdvisoryWrite],
+    ) -> Result<Vec<AdvisoryOutcome>, StoreError>;
+    fn get_advisory(&self, id: &str) -> Result<Option<crate::model::vuln::Advisory>, StoreError>;
+    /// The advisories that name `package` in `ecosystem`.
+    fn advisories_for(
+        &self,
+        ecosystem: &str,
+        package: &str,
+    ) -> Result<Vec<crate::model::vuln::Advisory>, StoreError>;
+    /// Every (ecosystem, package, advisory id) of the index, in key order, until `visit`
+    /// says stop.
+    fn scan_advisory_index(
+        &self,
+        visit: &mut dyn FnMut(&str, &str, &str) -> bool,
+    ) -> Result<(), StoreError>;
+    fn advisory_count(&self) -> Result<usize, StoreError>;
+    /// Every distinct package the fleet has installed (each once, with its product id),
+    /// until `visit` says stop: which products a source package name reaches. Variants
+    /// stay after their last install goes; `installs_of` says who has them now.
+    fn scan_variants(
+        &self,
+        visit: &mut dyn FnMut(&str, &crate::model::Package) -> bool,
+    ) -> Result<(), StoreError>;
     fn recent_removals(&self, ci_id: &str) -> Result<Vec<RecentRemoval>, StoreError>;
     fn commit_people(
         &self,

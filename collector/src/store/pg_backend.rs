@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, "licences"),
     (5, "business and application services, with their versions"),
+    (6, "vulnerability advisories and their package index"),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -1247,15 +1248,18 @@ fn migration_sql(version: i32) -> String {
              ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
             t = table(Space::Licences)
         ),
-        5 => [Space::Services, Space::ServiceVersions]
-            .map(|space| {
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);\n\
+        5 | 6 => match version {
+            5 => [Space::Services, Space::ServiceVersions],
+            _ => [Space::Advisories, Space::AdvisoryIndex],
+        }
+        .map(|space| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);\n\
                      ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
-                    t = table(space)
-                )
-            })
-            .join(";\n"),
+                t = table(space)
+            )
+        })
+        .join(";\n"),
         _ => String::new(),
     }
 }

@@ -10,6 +10,7 @@ mod postgres;
 mod register;
 mod services;
 mod store;
+mod vulns;
 
 /// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the
 /// enroll route does.

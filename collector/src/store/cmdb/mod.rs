@@ -16,6 +16,7 @@ mod machine;
 mod migrate;
 mod people;
 mod reads;
+mod vulns;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -1198,6 +1199,43 @@ impl Store for Cmdb {
             tx_put_json(tx, Space::Meta, HEALTH_TREND_KEY, &trend)
         })?;
         self.backend.flush()
+    }
+
+    fn write_advisories(
+        &self,
+        writes: &[crate::model::vuln::AdvisoryWrite],
+    ) -> Result<Vec<AdvisoryOutcome>, StoreError> {
+        self.do_write_advisories(writes)
+    }
+
+    fn get_advisory(&self, id: &str) -> Result<Option<crate::model::vuln::Advisory>, StoreError> {
+        self.get_json(Space::Advisories, id.as_bytes())
+    }
+
+    fn advisories_for(
+        &self,
+        ecosystem: &str,
+        package: &str,
+    ) -> Result<Vec<crate::model::vuln::Advisory>, StoreError> {
+        self.do_advisories_for(ecosystem, package)
+    }
+
+    fn scan_advisory_index(
+        &self,
+        visit: &mut dyn FnMut(&str, &str, &str) -> bool,
+    ) -> Result<(), StoreError> {
+        self.do_scan_advisory_index(visit)
+    }
+
+    fn advisory_count(&self) -> Result<usize, StoreError> {
+        self.backend.count(Space::Advisories)
+    }
+
+    fn scan_variants(
+        &self,
+        visit: &mut dyn FnMut(&str, &crate::model::Package) -> bool,
+    ) -> Result<(), StoreError> {
+        self.do_scan_variants(visit)
     }
 
     fn commit_people(

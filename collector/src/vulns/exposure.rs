@@ -1,0 +1,592 @@
+//! Who is exposed to what: per host, per advisory, and for the whole fleet.
+//!
+//! Thousands of computers share each exact package (a variant), so a package version is
+//! evaluated once per ecosystem release, never once per install: the fleet's cost grows
+//! with distinct packages and advisories, and computers only add a lookup each.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::matching::{self, affects, source_of};
+use crate::model::vuln::{Advisory, Level};
+use crate::model::*;
+use crate::store::{Store, StoreError};
+
+/// Most hosts an advisory's report lists (all are counted).
+pub const MAX_LISTED_HOSTS: usize = 1000;
+
+/// An advisory that holds for an install on one computer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Finding {
+    pub advisory: String,
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    pub summary: String,
+    /// The installed package.
+    pub package: String,
+    /// The name it was matched under (its source package where the agent reported one).
+    pub matched_as: String,
+    pub version: String,
+    /// The first version above the installed one that fixes it; none when no fix exists
+    /// in this release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+    pub ecosystem: String,
+}
+
+/// A computer's findings.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HostReport {
+    pub computer_id: String,
+    pub computer_name: String,
+    /// The OSV ecosystem of its OS release; none when no distribution database applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecosystem: Option<String>,
+    /// Installed packages looked up.
+    pub packages: usize,
+    /// Most severe first.
+    pub findings: Vec<Finding>,
+}
+
+/// The ecosystem of each OS release CI, by its id.
+fn os_ecosystems(store: &dyn Store) -> Result<HashMap<String, String>, StoreError> {
+    let mut out = HashMap::new();
+    store.scan_cis(CiClass::OperatingSystem, &mut |os| {
+        let text = |k: &str| {
+            os.attributes
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        if let Some(e) = matching::ecosystem(&text("id"), &text("version_id"), &text("version")) {
+            out.insert(os.id.clone(), e);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// The ecosystem of one computer, through the OS release it runs.
+pub fn ecosystem_of(store: &dyn Store, computer_id: &str) -> Result<Option<String>, StoreError> {
+    for r in store.relationships_from(computer_id)? {
+        if r.key.kind == RelKind::Runs {
+            if let Some(os) = store.get_ci(&r.key.to)? {
+                if os.class == CiClass::OperatingSystem {
+                    let text = |k: &str| {
+                        os.attributes
+                            .get(k)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    return Ok(matching::ecosystem(
+                        &text("id"),
+                        &text("version_id"),
+                        &text("version"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Advisories read once per (ecosystem, package) for the length of one question.
+#[derive(Default)]
+struct Advisories {
+    by_package: HashMap<(String, String), Arc<Vec<Advisory>>>,
+}
+
+impl Advisories {
+    fn of(
+        &mut self,
+        store: &dyn Store,
+        ecosystem: &str,
+        package: &str,
+    ) -> Result<Arc<Vec<Advisory>>, StoreError> {
+        let key = (ecosystem.to_string(), package.to_string());
+        if let Some(a) = self.by_package.get(&key) {
+            return Ok(a.clone());
+        }
+        let found = Arc::new(store.advisories_for(ecosystem, package)?);
+        self.by_package.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
+/// What holds for one package version in one ecosystem: (index into `advisories`, the
+/// first fixed version above it).
+fn evaluate(
+    advisories: &[Advisory],
+    ecosystem: &str,
+    package: &str,
+    version: &str,
+) -> Vec<(usize, Option<String>)> {
+    let scheme = matching::scheme(ecosystem);
+    let mut out = Vec::new();
+    for (i, a) in advisories.iter().enumerate() {
+        let entries = a
+            .affected
+            .iter()
+            .filter(|e| e.ecosystem == ecosystem && e.package == package);
+        let mut hit = false;
+        let mut fixed: Option<&str> = None;
+        for e in entries {
+            if affects(e, scheme, version) {
+                hit = true;
+                for f in e.fixed() {
+                    let above = census_shared::version::compare(scheme, f, version)
+                        == std::cmp::Ordering::Greater;
+                    let lower = fixed.is_none_or(|held| {
+                        census_shared::version::compare(scheme, f, held) == std::cmp::Ordering::Less
+                    });
+                    if above && lower {
+                        fixed = Some(f);
+                    }
+                }
+            }
+        }
+        if hit {
+            out.push((i, fixed.map(str::to_string)));
+        }
+    }
+    out
+}
+
+fn finding(
+    a: &Advisory,
+    fixed: Option<String>,
+    ecosystem: &str,
+    package: &Package,
+    matched_as: &str,
+) -> Finding {
+    Finding {
+        advisory: a.id.clone(),
+        aliases: a.aliases.clone(),
+        level: a.rating.as_ref().map(|r| r.level),
+        score: a.rating.as_ref().and_then(|r| r.score),
+        summary: a.summary.clone(),
+        package: package.name.clone().unwrap_or_default(),
+        matched_as: matched_as.to_string(),
+        version: package.version.clone().unwrap_or_default(),
+        fixed,
+        ecosystem: ecosystem.to_string(),
+    }
+}
+
+/// Most severe first, then by advisory and package.
+fn by_severity(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.level
+        .cmp(&a.level)
+        .then(
+            b.score
+                .partial_cmp(&a.score)
+                .unwrap_or(std::cmp::Ordering::Equal),
+        )
+        .then(a.advisory.cmp(&b.advisory))
+        .then(a.package.cmp(&b.package))
+}
+
+/// The findings of one computer (None when it does not exist).
+pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, StoreError> {
+    let Some(ci) = store.get_ci(id)? else {
+        return Ok(None);
+    };
+    if ci.class != CiClass::Computer {
+        return Ok(None);
+    }
+    let ecosystem = ecosystem_of(store, id)?;
+    let installs = store.owned_state(id)?.installs;
+    let mut findings = Vec::new();
+    if let Some(eco) = &ecosystem {
+        let scheme = matching::scheme(eco);
+        let mut advisories = Advisories::default();
+        for i in &installs {
+            let p = &i.package;
+            let (Some(name), Some(version)) = (p.name.as_deref(), p.version.as_deref()) else {
+                continue;
+            };
+            let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
+            let held = advisories.of(store, eco, package)?;
+            for (i, fixed) in evaluate(&held, eco, package, version) {
+                findings.push(finding(&held[i], fixed, eco, p, package));
+            }
+        }
+    }
+    findings.sort_by(by_severity);
+    Ok(Some(HostReport {
+        computer_id: ci.id,
+        computer_name: ci.name,
+        ecosystem,
+        packages: installs.len(),
+        findings,
+    }))
+}
+
+/// A host an advisory holds on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ExposedHost {
+    pub id: String,
+    pub name: String,
+    pub package: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+}
+
+/// One advisory with where it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AdvisoryReport {
+    pub advisory: Advisory,
+    pub hosts_total: usize,
+    /// The first [`MAX_LISTED_HOSTS`] by name.
+    pub hosts: Vec<ExposedHost>,
+    /// Business and application services running on those hosts or depending on one
+    /// that does, most critical first.
+    pub services: Vec<crate::query::services::AffectedService>,
+}
+
+/// Who the fleet is: computers' ecosystems, and which products each package name (binary
+/// or source) reaches.
+struct Fleet {
+    ecosystem_by_id: HashMap<String, Arc<str>>,
+    /// Package name advisories use (source or binary) -> products installing it.
+    products: HashMap<String, BTreeSet<String>>,
+}
+
+fn fleet(store: &dyn Store) -> Result<Fleet, StoreError> {
+    let mut ecosystem_by_id: HashMap<String, Arc<str>> = HashMap::new();
+    for (os_id, eco) in os_ecosystems(store)? {
+        let eco: Arc<str> = Arc::from(eco.as_str());
+        for r in store.relationships_to(&os_id)? {
+            if r.key.kind == RelKind::Runs {
+                ecosystem_by_id.insert(r.key.from, eco.clone());
+            }
+        }
+    }
+    let mut products: HashMap<String, BTreeSet<String>> = HashMap::new();
+    store.scan_variants(&mut |product, p| {
+        if let Some(name) = &p.name {
+            let matched_as = p
+                .source_package
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| name.clone());
+            products
+                .entry(matched_as)
+                .or_default()
+                .insert(product.to_string());
+        }
+        true
+    })?;
+    Ok(Fleet {
+        ecosystem_by_id,
+        products,
+    })
+}
+
+/// One install an advisory holds for.
+struct Hit<'a> {
+    advisory: &'a Advisory,
+    computer: u64,
+    package: &'a Package,
+    fixed: Option<&'a String>,
+}
+
+/// What holds for one variant in one ecosystem.
+struct Decision {
+    held: Arc<Vec<Advisory>>,
+    holds: Vec<(usize, Option<String>)>,
+}
+
+/// Calls `hit` for every install of `product` an advisory holds for, evaluating each
+/// variant once per ecosystem. `only` narrows to one advisory.
+fn product_hits(
+    store: &dyn Store,
+    fleet: &mut FleetState<'_>,
+    product: &str,
+    only: Option<&str>,
+    hit: &mut dyn FnMut(Hit<'_>),
+) -> Result<(), StoreError> {
+    let installs = store.installs_of(product)?;
+    if installs.installs.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<Package> = installs
+        .variants
+        .iter()
+        .map(|a| {
+            let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            Package {
+                name: text("name"),
+                version: text("version"),
+                arch: text("arch"),
+                source: text("source"),
+                publisher: text("publisher"),
+                source_package: text("source_package"),
+            }
+        })
+        .collect();
+    fleet.learn(store, installs.installs.iter().map(|(k, _)| *k))?;
+    let mut decided: HashMap<(usize, Arc<str>), Decision> = HashMap::new();
+    for (key, variant) in &installs.installs {
+        let Some(eco) = fleet.ecosystem(*key) else {
+            continue;
+        };
+        let Some(p) = packages.get(*variant) else {
+            continue;
+        };
+        let slot = (*variant, eco.clone());
+        if !decided.contains_key(&slot) {
+            let decision = match (p.name.as_deref(), p.version.as_deref()) {
+                (Some(name), Some(version)) => {
+                    let scheme = matching::scheme(&eco);
+                    let (package, version) =
+                        source_of(name, p.source_package.as_deref(), version, scheme);
+                    let held = fleet.advisories.of(store, &eco, package)?;
+                    let holds = evaluate(&held, &eco, package, version)
+                        .into_iter()
+                        .filter(|(i, _)| only.is_none_or(|id| held[*i].id == id))
+                        .collect();
+                    Decision { held, holds }
+                }
+                _ => Decision {
+                    held: Arc::default(),
+                    holds: Vec::new(),
+                },
+            };
+            decided.insert(slot.clone(), decision);
+        }
+        if let Some(d) = decided.get(&slot) {
+            for (i, fixed) in &d.holds {
+                hit(Hit {
+                    advisory: &d.held[*i],
+                    computer: *key,
+                    package: p,
+                    fixed: fixed.as_ref(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A computer a question over the fleet has met: not retired, with an ecosystem.
+struct Known {
+    id: Arc<str>,
+    name: Arc<str>,
+    ecosystem: Arc<str>,
+}
+
+/// What one question over the fleet has learnt so far.
+struct FleetState<'a> {
+    ecosystem_by_id: &'a HashMap<String, Arc<str>>,
+    computers: HashMap<u64, Option<Known>>,
+    advisories: Advisories,
+}
+
+impl FleetState<'_> {
+    fn learn(
+        &mut self,
+        store: &dyn Store,
+        keys: impl Iterator<Item = u64>,
+    ) -> Result<(), StoreError> {
+        let unknown: BTreeSet<u64> = keys.filter(|k| !self.computers.contains_key(k)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let unknown: Vec<u64> = unknown.into_iter().collect();
+        for (k, s) in unknown.iter().zip(store.computer_summaries(&unknown)?) {
+            let known = s.filter(|s| s.status != CiStatus::Retired).and_then(|s| {
+                let ecosystem = self.ecosystem_by_id.get(&*s.id)?.clone();
+                Some(Known {
+                    id: s.id,
+                    name: s.name,
+                    ecosystem,
+                })
+            });
+            self.computers.insert(*k, known);
+        }
+        Ok(())
+    }
+
+    fn ecosystem(&self, key: u64) -> Option<Arc<str>> {
+        self.computers
+            .get(&key)?
+            .as_ref()
+            .map(|k| k.ecosystem.clone())
+    }
+
+    fn computer(&self, key: u64) -> Option<&Known> {
+        self.computers.get(&key)?.as_ref()
+    }
+}
+
+/// Where one advisory holds (None when the store has no such advisory).
+pub fn for_advisory(
+    store: &dyn Store,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<AdvisoryReport>, StoreError> {
+    let Some(advisory) = store.get_advisory(id)? else {
+        return Ok(None);
+    };
+    let fleet = fleet(store)?;
+    let mut state = FleetState {
+        ecosystem_by_id: &fleet.ecosystem_by_id,
+        computers: HashMap::new(),
+        advisories: Advisories::default(),
+    };
+    let products: BTreeSet<&String> = advisory
+        .affected
+        .iter()
+        .filter_map(|e| fleet.products.get(&e.package))
+        .flatten()
+        .collect();
+    let mut hits: BTreeMap<u64, ExposedHost> = BTreeMap::new();
+    for product in products {
+        let mut found: Vec<(u64, Package, Option<String>)> = Vec::new();
+        product_hits(store, &mut state, product, Some(id), &mut |h| {
+            found.push((h.computer, h.package.clone(), h.fixed.cloned()));
+        })?;
+        for (key, p, fixed) in found {
+            if let Some(known) = state.computer(key) {
+                hits.entry(key).or_insert_with(|| ExposedHost {
+                    id: known.id.to_string(),
+                    name: known.name.to_string(),
+                    package: p.name.clone().unwrap_or_default(),
+                    version: p.version.clone().unwrap_or_default(),
+                    fixed,
+                });
+            }
+        }
+    }
+    let mut hosts: Vec<ExposedHost> = hits.into_values().collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let on: BTreeMap<String, String> = hosts
+        .iter()
+        .map(|h| (h.id.clone(), h.name.clone()))
+        .collect();
+    let services = crate::query::services::impact_of(store, &on, now)?;
+    let hosts_total = hosts.len();
+    hosts.truncate(MAX_LISTED_HOSTS);
+    Ok(Some(AdvisoryReport {
+        advisory,
+        hosts_total,
+        hosts,
+        services,
+    }))
+}
+
+/// An advisory that holds somewhere in the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FleetAdvisory {
+    pub id: String,
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    pub summary: String,
+    /// Computers it holds on.
+    pub hosts: usize,
+    /// The installed packages it holds for, by name.
+    pub packages: Vec<String>,
+}
+
+/// The whole fleet against every advisory held.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FleetReport {
+    pub advisories_held: usize,
+    /// Computers with an ecosystem (a distribution database applies) that were checked.
+    pub computers_checked: usize,
+    pub computers_exposed: usize,
+    /// (computer, advisory) pairs.
+    pub exposures: usize,
+    /// Most severe first, then by hosts.
+    pub advisories: Vec<FleetAdvisory>,
+}
+
+/// Matches every computer against every advisory: each distinct package version once per
+/// ecosystem; memory grows with the (advisory, computer) pairs found, 8 bytes each.
+pub fn fleet_report(store: &dyn Store) -> Result<FleetReport, StoreError> {
+    let fleet = fleet(store)?;
+    let mut state = FleetState {
+        ecosystem_by_id: &fleet.ecosystem_by_id,
+        computers: HashMap::new(),
+        advisories: Advisories::default(),
+    };
+    let ecosystems: BTreeSet<&Arc<str>> = fleet.ecosystem_by_id.values().collect();
+    // Only products some advisory names in an ecosystem the fleet runs.
+    let mut wanted: BTreeSet<&String> = BTreeSet::new();
+    for (package, products) in &fleet.products {
+        for eco in &ecosystems {
+            if !state.advisories.of(store, eco, package)?.is_empty() {
+                wanted.extend(products);
+                break;
+            }
+        }
+    }
+    struct Seen {
+        advisory: Advisory,
+        hosts: Vec<u64>,
+        packages: BTreeSet<String>,
+    }
+    let mut by_advisory: HashMap<String, Seen> = HashMap::new();
+    for product in wanted {
+        product_hits(store, &mut state, product, None, &mut |h| {
+            let seen = by_advisory
+                .entry(h.advisory.id.clone())
+                .or_insert_with(|| Seen {
+                    advisory: h.advisory.clone(),
+                    hosts: Vec::new(),
+                    packages: BTreeSet::new(),
+                });
+            seen.hosts.push(h.computer);
+            if let Some(n) = &h.package.name {
+                if !seen.packages.contains(n) {
+                    seen.packages.insert(n.clone());
+                }
+            }
+        })?;
+    }
+    let mut exposed: BTreeSet<u64> = BTreeSet::new();
+    let mut exposures = 0;
+    let mut advisories: Vec<FleetAdvisory> = by_advisory
+        .into_values()
+        .map(|mut s| {
+            s.hosts.sort_unstable();
+            s.hosts.dedup();
+            exposures += s.hosts.len();
+            exposed.extend(s.hosts.iter().copied());
+            FleetAdvisory {
+                id: s.advisory.id,
+                aliases: s.advisory.aliases,
+                level: s.advisory.rating.as_ref().map(|r| r.level),
+                score: s.advisory.rating.as_ref().and_then(|r| r.score),
+                summary: s.advisory.summary,
+                hosts: s.hosts.len(),
+                packages: s.packages.into_iter().collect(),
+            }
+        })
+        .collect();
+    advisories.sort_by(|a, b| {
+        b.level
+            .cmp(&a.level)
+            .then(b.hosts.cmp(&a.hosts))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(FleetReport {
+        advisories_held: store.advisory_count()?,
+        computers_checked: fleet.ecosystem_by_id.len(),
+        computers_exposed: exposed.len(),
+        exposures,
+        advisories,
+    })
+}

@@ -1,0 +1,212 @@
+//! Vulnerability matching over the real store and ingest path, on OSV records built from
+//! this project's CI machine (tests/fixtures/osv/README.md): a record fixed at or below
+//! the installed version never matches, one fixed above does; binary packages match under
+//! their source package, binNMUs under their source version; epochs and tildes order as
+//! dpkg orders them; withdrawn records and records keyed by a binary name find nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use census_collector::store::Store;
+use census_collector::vulns::{exposure, import};
+use census_shared::Software;
+use chrono::Utc;
+
+use crate::drift::{machine, rig};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/osv/debian")
+}
+
+fn dpkg(name: &str, version: &str, source_package: Option<&str>) -> Software {
+    Software {
+        name: name.into(),
+        version: version.into(),
+        arch: Some("amd64".into()),
+        source: "dpkg".into(),
+        source_package: source_package.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+fn this_machine() -> Vec<Software> {
+    vec![
+        dpkg("openssl", "3.0.19-1~deb12u2", None),
+        dpkg("libssl3", "3.0.19-1~deb12u2", Some("openssl")),
+        dpkg("bash", "5.2.15-2+b8", None),
+        dpkg("vim", "2:9.0.1378-2", None),
+    ]
+}
+
+fn findings(report: &exposure::HostReport) -> Vec<(String, String, Option<String>)> {
+    report
+        .findings
+        .iter()
+        .map(|f| (f.advisory.clone(), f.package.clone(), f.fixed.clone()))
+        .collect()
+}
+
+#[test]
+fn osv_records_match_by_source_package_in_dpkg_order_and_nothing_else() {
+    let mut r = rig("vulns");
+    r.send(machine(this_machine()), Utc::now());
+    let host = r
+        .store
+        .list_cis(Some(census_collector::model::CiClass::Computer))
+        .unwrap()[0]
+        .clone();
+
+    let report = import::import(r.store.as_ref(), &fixtures(), &mut |_| {}).unwrap();
+    assert_eq!(report.records, 9, "{report:?}");
+    assert_eq!(
+        (report.added, report.updated, report.unchanged),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!((report.withdrawn, report.removed), (1, 0));
+    assert_eq!(report.skipped_total, 2, "{report:?}");
+    let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("affected[0].ranges[0].events[0]: an event has exactly one")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not an OSV record")),
+        "{reasons:?}"
+    );
+    assert_eq!(report.ecosystems.get("Debian:12"), Some(&7));
+
+    let host_report = exposure::for_computer(r.store.as_ref(), &host.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(host_report.ecosystem.as_deref(), Some("Debian:12"));
+    assert_eq!(host_report.packages, 4);
+    let fixed = Some("3.0.20-1~deb12u1".to_string());
+    assert_eq!(
+        findings(&host_report),
+        [
+            ("DSA-9901-1".into(), "libssl3".into(), fixed.clone()),
+            ("DSA-9901-1".into(), "openssl".into(), fixed),
+            ("DSA-9902-1".into(), "bash".into(), Some("5.2.15-2+deb12u1".into())),
+        ],
+        "critical first; nothing fixed at or below the installed version, nothing withdrawn, nothing keyed by a binary name"
+    );
+    assert_eq!(host_report.findings[0].matched_as, "openssl");
+    assert_eq!(host_report.findings[0].score, Some(9.8));
+    assert_eq!(host_report.findings[0].aliases, ["CVE-2026-99001"]);
+
+    // The fleet and the advisory's own report agree with the host's.
+    let fleet = exposure::fleet_report(r.store.as_ref()).unwrap();
+    assert_eq!(
+        (
+            fleet.advisories_held,
+            fleet.computers_exposed,
+            fleet.exposures
+        ),
+        (6, 1, 2)
+    );
+    assert_eq!(fleet.advisories[0].id, "DSA-9901-1");
+    assert_eq!(fleet.advisories[0].packages, ["libssl3", "openssl"]);
+    assert_eq!(
+        fleet.advisories[0].hosts, 1,
+        "one host, however many of its packages"
+    );
+    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9901-1", Utc::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.hosts_total, 1);
+    assert_eq!(one.hosts[0].id, host.id);
+    let none = exposure::for_advisory(r.store.as_ref(), "DEBIAN-CVE-2026-28387", Utc::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(none.hosts_total, 0);
+
+    // The same feed again changes nothing; a newer record that moves the fix below the
+    // installed version removes the finding (its package index is rewritten).
+    let again = import::import(r.store.as_ref(), &fixtures(), &mut |_| {}).unwrap();
+    assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 6));
+    let dir = std::env::temp_dir().join(format!("census-osv-newer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let newer = std::fs::read_to_string(fixtures().join("DSA-9901-1.json"))
+        .unwrap()
+        .replace("2026-11-20T08:00:00Z", "2026-11-25T08:00:00Z")
+        .replace("3.0.20-1~deb12u1", "3.0.19-1~deb12u1");
+    std::fs::write(dir.join("DSA-9901-1.json"), newer).unwrap();
+    let older = std::fs::read_to_string(fixtures().join("DSA-9902-1.json"))
+        .unwrap()
+        .replace("2026-11-20T08:00:00Z", "2026-01-01T08:00:00Z")
+        .replace("5.2.15-2+deb12u1", "1.0");
+    std::fs::write(dir.join("DSA-9902-1.json"), older).unwrap();
+    let moved = import::import(r.store.as_ref(), &dir, &mut |_| {}).unwrap();
+    assert_eq!(
+        (moved.updated, moved.unchanged),
+        (1, 1),
+        "the older copy of 9902 loses"
+    );
+    let host_report = exposure::for_computer(r.store.as_ref(), &host.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        findings(&host_report),
+        [(
+            "DSA-9902-1".into(),
+            "bash".into(),
+            Some("5.2.15-2+deb12u1".into())
+        )]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// OSV's `all.zip`: the same records read from an archive, and hostile members refused
+/// one by one with their reason while the rest import.
+#[test]
+fn an_osv_archive_imports_and_its_hostile_members_are_refused_by_name() {
+    let r = rig("vulns_zip");
+    let dir = std::env::temp_dir().join(format!("census-osv-zip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("all.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for name in ["DSA-9901-1.json", "DSA-9902-1.json"] {
+        zip.start_file(name, deflated).unwrap();
+        zip.write_all(&std::fs::read(fixtures().join(name)).unwrap())
+            .unwrap();
+    }
+    zip.start_file("../../etc/DSA-9999-1.json", deflated)
+        .unwrap();
+    zip.write_all(b"{}").unwrap();
+    // 9 MiB of white space: a few kilobytes deflated, past the record limit inflated.
+    zip.start_file("DSA-9998-1.json", deflated.large_file(false))
+        .unwrap();
+    let chunk = vec![b' '; 1024 * 1024];
+    for _ in 0..9 {
+        zip.write_all(&chunk).unwrap();
+    }
+    zip.start_file("README.txt", deflated).unwrap();
+    zip.write_all(b"not a record").unwrap();
+    zip.finish().unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 100_000);
+
+    let report = import::import(r.store.as_ref(), &path, &mut |_| {}).unwrap();
+    assert_eq!(report.added, 2, "{report:?}");
+    assert_eq!(report.skipped_total, 2, "{report:?}");
+    assert!(report
+        .skipped
+        .iter()
+        .any(|s| s.name.contains("../../etc") && s.reason.contains("unsafe member name")));
+    assert!(report
+        .skipped
+        .iter()
+        .any(|s| s.name == "DSA-9998-1.json" && s.reason.contains("more than 8388608")));
+
+    let junk = dir.join("junk.zip");
+    std::fs::write(&junk, b"PK\x03\x04 not really").unwrap();
+    let e = import::import(r.store.as_ref(), &junk, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("not a readable zip archive"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
