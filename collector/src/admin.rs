@@ -86,6 +86,10 @@ pub enum AdminRequest {
     Stats,
     /// Compare every derived record with what it derives from.
     Check,
+    /// Import OSV advisories from this absolute path (a directory, a record, an all.zip).
+    VulnsImport {
+        path: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -269,6 +273,21 @@ pub fn execute(
             Ok(json!(records.iter().map(|r| json!({"id": r.id, "ci_id": r.ci_id, "ci_name": r.ci_name, "agent_id": r.agent_id, "seq": r.seq, "state": r.state, "severity": r.severity, "authorization": r.authorization, "detected_at": r.detected_at, "items": r.items.len(), "record": r})).collect::<Vec<_>>()))
         }
         AdminRequest::Check => Ok(json!(store.check_consistency()?)),
+        AdminRequest::VulnsImport { path } => {
+            let started = std::time::Instant::now();
+            let report = crate::ops::vulns::import_feed(ops, &who, Path::new(&path), &mut |r| {
+                tracing::info!(
+                    records = r.records,
+                    added = r.added,
+                    updated = r.updated,
+                    skipped = r.skipped_total,
+                    "osv import progress"
+                );
+            })?;
+            let mut v = json!(report);
+            v["seconds"] = json!(started.elapsed().as_secs_f64());
+            Ok(v)
+        }
         AdminRequest::Stats => {
             let mut counts = BTreeMap::new();
             for class in CiClass::ALL {

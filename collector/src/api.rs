@@ -71,6 +71,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     crate::query_api::routes(&mut t);
     crate::register_api::routes(&mut t);
     crate::health_api::routes(&mut t);
+    crate::vulns_api::routes(&mut t);
     crate::services_api::routes(&mut t);
     t.people(
         "GET",

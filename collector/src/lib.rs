@@ -40,4 +40,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod vulns;
+pub mod vulns_api;
 pub mod webhooks;

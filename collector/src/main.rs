@@ -201,6 +201,11 @@ enum Command {
     /// Check the store: every reverse edge, CI summary and edge count against what it is
     /// derived from (reads everything while ingest waits; exits 1 when any disagree).
     Check,
+    /// Vulnerability advisories (OSV).
+    Vulns {
+        #[command(subcommand)]
+        command: VulnsCommand,
+    },
     /// Every HTTP route and who may call it (JSON).
     Routes,
     /// Write a consistent backup of the store (online: ingest waits while it runs).
@@ -285,6 +290,13 @@ struct ServeArgs {
     /// The store's page cache in MiB (bounds the collector's memory; more caches more).
     #[arg(long, default_value_t = 256)]
     cache_mb: u64,
+}
+
+#[derive(Subcommand)]
+enum VulnsCommand {
+    /// Import OSV records: a directory of ID.json files, one record, or an ecosystem's
+    /// all.zip as osv.dev publishes them (offline; the running collector reads the path).
+    Import { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -933,6 +945,26 @@ fn admin_command(
         ),
         Command::Stats => (AdminRequest::Stats, &[]),
         Command::Check => (AdminRequest::Check, &[]),
+        Command::Vulns {
+            command: VulnsCommand::Import { path },
+        } => {
+            let path = std::path::absolute(&path)?;
+            (
+                AdminRequest::VulnsImport {
+                    path: path.display().to_string(),
+                },
+                &[
+                    "records",
+                    "added",
+                    "updated",
+                    "unchanged",
+                    "withdrawn",
+                    "removed",
+                    "skipped_total",
+                    "seconds",
+                ],
+            )
+        }
         Command::Backup { to } => {
             let to = std::path::absolute(&to)?;
             (
@@ -950,6 +982,7 @@ fn admin_command(
         | Command::MigrateStore { .. } => unreachable_command(),
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
+    let import = matches!(req, AdminRequest::VulnsImport { .. });
     let check = matches!(req, AdminRequest::Check);
     let result = run_admin(data_dir, store_args, req)?;
     if show && format == OutputFormat::Table {
@@ -958,6 +991,11 @@ fn admin_command(
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         print_table(&result, columns);
+        if import {
+            for s in result["skipped"].as_array().into_iter().flatten() {
+                println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
+            }
+        }
     }
     if check && result["problems_total"].as_u64() != Some(0) {
         bail!(

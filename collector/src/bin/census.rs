@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<HealthCommand>,
     },
+    /// Vulnerabilities: the fleet against the OSV advisories the collector holds.
+    Vulns {
+        #[command(subcommand)]
+        command: VulnsCommand,
+    },
     /// Business and application services, and what a change affects through them.
     Services {
         #[command(subcommand)]
@@ -157,6 +162,22 @@ enum ServicesCommand {
     Dependencies {
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum VulnsCommand {
+    /// Advisories that hold somewhere in the fleet, most severe first.
+    List {
+        /// Only advisories at least this severe: low, medium, high, critical.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One advisory: the hosts it holds on, and the services they run.
+    Show { id: String },
+    /// One computer's vulnerable packages.
+    Host { id: String },
 }
 
 #[derive(Subcommand)]
@@ -618,6 +639,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Register { command } => register(output, &load()?, command).await?,
         Command::Services { command } => services(output, &load()?, command).await?,
+        Command::Vulns { command } => vulns(output, &load()?, command).await?,
         Command::Health { command } => {
             let command = command.unwrap_or(HealthCommand::Show {
                 class: None,
@@ -882,6 +904,82 @@ async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Resu
         }
     };
     println!("{}", serde_json::to_string_pretty(&settings)?);
+    Ok(())
+}
+
+async fn vulns(output: Output, cfg: &ClientConfig, command: VulnsCommand) -> Result<()> {
+    match command {
+        VulnsCommand::List { level, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(l) = level {
+                q.push(("level", l));
+            }
+            let report = call(cfg, "/api/v1/vulns", &q).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            print_rows(
+                output,
+                rows_of(&report, "advisories"),
+                &["id", "aliases", "level", "score", "hosts", "packages"],
+            )?;
+            eprintln!(
+                "{} advisories held; {} of {} computers exposed ({} host-advisory pairs)",
+                cell(&report["advisories_held"]),
+                cell(&report["computers_exposed"]),
+                cell(&report["computers_checked"]),
+                cell(&report["exposures"])
+            );
+        }
+        VulnsCommand::Show { id } => {
+            let report = call(cfg, &format!("/api/v1/vulns/{id}"), &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            let a = &report["advisory"];
+            println!(
+                "{} {} ({}): {}",
+                cell(&a["id"]),
+                cell(&a["rating"]["level"]),
+                cell(&a["aliases"]),
+                cell(&a["summary"])
+            );
+            print_rows(
+                output,
+                rows_of(&report, "hosts"),
+                &["id", "name", "package", "version", "fixed"],
+            )?;
+            print_rows(
+                output,
+                rows_of(&report, "services"),
+                &["name", "criticality", "via"],
+            )?;
+            eprintln!("{} hosts", cell(&report["hosts_total"]));
+        }
+        VulnsCommand::Host { id } => {
+            let report = call(cfg, &format!("/api/v1/cis/{id}/vulns"), &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            print_rows(
+                output,
+                rows_of(&report, "findings"),
+                &[
+                    "advisory", "level", "package", "version", "fixed", "aliases",
+                ],
+            )?;
+            eprintln!(
+                "{} ({}): {} packages checked against {}",
+                cell(&report["computer_name"]),
+                cell(&report["computer_id"]),
+                cell(&report["packages"]),
+                cell(&report["ecosystem"])
+            );
+        }
+    }
     Ok(())
 }
 

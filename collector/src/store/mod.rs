@@ -158,6 +158,9 @@ pub struct HeartbeatCommit {
 /// A write made by a person, applied together with its audit entry or not at all.
 #[derive(Debug, Clone)]
 pub enum PeopleWrite {
+    /// Nothing beside the audit entry: an action whose effect its own transactions wrote
+    /// (an advisory import, a batch at a time) is recorded once it ends.
+    Recorded,
     PutNoiseRule(NoiseRule),
     DeleteNoiseRule(String),
     PutSeverityRules(SeverityRules),

@@ -19,3 +19,4 @@ mod services;
 mod support;
 mod ui;
 mod ui_browser;
+mod vulns;

@@ -219,6 +219,7 @@ impl Cmdb {
             .collect::<Result<Vec<_>, _>>()?;
         let entry = transact::<AuditEntry, PeopleWriteError>(self.backend.as_ref(), |tx| {
             match write {
+                PeopleWrite::Recorded => {}
                 PeopleWrite::PutRegisterSettings(settings) => {
                     tx_put_json(tx, Space::Meta, b"register_settings", settings)?;
                 }

@@ -1,0 +1,139 @@
+//! People's routes for vulnerabilities: the fleet against every advisory held, one
+//! advisory with its hosts and the services they run, one computer's findings, and the
+//! fleet's list as CSV. HTTP only: the matching is [`crate::vulns::exposure`]; imports are
+//! an administrator's command (`census-collector vulns import`), offline by design.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+
+use crate::http::{bounded, query_params, ApiProblem, AppState};
+use crate::model::vuln::Level;
+use crate::model::*;
+use crate::ops::vulns as op;
+use crate::people::{Allowed, Person, RouteTable};
+use crate::query_api::csv_cell;
+use crate::vulns::exposure::{AdvisoryReport, FleetReport, HostReport};
+
+const READERS: Allowed = Allowed::AnyPerson;
+const EXPORTERS: Allowed = Allowed::Roles(&[Role::AssetManager, Role::Admin]);
+/// Most advisories one answer lists (all are counted).
+pub const MAX_LIMIT: usize = 1000;
+
+pub fn routes(table: &mut RouteTable) {
+    table
+        .people("GET", "/api/v1/vulns", READERS, get(fleet))
+        .query::<FleetParams>()
+        .json::<FleetReport>();
+    table
+        .people("GET", "/api/v1/vulns/{id}", READERS, get(advisory))
+        .json::<AdvisoryReport>();
+    table
+        .people("GET", "/api/v1/cis/{id}/vulns", READERS, get(host))
+        .json::<HostReport>();
+    table
+        .people("GET", "/api/v1/export/vulns", EXPORTERS, get(export))
+        .query::<FleetParams>()
+        .text("text/csv");
+}
+
+type Reply = Result<Response, ApiProblem>;
+
+/// Which advisories to list (the totals count every one).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct FleetParams {
+    /// Only advisories rated at least this severe (unrated ones are left out then).
+    level: Option<Level>,
+    /// At most this many (1 to 1000; default 100; the CSV export lists all).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+fn narrowed(mut report: FleetReport, level: Option<Level>, limit: Option<usize>) -> FleetReport {
+    if let Some(min) = level {
+        report
+            .advisories
+            .retain(|a| a.level.is_some_and(|l| l >= min));
+    }
+    if let Some(limit) = limit {
+        report.advisories.truncate(limit);
+    }
+    report
+}
+
+async fn fleet(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: FleetParams = query_params(q)?;
+    let limit = bounded("limit", p.limit, 100, 1, MAX_LIMIT)?;
+    let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
+    Ok(Json(narrowed(report, p.level, Some(limit))).into_response())
+}
+
+async fn advisory(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let report = st
+        .run(&person, move |ops, _| op::advisory(ops, &id))
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+async fn host(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let report = st.run(&person, move |ops, _| op::host(ops, &id)).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn export(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let p: FleetParams = query_params(q)?;
+    if p.limit.is_some() {
+        bounded("limit", p.limit, MAX_LIMIT, 1, MAX_LIMIT)?;
+    }
+    let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
+    let report = narrowed(report, p.level, p.limit);
+    let mut out = String::from("id,aliases,level,score,hosts,packages,summary\n");
+    for a in &report.advisories {
+        let cells = [
+            json!(a.id),
+            json!(a.aliases),
+            json!(a.level.map(Level::as_str)),
+            json!(a.score),
+            json!(a.hosts),
+            json!(a.packages),
+            json!(a.summary),
+        ];
+        let row: Vec<String> = cells.iter().map(csv_cell).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"census-vulns.csv\""),
+    );
+    Ok(r)
+}
