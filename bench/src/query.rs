@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services|vulns]
 //!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
@@ -343,6 +343,9 @@ fn report(
     }
     if only == Some("services") {
         return services(store, runs);
+    }
+    if only == Some("vulns") {
+        return vulns(store, runs);
     }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
@@ -841,6 +844,123 @@ fn measure_services(
                 d.computers_total
             )
         },
+    )?;
+    Ok(())
+}
+
+/// Vulnerability matching at this size (`--only vulns`, which writes to the store): a
+/// generated OSV feed of 50,000 records, each about one of 5,000 package names (the
+/// seeded fleet installs 3,000 of them) in Debian 11 and 12, fixed at one of the seeded
+/// versions or later, one record in ten with an explicit version list, written as the
+/// all.zip osv.dev publishes and imported; then the whole fleet matched, one host, and
+/// one advisory.
+fn vulns(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::vulns::{exposure, import};
+    use std::io::Write;
+    let dir = std::env::temp_dir().join("census-bench-osv");
+    std::fs::create_dir_all(&dir)?;
+    let zip_path = dir.join("all.zip");
+    let mut rng = Lcg(23);
+    let t = Instant::now();
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path)?);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for n in 0..50_000usize {
+            let package = format!("pkg-{:05}", rng.next() % 5000);
+            let fixed = ["1.9-1", "2.0-1", "2.1-1", "2.2-1"][(rng.next() % 4) as usize];
+            let level = ["LOW", "MEDIUM", "HIGH", "CRITICAL"][(rng.next() % 4) as usize];
+            let entry = |eco: &str| {
+                if n % 10 == 0 {
+                    serde_json::json!({
+                        "package": {"ecosystem": eco, "name": package},
+                        "versions": ["1.8-1", "1.9-1"]
+                    })
+                } else {
+                    serde_json::json!({
+                        "package": {"ecosystem": eco, "name": package},
+                        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+                    })
+                }
+            };
+            let record = serde_json::json!({
+                "id": format!("BENCH-{n:06}"),
+                "modified": "2026-11-30T00:00:00Z",
+                "aliases": [format!("CVE-2026-{:05}", n)],
+                "summary": format!("{package}: generated advisory {n}"),
+                "database_specific": {"severity": level},
+                "affected": [entry("Debian:11"), entry("Debian:12")]
+            });
+            zip.start_file(format!("BENCH-{n:06}.json"), options)?;
+            zip.write_all(record.to_string().as_bytes())?;
+        }
+        zip.finish()?;
+    }
+    println!(
+        "generated 50,000 records in {:.1} s: {} KB zipped\n",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(&zip_path)?.len() / 1024
+    );
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:");
+    let t = Instant::now();
+    let report = import::import(store.as_ref(), &zip_path, &mut |_| {})?;
+    let import_s = t.elapsed().as_secs_f64();
+    println!("| step | s | RSS before MiB | peak RSS MiB | result |");
+    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| import all.zip (50,000 records) | {import_s:.1} | {} | {} | {} added, {} unchanged, {} skipped, {:.0} records/s |",
+        before / 1024,
+        status_kib("VmHWM:") / 1024,
+        report.added,
+        report.unchanged,
+        report.skipped_total,
+        report.records as f64 / import_s
+    );
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:");
+    let t = Instant::now();
+    let fleet = exposure::fleet_report(store.as_ref())?;
+    println!(
+        "| match the whole fleet | {:.1} | {} | {} | {} computers checked, {} exposed, {} (host, advisory) pairs, {} advisories hold |",
+        t.elapsed().as_secs_f64(),
+        before / 1024,
+        status_kib("VmHWM:") / 1024,
+        fleet.computers_checked,
+        fleet.computers_exposed,
+        fleet.exposures,
+        fleet.advisories.len()
+    );
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        store.scan_cis(CiClass::Computer, &mut |c| {
+            ids.push(c.id);
+            ids.len() < 1000
+        })?;
+        ids
+    };
+    println!("\n| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let mut pick = Lcg(5);
+    measure(
+        "one host's findings (the re-match after its drift)",
+        runs,
+        || {
+            let id = &ids[pick.next() as usize % ids.len()];
+            exposure::for_computer(store.as_ref(), id)?.context("host")
+        },
+        |h| format!("{} packages, {} findings", h.packages, h.findings.len()),
+    )?;
+    let top = fleet
+        .advisories
+        .first()
+        .map(|a| a.id.clone())
+        .unwrap_or_default();
+    measure(
+        "one advisory with its hosts and services",
+        runs.min(20),
+        || exposure::for_advisory(store.as_ref(), &top, Utc::now())?.context("advisory"),
+        |a| format!("{} hosts", a.hosts_total),
     )?;
     Ok(())
 }

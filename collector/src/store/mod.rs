@@ -585,6 +585,10 @@ pub trait Store: Send + Sync + 'static {
         visit: &mut dyn FnMut(&str, &str, &str) -> bool,
     ) -> Result<(), StoreError>;
     fn advisory_count(&self) -> Result<usize, StoreError>;
+    /// Renewed (a random number) by every batch of an import that changed an advisory, in
+    /// its transaction: what was derived from the advisories of an equal generation still
+    /// holds, in any store.
+    fn advisories_generation(&self) -> Result<u64, StoreError>;
     /// Every distinct package the fleet has installed (each once, with its product id),
     /// until `visit` says stop: which products a source package name reaches. Variants
     /// stay after their last install goes; `installs_of` says who has them now.

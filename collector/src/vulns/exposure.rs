@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::{LazyLock, Mutex};
 
 use serde::Serialize;
 
@@ -97,26 +98,109 @@ pub fn ecosystem_of(store: &dyn Store, computer_id: &str) -> Result<Option<Strin
     Ok(None)
 }
 
-/// Advisories read once per (ecosystem, package) for the length of one question.
+/// What advisories decide, remembered across questions for one generation of the advisory
+/// store (raised by every import batch that changed something, in the same transaction):
+/// the advisories of each (ecosystem, package), decoded once, and the verdict for each
+/// (ecosystem, package, version), evaluated once. Both are pure functions of the
+/// generation, so a question only reads the generation to know the memory is right, and
+/// the fleet's thousands of hosts sharing a package version cost one evaluation.
 #[derive(Default)]
+struct Memory {
+    generation: Option<u64>,
+    advisories: HashMap<(String, String), Arc<Vec<Advisory>>>,
+    verdicts: HashMap<(String, String, String), Verdict>,
+}
+
+/// What holds for one package version: the advisories of its (ecosystem, package) and,
+/// by index into them, those that hold with the first fixed version above it.
+#[derive(Clone, Default)]
+struct Verdict {
+    held: Arc<Vec<Advisory>>,
+    holds: Arc<Vec<(usize, Option<String>)>>,
+}
+
+/// Past this many (ecosystem, package) or verdict entries the memory starts over.
+const MAX_REMEMBERED: usize = 500_000;
+
+static MEMORY: LazyLock<Mutex<Memory>> = LazyLock::new(Mutex::default);
+
+/// The memory for one question: the store's generation read once at its start.
 struct Advisories {
-    by_package: HashMap<(String, String), Arc<Vec<Advisory>>>,
+    generation: u64,
 }
 
 impl Advisories {
-    fn of(
-        &mut self,
+    fn new(store: &dyn Store) -> Result<Advisories, StoreError> {
+        Ok(Advisories {
+            generation: store.advisories_generation()?,
+        })
+    }
+
+    /// The advisories naming `package` in `ecosystem`.
+    fn held(
+        &self,
         store: &dyn Store,
         ecosystem: &str,
         package: &str,
     ) -> Result<Arc<Vec<Advisory>>, StoreError> {
         let key = (ecosystem.to_string(), package.to_string());
-        if let Some(a) = self.by_package.get(&key) {
-            return Ok(a.clone());
+        {
+            let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+            if m.generation != Some(self.generation) {
+                *m = Memory {
+                    generation: Some(self.generation),
+                    ..Memory::default()
+                };
+            }
+            if let Some(h) = m.advisories.get(&key) {
+                return Ok(h.clone());
+            }
         }
-        let found = Arc::new(store.advisories_for(ecosystem, package)?);
-        self.by_package.insert(key, found.clone());
-        Ok(found)
+        let held = Arc::new(store.advisories_for(ecosystem, package)?);
+        let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+        if m.generation == Some(self.generation) {
+            if m.advisories.len() >= MAX_REMEMBERED {
+                m.advisories.clear();
+                m.verdicts.clear();
+            }
+            m.advisories.insert(key, held.clone());
+        }
+        Ok(held)
+    }
+
+    fn verdict(
+        &self,
+        store: &dyn Store,
+        ecosystem: &str,
+        package: &str,
+        version: &str,
+    ) -> Result<Verdict, StoreError> {
+        let key = (
+            ecosystem.to_string(),
+            package.to_string(),
+            version.to_string(),
+        );
+        {
+            let m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+            if m.generation == Some(self.generation) {
+                if let Some(v) = m.verdicts.get(&key) {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let held = self.held(store, ecosystem, package)?;
+        let verdict = Verdict {
+            holds: Arc::new(evaluate(&held, ecosystem, package, version)),
+            held,
+        };
+        let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+        if m.generation == Some(self.generation) {
+            if m.verdicts.len() >= MAX_REMEMBERED {
+                m.verdicts.clear();
+            }
+            m.verdicts.insert(key, verdict.clone());
+        }
+        Ok(verdict)
     }
 }
 
@@ -206,16 +290,16 @@ pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, S
     let mut findings = Vec::new();
     if let Some(eco) = &ecosystem {
         let scheme = matching::scheme(eco);
-        let mut advisories = Advisories::default();
+        let advisories = Advisories::new(store)?;
         for i in &installs {
             let p = &i.package;
             let (Some(name), Some(version)) = (p.name.as_deref(), p.version.as_deref()) else {
                 continue;
             };
             let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
-            let held = advisories.of(store, eco, package)?;
-            for (i, fixed) in evaluate(&held, eco, package, version) {
-                findings.push(finding(&held[i], fixed, eco, p, package));
+            let v = advisories.verdict(store, eco, package, version)?;
+            for (i, fixed) in v.holds.iter() {
+                findings.push(finding(&v.held[*i], fixed.clone(), eco, p, package));
             }
         }
     }
@@ -291,88 +375,67 @@ fn fleet(store: &dyn Store) -> Result<Fleet, StoreError> {
     })
 }
 
-/// One install an advisory holds for.
-struct Hit<'a> {
-    advisory: &'a Advisory,
-    computer: u64,
+/// The computers that install one variant of a product, in one ecosystem, with what
+/// holds for it.
+struct Group<'a> {
     package: &'a Package,
-    fixed: Option<&'a String>,
+    verdict: &'a Verdict,
+    computers: &'a [u64],
+    /// The same computers' dense numbers (0 to the fleet's size), for bit sets.
+    dense: &'a [u32],
 }
 
-/// What holds for one variant in one ecosystem.
-struct Decision {
-    held: Arc<Vec<Advisory>>,
-    holds: Vec<(usize, Option<String>)>,
-}
-
-/// Calls `hit` for every install of `product` an advisory holds for, evaluating each
-/// variant once per ecosystem. `only` narrows to one advisory.
-fn product_hits(
+/// Calls `each` once per (variant, ecosystem) of `product`'s installs that some advisory
+/// holds for, with the computers concerned.
+fn product_groups(
     store: &dyn Store,
     fleet: &mut FleetState<'_>,
     product: &str,
-    only: Option<&str>,
-    hit: &mut dyn FnMut(Hit<'_>),
+    each: &mut dyn FnMut(Group<'_>),
 ) -> Result<(), StoreError> {
     let installs = store.installs_of(product)?;
     if installs.installs.is_empty() {
         return Ok(());
     }
-    let packages: Vec<Package> = installs
-        .variants
-        .iter()
-        .map(|a| {
-            let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            Package {
-                name: text("name"),
-                version: text("version"),
-                arch: text("arch"),
-                source: text("source"),
-                publisher: text("publisher"),
-                source_package: text("source_package"),
-            }
-        })
-        .collect();
     fleet.learn(store, installs.installs.iter().map(|(k, _)| *k))?;
-    let mut decided: HashMap<(usize, Arc<str>), Decision> = HashMap::new();
+    let mut groups: HashMap<(usize, Arc<str>), Vec<u64>> = HashMap::new();
     for (key, variant) in &installs.installs {
-        let Some(eco) = fleet.ecosystem(*key) else {
+        if let Some(eco) = fleet.ecosystem(*key) {
+            groups.entry((*variant, eco)).or_default().push(*key);
+        }
+    }
+    for ((variant, eco), computers) in groups {
+        let Some(a) = installs.variants.get(variant) else {
             continue;
         };
-        let Some(p) = packages.get(*variant) else {
+        let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let p = Package {
+            name: text("name"),
+            version: text("version"),
+            arch: text("arch"),
+            source: text("source"),
+            publisher: text("publisher"),
+            source_package: text("source_package"),
+        };
+        let (Some(name), Some(version)) = (p.name.as_deref(), p.version.as_deref()) else {
             continue;
         };
-        let slot = (*variant, eco.clone());
-        if !decided.contains_key(&slot) {
-            let decision = match (p.name.as_deref(), p.version.as_deref()) {
-                (Some(name), Some(version)) => {
-                    let scheme = matching::scheme(&eco);
-                    let (package, version) =
-                        source_of(name, p.source_package.as_deref(), version, scheme);
-                    let held = fleet.advisories.of(store, &eco, package)?;
-                    let holds = evaluate(&held, &eco, package, version)
-                        .into_iter()
-                        .filter(|(i, _)| only.is_none_or(|id| held[*i].id == id))
-                        .collect();
-                    Decision { held, holds }
-                }
-                _ => Decision {
-                    held: Arc::default(),
-                    holds: Vec::new(),
-                },
-            };
-            decided.insert(slot.clone(), decision);
+        let scheme = matching::scheme(&eco);
+        let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
+        let verdict = fleet.advisories.verdict(store, &eco, package, version)?;
+        if verdict.holds.is_empty() {
+            continue;
         }
-        if let Some(d) = decided.get(&slot) {
-            for (i, fixed) in &d.holds {
-                hit(Hit {
-                    advisory: &d.held[*i],
-                    computer: *key,
-                    package: p,
-                    fixed: fixed.as_ref(),
-                });
-            }
-        }
+        let dense: Vec<u32> = computers
+            .iter()
+            .filter_map(|k| fleet.computer(*k).map(|c| c.dense))
+            .collect();
+        each(Group {
+            package: &p,
+            verdict: &verdict,
+            computers: &computers,
+            dense: &dense,
+        });
     }
     Ok(())
 }
@@ -382,6 +445,8 @@ struct Known {
     id: Arc<str>,
     name: Arc<str>,
     ecosystem: Arc<str>,
+    /// Numbered in the order met, from 0.
+    dense: u32,
 }
 
 /// What one question over the fleet has learnt so far.
@@ -389,9 +454,23 @@ struct FleetState<'a> {
     ecosystem_by_id: &'a HashMap<String, Arc<str>>,
     computers: HashMap<u64, Option<Known>>,
     advisories: Advisories,
+    /// Computers numbered so far.
+    met: u32,
 }
 
-impl FleetState<'_> {
+impl<'a> FleetState<'a> {
+    fn new(
+        store: &dyn Store,
+        ecosystem_by_id: &'a HashMap<String, Arc<str>>,
+    ) -> Result<FleetState<'a>, StoreError> {
+        Ok(FleetState {
+            ecosystem_by_id,
+            computers: HashMap::new(),
+            advisories: Advisories::new(store)?,
+            met: 0,
+        })
+    }
+
     fn learn(
         &mut self,
         store: &dyn Store,
@@ -409,8 +488,12 @@ impl FleetState<'_> {
                     id: s.id,
                     name: s.name,
                     ecosystem,
+                    dense: self.met,
                 })
             });
+            if known.is_some() {
+                self.met += 1;
+            }
             self.computers.insert(*k, known);
         }
         Ok(())
@@ -438,36 +521,44 @@ pub fn for_advisory(
         return Ok(None);
     };
     let fleet = fleet(store)?;
-    let mut state = FleetState {
-        ecosystem_by_id: &fleet.ecosystem_by_id,
-        computers: HashMap::new(),
-        advisories: Advisories::default(),
-    };
+    let mut state = FleetState::new(store, &fleet.ecosystem_by_id)?;
     let products: BTreeSet<&String> = advisory
         .affected
         .iter()
         .filter_map(|e| fleet.products.get(&e.package))
         .flatten()
         .collect();
-    let mut hits: BTreeMap<u64, ExposedHost> = BTreeMap::new();
+    let mut found: BTreeMap<u64, (Package, Option<String>)> = BTreeMap::new();
     for product in products {
-        let mut found: Vec<(u64, Package, Option<String>)> = Vec::new();
-        product_hits(store, &mut state, product, Some(id), &mut |h| {
-            found.push((h.computer, h.package.clone(), h.fixed.cloned()));
-        })?;
-        for (key, p, fixed) in found {
-            if let Some(known) = state.computer(key) {
-                hits.entry(key).or_insert_with(|| ExposedHost {
-                    id: known.id.to_string(),
-                    name: known.name.to_string(),
-                    package: p.name.clone().unwrap_or_default(),
-                    version: p.version.clone().unwrap_or_default(),
-                    fixed,
-                });
+        product_groups(store, &mut state, product, &mut |g| {
+            let fixed = g
+                .verdict
+                .holds
+                .iter()
+                .find(|(i, _)| g.verdict.held[*i].id == id)
+                .map(|(_, fixed)| fixed.clone());
+            if let Some(fixed) = fixed {
+                for key in g.computers {
+                    found
+                        .entry(*key)
+                        .or_insert_with(|| (g.package.clone(), fixed.clone()));
+                }
             }
-        }
+        })?;
     }
-    let mut hosts: Vec<ExposedHost> = hits.into_values().collect();
+    let mut hosts: Vec<ExposedHost> = found
+        .into_iter()
+        .filter_map(|(key, (p, fixed))| {
+            let known = state.computer(key)?;
+            Some(ExposedHost {
+                id: known.id.to_string(),
+                name: known.name.to_string(),
+                package: p.name.unwrap_or_default(),
+                version: p.version.unwrap_or_default(),
+                fixed,
+            })
+        })
+        .collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let on: BTreeMap<String, String> = hosts
         .iter()
@@ -514,64 +605,78 @@ pub struct FleetReport {
 }
 
 /// Matches every computer against every advisory: each distinct package version once per
-/// ecosystem; memory grows with the (advisory, computer) pairs found, 8 bytes each.
+/// ecosystem (and once per advisory-store generation across questions). Memory: one bit per
+/// (advisory that holds somewhere, computer), 1.25 KB per such advisory at 10,000 computers.
 pub fn fleet_report(store: &dyn Store) -> Result<FleetReport, StoreError> {
     let fleet = fleet(store)?;
-    let mut state = FleetState {
-        ecosystem_by_id: &fleet.ecosystem_by_id,
-        computers: HashMap::new(),
-        advisories: Advisories::default(),
-    };
+    let mut state = FleetState::new(store, &fleet.ecosystem_by_id)?;
     let ecosystems: BTreeSet<&Arc<str>> = fleet.ecosystem_by_id.values().collect();
     // Only products some advisory names in an ecosystem the fleet runs.
     let mut wanted: BTreeSet<&String> = BTreeSet::new();
     for (package, products) in &fleet.products {
         for eco in &ecosystems {
-            if !state.advisories.of(store, eco, package)?.is_empty() {
+            if !state.advisories.held(store, eco, package)?.is_empty() {
                 wanted.extend(products);
                 break;
             }
         }
     }
+    let words = fleet.ecosystem_by_id.len().div_ceil(64).max(1);
     struct Seen {
         advisory: Advisory,
         hosts: Vec<u64>,
         packages: BTreeSet<String>,
     }
-    let mut by_advisory: HashMap<String, Seen> = HashMap::new();
+    let mut numbers: HashMap<String, usize> = HashMap::new();
+    let mut seen: Vec<Seen> = Vec::new();
     for product in wanted {
-        product_hits(store, &mut state, product, None, &mut |h| {
-            let seen = by_advisory
-                .entry(h.advisory.id.clone())
-                .or_insert_with(|| Seen {
-                    advisory: h.advisory.clone(),
-                    hosts: Vec::new(),
-                    packages: BTreeSet::new(),
-                });
-            seen.hosts.push(h.computer);
-            if let Some(n) = &h.package.name {
-                if !seen.packages.contains(n) {
-                    seen.packages.insert(n.clone());
+        product_groups(store, &mut state, product, &mut |g| {
+            for (i, _) in g.verdict.holds.iter() {
+                let a = &g.verdict.held[*i];
+                let n = match numbers.get(&a.id) {
+                    Some(n) => *n,
+                    None => {
+                        numbers.insert(a.id.clone(), seen.len());
+                        seen.push(Seen {
+                            advisory: a.clone(),
+                            hosts: vec![0; words],
+                            packages: BTreeSet::new(),
+                        });
+                        seen.len() - 1
+                    }
+                };
+                let s = &mut seen[n];
+                if let Some(name) = &g.package.name {
+                    if !s.packages.contains(name) {
+                        s.packages.insert(name.clone());
+                    }
+                }
+                for d in g.dense {
+                    let d = *d as usize;
+                    if let Some(word) = s.hosts.get_mut(d / 64) {
+                        *word |= 1 << (d % 64);
+                    }
                 }
             }
         })?;
     }
-    let mut exposed: BTreeSet<u64> = BTreeSet::new();
+    let mut exposed = vec![0u64; words];
     let mut exposures = 0;
-    let mut advisories: Vec<FleetAdvisory> = by_advisory
-        .into_values()
-        .map(|mut s| {
-            s.hosts.sort_unstable();
-            s.hosts.dedup();
-            exposures += s.hosts.len();
-            exposed.extend(s.hosts.iter().copied());
+    let mut advisories: Vec<FleetAdvisory> = seen
+        .into_iter()
+        .map(|s| {
+            let hosts: usize = s.hosts.iter().map(|w| w.count_ones() as usize).sum();
+            for (all, w) in exposed.iter_mut().zip(&s.hosts) {
+                *all |= w;
+            }
+            exposures += hosts;
             FleetAdvisory {
                 id: s.advisory.id,
                 aliases: s.advisory.aliases,
                 level: s.advisory.rating.as_ref().map(|r| r.level),
                 score: s.advisory.rating.as_ref().and_then(|r| r.score),
                 summary: s.advisory.summary,
-                hosts: s.hosts.len(),
+                hosts,
                 packages: s.packages.into_iter().collect(),
             }
         })
@@ -585,7 +690,7 @@ pub fn fleet_report(store: &dyn Store) -> Result<FleetReport, StoreError> {
     Ok(FleetReport {
         advisories_held: store.advisory_count()?,
         computers_checked: fleet.ecosystem_by_id.len(),
-        computers_exposed: exposed.len(),
+        computers_exposed: exposed.iter().map(|w| w.count_ones() as usize).sum(),
         exposures,
         advisories,
     })

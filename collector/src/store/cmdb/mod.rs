@@ -1231,6 +1231,10 @@ impl Store for Cmdb {
         self.backend.count(Space::Advisories)
     }
 
+    fn advisories_generation(&self) -> Result<u64, StoreError> {
+        self.do_advisories_generation()
+    }
+
     fn scan_variants(
         &self,
         visit: &mut dyn FnMut(&str, &crate::model::Package) -> bool,

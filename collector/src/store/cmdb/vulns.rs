@@ -5,6 +5,18 @@ use super::*;
 use crate::model::vuln::{index_key, index_prefix, Advisory, AdvisoryWrite};
 use crate::store::backend::prefix_end;
 
+/// Meta key of the advisories' generation (u64 BE; absent, 0, while none were imported).
+const GENERATION_KEY: &[u8] = b"advisories_generation";
+
+fn generation_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+        StoreError::Corrupt {
+            key: "meta/advisories_generation".into(),
+            message: "not a u64".into(),
+        }
+    })?))
+}
+
 impl Cmdb {
     pub(crate) fn do_write_advisories(
         &self,
@@ -63,8 +75,27 @@ impl Cmdb {
                     }
                 }
             }
+            let changed = outcomes.iter().any(|o| {
+                matches!(
+                    o,
+                    AdvisoryOutcome::Added | AdvisoryOutcome::Updated | AdvisoryOutcome::Removed
+                )
+            });
+            if changed {
+                // Random rather than counted: no two stores (a test's, a copy's) share a
+                // generation, so memory derived from one never answers for another.
+                let next: u64 = rand::random::<u64>() | 1;
+                tx.put(Space::Meta, GENERATION_KEY, &next.to_be_bytes())?;
+            }
             Ok(outcomes)
         })
+    }
+
+    pub(crate) fn do_advisories_generation(&self) -> Result<u64, StoreError> {
+        match self.backend.get(Space::Meta, GENERATION_KEY)? {
+            Some(v) => generation_of(&v),
+            None => Ok(0),
+        }
     }
 
     pub(crate) fn do_advisories_for(
