@@ -75,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
         let now = Utc::now();
         let mut want = census_collector::reconcile::desired("cmp_fuzz", &view.snapshot, now);
         want.install_scope = view.install_scope;
-        let _ = census_collector::reconcile::plan("cmp_fuzz", "agt_fuzz", stored, want, now);
+        let settings = census_collector::model::register::RegisterSettings::default();
+        let _ = census_collector::reconcile::plan("cmp_fuzz", "agt_fuzz", stored, want, &settings, now);
     }
 });
