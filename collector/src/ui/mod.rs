@@ -10,6 +10,7 @@ pub mod actions;
 pub mod chart;
 pub mod pages;
 pub mod session;
+pub mod vulns;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +96,19 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::edit_register),
     );
     t.ui("GET", "/ui/health", Allowed::AnyPerson, get(pages::health));
+    t.ui("GET", "/ui/vulns", Allowed::AnyPerson, get(vulns::fleet));
+    t.ui(
+        "GET",
+        "/ui/vulns/{id}",
+        Allowed::AnyPerson,
+        get(vulns::advisory),
+    );
+    t.ui(
+        "GET",
+        "/ui/cis/{id}/vulns",
+        Allowed::AnyPerson,
+        get(vulns::host),
+    );
     t.ui(
         "GET",
         "/ui/services",
@@ -303,6 +317,7 @@ impl Chrome {
             ("/ui/licences", "Licences"),
             ("/ui/services", "Services"),
             ("/ui/health", "Health"),
+            ("/ui/vulns", "Vulnerabilities"),
         ];
         if RULE_EDITORS.permits(person.role) {
             nav.push(("/ui/noise", "Noise rules"));

@@ -66,11 +66,13 @@ pub fn parse_when(text: &str) -> Option<DateTime<Utc>> {
     })
 }
 
-fn params<T: serde::de::DeserializeOwned + Default>(q: Option<String>) -> Result<T, UiError> {
+pub(crate) fn params<T: serde::de::DeserializeOwned + Default>(
+    q: Option<String>,
+) -> Result<T, UiError> {
     crate::http::query_params(q.filter(|q| !q.is_empty())).map_err(UiError::from)
 }
 
-fn not_found(what: String) -> UiError {
+pub(crate) fn not_found(what: String) -> UiError {
     UiError {
         status: axum::http::StatusCode::NOT_FOUND,
         message: what,

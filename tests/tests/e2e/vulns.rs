@@ -107,11 +107,11 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
         ("DSA-9802-1", source.as_str(), above.as_str()),
         ("DSA-9803-1", a_binary.as_str(), above.as_str()),
     ] {
-        std::fs::write(
-            dir.join(format!("{id}.json")),
-            record(id, &ecosystem, package, fixed).to_string(),
-        )
-        .unwrap();
+        let mut r = record(id, &ecosystem, package, fixed);
+        if id == "DSA-9803-1" {
+            r["summary"] = json!("<script>alert(1)</script> in a summary");
+        }
+        std::fs::write(dir.join(format!("{id}.json")), r.to_string()).unwrap();
     }
     let imported = c.json(&["vulns", "import", dir.to_str().unwrap()]);
     assert_eq!(imported["added"], 3, "{imported}");
@@ -214,6 +214,46 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
         "{csv}"
     );
     assert!(csv.contains("DSA-9802-1,"), "{csv}");
+
+    // The pages: the fleet, the advisory with its host, the host's findings; hostile text
+    // from a feed stays text.
+    let ui = crate::ui::person_with_password(&c, "uma", "auditor");
+    let page = |path: &str| {
+        let r = c
+            .http_no_redirect()
+            .get(format!("{}{path}", c.url))
+            .header("cookie", &ui.cookie)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (s, fleet_page) = page("/ui/vulns");
+    assert_eq!(s, 200);
+    assert!(
+        fleet_page.contains("href=\"/ui/vulns/DSA-9802-1\""),
+        "{fleet_page}"
+    );
+    let (s, adv_page) = page("/ui/vulns/DSA-9802-1");
+    assert_eq!(s, 200);
+    assert!(
+        adv_page.contains(&format!("href=\"/ui/cis/{ci}/vulns\"")),
+        "{adv_page}"
+    );
+    let (s, host_page) = page(&format!("/ui/cis/{ci}/vulns"));
+    assert_eq!(s, 200);
+    assert!(
+        host_page.contains(&a_binary) && host_page.contains("DSA-9802-1"),
+        "{host_page}"
+    );
+    let (s, hostile) = page("/ui/vulns/DSA-9803-1");
+    assert_eq!(s, 200);
+    assert!(
+        hostile.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            && !hostile.contains("<script>alert"),
+        "{hostile}"
+    );
+    let (s, _) = page("/ui/vulns/DSA-0000-0");
+    assert_eq!(s, 404);
 
     let admin = person_token(&c, "ada", "admin");
     let (_, audit) = get("/api/v1/audit?limit=1000", &admin);
