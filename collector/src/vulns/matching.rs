@@ -40,6 +40,7 @@ pub fn scheme(ecosystem: &str) -> VersionScheme {
     match name {
         "Debian" | "Ubuntu" => VersionScheme::Dpkg,
         "Rocky Linux" | "AlmaLinux" | "Red Hat" | "openSUSE" | "SUSE" => VersionScheme::Rpm,
+        "Alpine" | "Wolfi" | "Chainguard" => VersionScheme::Apk,
         _ => VersionScheme::Generic,
     }
 }
@@ -236,6 +237,30 @@ mod tests {
         // Only introduced: everything from there on.
         let open = entry(vec![Introduced("0".into())], &[]);
         assert!(affects(&open, d, installed));
+    }
+
+    #[test]
+    fn alpine_release_candidates_come_before_the_release() {
+        let entry = Affected {
+            ecosystem: "Alpine:v3.18".into(),
+            package: "busybox".into(),
+            ranges: vec![vec![
+                Event::Introduced("0".into()),
+                Event::Fixed("1.36.1-r2".into()),
+            ]],
+            versions: vec![],
+        };
+        let apk = scheme("Alpine:v3.18");
+        assert!(affects(&entry, apk, "1.36.1-r0"));
+        assert!(
+            affects(&entry, apk, "1.36.1_rc1-r5"),
+            "an rc precedes its release"
+        );
+        assert!(
+            !affects(&entry, apk, "1.36.1-r15"),
+            "r15 is above r2, not below it as text"
+        );
+        assert!(!affects(&entry, apk, "1.36.1_p1-r0"));
     }
 
     #[test]
