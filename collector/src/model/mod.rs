@@ -244,6 +244,20 @@ impl Package {
             .position(|f| *f == name)
             .and_then(|i| self.fields()[i].as_deref())
     }
+
+    /// The package an `installs` edge's attributes name (text fields only; others are
+    /// not a package's).
+    pub fn from_attributes(edge: &Attributes) -> Package {
+        let text = |k: &str| edge.get(k).and_then(Value::as_str).map(str::to_string);
+        Package {
+            name: text("name"),
+            version: text("version"),
+            arch: text("arch"),
+            source: text("source"),
+            publisher: text("publisher"),
+            source_package: text("source_package"),
+        }
+    }
 }
 
 /// One package installed on a computer: its `installs` edge, typed. Ingest, the plan, drift

@@ -280,17 +280,9 @@ pub fn variant_key(encoded: &[u8]) -> [u8; 16] {
 impl VariantRec {
     /// Splits an edge's attributes into its variant, install date and the rest.
     pub fn split(product: u32, edge: &Attributes) -> (VariantRec, Option<(i64, u32)>, AttrList) {
-        let text = |k: &str| edge.get(k).and_then(Value::as_str).map(str::to_string);
         let variant = VariantRec {
             product,
-            package: Package {
-                name: text("name"),
-                version: text("version"),
-                arch: text("arch"),
-                source: text("source"),
-                publisher: text("publisher"),
-                source_package: text("source_package"),
-            },
+            package: Package::from_attributes(edge),
         };
         // A date is kept as numbers only when it renders back to the same text.
         let install_date = edge

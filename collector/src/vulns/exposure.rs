@@ -408,15 +408,7 @@ fn product_groups(
         let Some(a) = installs.variants.get(variant) else {
             continue;
         };
-        let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let p = Package {
-            name: text("name"),
-            version: text("version"),
-            arch: text("arch"),
-            source: text("source"),
-            publisher: text("publisher"),
-            source_package: text("source_package"),
-        };
+        let p = Package::from_attributes(a);
         let (Some(name), Some(version)) = (p.name.as_deref(), p.version.as_deref()) else {
             continue;
         };

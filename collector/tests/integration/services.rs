@@ -37,15 +37,20 @@ fn request(
     }
 }
 
+/// People's operations on the rig's store.
+fn ops_on(r: &crate::drift::Rig) -> Ops {
+    Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    }
+}
+
 #[test]
 fn impact_reaches_services_several_levels_up_with_the_path_and_cycles_are_refused() {
     let mut r = rig("services");
     r.send(machine(base_software()), Utc::now());
     let web01 = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
-    let ops = Ops {
-        store: r.store.clone() as Arc<dyn Store>,
-        ingest: None,
-    };
+    let ops = ops_on(&r);
     let ann = Actor::new("ann");
     // database (runs on web01) <- orders (runs on nothing itself) <- shop (critical).
     let db = op::create(
@@ -213,10 +218,7 @@ fn impact_follows_a_computer_that_moved_subnet_after_it_was_asked_about() {
     };
     r.send(at("10.7.0.5"), Utc::now());
     let host = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
-    let ops = Ops {
-        store: r.store.clone() as Arc<dyn Store>,
-        ingest: None,
-    };
+    let ops = ops_on(&r);
     let ann = Actor::new("ann");
     let on_subnet =
         |name: &str, cidr: &str| request(name, 2, &[], vec![RunsOn::Subnet { cidr: cidr.into() }]);
@@ -266,10 +268,7 @@ fn severity_rules_use_the_criticality_of_the_services_a_computer_supports() {
     let t1 = t0 + chrono::Duration::minutes(5);
     r.send(machine(base_software()), t0);
     let web01 = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0].clone();
-    let ops = Ops {
-        store: r.store.clone() as Arc<dyn Store>,
-        ingest: None,
-    };
+    let ops = ops_on(&r);
     let ann = Actor::new("ann");
     let db = op::create(
         &ops,
