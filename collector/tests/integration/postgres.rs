@@ -490,7 +490,7 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
 }
 
 /// A database made by a collector of migration 1 (no CI, relationship or version reports,
-/// no summary stamps, no licences, no services) gets migrations 2 to 5 on the next start, with its new tables filled
+/// no summary stamps, no licences, no services, no advisories) gets migrations 2 to 6 on the next start, with its new tables filled
 /// from the stored bytes and every summary stamped.
 #[test]
 fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
@@ -522,15 +522,17 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
        DROP FUNCTION census.stamp_written();
        ALTER TABLE census.kv_v3_summaries DROP COLUMN written;
        DROP TABLE census.kv_licences, census.kv_services, census.kv_service_versions;
-       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5)");
+       DROP TABLE census.kv_advisories, census.kv_advisory_index;
+       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();
     assert_eq!(after, before);
-    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "5");
-    // Migrations 4 and 5 made the tables of licences and services a migration-1 database
-    // lacks.
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "6");
+    // Migrations 4 to 6 made the tables of licences, services and advisories a
+    // migration-1 database lacks.
     assert_eq!(q("SELECT count(*) FROM census.kv_licences"), "0");
     assert_eq!(q("SELECT count(*) FROM census.kv_service_versions"), "0");
+    assert_eq!(q("SELECT count(*) FROM census.kv_advisory_index"), "0");
     assert_eq!(
         q("SELECT count(*) FROM census.kv_v3_summaries WHERE written IS NULL"),
         "0"
