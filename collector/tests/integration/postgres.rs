@@ -627,3 +627,49 @@ fn two_collectors_numbering_at_once_give_each_key_one_number() {
     let report = stores[1].check_consistency().unwrap();
     assert_eq!(report.problems_total, 0, "{:?}", report.problems);
 }
+
+/// Advisories on PostgreSQL: an import's batches, the package index, the generation two
+/// collectors of one database agree on, and a withdrawal.
+#[test]
+fn advisories_import_and_index_on_a_shared_database() {
+    use census_collector::vulns::import;
+    let url = Cluster::shared().database("pg_advisories");
+    let a = open(&url);
+    let b = open(&url);
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/osv/debian");
+    assert_eq!(a.advisories_generation().unwrap(), 0);
+    let report = import::import(&a, &fixtures, &mut |_| {}).unwrap();
+    assert_eq!((report.added, report.skipped_total), (6, 2), "{report:?}");
+    let generation = b.advisories_generation().unwrap();
+    assert_ne!(generation, 0);
+    assert_eq!(a.advisories_generation().unwrap(), generation);
+    let openssl: Vec<String> = b
+        .advisories_for("Debian:12", "openssl")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        openssl,
+        [
+            "DEBIAN-CVE-2025-15467",
+            "DEBIAN-CVE-2026-28387",
+            "DSA-9901-1"
+        ]
+    );
+    assert_eq!(b.advisory_count().unwrap(), 6);
+    // The same feed again changes nothing, not even the generation.
+    let again = import::import(&b, &fixtures, &mut |_| {}).unwrap();
+    assert_eq!(again.unchanged, 6);
+    assert_eq!(a.advisories_generation().unwrap(), generation);
+    // A withdrawal removes the advisory and its index entries.
+    let withdrawn = census_collector::model::vuln::AdvisoryWrite::Withdraw {
+        id: "DSA-9901-1".into(),
+        modified: Utc::now(),
+    };
+    a.write_advisories(&[withdrawn]).unwrap();
+    assert!(b.get_advisory("DSA-9901-1").unwrap().is_none());
+    assert_eq!(b.advisories_for("Debian:12", "openssl").unwrap().len(), 2);
+    assert_ne!(b.advisories_generation().unwrap(), generation);
+}
