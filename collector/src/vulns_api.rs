@@ -55,14 +55,27 @@ struct FleetParams {
     /// At most this many (1 to 1000; default 100; the CSV export lists all).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Only advisories that hold for an installed package of this name.
+    #[param(max_length = 200)]
+    product: Option<String>,
 }
 
-fn narrowed(mut report: FleetReport, level: Option<Level>, limit: Option<usize>) -> FleetReport {
-    if let Some(min) = level {
-        report
-            .advisories
-            .retain(|a| a.level.is_some_and(|l| l >= min));
+/// Longest product name a filter takes.
+pub const MAX_PRODUCT_CHARS: usize = 200;
+
+fn checked(p: &FleetParams) -> Result<(), ApiProblem> {
+    match &p.product {
+        Some(name) if name.chars().count() > MAX_PRODUCT_CHARS => Err(ApiProblem::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("product: longer than {MAX_PRODUCT_CHARS} characters"),
+            Some("product".into()),
+        )),
+        _ => Ok(()),
     }
+}
+
+fn narrowed(report: FleetReport, p: &FleetParams, limit: Option<usize>) -> FleetReport {
+    let mut report = report.narrowed(p.level, p.product.as_deref());
     if let Some(limit) = limit {
         report.advisories.truncate(limit);
     }
@@ -75,9 +88,10 @@ async fn fleet(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let p: FleetParams = query_params(q)?;
+    checked(&p)?;
     let limit = bounded("limit", p.limit, 100, 1, MAX_LIMIT)?;
     let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
-    Ok(Json(narrowed(report, p.level, Some(limit))).into_response())
+    Ok(Json(narrowed(report, &p, Some(limit))).into_response())
 }
 
 async fn advisory(
@@ -106,11 +120,12 @@ async fn export(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let p: FleetParams = query_params(q)?;
+    checked(&p)?;
     if p.limit.is_some() {
         bounded("limit", p.limit, MAX_LIMIT, 1, MAX_LIMIT)?;
     }
     let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
-    let report = narrowed(report, p.level, p.limit);
+    let report = narrowed(report, &p, p.limit);
     let mut out = String::from("id,aliases,level,score,hosts,packages,summary\n");
     for a in &report.advisories {
         let cells = [

@@ -436,6 +436,8 @@ pub struct ProductRow {
     pub distinct_versions: u64,
     pub versions: String,
     pub where_href: String,
+    /// The advisories that hold for it.
+    pub vulns_href: String,
 }
 
 #[derive(Template)]
@@ -496,6 +498,7 @@ pub async fn software(
                     "/ui/computers?filter={}",
                     url_encode(&format!("software.name = {}", filter_string(&name)))
                 ),
+                vulns_href: format!("/ui/vulns?product={}", url_encode(&name)),
                 name,
             }
         })

@@ -42,6 +42,8 @@ struct FleetPage {
     shown: usize,
     total: usize,
     level: String,
+    /// The product the list is narrowed to (empty: all).
+    product: String,
     rows: Vec<AdvisoryRow>,
 }
 
@@ -49,6 +51,7 @@ struct FleetPage {
 #[serde(deny_unknown_fields)]
 struct FleetQuery {
     level: Option<Level>,
+    product: Option<String>,
 }
 
 fn level_text(level: Option<Level>) -> String {
@@ -67,12 +70,9 @@ pub async fn fleet(
 ) -> UiResult {
     let q: FleetQuery = params(q)?;
     let store = st.store.clone();
-    let mut report = blocking(move || exposure::fleet_report(store.as_ref())).await?;
-    if let Some(min) = q.level {
-        report
-            .advisories
-            .retain(|a| a.level.is_some_and(|l| l >= min));
-    }
+    let report = blocking(move || exposure::fleet_report(store.as_ref()))
+        .await?
+        .narrowed(q.level, q.product.as_deref().filter(|p| !p.is_empty()));
     let total = report.advisories.len();
     let rows: Vec<AdvisoryRow> = report
         .advisories
@@ -98,6 +98,7 @@ pub async fn fleet(
         shown: rows.len(),
         total,
         level: level_text(q.level),
+        product: q.product.unwrap_or_default(),
         rows,
     })
 }

@@ -596,6 +596,23 @@ pub struct FleetReport {
     pub advisories: Vec<FleetAdvisory>,
 }
 
+impl FleetReport {
+    /// Only the advisories at least `level` severe (unrated ones are left out then) and,
+    /// with `product`, those that hold for an installed package of that name (any case).
+    /// The totals stay the fleet's.
+    pub fn narrowed(mut self, level: Option<Level>, product: Option<&str>) -> FleetReport {
+        if let Some(min) = level {
+            self.advisories
+                .retain(|a| a.level.is_some_and(|l| l >= min));
+        }
+        if let Some(name) = product {
+            self.advisories
+                .retain(|a| a.packages.iter().any(|p| p.eq_ignore_ascii_case(name)));
+        }
+        self
+    }
+}
+
 /// Matches every computer against every advisory: each distinct package version once per
 /// ecosystem (and once per advisory-store generation across questions). Memory: one bit per
 /// (advisory that holds somewhere, computer), 1.25 KB per such advisory at 10,000 computers.

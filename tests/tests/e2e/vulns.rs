@@ -204,6 +204,25 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
         assert_eq!(s, 400, "{query}: {body}");
         assert!(body.contains(field), "{body}");
     }
+    let (s, body) = get(&format!("/api/v1/vulns?product={a_binary}"), &token);
+    assert_eq!(s, 200);
+    let by_product: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        by_product["advisories"][0]["id"], "DSA-9802-1",
+        "{by_product}"
+    );
+    let (s, body) = get("/api/v1/vulns?product=no-such-package", &token);
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["advisories"],
+        json!([])
+    );
+    let (s, body) = get(
+        &format!("/api/v1/vulns?product={}", "x".repeat(201)),
+        &token,
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("product"), "{body}");
     let (s, _) = get("/api/v1/export/vulns", &token);
     assert_eq!(s, 403, "an auditor exports nothing");
     let exporter = person_token(&c, "asa", "asset_manager");
@@ -238,6 +257,14 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
     assert!(
         adv_page.contains(&format!("href=\"/ui/cis/{ci}/vulns\"")),
         "{adv_page}"
+    );
+    let (s, product_page) = page(&format!("/ui/vulns?product={a_binary}"));
+    assert_eq!(s, 200);
+    assert!(product_page.contains("DSA-9802-1"), "{product_page}");
+    let (_, software) = page(&format!("/ui/software?prefix={a_binary}"));
+    assert!(
+        software.contains(&format!("href=\"/ui/vulns?product={a_binary}\"")),
+        "{software}"
     );
     let (s, host_page) = page(&format!("/ui/cis/{ci}/vulns"));
     assert_eq!(s, 200);
