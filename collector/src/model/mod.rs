@@ -770,9 +770,9 @@ pub struct TicketRef {
     /// The ticket's number in its tool: 1 to 100 characters, no control characters.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub id: String,
-    /// An http or https address of the ticket, at most 2048 bytes.
+    /// An http or https address of the ticket (no credentials), at most 2048 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+")]
     pub url: Option<String>,
 }
 

@@ -176,13 +176,31 @@ pub fn checked_tickets(tickets: Vec<TicketRef>) -> Result<Vec<TicketRef>, OpErro
                 "tickets[{i}].id: {id} is listed twice"
             )));
         }
-        let url = match t
-            .url
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty())
-        {
+        let url = match t.url {
             Some(u) => {
-                http_url(&u).map_err(|e| OpError::invalid(format!("tickets[{i}].url: {e}")))?;
+                let refused = |why: &str| OpError::invalid(format!("tickets[{i}].url: {why}"));
+                // Read as written: the URL parser would forgive white space, missing or
+                // extra slashes, and a link would then not be what was stored.
+                if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(refused("white space or control characters"));
+                }
+                let head = u.get(..8).unwrap_or(&u).to_ascii_lowercase();
+                if !head.starts_with("http://") && !head.starts_with("https://") {
+                    return Err(refused("starts with http:// or https://"));
+                }
+                http_url(&u).map_err(|e| refused(&e))?;
+                let authority = u
+                    .split_once("://")
+                    .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+                    .unwrap_or_default();
+                if authority.is_empty() {
+                    return Err(refused("needs a host"));
+                }
+                // A link people click and webhooks carry must not hold a password: no
+                // user part at all, even an empty one (`https://@host`).
+                if authority.contains('@') {
+                    return Err(refused("must not carry credentials"));
+                }
                 Some(u)
             }
             None => None,
@@ -644,8 +662,8 @@ mod tests {
     #[test]
     fn ticket_references_are_trimmed_and_hostile_ones_refused_naming_the_entry() {
         let ok = checked_tickets(vec![
-            ticket(" CHG0012345 ", Some(" https://itsm.example/chg/12345 ")),
-            ticket("OPS-7", Some("")),
+            ticket(" CHG0012345 ", Some("https://itsm.example/chg/12345")),
+            ticket("OPS-7", None),
         ])
         .unwrap();
         assert_eq!(
@@ -669,9 +687,31 @@ mod tests {
             ),
             (
                 vec![ticket("A", Some("javascript:alert(1)"))],
-                "tickets[0].url: scheme javascript",
+                "tickets[0].url: starts with http:// or https://",
             ),
             (vec![ticket("A", Some("/relative"))], "tickets[0].url"),
+            (vec![ticket("A", Some(""))], "tickets[0].url"),
+            (
+                vec![ticket("A", Some(" https://x.example/1"))],
+                "white space",
+            ),
+            (
+                vec![ticket("A", Some("https://\tx.example/1"))],
+                "white space",
+            ),
+            (
+                vec![ticket("A", Some("http:x.example"))],
+                "starts with http://",
+            ),
+            (vec![ticket("A", Some("http:///x.example"))], "needs a host"),
+            (
+                vec![ticket("A", Some("https://me:secret@x.example/1"))],
+                "must not carry credentials",
+            ),
+            (
+                vec![ticket("A", Some("https://@x.example/1"))],
+                "credentials",
+            ),
             (
                 vec![ticket(
                     "A",
