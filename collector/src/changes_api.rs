@@ -293,10 +293,12 @@ async fn get_record(
         let Some(record) = store.get_change_record(&lookup)? else {
             return Ok(None);
         };
-        let on = [(record.ci_id.clone(), record.ci_name.clone())]
-            .into_iter()
-            .collect();
-        let services = crate::query::services::impact_of(store.as_ref(), &on, chrono::Utc::now())?;
+        let services = crate::query::services::impact_of_computer(
+            store.as_ref(),
+            &record.ci_id,
+            &record.ci_name,
+            chrono::Utc::now(),
+        )?;
         Ok::<_, crate::store::StoreError>(Some(RecordDetail { record, services }))
     })
     .await?;

@@ -74,12 +74,34 @@ fn checked(p: &FleetParams) -> Result<(), ApiProblem> {
     }
 }
 
-fn narrowed(report: FleetReport, p: &FleetParams, limit: Option<usize>) -> FleetReport {
-    let mut report = report.narrowed(p.level, p.product.as_deref());
+/// The fleet report a request asks for: parameters checked, then narrowed to its level and
+/// product and cut at its limit (`default_limit` when it gives none; `None`: all).
+async fn narrowed_fleet(
+    st: &AppState,
+    person: &Person,
+    q: Option<String>,
+    default_limit: Option<usize>,
+) -> Result<FleetReport, ApiProblem> {
+    let p: FleetParams = query_params(q)?;
+    checked(&p)?;
+    let limit = match (p.limit, default_limit) {
+        (None, None) => None,
+        (given, default) => Some(bounded(
+            "limit",
+            given,
+            default.unwrap_or(MAX_LIMIT),
+            1,
+            MAX_LIMIT,
+        )?),
+    };
+    let mut report = st
+        .run(person, |ops, _| op::fleet(ops))
+        .await?
+        .narrowed(p.level, p.product.as_deref());
     if let Some(limit) = limit {
         report.advisories.truncate(limit);
     }
-    report
+    Ok(report)
 }
 
 async fn fleet(
@@ -87,11 +109,8 @@ async fn fleet(
     Extension(person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let p: FleetParams = query_params(q)?;
-    checked(&p)?;
-    let limit = bounded("limit", p.limit, 100, 1, MAX_LIMIT)?;
-    let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
-    Ok(Json(narrowed(report, &p, Some(limit))).into_response())
+    let report = narrowed_fleet(&st, &person, q, Some(100)).await?;
+    Ok(Json(report).into_response())
 }
 
 async fn advisory(
@@ -119,13 +138,7 @@ async fn export(
     Extension(person): Extension<Person>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    let p: FleetParams = query_params(q)?;
-    checked(&p)?;
-    if p.limit.is_some() {
-        bounded("limit", p.limit, MAX_LIMIT, 1, MAX_LIMIT)?;
-    }
-    let report = st.run(&person, |ops, _| op::fleet(ops)).await?;
-    let report = narrowed(report, &p, p.limit);
+    let report = narrowed_fleet(&st, &person, q, None).await?;
     let mut out = String::from("id,aliases,level,score,hosts,packages,summary\n");
     for a in &report.advisories {
         let cells = [

@@ -157,10 +157,11 @@ async fn deliver(
     let services = match &event.record {
         Some(r) => {
             let s = store.clone();
-            let on: std::collections::BTreeMap<String, String> =
-                [(r.ci_id.clone(), r.ci_name.clone())].into_iter().collect();
-            match blocking(move || crate::query::services::impact_of(s.as_ref(), &on, Utc::now()))
-                .await
+            let (id, name) = (r.ci_id.clone(), r.ci_name.clone());
+            match blocking(move || {
+                crate::query::services::impact_of_computer(s.as_ref(), &id, &name, Utc::now())
+            })
+            .await
             {
                 Ok(found) => Some(found),
                 Err(e) => {

@@ -69,8 +69,9 @@ pub fn computers_of(
             .map(|c| (c.id, c.name))
             .into_iter()
             .collect()),
-        RunsOn::Subnet { cidr } => by_filter(format!("ip in {cidr}")),
-        RunsOn::Filter { filter } => by_filter(filter.clone()),
+        RunsOn::Subnet { .. } | RunsOn::Filter { .. } => {
+            by_filter(filter_text(runs_on).unwrap_or_default())
+        }
         RunsOn::Product { product, versions } => {
             let range = VersionRange::parse(versions).unwrap_or_default();
             let mut products = Vec::new();
@@ -121,6 +122,18 @@ pub fn impact_of(
     Ok(walk_up(&services, direct))
 }
 
+/// [`impact_of`] one computer, named: what a computer's page, a change record's API answer,
+/// page and webhook payload list.
+pub fn impact_of_computer(
+    store: &dyn Store,
+    id: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<AffectedService>, StoreError> {
+    let on = [(id.to_string(), name.to_string())].into_iter().collect();
+    impact_of(store, &on, now)
+}
+
 /// [`impact_of`] one computer in the state given rather than the one stored: what ingest
 /// asks of the state it is about to commit. Entries about software resolve on the stored
 /// installs.
@@ -154,15 +167,19 @@ pub fn impact_on_computer(
     Ok(walk_up(&services, direct))
 }
 
+/// A subnet or filter entry as the query language writes it (`ip in 10.1.0.0/16`).
+fn filter_text(r: &RunsOn) -> Option<String> {
+    match r {
+        RunsOn::Subnet { cidr } => Some(format!("ip in {cidr}")),
+        RunsOn::Filter { filter } => Some(filter.clone()),
+        RunsOn::Computer { .. } | RunsOn::Product { .. } => None,
+    }
+}
+
 /// The filter of a subnet or filter entry that reads only a computer's own record (not its
 /// installs): those are evaluated on the computers at hand rather than resolved whole.
 fn on_attributes_only(r: &RunsOn) -> Option<filter::Expr> {
-    let text = match r {
-        RunsOn::Subnet { cidr } => format!("ip in {cidr}"),
-        RunsOn::Filter { filter } => filter.clone(),
-        RunsOn::Computer { .. } | RunsOn::Product { .. } => return None,
-    };
-    filter::parse_for(CiClass::Computer, &text)
+    filter::parse_for(CiClass::Computer, &filter_text(r)?)
         .ok()
         .flatten()
         .filter(|e| !e.mentions_software())
@@ -388,13 +405,7 @@ impl FilterMemo {
 fn filter_set_digest(services: &[Service], entries: &[(usize, &RunsOn, filter::Expr)]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (i, r, _) in entries {
-        services[*i].id.hash(&mut h);
-        match r {
-            RunsOn::Subnet { cidr } => ("subnet", cidr).hash(&mut h),
-            RunsOn::Filter { filter } => ("filter", filter).hash(&mut h),
-            RunsOn::Computer { id } => ("computer", id).hash(&mut h),
-            RunsOn::Product { product, versions } => ("product", product, versions).hash(&mut h),
-        }
+        (&services[*i].id, filter_text(r)).hash(&mut h);
     }
     h.finish()
 }

@@ -813,8 +813,12 @@ pub async fn ci(
         // The services this computer's changes reach (now, not as of a past time).
         let affected = match detail.as_ref().map(|d| &d["ci"]) {
             Some(ci) if ci["class"] == "computer" && at.is_none() => {
-                let on = [(lookup.clone(), show(&ci["name"]))].into_iter().collect();
-                crate::query::services::impact_of(store.as_ref(), &on, Utc::now())?
+                crate::query::services::impact_of_computer(
+                    store.as_ref(),
+                    &lookup,
+                    &show(&ci["name"]),
+                    Utc::now(),
+                )?
             }
             _ => Vec::new(),
         };
@@ -1216,8 +1220,12 @@ pub async fn change(
         let Some(r) = store.get_change_record(&lookup)? else {
             return Ok(None);
         };
-        let on = [(r.ci_id.clone(), r.ci_name.clone())].into_iter().collect();
-        let affected = crate::query::services::impact_of(store.as_ref(), &on, Utc::now())?;
+        let affected = crate::query::services::impact_of_computer(
+            store.as_ref(),
+            &r.ci_id,
+            &r.ci_name,
+            Utc::now(),
+        )?;
         Ok::<_, crate::store::StoreError>(Some((r, affected)))
     })
     .await?;

@@ -54,48 +54,27 @@ pub struct HostReport {
     pub findings: Vec<Finding>,
 }
 
+/// The OSV ecosystem of an OS release CI, from its os-release fields.
+fn os_ecosystem(os: &Ci) -> Option<String> {
+    let text = |k: &str| {
+        os.attributes
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    matching::ecosystem(text("id"), text("version_id"), text("version"))
+}
+
 /// The ecosystem of each OS release CI, by its id.
 fn os_ecosystems(store: &dyn Store) -> Result<HashMap<String, String>, StoreError> {
     let mut out = HashMap::new();
     store.scan_cis(CiClass::OperatingSystem, &mut |os| {
-        let text = |k: &str| {
-            os.attributes
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        if let Some(e) = matching::ecosystem(&text("id"), &text("version_id"), &text("version")) {
-            out.insert(os.id.clone(), e);
+        if let Some(e) = os_ecosystem(&os) {
+            out.insert(os.id, e);
         }
         true
     })?;
     Ok(out)
-}
-
-/// The ecosystem of one computer, through the OS release it runs.
-pub fn ecosystem_of(store: &dyn Store, computer_id: &str) -> Result<Option<String>, StoreError> {
-    for r in store.relationships_from(computer_id)? {
-        if r.key.kind == RelKind::Runs {
-            if let Some(os) = store.get_ci(&r.key.to)? {
-                if os.class == CiClass::OperatingSystem {
-                    let text = |k: &str| {
-                        os.attributes
-                            .get(k)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    return Ok(matching::ecosystem(
-                        &text("id"),
-                        &text("version_id"),
-                        &text("version"),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// What advisories decide, remembered across questions for one generation of the advisory
@@ -136,6 +115,19 @@ impl Advisories {
         })
     }
 
+    /// The memory, holding this question's generation (what another generation left is
+    /// dropped first).
+    fn memory(&self) -> std::sync::MutexGuard<'static, Memory> {
+        let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+        if m.generation != Some(self.generation) {
+            *m = Memory {
+                generation: Some(self.generation),
+                ..Memory::default()
+            };
+        }
+        m
+    }
+
     /// The advisories naming `package` in `ecosystem`.
     fn held(
         &self,
@@ -144,27 +136,16 @@ impl Advisories {
         package: &str,
     ) -> Result<Arc<Vec<Advisory>>, StoreError> {
         let key = (ecosystem.to_string(), package.to_string());
-        {
-            let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
-            if m.generation != Some(self.generation) {
-                *m = Memory {
-                    generation: Some(self.generation),
-                    ..Memory::default()
-                };
-            }
-            if let Some(h) = m.advisories.get(&key) {
-                return Ok(h.clone());
-            }
+        if let Some(h) = self.memory().advisories.get(&key) {
+            return Ok(h.clone());
         }
         let held = Arc::new(store.advisories_for(ecosystem, package)?);
-        let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
-        if m.generation == Some(self.generation) {
-            if m.advisories.len() >= MAX_REMEMBERED {
-                m.advisories.clear();
-                m.verdicts.clear();
-            }
-            m.advisories.insert(key, held.clone());
+        let mut m = self.memory();
+        if m.advisories.len() >= MAX_REMEMBERED {
+            m.advisories.clear();
+            m.verdicts.clear();
         }
+        m.advisories.insert(key, held.clone());
         Ok(held)
     }
 
@@ -180,26 +161,19 @@ impl Advisories {
             package.to_string(),
             version.to_string(),
         );
-        {
-            let m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
-            if m.generation == Some(self.generation) {
-                if let Some(v) = m.verdicts.get(&key) {
-                    return Ok(v.clone());
-                }
-            }
+        if let Some(v) = self.memory().verdicts.get(&key) {
+            return Ok(v.clone());
         }
         let held = self.held(store, ecosystem, package)?;
         let verdict = Verdict {
             holds: Arc::new(evaluate(&held, ecosystem, package, version)),
             held,
         };
-        let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
-        if m.generation == Some(self.generation) {
-            if m.verdicts.len() >= MAX_REMEMBERED {
-                m.verdicts.clear();
-            }
-            m.verdicts.insert(key, verdict.clone());
+        let mut m = self.memory();
+        if m.verdicts.len() >= MAX_REMEMBERED {
+            m.verdicts.clear();
         }
+        m.verdicts.insert(key, verdict.clone());
         Ok(verdict)
     }
 }
@@ -277,16 +251,25 @@ fn by_severity(a: &Finding, b: &Finding) -> std::cmp::Ordering {
         .then(a.package.cmp(&b.package))
 }
 
-/// The findings of one computer (None when it does not exist).
+/// The findings of one computer (None when it does not exist): one read of what it owns
+/// (its record, its installs, the edge to the OS release it runs), then that release.
 pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, StoreError> {
-    let Some(ci) = store.get_ci(id)? else {
+    let state = store.owned_state(id)?;
+    let Some(ci) = state.computer.filter(|c| c.class == CiClass::Computer) else {
         return Ok(None);
     };
-    if ci.class != CiClass::Computer {
-        return Ok(None);
-    }
-    let ecosystem = ecosystem_of(store, id)?;
-    let installs = store.owned_state(id)?.installs;
+    let os = state
+        .relationships
+        .iter()
+        .find(|r| r.key.kind == RelKind::Runs && r.key.from == ci.id);
+    let ecosystem = match os {
+        Some(r) => store
+            .get_ci(&r.key.to)?
+            .filter(|os| os.class == CiClass::OperatingSystem)
+            .and_then(|os| os_ecosystem(&os)),
+        None => None,
+    };
+    let installs = state.installs;
     let mut findings = Vec::new();
     if let Some(eco) = &ecosystem {
         let scheme = matching::scheme(eco);

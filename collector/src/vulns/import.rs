@@ -61,6 +61,13 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// A record counted and skipped before it could be parsed (unreadable, too large, an
+    /// unsafe name).
+    fn unread(&mut self, name: &str, reason: String) {
+        self.records += 1;
+        self.skip(name, reason);
+    }
+
     fn skip(&mut self, name: &str, reason: String) {
         self.skipped_total += 1;
         if self.skipped.len() < MAX_LISTED {
@@ -222,8 +229,7 @@ fn import_dir(importer: &mut Importer<'_>, dir: &Path) -> Result<(), ImportError
         match read_file(&path) {
             Ok(bytes) => importer.record(&name, &bytes)?,
             Err(reason) => {
-                importer.report.records += 1;
-                importer.report.skip(&name, reason);
+                importer.report.unread(&name, reason);
             }
         }
     }
@@ -245,18 +251,18 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
         let mut member = match archive.by_index(i) {
             Ok(m) => m,
             Err(e) => {
-                importer.report.records += 1;
-                importer.report.skip(&format!("member {i}"), e.to_string());
+                importer
+                    .report
+                    .unread(&format!("member {i}"), e.to_string());
                 continue;
             }
         };
         let name = match member.name() {
             Ok(n) => n.to_string(),
             Err(e) => {
-                importer.report.records += 1;
                 importer
                     .report
-                    .skip(&format!("member {i}"), format!("unreadable name: {e}"));
+                    .unread(&format!("member {i}"), format!("unreadable name: {e}"));
                 continue;
             }
         };
@@ -264,8 +270,7 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
             continue;
         }
         if !safe_member_name(&name) {
-            importer.report.records += 1;
-            importer.report.skip(
+            importer.report.unread(
                 &osv_name(&name),
                 "unsafe member name (absolute, .. or control characters)".into(),
             );
@@ -276,8 +281,7 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
         }
         // The declared size can lie; the read below is bounded either way.
         if member.size() > MAX_RECORD_BYTES as u64 {
-            importer.report.records += 1;
-            importer.report.skip(
+            importer.report.unread(
                 &name,
                 format!(
                     "{} bytes inflated, more than {MAX_RECORD_BYTES}",
@@ -299,12 +303,10 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
         }
         match read {
             Err(e) => {
-                importer.report.records += 1;
-                importer.report.skip(&name, format!("unreadable: {e}"));
+                importer.report.unread(&name, format!("unreadable: {e}"));
             }
             Ok(_) if bytes.len() > MAX_RECORD_BYTES => {
-                importer.report.records += 1;
-                importer.report.skip(
+                importer.report.unread(
                     &name,
                     format!("more than {MAX_RECORD_BYTES} bytes inflated"),
                 );

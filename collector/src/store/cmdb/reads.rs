@@ -9,6 +9,13 @@ use crate::parallel::in_parallel;
 use crate::reconcile::class_of_id;
 use crate::store::codec::{self, *};
 
+/// Positions in a list of ids: computers holding their own record (with their numbers),
+/// and other CIs that have a number.
+struct Among {
+    computers: Vec<(usize, u32)>,
+    others: Vec<usize>,
+}
+
 /// Below this many computers per worker, reading their installs stays on one thread.
 const MIN_PARALLEL_MACHINES: usize = 500;
 
@@ -70,12 +77,11 @@ impl Cmdb {
         Ok(m.components.get(id).map(|c| c.to_ci(m.owner_of(id))))
     }
 
-    /// [`Cmdb::read_ci`] for many ids: the computers among them (the holders of their
-    /// numbers) are read with one statement for their records and one for their last-seen
-    /// times; any other CI as `read_ci` reads it.
-    pub(crate) fn read_cis(&self, ids: &[&str]) -> Result<Vec<Option<Ci>>, StoreError> {
-        let mut out: Vec<Option<Ci>> = vec![None; ids.len()];
-        let mut computers: Vec<(usize, u32)> = Vec::new();
+    /// Which of `ids` name computers holding their own record, and which name another CI
+    /// with a number (a component, a shared CI).
+    fn computers_among(&self, ids: &[&str]) -> Result<Among, StoreError> {
+        let mut computers = Vec::new();
+        let mut others = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let Some(num) = self.num_of(id)? else {
                 continue;
@@ -83,8 +89,20 @@ impl Cmdb {
             if class_of_id(id) == Some(CiClass::Computer) && self.is_holder(id, num)? {
                 computers.push((i, num));
             } else {
-                out[i] = self.read_ci(id)?;
+                others.push(i);
             }
+        }
+        Ok(Among { computers, others })
+    }
+
+    /// [`Cmdb::read_ci`] for many ids: the computers among them (the holders of their
+    /// numbers) are read with one statement for their records and one for their last-seen
+    /// times; any other CI as `read_ci` reads it.
+    pub(crate) fn read_cis(&self, ids: &[&str]) -> Result<Vec<Option<Ci>>, StoreError> {
+        let mut out: Vec<Option<Ci>> = vec![None; ids.len()];
+        let Among { computers, others } = self.computers_among(ids)?;
+        for i in others {
+            out[i] = self.read_ci(ids[i])?;
         }
         let keys: Vec<[u8; 4]> = computers.iter().map(|(_, n)| codec::num_key(*n)).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
@@ -114,16 +132,9 @@ impl Cmdb {
     ) -> Result<Vec<Option<u64>>, StoreError> {
         use std::hash::{Hash, Hasher};
         let mut out: Vec<Option<u64>> = vec![None; ids.len()];
-        let mut computers: Vec<(usize, [u8; 4])> = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let Some(num) = self.num_of(id)? else {
-                continue;
-            };
-            if class_of_id(id) == Some(CiClass::Computer) && self.is_holder(id, num)? {
-                computers.push((i, codec::num_key(num)));
-            }
-        }
-        let key_refs: Vec<&[u8]> = computers.iter().map(|(_, k)| k.as_slice()).collect();
+        let computers = self.computers_among(ids)?.computers;
+        let keys: Vec<[u8; 4]> = computers.iter().map(|(_, n)| codec::num_key(*n)).collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let records = self.backend.get_many(Space::Computers, &key_refs)?;
         for ((i, _), record) in computers.iter().zip(records) {
             out[*i] = record.map(|bytes| {
