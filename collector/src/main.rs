@@ -629,6 +629,10 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
             store.clone(),
             std::time::Duration::from_secs(30),
         ));
+        tokio::spawn(census_collector::vulns::tracker::run(
+            store.clone(),
+            leader.clone(),
+        ));
         tokio::spawn(census_collector::webhooks::run(
             store.clone(),
             ingest.clone(),

@@ -909,7 +909,8 @@ pub struct FeedEvent {
     pub cursor: u64,
     /// "change_record.created", "change_record.reviewed", "change_record.tickets_changed"
     /// (with `record`) or
-    /// "register.changed" (with `register`: people's data, never drift).
+    /// "register.changed" (with `register`: people's data, never drift) or
+    /// "vulnerability.exposed" / "vulnerability.fixed" (with `exposure`).
     #[serde(rename = "type")]
     pub event_type: String,
     pub at: DateTime<Utc>,
@@ -917,6 +918,10 @@ pub struct FeedEvent {
     pub record: Option<ChangeRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<register::RegisterChange>,
+    /// With "vulnerability.exposed" and "vulnerability.fixed": which (host, advisory)
+    /// pairs opened or closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<vuln::ExposureChange>,
 }
 
 /// The feed event type of a register edit.

@@ -141,3 +141,111 @@ pub fn index_prefix(ecosystem: &str, package: &str) -> Vec<u8> {
     k.push(0);
     k
 }
+
+/// Feed event: advisories started to hold on hosts (a host's installs changed, or an
+/// import added or widened an advisory).
+pub const VULNERABILITY_EXPOSED: &str = "vulnerability.exposed";
+/// Feed event: advisories stopped holding on hosts (an upgrade or removal, or an import
+/// narrowed or withdrew an advisory).
+pub const VULNERABILITY_FIXED: &str = "vulnerability.fixed";
+
+/// What Census has seen of one computer's exposures: the open ones with when each was
+/// first detected, and the recently closed ones. The exposure tracker
+/// (`crate::vulns::tracker`) keeps it; which advisories hold is always matched live, the
+/// ledger only remembers when.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExposureLedger {
+    /// Sorted by (advisory, package).
+    pub open: Vec<OpenExposure>,
+    /// Newest first, at most [`MAX_CLOSED`], none older than [`CLOSED_KEPT_DAYS`].
+    pub closed: Vec<ClosedExposure>,
+}
+
+/// Closed exposures a ledger keeps.
+pub const MAX_CLOSED: usize = 2000;
+/// Days a closed exposure stays in its host's ledger.
+pub const CLOSED_KEPT_DAYS: i64 = 400;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenExposure {
+    pub advisory: String,
+    /// The installed (binary) package.
+    pub package: String,
+    /// Its version when last matched.
+    pub version: String,
+    /// Seconds since the epoch.
+    pub detected: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClosedExposure {
+    pub advisory: String,
+    pub package: String,
+    /// When Census first found it open.
+    pub detected: DateTime<Utc>,
+    /// When Census found it closed.
+    pub closed: DateTime<Utc>,
+    pub how: Closure,
+    /// The package's version when it closed (none once removed).
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Closure {
+    /// The package moved to a version the advisory does not hold for.
+    Upgraded,
+    /// The package is no longer installed.
+    Removed,
+    /// An import changed or withdrew the advisory.
+    AdvisoryChanged,
+    /// The computer was retired (or its OS release left every ecosystem matched).
+    Retired,
+}
+
+impl Closure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closure::Upgraded => "upgraded",
+            Closure::Removed => "removed",
+            Closure::AdvisoryChanged => "advisory changed",
+            Closure::Retired => "retired",
+        }
+    }
+}
+
+/// The payload of a `vulnerability.exposed` or `vulnerability.fixed` event: one host's
+/// changes (cause `drift`) or one advisory's (cause `import`), at most [`MAX_EVENT_PAIRS`]
+/// listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExposureChange {
+    /// "drift" (a computer's installs, OS release or status changed) or "import".
+    pub cause: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisory: Option<String>,
+    pub pairs: Vec<ExposurePair>,
+    /// Pairs in all (more than listed when over the limit).
+    pub total: usize,
+}
+
+/// Pairs one event lists.
+pub const MAX_EVENT_PAIRS: usize = 500;
+
+/// One (host, advisory) that opened or closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExposurePair {
+    pub computer_id: String,
+    pub computer_name: String,
+    pub advisory: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    pub package: String,
+    /// The installed version (for a fixed pair: the one that closed it, if still installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The first version that fixes it (exposed pairs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+}

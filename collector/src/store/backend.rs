@@ -81,10 +81,15 @@ pub enum Space {
     Advisories,
     /// ecosystem, 0, package, 0, advisory id -> nothing: which advisories name a package.
     AdvisoryIndex,
+    /// computer number -> its [`ExposureLedger`](crate::model::vuln::ExposureLedger).
+    Exposures,
+    /// computer number -> the record revision whose installs, OS release or status the
+    /// exposure tracker has yet to match (written by the record's own transaction).
+    Rematch,
 }
 
 impl Space {
-    pub const ALL: [Space; 38] = [
+    pub const ALL: [Space; 40] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -123,6 +128,8 @@ impl Space {
         Space::ServiceVersions,
         Space::Advisories,
         Space::AdvisoryIndex,
+        Space::Exposures,
+        Space::Rematch,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -167,6 +174,8 @@ impl Space {
             Space::ServiceVersions => "service_versions",
             Space::Advisories => "advisories",
             Space::AdvisoryIndex => "advisory_index",
+            Space::Exposures => "exposures",
+            Space::Rematch => "rematch",
         }
     }
 }

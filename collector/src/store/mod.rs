@@ -356,6 +356,36 @@ pub struct ProductInstalls {
     pub installs: Vec<(u64, usize)>,
 }
 
+/// What the exposure tracker writes in one transaction: ledgers, the re-match marks they
+/// answer, the events they raise, and (at the end of a pass over the fleet) the advisory
+/// generation the fleet is now matched against.
+#[derive(Debug, Default)]
+pub struct ExposureWrites {
+    pub hosts: Vec<LedgerWrite>,
+    pub events: Vec<(String, crate::model::vuln::ExposureChange)>,
+    pub at: DateTime<Utc>,
+    pub generation: Option<u64>,
+}
+
+/// One computer's part of [`ExposureWrites`].
+#[derive(Debug)]
+pub struct LedgerWrite {
+    /// The computer's key, as in [`ProductInstalls::installs`].
+    pub key: u64,
+    /// The digest [`Store::exposure_ledgers`] gave for what was read (None: none held).
+    pub expect: Option<u64>,
+    pub update: LedgerUpdate,
+    /// The re-match mark this answers: cleared unless the record changed again since.
+    pub mark: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum LedgerUpdate {
+    Keep,
+    Put(crate::model::vuln::ExposureLedger),
+    Delete,
+}
+
 /// What one record of an advisory import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdvisoryOutcome {
@@ -589,6 +619,25 @@ pub trait Store: Send + Sync + 'static {
     /// its transaction: what was derived from the advisories of an equal generation still
     /// holds, in any store.
     fn advisories_generation(&self) -> Result<u64, StoreError>;
+    /// The advisory generation the exposure tracker last matched the whole fleet against
+    /// (0 before it ever did).
+    fn exposures_generation(&self) -> Result<u64, StoreError>;
+    /// Every computer's key, as in [`ProductInstalls::installs`].
+    fn computer_keys(&self) -> Result<Vec<u64>, StoreError>;
+    /// The key of the computer `id` (None for an id that holds no record of its own).
+    fn computer_key(&self, id: &str) -> Result<Option<u64>, StoreError>;
+    /// Up to `limit` computers whose installs, OS release or status changed since the
+    /// exposure tracker last matched them: (key, mark).
+    fn rematch_marks(&self, limit: usize) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// Computers' exposure ledgers, each with a digest of its stored bytes for
+    /// [`LedgerWrite::expect`].
+    fn exposure_ledgers(
+        &self,
+        keys: &[u64],
+    ) -> Result<Vec<Option<(crate::model::vuln::ExposureLedger, u64)>>, StoreError>;
+    /// Applies the tracker's writes in one transaction; false (nothing written) when a
+    /// ledger is no longer what its write expected (another collector wrote it).
+    fn write_exposures(&self, writes: &ExposureWrites) -> Result<bool, StoreError>;
     /// Every distinct package the fleet has installed (each once, with its product id),
     /// until `visit` says stop: which products a source package name reaches. Variants
     /// stay after their last install goes; `installs_of` says who has them now.

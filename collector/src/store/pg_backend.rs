@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, "licences"),
     (5, "business and application services, with their versions"),
     (6, "vulnerability advisories and their package index"),
+    (
+        7,
+        "vulnerability exposure ledgers and the computers awaiting a re-match",
+    ),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -1248,9 +1252,10 @@ fn migration_sql(version: i32) -> String {
              ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
             t = table(Space::Licences)
         ),
-        5 | 6 => match version {
+        5..=7 => match version {
             5 => [Space::Services, Space::ServiceVersions],
-            _ => [Space::Advisories, Space::AdvisoryIndex],
+            6 => [Space::Advisories, Space::AdvisoryIndex],
+            _ => [Space::Exposures, Space::Rematch],
         }
         .map(|space| {
             format!(

@@ -38,6 +38,14 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
     pub ecosystem: String,
+    /// When the affected version was installed, as the package manager recorded it: the
+    /// host has been exposed since then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When Census first found it open on this host (none until the exposure tracker has
+    /// matched the host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A computer's findings.
@@ -52,6 +60,8 @@ pub struct HostReport {
     pub packages: usize,
     /// Most severe first.
     pub findings: Vec<Finding>,
+    /// Exposures that closed on this host, newest first (kept 400 days).
+    pub fixed: Vec<crate::model::vuln::ClosedExposure>,
 }
 
 /// The OSV ecosystem of an OS release CI, from its os-release fields.
@@ -104,12 +114,12 @@ const MAX_REMEMBERED: usize = 500_000;
 static MEMORY: LazyLock<Mutex<Memory>> = LazyLock::new(Mutex::default);
 
 /// The memory for one question: the store's generation read once at its start.
-struct Advisories {
+pub(crate) struct Advisories {
     generation: u64,
 }
 
 impl Advisories {
-    fn new(store: &dyn Store) -> Result<Advisories, StoreError> {
+    pub(crate) fn new(store: &dyn Store) -> Result<Advisories, StoreError> {
         Ok(Advisories {
             generation: store.advisories_generation()?,
         })
@@ -221,9 +231,10 @@ fn finding(
     a: &Advisory,
     fixed: Option<String>,
     ecosystem: &str,
-    package: &Package,
+    install: &Install,
     matched_as: &str,
 ) -> Finding {
+    let package = &install.package;
     Finding {
         advisory: a.id.clone(),
         aliases: a.aliases.clone(),
@@ -235,6 +246,8 @@ fn finding(
         version: package.version.clone().unwrap_or_default(),
         fixed,
         ecosystem: ecosystem.to_string(),
+        since: install.installed_at,
+        detected: None,
     }
 }
 
@@ -251,9 +264,22 @@ fn by_severity(a: &Finding, b: &Finding) -> std::cmp::Ordering {
         .then(a.package.cmp(&b.package))
 }
 
-/// The findings of one computer (None when it does not exist): one read of what it owns
-/// (its record, its installs, the edge to the OS release it runs), then that release.
-pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, StoreError> {
+/// One computer matched against the advisories held.
+pub(crate) struct Matched {
+    pub computer: Ci,
+    pub ecosystem: Option<String>,
+    pub installs: Vec<Install>,
+    /// Most severe first.
+    pub findings: Vec<Finding>,
+}
+
+/// Matches one computer (None when it does not exist): one read of what it owns (its
+/// record, its installs, the edge to the OS release it runs), then that release.
+pub(crate) fn match_computer(
+    store: &dyn Store,
+    advisories: &Advisories,
+    id: &str,
+) -> Result<Option<Matched>, StoreError> {
     let state = store.owned_state(id)?;
     let Some(ci) = state.computer.filter(|c| c.class == CiClass::Computer) else {
         return Ok(None);
@@ -273,7 +299,6 @@ pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, S
     let mut findings = Vec::new();
     if let Some(eco) = &ecosystem {
         let scheme = matching::scheme(eco);
-        let advisories = Advisories::new(store)?;
         for i in &installs {
             let p = &i.package;
             let (Some(name), Some(version)) = (p.name.as_deref(), p.version.as_deref()) else {
@@ -281,18 +306,54 @@ pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, S
             };
             let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
             let v = advisories.verdict(store, eco, package, version)?;
-            for (i, fixed) in v.holds.iter() {
-                findings.push(finding(&v.held[*i], fixed.clone(), eco, p, package));
+            for (n, fixed) in v.holds.iter() {
+                findings.push(finding(&v.held[*n], fixed.clone(), eco, i, package));
             }
         }
     }
     findings.sort_by(by_severity);
-    Ok(Some(HostReport {
-        computer_id: ci.id,
-        computer_name: ci.name,
+    Ok(Some(Matched {
+        computer: ci,
         ecosystem,
-        packages: installs.len(),
+        installs,
         findings,
+    }))
+}
+
+/// The findings of one computer (None when it does not exist), with when the exposure
+/// tracker first found each and what it has seen close.
+pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, StoreError> {
+    let advisories = Advisories::new(store)?;
+    let Some(m) = match_computer(store, &advisories, id)? else {
+        return Ok(None);
+    };
+    let ledger = match store.computer_key(id)? {
+        Some(key) => store
+            .exposure_ledgers(&[key])?
+            .pop()
+            .flatten()
+            .map(|(l, _)| l)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let mut findings = m.findings;
+    for f in &mut findings {
+        f.detected = ledger
+            .open
+            .binary_search_by(|o| {
+                (o.advisory.as_str(), o.package.as_str())
+                    .cmp(&(f.advisory.as_str(), f.package.as_str()))
+            })
+            .ok()
+            .and_then(|n| chrono::DateTime::from_timestamp(ledger.open[n].detected, 0));
+    }
+    Ok(Some(HostReport {
+        computer_id: m.computer.id,
+        computer_name: m.computer.name,
+        ecosystem: m.ecosystem,
+        packages: m.installs.len(),
+        findings,
+        fixed: ledger.closed,
     }))
 }
 
@@ -305,6 +366,9 @@ pub struct ExposedHost {
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
+    /// When Census first found it open on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One advisory with where it holds.
@@ -521,27 +585,49 @@ pub fn for_advisory(
             }
         })?;
     }
-    let mut hosts: Vec<ExposedHost> = found
+    let mut hosts: Vec<(u64, ExposedHost)> = found
         .into_iter()
         .filter_map(|(key, (p, fixed))| {
             let known = state.computer(key)?;
-            Some(ExposedHost {
-                id: known.id.to_string(),
-                name: known.name.to_string(),
-                package: p.name.unwrap_or_default(),
-                version: p.version.unwrap_or_default(),
-                fixed,
-            })
+            Some((
+                key,
+                ExposedHost {
+                    id: known.id.to_string(),
+                    name: known.name.to_string(),
+                    package: p.name.unwrap_or_default(),
+                    version: p.version.unwrap_or_default(),
+                    fixed,
+                    detected: None,
+                },
+            ))
         })
         .collect();
-    hosts.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    hosts.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let on: BTreeMap<String, String> = hosts
         .iter()
-        .map(|h| (h.id.clone(), h.name.clone()))
+        .map(|(_, h)| (h.id.clone(), h.name.clone()))
         .collect();
     let services = crate::query::services::impact_of(store, &on, now)?;
     let hosts_total = hosts.len();
     hosts.truncate(MAX_LISTED_HOSTS);
+    let keys: Vec<u64> = hosts.iter().map(|(k, _)| *k).collect();
+    let ledgers = store.exposure_ledgers(&keys)?;
+    let hosts: Vec<ExposedHost> = hosts
+        .into_iter()
+        .zip(ledgers)
+        .map(|((_, mut h), ledger)| {
+            h.detected = ledger.and_then(|(l, _)| {
+                let o = l
+                    .open
+                    .iter()
+                    .filter(|o| o.advisory == id)
+                    .map(|o| o.detected)
+                    .min()?;
+                chrono::DateTime::from_timestamp(o, 0)
+            });
+            h
+        })
+        .collect();
     Ok(Some(AdvisoryReport {
         advisory,
         hosts_total,

@@ -38,6 +38,11 @@ pub(crate) fn rig(name: &str) -> Rig {
     let dir = std::env::temp_dir().join(format!("census-drift-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(Cmdb::open(&dir).unwrap());
+    rig_on(name, store, dir)
+}
+
+/// A rig over `store` (a PostgreSQL database, say); `dir` is removed when it drops.
+pub(crate) fn rig_on(name: &str, store: Arc<Cmdb>, dir: std::path::PathBuf) -> Rig {
     let key = AgentKeyPair::generate();
     let agent_id = format!("agt_{name}");
     crate::enroll_agent(&store, &agent_id, &key);

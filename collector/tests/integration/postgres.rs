@@ -490,7 +490,8 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
 }
 
 /// A database made by a collector of migration 1 (no CI, relationship or version reports,
-/// no summary stamps, no licences, no services, no advisories) gets migrations 2 to 6 on the next start, with its new tables filled
+/// no summary stamps, no licences, no services, no advisories, no exposure ledgers) gets
+/// migrations 2 to 7 on the next start, with its new tables filled
 /// from the stored bytes and every summary stamped.
 #[test]
 fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
@@ -523,16 +524,18 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
        ALTER TABLE census.kv_v3_summaries DROP COLUMN written;
        DROP TABLE census.kv_licences, census.kv_services, census.kv_service_versions;
        DROP TABLE census.kv_advisories, census.kv_advisory_index;
-       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6)");
+       DROP TABLE census.kv_exposures, census.kv_rematch;
+       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();
     assert_eq!(after, before);
-    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "6");
-    // Migrations 4 to 6 made the tables of licences, services and advisories a
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "7");
+    // Migrations 4 to 7 made the tables of licences, services, advisories and exposures a
     // migration-1 database lacks.
     assert_eq!(q("SELECT count(*) FROM census.kv_licences"), "0");
     assert_eq!(q("SELECT count(*) FROM census.kv_service_versions"), "0");
     assert_eq!(q("SELECT count(*) FROM census.kv_advisory_index"), "0");
+    assert_eq!(q("SELECT count(*) FROM census.kv_exposures"), "0");
     assert_eq!(
         q("SELECT count(*) FROM census.kv_v3_summaries WHERE written IS NULL"),
         "0"
@@ -672,4 +675,14 @@ fn advisories_import_and_index_on_a_shared_database() {
     assert!(b.get_advisory("DSA-9901-1").unwrap().is_none());
     assert_eq!(b.advisories_for("Debian:12", "openssl").unwrap().len(), 2);
     assert_ne!(b.advisories_generation().unwrap(), generation);
+}
+
+/// The exposure tracker's whole cycle (baseline, drift, import, new host, withdrawal) on
+/// PostgreSQL, as on the embedded store.
+#[test]
+fn exposures_are_tracked_on_a_shared_database() {
+    let url = Cluster::shared().database("pg_exposures");
+    let store = std::sync::Arc::new(open(&url));
+    let dir = std::env::temp_dir().join(format!("census-pg-exposures-{}", std::process::id()));
+    super::vulns::exposure_cycle(super::drift::rig_on("pg-exposures", store, dir));
 }

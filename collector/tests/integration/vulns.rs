@@ -210,3 +210,216 @@ fn an_osv_archive_imports_and_its_hostile_members_are_refused_by_name() {
     assert!(e.to_string().contains("not a readable zip archive"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second machine of the same store (its own serial, machine id, MAC and name).
+fn other_machine(software: Vec<Software>) -> census_shared::Snapshot {
+    let mut s = machine(software);
+    s.system = census_shared::Section::collected(census_shared::System {
+        vendor: Some("Dell Inc.".into()),
+        serial: Some("SER999".into()),
+        machine_id: Some("fedcba9876543210fedcba9876543210".into()),
+        ..Default::default()
+    });
+    s.network_interfaces = census_shared::Section::collected(vec![]);
+    if let Some(os) = s.os.data.as_mut() {
+        os.hostname = "db02".into();
+    }
+    s
+}
+
+/// The feed's vulnerability events (drift raises change records beside them).
+fn feed_of(store: &dyn Store) -> Vec<census_collector::model::FeedEvent> {
+    store.sequence_events(1000).unwrap();
+    let mut feed = store.feed_since(0, 1000).unwrap();
+    feed.retain(|e| e.event_type.starts_with("vulnerability."));
+    feed
+}
+
+fn pairs(e: &census_collector::model::FeedEvent) -> Vec<(String, String, String)> {
+    e.exposure
+        .as_ref()
+        .unwrap()
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                p.computer_name.clone(),
+                p.advisory.clone(),
+                p.package.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The tracker's whole cycle: nothing before a feed, a silent baseline at the first
+/// import, then an event for each host whose drift fixed or opened something, for each
+/// import that reached hosts, for a new host arriving exposed; and first-detected and
+/// fixed-on dates on the host's report.
+#[test]
+fn exposures_are_tracked_with_events_for_newly_exposed_and_newly_fixed_hosts() {
+    exposure_cycle(rig("exposures"));
+}
+
+pub(crate) fn exposure_cycle(mut r: crate::drift::Rig) {
+    use census_collector::model::vuln::{Closure, VULNERABILITY_EXPOSED, VULNERABILITY_FIXED};
+    use census_collector::vulns::tracker;
+
+    let installed = chrono::DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut software = this_machine();
+    software[1].install_date = Some(installed);
+    r.send(machine(software.clone()), Utc::now());
+    let web = r
+        .store
+        .list_cis(Some(census_collector::model::CiClass::Computer))
+        .unwrap()[0]
+        .clone();
+
+    let before = tracker::step(r.store.as_ref(), Utc::now()).unwrap();
+    assert_eq!((before.rematched, before.events), (1, 0), "{before:?}");
+    assert!(feed_of(r.store.as_ref()).is_empty());
+
+    // The first import is a baseline: every host matched, dates kept, no event.
+    import::import(r.store.as_ref(), &fixtures(), &mut |_| {}).unwrap();
+    let baseline_at = Utc::now();
+    let baseline = tracker::step(r.store.as_ref(), baseline_at).unwrap();
+    assert_eq!(
+        (baseline.passed, baseline.opened, baseline.events),
+        (1, 3, 0),
+        "{baseline:?}"
+    );
+    assert!(feed_of(r.store.as_ref()).is_empty());
+    let report = exposure::for_computer(r.store.as_ref(), &web.id)
+        .unwrap()
+        .unwrap();
+    let libssl = report
+        .findings
+        .iter()
+        .find(|f| f.package == "libssl3")
+        .unwrap();
+    assert_eq!(
+        libssl.since,
+        Some(installed),
+        "exposed since it was installed"
+    );
+    assert_eq!(
+        libssl.detected.map(|d| d.timestamp()),
+        Some(baseline_at.timestamp())
+    );
+    assert!(report.fixed.is_empty());
+    let again = tracker::step(r.store.as_ref(), Utc::now()).unwrap();
+    assert_eq!((again.passed, again.rematched, again.events), (0, 0, 0));
+
+    // Drift: bash upgraded to its fixed version closes DSA-9902-1 on this host.
+    software[2].version = "5.2.15-2+deb12u1".into();
+    let fixed_at = Utc::now();
+    r.send(machine(software.clone()), fixed_at);
+    let drift = tracker::step(r.store.as_ref(), fixed_at).unwrap();
+    assert_eq!(
+        (drift.rematched, drift.closed, drift.events),
+        (1, 1, 1),
+        "{drift:?}"
+    );
+    let feed = feed_of(r.store.as_ref());
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].event_type, VULNERABILITY_FIXED);
+    let change = feed[0].exposure.as_ref().unwrap();
+    assert_eq!(change.cause, "drift");
+    assert_eq!(change.computer_id.as_deref(), Some(web.id.as_str()));
+    assert_eq!(
+        pairs(&feed[0]),
+        [("web01".into(), "DSA-9902-1".into(), "bash".into())]
+    );
+    assert_eq!(change.pairs[0].version.as_deref(), Some("5.2.15-2+deb12u1"));
+    let report = exposure::for_computer(r.store.as_ref(), &web.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.findings.len(), 2);
+    assert_eq!(report.fixed.len(), 1);
+    assert_eq!(report.fixed[0].advisory, "DSA-9902-1");
+    assert_eq!(report.fixed[0].how, Closure::Upgraded);
+    assert_eq!(report.fixed[0].version.as_deref(), Some("5.2.15-2+deb12u1"));
+    assert_eq!(report.fixed[0].closed.timestamp(), fixed_at.timestamp());
+
+    // An import that opens an advisory on the host: one event for the advisory.
+    let dir = std::env::temp_dir().join(format!("census-osv-vim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let vim = std::fs::read_to_string(fixtures().join("DSA-9902-1.json"))
+        .unwrap()
+        .replace("DSA-9902-1", "DSA-9910-1")
+        .replace("\"bash\"", "\"vim\"")
+        .replace("5.2.15-2+deb12u1", "2:9.0.1378-2+deb12u9");
+    std::fs::write(dir.join("DSA-9910-1.json"), vim).unwrap();
+    import::import(r.store.as_ref(), &dir, &mut |_| {}).unwrap();
+    let imported = tracker::step(r.store.as_ref(), Utc::now()).unwrap();
+    assert_eq!(
+        (imported.passed, imported.opened, imported.events),
+        (1, 1, 1),
+        "{imported:?}"
+    );
+    let feed = feed_of(r.store.as_ref());
+    assert_eq!(feed.len(), 2);
+    assert_eq!(feed[1].event_type, VULNERABILITY_EXPOSED);
+    let change = feed[1].exposure.as_ref().unwrap();
+    assert_eq!(
+        (change.cause.as_str(), change.advisory.as_deref()),
+        ("import", Some("DSA-9910-1"))
+    );
+    assert_eq!(
+        pairs(&feed[1]),
+        [("web01".into(), "DSA-9910-1".into(), "vim".into())]
+    );
+    assert_eq!(
+        change.pairs[0].fixed.as_deref(),
+        Some("2:9.0.1378-2+deb12u9")
+    );
+    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9910-1", Utc::now())
+        .unwrap()
+        .unwrap();
+    assert!(one.hosts[0].detected.is_some());
+
+    // A new host arriving exposed is newly exposed.
+    r.switch_to_new_agent("agt_db02");
+    r.send(other_machine(this_machine()), Utc::now());
+    let arrived = tracker::step(r.store.as_ref(), Utc::now()).unwrap();
+    assert_eq!(
+        (arrived.rematched, arrived.opened, arrived.events),
+        (1, 4, 1),
+        "{arrived:?}"
+    );
+    let feed = feed_of(r.store.as_ref());
+    assert_eq!(feed.len(), 3);
+    assert_eq!(feed[2].event_type, VULNERABILITY_EXPOSED);
+    assert_eq!(feed[2].exposure.as_ref().unwrap().cause, "drift");
+    assert_eq!(feed[2].exposure.as_ref().unwrap().total, 4);
+    assert!(pairs(&feed[2]).iter().all(|(host, _, _)| host == "db02"));
+
+    // Withdrawing an advisory closes it everywhere, in one event for the advisory.
+    let withdrawn = std::fs::read_to_string(dir.join("DSA-9910-1.json"))
+        .unwrap()
+        .replace(
+            "\"modified\": \"2026-11-20T08:00:00Z\"",
+            "\"modified\": \"2026-11-29T08:00:00Z\", \"withdrawn\": \"2026-11-29T08:00:00Z\"",
+        );
+    std::fs::write(dir.join("DSA-9910-1.json"), withdrawn).unwrap();
+    let w = import::import(r.store.as_ref(), &dir, &mut |_| {}).unwrap();
+    assert_eq!(w.removed, 1, "{w:?}");
+    let closed = tracker::step(r.store.as_ref(), Utc::now()).unwrap();
+    assert_eq!((closed.passed, closed.closed, closed.events), (2, 2, 1));
+    let feed = feed_of(r.store.as_ref());
+    assert_eq!(feed[3].event_type, VULNERABILITY_FIXED);
+    assert_eq!(
+        pairs(&feed[3]),
+        [
+            ("db02".into(), "DSA-9910-1".into(), "vim".into()),
+            ("web01".into(), "DSA-9910-1".into(), "vim".into())
+        ]
+    );
+    let report = exposure::for_computer(r.store.as_ref(), &web.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.fixed[0].how, Closure::AdvisoryChanged);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,6 +20,8 @@ struct FeedEntry {
     revision: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     register: Option<RegisterChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exposure: Option<crate::model::vuln::ExposureChange>,
 }
 
 /// What the feed space holds: an entry, or an event with its record copied in (written
@@ -27,7 +29,7 @@ struct FeedEntry {
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
 enum StoredFeed {
-    Entry(FeedEntry),
+    Entry(Box<FeedEntry>),
     Copied(Box<FeedEvent>),
 }
 
@@ -35,15 +37,16 @@ impl Cmdb {
     fn feed_event_of(&self, key: &[u8], bytes: &[u8]) -> Result<Option<FeedEvent>, StoreError> {
         let entry = match codec::decode_json::<StoredFeed>(&shown(Space::Feed, key), bytes)? {
             StoredFeed::Copied(e) => return Ok(Some(*e)),
-            StoredFeed::Entry(e) => e,
+            StoredFeed::Entry(e) => *e,
         };
-        if let Some(change) = entry.register {
+        if entry.register.is_some() || entry.exposure.is_some() {
             return Ok(Some(FeedEvent {
                 cursor: entry.cursor,
                 event_type: entry.event_type,
                 at: entry.at,
                 record: None,
-                register: Some(change),
+                register: entry.register,
+                exposure: entry.exposure,
             }));
         }
         let current: Option<StoredRecord> =
@@ -61,6 +64,7 @@ impl Cmdb {
             at: entry.at,
             record: Some(record),
             register: None,
+            exposure: None,
         }))
     }
 
@@ -110,7 +114,7 @@ impl Cmdb {
             let outbox: Vec<&[u8]> = queued.iter().map(|(k, _)| k.as_slice()).collect();
             let records: Vec<&[u8]> = queued
                 .iter()
-                .filter(|(_, e)| e.revision == 0 && e.register.is_none())
+                .filter(|(_, e)| e.revision == 0 && e.refers_to_record())
                 .map(|(_, e)| e.record_id.as_bytes())
                 .collect();
             tx.prefetch(&[
@@ -128,7 +132,7 @@ impl Cmdb {
                     continue; // another sequencer took it
                 }
                 let revision = match event.revision {
-                    0 if event.register.is_some() => 0,
+                    0 if !event.refers_to_record() => 0,
                     0 => match tx_json::<StoredRecord, _>(
                         tx,
                         Space::ChangeRecords,
@@ -148,6 +152,7 @@ impl Cmdb {
                     record_id: event.record_id.clone(),
                     revision,
                     register: event.register.clone(),
+                    exposure: event.exposure.clone(),
                 };
                 tx_put_json(tx, Space::Feed, &cursor.to_be_bytes(), &entry)?;
                 for w in &webhooks {

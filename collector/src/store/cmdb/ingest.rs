@@ -180,6 +180,17 @@ pub(crate) struct QueuedEvent {
     /// to refer to). `record_id` is then the CI's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<crate::model::register::RegisterChange>,
+    /// Exposures opened or closed, carried whole (bounded by
+    /// [`MAX_EVENT_PAIRS`](crate::model::vuln::MAX_EVENT_PAIRS)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<crate::model::vuln::ExposureChange>,
+}
+
+impl QueuedEvent {
+    /// Whether the event is about a change record (others carry what they are about).
+    pub(crate) fn refers_to_record(&self) -> bool {
+        self.register.is_none() && self.exposure.is_none()
+    }
 }
 
 /// A change record as stored: the record and how many times people's reviews replaced it
@@ -278,6 +289,7 @@ impl Cmdb {
                 at: c.seen_at,
                 revision: 1,
                 register: None,
+                exposure: None,
             })?),
             None => None,
         };

@@ -647,6 +647,14 @@ impl Cmdb {
         if let Some(s) = &e.summary {
             tx.put(Space::Summaries, &key, s)?;
         }
+        // What vulnerability matching reads changed: the exposure tracker re-matches it.
+        if e.expect.is_none()
+            || e.installs.is_some()
+            || e.components.is_some()
+            || e.summary.is_some()
+        {
+            tx.put(Space::Rematch, &key, &e.revision.to_be_bytes())?;
+        }
         for id in &e.new_ids {
             tx.put(Space::Ids, id.as_bytes(), &key)?;
         }

@@ -1220,6 +1220,33 @@ impl Store for Cmdb {
         self.do_advisories_for(ecosystem, package)
     }
 
+    fn exposures_generation(&self) -> Result<u64, StoreError> {
+        self.do_exposures_generation()
+    }
+
+    fn computer_keys(&self) -> Result<Vec<u64>, StoreError> {
+        self.do_computer_keys()
+    }
+
+    fn computer_key(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.do_computer_key(id)
+    }
+
+    fn rematch_marks(&self, limit: usize) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.do_rematch_marks(limit)
+    }
+
+    fn exposure_ledgers(
+        &self,
+        keys: &[u64],
+    ) -> Result<Vec<Option<(crate::model::vuln::ExposureLedger, u64)>>, StoreError> {
+        self.do_exposure_ledgers(keys)
+    }
+
+    fn write_exposures(&self, writes: &crate::store::ExposureWrites) -> Result<bool, StoreError> {
+        self.do_write_exposures(writes)
+    }
+
     fn scan_advisory_index(
         &self,
         visit: &mut dyn FnMut(&str, &str, &str) -> bool,

@@ -311,6 +311,7 @@ impl Cmdb {
                         at,
                         revision,
                         register: None,
+                        exposure: None,
                     };
                     tx_put_json(tx, Space::Outbox, &outbox, &event)?;
                 }
@@ -467,6 +468,7 @@ impl Cmdb {
                 at,
                 revision: 0,
                 register: Some(change),
+                exposure: None,
             };
             tx_put_json(tx, Space::Outbox, &outbox_key(at), &queued)
         };
