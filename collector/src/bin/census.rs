@@ -949,7 +949,7 @@ async fn vulns(output: Output, cfg: &ClientConfig, command: VulnsCommand) -> Res
             print_rows(
                 output,
                 rows_of(&report, "hosts"),
-                &["id", "name", "package", "version", "fixed"],
+                &["id", "name", "package", "version", "fixed", "detected"],
             )?;
             print_rows(
                 output,
@@ -968,9 +968,20 @@ async fn vulns(output: Output, cfg: &ClientConfig, command: VulnsCommand) -> Res
                 output,
                 rows_of(&report, "findings"),
                 &[
-                    "advisory", "level", "package", "version", "fixed", "aliases",
+                    "advisory", "level", "package", "version", "fixed", "since", "detected",
+                    "aliases",
                 ],
             )?;
+            if !rows_of(&report, "fixed").is_empty() {
+                eprintln!("fixed:");
+                print_rows(
+                    output,
+                    rows_of(&report, "fixed"),
+                    &[
+                        "advisory", "package", "how", "version", "detected", "closed",
+                    ],
+                )?;
+            }
             eprintln!(
                 "{} ({}): {} packages checked against {}",
                 cell(&report["computer_name"]),

@@ -10,6 +10,12 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::pages::{affected_rows, not_found, params, segment, AffectedRow};
+
+/// A date as a table cell shows it (empty when unknown).
+fn day(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
 use super::{render, Chrome, UiResult};
 use crate::http::{blocking, AppState};
 use crate::model::vuln::Level;
@@ -115,6 +121,7 @@ pub struct HostRow {
     pub package: String,
     pub version: String,
     pub fixed: String,
+    pub detected: String,
 }
 
 #[derive(Template)]
@@ -181,6 +188,7 @@ pub async fn advisory(
                 package: h.package.clone(),
                 version: h.version.clone(),
                 fixed: h.fixed.clone().unwrap_or_default(),
+                detected: day(h.detected),
             })
             .collect(),
         services: affected_rows(&r.services),
@@ -197,6 +205,19 @@ pub struct FindingRow {
     pub matched_as: String,
     pub version: String,
     pub fixed: String,
+    pub since: String,
+    pub detected: String,
+}
+
+/// An exposure that closed on the host.
+pub struct ClosedRow {
+    pub href: String,
+    pub advisory: String,
+    pub package: String,
+    pub how: String,
+    pub version: String,
+    pub detected: String,
+    pub closed: String,
 }
 
 #[derive(Template)]
@@ -208,6 +229,7 @@ struct HostPage {
     ecosystem: String,
     packages: usize,
     rows: Vec<FindingRow>,
+    closed: Vec<ClosedRow>,
 }
 
 pub async fn host(
@@ -241,6 +263,21 @@ pub async fn host(
                 matched_as: f.matched_as,
                 version: f.version,
                 fixed: f.fixed.unwrap_or_default(),
+                since: day(f.since),
+                detected: day(f.detected),
+            })
+            .collect(),
+        closed: r
+            .fixed
+            .into_iter()
+            .map(|c| ClosedRow {
+                href: format!("/ui/vulns/{}", segment(&c.advisory)),
+                advisory: c.advisory,
+                package: c.package,
+                how: c.how.as_str().to_string(),
+                version: c.version.unwrap_or_default(),
+                detected: day(Some(c.detected)),
+                closed: day(Some(c.closed)),
             })
             .collect(),
     })

@@ -356,17 +356,17 @@ fn rules_and_planned_changes_are_validated_and_audited() {
     }
 }
 
-/// A webhook receiver on loopback: records each request; `/flaky` answers 500 once then
-/// 200, `/broken` always 500.
+/// A webhook receiver on loopback: records each request; `/ok` answers 200, `/flaky` 500
+/// once then 200, `/broken` always 500.
 /// (path, headers, body) of each request received.
-type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>, Vec<u8>)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>, Vec<u8>)>>>;
 
-struct Receiver {
-    port: u16,
-    seen: Seen,
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
+    pub(crate) seen: Seen,
 }
 
-fn receiver() -> Receiver {
+pub(crate) fn receiver() -> Receiver {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Default::default();
@@ -411,6 +411,7 @@ fn receiver() -> Receiver {
                     }
                 }
                 "/broken" => "500 Internal Server Error",
+                "/ok" => "200 OK",
                 _ => "404 Not Found",
             };
             log.lock().unwrap().push((path, headers, body));
@@ -424,7 +425,7 @@ fn receiver() -> Receiver {
     Receiver { port, seen }
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     h.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())

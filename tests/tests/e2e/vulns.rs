@@ -285,4 +285,79 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
     let admin = person_token(&c, "ada", "admin");
     let (_, audit) = get("/api/v1/audit?limit=1000", &admin);
     assert!(audit.contains("\"vulns.import\""), "{audit}");
+
+    // The tracker: the first import was a baseline (dates, no event); the next import that
+    // reaches this host reaches a webhook as one `vulnerability.exposed` event.
+    let rx = crate::drift::receiver();
+    let created = http
+        .post(format!("{}/api/v1/webhooks", c.url))
+        .bearer_auth(&admin)
+        .json(&json!({"url": format!("http://127.0.0.1:{}/ok", rx.port)}))
+        .send()
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let detected = wait_for("the baseline's detected dates", || {
+        let (_, body) = get(&format!("/api/v1/cis/{ci}/vulns"), &token);
+        let host: Value = serde_json::from_str(&body).ok()?;
+        host["findings"][0]["detected"].as_str().map(str::to_string)
+    });
+    assert!(detected.starts_with("20"), "{detected}");
+    let (_, host_page) = page(&format!("/ui/cis/{ci}/vulns"));
+    assert!(host_page.contains("Detected"), "{host_page}");
+    let next = temp_dir("osv-next");
+    std::fs::write(
+        next.join("DSA-9804-1.json"),
+        record("DSA-9804-1", &ecosystem, &source, &above).to_string(),
+    )
+    .unwrap();
+    let imported = c.json(&["vulns", "import", next.to_str().unwrap()]);
+    assert_eq!(imported["added"], 1, "{imported}");
+    let (headers, body) = wait_for("a vulnerability.exposed delivery", || {
+        let seen = rx.seen.lock().unwrap();
+        seen.iter()
+            .find(|(_, h, _)| crate::drift::header(h, "x-census-event") == "vulnerability.exposed")
+            .map(|(_, h, b)| (h.clone(), b.clone()))
+    });
+    assert!(crate::drift::header(&headers, "x-census-signature").starts_with("sha256="));
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    let change = &event["exposure"];
+    assert_eq!(
+        (change["cause"].as_str(), change["advisory"].as_str()),
+        (Some("import"), Some("DSA-9804-1")),
+        "{event}"
+    );
+    let reached: BTreeSet<String> = change["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["computer_id"], ci.as_str());
+            assert_eq!(p["fixed"], above.as_str());
+            p["package"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(reached, binaries, "every binary of {source} on this host");
+    assert!(
+        !rx.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, _, b)| { String::from_utf8_lossy(b).contains("DSA-9802-1") }),
+        "the baseline raised nothing"
+    );
+}
+
+/// Polls `f` every 100 ms for up to 20 s.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
