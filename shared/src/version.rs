@@ -23,7 +23,8 @@ impl VersionScheme {
     pub fn for_source(source: &str) -> Self {
         match source {
             "dpkg" => VersionScheme::Dpkg,
-            "rpm" => VersionScheme::Rpm,
+            // pacman's vercmp is rpmvercmp over epoch:version-release.
+            "rpm" | "pacman" => VersionScheme::Rpm,
             "apk" => VersionScheme::Apk,
             _ => VersionScheme::Generic,
         }

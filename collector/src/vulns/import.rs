@@ -238,31 +238,69 @@ fn import_dir(importer: &mut Importer<'_>, dir: &Path) -> Result<(), ImportError
 
 fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportError> {
     let file = std::fs::File::open(path).map_err(|e| source_error(path, e))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| source_error(path, format!("not a readable zip archive: {e}")))?;
+    read_archive(std::io::BufReader::new(file), &mut |member| match member {
+        Member::Record { name, bytes } => importer.record(&name, &bytes),
+        Member::Unread { name, reason } => {
+            importer.report.unread(&name, reason);
+            Ok(())
+        }
+    })
+    .map_err(|e| match e {
+        ArchiveError::Refused(message) => source_error(path, message),
+        ArchiveError::Store(e) => ImportError::Store(e),
+    })
+}
+
+/// One member of an archive, as [`read_archive`] hands it on.
+pub enum Member {
+    /// A `.json` member's bytes, at most [`MAX_RECORD_BYTES`].
+    Record { name: String, bytes: Vec<u8> },
+    /// A member left out before parsing, and why.
+    Unread { name: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive as a whole is refused (unreadable, too many members, too large).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads an OSV archive (untrusted bytes) member by member: at most [`MAX_MEMBERS`]
+/// members and [`MAX_TOTAL_BYTES`] inflated in all, each `.json` member read through a
+/// bounded reader whatever its header declares, unsafe names refused by name. Memory stays
+/// within one member.
+pub fn read_archive<R: Read + std::io::Seek>(
+    reader: R,
+    each: &mut dyn FnMut(Member) -> Result<(), StoreError>,
+) -> Result<(), ArchiveError> {
+    let mut archive = zip::ZipArchive::new(reader)
+        .map_err(|e| ArchiveError::Refused(format!("not a readable zip archive: {e}")))?;
     if archive.len() > MAX_MEMBERS {
-        return Err(source_error(
-            path,
-            format!("{} members, more than {MAX_MEMBERS}", archive.len()),
-        ));
+        return Err(ArchiveError::Refused(format!(
+            "{} members, more than {MAX_MEMBERS}",
+            archive.len()
+        )));
     }
+    let unread = |name: String, reason: String| Member::Unread { name, reason };
     let mut inflated: u64 = 0;
     for i in 0..archive.len() {
         let mut member = match archive.by_index(i) {
             Ok(m) => m,
             Err(e) => {
-                importer
-                    .report
-                    .unread(&format!("member {i}"), e.to_string());
+                each(unread(format!("member {i}"), e.to_string()))?;
                 continue;
             }
         };
         let name = match member.name() {
             Ok(n) => n.to_string(),
             Err(e) => {
-                importer
-                    .report
-                    .unread(&format!("member {i}"), format!("unreadable name: {e}"));
+                each(unread(
+                    format!("member {i}"),
+                    format!("unreadable name: {e}"),
+                ))?;
                 continue;
             }
         };
@@ -270,10 +308,10 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
             continue;
         }
         if !safe_member_name(&name) {
-            importer.report.unread(
-                &osv_name(&name),
+            each(unread(
+                osv_name(&name),
                 "unsafe member name (absolute, .. or control characters)".into(),
-            );
+            ))?;
             continue;
         }
         if !name.to_ascii_lowercase().ends_with(".json") {
@@ -281,13 +319,11 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
         }
         // The declared size can lie; the read below is bounded either way.
         if member.size() > MAX_RECORD_BYTES as u64 {
-            importer.report.unread(
-                &name,
-                format!(
-                    "{} bytes inflated, more than {MAX_RECORD_BYTES}",
-                    member.size()
-                ),
+            let reason = format!(
+                "{} bytes inflated, more than {MAX_RECORD_BYTES}",
+                member.size()
             );
+            each(unread(name, reason))?;
             continue;
         }
         let mut bytes = Vec::with_capacity(member.size() as usize);
@@ -296,22 +332,17 @@ fn import_zip(importer: &mut Importer<'_>, path: &Path) -> Result<(), ImportErro
             .read_to_end(&mut bytes);
         inflated += bytes.len() as u64;
         if inflated > MAX_TOTAL_BYTES {
-            return Err(source_error(
-                path,
-                format!("inflates to more than {MAX_TOTAL_BYTES} bytes; stopped"),
-            ));
+            return Err(ArchiveError::Refused(format!(
+                "inflates to more than {MAX_TOTAL_BYTES} bytes; stopped"
+            )));
         }
         match read {
-            Err(e) => {
-                importer.report.unread(&name, format!("unreadable: {e}"));
-            }
-            Ok(_) if bytes.len() > MAX_RECORD_BYTES => {
-                importer.report.unread(
-                    &name,
-                    format!("more than {MAX_RECORD_BYTES} bytes inflated"),
-                );
-            }
-            Ok(_) => importer.record(&name, &bytes)?,
+            Err(e) => each(unread(name, format!("unreadable: {e}")))?,
+            Ok(_) if bytes.len() > MAX_RECORD_BYTES => each(unread(
+                name,
+                format!("more than {MAX_RECORD_BYTES} bytes inflated"),
+            ))?,
+            Ok(_) => each(Member::Record { name, bytes })?,
         }
     }
     Ok(())
@@ -345,5 +376,109 @@ mod tests {
         ] {
             assert!(!safe_member_name(bad), "{bad:?}");
         }
+    }
+
+    /// A zip written by hand, so a member's header can lie: (name, declared inflated size,
+    /// declared CRC-32, raw deflate data).
+    fn zip_of(members: &[(&str, u32, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, declared, crc, data) in members {
+            let offset = out.len() as u32;
+            let fields = |v: &mut Vec<u8>| {
+                v.extend_from_slice(&20u16.to_le_bytes()); // version needed
+                v.extend_from_slice(&0u16.to_le_bytes()); // flags
+                v.extend_from_slice(&8u16.to_le_bytes()); // deflate
+                v.extend_from_slice(&0u16.to_le_bytes()); // time
+                v.extend_from_slice(&0x21u16.to_le_bytes()); // date
+                v.extend_from_slice(&crc.to_le_bytes());
+                v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                v.extend_from_slice(&declared.to_le_bytes());
+                v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                v.extend_from_slice(&0u16.to_le_bytes()); // extra
+            };
+            out.extend_from_slice(&0x04034b50u32.to_le_bytes());
+            fields(&mut out);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(data);
+            central.extend_from_slice(&0x02014b50u32.to_le_bytes());
+            central.extend_from_slice(&20u16.to_le_bytes()); // made by
+            fields(&mut central);
+            central.extend_from_slice(&[0; 6]); // comment, disk, internal attributes
+            central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(name.as_bytes());
+        }
+        let (cd_offset, cd_len) = (out.len() as u32, central.len() as u32);
+        out.extend_from_slice(&central);
+        out.extend_from_slice(&0x06054b50u32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&cd_len.to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    fn deflated(mut fill: impl FnMut(&mut dyn std::io::Write)) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        fill(&mut e);
+        e.finish().unwrap()
+    }
+
+    /// A 1 GiB member whose header claims 10 bytes (a zip bomb) is read no further than its
+    /// claim (the zip reader stops there) or the record limit, and listed with its reason;
+    /// the next member still imports.
+    #[test]
+    fn a_gigabyte_member_that_claims_ten_bytes_is_refused_after_the_record_limit() {
+        let zeros = vec![0u8; 1 << 20];
+        let bomb = deflated(|w| {
+            for _ in 0..1024 {
+                w.write_all(&zeros).unwrap();
+            }
+        });
+        assert!(bomb.len() < 8 << 20, "{} bytes deflated", bomb.len());
+        let record = br#"{"id":"DSA-1-1","modified":"2026-01-01T00:00:00Z","affected":[]}"#;
+        let small = deflated(|w| w.write_all(record).unwrap());
+        let mut crc = flate2::Crc::new();
+        crc.update(record);
+        let zip = zip_of(&[
+            ("BOMB-1.json", 10, 0, bomb),
+            ("DSA-1-1.json", record.len() as u32, crc.sum(), small),
+        ]);
+        let mut seen = Vec::new();
+        read_archive(std::io::Cursor::new(zip), &mut |m| {
+            seen.push(match m {
+                Member::Record { name, bytes } => (name, format!("{} bytes", bytes.len())),
+                Member::Unread { name, reason } => (name, reason),
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].0, "BOMB-1.json");
+        assert!(
+            seen[0].1.contains("more than 8388608 bytes inflated")
+                || seen[0].1.contains("unreadable"),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen[1],
+            ("DSA-1-1.json".into(), format!("{} bytes", record.len()))
+        );
+    }
+
+    #[test]
+    fn an_archive_of_garbage_is_refused_as_a_whole() {
+        let err = read_archive(
+            std::io::Cursor::new(b"PK\x03\x04 not really".to_vec()),
+            &mut |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not a readable zip archive"),
+            "{err}"
+        );
     }
 }

@@ -1347,20 +1347,28 @@ pub struct SpaceStats {
 impl Cmdb {
     /// Records and live bytes per key space (a full scan: an admin's question, not ingest's).
     pub fn space_stats(&self) -> Result<Vec<SpaceStats>, StoreError> {
-        let mut out = Vec::with_capacity(Space::ALL.len());
-        for space in Space::ALL {
-            let mut s = SpaceStats {
-                space: space.name(),
-                ..Default::default()
-            };
-            self.backend.scan(space, Range::all(), &mut |k, v| {
-                s.records += 1;
-                s.key_bytes += k.len() as u64;
-                s.value_bytes += v.len() as u64;
-                Ok(Flow::Continue)
-            })?;
-            out.push(s);
+        Space::ALL.iter().map(|s| self.stats_of(*s)).collect()
+    }
+
+    /// [`Cmdb::space_stats`] of the space stored under `name`.
+    pub fn space_stats_of(&self, name: &str) -> Result<SpaceStats, StoreError> {
+        match Space::ALL.iter().find(|s| s.name() == name) {
+            Some(space) => self.stats_of(*space),
+            None => Err(StoreError::Io(format!("no key space is named {name}"))),
         }
-        Ok(out)
+    }
+
+    fn stats_of(&self, space: Space) -> Result<SpaceStats, StoreError> {
+        let mut s = SpaceStats {
+            space: space.name(),
+            ..Default::default()
+        };
+        self.backend.scan(space, Range::all(), &mut |k, v| {
+            s.records += 1;
+            s.key_bytes += k.len() as u64;
+            s.value_bytes += v.len() as u64;
+            Ok(Flow::Continue)
+        })?;
+        Ok(s)
     }
 }
