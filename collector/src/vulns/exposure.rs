@@ -280,6 +280,35 @@ pub(crate) fn match_computer(
     advisories: &Advisories,
     id: &str,
 ) -> Result<Option<Matched>, StoreError> {
+    let mut findings = Vec::new();
+    let Some((computer, ecosystem, installs)) =
+        match_computer_with(store, advisories, id, &mut |a, fixed, eco, install, as_| {
+            findings.push(finding(a, fixed.clone(), eco, install, as_));
+        })?
+    else {
+        return Ok(None);
+    };
+    findings.sort_by(by_severity);
+    Ok(Some(Matched {
+        computer,
+        ecosystem,
+        installs,
+        findings,
+    }))
+}
+
+/// A computer, the ecosystem of its OS release, and its installs.
+pub(crate) type MatchedComputer = (Ci, Option<String>, Vec<Install>);
+
+/// [`match_computer`] handing each (advisory, first fixed version, ecosystem, install,
+/// name matched as) to `hit` instead of building findings: the exposure tracker keeps
+/// only a few fields of each.
+pub(crate) fn match_computer_with(
+    store: &dyn Store,
+    advisories: &Advisories,
+    id: &str,
+    hit: &mut dyn FnMut(&Advisory, &Option<String>, &str, &Install, &str),
+) -> Result<Option<MatchedComputer>, StoreError> {
     let state = store.owned_state(id)?;
     let Some(ci) = state.computer.filter(|c| c.class == CiClass::Computer) else {
         return Ok(None);
@@ -296,7 +325,6 @@ pub(crate) fn match_computer(
         None => None,
     };
     let installs = state.installs;
-    let mut findings = Vec::new();
     if let Some(eco) = &ecosystem {
         let scheme = matching::scheme(eco);
         for i in &installs {
@@ -307,17 +335,11 @@ pub(crate) fn match_computer(
             let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
             let v = advisories.verdict(store, eco, package, version)?;
             for (n, fixed) in v.holds.iter() {
-                findings.push(finding(&v.held[*n], fixed.clone(), eco, i, package));
+                hit(&v.held[*n], fixed, eco, i, package);
             }
         }
     }
-    findings.sort_by(by_severity);
-    Ok(Some(Matched {
-        computer: ci,
-        ecosystem,
-        installs,
-        findings,
-    }))
+    Ok(Some((ci, ecosystem, installs)))
 }
 
 /// The findings of one computer (None when it does not exist), with when the exposure

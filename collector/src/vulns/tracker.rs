@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::exposure::{match_computer, Advisories, Finding};
+use super::exposure::{match_computer_with, Advisories};
 use crate::model::vuln::{
-    ClosedExposure, Closure, ExposureChange, ExposureLedger, ExposurePair, OpenExposure,
+    ClosedExposure, Closure, ExposureChange, ExposureLedger, ExposurePair, Level, OpenExposure,
     CLOSED_KEPT_DAYS, MAX_CLOSED, MAX_EVENT_PAIRS, VULNERABILITY_EXPOSED, VULNERABILITY_FIXED,
 };
 use crate::model::CiStatus;
@@ -164,8 +164,33 @@ fn rematch(
         at: now,
         ..ExposureWrites::default()
     };
+    // Matching reads only, so a pass spreads it over the cores; one host stays inline.
+    let matched: Vec<Option<HostMatch>> = {
+        let subjects: Vec<Option<&str>> = summaries
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .filter(|s| s.status != CiStatus::Retired)
+                    .map(|s| &*s.id)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(subjects.len());
+        for part in crate::parallel::in_parallel(&subjects, 50, |part| {
+            part.iter()
+                .map(|id| match id {
+                    Some(id) => host_match(store, advisories, id),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        }) {
+            out.extend(part?);
+        }
+        out
+    };
     let mut changes: Vec<HostChanges> = Vec::new();
-    for (((key, mark), summary), held) in keys.iter().zip(summaries).zip(ledgers) {
+    for ((((key, mark), summary), held), matched) in
+        keys.iter().zip(summaries).zip(ledgers).zip(matched)
+    {
         let (old, expect) = match held {
             Some((l, d)) => (Some(l), Some(d)),
             None => (None, None),
@@ -183,11 +208,6 @@ fn rematch(
                 mark: *mark,
             });
             continue;
-        };
-        let matched = if summary.status == CiStatus::Retired {
-            None
-        } else {
-            match_computer(store, advisories, &summary.id)?
         };
         let old = old.unwrap_or_default();
         let (ledger, host) = advance(&old, matched.as_ref(), &summary.id, &summary.name, now);
@@ -215,18 +235,57 @@ fn rematch(
     Ok(writes)
 }
 
+/// What the tracker keeps of one advisory holding for one install.
+struct Hit {
+    advisory: String,
+    package: String,
+    version: String,
+    level: Option<Level>,
+    fixed: Option<String>,
+}
+
+/// A host matched: its hits, and each installed package's version.
+struct HostMatch {
+    hits: Vec<Hit>,
+    installed: HashMap<String, String>,
+}
+
+fn host_match(
+    store: &dyn Store,
+    advisories: &Advisories,
+    id: &str,
+) -> Result<Option<HostMatch>, StoreError> {
+    let mut hits = Vec::new();
+    let found = match_computer_with(store, advisories, id, &mut |a, fixed, _, install, _| {
+        hits.push(Hit {
+            advisory: a.id.clone(),
+            package: install.package.name.clone().unwrap_or_default(),
+            version: install.package.version.clone().unwrap_or_default(),
+            level: a.rating.as_ref().map(|r| r.level),
+            fixed: fixed.clone(),
+        });
+    })?;
+    Ok(found.map(|(_, _, installs)| HostMatch {
+        hits,
+        installed: installs
+            .into_iter()
+            .filter_map(|i| Some((i.package.name.clone()?, i.package.version.clone()?)))
+            .collect(),
+    }))
+}
+
 /// The ledger after matching, and the pairs that opened and closed (a retired host's
 /// closures raise no event: nothing was fixed).
 fn advance(
     old: &ExposureLedger,
-    matched: Option<&super::exposure::Matched>,
+    matched: Option<&HostMatch>,
     id: &str,
     name: &str,
     now: DateTime<Utc>,
 ) -> (ExposureLedger, HostChanges) {
-    let findings: &[Finding] = matched.map(|m| m.findings.as_slice()).unwrap_or_default();
-    let mut current: BTreeMap<(&str, &str), &Finding> = BTreeMap::new();
-    for f in findings {
+    let hits: &[Hit] = matched.map(|m| m.hits.as_slice()).unwrap_or_default();
+    let mut current: BTreeMap<(&str, &str), &Hit> = BTreeMap::new();
+    for f in hits {
         current
             .entry((f.advisory.as_str(), f.package.as_str()))
             .or_insert(f);
@@ -236,8 +295,8 @@ fn advance(
         .iter()
         .map(|o| ((o.advisory.as_str(), o.package.as_str()), o))
         .collect();
-    let pair = |advisory: &str, package: &str, f: Option<&Finding>, version: Option<String>| {
-        ExposurePair {
+    let pair =
+        |advisory: &str, package: &str, f: Option<&Hit>, version: Option<String>| ExposurePair {
             computer_id: id.to_string(),
             computer_name: name.to_string(),
             advisory: advisory.to_string(),
@@ -245,8 +304,7 @@ fn advance(
             package: package.to_string(),
             version,
             fixed: f.and_then(|f| f.fixed.clone()),
-        }
-    };
+        };
     let mut host = HostChanges {
         opened: Vec::new(),
         closed: Vec::new(),
@@ -270,9 +328,9 @@ fn advance(
     }
     let installed: HashMap<&str, &str> = matched
         .map(|m| {
-            m.installs
+            m.installed
                 .iter()
-                .filter_map(|i| Some((i.package.name.as_deref()?, i.package.version.as_deref()?)))
+                .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect()
         })
         .unwrap_or_default();
