@@ -863,6 +863,9 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let zip_path = dir.join("all.zip");
     let mut rng = Lcg(23);
+    // Modified now: on a store that holds the feed already, every record is newer, so the
+    // import updates all of them and the tracker passes over the fleet again.
+    let modified = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let t = Instant::now();
     {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path)?);
@@ -887,7 +890,7 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
             };
             let record = serde_json::json!({
                 "id": format!("BENCH-{n:06}"),
-                "modified": "2026-11-30T00:00:00Z",
+                "modified": modified,
                 "aliases": [format!("CVE-2026-{:05}", n)],
                 "summary": format!("{package}: generated advisory {n}"),
                 "database_specific": {"severity": level},
@@ -911,10 +914,11 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
     println!("| step | s | RSS before MiB | peak RSS MiB | result |");
     println!("|---|---:|---:|---:|---|");
     println!(
-        "| import all.zip (50,000 records) | {import_s:.1} | {} | {} | {} added, {} unchanged, {} skipped, {:.0} records/s |",
+        "| import all.zip (50,000 records) | {import_s:.1} | {} | {} | {} added, {} updated, {} unchanged, {} skipped, {:.0} records/s |",
         before / 1024,
         status_kib("VmHWM:") / 1024,
         report.added,
+        report.updated,
         report.unchanged,
         report.skipped_total,
         report.records as f64 / import_s

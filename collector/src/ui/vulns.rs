@@ -11,6 +11,11 @@ use serde::Deserialize;
 
 use super::pages::{affected_rows, not_found, params, segment, AffectedRow};
 
+/// An advisory's page.
+fn advisory_href(id: &str) -> String {
+    format!("/ui/vulns/{}", segment(id))
+}
+
 /// A date as a table cell shows it (empty when unknown).
 fn day(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d").to_string())
@@ -85,7 +90,7 @@ pub async fn fleet(
         .into_iter()
         .take(LISTED)
         .map(|a| AdvisoryRow {
-            href: format!("/ui/vulns/{}", segment(&a.id)),
+            href: advisory_href(&a.id),
             id: a.id,
             aliases: a.aliases.join(", "),
             level: level_text(a.level),
@@ -254,7 +259,7 @@ pub async fn host(
             .findings
             .into_iter()
             .map(|f| FindingRow {
-                href: format!("/ui/vulns/{}", segment(&f.advisory)),
+                href: advisory_href(&f.advisory),
                 advisory: f.advisory,
                 aliases: f.aliases.join(", "),
                 level: level_text(f.level),
@@ -271,7 +276,7 @@ pub async fn host(
             .fixed
             .into_iter()
             .map(|c| ClosedRow {
-                href: format!("/ui/vulns/{}", segment(&c.advisory)),
+                href: advisory_href(&c.advisory),
                 advisory: c.advisory,
                 package: c.package,
                 how: c.how.as_str().to_string(),
