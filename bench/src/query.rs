@@ -994,8 +994,10 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
     let ingest = Ingest::new(store.clone() as Arc<dyn Store>);
     let (mut arrivals, mut drifts) = (Vec::new(), Vec::new());
     let (mut opened, mut closed) = (0, 0);
+    // New agents each run: a store kept from an earlier run already has its hosts.
+    let base = 1_000_000 + store.computer_keys()?.len();
     for k in 0..runs.min(30) {
-        let i = 1_000_000 + k;
+        let i = base + k;
         let mut agent = enroll(store, i)?;
         let first = prepare(&mut agent, snapshot(i, packages, &mut Lcg(k as u64), false))?;
         ingest_batch(&ingest, &[first], 1)?;
