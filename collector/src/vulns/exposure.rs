@@ -282,8 +282,14 @@ pub(crate) fn match_computer(
 ) -> Result<Option<Matched>, StoreError> {
     let mut findings = Vec::new();
     let Some((computer, ecosystem, installs)) =
-        match_computer_with(store, advisories, id, &mut |a, fixed, eco, install, as_| {
-            findings.push(finding(a, fixed.clone(), eco, install, as_));
+        match_computer_with(store, advisories, id, &mut |h| {
+            findings.push(finding(
+                h.advisory,
+                h.fixed.clone(),
+                h.ecosystem,
+                h.install,
+                h.matched_as,
+            ));
         })?
     else {
         return Ok(None);
@@ -300,14 +306,24 @@ pub(crate) fn match_computer(
 /// A computer, the ecosystem of its OS release, and its installs.
 pub(crate) type MatchedComputer = (Ci, Option<String>, Vec<Install>);
 
-/// [`match_computer`] handing each (advisory, first fixed version, ecosystem, install,
-/// name matched as) to `hit` instead of building findings: the exposure tracker keeps
-/// only a few fields of each.
+/// One advisory holding for one install, as [`match_computer_with`] hands it on.
+pub(crate) struct MatchHit<'a> {
+    pub advisory: &'a Advisory,
+    /// The first version above the installed one that fixes it.
+    pub fixed: &'a Option<String>,
+    pub ecosystem: &'a str,
+    pub install: &'a Install,
+    /// The name it was matched under (its source package where known).
+    pub matched_as: &'a str,
+}
+
+/// [`match_computer`] handing each hit to `hit` instead of building findings: the
+/// exposure tracker keeps only a few fields of each.
 pub(crate) fn match_computer_with(
     store: &dyn Store,
     advisories: &Advisories,
     id: &str,
-    hit: &mut dyn FnMut(&Advisory, &Option<String>, &str, &Install, &str),
+    hit: &mut dyn FnMut(MatchHit<'_>),
 ) -> Result<Option<MatchedComputer>, StoreError> {
     let state = store.owned_state(id)?;
     let Some(ci) = state.computer.filter(|c| c.class == CiClass::Computer) else {
@@ -335,7 +351,13 @@ pub(crate) fn match_computer_with(
             let (package, version) = source_of(name, p.source_package.as_deref(), version, scheme);
             let v = advisories.verdict(store, eco, package, version)?;
             for (n, fixed) in v.holds.iter() {
-                hit(&v.held[*n], fixed, eco, i, package);
+                hit(MatchHit {
+                    advisory: &v.held[*n],
+                    fixed,
+                    ecosystem: eco,
+                    install: i,
+                    matched_as: package,
+                });
             }
         }
     }

@@ -256,13 +256,13 @@ fn host_match(
     id: &str,
 ) -> Result<Option<HostMatch>, StoreError> {
     let mut hits = Vec::new();
-    let found = match_computer_with(store, advisories, id, &mut |a, fixed, _, install, _| {
+    let found = match_computer_with(store, advisories, id, &mut |h| {
         hits.push(Hit {
-            advisory: a.id.clone(),
-            package: install.package.name.clone().unwrap_or_default(),
-            version: install.package.version.clone().unwrap_or_default(),
-            level: a.rating.as_ref().map(|r| r.level),
-            fixed: fixed.clone(),
+            advisory: h.advisory.id.clone(),
+            package: h.install.package.name.clone().unwrap_or_default(),
+            version: h.install.package.version.clone().unwrap_or_default(),
+            level: h.advisory.rating.as_ref().map(|r| r.level),
+            fixed: h.fixed.clone(),
         });
     })?;
     Ok(found.map(|(_, _, installs)| HostMatch {
