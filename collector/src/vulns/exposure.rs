@@ -264,45 +264,6 @@ fn by_severity(a: &Finding, b: &Finding) -> std::cmp::Ordering {
         .then(a.package.cmp(&b.package))
 }
 
-/// One computer matched against the advisories held.
-pub(crate) struct Matched {
-    pub computer: Ci,
-    pub ecosystem: Option<String>,
-    pub installs: Vec<Install>,
-    /// Most severe first.
-    pub findings: Vec<Finding>,
-}
-
-/// Matches one computer (None when it does not exist): one read of what it owns (its
-/// record, its installs, the edge to the OS release it runs), then that release.
-pub(crate) fn match_computer(
-    store: &dyn Store,
-    advisories: &Advisories,
-    id: &str,
-) -> Result<Option<Matched>, StoreError> {
-    let mut findings = Vec::new();
-    let Some((computer, ecosystem, installs)) =
-        match_computer_with(store, advisories, id, &mut |h| {
-            findings.push(finding(
-                h.advisory,
-                h.fixed.clone(),
-                h.ecosystem,
-                h.install,
-                h.matched_as,
-            ));
-        })?
-    else {
-        return Ok(None);
-    };
-    findings.sort_by(by_severity);
-    Ok(Some(Matched {
-        computer,
-        ecosystem,
-        installs,
-        findings,
-    }))
-}
-
 /// A computer, the ecosystem of its OS release, and its installs.
 pub(crate) type MatchedComputer = (Ci, Option<String>, Vec<Install>);
 
@@ -317,8 +278,10 @@ pub(crate) struct MatchHit<'a> {
     pub matched_as: &'a str,
 }
 
-/// [`match_computer`] handing each hit to `hit` instead of building findings: the
-/// exposure tracker keeps only a few fields of each.
+/// Matches one computer (None when it does not exist): one read of what it owns (its
+/// record, its installs, the edge to the OS release it runs), then that release; each
+/// advisory that holds for an install goes to `hit` (the report builds findings from it,
+/// the exposure tracker keeps a few fields).
 pub(crate) fn match_computer_with(
     store: &dyn Store,
     advisories: &Advisories,
@@ -368,9 +331,21 @@ pub(crate) fn match_computer_with(
 /// tracker first found each and what it has seen close.
 pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, StoreError> {
     let advisories = Advisories::new(store)?;
-    let Some(m) = match_computer(store, &advisories, id)? else {
+    let mut findings = Vec::new();
+    let Some((computer, ecosystem, installs)) =
+        match_computer_with(store, &advisories, id, &mut |h| {
+            findings.push(finding(
+                h.advisory,
+                h.fixed.clone(),
+                h.ecosystem,
+                h.install,
+                h.matched_as,
+            ));
+        })?
+    else {
         return Ok(None);
     };
+    findings.sort_by(by_severity);
     let ledger = match store.computer_key(id)? {
         Some(key) => store
             .exposure_ledgers(&[key])?
@@ -380,7 +355,6 @@ pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, S
             .unwrap_or_default(),
         None => Default::default(),
     };
-    let mut findings = m.findings;
     for f in &mut findings {
         f.detected = ledger
             .open
@@ -392,10 +366,10 @@ pub fn for_computer(store: &dyn Store, id: &str) -> Result<Option<HostReport>, S
             .and_then(|n| chrono::DateTime::from_timestamp(ledger.open[n].detected, 0));
     }
     Ok(Some(HostReport {
-        computer_id: m.computer.id,
-        computer_name: m.computer.name,
-        ecosystem: m.ecosystem,
-        packages: m.installs.len(),
+        computer_id: computer.id,
+        computer_name: computer.name,
+        ecosystem,
+        packages: installs.len(),
         findings,
         fixed: ledger.closed,
     }))

@@ -130,18 +130,13 @@ impl Cmdb {
         &self,
         ids: &[&str],
     ) -> Result<Vec<Option<u64>>, StoreError> {
-        use std::hash::{Hash, Hasher};
         let mut out: Vec<Option<u64>> = vec![None; ids.len()];
         let computers = self.computers_among(ids)?.computers;
         let keys: Vec<[u8; 4]> = computers.iter().map(|(_, n)| codec::num_key(*n)).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let records = self.backend.get_many(Space::Computers, &key_refs)?;
         for ((i, _), record) in computers.iter().zip(records) {
-            out[*i] = record.map(|bytes| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                bytes.hash(&mut h);
-                h.finish()
-            });
+            out[*i] = record.map(|bytes| bytes_digest(&bytes));
         }
         Ok(out)
     }
@@ -603,4 +598,13 @@ fn summary_of(s: SummaryRec) -> ComputerSummary {
         name: s.name.into(),
         status: s.status,
     }
+}
+
+/// A digest of stored bytes: equal digests mean the same bytes, so what was derived from
+/// them (or computed against them) still holds.
+pub(crate) fn bytes_digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }

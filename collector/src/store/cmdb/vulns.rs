@@ -2,6 +2,7 @@
 //! read by matching.
 
 use super::ingest::{outbox_key, QueuedEvent};
+use super::reads::bytes_digest;
 use super::*;
 use crate::model::vuln::{index_key, index_prefix, Advisory, AdvisoryWrite, ExposureLedger};
 use crate::store::backend::prefix_end;
@@ -174,13 +175,6 @@ impl Cmdb {
 /// Meta key of the advisory generation the whole fleet was last matched against.
 const EXPOSURES_GENERATION_KEY: &[u8] = b"exposures_generation";
 
-fn ledger_digest(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
 fn key_of(key: u64) -> Result<[u8; 4], StoreError> {
     u32::try_from(key)
         .map(codec::num_key)
@@ -251,7 +245,7 @@ impl Cmdb {
             .map(|(k, v)| {
                 v.map(|bytes| {
                     let ledger = codec::decode_packed(&shown(Space::Exposures, k), &bytes)?;
-                    Ok((ledger, ledger_digest(&bytes)))
+                    Ok((ledger, bytes_digest(&bytes)))
                 })
                 .transpose()
             })
@@ -301,7 +295,7 @@ impl Cmdb {
                     continue;
                 }
                 let key = key_of(h.key)?;
-                let held = tx.get(Space::Exposures, &key)?.map(|b| ledger_digest(&b));
+                let held = tx.get(Space::Exposures, &key)?.map(|b| bytes_digest(&b));
                 if held != h.expect {
                     return Ok(false);
                 }
