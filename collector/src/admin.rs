@@ -90,6 +90,10 @@ pub enum AdminRequest {
     VulnsImport {
         path: String,
     },
+    /// Replay the draft software title rules over every product (applied unless dry).
+    SoftwareReplay {
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -283,6 +287,15 @@ pub fn execute(
                     skipped = r.skipped_total,
                     "osv import progress"
                 );
+            })?;
+            let mut v = json!(report);
+            v["seconds"] = json!(started.elapsed().as_secs_f64());
+            Ok(v)
+        }
+        AdminRequest::SoftwareReplay { dry_run } => {
+            let started = std::time::Instant::now();
+            let report = crate::ops::software::replay(ops, &who, dry_run, &mut |done, total| {
+                tracing::info!(done, total, "software title replay progress");
             })?;
             let mut v = json!(report);
             v["seconds"] = json!(started.elapsed().as_secs_f64());

@@ -34,6 +34,7 @@ pub mod reconcile;
 pub mod register_api;
 pub mod server;
 pub mod services_api;
+pub mod software_api;
 pub mod store;
 pub mod table;
 pub mod telemetry;

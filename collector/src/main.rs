@@ -206,6 +206,11 @@ enum Command {
         #[command(subcommand)]
         command: VulnsCommand,
     },
+    /// Software title rules (publisher, product, category).
+    Software {
+        #[command(subcommand)]
+        command: SoftwareCommand,
+    },
     /// Every HTTP route and who may call it (JSON).
     Routes,
     /// Write a consistent backup of the store (online: ingest waits while it runs).
@@ -297,6 +302,16 @@ enum VulnsCommand {
     /// Import OSV records: a directory of ID.json files, one record, or an ecosystem's
     /// all.zip as osv.dev publishes them (offline; the running collector reads the path).
     Import { path: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum SoftwareCommand {
+    /// Replay the draft title rules over every software product, with progress: what they
+    /// change, and unless --dry-run, make them the applied set.
+    Replay {
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -969,6 +984,21 @@ fn admin_command(
                 ],
             )
         }
+        Command::Software {
+            command: SoftwareCommand::Replay { dry_run },
+        } => (
+            AdminRequest::SoftwareReplay { dry_run },
+            &[
+                "dry_run",
+                "version",
+                "products",
+                "changed",
+                "unmatched",
+                "titles_before",
+                "titles_after",
+                "seconds",
+            ],
+        ),
         Command::Backup { to } => {
             let to = std::path::absolute(&to)?;
             (
@@ -987,6 +1017,7 @@ fn admin_command(
     };
     let show = matches!(req, AdminRequest::CiShow { .. });
     let import = matches!(req, AdminRequest::VulnsImport { .. });
+    let replay = matches!(req, AdminRequest::SoftwareReplay { .. });
     let check = matches!(req, AdminRequest::Check);
     let result = run_admin(data_dir, store_args, req)?;
     if show && format == OutputFormat::Table {
@@ -998,6 +1029,16 @@ fn admin_command(
         if import {
             for s in result["skipped"].as_array().into_iter().flatten() {
                 println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
+            }
+        }
+        if replay {
+            for c in result["changes"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: {} -> {}",
+                    cell(&c["name"]),
+                    cell(&c["before"]["product"]),
+                    cell(&c["after"]["product"])
+                );
             }
         }
     }

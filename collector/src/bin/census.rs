@@ -308,10 +308,27 @@ enum SoftwareCommand {
         name: String,
         condition: Option<String>,
     },
-    /// The catalogue: products, install counts, versions.
+    /// The catalogue: products, their titles, install counts, versions.
     List {
         #[arg(long)]
         prefix: Option<String>,
+    },
+    /// Software titles: packages rolled into products by the title rules.
+    Titles {
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only this category ('-' for titles without one).
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// The title rules as JSON; with FILE, replace the draft with the rules it holds (the
+    /// printed document's `draft`, `{"rules": [...]}` or a bare list).
+    Rules { file: Option<PathBuf> },
+    /// What replaying the draft rules over the CMDB changes; --apply makes them the
+    /// applied set.
+    Replay {
+        #[arg(long)]
+        apply: bool,
     },
 }
 
@@ -648,41 +665,7 @@ async fn run(cli: Cli) -> Result<()> {
             health(output, &load()?, command).await?
         }
         Command::Licences { command } => licences(output, &load()?, command).await?,
-        Command::Software {
-            command: SoftwareCommand::Where { name, condition },
-        } => {
-            let cfg = load()?;
-            let mut filter = format!("software.name = {}", quoted(&name));
-            if let Some(c) = condition {
-                let (op, v) = split_condition(&c);
-                filter.push_str(&format!(" and software.version {op} {}", quoted(v)));
-            }
-            let fields = "id,name,os.hostname,last_seen";
-            let page = call(
-                &cfg,
-                "/api/v1/cis",
-                &[
-                    ("filter", filter),
-                    ("fields", fields.into()),
-                    ("limit", "1000".into()),
-                ],
-            )
-            .await?;
-            let cols: Vec<&str> = fields.split(',').collect();
-            print_rows(output, rows_of(&page, "items"), &cols)?;
-        }
-        Command::Software {
-            command: SoftwareCommand::List { prefix },
-        } => {
-            let cfg = load()?;
-            let q: Vec<(&str, String)> = prefix.map(|p| vec![("prefix", p)]).unwrap_or_default();
-            let cat = call(&cfg, "/api/v1/software", &q).await?;
-            print_rows(
-                output,
-                rows_of(&cat, "products"),
-                &["name", "installs", "distinct_versions", "id"],
-            )?;
-        }
+        Command::Software { command } => software(output, &load()?, command).await?,
         Command::Changes {
             command: ChangesCommand::List { state, severity },
         } => {
@@ -881,6 +864,165 @@ async fn services(output: Output, cfg: &ClientConfig, command: ServicesCommand) 
                 &["depth", "name", "criticality", "id"],
             )?;
             print_rows(output, rows_of(&d, "computers"), &["name", "id", "service"])?;
+        }
+    }
+    Ok(())
+}
+
+async fn software(output: Output, cfg: &ClientConfig, command: SoftwareCommand) -> Result<()> {
+    match command {
+        SoftwareCommand::Where { name, condition } => {
+            let mut filter = format!("software.name = {}", quoted(&name));
+            if let Some(c) = condition {
+                let (op, v) = split_condition(&c);
+                filter.push_str(&format!(" and software.version {op} {}", quoted(v)));
+            }
+            let fields = "id,name,os.hostname,last_seen";
+            let page = call(
+                cfg,
+                "/api/v1/cis",
+                &[
+                    ("filter", filter),
+                    ("fields", fields.into()),
+                    ("limit", "1000".into()),
+                ],
+            )
+            .await?;
+            let cols: Vec<&str> = fields.split(',').collect();
+            print_rows(output, rows_of(&page, "items"), &cols)?;
+        }
+        SoftwareCommand::List { prefix } => {
+            let q: Vec<(&str, String)> = prefix.map(|p| vec![("prefix", p)]).unwrap_or_default();
+            let cat = call(cfg, "/api/v1/software", &q).await?;
+            let rows: Vec<Value> = rows_of(&cat, "products")
+                .iter()
+                .map(|p| {
+                    let mut p = p.clone();
+                    p["newest"] = p["versions"][0]["version"].clone();
+                    p
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "name",
+                    "title",
+                    "publisher",
+                    "category",
+                    "installs",
+                    "distinct_versions",
+                    "newest",
+                    "id",
+                ],
+            )?;
+        }
+        SoftwareCommand::Titles { prefix, category } => {
+            let mut q = Vec::new();
+            if let Some(p) = prefix {
+                q.push(("prefix", p));
+            }
+            if let Some(c) = category {
+                q.push(("category", c));
+            }
+            q.push(("limit", "1000".to_string()));
+            let page = call(cfg, "/api/v1/software/titles", &q).await?;
+            let rows: Vec<Value> = rows_of(&page, "titles")
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    t["newest"] = t["versions"][0]["version"].clone();
+                    t["packages"] = Value::from(
+                        rows_of(&t, "packages")
+                            .iter()
+                            .filter_map(|p| p["name"].as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                    t
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "product",
+                    "publisher",
+                    "category",
+                    "computers",
+                    "distinct_versions",
+                    "newest",
+                    "packages",
+                ],
+            )?;
+        }
+        SoftwareCommand::Rules { file: None } => {
+            let book = call(cfg, "/api/v1/software/rules", &[]).await?;
+            println!("{}", serde_json::to_string_pretty(&book)?);
+        }
+        SoftwareCommand::Rules { file: Some(file) } => {
+            let doc = json_file(&file)?;
+            let rules = match &doc {
+                Value::Array(_) => doc.clone(),
+                Value::Object(o) if o.contains_key("draft") => o["draft"].clone(),
+                Value::Object(o) if o.contains_key("rules") => o["rules"].clone(),
+                _ => bail!(
+                    "{}: expected a list of rules, {{\"rules\": [...]}} or the printed rules' document",
+                    file.display()
+                ),
+            };
+            let path = "/api/v1/software/rules";
+            let req = client(cfg.ca_pem.as_deref())?
+                .put(url(cfg, path))
+                .json(&serde_json::json!({ "rules": rules }));
+            let book = send(cfg, format!("PUT {path}"), req).await?;
+            println!(
+                "draft saved: {} rules (the applied set is unchanged until `census software replay --apply`)",
+                rows_of(&book, "draft").len()
+            );
+        }
+        SoftwareCommand::Replay { apply } => {
+            let path = format!("/api/v1/software/rules/replay?dry_run={}", !apply);
+            let report = post(cfg, &path, &Value::Null).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!(
+                "{}: {} products, {} change title, {} match no rule; {} titles before, {} after (rules version {})",
+                if apply { "applied" } else { "dry run" },
+                report["products"],
+                report["changed"],
+                report["unmatched"],
+                report["titles_before"],
+                report["titles_after"],
+                report["version"],
+            );
+            let rows: Vec<Value> = rows_of(&report, "changes")
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "package": c["name"],
+                        "before": c["before"]["product"],
+                        "after": c["after"]["product"],
+                        "publisher": c["after"]["publisher"],
+                        "category": c["after"]["category"],
+                        "rule": c["after"]["rule"],
+                    })
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "package",
+                    "before",
+                    "after",
+                    "publisher",
+                    "category",
+                    "rule",
+                ],
+            )?;
         }
     }
     Ok(())

@@ -46,6 +46,7 @@ pub mod health;
 pub mod licence;
 pub mod register;
 pub mod service;
+pub mod titles;
 pub mod vuln;
 
 #[derive(

@@ -14,6 +14,7 @@ pub mod licences;
 pub mod register;
 pub mod register_csv;
 pub mod services;
+pub mod software;
 pub mod vulns;
 
 use std::sync::Arc;

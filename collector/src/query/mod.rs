@@ -10,6 +10,7 @@ pub mod filter;
 pub mod health;
 pub mod licences;
 pub mod services;
+pub mod titles;
 pub mod views;
 
 use std::cmp::Ordering;

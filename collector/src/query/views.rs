@@ -165,7 +165,8 @@ pub fn diff_between(
     Ok(Some(items))
 }
 
-/// Distinct products with install counts and version spread, by name.
+/// Distinct products with their title, install counts and versions (newest first in the
+/// package's own order), by name.
 pub fn catalogue(
     store: &dyn Store,
     prefix: Option<&str>,
@@ -197,8 +198,14 @@ pub fn catalogue(
             .unwrap_or(0),
         None => 0,
     };
+    let page: Vec<Ci> = products.into_iter().skip(start).take(limit).collect();
+    let mut titled = if page.is_empty() {
+        Default::default()
+    } else {
+        super::titles::titles_by_product(store)?
+    };
     let mut out = Vec::new();
-    for p in products.into_iter().skip(start).take(limit) {
+    for p in page {
         let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
         let mut computers = BTreeSet::new();
         let installs = store.installs_of(&p.id)?;
@@ -219,13 +226,14 @@ pub fn catalogue(
             *versions.entry(version_of[*variant]).or_default() += 1;
         }
         let mut spread: Vec<(&str, usize)> = versions.into_iter().collect();
-        spread.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then_with(|| census_shared::version::compare(scheme, a.0, b.0))
-        });
+        spread.sort_by(|a, b| census_shared::version::compare(scheme, b.0, a.0));
         let distinct = spread.len();
-        spread.truncate(20);
+        spread.truncate(super::titles::MAX_LISTED_VERSIONS);
+        let title = titled.remove(&p.id);
         out.push(json!({"id": p.id, "name": p.name, "installs": computers.len(),
+            "title": title.as_ref().map(|t| &t.product),
+            "publisher": title.as_ref().and_then(|t| t.publisher.as_ref()),
+            "category": title.as_ref().and_then(|t| t.category.as_ref()),
             "distinct_versions": distinct,
             "versions": spread.into_iter().map(|(v, n)| json!({"version": v, "computers": n})).collect::<Vec<_>>()}));
     }

@@ -197,6 +197,12 @@ pub enum PeopleWrite {
     PutRegisterSettings(register::RegisterSettings),
     PutHealthSettings(crate::model::health::HealthSettings),
     PutLicence(licence::Licence),
+    /// The software title rules, applied only if the stored book is still `expected` (None:
+    /// never stored); refused as `Stale` otherwise.
+    PutSoftwareRules {
+        expected: Option<Box<crate::model::titles::SoftwareRuleBook>>,
+        book: Box<crate::model::titles::SoftwareRuleBook>,
+    },
     /// A service's next version (a new one at version 1), applied only if the stored
     /// version is still `expected` (0: none stored); refused as `Stale` otherwise.
     PutService {
@@ -582,6 +588,8 @@ pub trait Store: Send + Sync + 'static {
     fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError>;
     fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError>;
     fn list_licences(&self) -> Result<Vec<licence::Licence>, StoreError>;
+    /// The software title rules as last saved (`None`: never; the built-in ones hold).
+    fn software_rules(&self) -> Result<Option<crate::model::titles::SoftwareRuleBook>, StoreError>;
     /// The register's settings as an administrator last saved them (`None`: never).
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError>;
     /// Services not deleted, by name.

@@ -10,6 +10,7 @@ pub mod actions;
 pub mod chart;
 pub mod pages;
 pub mod session;
+pub mod titles;
 pub mod vulns;
 
 use std::net::SocketAddr;
@@ -57,6 +58,12 @@ pub fn routes(t: &mut RouteTable) {
         "/ui/software",
         Allowed::AnyPerson,
         get(pages::software),
+    );
+    t.ui(
+        "GET",
+        "/ui/software/titles",
+        Allowed::AnyPerson,
+        get(titles::titles),
     );
     t.ui("GET", "/ui/cis/{id}", Allowed::AnyPerson, get(pages::ci));
     t.ui(

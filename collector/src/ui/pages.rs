@@ -432,6 +432,9 @@ fn ci_row(ci: &Ci) -> CiRow {
 pub struct ProductRow {
     pub href: String,
     pub name: String,
+    pub title: String,
+    pub publisher: String,
+    pub category: String,
     pub installs: u64,
     pub distinct_versions: u64,
     pub versions: String,
@@ -482,6 +485,9 @@ pub async fn software(
             let name = show(&v["name"]);
             ProductRow {
                 href: format!("/ui/cis/{}", segment(&show(&v["id"]))),
+                title: show(&v["title"]),
+                publisher: show(&v["publisher"]),
+                category: show(&v["category"]),
                 installs: v["installs"].as_u64().unwrap_or(0),
                 distinct_versions: v["distinct_versions"].as_u64().unwrap_or(0),
                 versions: v["versions"]

@@ -1,6 +1,6 @@
 //! The collector's integration tests: the Store contract, drift over the real ingest path
 //! (signed, encoded snapshots into `Ingest::snapshot`), protocol v2's deltas against full
-//! snapshots, and the migration of a schema-2 store.
+//! snapshots, the migration of a schema-2 store, vulnerability matching and software titles.
 
 mod deltas;
 pub(crate) mod drift;
@@ -10,6 +10,7 @@ mod postgres;
 mod register;
 mod services;
 mod store;
+mod titles;
 mod vulns;
 
 /// Enrolls `agent_id` under `key` in `store` (through a one-off enrollment token), as the

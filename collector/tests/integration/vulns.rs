@@ -212,7 +212,7 @@ fn an_osv_archive_imports_and_its_hostile_members_are_refused_by_name() {
 }
 
 /// A second machine of the same store (its own serial, machine id, MAC and name).
-fn other_machine(software: Vec<Software>) -> census_shared::Snapshot {
+pub(crate) fn other_machine(software: Vec<Software>) -> census_shared::Snapshot {
     let mut s = machine(software);
     s.system = census_shared::Section::collected(census_shared::System {
         vendor: Some("Dell Inc.".into()),

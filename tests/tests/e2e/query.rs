@@ -266,6 +266,15 @@ fn filters_paging_detail_history_catalogue_impact_and_exports() {
         (openssl["name"].as_str(), openssl["installs"].as_u64()),
         (Some("openssl"), Some(3))
     );
+    assert_eq!(
+        (openssl["title"].as_str(), openssl["category"].as_str()),
+        (Some("OpenSSL"), Some("crypto-library"))
+    );
+    // Newest first in dpkg's order.
+    assert_eq!(
+        openssl["versions"][0]["version"], "3.0.13-1~deb12u1",
+        "{openssl}"
+    );
     assert_eq!(openssl["distinct_versions"], 3);
     let pid = openssl["id"].as_str().unwrap();
     let (_, imp, _) = get(
@@ -427,6 +436,56 @@ fn census_cli_logs_in_and_answers_the_asset_managers_questions() {
     assert!(out.contains("cli01"), "{out}");
     let (_, out, _) = census(&["software", "where", "openssl", "<3.0.11"], None);
     assert!(!out.contains("cli01"), "below the installed version: {out}");
+
+    // Titles: the built-in rules title openssl; a draft rule changes nothing until replayed.
+    let (ok, out, err) = census(&["software", "titles", "--prefix", "open"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("OpenSSL") && out.contains("crypto-library"),
+        "{out}"
+    );
+    let rules = c.dir.join("title-rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"name": "^openssl$", "set_product": "OpenSSL (toolkit)", "set_category": "security"}]"#,
+    )
+    .unwrap();
+    let (ok, out, err) = census(&["software", "rules", rules.to_str().unwrap()], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("draft saved: 1 rules"), "{out}");
+    let (ok, out, err) = census(&["software", "replay"], None);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("dry run:"), "{out}");
+    assert!(out.contains("OpenSSL (toolkit)"), "{out}");
+    let (_, out, _) = census(&["software", "titles", "--prefix", "open"], None);
+    assert!(
+        !out.contains("OpenSSL (toolkit)"),
+        "a dry run applies nothing: {out}"
+    );
+    let (ok, out, err) = census(&["software", "replay", "--apply"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("applied:") && out.contains("rules version 1"),
+        "{out}"
+    );
+    let (_, out, _) = census(&["software", "titles", "--category", "security"], None);
+    assert!(out.contains("OpenSSL (toolkit)"), "{out}");
+    let (ok, out, _) = census(&["software", "list", "--prefix", "openssl"], None);
+    assert!(ok && out.contains("OpenSSL (toolkit)"), "{out}");
+    // A bad rule is refused with the rule and field named.
+    std::fs::write(&rules, r#"{"rules": [{"name": "(", "set_product": "x"}]}"#).unwrap();
+    let (ok, _, err) = census(&["software", "rules", rules.to_str().unwrap()], None);
+    assert!(
+        !ok && err.contains("rules[0].name: not a valid pattern"),
+        "{err}"
+    );
+    // The administrator's replay on the collector's host, with its progress in the log.
+    let replay = c.json(&["software", "replay", "--dry-run"]);
+    assert_eq!(
+        (replay["dry_run"].as_bool(), replay["changed"].as_u64()),
+        (Some(true), Some(0)),
+        "{replay}"
+    );
     let (ok, out, _) = census(
         &[
             "-o",

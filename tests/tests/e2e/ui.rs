@@ -83,6 +83,7 @@ fn hostile_agent_values_render_as_text_under_a_strict_csp() {
         "/ui/computers".into(),
         format!("/ui/cis/{id}"),
         "/ui/software?prefix=pkg".into(),
+        "/ui/software/titles?prefix=pkg".into(),
         "/ui/changes?state=".into(),
     ] {
         let (status, headers, body) = get(&c, &s, &path);
@@ -124,11 +125,13 @@ fn hostile_agent_values_render_as_text_under_a_strict_csp() {
         detail.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
         "the host name is shown, escaped"
     );
-    let (_, _, software) = get(&c, &s, "/ui/software?prefix=pkg");
-    assert!(
-        software.contains("pkg&#34;quote&#39;&#60;img src=x onerror=alert(2)&#62;"),
-        "{software}"
-    );
+    for path in ["/ui/software?prefix=pkg", "/ui/software/titles?prefix=pkg"] {
+        let (_, _, software) = get(&c, &s, path);
+        assert!(
+            software.contains("pkg&#34;quote&#39;&#60;img src=x onerror=alert(2)&#62;"),
+            "{path}: {software}"
+        );
+    }
     // The filter link for a package with quotes is built with the language's escapes.
     let (status, _, found) = get(
         &c,

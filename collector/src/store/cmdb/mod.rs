@@ -153,6 +153,7 @@ pub(crate) type TxResult<T, E> = Result<T, Fail<E>>;
 /// Meta keys of CMDB health: its settings and its daily trend.
 pub(crate) const HEALTH_SETTINGS_KEY: &[u8] = b"health_settings";
 pub(crate) const HEALTH_TREND_KEY: &[u8] = b"health_trend";
+pub(crate) const SOFTWARE_RULES_KEY: &[u8] = b"software_rules";
 
 /// Runs `body` in one transaction and hands back its value or its reason.
 pub(crate) fn transact<T, E: From<StoreError>>(
@@ -1115,6 +1116,10 @@ impl Store for Cmdb {
 
     fn severity_rules(&self) -> Result<Option<SeverityRules>, StoreError> {
         self.get_json(Space::Meta, b"severity_rules")
+    }
+
+    fn software_rules(&self) -> Result<Option<crate::model::titles::SoftwareRuleBook>, StoreError> {
+        self.get_json(Space::Meta, SOFTWARE_RULES_KEY)
     }
 
     fn list_planned_changes(&self) -> Result<Vec<PlannedChange>, StoreError> {

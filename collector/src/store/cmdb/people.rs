@@ -241,6 +241,16 @@ impl Cmdb {
                     key.extend_from_slice(&service.version.to_be_bytes());
                     tx_put_json(tx, Space::ServiceVersions, &key, service)?;
                 }
+                PeopleWrite::PutSoftwareRules { expected, book } => {
+                    let stored: Option<crate::model::titles::SoftwareRuleBook> =
+                        tx_json(tx, Space::Meta, super::SOFTWARE_RULES_KEY)?;
+                    if stored.as_ref() != expected.as_deref() {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(
+                            "the software title rules".into(),
+                        )));
+                    }
+                    tx_put_json(tx, Space::Meta, super::SOFTWARE_RULES_KEY, book)?;
+                }
                 PeopleWrite::PutLicence(l) => {
                     tx_put_json(tx, Space::Licences, l.id.as_bytes(), l)?;
                 }
