@@ -88,6 +88,43 @@ fn dpkg_package_count_matches_dpkg_query() {
 }
 
 #[test]
+fn dpkg_source_names_and_versions_match_dpkg_query() {
+    let sw = data("software").as_array().unwrap();
+    let ours: BTreeSet<(String, String, String, String)> = sw
+        .iter()
+        .filter(|p| p["source"] == "dpkg")
+        .map(|p| {
+            let name = p["name"].as_str().unwrap();
+            let version = p["version"].as_str().unwrap();
+            let (source, source_version) = match p["source_package"].as_str() {
+                Some(s) => census_shared::schema::source_parts(s),
+                None => (name, None),
+            };
+            (
+                name.to_string(),
+                p["arch"].as_str().unwrap_or("").to_string(),
+                source.to_string(),
+                source_version.unwrap_or(version).to_string(),
+            )
+        })
+        .collect();
+    let dpkg = tool(
+        "dpkg-query",
+        &[
+            "-W",
+            "-f=${db:Status-Abbrev}\t${Package}\t${Architecture}\t${source:Package}\t${source:Version}\n",
+        ],
+    );
+    let theirs: BTreeSet<(String, String, String, String)> = dpkg
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|f| f[0].as_bytes().get(1) == Some(&b'i'))
+        .map(|f| (f[1].into(), f[2].into(), f[3].into(), f[4].into()))
+        .collect();
+    assert_eq!(ours, theirs, "source packages differ from dpkg-query's");
+}
+
+#[test]
 fn macs_match_ip_link() {
     let mut theirs = BTreeSet::new();
     for line in tool("ip", &["-o", "link"]).lines() {

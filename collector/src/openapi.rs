@@ -515,7 +515,9 @@ mod tests {
                     r.path
                 );
             }
-            let bodiless = r.path.ends_with("/cancel") || r.path.ends_with("/retry");
+            let bodiless = r.path.ends_with("/cancel")
+                || r.path.ends_with("/retry")
+                || r.path.ends_with("/replay");
             let csv = crate::http::CSV_BODY_PATHS.contains(&r.path);
             if csv {
                 assert!(

@@ -264,11 +264,29 @@ pub struct Software {
     /// The package manager or registry that reported it: "dpkg", "rpm", "apk", "pacman",
     /// "snap", "flatpak", "windows-registry", "macos-app", "pkgutil".
     pub source: String,
-    /// The source package (dpkg) or SRPM, when it differs from `name`.
+    /// The source package, when it differs from `name`: dpkg's `Source:` as dpkg writes
+    /// it (`name`, or `name (version)` when the source version differs from `version`, as
+    /// for binNMUs and packages with their own epoch), the rpm's SRPM name, apk's origin.
+    /// [`source_parts`] splits it.
     pub source_package: Option<String>,
     pub installed_size_bytes: Option<u64>,
     /// From the package manager's own data; None when it does not record one.
     pub install_date: Option<DateTime<Utc>>,
+}
+
+/// A [`Software::source_package`] as (source name, source version if it gives one):
+/// `util-linux (2.38.1-5+deb12u3)` -> (`util-linux`, `2.38.1-5+deb12u3`).
+pub fn source_parts(source_package: &str) -> (&str, Option<&str>) {
+    let text = source_package.trim();
+    if let Some(open) = text.find(" (") {
+        if let Some(version) = text[open + 2..].strip_suffix(')') {
+            let version = version.trim();
+            if !version.is_empty() && !version.contains(['(', ')', ' ']) {
+                return (text[..open].trim_end(), Some(version));
+            }
+        }
+    }
+    (text, None)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -331,5 +349,31 @@ impl Snapshot {
             users: Section::default(),
             listening_ports: Section::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_parts;
+
+    #[test]
+    fn source_packages_split_into_name_and_version_as_dpkg_writes_them() {
+        assert_eq!(
+            source_parts("util-linux (2.38.1-5+deb12u3)"),
+            ("util-linux", Some("2.38.1-5+deb12u3"))
+        );
+        assert_eq!(
+            source_parts("lvm2 (2.03.16-2)"),
+            ("lvm2", Some("2.03.16-2"))
+        );
+        assert_eq!(source_parts("glibc"), ("glibc", None));
+        assert_eq!(
+            source_parts("openssl-3.0.7-25.el9.src.rpm"),
+            ("openssl-3.0.7-25.el9.src.rpm", None)
+        );
+        // Not dpkg's form: kept whole.
+        assert_eq!(source_parts("odd ()"), ("odd ()", None));
+        assert_eq!(source_parts("odd (a b)"), ("odd (a b)", None));
+        assert_eq!(source_parts("odd (1"), ("odd (1", None));
     }
 }

@@ -44,9 +44,7 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Software> {
         if !installed {
             continue;
         }
-        let source_package = get("Source")
-            .map(|s| s.split_whitespace().next().unwrap_or(s).to_string())
-            .filter(|s| s != name);
+        let source_package = get("Source").and_then(|s| dpkg_source(s, name, version));
         out.push(Software {
             name: name.to_string(),
             version: version.to_string(),
@@ -61,6 +59,18 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Software> {
         });
     }
     out
+}
+
+/// What of dpkg's `Source:` field a package keeps: the source name when it differs from
+/// the package's, with the source version as dpkg writes it (`name (version)`) when that
+/// differs from the package's version: vulnerability advisories are keyed by both.
+fn dpkg_source(field: &str, name: &str, version: &str) -> Option<String> {
+    let (source, source_version) = census_shared::schema::source_parts(field);
+    let source_version = source_version.filter(|v| *v != version);
+    match source_version {
+        Some(v) => Some(format!("{source} ({v})")),
+        None => (source != name && !source.is_empty()).then(|| source.to_string()),
+    }
 }
 
 /// The name of the dpkg `.list` file for a package: multi-arch-same packages use
@@ -453,6 +463,30 @@ mod tests {
             "Source equal to the package is not repeated"
         );
         assert_eq!(dpkg_list_names(&pkgs[1])[0], "libc6:i386.list");
+    }
+
+    #[test]
+    fn dpkg_source_keeps_the_source_version_where_it_differs() {
+        // Read off this machine's /var/lib/dpkg/status (Debian 12).
+        let status = "Package: bsdutils\nStatus: install ok installed\nVersion: 1:2.38.1-5+deb12u3\nSource: util-linux (2.38.1-5+deb12u3)\n\n\
+Package: bash\nStatus: install ok installed\nVersion: 5.2.15-2+b8\nSource: bash (5.2.15-2)\n\n\
+Package: dmsetup\nStatus: install ok installed\nVersion: 2:1.02.185-2\nSource: lvm2 (2.03.16-2)\n\n\
+Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u10\nSource: glibc\n\n\
+Package: vim\nStatus: install ok installed\nVersion: 2:9.0.1378-2\nSource: vim (2:9.0.1378-2)\n";
+        let sources: Vec<Option<String>> = parse_dpkg_status(status)
+            .into_iter()
+            .map(|p| p.source_package)
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                Some("util-linux (2.38.1-5+deb12u3)".to_string()),
+                Some("bash (5.2.15-2)".into()),
+                Some("lvm2 (2.03.16-2)".into()),
+                Some("glibc".into()),
+                None,
+            ]
+        );
     }
 
     #[test]

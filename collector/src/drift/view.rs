@@ -46,7 +46,8 @@ impl PartialEq for FactValue<'_> {
             // Packages of one variant share one allocation, so most compare by pointer.
             (FactValue::Install(a), FactValue::Install(b)) => {
                 a.installed_at == b.installed_at
-                    && (std::sync::Arc::ptr_eq(&a.package, &b.package) || a.package == b.package)
+                    && (std::sync::Arc::ptr_eq(&a.package, &b.package)
+                        || same_build(&a.package, &b.package))
             }
             (FactValue::Install(_), _) | (_, FactValue::Install(_)) => {
                 self.to_value() == other.to_value()
@@ -62,6 +63,15 @@ impl PartialEq for FactValue<'_> {
             },
         }
     }
+}
+
+/// One package build: what decides it is its name, version, architecture, origin and
+/// publisher. Its source package is the build's metadata, so a change in that alone is a
+/// change in how an agent reports it (agents that began reporting dpkg's source version),
+/// not in the machine.
+fn same_build(a: &crate::model::Package, b: &crate::model::Package) -> bool {
+    (&a.name, &a.version, &a.arch, &a.source, &a.publisher)
+        == (&b.name, &b.version, &b.arch, &b.source, &b.publisher)
 }
 
 #[derive(Debug, Clone, PartialEq)]

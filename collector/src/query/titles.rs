@@ -71,11 +71,17 @@ pub fn product_facts(store: &dyn Store) -> Result<BTreeMap<String, ProductFacts>
             for (have, give) in [
                 (&mut f.publisher, &package.publisher),
                 (&mut f.source, &package.source),
-                (&mut f.source_package, &package.source_package),
             ] {
                 if have.is_none() {
                     have.clone_from(give);
                 }
+            }
+            if f.source_package.is_none() {
+                // The name only: `lvm2 (2.03.16-2)` titles as lvm2, whatever the version.
+                f.source_package = package
+                    .source_package
+                    .as_deref()
+                    .map(|s| census_shared::schema::source_parts(s).0.to_string());
             }
         }
         true

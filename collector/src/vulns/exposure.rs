@@ -424,9 +424,11 @@ fn fleet(store: &dyn Store) -> Result<Fleet, StoreError> {
         if let Some(name) = &p.name {
             let matched_as = p
                 .source_package
-                .clone()
+                .as_deref()
+                .map(|s| census_shared::schema::source_parts(s).0)
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| name.clone());
+                .unwrap_or(name)
+                .to_string();
             products
                 .entry(matched_as)
                 .or_default()

@@ -46,18 +46,24 @@ pub fn scheme(ecosystem: &str) -> VersionScheme {
 }
 
 /// The package name and version an install is matched under: the source package where the
-/// agent reported one, with a dpkg binNMU suffix (`+b1`: a rebuild, same source) dropped.
+/// agent reported one, at the source version where dpkg gave one (`lvm2 (2.03.16-2)` for
+/// `dmsetup 2:1.02.185-2`: the binary's own epoch and numbering are not the advisory's),
+/// else the package's version with a dpkg binNMU suffix (`+b1`: a rebuild, same source)
+/// dropped, for agents that did not report the source version.
 pub fn source_of<'a>(
     name: &'a str,
     source_package: Option<&'a str>,
     version: &'a str,
     scheme: VersionScheme,
 ) -> (&'a str, &'a str) {
-    let package = source_package.filter(|s| !s.is_empty()).unwrap_or(name);
-    let version = if scheme == VersionScheme::Dpkg {
-        strip_binnmu(version)
-    } else {
-        version
+    let (package, source_version) = match source_package.map(census_shared::schema::source_parts) {
+        Some((source, v)) if !source.is_empty() => (source, v),
+        _ => (name, None),
+    };
+    let version = match source_version {
+        Some(v) => v,
+        None if scheme == VersionScheme::Dpkg => strip_binnmu(version),
+        None => version,
     };
     (package, version)
 }
@@ -282,6 +288,24 @@ mod tests {
         assert_eq!(
             source_of("bash", None, "5.2.15-2+b8", VersionScheme::Rpm),
             ("bash", "5.2.15-2+b8")
+        );
+        // The source version where dpkg gave one: the binary's epoch is not the source's.
+        assert_eq!(
+            source_of("dmsetup", Some("lvm2 (2.03.16-2)"), "2:1.02.185-2", d),
+            ("lvm2", "2.03.16-2")
+        );
+        assert_eq!(
+            source_of(
+                "bsdutils",
+                Some("util-linux (2.38.1-5+deb12u3)"),
+                "1:2.38.1-5+deb12u3",
+                d
+            ),
+            ("util-linux", "2.38.1-5+deb12u3")
+        );
+        assert_eq!(
+            source_of("bash", Some("bash (5.2.15-2)"), "5.2.15-2+b8", d),
+            ("bash", "5.2.15-2")
         );
     }
 }

@@ -265,6 +265,47 @@ fn install_remove_upgrade_downgrade_with_real_version_strings() {
     );
 }
 
+/// Regression: agents that begin reporting dpkg's source version (`bash (5.2.15-2)`) would
+/// have raised a change record for every such package of every host on their upgrade.
+#[test]
+fn an_agent_that_starts_reporting_source_versions_raises_no_drift() {
+    let mut r = rig("source-version");
+    let t0 = Utc::now();
+    let mut sw = base_software();
+    sw.push(pkg("bash", "5.2.15-2+b8", "dpkg"));
+    assert!(r.send(machine(sw.clone()), t0).is_none());
+    for p in sw.iter_mut().filter(|p| p.name == "bash") {
+        p.source_package = Some("bash (5.2.15-2)".into());
+    }
+    assert!(
+        r.send(machine(sw.clone()), t0 + Duration::minutes(1))
+            .is_none(),
+        "the same package build, reported with its source"
+    );
+    // The CMDB keeps what the agent now reports.
+    let host = r.store.list_cis(Some(CiClass::Computer)).unwrap()[0]
+        .id
+        .clone();
+    let installs = r.store.owned_state(&host).unwrap().installs;
+    let bash = installs
+        .iter()
+        .find(|i| i.package.name.as_deref() == Some("bash"))
+        .unwrap();
+    assert_eq!(
+        bash.package.source_package.as_deref(),
+        Some("bash (5.2.15-2)")
+    );
+    // A new build still drifts.
+    let sw = with(sw, "bash", "5.2.15-2+b9");
+    let rec = r
+        .send(machine(sw), t0 + Duration::minutes(2))
+        .expect("record");
+    assert_eq!(
+        kinds(&rec),
+        vec![(ItemKind::SoftwareUpgraded, "bash".into())]
+    );
+}
+
 #[test]
 fn configuration_kinds_beyond_software() {
     let mut r = rig("config");
@@ -940,7 +981,8 @@ fn catalogue_orders_versions_by_the_package_scheme_not_as_strings() {
         .iter()
         .map(|v| v["version"].as_str().unwrap())
         .collect();
-    assert_eq!(versions, ["3.0.2", "3.0.11", "3.0.16", "3.0.19"]);
+    // Newest first, in dpkg's order (as text, 3.0.2 would sort above 3.0.19).
+    assert_eq!(versions, ["3.0.19", "3.0.16", "3.0.11", "3.0.2"]);
 }
 
 #[test]

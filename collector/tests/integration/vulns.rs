@@ -423,3 +423,72 @@ pub(crate) fn exposure_cycle(mut r: crate::drift::Rig) {
     assert_eq!(report.fixed[0].how, Closure::AdvisoryChanged);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression: packages with their own epoch or numbering (`dmsetup 2:1.02.185-2` from
+/// `lvm2 2.03.16-2`, `bsdutils 1:2.38.1-5+deb12u3` from util-linux) were matched at the
+/// binary's version, which is above every fixed version of the source: never exposed.
+#[test]
+fn binaries_with_their_own_epoch_match_at_the_source_version_dpkg_gives() {
+    let mut r = rig("vulns-source-version");
+    r.send(
+        machine(vec![
+            dpkg("dmsetup", "2:1.02.185-2", Some("lvm2 (2.03.16-2)")),
+            dpkg(
+                "bsdutils",
+                "1:2.38.1-5+deb12u3",
+                Some("util-linux (2.38.1-5+deb12u3)"),
+            ),
+        ]),
+        Utc::now(),
+    );
+    let dir = std::env::temp_dir().join(format!("census-osv-srcver-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |id: &str, package: &str, fixed: &str| {
+        serde_json::json!({
+            "id": id,
+            "modified": "2026-11-01T00:00:00Z",
+            "affected": [{
+                "package": {"name": package, "ecosystem": "Debian:12"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+            }]
+        })
+    };
+    for (id, package, fixed) in [
+        ("DEBIAN-CVE-2099-0001", "lvm2", "2.03.16-3"),
+        ("DEBIAN-CVE-2099-0002", "util-linux", "2.38.1-5+deb12u3"),
+        ("DEBIAN-CVE-2099-0003", "util-linux", "2.38.1-5+deb12u4"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            record(id, package, fixed).to_string(),
+        )
+        .unwrap();
+    }
+    import::import(r.store.as_ref(), &dir, &mut |_| {}).unwrap();
+    let host = r
+        .store
+        .list_cis(Some(census_collector::model::CiClass::Computer))
+        .unwrap()[0]
+        .clone();
+    let report = exposure::for_computer(r.store.as_ref(), &host.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        findings(&report),
+        [
+            (
+                "DEBIAN-CVE-2099-0001".into(),
+                "dmsetup".into(),
+                Some("2.03.16-3".into())
+            ),
+            (
+                "DEBIAN-CVE-2099-0003".into(),
+                "bsdutils".into(),
+                Some("2.38.1-5+deb12u4".into())
+            ),
+        ]
+    );
+    assert_eq!(report.findings[0].matched_as, "lvm2");
+    let _ = std::fs::remove_dir_all(&dir);
+}
