@@ -965,7 +965,18 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
     measure(
         "one advisory with its hosts and services",
         runs.min(20),
-        || exposure::for_advisory(store.as_ref(), &top, Utc::now())?.context("advisory"),
+        || {
+            exposure::for_advisory(
+                store.as_ref(),
+                &top,
+                &exposure::HostPage {
+                    limit: 100,
+                    after: None,
+                },
+                Utc::now(),
+            )?
+            .context("advisory")
+        },
         |a| format!("{} hosts", a.hosts_total),
     )?;
 

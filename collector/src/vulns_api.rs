@@ -34,6 +34,7 @@ pub fn routes(table: &mut RouteTable) {
         .json::<FleetReport>();
     table
         .people("GET", "/api/v1/vulns/{id}", READERS, get(advisory))
+        .query::<HostsParams>()
         .json::<AdvisoryReport>();
     table
         .people("GET", "/api/v1/cis/{id}/vulns", READERS, get(host))
@@ -113,13 +114,37 @@ async fn fleet(
     Ok(Json(report).into_response())
 }
 
+/// Which of an advisory's hosts to list (all are counted).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct HostsParams {
+    /// At most this many hosts, by name (1 to 1000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// `next_after` of the previous page (a computer id).
+    #[param(max_length = 200)]
+    after: Option<String>,
+}
+
 async fn advisory(
     State(st): State<Arc<AppState>>,
     Extension(person): Extension<Person>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Reply {
+    let p: HostsParams = query_params(q)?;
+    let page = crate::vulns::exposure::HostPage {
+        limit: bounded(
+            "limit",
+            p.limit,
+            100,
+            1,
+            crate::vulns::exposure::MAX_LISTED_HOSTS,
+        )?,
+        after: p.after,
+    };
     let report = st
-        .run(&person, move |ops, _| op::advisory(ops, &id))
+        .run(&person, move |ops, _| op::advisory(ops, &id, &page))
         .await?;
     Ok(Json(report).into_response())
 }

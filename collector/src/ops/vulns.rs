@@ -53,7 +53,7 @@ pub fn host(ops: &Ops, id: &str) -> Result<HostReport, OpError> {
         .ok_or_else(|| OpError::NotFound(format!("computer {id}")))
 }
 
-pub fn advisory(ops: &Ops, id: &str) -> Result<AdvisoryReport, OpError> {
-    exposure::for_advisory(ops.store.as_ref(), id, chrono::Utc::now())?
+pub fn advisory(ops: &Ops, id: &str, page: &exposure::HostPage) -> Result<AdvisoryReport, OpError> {
+    exposure::for_advisory(ops.store.as_ref(), id, page, chrono::Utc::now())?
         .ok_or_else(|| OpError::NotFound(format!("advisory {id}")))
 }

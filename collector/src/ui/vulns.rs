@@ -30,6 +30,8 @@ use crate::vulns::exposure;
 
 /// Most advisories the fleet page lists.
 const LISTED: usize = 500;
+/// Hosts an advisory's page lists at a time.
+const HOSTS_LISTED: usize = 100;
 
 pub struct AdvisoryRow {
     pub href: String,
@@ -143,7 +145,13 @@ struct AdvisoryPage {
     entries: Vec<AffectedEntry>,
     hosts_total: usize,
     hosts: Vec<HostRow>,
+    next_href: Option<String>,
     services: Vec<AffectedRow>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AdvisoryQuery {
+    after: Option<String>,
 }
 
 pub async fn advisory(
@@ -151,12 +159,19 @@ pub async fn advisory(
     Extension(person): Extension<Person>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> UiResult {
+    let p: AdvisoryQuery = params(q)?;
     let store = st.store.clone();
     let lookup = id.clone();
-    let found =
-        blocking(move || exposure::for_advisory(store.as_ref(), &lookup, chrono::Utc::now()))
-            .await?;
+    let page = exposure::HostPage {
+        limit: HOSTS_LISTED,
+        after: p.after,
+    };
+    let found = blocking(move || {
+        exposure::for_advisory(store.as_ref(), &lookup, &page, chrono::Utc::now())
+    })
+    .await?;
     let Some(r) = found else {
         return Err(not_found(format!("advisory {id} is not held")));
     };
@@ -184,6 +199,13 @@ pub async fn advisory(
             })
             .collect(),
         hosts_total: r.hosts_total,
+        next_href: r.next_after.as_ref().map(|after| {
+            format!(
+                "{}?after={}",
+                advisory_href(&a.id),
+                super::pages::url_encode(after)
+            )
+        }),
         hosts: r
             .hosts
             .iter()

@@ -394,8 +394,11 @@ pub struct ExposedHost {
 pub struct AdvisoryReport {
     pub advisory: Advisory,
     pub hosts_total: usize,
-    /// The first [`MAX_LISTED_HOSTS`] by name.
+    /// A page of them by name (at most [`MAX_LISTED_HOSTS`]), after the page's cursor.
     pub hosts: Vec<ExposedHost>,
+    /// The cursor of the next page (`after`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
     /// Business and application services running on those hosts or depending on one
     /// that does, most critical first.
     pub services: Vec<crate::query::services::AffectedService>,
@@ -570,10 +573,21 @@ impl<'a> FleetState<'a> {
     }
 }
 
-/// Where one advisory holds (None when the store has no such advisory).
+/// Which of an advisory's hosts a report lists: `limit` (at most [`MAX_LISTED_HOSTS`]) by
+/// name, after the host `after` (a computer id, the previous page's `next_after`).
+#[derive(Debug, Clone, Default)]
+pub struct HostPage {
+    pub limit: usize,
+    pub after: Option<String>,
+}
+
+/// Where one advisory holds (None when the store has no such advisory). Every host is
+/// counted and feeds the services it affects; only the page's hosts are dated from their
+/// ledgers (each ledger holds all of a host's exposures, so dating thousands is the cost).
 pub fn for_advisory(
     store: &dyn Store,
     id: &str,
+    page: &HostPage,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<AdvisoryReport>, StoreError> {
     let Some(advisory) = store.get_advisory(id)? else {
@@ -629,7 +643,17 @@ pub fn for_advisory(
         .collect();
     let services = crate::query::services::impact_of(store, &on, now)?;
     let hosts_total = hosts.len();
-    hosts.truncate(MAX_LISTED_HOSTS);
+    let start = match &page.after {
+        Some(after) => hosts
+            .iter()
+            .position(|(_, h)| h.id == *after)
+            .map_or(hosts.len(), |i| i + 1),
+        None => 0,
+    };
+    let limit = page.limit.clamp(1, MAX_LISTED_HOSTS);
+    let mut hosts: Vec<(u64, ExposedHost)> = hosts.into_iter().skip(start).collect();
+    let next_after = (hosts.len() > limit).then(|| hosts[limit - 1].1.id.clone());
+    hosts.truncate(limit);
     let keys: Vec<u64> = hosts.iter().map(|(k, _)| *k).collect();
     let ledgers = store.exposure_ledgers(&keys)?;
     let hosts: Vec<ExposedHost> = hosts
@@ -652,6 +676,7 @@ pub fn for_advisory(
         advisory,
         hosts_total,
         hosts,
+        next_after,
         services,
     }))
 }

@@ -38,6 +38,10 @@ fn this_machine() -> Vec<Software> {
     ]
 }
 
+fn page(limit: usize) -> exposure::HostPage {
+    exposure::HostPage { limit, after: None }
+}
+
 fn findings(report: &exposure::HostReport) -> Vec<(String, String, Option<String>)> {
     report
         .findings
@@ -113,14 +117,19 @@ fn osv_records_match_by_source_package_in_dpkg_order_and_nothing_else() {
         fleet.advisories[0].hosts, 1,
         "one host, however many of its packages"
     );
-    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9901-1", Utc::now())
+    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9901-1", &page(100), Utc::now())
         .unwrap()
         .unwrap();
     assert_eq!(one.hosts_total, 1);
     assert_eq!(one.hosts[0].id, host.id);
-    let none = exposure::for_advisory(r.store.as_ref(), "DEBIAN-CVE-2026-28387", Utc::now())
-        .unwrap()
-        .unwrap();
+    let none = exposure::for_advisory(
+        r.store.as_ref(),
+        "DEBIAN-CVE-2026-28387",
+        &page(100),
+        Utc::now(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(none.hosts_total, 0);
 
     // The same feed again changes nothing; a newer record that moves the fix below the
@@ -375,7 +384,7 @@ pub(crate) fn exposure_cycle(mut r: crate::drift::Rig) {
         change.pairs[0].fixed.as_deref(),
         Some("2:9.0.1378-2+deb12u9")
     );
-    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9910-1", Utc::now())
+    let one = exposure::for_advisory(r.store.as_ref(), "DSA-9910-1", &page(100), Utc::now())
         .unwrap()
         .unwrap();
     assert!(one.hosts[0].detected.is_some());
@@ -393,6 +402,28 @@ pub(crate) fn exposure_cycle(mut r: crate::drift::Rig) {
     assert_eq!(feed.len(), 3);
     assert_eq!(feed[2].event_type, VULNERABILITY_EXPOSED);
     assert_eq!(feed[2].exposure.as_ref().unwrap().cause, "drift");
+    // An advisory's hosts page by name, each once, all counted on every page.
+    let first = exposure::for_advisory(r.store.as_ref(), "DSA-9910-1", &page(1), Utc::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.hosts_total, first.hosts.len()), (2, 1));
+    let after = first.next_after.clone().expect("a second page");
+    assert_eq!(after, first.hosts[0].id);
+    let second = exposure::for_advisory(
+        r.store.as_ref(),
+        "DSA-9910-1",
+        &exposure::HostPage {
+            limit: 1,
+            after: Some(after),
+        },
+        Utc::now(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((second.hosts_total, second.hosts.len()), (2, 1));
+    assert_ne!(second.hosts[0].id, first.hosts[0].id);
+    assert_eq!(second.next_after, None);
+    assert!(first.hosts[0].name <= second.hosts[0].name);
     assert_eq!(feed[2].exposure.as_ref().unwrap().total, 4);
     assert!(pairs(&feed[2]).iter().all(|(host, _, _)| host == "db02"));
 
