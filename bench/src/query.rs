@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services|vulns]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services|vulns|titles]
 //!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
@@ -348,6 +348,9 @@ fn report(
     if only == Some("vulns") {
         return vulns(store, runs, packages);
     }
+    if only == Some("titles") {
+        return titles(store, runs);
+    }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
         .into_iter()
@@ -647,6 +650,62 @@ fn register(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
             Ok(census_collector::ops::register::get(&ops, id)?)
         },
         |v| format!("{} fields", v.fields.len()),
+    )?;
+    Ok(())
+}
+
+/// Software titles at this size (`--only titles`): the titles page and the catalogue page
+/// under the built-in rules, and a dry replay of a draft (every product titled twice).
+fn titles(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::model::titles::{default_rules, SoftwareRule, Titler};
+    use census_collector::query::titles::{self, TitleFilter};
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    measure(
+        "software titles, first page of 100 (computers and versions per title)",
+        runs,
+        || {
+            Ok(titles::titles(
+                store.as_ref(),
+                &TitleFilter::default(),
+                100,
+                None,
+            )?)
+        },
+        |(page, total)| format!("{total} titles, first with {} computers", page[0].computers),
+    )?;
+    measure(
+        "software catalogue, first page of 100 (with titles)",
+        runs,
+        || Ok(views::catalogue(store.as_ref(), None, 100, None)?),
+        |(_, total)| format!("{total} products"),
+    )?;
+    // A draft that rolls the generated packages into ten titles, before the built-in rules.
+    let mut rules = vec![SoftwareRule {
+        name: Some(r"^pkg-\d*(\d)$".into()),
+        set_product: Some("Generated ${1}".into()),
+        set_category: Some("bench".into()),
+        ..SoftwareRule::default()
+    }];
+    rules.extend(default_rules());
+    let titler = Titler::compile(&rules).map_err(anyhow::Error::msg)?;
+    measure(
+        "title replay, dry (every product under the draft and the applied rules)",
+        runs.min(20),
+        || {
+            Ok(titles::replay(
+                store.as_ref(),
+                &titler,
+                rules.len(),
+                &mut |_, _| {},
+            )?)
+        },
+        |r| {
+            format!(
+                "{} products, {} change, {} titles after",
+                r.products, r.changed, r.titles_after
+            )
+        },
     )?;
     Ok(())
 }
