@@ -93,6 +93,7 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("PUT", "/api/v1/services/{id}") => "Change a service (a new version in its history)",
         ("DELETE", "/api/v1/services/{id}") => "Delete a service (refused while another depends on it; its history stays)",
         ("GET", "/api/v1/services/{id}/history") => "Every version of a service",
+        ("GET", "/api/v1/services/{id}/vulns") => "A service's vulnerabilities: the advisories that hold on the computers it and every service it depends on run on, most severe first, with host counts",
         ("GET", "/api/v1/services/{id}/dependencies") => "Everything a service depends on: services, transitively, and the computers each runs on",
         ("GET", "/api/v1/health") => "CMDB health: completeness, correctness and compliance per class with a score, and the defects (each counted once) filtered by class or kind",
         ("GET", "/api/v1/health/trend") => "CMDB health's daily scores, oldest first",

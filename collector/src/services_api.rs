@@ -77,6 +77,9 @@ pub fn routes(table: &mut RouteTable) {
             get(dependencies),
         )
         .json::<Dependencies>();
+    table
+        .people("GET", "/api/v1/services/{id}/vulns", READERS, get(vulns))
+        .json::<crate::vulns::exposure::ServiceReport>();
 }
 
 type Reply = Result<Response, ApiProblem>;
@@ -187,6 +190,25 @@ async fn dependencies(
         })
         .await?;
     Ok(Json(d).into_response())
+}
+
+async fn vulns(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Path(id): Path<String>,
+) -> Reply {
+    let report = st
+        .run(&person, move |ops, _| {
+            let s = op::find(ops, &id)?;
+            let deps = services::dependencies(ops.store.as_ref(), &s, Utc::now())?;
+            Ok(crate::vulns::exposure::for_service(
+                ops.store.as_ref(),
+                &s,
+                &deps,
+            )?)
+        })
+        .await?;
+    Ok(Json(report).into_response())
 }
 
 /// What to compute the impact of: exactly one of a CI, a product (with a version range),

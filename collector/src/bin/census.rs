@@ -178,6 +178,8 @@ enum VulnsCommand {
     Show { id: String },
     /// One computer's vulnerable packages.
     Host { id: String },
+    /// A service's advisories: on the computers it and every service it depends on run on.
+    Service { id: String },
 }
 
 #[derive(Subcommand)]
@@ -1099,6 +1101,47 @@ async fn vulns(output: Output, cfg: &ClientConfig, command: VulnsCommand) -> Res
                 &["name", "criticality", "via"],
             )?;
             eprintln!("{} hosts", cell(&report["hosts_total"]));
+        }
+        VulnsCommand::Service { id } => {
+            let report = call(cfg, &format!("/api/v1/services/{id}/vulns"), &[]).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            let rows: Vec<Value> = rows_of(&report, "advisories")
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a["named_hosts"] = Value::from(
+                        rows_of(&a, "named_hosts")
+                            .iter()
+                            .filter_map(|h| h["name"].as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                    a
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "id",
+                    "level",
+                    "hosts",
+                    "packages",
+                    "fixed",
+                    "named_hosts",
+                    "aliases",
+                ],
+            )?;
+            eprintln!(
+                "{}: {} of {} computers exposed to {} advisories",
+                cell(&report["service_name"]),
+                cell(&report["computers_exposed"]),
+                cell(&report["computers_matched"]),
+                cell(&report["advisories_total"])
+            );
         }
         VulnsCommand::Host { id } => {
             let report = call(cfg, &format!("/api/v1/cis/{id}/vulns"), &[]).await?;

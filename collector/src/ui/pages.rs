@@ -2453,6 +2453,19 @@ pub async fn services(
     })
 }
 
+/// Advisories a service's page lists (the API lists more).
+const SERVICE_ADVISORIES_SHOWN: usize = 50;
+
+pub struct ServiceVulnRow {
+    pub href: String,
+    pub id: String,
+    pub level: &'static str,
+    pub hosts: usize,
+    pub packages: String,
+    pub fixed: String,
+    pub summary: String,
+}
+
 #[derive(Template)]
 #[template(path = "service.html")]
 struct ServicePage {
@@ -2465,6 +2478,8 @@ struct ServicePage {
     depends_on: Vec<ServiceRow>,
     dependents: Vec<ServiceRow>,
     deps: crate::query::services::Dependencies,
+    vulns: crate::vulns::exposure::ServiceReport,
+    vuln_rows: Vec<ServiceVulnRow>,
     /// (version, when, by)
     history: Vec<(u64, String, String)>,
     /// (id, name, chosen) of every other service, for the edit form.
@@ -2479,15 +2494,29 @@ pub async fn service(
     Path(id): Path<String>,
 ) -> UiResult {
     let lookup = id.clone();
-    let (service, all, deps, history) = st
+    let (service, all, deps, history, mut vulns) = st
         .run(&person, move |ops, _| {
             let s = crate::ops::services::find(ops, &lookup)?;
             let all = ops.store.list_services()?;
             let deps = crate::query::services::dependencies(ops.store.as_ref(), &s, Utc::now())?;
             let history = ops.store.service_history(&lookup)?;
-            Ok((s, all, deps, history))
+            let vulns = crate::vulns::exposure::for_service(ops.store.as_ref(), &s, &deps)?;
+            Ok((s, all, deps, history, vulns))
         })
         .await?;
+    let vuln_rows = std::mem::take(&mut vulns.advisories)
+        .into_iter()
+        .take(SERVICE_ADVISORIES_SHOWN)
+        .map(|a| ServiceVulnRow {
+            href: format!("/ui/vulns/{}", segment(&a.id)),
+            level: a.level.map_or("", |l| l.as_str()),
+            hosts: a.hosts,
+            packages: a.packages.join(" "),
+            fixed: a.fixed.join(" "),
+            summary: a.summary,
+            id: a.id,
+        })
+        .collect();
     let on: Vec<_> = all
         .iter()
         .filter(|s| service.depends_on.contains(&s.id))
@@ -2512,6 +2541,8 @@ pub async fn service(
         depends_on: service_rows(&on),
         dependents: service_rows(&dependents),
         deps,
+        vulns,
+        vuln_rows,
         history: history
             .iter()
             .rev()

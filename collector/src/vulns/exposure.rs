@@ -681,6 +681,139 @@ pub fn for_advisory(
     }))
 }
 
+/// Most advisories a service's report lists (all are counted).
+pub const MAX_SERVICE_ADVISORIES: usize = 500;
+/// Most hosts a service's report names per advisory (all are counted).
+pub const MAX_NAMED_HOSTS: usize = 20;
+
+/// An advisory that holds on computers a service runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ServiceAdvisory {
+    pub id: String,
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    pub summary: String,
+    /// The service's computers it holds on.
+    pub hosts: usize,
+    /// The first [`MAX_NAMED_HOSTS`] of them by name: (id, name).
+    pub named_hosts: Vec<ServiceHost>,
+    /// The installed packages it holds for.
+    pub packages: Vec<String>,
+    /// The versions that fix it where a fix exists.
+    pub fixed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct ServiceHost {
+    pub id: String,
+    pub name: String,
+}
+
+/// A business or application service's vulnerabilities: the advisories that hold on the
+/// computers it runs on and on those of every service it depends on, transitively.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ServiceReport {
+    pub service_id: String,
+    pub service_name: String,
+    /// Computers it and its dependencies run on.
+    pub computers_total: usize,
+    /// Computers matched: all of them up to the dependency listing's limit.
+    pub computers_matched: usize,
+    /// Matched computers with at least one advisory holding.
+    pub computers_exposed: usize,
+    pub advisories_total: usize,
+    /// Most severe first, then the most hosts: the first [`MAX_SERVICE_ADVISORIES`].
+    pub advisories: Vec<ServiceAdvisory>,
+}
+
+/// `deps`: the service's dependencies as `query::services::dependencies` gives them.
+pub fn for_service(
+    store: &dyn Store,
+    service: &crate::model::service::Service,
+    deps: &crate::query::services::Dependencies,
+) -> Result<ServiceReport, StoreError> {
+    let advisories = Advisories::new(store)?;
+    struct Held {
+        advisory: Advisory,
+        hosts: BTreeSet<ServiceHost>,
+        packages: BTreeSet<String>,
+        fixed: BTreeSet<String>,
+    }
+    let mut held: BTreeMap<String, Held> = BTreeMap::new();
+    let mut exposed = 0;
+    for c in &deps.computers {
+        let host = ServiceHost {
+            id: c.id.clone(),
+            name: c.name.clone(),
+        };
+        let mut any = false;
+        match_computer_with(store, &advisories, &c.id, &mut |h| {
+            any = true;
+            let e = held.entry(h.advisory.id.clone()).or_insert_with(|| Held {
+                advisory: h.advisory.clone(),
+                hosts: BTreeSet::new(),
+                packages: BTreeSet::new(),
+                fixed: BTreeSet::new(),
+            });
+            e.hosts.insert(host.clone());
+            if let Some(name) = &h.install.package.name {
+                e.packages.insert(name.clone());
+            }
+            if let Some(f) = h.fixed {
+                e.fixed.insert(f.clone());
+            }
+        })?;
+        exposed += usize::from(any);
+    }
+    let mut list: Vec<ServiceAdvisory> = held
+        .into_values()
+        .map(|h| {
+            let rating = h.advisory.rating.as_ref();
+            ServiceAdvisory {
+                id: h.advisory.id.clone(),
+                aliases: h.advisory.aliases.clone(),
+                level: rating.map(|r| r.level),
+                score: rating.and_then(|r| r.score),
+                summary: h.advisory.summary.clone(),
+                hosts: h.hosts.len(),
+                named_hosts: {
+                    let mut named: Vec<ServiceHost> = h.hosts.into_iter().collect();
+                    named.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+                    named.truncate(MAX_NAMED_HOSTS);
+                    named
+                },
+                packages: h.packages.into_iter().collect(),
+                fixed: h.fixed.into_iter().collect(),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.level
+            .cmp(&a.level)
+            .then(
+                b.score
+                    .partial_cmp(&a.score)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+            .then(b.hosts.cmp(&a.hosts))
+            .then(a.id.cmp(&b.id))
+    });
+    let advisories_total = list.len();
+    list.truncate(MAX_SERVICE_ADVISORIES);
+    Ok(ServiceReport {
+        service_id: service.id.clone(),
+        service_name: service.name.clone(),
+        computers_total: deps.computers_total,
+        computers_matched: deps.computers.len(),
+        computers_exposed: exposed,
+        advisories_total,
+        advisories: list,
+    })
+}
+
 /// An advisory that holds somewhere in the fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FleetAdvisory {

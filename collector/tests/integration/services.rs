@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use crate::drift::{base_software, machine, rig, with};
 
-fn request(
+pub(crate) fn request(
     name: &str,
     criticality: u8,
     depends_on: &[&str],

@@ -523,3 +523,92 @@ fn binaries_with_their_own_epoch_match_at_the_source_version_dpkg_gives() {
     assert_eq!(report.findings[0].matched_as, "lvm2");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A business service's vulnerabilities are those of the computers it and every service it
+/// depends on run on: the shop runs nowhere itself, its database runs on db02 and the web
+/// tier on web01; both hold bash 5.2.15-2+b8 (DSA-9902-1), only web01 openssl 3.0.19.
+#[test]
+fn a_service_reports_the_advisories_on_the_computers_below_it() {
+    use census_collector::model::service::RunsOn;
+    use census_collector::ops::services as service_ops;
+    use census_collector::ops::{Actor, Ops};
+    use std::sync::Arc;
+    let mut r = rig("vulns-service");
+    r.send(machine(this_machine()), Utc::now());
+    r.switch_to_new_agent("agt_db02");
+    r.send(
+        other_machine(vec![dpkg("bash", "5.2.15-2+b8", None)]),
+        Utc::now(),
+    );
+    import::import(r.store.as_ref(), &fixtures(), &mut |_| {}).unwrap();
+    let computers = r
+        .store
+        .list_cis(Some(census_collector::model::CiClass::Computer))
+        .unwrap();
+    let id_of = |name: &str| {
+        computers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.id.clone())
+            .unwrap()
+    };
+    let ops = Ops {
+        store: r.store.clone() as Arc<dyn Store>,
+        ingest: None,
+    };
+    let ann = Actor::new("ann");
+    let on = |name: &str| vec![RunsOn::Computer { id: id_of(name) }];
+    let web = service_ops::create(
+        &ops,
+        &ann,
+        crate::services::request("Web tier", 2, &[], on("web01")),
+    )
+    .unwrap();
+    let db = service_ops::create(
+        &ops,
+        &ann,
+        crate::services::request("Shop database", 2, &[], on("db02")),
+    )
+    .unwrap();
+    let shop = service_ops::create(
+        &ops,
+        &ann,
+        crate::services::request("Shop", 1, &[&web.id, &db.id], vec![]),
+    )
+    .unwrap();
+    let deps = census_collector::query::services::dependencies(r.store.as_ref(), &shop, Utc::now())
+        .unwrap();
+    let report = exposure::for_service(r.store.as_ref(), &shop, &deps).unwrap();
+    assert_eq!(
+        (
+            report.computers_total,
+            report.computers_matched,
+            report.computers_exposed
+        ),
+        (2, 2, 2)
+    );
+    let host = exposure::for_computer(r.store.as_ref(), &id_of("web01"))
+        .unwrap()
+        .unwrap();
+    let on_web: std::collections::BTreeSet<&str> =
+        host.findings.iter().map(|f| f.advisory.as_str()).collect();
+    assert_eq!(report.advisories_total, on_web.len(), "{report:#?}");
+    let both: Vec<&exposure::ServiceAdvisory> =
+        report.advisories.iter().filter(|a| a.hosts == 2).collect();
+    assert_eq!(both.len(), 1, "bash's advisory holds on both: {report:#?}");
+    for a in &both {
+        assert_eq!(
+            (a.id.as_str(), a.packages.clone()),
+            ("DSA-9902-1", vec!["bash".to_string()])
+        );
+        let names: Vec<&str> = a.named_hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["db02", "web01"]);
+    }
+    // The database alone: only what holds on db02.
+    let deps =
+        census_collector::query::services::dependencies(r.store.as_ref(), &db, Utc::now()).unwrap();
+    let report = exposure::for_service(r.store.as_ref(), &db, &deps).unwrap();
+    assert_eq!(report.computers_exposed, 1);
+    assert!(report.advisories.iter().all(|a| a.packages == ["bash"]));
+    assert_eq!(report.advisories.len(), both.len());
+}

@@ -160,6 +160,26 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
     let (ok, table, err) = run_census(&config, &["vulns", "list"], None);
     assert!(ok && table.contains("DSA-9802-1"), "{table} {err}");
 
+    // A service running on this machine carries its advisories.
+    let admin = person_token(&c, "sam", "admin");
+    let made: Value = c
+        .http()
+        .post(format!("{}/api/v1/services", c.url))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "kind": "application", "name": "Build host", "owner": "sam", "criticality": 2,
+            "support_group": "ops", "runs_on": [{"type": "computer", "id": ci}]
+        }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let service = made["id"].as_str().expect("a service").to_string();
+    let (ok, table, err) = run_census(&config, &["vulns", "service", &service], None);
+    assert!(ok, "{err}");
+    assert!(table.contains("DSA-9802-1"), "{table}");
+    assert!(err.contains("Build host: 1 of 1 computers exposed"), "{err}");
+
     // The API: the fleet, one advisory, refusals, the CSV export for exporters only.
     let http = c.http();
     let get = |path: &str, tok: &str| {
