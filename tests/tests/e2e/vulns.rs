@@ -178,7 +178,10 @@ fn this_machine_is_matched_against_records_built_from_its_own_packages() {
     let (ok, table, err) = run_census(&config, &["vulns", "service", &service], None);
     assert!(ok, "{err}");
     assert!(table.contains("DSA-9802-1"), "{table}");
-    assert!(err.contains("Build host: 1 of 1 computers exposed"), "{err}");
+    assert!(
+        err.contains("Build host: 1 of 1 computers exposed"),
+        "{err}"
+    );
 
     // The API: the fleet, one advisory, refusals, the CSV export for exporters only.
     let http = c.http();
