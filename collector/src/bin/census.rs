@@ -456,6 +456,17 @@ fn register_rows(view: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The `name`s of the list under `key`, joined by spaces, as one table cell.
+fn names_of(v: &Value, key: &str) -> Value {
+    Value::from(
+        rows_of(v, key)
+            .iter()
+            .filter_map(|x| x["name"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 fn rows_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -934,13 +945,7 @@ async fn software(output: Output, cfg: &ClientConfig, command: SoftwareCommand) 
                 .map(|t| {
                     let mut t = t.clone();
                     t["newest"] = t["versions"][0]["version"].clone();
-                    t["packages"] = Value::from(
-                        rows_of(&t, "packages")
-                            .iter()
-                            .filter_map(|p| p["name"].as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    );
+                    t["packages"] = names_of(&t, "packages");
                     t
                 })
                 .collect();
@@ -1112,13 +1117,7 @@ async fn vulns(output: Output, cfg: &ClientConfig, command: VulnsCommand) -> Res
                 .iter()
                 .map(|a| {
                     let mut a = a.clone();
-                    a["named_hosts"] = Value::from(
-                        rows_of(&a, "named_hosts")
-                            .iter()
-                            .filter_map(|h| h["name"].as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    );
+                    a["named_hosts"] = names_of(&a, "named_hosts");
                     a
                 })
                 .collect();

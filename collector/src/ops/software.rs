@@ -27,6 +27,29 @@ pub fn put_draft(
     next.draft = rules;
     next.draft_updated_by = Some(actor.name.clone());
     next.draft_updated_at = Some(Utc::now());
+    commit(
+        ops,
+        actor,
+        "software_rules.update",
+        stored,
+        &next,
+        (&before.draft, &next.draft),
+        None,
+    )?;
+    Ok(next)
+}
+
+/// Writes `next` over the book as it was read (`stored`), audited with the rule lists
+/// that changed.
+fn commit(
+    ops: &Ops,
+    actor: &Actor,
+    action: &str,
+    stored: Option<SoftwareRuleBook>,
+    next: &SoftwareRuleBook,
+    (before, after): (&Vec<SoftwareRule>, &Vec<SoftwareRule>),
+    comment: Option<String>,
+) -> Result<(), OpError> {
     ops.audited(
         PeopleWrite::PutSoftwareRules {
             expected: stored.map(Box::new),
@@ -34,14 +57,14 @@ pub fn put_draft(
         },
         draft(
             actor,
-            "software_rules.update",
+            action,
             "software_rules",
-            serde_json::to_value(&before.draft).ok(),
-            serde_json::to_value(&next.draft).ok(),
-            None,
+            serde_json::to_value(before).ok(),
+            serde_json::to_value(after).ok(),
+            comment,
         ),
     )?;
-    Ok(next)
+    Ok(())
 }
 
 /// Evaluates the draft over every product (progress: products done, total); unless
@@ -67,22 +90,17 @@ pub fn replay(
     next.version = book.version + 1;
     next.applied_by = Some(actor.name.clone());
     next.applied_at = Some(Utc::now());
-    ops.audited(
-        PeopleWrite::PutSoftwareRules {
-            expected: stored.map(Box::new),
-            book: Box::new(next.clone()),
-        },
-        draft(
-            actor,
-            "software_rules.replay",
-            "software_rules",
-            serde_json::to_value(&book.applied).ok(),
-            serde_json::to_value(&next.applied).ok(),
-            Some(format!(
-                "{} products, {} titles changed, {} titles before and {} after",
-                report.products, report.changed, report.titles_before, report.titles_after
-            )),
-        ),
+    commit(
+        ops,
+        actor,
+        "software_rules.replay",
+        stored,
+        &next,
+        (&book.applied, &next.applied),
+        Some(format!(
+            "{} products, {} titles changed, {} titles before and {} after",
+            report.products, report.changed, report.titles_before, report.titles_after
+        )),
     )?;
     report.version = next.version;
     Ok(report)

@@ -252,14 +252,17 @@ fn finding(
 }
 
 /// Most severe first, then by advisory and package.
+/// Most severe first: by level, then by score (unrated last).
+fn more_severe(
+    a: (Option<Level>, Option<f64>),
+    b: (Option<Level>, Option<f64>),
+) -> std::cmp::Ordering {
+    b.0.cmp(&a.0)
+        .then(b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal))
+}
+
 fn by_severity(a: &Finding, b: &Finding) -> std::cmp::Ordering {
-    b.level
-        .cmp(&a.level)
-        .then(
-            b.score
-                .partial_cmp(&a.score)
-                .unwrap_or(std::cmp::Ordering::Equal),
-        )
+    more_severe((a.level, a.score), (b.level, b.score))
         .then(a.advisory.cmp(&b.advisory))
         .then(a.package.cmp(&b.package))
 }
@@ -791,13 +794,7 @@ pub fn for_service(
         })
         .collect();
     list.sort_by(|a, b| {
-        b.level
-            .cmp(&a.level)
-            .then(
-                b.score
-                    .partial_cmp(&a.score)
-                    .unwrap_or(std::cmp::Ordering::Equal),
-            )
+        more_severe((a.level, a.score), (b.level, b.score))
             .then(b.hosts.cmp(&a.hosts))
             .then(a.id.cmp(&b.id))
     });

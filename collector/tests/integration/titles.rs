@@ -17,13 +17,8 @@ use crate::vulns::other_machine;
 
 fn dpkg(name: &str, version: &str, source_package: Option<&str>, maintainer: &str) -> Software {
     Software {
-        name: name.into(),
-        version: version.into(),
-        arch: Some("amd64".into()),
-        source: "dpkg".into(),
-        source_package: source_package.map(str::to_string),
         publisher: Some(maintainer.into()),
-        ..Default::default()
+        ..crate::vulns::dpkg(name, version, source_package)
     }
 }
 

@@ -18,7 +18,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/osv/debian")
 }
 
-fn dpkg(name: &str, version: &str, source_package: Option<&str>) -> Software {
+pub(crate) fn dpkg(name: &str, version: &str, source_package: Option<&str>) -> Software {
     Software {
         name: name.into(),
         version: version.into(),
