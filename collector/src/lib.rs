@@ -15,6 +15,7 @@ pub mod changes_api;
 pub mod delta;
 pub mod drain;
 pub mod drift;
+pub mod foreign;
 pub mod health_api;
 pub mod http;
 pub mod identify;

@@ -66,6 +66,19 @@ fn normalised(mut v: Value) -> Value {
             }
         }
     }
+    // A catalogue entry's title, publisher and category come from the title rules at read
+    // time (issue 23), and its versions are listed newest first since; neither is stored
+    // state. What a migration must keep is which versions, on how many computers.
+    if let Some(Value::Array(products)) = v.get_mut("catalogue") {
+        for p in products.iter_mut().filter_map(Value::as_object_mut) {
+            for derived in ["title", "publisher", "category"] {
+                p.remove(derived);
+            }
+            if let Some(Value::Array(versions)) = p.get_mut("versions") {
+                versions.sort_by(|a, b| a["version"].as_str().cmp(&b["version"].as_str()));
+            }
+        }
+    }
     v
 }
 
