@@ -90,6 +90,12 @@ pub enum AdminRequest {
     VulnsImport {
         path: String,
     },
+    /// Import other tools' inventories (absolute paths: files or directories).
+    Import {
+        format: crate::foreign::ocs::Format,
+        paths: Vec<String>,
+        dry_run: bool,
+    },
     /// Replay the draft software title rules over every product (applied unless dry).
     SoftwareReplay {
         dry_run: bool,
@@ -288,6 +294,32 @@ pub fn execute(
                     "osv import progress"
                 );
             })?;
+            let mut v = json!(report);
+            v["seconds"] = json!(started.elapsed().as_secs_f64());
+            Ok(v)
+        }
+        AdminRequest::Import {
+            format,
+            paths,
+            dry_run,
+        } => {
+            let started = std::time::Instant::now();
+            let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
+            let report =
+                crate::ops::foreign::import_files(ops, &who, format, &paths, dry_run, &mut |r| {
+                    let done = r.outcomes.len();
+                    if done % 100 == 0 || done == r.files {
+                        tracing::info!(
+                            done,
+                            files = r.files,
+                            new = r.new,
+                            updated = r.updated,
+                            skipped = r.skipped,
+                            failed = r.failed,
+                            "inventory import progress"
+                        );
+                    }
+                })?;
             let mut v = json!(report);
             v["seconds"] = json!(started.elapsed().as_secs_f64());
             Ok(v)

@@ -17,6 +17,16 @@ use crate::model::*;
 use crate::store::{IdentityKey, Store, StoreError};
 
 const HARDWARE_RULES: &[&str] = &["serial", "system_uuid", "machine_id", "mac_set"];
+
+/// The id prefix of an import source: the agent record a device another tool inventoried
+/// (an OCS or FusionInventory agent's DEVICEID) reports through. It has no private key, so
+/// nothing reaches ingest under it but an administrator's import.
+pub const IMPORT_AGENT_PREFIX: &str = "imp_";
+
+/// Whether `agent_id` is an import source rather than a Census agent.
+pub fn is_import_source(agent_id: &str) -> bool {
+    agent_id.starts_with(IMPORT_AGENT_PREFIX)
+}
 const PLACEHOLDER_HOSTNAMES: &[&str] = &[
     "localhost",
     "localhost.localdomain",
@@ -278,7 +288,12 @@ pub fn identify(
             value: key.value.clone(),
             at: now,
         };
-        if !owner_live || (hardware && !contradicts(&existing, snap)) {
+        // Imported data stands below a Census agent's: an agent takes over a computer an
+        // import source reports for on any key (the import's MACs or name may be all that
+        // matches: other agents call other interfaces physical).
+        let over_import =
+            owner.as_deref().is_some_and(is_import_source) && !is_import_source(&agent.id);
+        if !owner_live || over_import || (hardware && !contradicts(&existing, snap)) {
             // A machine that lost its agent state (reimage) or whose old agent was revoked.
             let (claims, _) = claims_for(store, &keys, &existing_id)?;
             return Ok(Identification {

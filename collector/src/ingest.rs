@@ -412,6 +412,84 @@ impl Ingest {
         self.reconcile_and_commit(&agent, env, &snap, None, received, None, timing, now, slot)
     }
 
+    /// Identifies, reconciles and commits an inventory another tool's agent took, as the
+    /// import source `agent` (see [`crate::identify::IMPORT_AGENT_PREFIX`]): the same path
+    /// as a snapshot after its signature, at the source's next seq. Nothing is verified
+    /// because nothing was signed: only an administrator's import calls this. Blocking.
+    pub fn import(
+        &self,
+        agent: &Agent,
+        mut snap: census_shared::Snapshot,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let t0 = std::time::Instant::now();
+        if !crate::identify::is_import_source(&agent.id) {
+            return Err(IngestError::Forbidden(format!(
+                "{} is a Census agent: only its own signed inventories reach its record",
+                agent.id
+            )));
+        }
+        if agent.is_revoked() {
+            return Err(IngestError::Revoked(format!(
+                "import source {} was revoked",
+                agent.id
+            )));
+        }
+        if let Some(successor) = &agent.superseded_by {
+            return Err(IngestError::Superseded(format!(
+                "{} reports this machine now (import source {} was taken over)",
+                successor, agent.id
+            )));
+        }
+        let env = Envelope {
+            agent_id: agent.id.clone(),
+            seq: agent.last_seq + 1,
+            signature: String::new(),
+        };
+        snap.agent_id = agent.id.clone();
+        snap.seq = env.seq;
+        snap.check_limits()
+            .map_err(|e| IngestError::Unprocessable {
+                field: None,
+                message: e.to_string(),
+            })?;
+        let body = wire::encode_body(&snap).map_err(unavailable)?;
+        let received = Received {
+            content_hash: snap.content_hash(),
+            uncollected: snap
+                .uncollected_sections()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            skew: 0,
+            body: &body,
+        };
+        let timing = Timing {
+            t0,
+            verified: t0.elapsed(),
+            decoded: t0.elapsed(),
+        };
+        if let (Some(ci_id), true) = (
+            &agent.ci_id,
+            agent.last_content_hash.as_deref() == Some(received.content_hash.as_str()),
+        ) {
+            if let Some(accepted) = self.unchanged(agent, ci_id, &env, &snap, &received, now)? {
+                return Ok(accepted);
+            }
+        }
+        self.reconcile_and_commit(
+            agent,
+            &env,
+            &snap,
+            None,
+            received,
+            None,
+            timing,
+            now,
+            CpuSlot::none(),
+        )
+    }
+
     /// Verifies a protocol-v2 delta, checks that its base is the agent's last accepted
     /// inventory, turns it into the snapshot reconcile reads (`delta::view`) and commits it
     /// as a snapshot is. Blocking.

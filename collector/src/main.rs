@@ -206,6 +206,18 @@ enum Command {
         #[command(subcommand)]
         command: VulnsCommand,
     },
+    /// Import inventories other tools' agents wrote: `ocsinventory-agent --local` (.ocs
+    /// XML) or `fusioninventory-inventory` (XML). Each device becomes an import source;
+    /// a machine a Census agent reports is skipped. --dry-run identifies, writes nothing.
+    Import {
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        #[arg(long)]
+        dry_run: bool,
+        /// Files, or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Software title rules (publisher, product, category).
     Software {
         #[command(subcommand)]
@@ -302,6 +314,12 @@ enum VulnsCommand {
     /// Import OSV records: a directory of ID.json files, one record, or an ecosystem's
     /// all.zip as osv.dev publishes them (offline; the running collector reads the path).
     Import { path: PathBuf },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportFormat {
+    Ocs,
+    Fusioninventory,
 }
 
 #[derive(Subcommand)]
@@ -984,6 +1002,40 @@ fn admin_command(
                 ],
             )
         }
+        Command::Import {
+            format,
+            dry_run,
+            paths,
+        } => {
+            let paths = paths
+                .iter()
+                .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                AdminRequest::Import {
+                    format: match format {
+                        ImportFormat::Ocs => census_collector::foreign::ocs::Format::Ocs,
+                        ImportFormat::Fusioninventory => {
+                            census_collector::foreign::ocs::Format::FusionInventory
+                        }
+                    },
+                    paths,
+                    dry_run,
+                },
+                &[
+                    "format",
+                    "dry_run",
+                    "files",
+                    "new",
+                    "updated",
+                    "unchanged",
+                    "skipped",
+                    "failed",
+                    "change_records",
+                    "seconds",
+                ],
+            )
+        }
         Command::Software {
             command: SoftwareCommand::Replay { dry_run },
         } => (
@@ -1018,6 +1070,7 @@ fn admin_command(
     let show = matches!(req, AdminRequest::CiShow { .. });
     let import = matches!(req, AdminRequest::VulnsImport { .. });
     let replay = matches!(req, AdminRequest::SoftwareReplay { .. });
+    let inventories = matches!(req, AdminRequest::Import { .. });
     let check = matches!(req, AdminRequest::Check);
     let result = run_admin(data_dir, store_args, req)?;
     if show && format == OutputFormat::Table {
@@ -1029,6 +1082,21 @@ fn admin_command(
         if import {
             for s in result["skipped"].as_array().into_iter().flatten() {
                 println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
+            }
+        }
+        if inventories {
+            for o in result["outcomes"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: {} {} {}{}",
+                    cell(&o["file"]),
+                    cell(&o["outcome"]),
+                    cell(&o["hostname"]),
+                    cell(&o["ci_id"]),
+                    o["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
             }
         }
         if replay {

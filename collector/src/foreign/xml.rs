@@ -151,6 +151,9 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Node, XmlError> {
             }
             Event::Text(t) => {
                 let text = t.unescape().map_err(|e| malformed(&reader, &e))?;
+                if stack.is_empty() && !text.trim().is_empty() {
+                    return Err(malformed(&reader, &"text outside the root element"));
+                }
                 append_text(&mut stack, &text, limits.max_text_bytes)?;
             }
             Event::CData(c) => {
@@ -171,7 +174,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Node, XmlError> {
 
 fn append_text(stack: &mut [Node], text: &str, limit: usize) -> Result<(), XmlError> {
     let Some(node) = stack.last_mut() else {
-        // Text outside the root element is whitespace or junk; it is not kept.
+        // Whitespace around the root element.
         return Ok(());
     };
     if node.text.len() + text.len() > limit {

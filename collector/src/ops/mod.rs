@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod changes;
 pub mod credentials;
+pub mod foreign;
 pub mod health;
 pub mod licences;
 pub mod register;

@@ -483,6 +483,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), EnrollError>;
 
     fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
+    /// Stores the agent record of an import source (a device another tool inventoried)
+    /// unless a record with its id exists; true when it stored it. No token is used: only
+    /// an administrator's import reaches this.
+    fn register_import_source(&self, agent: &Agent) -> Result<bool, StoreError>;
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     fn revoke_agent(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Records heartbeats in one durable transaction (on disk when this returns), each its

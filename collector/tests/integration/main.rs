@@ -4,6 +4,7 @@
 
 mod deltas;
 pub(crate) mod drift;
+mod foreign;
 mod health;
 mod migration;
 mod postgres;

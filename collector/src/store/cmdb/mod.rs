@@ -935,6 +935,10 @@ impl Store for Cmdb {
         self.do_get_agent(id)
     }
 
+    fn register_import_source(&self, agent: &Agent) -> Result<bool, StoreError> {
+        self.do_register_import_source(agent)
+    }
+
     fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.do_list_agents()
     }

@@ -116,6 +116,25 @@ impl Cmdb {
         self.backend.flush().map_err(store_err)
     }
 
+    pub(crate) fn do_register_import_source(&self, agent: &Agent) -> Result<bool, StoreError> {
+        let _writing = self.writing();
+        let agent_bytes = codec::encode_json(agent)?;
+        let stored = transact::<bool, StoreError>(self.backend.as_ref(), |tx| {
+            if tx.get(Space::Agents, agent.id.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            tx.put(Space::Agents, agent.id.as_bytes(), &agent_bytes)?;
+            tx.put(
+                Space::AgentKeys,
+                agent.public_key.as_bytes(),
+                agent.id.as_bytes(),
+            )?;
+            Ok(true)
+        })?;
+        self.backend.flush()?;
+        Ok(stored)
+    }
+
     pub(crate) fn do_get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
         let key = id.as_bytes();
         let mut both = self
