@@ -210,8 +210,9 @@ enum Command {
     /// XML) or `fusioninventory-inventory` (XML). Each device becomes an import source;
     /// a machine a Census agent reports is skipped. --dry-run identifies, writes nothing.
     Import {
+        /// Which agent wrote them (`--format` is the output's, as for every command).
         #[arg(long, value_enum)]
-        format: ImportFormat,
+        from: ImportFormat,
         #[arg(long)]
         dry_run: bool,
         /// Files, or directories of them.
@@ -1003,7 +1004,7 @@ fn admin_command(
             )
         }
         Command::Import {
-            format,
+            from,
             dry_run,
             paths,
         } => {
@@ -1013,7 +1014,7 @@ fn admin_command(
                 .collect::<Result<Vec<_>, _>>()?;
             (
                 AdminRequest::Import {
-                    format: match format {
+                    format: match from {
                         ImportFormat::Ocs => census_collector::foreign::ocs::Format::Ocs,
                         ImportFormat::Fusioninventory => {
                             census_collector::foreign::ocs::Format::FusionInventory

@@ -8,6 +8,7 @@ mod crash;
 mod deltas;
 mod drift;
 mod faults;
+mod foreign;
 mod health;
 mod ingest;
 mod packaging;
