@@ -308,7 +308,7 @@ pub fn execute(
             let report =
                 crate::ops::foreign::import_files(ops, &who, format, &paths, dry_run, &mut |r| {
                     let done = r.outcomes.len();
-                    if done % 100 == 0 || done == r.files {
+                    if done.is_multiple_of(100) || done == r.files {
                         tracing::info!(
                             done,
                             files = r.files,

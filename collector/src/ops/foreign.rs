@@ -195,6 +195,8 @@ pub fn import_files(
         progress(&report);
     }
     if !dry_run {
+        // What the report counts as imported is on disk before it is reported.
+        ops.store.flush()?;
         let mut summary = serde_json::to_value(&report).unwrap_or_default();
         if let Some(o) = summary.as_object_mut() {
             o.remove("outcomes");
@@ -221,8 +223,44 @@ fn import_one(
     path: &Path,
     dry_run: bool,
 ) -> Result<FileOutcome, OpError> {
+    let name = path.display().to_string();
+    match read_bounded(path) {
+        Ok(bytes) => import_bytes(store, ingest, format, &name, &bytes, dry_run),
+        Err(reason) => Ok(FileOutcome {
+            reason: Some(reason),
+            ..FileOutcome::failed(name)
+        }),
+    }
+}
+
+impl FileOutcome {
+    fn failed(file: String) -> FileOutcome {
+        FileOutcome {
+            file,
+            outcome: Outcome::Failed,
+            device_id: None,
+            hostname: None,
+            ci_id: None,
+            matched_by: None,
+            change_record: None,
+            reason: None,
+            packages: 0,
+        }
+    }
+}
+
+/// Imports one inventory's bytes (`name` says where they came from), as a file is. Not
+/// audited: [`import_files`] records a whole import once.
+pub fn import_bytes(
+    store: &dyn Store,
+    ingest: &Ingest,
+    format: Format,
+    name: &str,
+    bytes: &[u8],
+    dry_run: bool,
+) -> Result<FileOutcome, OpError> {
     let mut out = FileOutcome {
-        file: path.display().to_string(),
+        file: name.to_string(),
         outcome: Outcome::Failed,
         device_id: None,
         hostname: None,
@@ -232,11 +270,10 @@ fn import_one(
         reason: None,
         packages: 0,
     };
-    let parsed = read_bounded(path).and_then(|b| ocs::parse(&b, format).map_err(|e| e.to_string()));
-    let f = match parsed {
+    let f = match ocs::parse(bytes, format) {
         Ok(f) => f,
-        Err(reason) => {
-            out.reason = Some(reason);
+        Err(e) => {
+            out.reason = Some(e.to_string());
             return Ok(out);
         }
     };
