@@ -207,7 +207,7 @@ enum Command {
         command: VulnsCommand,
     },
     /// Import inventories other tools' agents wrote: `ocsinventory-agent --local` (.ocs
-    /// XML) or `fusioninventory-inventory` (XML). Each device becomes an import source;
+    /// XML), `fusioninventory-inventory` (XML) or the GLPI agent (JSON). Each device becomes an import source;
     /// a machine a Census agent reports is skipped. --dry-run identifies, writes nothing.
     Import {
         /// Which agent wrote them (`--format` is the output's, as for every command).
@@ -319,8 +319,12 @@ enum VulnsCommand {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ImportFormat {
+    /// `ocsinventory-agent --local` (.ocs XML).
     Ocs,
+    /// `fusioninventory-inventory` (XML).
     Fusioninventory,
+    /// The GLPI agent's JSON (`glpi-inventory --json`).
+    Glpi,
 }
 
 #[derive(Subcommand)]
@@ -1019,6 +1023,7 @@ fn admin_command(
                         ImportFormat::Fusioninventory => {
                             census_collector::foreign::ocs::Format::FusionInventory
                         }
+                        ImportFormat::Glpi => census_collector::foreign::ocs::Format::Glpi,
                     },
                     paths,
                     dry_run,

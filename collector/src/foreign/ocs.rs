@@ -21,6 +21,8 @@ use super::xml::{self, Node, XmlError};
 pub enum Format {
     Ocs,
     FusionInventory,
+    /// The GLPI agent's JSON.
+    Glpi,
 }
 
 impl Format {
@@ -29,6 +31,7 @@ impl Format {
         match self {
             Format::Ocs => "import:ocs",
             Format::FusionInventory => "import:fusioninventory",
+            Format::Glpi => "import:glpi",
         }
     }
 }
@@ -49,6 +52,8 @@ pub struct Foreign {
 pub enum ForeignError {
     #[error(transparent)]
     Xml(#[from] XmlError),
+    #[error(transparent)]
+    Json(#[from] super::glpi::JsonError),
     #[error("not an inventory: {0}")]
     NotAnInventory(String),
     #[error("{0}")]
@@ -69,7 +74,10 @@ const MAPPED: [&str; 9] = [
 
 /// Reads one inventory (`REQUEST` with `QUERY` INVENTORY) within the XML reader's limits.
 pub fn parse(bytes: &[u8], format: Format) -> Result<Foreign, ForeignError> {
-    let doc = xml::parse(bytes, xml::Limits::default())?;
+    let doc = match format {
+        Format::Glpi => super::glpi::to_tree(bytes, xml::Limits::default())?,
+        Format::Ocs | Format::FusionInventory => xml::parse(bytes, xml::Limits::default())?,
+    };
     if doc.name != "REQUEST" {
         return Err(ForeignError::NotAnInventory(format!(
             "the root element is <{}>, not <REQUEST>",
@@ -99,6 +107,7 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<Foreign, ForeignError> {
         .unwrap_or(match format {
             Format::Ocs => "ocsinventory-agent",
             Format::FusionInventory => "fusioninventory-agent",
+            Format::Glpi => "glpi-agent",
         })
         .to_string();
     snap.system = Section::collected(system(content.child("BIOS"), hardware));
@@ -119,11 +128,23 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<Foreign, ForeignError> {
     snap.disks = Section::collected(content.all("STORAGES").filter_map(disk).collect());
     snap.filesystems = Section::collected(content.all("DRIVES").filter_map(filesystem).collect());
     snap.network_interfaces = Section::collected(interfaces(content));
-    snap.software = Section::collected(content.all("SOFTWARES").filter_map(software).collect());
+    // Packages without FROM are the platform's own kind (macOS bundles carry none).
+    let platform = match snap.os.data().map(|o| o.family.as_str()) {
+        Some("windows") => "windows-registry",
+        Some("macos") => "macos-app",
+        _ => "unknown",
+    };
+    snap.software = Section::collected(
+        content
+            .all("SOFTWARES")
+            .filter_map(|s| software(s, platform))
+            .collect(),
+    );
     snap.users = Section::collected(content.all("LOCAL_USERS").filter_map(user).collect());
     let absent = match format {
         Format::Ocs => "not in an OCS inventory",
         Format::FusionInventory => "not in a FusionInventory inventory",
+        Format::Glpi => "not in a GLPI agent inventory",
     };
     snap.services = Section::unsupported(absent);
     snap.listening_ports = Section::unsupported(absent);
@@ -460,7 +481,7 @@ fn interfaces(content: &Node) -> Vec<NetworkInterface> {
 }
 
 /// Package origins as the agents name them, as Census names them.
-fn origin(from: Option<&str>) -> String {
+fn origin(from: Option<&str>, platform: &str) -> String {
     match from.map(str::to_ascii_lowercase).as_deref() {
         Some("deb") => "dpkg".into(),
         Some("rpm") => "rpm".into(),
@@ -471,7 +492,7 @@ fn origin(from: Option<&str>) -> String {
         Some("registry" | "msi" | "wmi") => "windows-registry".into(),
         Some("application" | "pkgutil") => "macos-app".into(),
         Some(other) if !other.is_empty() => other.chars().take(32).collect(),
-        _ => "unknown".into(),
+        _ => platform.into(),
     }
 }
 
@@ -482,6 +503,7 @@ fn install_date(text: &str) -> Option<DateTime<Utc>> {
     let when = NaiveDateTime::parse_from_str(t, "%Y/%m/%d %H:%M:%S")
         .ok()
         .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").ok())
         .or_else(|| {
             NaiveDate::parse_from_str(t, "%d/%m/%Y")
                 .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d"))
@@ -492,10 +514,10 @@ fn install_date(text: &str) -> Option<DateTime<Utc>> {
     (at.timestamp() > 86_400 * 366).then_some(at)
 }
 
-fn software(s: &Node) -> Option<Software> {
+fn software(s: &Node, platform: &str) -> Option<Software> {
     let mut name = value(s.text_of("NAME"))?;
     let mut arch = value(s.text_of("ARCHITECTURE")).or_else(|| value(s.text_of("ARCH")));
-    let source = origin(s.text_of("FROM"));
+    let source = origin(s.text_of("FROM"), platform);
     // OCS names multi-arch dpkg packages as `${binary:Package}` (`gcc-12-base:amd64`);
     // dpkg's package name is the part before the colon, and the rest its architecture.
     if source == "dpkg" {
@@ -727,6 +749,131 @@ mod tests {
             ("wireless", Some("a4:b1:c1:0d:2e:3f"), Some(866))
         );
         assert_eq!(nic.addresses[0].prefix, 22);
+    }
+
+    /// Public sample inventories of glpi-project/inventory_format (MIT): a Windows 8.1
+    /// laptop and an iMac from FusionInventory agents, a Fedora laptop as the GLPI agent's
+    /// JSON.
+    #[test]
+    fn public_sample_inventories_map_their_platforms() {
+        let win = parse(
+            include_bytes!("../../tests/fixtures/foreign/fusioninventory-windows81.xml"),
+            Format::FusionInventory,
+        )
+        .unwrap();
+        let s = &win.snapshot;
+        let os = s.os.data().unwrap();
+        assert_eq!(
+            (os.family.as_str(), os.id.as_deref()),
+            ("windows", Some("windows"))
+        );
+        assert_eq!(
+            os.version.as_deref(),
+            Some("Microsoft Windows 8.1 Professionnel")
+        );
+        let sys = s.system.data().unwrap();
+        assert_eq!(
+            (
+                sys.vendor.as_deref(),
+                sys.model.as_deref(),
+                sys.serial.as_deref()
+            ),
+            (
+                Some("Hewlett-Packard"),
+                Some("HP EliteBook 2540p"),
+                Some("CZC0479792")
+            )
+        );
+        let sw = s.software.data().unwrap();
+        assert_eq!(sw.len(), 8);
+        assert!(sw.iter().all(|p| p.source == "windows-registry"));
+        let cc = sw.iter().find(|p| p.name == "CCleaner").unwrap();
+        assert_eq!(
+            cc.install_date.map(|d| d.date_naive().to_string()),
+            Some("2015-09-11".into()),
+            "day first"
+        );
+        assert!(s
+            .filesystems
+            .data()
+            .unwrap()
+            .iter()
+            .any(|f| f.mount_point == "C:" && f.fs_type == "NTFS"));
+
+        let mac = parse(
+            include_bytes!("../../tests/fixtures/foreign/fusioninventory-macosx.xml"),
+            Format::FusionInventory,
+        )
+        .unwrap();
+        let s = &mac.snapshot;
+        assert_eq!(s.os.data().unwrap().family, "macos");
+        let sw = s.software.data().unwrap();
+        assert_eq!(sw.len(), 40);
+        assert!(
+            sw.iter().all(|p| p.source == "macos-app"),
+            "no FROM: the platform's own"
+        );
+        assert!(sw.iter().any(|p| p.install_date.is_some()));
+        assert_eq!(
+            s.system.data().unwrap().serial.as_deref(),
+            Some("W87051UGVUV")
+        );
+
+        let glpi = parse(
+            include_bytes!("../../tests/fixtures/foreign/glpi-computer_1.json"),
+            Format::Glpi,
+        )
+        .unwrap();
+        assert_eq!(glpi.device_id, "glpixps-2018-07-09-09-07-13");
+        let s = &glpi.snapshot;
+        let os = s.os.data().unwrap();
+        assert_eq!(
+            (
+                os.hostname.as_str(),
+                os.id.as_deref(),
+                os.kernel_version.as_deref()
+            ),
+            ("glpixps", Some("fedora"), Some("5.6.15-200.fc31.x86_64"))
+        );
+        assert_eq!(s.system.data().unwrap().serial.as_deref(), Some("640HP72"));
+        let sw = s.software.data().unwrap();
+        assert_eq!(sw.len(), 6);
+        assert!(sw.iter().all(|p| p.source == "rpm"));
+        assert_eq!(
+            sw[0].install_date.map(|d| d.date_naive().to_string()),
+            Some("2019-12-19".into())
+        );
+        let nics = s.network_interfaces.data().unwrap();
+        let wifi = nics.iter().find(|n| n.name == "wlp58s0").unwrap();
+        assert_eq!(
+            (wifi.kind.as_str(), wifi.mac.as_deref(), wifi.physical),
+            ("wireless", Some("44:85:00:2b:90:bc"), true)
+        );
+        assert_eq!(wifi.addresses.len(), 2);
+        let bridge = nics.iter().find(|n| n.name == "virbr0").unwrap();
+        assert!(!bridge.physical);
+        assert_eq!(
+            s.disks.data().unwrap()[0].serial.as_deref(),
+            Some("S29NNXAH146409")
+        );
+    }
+
+    #[test]
+    fn a_glpi_document_that_is_not_an_inventory_is_refused_by_name() {
+        let refuse = |json: &str| {
+            parse(json.as_bytes(), Format::Glpi)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refuse("[1, 2]").contains("not an object"));
+        assert!(refuse("{").contains("not JSON"));
+        assert!(refuse(r#"{"deviceid": "x", "action": "contact"}"#).contains("not INVENTORY"));
+        let deep = format!(
+            "{{\"content\": {}1{}}}",
+            "{\"a\": ".repeat(40),
+            "}".repeat(40)
+        );
+        assert!(refuse(&deep).contains("nest deeper"), "{}", refuse(&deep));
     }
 
     #[test]

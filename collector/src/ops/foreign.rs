@@ -136,6 +136,7 @@ fn source_id(format: Format, device_id: &str) -> String {
     let tag = match format {
         Format::Ocs => "ocs",
         Format::FusionInventory => "fi",
+        Format::Glpi => "glpi",
     };
     format!(
         "{}{tag}_{}",
