@@ -1,8 +1,7 @@
 #![no_main]
-//! Fuzz target: an OCS, FusionInventory or GLPI agent inventory (untrusted XML or JSON from a
-//! file or, later, an
-//! agent on the network) through the bounded XML reader and the mapping onto the snapshot;
-//! every result that parses must pass the snapshot's own limits.
+//! Fuzz target: an OCS, FusionInventory or GLPI agent inventory (untrusted XML or JSON from
+//! a file or, later, an agent on the network) through the bounded readers and the mapping
+//! onto the snapshot; every result that parses must pass the snapshot's own limits.
 use census_collector::foreign::ocs::{self, Format};
 use libfuzzer_sys::fuzz_target;
 
