@@ -226,7 +226,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 /// Reads a body of at most `limit` bytes: refuses early on Content-Length, and stops
 /// reading (never buffering more than the limit) when a chunked body runs over.
-async fn read_limited(
+pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

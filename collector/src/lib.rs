@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod changes_api;
+pub mod compat_api;
 pub mod delta;
 pub mod drain;
 pub mod drift;

@@ -308,6 +308,16 @@ struct ServeArgs {
     /// The store's page cache in MiB (bounds the collector's memory; more caches more).
     #[arg(long, default_value_t = 256)]
     cache_mb: u64,
+    /// Also serve the OCS Inventory agent protocol here (POST /ocsinventory), for OCS and
+    /// FusionInventory agents during a migration; TLS as the main listener. Off by default.
+    #[arg(long)]
+    compat_listen: Option<SocketAddr>,
+    /// A file holding the shared secret those agents send as their HTTP Basic password.
+    #[arg(long)]
+    compat_secret_file: Option<PathBuf>,
+    /// A network (CIDR) whose agents need no secret; repeatable.
+    #[arg(long = "compat-allow")]
+    compat_allow: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -555,7 +565,41 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
         retire_after,
         lifecycle_every,
         cache_mb,
+        compat_listen,
+        compat_secret_file,
+        compat_allow,
     } = args;
+    let compat = match compat_listen {
+        None => None,
+        Some(addr) => {
+            if insecure_http && !addr.ip().is_loopback() {
+                bail!(
+                    "--insecure-http is refused on {addr}: plain HTTP only on loopback addresses"
+                );
+            }
+            let secret = match &compat_secret_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("--compat-secret-file {}", p.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let allow = compat_allow
+                .iter()
+                .map(|c| {
+                    census_collector::drift::rules::Cidr::parse(c)
+                        .map_err(|e| anyhow::anyhow!("--compat-allow: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let config = census_collector::compat_api::CompatConfig { secret, allow };
+            config
+                .check()
+                .map_err(|e| anyhow::anyhow!("--compat-listen: {e}"))?;
+            Some((addr, Arc::new(config)))
+        }
+    };
     let seconds = |flag: &str, v: &str| -> Result<i64> {
         admin::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
     };
@@ -710,6 +754,20 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
         let scheme = if tls_config.is_some() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, workers, max_queue, "collector listening");
         println!("listening on {scheme}://{}", listener.local_addr()?);
+        if let Some((addr, config)) = compat {
+            let compat_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on {addr} (--compat-listen)"))?;
+            tracing::info!(address = %compat_listener.local_addr()?, scheme, "OCS-protocol listener for OCS and FusionInventory agents");
+            println!("OCS protocol on {scheme}://{}/ocsinventory", compat_listener.local_addr()?);
+            let app = census_collector::compat_api::router(state.clone(), config);
+            let tls = tls_config.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server::serve(compat_listener, tls, app, shutdown_signal()).await {
+                    tracing::error!(error = %e, "OCS-protocol listener stopped");
+                }
+            });
+        }
         server::serve(listener, tls_config, api::router(state), shutdown_signal()).await?;
         tracing::info!("shutting down: flushing the store");
         store.flush()?;

@@ -162,3 +162,181 @@ fn real_ocs_and_fusioninventory_agents_inventories_import_and_the_census_agent_t
         .unwrap()
         .contains("document type declaration"));
 }
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap()
+}
+
+fn unzlib(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    flate2::read::ZlibDecoder::new(bytes)
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const SECRET: &str = "a-long-shared-migration-secret";
+
+#[test]
+fn real_ocs_and_fusioninventory_agents_report_over_the_ocs_protocol_and_hostile_requests_store_nothing(
+) {
+    let dir = temp_dir("compat-conf");
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // Loopback is not on the allow-list: every request here needs the secret.
+    let c = Collector::start_with(
+        "compat",
+        &[
+            "--compat-listen",
+            &listen,
+            "--compat-secret-file",
+            secret_file.to_str().unwrap(),
+            "--compat-allow",
+            "10.99.0.0/16",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{port}/ocsinventory");
+    let ca = c.dir.join("tls/ca.pem");
+    let computers = || -> usize {
+        c.json(&["ci", "list", "--class", "computer"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // The OCS agent, as a fleet would run it pointed at Census (its configured password
+    // is base64, as the agent's own config file holds it).
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ocs = Command::new(tool("ocsinventory-agent"))
+        .args([
+            "--nolocal",
+            "--force",
+            "--server",
+            &url,
+            "--ssl",
+            "1",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--user",
+            &b64("ocs"),
+            "--password",
+            &b64(SECRET),
+            "--realm",
+            "census",
+        ])
+        .output()
+        .expect("ocsinventory-agent");
+    assert!(ocs.status.success(), "{}", text(&ocs));
+    assert!(!text(&ocs).contains("[error]"), "{}", text(&ocs));
+    let listed = c.json(&["ci", "list", "--class", "computer"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let ci_id = listed[0]["id"].as_str().unwrap().to_string();
+    let agents = c.json(&["agent", "list"]);
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"].as_str().is_some_and(|i| i.starts_with("imp_ocs_"))),
+        "an import source, not a Census agent: {agents}"
+    );
+
+    // FusionInventory's agent: the same machine, the same computer.
+    let fi = Command::new(tool("fusioninventory-agent"))
+        .args([
+            "--server",
+            &url,
+            "--ca-cert-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "ocs",
+            "--password",
+            SECRET,
+            "--force",
+            "--tasks",
+            "inventory",
+            "--logger",
+            "stderr",
+        ])
+        .output()
+        .expect("fusioninventory-agent");
+    assert!(fi.status.success(), "{}", text(&fi));
+    assert_eq!(computers(), 1);
+    let shown = c.json(&["ci", "show", &ci_id]);
+    assert_eq!(
+        shown["ci"]["attributes"]["os.version_id"],
+        version_id().as_str(),
+        "{shown}"
+    );
+
+    // Hostile and unauthorised requests: a clear status each, nothing stored.
+    let http = c.http();
+    let post = |body: Vec<u8>, password: Option<&str>| {
+        let mut req = http.post(&url).body(body);
+        if let Some(p) = password {
+            req = req.basic_auth("ocs", Some(p));
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let auth = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, auth, r.bytes().unwrap().to_vec())
+    };
+    let prolog = zlib(b"<REQUEST><DEVICEID>x-1</DEVICEID><QUERY>PROLOG</QUERY></REQUEST>");
+    let (s, auth, _) = post(prolog.clone(), None);
+    assert_eq!((s, auth.as_deref()), (401, Some("Basic realm=\"census\"")));
+    assert_eq!(
+        post(prolog.clone(), Some("wrong-secret-wrong-secret")).0,
+        401
+    );
+    let (s, _, body) = post(prolog, Some(SECRET));
+    assert_eq!(s, 200);
+    assert!(unzlib(&body).contains("<RESPONSE>SEND</RESPONSE>"));
+    let (s, _, body) = post(vec![b'x'; 9 * 1024 * 1024], Some(SECRET));
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
+    let bomb = zlib(&vec![b' '; 100 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let (s, _, body) = post(bomb, Some(SECRET));
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&body).contains("inflates past"));
+    let laughs = zlib(
+        b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><REQUEST>&b;</REQUEST>",
+    );
+    let (s, _, body) = post(laughs, Some(SECRET));
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&body).contains("document type declaration"));
+    let deep = zlib(
+        format!(
+            "<REQUEST>{}{}</REQUEST>",
+            "<a>".repeat(5000),
+            "</a>".repeat(5000)
+        )
+        .as_bytes(),
+    );
+    let (s, _, body) = post(deep, Some(SECRET));
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&body).contains("nest deeper"));
+    let other = zlib(b"<REQUEST><DEVICEID>x-1</DEVICEID><QUERY>UPDATE</QUERY></REQUEST>");
+    assert_eq!(post(other, Some(SECRET)).0, 400);
+    let empty = zlib(b"<REQUEST><DEVICEID>x-2</DEVICEID><QUERY>INVENTORY</QUERY></REQUEST>");
+    let (s, _, body) = post(empty, Some(SECRET));
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("no CONTENT"));
+    assert_eq!(computers(), 1, "nothing refused was stored");
+}
