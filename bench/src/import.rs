@@ -11,6 +11,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "inprocess.rs"]
 mod inprocess;
+#[path = "ocs_fleet.rs"]
+mod ocs_fleet;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,36 +23,7 @@ use census_collector::foreign::ocs::Format;
 use census_collector::ingest::Ingest;
 use census_collector::ops::foreign::{import_bytes, Outcome};
 use census_collector::store::{Cmdb, Store};
-
-const TEMPLATE: &str = include_str!("../../collector/tests/fixtures/foreign/ocs-debian12.xml");
-
-/// Machine `i`: the template with its own identity.
-fn machine(i: usize) -> String {
-    let mac = |last: u8| {
-        format!(
-            "02:{:02x}:{:02x}:{:02x}:{:02x}:{last:02x}",
-            (i >> 24) & 0xff,
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff
-        )
-    };
-    TEMPLATE
-        .replace(
-            "<DEVICEID>vm-2026-12-02-16-17-05",
-            &format!("<DEVICEID>host{i:05}-2026-12-02-16-17-05"),
-        )
-        .replace("<NAME>vm</NAME>", &format!("<NAME>host{i:05}</NAME>"))
-        .replace("02:fc:00:00:00:01", &mac(1))
-        .replace("2a:48:62:08:be:fd", &mac(2))
-        .replace("e2:1a:23:c9:57:2e", &mac(3))
-        .replace(
-            "<BIOS>\n      <SSN></SSN>",
-            &format!(
-                "<BIOS>\n      <SMANUFACTURER>QEMU</SMANUFACTURER>\n      <SSN>BENCH{i:07}</SSN>"
-            ),
-        )
-}
+use ocs_fleet::{machine, TEMPLATE};
 
 fn main() -> Result<()> {
     let mut inventories = 10_000usize;
