@@ -382,16 +382,7 @@ impl Ingest {
         let snap =
             wire::decode_body(body, body_encoding(content_encoding)?).map_err(decode_error)?;
         same_sender(&agent, env, &snap.agent_id, snap.seq)?;
-        let received = Received {
-            content_hash: snap.content_hash(),
-            uncollected: snap
-                .uncollected_sections()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            skew: (snap.collected_at - now).num_seconds(),
-            body,
-        };
+        let received = Received::of(&snap, (snap.collected_at - now).num_seconds(), body);
         let timing = Timing {
             t0,
             verified: t_verify,
@@ -454,16 +445,7 @@ impl Ingest {
                 message: e.to_string(),
             })?;
         let body = wire::encode_body(&snap).map_err(unavailable)?;
-        let received = Received {
-            content_hash: snap.content_hash(),
-            uncollected: snap
-                .uncollected_sections()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            skew: 0,
-            body: &body,
-        };
+        let received = Received::of(&snap, 0, &body);
         let timing = Timing {
             t0,
             verified: t0.elapsed(),
@@ -1094,6 +1076,21 @@ struct Received<'a> {
     uncollected: Vec<String>,
     skew: i64,
     body: &'a [u8],
+}
+
+impl<'a> Received<'a> {
+    fn of(snap: &census_shared::Snapshot, skew: i64, body: &'a [u8]) -> Received<'a> {
+        Received {
+            content_hash: snap.content_hash(),
+            uncollected: snap
+                .uncollected_sections()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            skew,
+            body,
+        }
+    }
 }
 
 /// Where the time of one ingest went, for the accepted log line.

@@ -260,17 +260,7 @@ pub fn import_bytes(
     bytes: &[u8],
     dry_run: bool,
 ) -> Result<FileOutcome, OpError> {
-    let mut out = FileOutcome {
-        file: name.to_string(),
-        outcome: Outcome::Failed,
-        device_id: None,
-        hostname: None,
-        ci_id: None,
-        matched_by: None,
-        change_record: None,
-        reason: None,
-        packages: 0,
-    };
+    let mut out = FileOutcome::failed(name.to_string());
     let f = match ocs::parse(bytes, format) {
         Ok(f) => f,
         Err(e) => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use census_collector::foreign::ocs::{self, Format};
 use census_collector::model::*;
-use census_collector::ops::foreign::{import_files, Outcome};
+use census_collector::ops::foreign::{import_files, ImportReport, Outcome};
 use census_collector::ops::{Actor, OpError, Ops};
 use census_collector::store::Store;
 use chrono::Utc;
@@ -27,6 +27,19 @@ fn ops_on(r: &crate::drift::Rig) -> Ops {
         store: r.store.clone() as Arc<dyn Store>,
         ingest: None,
     }
+}
+
+/// Imports `paths` as an administrator would, without progress.
+fn import(ops: &Ops, format: Format, paths: &[PathBuf], dry_run: bool) -> ImportReport {
+    import_files(
+        ops,
+        &Actor::new("admin-cli:root"),
+        format,
+        paths,
+        dry_run,
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -74,15 +87,7 @@ fn ocs_inventories_import_as_computers_with_drift_between_imports() {
     assert!(audit.iter().any(|e| e.action == "import.inventories"));
 
     // The same file again: nothing changed.
-    let again = import_files(
-        &ops,
-        &admin,
-        Format::Ocs,
-        std::slice::from_ref(&ocs_file),
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let again = import(&ops, Format::Ocs, std::slice::from_ref(&ocs_file), false);
     assert_eq!(again.outcomes[0].outcome, Outcome::Unchanged, "{again:?}");
 
     // The next inventory of the same device without one package: drift, on record.
@@ -93,15 +98,7 @@ fn ocs_inventories_import_as_computers_with_drift_between_imports() {
     let close = start + text[start..].find("</SOFTWARES>").unwrap() + "</SOFTWARES>".len();
     let next = dir.join("next.ocs");
     std::fs::write(&next, format!("{}{}", &text[..open], &text[close..])).unwrap();
-    let changed = import_files(
-        &ops,
-        &admin,
-        Format::Ocs,
-        std::slice::from_ref(&dir),
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let changed = import(&ops, Format::Ocs, std::slice::from_ref(&dir), false);
     let o = &changed.outcomes[0];
     assert_eq!(
         (o.outcome.clone(), o.ci_id.as_deref()),
@@ -123,15 +120,12 @@ fn ocs_inventories_import_as_computers_with_drift_between_imports() {
     // FusionInventory's inventory of the same machine, dry: identified by its MAC set,
     // nothing written.
     let before = r.store.list_agents().unwrap().len();
-    let dry = import_files(
+    let dry = import(
         &ops,
-        &admin,
         Format::FusionInventory,
         &[fixture("fusioninventory-debian12.xml")],
         true,
-        &mut |_| {},
-    )
-    .unwrap();
+    );
     let o = &dry.outcomes[0];
     assert_eq!(o.outcome, Outcome::WouldUpdate, "{dry:?}");
     assert_eq!(
@@ -146,17 +140,8 @@ fn ocs_inventories_import_as_computers_with_drift_between_imports() {
 fn a_census_agent_takes_an_imported_machine_over_and_imports_never_override_it() {
     let mut r = rig("foreign-precedence");
     let ops = ops_on(&r);
-    let admin = Actor::new("admin-cli:root");
     let ocs_file = fixture("ocs-debian12.xml");
-    let first = import_files(
-        &ops,
-        &admin,
-        Format::Ocs,
-        std::slice::from_ref(&ocs_file),
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let first = import(&ops, Format::Ocs, std::slice::from_ref(&ocs_file), false);
     let ci_id = first.outcomes[0].ci_id.clone().unwrap();
     let source_id =
         census_collector::identify::owning_agent(&r.store.get_ci(&ci_id).unwrap().unwrap())
@@ -188,7 +173,7 @@ fn a_census_agent_takes_an_imported_machine_over_and_imports_never_override_it()
             fixture("fusioninventory-debian12.xml"),
         ),
     ] {
-        let report = import_files(&ops, &admin, format, &[file], false, &mut |_| {}).unwrap();
+        let report = import(&ops, format, &[file], false);
         let o = &report.outcomes[0];
         assert_eq!(o.outcome, Outcome::Skipped, "{report:?}");
         assert!(
@@ -219,15 +204,7 @@ fn unreadable_files_are_listed_with_their_reason_and_nothing_is_stored() {
         "<REQUEST><DEVICEID>x</DEVICEID><QUERY>PROLOG</QUERY></REQUEST>",
     )
     .unwrap();
-    let report = import_files(
-        &ops,
-        &admin,
-        Format::Ocs,
-        std::slice::from_ref(&dir),
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let report = import(&ops, Format::Ocs, std::slice::from_ref(&dir), false);
     assert_eq!((report.files, report.failed), (3, 3), "{report:?}");
     let reasons: Vec<&str> = report
         .outcomes
