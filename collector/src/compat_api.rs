@@ -1,8 +1,11 @@
-//! The OCS Inventory agent protocol, served on a listener of its own so an existing fleet of
-//! OCS and FusionInventory agents can report to Census during a migration: POST
-//! `/ocsinventory` (or `/`) with zlib-compressed XML, PROLOG first (answered SEND), then
-//! INVENTORY (imported as `census-collector import` does, answered `no_account_update` once
-//! durable). Off unless `serve --compat-listen` is given.
+//! Other tools' agent protocols, served on a listener of its own so an existing fleet can
+//! report to Census during a migration. The OCS protocol (OCS and FusionInventory agents):
+//! POST `/ocsinventory` (or `/`) with zlib-compressed XML, PROLOG first (answered SEND),
+//! then INVENTORY (imported as `census-collector import` does, answered
+//! `no_account_update` once durable). The GLPI agent's protocol, on the same paths and
+//! `/front/inventory.php`: JSON (plain, zlib or gzip), a CONTACT answered with the
+//! inventory task, then `"action": "inventory"`. Off unless `serve --compat-listen` is
+//! given.
 //!
 //! These inventories are unsigned, so a request is accepted only from an allow-listed
 //! network or with the shared secret as an HTTP Basic password, and every limit of the
@@ -89,6 +92,7 @@ fn same_secret(given: &str, secret: &str) -> bool {
 pub fn router(state: Arc<AppState>, config: Arc<CompatConfig>) -> Router {
     Router::new()
         .route("/ocsinventory", post(receive))
+        .route("/front/inventory.php", post(receive))
         .route("/", post(receive))
         .with_state((state, config))
 }
@@ -125,22 +129,89 @@ fn refuse(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-/// Inflates a zlib body to at most the native ingest's decompressed limit; an uncompressed
-/// XML body (some agents' debug mode) is taken as it is.
-fn inflate(body: &[u8]) -> Result<Vec<u8>, String> {
+/// How a body came (and its answer goes): OCS and FusionInventory agents send zlib; the
+/// GLPI agent zlib, gzip or plain JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packing {
+    Plain,
+    Zlib,
+    Gzip,
+}
+
+/// Inflates a body to at most the native ingest's decompressed limit; an uncompressed XML
+/// or JSON body (some agents' debug mode, the GLPI agent without Compress::Zlib) is taken
+/// as it is.
+fn inflate(body: &[u8]) -> Result<(Vec<u8>, Packing), String> {
     let limit = census_shared::limits::MAX_DECOMPRESSED_BYTES;
-    if body.trim_ascii_start().starts_with(b"<") {
-        return Ok(body.to_vec());
+    let start = body.trim_ascii_start();
+    if start.starts_with(b"<") || start.starts_with(b"{") {
+        return Ok((body.to_vec(), Packing::Plain));
     }
     let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("the body is neither XML nor zlib-compressed XML: {e}"))?;
+    let (read, packing) = if body.starts_with(&[0x1f, 0x8b]) {
+        (
+            flate2::read::GzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out),
+            Packing::Gzip,
+        )
+    } else {
+        (
+            flate2::read::ZlibDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out),
+            Packing::Zlib,
+        )
+    };
+    read.map_err(|e| format!("the body is neither XML, JSON nor zlib or gzip of them: {e}"))?;
     if out.len() > limit {
         return Err(format!("the body inflates past {limit} bytes"));
     }
-    Ok(out)
+    Ok((out, packing))
+}
+
+/// A GLPI-protocol answer (JSON), packed as the request was.
+fn answer(status: StatusCode, json: serde_json::Value, packing: Packing) -> Response {
+    use std::io::Write;
+    let text = json.to_string();
+    let (bytes, kind) = match packing {
+        Packing::Plain => (Ok(text.into_bytes()), "application/json"),
+        Packing::Zlib => {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            (
+                z.write_all(text.as_bytes()).and_then(|_| z.finish()),
+                "application/x-compress-zlib",
+            )
+        }
+        Packing::Gzip => {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            (
+                z.write_all(text.as_bytes()).and_then(|_| z.finish()),
+                "application/x-compress-gzip",
+            )
+        }
+    };
+    match bytes {
+        Ok(b) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(kind))],
+            b,
+        )
+            .into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("answer: {e}")),
+    }
+}
+
+/// A GLPI-protocol refusal: the status, and the reason as the agent logs it.
+fn refuse_json(status: StatusCode, message: String, packing: Packing) -> Response {
+    metrics::counter!("census_compat_refused_total", "status" => status.as_str().to_string())
+        .increment(1);
+    tracing::info!(status = status.as_u16(), detail = %message, "GLPI-protocol request refused");
+    answer(
+        status,
+        serde_json::json!({"status": "error", "message": message}),
+        packing,
+    )
 }
 
 async fn receive(
@@ -172,10 +243,13 @@ async fn receive(
         );
         return r;
     }
-    let xml = match inflate(&bytes) {
+    let (xml, packing) = match inflate(&bytes) {
         Ok(x) => x,
         Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
     };
+    if xml.trim_ascii_start().starts_with(b"{") {
+        return glpi(&st, peer, xml, packing).await;
+    }
     // What the request asks, before the whole inventory is mapped.
     let doc = match crate::foreign::xml::parse(&xml, crate::foreign::xml::Limits::default()) {
         Ok(d) => d,
@@ -209,46 +283,105 @@ async fn receive(
         Format::Ocs
     };
     drop(doc);
-    let permit = match st.workers.clone().acquire_owned().await {
-        Ok(p) => p,
-        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
-    };
+    match import(&st, peer, format, xml).await {
+        Ok(_) => reply("<RESPONSE>no_account_update</RESPONSE>"),
+        Err((status, message)) => refuse(status, message),
+    }
+}
+
+/// Imports one inventory received over either protocol, answering once what it changed
+/// is durable. A machine a Census agent reports is skipped, and the agent is still told
+/// the inventory was taken: there is nothing it could change.
+async fn import(
+    st: &Arc<AppState>,
+    peer: SocketAddr,
+    format: Format,
+    body: Vec<u8>,
+) -> Result<crate::ops::foreign::FileOutcome, (StatusCode, String)> {
+    use crate::ops::foreign::Outcome;
+    let permit = st
+        .workers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string()))?;
     let (store, ingest) = (st.store.clone(), st.ingest.clone());
-    let name = format!("{} via the OCS protocol", peer.ip());
+    let name = format!("{} via an agent protocol", peer.ip());
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        crate::ops::foreign::import_bytes(store.as_ref(), &ingest, format, &name, &xml, false)
+        crate::ops::foreign::import_bytes(store.as_ref(), &ingest, format, &name, &body, false)
     })
-    .await;
-    let outcome = match outcome {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    use crate::ops::foreign::Outcome;
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     match outcome.outcome {
         Outcome::Failed => {
-            return refuse(StatusCode::BAD_REQUEST, outcome.reason.unwrap_or_default())
+            return Err((
+                StatusCode::BAD_REQUEST,
+                outcome.reason.clone().unwrap_or_default(),
+            ))
         }
         Outcome::Skipped => {
-            // Nothing the agent can change: it is told the inventory was taken.
-            tracing::info!(peer = %peer.ip(), device_id = ?outcome.device_id, reason = ?outcome.reason, "OCS-protocol inventory skipped");
+            tracing::info!(peer = %peer.ip(), device_id = ?outcome.device_id, reason = ?outcome.reason, "agent-protocol inventory skipped");
         }
         _ => {
-            // Answered only once what it changed is on disk.
             if !st.store.durable_commits() {
                 let ticket = st.group.ticket();
-                if let Err(e) = st.group.wait_durable(ticket).await {
-                    return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                }
+                st.group
+                    .wait_durable(ticket)
+                    .await
+                    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             }
-            tracing::info!(peer = %peer.ip(), device_id = ?outcome.device_id, ci_id = ?outcome.ci_id, outcome = ?outcome.outcome, "OCS-protocol inventory imported");
+            tracing::info!(peer = %peer.ip(), device_id = ?outcome.device_id, ci_id = ?outcome.ci_id, outcome = ?outcome.outcome, "agent-protocol inventory imported");
         }
     }
     metrics::counter!("census_compat_inventories_total").increment(1);
-    reply("<RESPONSE>no_account_update</RESPONSE>")
+    Ok(outcome)
 }
 
+/// The GLPI agent's protocol: a CONTACT asks which tasks to run (inventory), then the
+/// inventory comes as JSON (`"action": "inventory"`).
+async fn glpi(st: &Arc<AppState>, peer: SocketAddr, body: Vec<u8>, packing: Packing) -> Response {
+    let action = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("action")
+                .and_then(|a| a.as_str())
+                .map(str::to_ascii_lowercase)
+        });
+    match action.as_deref() {
+        Some("contact") => answer(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "ok",
+                "expiration": 24,
+                "tasks": {"inventory": {"server": "census", "version": env!("CARGO_PKG_VERSION")}},
+            }),
+            packing,
+        ),
+        Some("inventory") => match import(st, peer, Format::Glpi, body).await {
+            Ok(_) => answer(
+                StatusCode::OK,
+                serde_json::json!({"status": "ok", "expiration": 24}),
+                packing,
+            ),
+            Err((status, message)) => refuse_json(status, message, packing),
+        },
+        Some(other) => refuse_json(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "action {:?} is not served here (contact and inventory are)",
+                other.chars().take(32).collect::<String>()
+            ),
+            packing,
+        ),
+        None => refuse_json(
+            StatusCode::BAD_REQUEST,
+            "not a GLPI agent message: JSON with an \"action\"".into(),
+            packing,
+        ),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,11 +432,20 @@ mod tests {
     #[test]
     fn bodies_inflate_within_the_limit_or_are_refused() {
         use std::io::Write;
-        assert_eq!(inflate(b"  <REQUEST/>").unwrap(), b"  <REQUEST/>");
+        assert_eq!(inflate(b"  <REQUEST/>").unwrap().0, b"  <REQUEST/>");
+        assert_eq!(inflate(b"{}").unwrap(), (b"{}".to_vec(), Packing::Plain));
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(b"<REQUEST/>").unwrap();
-        assert_eq!(inflate(&z.finish().unwrap()).unwrap(), b"<REQUEST/>");
-        assert!(inflate(b"\x00garbage").unwrap_err().contains("neither XML"));
+        assert_eq!(
+            inflate(&z.finish().unwrap()).unwrap(),
+            (b"<REQUEST/>".to_vec(), Packing::Zlib)
+        );
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        g.write_all(b"{\"action\": \"contact\"}").unwrap();
+        assert_eq!(inflate(&g.finish().unwrap()).unwrap().1, Packing::Gzip);
+        assert!(inflate(b"\x00garbage")
+            .unwrap_err()
+            .contains("neither XML, JSON"));
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&vec![
             0u8;

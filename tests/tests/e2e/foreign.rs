@@ -5,6 +5,7 @@
 //! Census agent takes the imported machine over, and imports of it are skipped.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -190,7 +191,7 @@ fn free_port() -> u16 {
 const SECRET: &str = "a-long-shared-migration-secret";
 
 #[test]
-fn real_ocs_and_fusioninventory_agents_report_over_the_ocs_protocol_and_hostile_requests_store_nothing(
+fn real_agents_report_over_the_ocs_and_glpi_protocols_and_hostile_requests_store_nothing(
 ) {
     let dir = temp_dir("compat-conf");
     let secret_file = dir.join("secret");
@@ -339,4 +340,56 @@ fn real_ocs_and_fusioninventory_agents_report_over_the_ocs_protocol_and_hostile_
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("no CONTENT"));
     assert_eq!(computers(), 1, "nothing refused was stored");
+
+    // The GLPI agent's protocol on the same listener: a CONTACT, then its JSON inventory
+    // (glpi-project/inventory_format's public sample), zlib as the agent sends it.
+    let glpi_url = format!("https://127.0.0.1:{port}/front/inventory.php");
+    let send = |body: Vec<u8>| {
+        let r = http
+            .post(&glpi_url)
+            .basic_auth("glpi", Some(SECRET))
+            .header("content-type", "application/x-compress-zlib")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        let json: Value = serde_json::from_str(&unzlib(&r.bytes().unwrap())).unwrap();
+        (status, kind, json)
+    };
+    let (s, kind, json) = send(zlib(
+        br#"{"action": "contact", "deviceid": "glpixps-2018-07-09-09-07-13", "name": "GLPI-Agent_v1.7", "installed-tasks": ["inventory"], "enabled-tasks": ["inventory"]}"#,
+    ));
+    assert_eq!((s, kind.as_str()), (200, "application/x-compress-zlib"));
+    assert_eq!(json["status"], "ok");
+    assert!(json["tasks"]["inventory"].is_object(), "{json}");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../collector/tests/fixtures/foreign/glpi-computer_1.json");
+    let mut inventory: Value = serde_json::from_slice(&std::fs::read(sample).unwrap()).unwrap();
+    inventory["action"] = "inventory".into();
+    let (s, _, json) = send(zlib(inventory.to_string().as_bytes()));
+    assert_eq!((s, json["status"].as_str()), (200, Some("ok")), "{json}");
+    assert_eq!(computers(), 2);
+    let listed = c.json(&["ci", "list", "--class", "computer"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "glpixps"),
+        "{listed}"
+    );
+    let (s, _, json) = send(zlib(br#"{"action": "deploy"}"#));
+    assert_eq!(s, 400);
+    assert!(
+        json["message"].as_str().unwrap().contains("not served"),
+        "{json}"
+    );
+    let (s, _, json) = send(zlib(br#"{"action": "inventory", "deviceid": "x"}"#));
+    assert_eq!(s, 400);
+    assert!(
+        json["message"].as_str().unwrap().contains("no CONTENT"),
+        "{json}"
+    );
+    assert_eq!(computers(), 2);
 }
