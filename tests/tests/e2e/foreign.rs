@@ -191,8 +191,7 @@ fn free_port() -> u16 {
 const SECRET: &str = "a-long-shared-migration-secret";
 
 #[test]
-fn real_agents_report_over_the_ocs_and_glpi_protocols_and_hostile_requests_store_nothing(
-) {
+fn real_agents_report_over_the_ocs_and_glpi_protocols_and_hostile_requests_store_nothing() {
     let dir = temp_dir("compat-conf");
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
