@@ -5,6 +5,7 @@
 //! It returns its section as collected, failed (with the reason) or unsupported; every
 //! external command runs under a timeout.
 
+pub mod connections;
 pub mod hardware;
 pub mod macos;
 pub mod network;

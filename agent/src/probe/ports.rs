@@ -17,12 +17,12 @@ pub struct RawSocket {
     pub inode: u64,
 }
 
-fn decode_v4(hex: &str) -> Option<String> {
+pub(crate) fn decode_v4(hex: &str) -> Option<String> {
     let v = u32::from_str_radix(hex, 16).ok()?;
     Some(Ipv4Addr::from(v.to_le_bytes()).to_string())
 }
 
-fn decode_v6(hex: &str) -> Option<String> {
+pub(crate) fn decode_v6(hex: &str) -> Option<String> {
     if hex.len() != 32 {
         return None;
     }
