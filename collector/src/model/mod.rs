@@ -2,6 +2,7 @@
 //! identity conflicts and change records. Plain data; no I/O.
 
 pub mod attributes;
+pub mod baseline;
 
 use std::collections::BTreeMap;
 
