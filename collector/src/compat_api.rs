@@ -99,28 +99,24 @@ pub fn router(state: Arc<AppState>, config: Arc<CompatConfig>) -> Router {
 
 /// The XML reply agents read, zlib-compressed as they send.
 fn reply(body: &str) -> Response {
-    use std::io::Write;
     let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<REPLY>{body}</REPLY>\n");
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let compressed = z.write_all(xml.as_bytes()).and_then(|_| z.finish());
-    match compressed {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-compress"),
-            )],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("reply: {e}")),
-    }
+    packed(
+        StatusCode::OK,
+        &xml,
+        Packing::Zlib,
+        "application/x-compress",
+    )
+}
+
+/// Counts and logs a refusal of either protocol.
+fn count_refusal(status: StatusCode, message: &str, protocol: &str) {
+    metrics::counter!("census_compat_refused_total", "status" => status.as_str().to_string())
+        .increment(1);
+    tracing::info!(status = status.as_u16(), detail = %message, protocol, "agent-protocol request refused");
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
-    metrics::counter!("census_compat_refused_total", "status" => status.as_str().to_string())
-        .increment(1);
-    tracing::info!(status = status.as_u16(), detail = %message, "OCS-protocol request refused");
+    count_refusal(status, &message, "ocs");
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
@@ -170,17 +166,16 @@ fn inflate(body: &[u8]) -> Result<(Vec<u8>, Packing), String> {
     Ok((out, packing))
 }
 
-/// A GLPI-protocol answer (JSON), packed as the request was.
-fn answer(status: StatusCode, json: serde_json::Value, packing: Packing) -> Response {
+/// `text` packed as `packing` says; `zlib_type` is the media type the protocol gives zlib.
+fn packed(status: StatusCode, text: &str, packing: Packing, zlib_type: &'static str) -> Response {
     use std::io::Write;
-    let text = json.to_string();
     let (bytes, kind) = match packing {
-        Packing::Plain => (Ok(text.into_bytes()), "application/json"),
+        Packing::Plain => (Ok(text.as_bytes().to_vec()), "application/json"),
         Packing::Zlib => {
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
             (
                 z.write_all(text.as_bytes()).and_then(|_| z.finish()),
-                "application/x-compress-zlib",
+                zlib_type,
             )
         }
         Packing::Gzip => {
@@ -198,15 +193,23 @@ fn answer(status: StatusCode, json: serde_json::Value, packing: Packing) -> Resp
             b,
         )
             .into_response(),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("answer: {e}")),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("reply: {e}")),
     }
+}
+
+/// A GLPI-protocol answer (JSON), packed as the request was.
+fn answer(status: StatusCode, json: serde_json::Value, packing: Packing) -> Response {
+    packed(
+        status,
+        &json.to_string(),
+        packing,
+        "application/x-compress-zlib",
+    )
 }
 
 /// A GLPI-protocol refusal: the status, and the reason as the agent logs it.
 fn refuse_json(status: StatusCode, message: String, packing: Packing) -> Response {
-    metrics::counter!("census_compat_refused_total", "status" => status.as_str().to_string())
-        .increment(1);
-    tracing::info!(status = status.as_u16(), detail = %message, "GLPI-protocol request refused");
+    count_refusal(status, &message, "glpi");
     answer(
         status,
         serde_json::json!({"status": "error", "message": message}),
@@ -282,8 +285,7 @@ async fn receive(
     } else {
         Format::Ocs
     };
-    drop(doc);
-    match import(&st, peer, format, xml).await {
+    match import(&st, peer, format, doc).await {
         Ok(_) => reply("<RESPONSE>no_account_update</RESPONSE>"),
         Err((status, message)) => refuse(status, message),
     }
@@ -296,7 +298,7 @@ async fn import(
     st: &Arc<AppState>,
     peer: SocketAddr,
     format: Format,
-    body: Vec<u8>,
+    doc: crate::foreign::xml::Node,
 ) -> Result<crate::ops::foreign::FileOutcome, (StatusCode, String)> {
     use crate::ops::foreign::Outcome;
     let permit = st
@@ -309,7 +311,8 @@ async fn import(
     let name = format!("{} via an agent protocol", peer.ip());
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        crate::ops::foreign::import_bytes(store.as_ref(), &ingest, format, &name, &body, false)
+        let parsed = crate::foreign::ocs::map(&doc, format);
+        crate::ops::foreign::import_parsed(store.as_ref(), &ingest, format, &name, parsed, false)
     })
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -342,13 +345,13 @@ async fn import(
 /// The GLPI agent's protocol: a CONTACT asks which tasks to run (inventory), then the
 /// inventory comes as JSON (`"action": "inventory"`).
 async fn glpi(st: &Arc<AppState>, peer: SocketAddr, body: Vec<u8>, packing: Packing) -> Response {
-    let action = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.get("action")
-                .and_then(|a| a.as_str())
-                .map(str::to_ascii_lowercase)
-        });
+    // Read once, within the limits, into the tree the mapping takes.
+    let doc = match crate::foreign::glpi::to_tree(&body, crate::foreign::xml::Limits::default()) {
+        Ok(d) => d,
+        Err(e) => return refuse_json(StatusCode::BAD_REQUEST, e.to_string(), packing),
+    };
+    drop(body);
+    let action = doc.text_of("ACTION").map(str::to_ascii_lowercase);
     match action.as_deref() {
         Some("contact") => answer(
             StatusCode::OK,
@@ -359,7 +362,7 @@ async fn glpi(st: &Arc<AppState>, peer: SocketAddr, body: Vec<u8>, packing: Pack
             }),
             packing,
         ),
-        Some("inventory") => match import(st, peer, Format::Glpi, body).await {
+        Some("inventory") => match import(st, peer, Format::Glpi, doc).await {
             Ok(_) => answer(
                 StatusCode::OK,
                 serde_json::json!({"status": "ok", "expiration": 24}),
@@ -382,6 +385,7 @@ async fn glpi(st: &Arc<AppState>, peer: SocketAddr, body: Vec<u8>, packing: Pack
         ),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -392,15 +392,31 @@ impl Ingest {
         if let Some(successor) = &agent.superseded_by {
             return self.superseded(&agent, successor, env, received, now);
         }
+        self.commit_inventory(&agent, env, &snap, received, timing, now, slot)
+    }
+
+    /// A whole inventory after its checks: the same content as the agent's last is only
+    /// its volatile facts refreshed; anything else is identified, reconciled and committed.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_inventory(
+        &self,
+        agent: &Agent,
+        env: &Envelope,
+        snap: &census_shared::Snapshot,
+        received: Received<'_>,
+        timing: Timing,
+        now: DateTime<Utc>,
+        slot: CpuSlot,
+    ) -> Result<Accepted, IngestError> {
         if let (Some(ci_id), true) = (
             &agent.ci_id,
             agent.last_content_hash.as_deref() == Some(received.content_hash.as_str()),
         ) {
-            if let Some(accepted) = self.unchanged(&agent, ci_id, env, &snap, &received, now)? {
+            if let Some(accepted) = self.unchanged(agent, ci_id, env, snap, &received, now)? {
                 return Ok(accepted);
             }
         }
-        self.reconcile_and_commit(&agent, env, &snap, None, received, None, timing, now, slot)
+        self.reconcile_and_commit(agent, env, snap, None, received, None, timing, now, slot)
     }
 
     /// Identifies, reconciles and commits an inventory another tool's agent took, as the
@@ -451,25 +467,7 @@ impl Ingest {
             verified: t0.elapsed(),
             decoded: t0.elapsed(),
         };
-        if let (Some(ci_id), true) = (
-            &agent.ci_id,
-            agent.last_content_hash.as_deref() == Some(received.content_hash.as_str()),
-        ) {
-            if let Some(accepted) = self.unchanged(agent, ci_id, &env, &snap, &received, now)? {
-                return Ok(accepted);
-            }
-        }
-        self.reconcile_and_commit(
-            agent,
-            &env,
-            &snap,
-            None,
-            received,
-            None,
-            timing,
-            now,
-            CpuSlot::none(),
-        )
+        self.commit_inventory(agent, &env, &snap, received, timing, now, CpuSlot::none())
     }
 
     /// Verifies a protocol-v2 delta, checks that its base is the agent's last accepted

@@ -78,6 +78,12 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<Foreign, ForeignError> {
         Format::Glpi => super::glpi::to_tree(bytes, xml::Limits::default())?,
         Format::Ocs | Format::FusionInventory => xml::parse(bytes, xml::Limits::default())?,
     };
+    map(&doc, format)
+}
+
+/// Maps a document already read (by [`xml::parse`] or [`super::glpi::to_tree`]): what an
+/// agent protocol does after it has looked at the QUERY, so nothing is read twice.
+pub fn map(doc: &Node, format: Format) -> Result<Foreign, ForeignError> {
     if doc.name != "REQUEST" {
         return Err(ForeignError::NotAnInventory(format!(
             "the root element is <{}>, not <REQUEST>",
@@ -201,7 +207,10 @@ fn mib(text: &str) -> u64 {
 }
 
 fn system(bios: Option<&Node>, hardware: Option<&Node>) -> System {
-    let b = |k: &str| value(bios.and_then(|b| b.text_of(k)));
+    // Hardware identity goes through the placeholder rules agents' own probes use
+    // ("To Be Filled By O.E.M.", all-zero and well-known UUIDs, "123456789", ...).
+    let meaningful = census_shared::identity::meaningful;
+    let b = |k: &str| meaningful(bios.and_then(|b| b.text_of(k)));
     let vm = hardware
         .and_then(|h| h.text_of("VMSYSTEM"))
         .map(str::to_ascii_lowercase)
@@ -220,7 +229,7 @@ fn system(bios: Option<&Node>, hardware: Option<&Node>) -> System {
         model: b("SMODEL"),
         family: None,
         serial: b("SSN"),
-        uuid: value(hardware.and_then(|h| h.text_of("UUID"))).map(|u| u.to_ascii_lowercase()),
+        uuid: meaningful(hardware.and_then(|h| h.text_of("UUID"))).map(|u| u.to_ascii_lowercase()),
         sku: b("SKUNUMBER"),
         chassis_type: b("TYPE"),
         board_vendor: b("MMANUFACTURER"),

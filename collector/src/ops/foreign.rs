@@ -260,8 +260,28 @@ pub fn import_bytes(
     bytes: &[u8],
     dry_run: bool,
 ) -> Result<FileOutcome, OpError> {
+    import_parsed(
+        store,
+        ingest,
+        format,
+        name,
+        ocs::parse(bytes, format),
+        dry_run,
+    )
+}
+
+/// Imports an inventory already read (`parsed`: the inventory, or why it is not one), as
+/// [`import_bytes`] does.
+pub fn import_parsed(
+    store: &dyn Store,
+    ingest: &Ingest,
+    format: Format,
+    name: &str,
+    parsed: Result<Foreign, ocs::ForeignError>,
+    dry_run: bool,
+) -> Result<FileOutcome, OpError> {
     let mut out = FileOutcome::failed(name.to_string());
-    let f = match ocs::parse(bytes, format) {
+    let f = match parsed {
         Ok(f) => f,
         Err(e) => {
             out.reason = Some(e.to_string());

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::titles::{ProductFacts, SoftwareRule, SoftwareRuleBook, Title, Titler};
-use crate::model::CiClass;
+use crate::model::{Ci, CiClass};
 use crate::store::{Store, StoreError};
 
 /// Products a replay evaluates between two progress reports.
@@ -53,14 +53,22 @@ fn applied_titler(store: &dyn Store) -> Result<Arc<Titler>, StoreError> {
 /// Every software product's facts: its name, and the publisher, source and source package
 /// its packages report (the first a package gives, in the store's order).
 pub fn product_facts(store: &dyn Store) -> Result<BTreeMap<String, ProductFacts>, StoreError> {
-    let mut facts: BTreeMap<String, ProductFacts> = store
-        .list_cis(Some(CiClass::SoftwareProduct))?
+    let products = store.list_cis(Some(CiClass::SoftwareProduct))?;
+    facts_of(store, products.into_iter().map(|p| (p.id, p.name)))
+}
+
+/// The facts of the products given as (id, name), which the caller listed already.
+fn facts_of(
+    store: &dyn Store,
+    products: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, ProductFacts>, StoreError> {
+    let mut facts: BTreeMap<String, ProductFacts> = products
         .into_iter()
-        .map(|p| {
+        .map(|(id, name)| {
             (
-                p.id,
+                id,
                 ProductFacts {
-                    name: p.name,
+                    name,
                     ..ProductFacts::default()
                 },
             )
@@ -89,10 +97,11 @@ pub fn product_facts(store: &dyn Store) -> Result<BTreeMap<String, ProductFacts>
     Ok(facts)
 }
 
-/// Every software product's title under the applied rules, by product id.
-pub fn titles_by_product(store: &dyn Store) -> Result<HashMap<String, Title>, StoreError> {
+/// The titles of `products` under the applied rules, by product id.
+pub fn titles_of(store: &dyn Store, products: &[Ci]) -> Result<HashMap<String, Title>, StoreError> {
     let titler = applied_titler(store)?;
-    Ok(product_facts(store)?
+    let named = products.iter().map(|p| (p.id.clone(), p.name.clone()));
+    Ok(facts_of(store, named)?
         .into_iter()
         .map(|(id, f)| {
             let t = titler.title(&f);

@@ -202,7 +202,7 @@ pub fn catalogue(
     let mut titled = if page.is_empty() {
         Default::default()
     } else {
-        super::titles::titles_by_product(store)?
+        super::titles::titles_of(store, &page)?
     };
     let mut out = Vec::new();
     for p in page {

@@ -113,32 +113,25 @@ pub async fn titles(
         .applied
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let pairs = |items: [(&str, &Option<String>); 4]| {
-                items
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} ~ {v}")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            RuleRow {
-                number: i + 1,
-                matches: pairs([
+        .map(|(i, r)| RuleRow {
+            number: i + 1,
+            matches: described(
+                &[
                     ("name", &r.name),
                     ("publisher", &r.publisher),
                     ("source", &r.source),
                     ("source package", &r.source_package),
-                ]),
-                sets: [
+                ],
+                "~",
+            ),
+            sets: described(
+                &[
                     ("publisher", &r.set_publisher),
                     ("product", &r.set_product),
                     ("category", &r.set_category),
-                ]
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {v}")))
-                .collect::<Vec<_>>()
-                .join(", "),
-            }
+                ],
+                "=",
+            ),
         })
         .collect();
     render(&TitlesPage {
@@ -152,4 +145,13 @@ pub async fn titles(
         version: book.version,
         draft_pending: book.draft != book.applied,
     })
+}
+
+/// A rule's given fields as `name ~ pattern, ...` (or `=` for what it sets).
+fn described(fields: &[(&str, &Option<String>)], op: &str) -> String {
+    fields
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {op} {v}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

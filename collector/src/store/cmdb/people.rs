@@ -104,12 +104,7 @@ impl Cmdb {
             }
             token.uses += 1;
             tx_put_json(tx, Space::EnrollmentTokens, secret_hash.as_bytes(), &token)?;
-            tx.put(Space::Agents, agent.id.as_bytes(), &agent_bytes)?;
-            tx.put(
-                Space::AgentKeys,
-                agent.public_key.as_bytes(),
-                agent.id.as_bytes(),
-            )?;
+            tx_put_agent(tx, agent, &agent_bytes)?;
             Ok(())
         });
         r?;
@@ -123,12 +118,7 @@ impl Cmdb {
             if tx.get(Space::Agents, agent.id.as_bytes())?.is_some() {
                 return Ok(false);
             }
-            tx.put(Space::Agents, agent.id.as_bytes(), &agent_bytes)?;
-            tx.put(
-                Space::AgentKeys,
-                agent.public_key.as_bytes(),
-                agent.id.as_bytes(),
-            )?;
+            tx_put_agent(tx, agent, &agent_bytes)?;
             Ok(true)
         })?;
         self.backend.flush()?;
@@ -648,4 +638,15 @@ impl Cmdb {
         }
         Ok(())
     }
+}
+
+/// Stores a new agent's record (`bytes`, its encoding) and the index from its key to it.
+fn tx_put_agent<E>(tx: &mut dyn Tx, agent: &Agent, bytes: &[u8]) -> TxResult<(), E> {
+    tx.put(Space::Agents, agent.id.as_bytes(), bytes)?;
+    tx.put(
+        Space::AgentKeys,
+        agent.public_key.as_bytes(),
+        agent.id.as_bytes(),
+    )?;
+    Ok(())
 }
