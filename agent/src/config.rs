@@ -7,6 +7,7 @@
 //! spool_max_bytes = 104857600
 //! backoff_max_seconds = 900
 //! sections = []               # empty: all
+//! connections_interval_seconds = 60  # sample network flows between inventories; 0: only at each
 //! ```
 
 use std::path::Path;
@@ -26,6 +27,9 @@ pub struct AgentConfig {
     pub backoff_max_seconds: u64,
     pub request_timeout_seconds: u64,
     pub sections: Vec<String>,
+    /// How often the daemon samples network connections between inventories (0: only when
+    /// an inventory is taken).
+    pub connections_interval_seconds: u64,
 }
 
 impl Default for AgentConfig {
@@ -39,9 +43,14 @@ impl Default for AgentConfig {
             backoff_max_seconds: 900,
             request_timeout_seconds: 60,
             sections: Vec::new(),
+            connections_interval_seconds: 60,
         }
     }
 }
+
+/// Sampling more often than this costs CPU and tells the map nothing new.
+pub const MIN_SAMPLE_SECONDS: u64 = 5;
+pub const MAX_SAMPLE_SECONDS: u64 = 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -75,6 +84,14 @@ impl AgentConfig {
         if self.backoff_base_seconds == 0 || self.backoff_max_seconds < self.backoff_base_seconds {
             return Err("backoff_base_seconds must be >= 1 and <= backoff_max_seconds".into());
         }
+        if self.connections_interval_seconds != 0
+            && !(MIN_SAMPLE_SECONDS..=MAX_SAMPLE_SECONDS)
+                .contains(&self.connections_interval_seconds)
+        {
+            return Err(format!(
+                "connections_interval_seconds must be 0 (off) or between {MIN_SAMPLE_SECONDS} and {MAX_SAMPLE_SECONDS}"
+            ));
+        }
         Ok(())
     }
 
@@ -107,5 +124,30 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn connection_sampling_is_every_minute_unless_told_and_bounded() {
+        assert_eq!(AgentConfig::default().connections_interval_seconds, 60);
+        for (seconds, ok) in [
+            (0, true),
+            (4, false),
+            (5, true),
+            (86_400, true),
+            (86_401, false),
+        ] {
+            let c = AgentConfig {
+                connections_interval_seconds: seconds,
+                ..Default::default()
+            };
+            let result = c.validate();
+            assert_eq!(result.is_ok(), ok, "{seconds}: {result:?}");
+            if let Err(message) = result {
+                assert!(
+                    message.contains("connections_interval_seconds"),
+                    "{message}"
+                );
+            }
+        }
     }
 }

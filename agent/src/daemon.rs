@@ -12,6 +12,8 @@
 //! the deltas chained on it and spools the tip as a full snapshot, without a person.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -170,6 +172,8 @@ pub struct Agent {
     pub config: AgentConfig,
     pub enrollment: Enrollment,
     pub client: Client,
+    /// Network flows sampled between inventories; each inventory drains it.
+    pub sampler: Arc<probe::connections::Sampler>,
 }
 
 impl Agent {
@@ -188,6 +192,7 @@ impl Agent {
             config,
             enrollment,
             client,
+            sampler: Arc::default(),
         })
     }
 
@@ -214,7 +219,9 @@ impl Agent {
     pub async fn run_once(&self) -> Result<RunReport> {
         let sections = self.config.section_names().map_err(anyhow::Error::msg)?;
         let mut report = RunReport::default();
-        let mut snap = tokio::task::spawn_blocking(move || probe::collect(&sections)).await?;
+        let sampler = self.sampler.clone();
+        let mut snap =
+            tokio::task::spawn_blocking(move || probe::collect_with(&sections, &sampler)).await?;
         snap.canonicalize_order();
         let hash = snap.content_hash();
         let last = self.state.last_ack()?;
@@ -564,6 +571,42 @@ pub fn status_text(state_dir: &Path, config: &AgentConfig) -> Result<String> {
     Ok(out)
 }
 
+/// Seconds between two connection samples under `config` (0: none between inventories).
+fn sample_interval(config: &AgentConfig) -> u64 {
+    let wanted = config
+        .section_names()
+        .is_ok_and(|names| names.contains(&probe::SectionName::Connections));
+    if wanted {
+        config.connections_interval_seconds
+    } else {
+        0
+    }
+}
+
+/// Samples network connections into `sampler` every `interval` seconds (read at each
+/// turn, so a reload takes effect at the next one) until the daemon stops.
+fn spawn_connection_sampler(
+    sampler: Arc<probe::connections::Sampler>,
+    interval: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let seconds = interval.load(Ordering::Relaxed);
+            // Off: look again in a minute in case a reload turns it on.
+            tokio::time::sleep(Duration::from_secs(if seconds == 0 { 60 } else { seconds })).await;
+            if interval.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let sampler = sampler.clone();
+            match tokio::task::spawn_blocking(move || sampler.sample()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "connection sample failed"),
+                Err(e) => tracing::warn!(error = %e, "connection sample panicked"),
+            }
+        }
+    })
+}
+
 /// The foreground daemon: collects on the schedule, retries deliveries with back-off,
 /// reloads its config on SIGHUP and stops cleanly on SIGTERM / Ctrl-C.
 pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
@@ -576,7 +619,9 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
         Utc::now(),
         splay_for(&agent.enrollment.agent_id, config.splay_seconds),
     );
-    tracing::info!(agent_id = %agent.enrollment.agent_id, schedule = %schedule.text, next = ?next_collect, "agent running");
+    let interval = Arc::new(AtomicU64::new(sample_interval(&config)));
+    let sampling = spawn_connection_sampler(agent.sampler.clone(), interval.clone());
+    tracing::info!(agent_id = %agent.enrollment.agent_id, schedule = %schedule.text, next = ?next_collect, connections_interval_seconds = interval.load(Ordering::Relaxed), "agent running");
 
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -616,6 +661,7 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
         match event {
             Event::Stop => {
                 tracing::info!("stopping");
+                sampling.abort();
                 return Ok(());
             }
             Event::Reload => {
@@ -634,6 +680,7 @@ pub async fn run(state_dir: PathBuf, config_path: PathBuf) -> Result<()> {
                         config = c;
                         schedule = s;
                         agent.reconfigure(config.clone())?;
+                        interval.store(sample_interval(&config), Ordering::Relaxed);
                         next_collect = schedule.next_after(
                             Utc::now(),
                             splay_for(&agent.enrollment.agent_id, config.splay_seconds),

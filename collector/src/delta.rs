@@ -123,6 +123,7 @@ pub fn view(
         listening_ports: list("listening_ports", &delta.listening_ports, || {
             stored_ports(attrs)
         })?,
+        connections: whole("connections", &delta.connections)?,
     };
     Ok(DeltaView {
         snapshot,

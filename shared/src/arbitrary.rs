@@ -104,6 +104,33 @@ pub fn listening_port() -> impl Strategy<Value = ListeningPort> {
         })
 }
 
+pub fn connection() -> impl Strategy<Value = Connection> {
+    (
+        prop::sample::select(vec![FlowDirection::Inbound, FlowDirection::Outbound]),
+        prop::sample::select(vec![22u16, 443, 5432]),
+        prop::sample::select(vec!["10.0.0.5", "10.0.0.6", "2001:db8::7"]),
+        prop::option::of(prop::sample::select(vec!["sshd", "/usr/sbin/nginx"])),
+        1u32..100,
+    )
+        .prop_map(|(direction, port, remote, process, samples)| Connection {
+            direction,
+            protocol: "tcp".into(),
+            port,
+            remote_address: remote.into(),
+            process: process.map(str::to_string),
+            samples,
+            peak_connections: samples / 2 + 1,
+            first_seen: Utc
+                .timestamp_opt(1_750_000_000, 0)
+                .single()
+                .unwrap_or_default(),
+            last_seen: Utc
+                .timestamp_opt(1_750_000_000 + i64::from(samples), 0)
+                .single()
+                .unwrap_or_default(),
+        })
+}
+
 pub fn filesystem() -> impl Strategy<Value = Filesystem> {
     (
         prop::sample::select(vec!["/", "/boot", "/home", "/srv"]),
@@ -215,6 +242,7 @@ pub fn snapshot(seq: u64) -> impl Strategy<Value = Snapshot> {
             section(list(service(), 5)),
             section(list(user(), 5)),
             section(list(listening_port(), 5)),
+            section(list(connection(), 4)),
         ),
         0i64..1000,
     )
@@ -222,7 +250,7 @@ pub fn snapshot(seq: u64) -> impl Strategy<Value = Snapshot> {
             move |(
                 (os, memory, disks),
                 (nics, filesystems, software),
-                (services, users, ports),
+                (services, users, ports, connections),
                 at,
             )| {
                 let mut s = Snapshot::empty(
@@ -247,6 +275,7 @@ pub fn snapshot(seq: u64) -> impl Strategy<Value = Snapshot> {
                 s.services = services;
                 s.users = users;
                 s.listening_ports = ports;
+                s.connections = connections;
                 s
             },
         )

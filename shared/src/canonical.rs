@@ -43,6 +43,16 @@ impl Snapshot {
                 port.pid = None;
             }
         }
+        // A flow's counts and times move with every sample; which flows there are is the
+        // content (so an agent whose flows are the same sends a heartbeat).
+        if let Some(flows) = self.connections.data.as_mut() {
+            for flow in flows {
+                flow.samples = 0;
+                flow.peak_connections = 0;
+                flow.first_seen = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+                flow.last_seen = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            }
+        }
     }
 
     /// Sorts every list (and nested list) into one canonical order.
@@ -66,6 +76,7 @@ impl Snapshot {
         sort_section(&mut self.services);
         sort_section(&mut self.users);
         sort_section(&mut self.listening_ports);
+        sort_section(&mut self.connections);
         // Identical lines in one list are one fact (two package DBs may list one package).
         dedup(&mut self.software);
         dedup(&mut self.listening_ports);
@@ -119,5 +130,50 @@ impl std::io::Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use crate::schema::{Connection, FlowDirection, Section, Snapshot};
+
+    fn flow(samples: u32, at: i64) -> Connection {
+        Connection {
+            direction: FlowDirection::Outbound,
+            protocol: "tcp".into(),
+            port: 5432,
+            remote_address: "10.0.0.7".into(),
+            process: Some("/usr/bin/app".into()),
+            samples,
+            peak_connections: samples,
+            first_seen: Utc.timestamp_opt(at, 0).single().unwrap_or_default(),
+            last_seen: Utc.timestamp_opt(at + 60, 0).single().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_without_flows_reads_and_hashes_as_before_the_section_existed() {
+        let snap = Snapshot::empty("a", 1, Utc::now());
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(!json.contains("connections"), "{json}");
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert!(back.connections.is_default());
+        assert_eq!(back.content_hash(), snap.content_hash());
+    }
+
+    #[test]
+    fn flow_counts_and_times_are_volatile_but_the_set_of_flows_is_content() {
+        let mut a = Snapshot::empty("a", 1, Utc::now());
+        a.connections = Section::collected(vec![flow(3, 1_000)]);
+        let mut b = a.clone();
+        b.connections = Section::collected(vec![flow(40, 9_000)]);
+        assert_eq!(a.content_hash(), b.content_hash());
+        let mut c = a.clone();
+        let mut other = flow(3, 1_000);
+        other.port = 6432;
+        c.connections = Section::collected(vec![other]);
+        assert_ne!(a.content_hash(), c.content_hash());
     }
 }

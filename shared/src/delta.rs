@@ -149,6 +149,13 @@ pub struct Delta {
     pub services: ListDelta<Service>,
     pub users: ListDelta<User>,
     pub listening_ports: ListDelta<ListeningPort>,
+    /// Always sent whole when it changed (flows are volatile and few); left out of the
+    /// bytes when unchanged, as a collector from before the section expects.
+    #[serde(
+        default = "SectionDelta::unchanged",
+        skip_serializing_if = "SectionDelta::is_unchanged"
+    )]
+    pub connections: SectionDelta<Vec<Connection>>,
 }
 
 /// Why a delta cannot be applied: the operation or field it names, and the problem.
@@ -173,6 +180,10 @@ impl<T: PartialEq + Clone> SectionDelta<T> {
             op: Op::Unchanged,
             section: None,
         }
+    }
+
+    pub fn is_unchanged(&self) -> bool {
+        self.op == Op::Unchanged && self.section.is_none()
     }
 
     pub fn replaced(section: Section<T>) -> Self {
@@ -417,6 +428,7 @@ impl Snapshot {
             ("services", self.services.is_collected()),
             ("users", self.users.is_collected()),
             ("listening_ports", self.listening_ports.is_collected()),
+            ("connections", self.connections.is_collected()),
         ]
         .into_iter()
         .filter(|(_, collected)| !collected)
@@ -451,6 +463,10 @@ impl Delta {
             (
                 "listening_ports",
                 self.listening_ports.collected_after(was("listening_ports")),
+            ),
+            (
+                "connections",
+                self.connections.collected_after(was("connections")),
             ),
         ]
         .into_iter()
@@ -487,6 +503,7 @@ impl Delta {
             services: ListDelta::between(&base.services, &target.services),
             users: ListDelta::between(&base.users, &target.users),
             listening_ports: ListDelta::between(&base.listening_ports, &target.listening_ports),
+            connections: SectionDelta::between(&base.connections, &target.connections),
         }
     }
 
@@ -523,6 +540,7 @@ impl Delta {
             listening_ports: self
                 .listening_ports
                 .apply("listening_ports", &base.listening_ports)?,
+            connections: self.connections.apply("connections", &base.connections)?,
         };
         let mut target = target;
         target.canonicalize_order();
@@ -625,7 +643,7 @@ impl Bounded for Op {
 crate::limits::bounded_struct!(Delta, max_items = 1, {
     protocol, schema_version, agent_id, seq, base_seq, base_hash, content_hash, collected_at,
     agent_version, system, os, cpus, memory, disks, filesystems, network_interfaces, software,
-    services, users, listening_ports,
+    services, users, listening_ports, connections,
 });
 
 #[cfg(test)]

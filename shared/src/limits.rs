@@ -34,6 +34,8 @@ pub const MAX_SOFTWARE: usize = 100_000;
 pub const MAX_SERVICES: usize = 20_000;
 pub const MAX_USERS: usize = 100_000;
 pub const MAX_LISTENING_PORTS: usize = 65_536;
+/// Flows one inventory reports: what the agent's aggregation holds between two inventories.
+pub const MAX_CONNECTIONS: usize = 4_096;
 /// Short lists inside items (id_like, restricted).
 pub const MAX_SMALL_LIST: usize = 64;
 
@@ -141,7 +143,16 @@ macro_rules! unbounded {
         }
     )*};
 }
-unbounded!(u8, u16, u32, u64, bool, DateTime<Utc>, SectionStatus);
+unbounded!(
+    u8,
+    u16,
+    u32,
+    u64,
+    bool,
+    DateTime<Utc>,
+    SectionStatus,
+    FlowDirection
+);
 
 macro_rules! bounded_struct {
     ($ty:ty, max_items = $max:expr, { $($field:ident),* $(,)? }) => {
@@ -208,9 +219,14 @@ bounded_struct!(User, max_items = MAX_USERS, {
 bounded_struct!(ListeningPort, max_items = MAX_LISTENING_PORTS, {
     protocol, address, port, process, pid, user,
 });
+bounded_struct!(Connection, max_items = MAX_CONNECTIONS, {
+    direction, protocol, port, remote_address, process, samples, peak_connections, first_seen,
+    last_seen,
+});
 bounded_struct!(Snapshot, max_items = 1, {
     schema_version, agent_id, seq, collected_at, agent_version, system, os, cpus, memory,
     disks, filesystems, network_interfaces, software, services, users, listening_ports,
+    connections,
 });
 
 impl Snapshot {

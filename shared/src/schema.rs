@@ -89,9 +89,20 @@ impl<T> Section<T> {
     }
 }
 
+const NOT_COLLECTED_BY_THIS_AGENT: &str = "not collected by this agent";
+
 impl<T> Default for Section<T> {
     fn default() -> Self {
-        Section::unsupported("not collected by this agent")
+        Section::unsupported(NOT_COLLECTED_BY_THIS_AGENT)
+    }
+}
+
+impl<T> Section<T> {
+    /// Whether this is the section an agent that does not know it would send.
+    pub fn is_default(&self) -> bool {
+        self.status == SectionStatus::Unsupported
+            && self.data.is_none()
+            && self.reason.as_deref() == Some(NOT_COLLECTED_BY_THIS_AGENT)
     }
 }
 
@@ -115,6 +126,12 @@ pub struct Snapshot {
     pub services: Section<Vec<Service>>,
     pub users: Section<Vec<User>>,
     pub listening_ports: Section<Vec<ListeningPort>>,
+    /// Network flows seen between two inventories, for the dependency map. Volatile: they
+    /// update the map and never raise drift. Left out of the bytes while an agent does not
+    /// collect them, so such an agent's snapshots (and their content hash) are what they
+    /// were before the section existed.
+    #[serde(default, skip_serializing_if = "Section::is_default")]
+    pub connections: Section<Vec<Connection>>,
 }
 
 /// Hardware identity of the machine (DMI / SMBIOS or the platform's equivalent).
@@ -328,6 +345,39 @@ pub struct ListeningPort {
     pub user: Option<String>,
 }
 
+/// Which side of a flow this host is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowDirection {
+    /// A peer connected to one of this host's listeners.
+    Inbound,
+    /// This host connected to a peer's service.
+    Outbound,
+}
+
+/// One flow: a service between this host and one peer, through one process, aggregated
+/// over the samples taken since the previous inventory. The client's ephemeral port is not
+/// part of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub direction: FlowDirection,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// The service port: this host's listener for inbound flows, the peer's for outbound.
+    pub port: u16,
+    pub remote_address: String,
+    /// The owning process's full name, when the agent could see it.
+    pub process: Option<String>,
+    /// Volatile: samples that saw the flow.
+    pub samples: u32,
+    /// Volatile: the most connections of the flow one sample saw.
+    pub peak_connections: u32,
+    /// Volatile: the first and last sample that saw it.
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
 impl Snapshot {
     /// An empty snapshot with every section unsupported; probes fill it in.
     pub fn empty(agent_id: impl Into<String>, seq: u64, collected_at: DateTime<Utc>) -> Self {
@@ -348,6 +398,7 @@ impl Snapshot {
             services: Section::default(),
             users: Section::default(),
             listening_ports: Section::default(),
+            connections: Section::default(),
         }
     }
 }

@@ -1,23 +1,33 @@
-//! Network connections sampled between inventories, for the dependency map (issue 25): the
-//! established TCP sockets of /proc/net/tcp{,6} (a pure parser), folded into flows keyed by
-//! direction, the service port (the local listener's for inbound, the remote's for
-//! outbound), the remote address and the owning process, with the ephemeral port of the
-//! client side collapsed, and counts and first/last seen per flow.
+//! Network connections sampled between inventories, for the dependency map: the
+//! established sockets of /proc/net/{tcp,tcp6,udp,udp6} (a pure parser), folded into flows
+//! keyed by protocol, direction, the service port (the local listener's for inbound, the
+//! remote's for outbound), the remote address and the owning process, with the ephemeral
+//! port of the client side collapsed, and counts and first/last seen per flow.
+//!
+//! The daemon samples every `connections_interval_seconds` (default 60) into one
+//! [`Sampler`]; each inventory takes one more sample and drains it into the snapshot's
+//! `connections` section, so a connection that lived between two inventories is reported
+//! even though no inventory saw it.
 //!
 //! Architecture Invariant: memory is bounded by [`MAX_FLOWS`], whatever the host holds:
 //! a sample that would add a flow past it is counted in `dropped`, never stored.
-//! Not yet wired into the agent's schedule or the snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use census_shared::limits::MAX_CONNECTIONS;
+use census_shared::{Connection, FlowDirection, Section};
+use chrono::{DateTime, Utc};
 
 use super::ports::{decode_v4, decode_v6};
 
-/// Most flows one aggregation keeps between two inventories.
-pub const MAX_FLOWS: usize = 4096;
+/// Most flows one aggregation keeps between two inventories (what a snapshot may carry).
+pub const MAX_FLOWS: usize = MAX_CONNECTIONS;
 
-/// One established TCP socket of a /proc/net table.
+/// One established socket of a /proc/net table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Established {
+    pub protocol: &'static str,
     pub local_address: String,
     pub local_port: u16,
     pub remote_address: String,
@@ -25,9 +35,11 @@ pub struct Established {
     pub inode: u64,
 }
 
-/// TCP states of /proc/net/tcp: 01 established, 0A listening.
+/// Socket states of /proc/net/{tcp,udp}: 01 established (a connected UDP socket too),
+/// 0A a TCP listener, 07 an unconnected (bound) UDP socket, which is how UDP listens.
 const ESTABLISHED: &str = "01";
-const LISTEN: &str = "0A";
+const TCP_LISTEN: &str = "0A";
+const UDP_BOUND: &str = "07";
 
 fn endpoint(text: &str, v6: bool) -> Option<(String, u16)> {
     let (addr, port) = text.split_once(':')?;
@@ -36,11 +48,31 @@ fn endpoint(text: &str, v6: bool) -> Option<(String, u16)> {
     } else {
         decode_v4(addr)?
     };
+    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d: it is that IPv4 address.
+    let address = match address.strip_prefix("::ffff:") {
+        Some(v4) if v4.contains('.') => v4.to_string(),
+        _ => address,
+    };
     Some((address, u16::from_str_radix(port, 16).ok()?))
 }
 
-/// The established sockets and the listening ports of one table.
+/// The established sockets and the listening ports of one TCP table.
 pub fn parse_tcp(text: &str, v6: bool) -> (Vec<Established>, BTreeSet<u16>) {
+    parse_table(text, "tcp", v6)
+}
+
+/// The established (connected) sockets and the bound ports of one table of `protocol`
+/// ("tcp" or "udp").
+pub fn parse_table(
+    text: &str,
+    protocol: &'static str,
+    v6: bool,
+) -> (Vec<Established>, BTreeSet<u16>) {
+    let listen_state = if protocol == "udp" {
+        UDP_BOUND
+    } else {
+        TCP_LISTEN
+    };
     let mut established = Vec::new();
     let mut listening = BTreeSet::new();
     for line in text.lines().skip(1) {
@@ -48,44 +80,34 @@ pub fn parse_tcp(text: &str, v6: bool) -> (Vec<Established>, BTreeSet<u16>) {
         if f.len() < 10 {
             continue;
         }
-        match f[3] {
-            LISTEN => {
-                if let Some((_, port)) = endpoint(f[1], v6) {
-                    listening.insert(port);
-                }
+        if f[3] == listen_state {
+            if let Some((_, port)) = endpoint(f[1], v6) {
+                listening.insert(port);
             }
-            ESTABLISHED => {
-                let (Some((la, lp)), Some((ra, rp)), Ok(inode)) =
-                    (endpoint(f[1], v6), endpoint(f[2], v6), f[9].parse::<u64>())
-                else {
-                    continue;
-                };
-                established.push(Established {
-                    local_address: la,
-                    local_port: lp,
-                    remote_address: ra,
-                    remote_port: rp,
-                    inode,
-                });
-            }
-            _ => {}
+        } else if f[3] == ESTABLISHED {
+            let (Some((la, lp)), Some((ra, rp)), Ok(inode)) =
+                (endpoint(f[1], v6), endpoint(f[2], v6), f[9].parse::<u64>())
+            else {
+                continue;
+            };
+            established.push(Established {
+                protocol,
+                local_address: la,
+                local_port: lp,
+                remote_address: ra,
+                remote_port: rp,
+                inode,
+            });
         }
     }
     (established, listening)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Direction {
-    /// A peer connected to one of this host's listeners.
-    Inbound,
-    /// This host connected to a peer's service.
-    Outbound,
-}
-
 /// What a flow is: one service between this host and one peer, through one process.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
-    pub direction: Direction,
+    pub protocol: &'static str,
+    pub direction: FlowDirection,
     /// The listener's port for inbound flows, the peer's for outbound ones.
     pub service_port: u16,
     pub remote_address: String,
@@ -108,33 +130,38 @@ pub struct Aggregate {
     pub flows: BTreeMap<FlowKey, FlowStats>,
     /// Flow observations refused because [`MAX_FLOWS`] were held.
     pub dropped: u64,
+    /// Samples folded in.
+    pub samples: u32,
+}
+
+fn is_loopback(address: &str) -> bool {
+    address.starts_with("127.") || address == "::1"
 }
 
 impl Aggregate {
     /// Folds one sample taken at `at` (Unix seconds): `established` sockets, the ports this
-    /// host listens on, and the process owning each socket inode.
+    /// host listens on (per protocol), and the process owning each socket inode.
     pub fn add_sample(
         &mut self,
         established: &[Established],
-        listening: &BTreeSet<u16>,
+        listening: &BTreeSet<(&'static str, u16)>,
         owners: &BTreeMap<u64, String>,
         at: i64,
     ) {
+        self.samples = self.samples.saturating_add(1);
         let mut this_sample: BTreeMap<FlowKey, u32> = BTreeMap::new();
         for s in established {
             // Loopback talks to itself: not a dependency between machines.
-            if s.remote_address == s.local_address
-                || s.remote_address.starts_with("127.")
-                || s.remote_address == "::1"
-            {
+            if s.remote_address == s.local_address || is_loopback(&s.remote_address) {
                 continue;
             }
-            let (direction, service_port) = if listening.contains(&s.local_port) {
-                (Direction::Inbound, s.local_port)
+            let (direction, service_port) = if listening.contains(&(s.protocol, s.local_port)) {
+                (FlowDirection::Inbound, s.local_port)
             } else {
-                (Direction::Outbound, s.remote_port)
+                (FlowDirection::Outbound, s.remote_port)
             };
             let key = FlowKey {
+                protocol: s.protocol,
                 direction,
                 service_port,
                 remote_address: s.remote_address.clone(),
@@ -144,7 +171,7 @@ impl Aggregate {
         }
         for (key, connections) in this_sample {
             if let Some(stats) = self.flows.get_mut(&key) {
-                stats.samples += 1;
+                stats.samples = stats.samples.saturating_add(1);
                 stats.peak_connections = stats.peak_connections.max(connections);
                 stats.last_seen = at;
             } else if self.flows.len() < MAX_FLOWS {
@@ -162,6 +189,117 @@ impl Aggregate {
             }
         }
     }
+
+    /// The flows as the snapshot carries them.
+    pub fn connections(&self) -> Vec<Connection> {
+        let time = |t: i64| DateTime::<Utc>::from_timestamp(t, 0).unwrap_or_default();
+        self.flows
+            .iter()
+            .map(|(k, v)| Connection {
+                direction: k.direction,
+                protocol: k.protocol.to_string(),
+                port: k.service_port,
+                remote_address: k.remote_address.clone(),
+                process: k.process.clone(),
+                samples: v.samples,
+                peak_connections: v.peak_connections,
+                first_seen: time(v.first_seen),
+                last_seen: time(v.last_seen),
+            })
+            .collect()
+    }
+}
+
+/// The flows of one machine, sampled on the daemon's interval and drained by each
+/// inventory. Shared between the sampling task and the inventory (a mutex held only to
+/// fold a parsed sample in or to take the aggregate out).
+#[derive(Debug, Default)]
+pub struct Sampler {
+    aggregate: Mutex<Aggregate>,
+}
+
+impl Sampler {
+    /// Reads the socket tables once and folds them in.
+    pub fn sample(&self) -> Result<(), super::ProbeError> {
+        let (established, listening, owners) = acquire()?;
+        let mut agg = self
+            .aggregate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        agg.add_sample(&established, &listening, &owners, Utc::now().timestamp());
+        Ok(())
+    }
+
+    /// Takes one more sample and drains everything sampled since the last inventory into
+    /// the snapshot's section.
+    pub fn take(&self) -> Section<Vec<Connection>> {
+        if !cfg!(target_os = "linux") {
+            return Section::unsupported("connection sampling exists for Linux only");
+        }
+        if let Err(e) = self.sample() {
+            return Section::failed(e.to_string());
+        }
+        let agg = std::mem::take(
+            &mut *self
+                .aggregate
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if agg.dropped > 0 {
+            tracing::warn!(
+                flows = agg.flows.len(),
+                dropped = agg.dropped,
+                limit = MAX_FLOWS,
+                "more flows than one inventory carries; the rest were counted, not kept"
+            );
+        }
+        Section::collected(agg.connections())
+    }
+}
+
+type Acquired = (
+    Vec<Established>,
+    BTreeSet<(&'static str, u16)>,
+    BTreeMap<u64, String>,
+);
+
+#[cfg(target_os = "linux")]
+fn acquire() -> Result<Acquired, super::ProbeError> {
+    let mut established = Vec::new();
+    let mut listening = BTreeSet::new();
+    for (file, protocol, v6) in [
+        ("tcp", "tcp", false),
+        ("tcp6", "tcp", true),
+        ("udp", "udp", false),
+        ("udp6", "udp", true),
+    ] {
+        let path = format!("/proc/net/{file}");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (e, l) = parse_table(&text, protocol, v6);
+                established.extend(e);
+                listening.extend(l.into_iter().map(|p| (protocol, p)));
+            }
+            // IPv6 disabled in the kernel: no table.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && v6 => {}
+            Err(source) => return Err(super::ProbeError::Read { path, source }),
+        }
+    }
+    // Owners only when there is something to own: a quiet host skips the /proc walk.
+    let owners = if established.is_empty() {
+        BTreeMap::new()
+    } else {
+        super::ports::socket_owners()
+            .into_iter()
+            .map(|(inode, (_, name))| (inode, name))
+            .collect()
+    };
+    Ok((established, listening, owners))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn acquire() -> Result<Acquired, super::ProbeError> {
+    Ok(Default::default())
 }
 
 #[cfg(test)]
@@ -196,8 +334,9 @@ mod tests {
             (2004, "/usr/local/bin/order-service".to_string()),
         ]);
         let mut agg = Aggregate::default();
+        let listening: BTreeSet<(&str, u16)> = listening.into_iter().map(|p| ("tcp", p)).collect();
         agg.add_sample(&established, &listening, &owners, 100);
-        let flows: Vec<(Direction, u16, &str, Option<&str>, u32)> = agg
+        let flows: Vec<(FlowDirection, u16, &str, Option<&str>, u32)> = agg
             .flows
             .iter()
             .map(|(k, v)| {
@@ -213,10 +352,10 @@ mod tests {
         assert_eq!(
             flows,
             [
-                (Direction::Inbound, 22, "10.0.7.7", Some("sshd"), 1),
-                (Direction::Inbound, 443, "10.0.5.5", Some("nginx"), 2),
+                (FlowDirection::Inbound, 22, "10.0.7.7", Some("sshd"), 1),
+                (FlowDirection::Inbound, 443, "10.0.5.5", Some("nginx"), 2),
                 (
-                    Direction::Outbound,
+                    FlowDirection::Outbound,
                     5432,
                     "10.0.3.3",
                     Some("/usr/local/bin/order-service"),
@@ -270,6 +409,7 @@ mod tests {
         let (established, listening) = parse_tcp(&busy, false);
         assert_eq!(established.len(), 10_000);
         let mut agg = Aggregate::default();
+        let listening: BTreeSet<(&str, u16)> = listening.into_iter().map(|p| ("tcp", p)).collect();
         agg.add_sample(&established, &listening, &BTreeMap::new(), 1);
         assert_eq!(agg.flows.len(), MAX_FLOWS);
         assert_eq!(agg.dropped, 10_000 - MAX_FLOWS as u64);

@@ -40,10 +40,11 @@ pub enum SectionName {
     Services,
     Users,
     Ports,
+    Connections,
 }
 
 impl SectionName {
-    pub const ALL: [SectionName; 11] = [
+    pub const ALL: [SectionName; 12] = [
         SectionName::System,
         SectionName::Os,
         SectionName::Cpus,
@@ -55,6 +56,7 @@ impl SectionName {
         SectionName::Services,
         SectionName::Users,
         SectionName::Ports,
+        SectionName::Connections,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +71,7 @@ impl SectionName {
             SectionName::Services => "services",
             SectionName::Users => "users",
             SectionName::Ports => "ports",
+            SectionName::Connections => "connections",
         }
     }
 }
@@ -80,6 +83,7 @@ impl FromStr for SectionName {
         let alias = match wanted.as_str() {
             "network_interfaces" | "nics" => "network",
             "listening_ports" => "ports",
+            "flows" => "connections",
             "packages" => "software",
             other => other,
         };
@@ -107,8 +111,15 @@ fn run<T>(wanted: bool, probe: Probe<T>) -> Section<T> {
 
 /// Collects the chosen sections of this machine. The slow probes (software, sockets,
 /// services, network) run on their own threads while the file-reading ones run here.
-/// Sections not chosen stay `unsupported` with the reason "not requested".
+/// Sections not chosen stay `unsupported` with the reason "not requested". Connections are
+/// one sample taken now; the daemon's [`collect_with`] drains what it sampled since the
+/// last inventory.
 pub fn collect(sections: &[SectionName]) -> Snapshot {
+    collect_with(sections, &connections::Sampler::default())
+}
+
+/// [`collect`], with the connections sampled into `sampler` since the last inventory.
+pub fn collect_with(sections: &[SectionName], sampler: &connections::Sampler) -> Snapshot {
     let wants = |n: SectionName| sections.contains(&n);
     let mut snap = Snapshot::empty("", 0, Utc::now());
     snap.agent_version = env!("CARGO_PKG_VERSION").to_string();
@@ -129,6 +140,11 @@ pub fn collect(sections: &[SectionName]) -> Snapshot {
             hardware::collect_filesystems,
         );
         snap.users = run(wants(SectionName::Users), users::collect);
+        // Not a requested section leaves it out of the bytes entirely (see the schema).
+        if wants(SectionName::Connections) {
+            snap.connections = std::panic::catch_unwind(|| sampler.take())
+                .unwrap_or_else(|_| Section::failed("probe panicked"));
+        }
 
         snap.software = software
             .join()

@@ -130,7 +130,7 @@ pub fn full_process_name(comm: &str, cmdline: &[u8]) -> String {
 }
 
 #[cfg(target_os = "linux")]
-fn socket_owners() -> BTreeMap<u64, (u32, String)> {
+pub(crate) fn socket_owners() -> BTreeMap<u64, (u32, String)> {
     let mut owners = BTreeMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return owners;
