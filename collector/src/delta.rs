@@ -31,8 +31,15 @@ use crate::model::*;
 use crate::store::OwnedState;
 
 /// What reconcile is given for a section the delta left unchanged.
+const KEPT: &str = "unchanged since the base: the stored state stands";
+
 fn kept<T>() -> Section<T> {
-    Section::unsupported("unchanged since the base: the stored state stands")
+    Section::unsupported(KEPT)
+}
+
+/// Whether a delta left this section as its base had it.
+pub fn is_kept<T>(section: &Section<T>) -> bool {
+    section.data.is_none() && section.reason.as_deref() == Some(KEPT)
 }
 
 fn whole<T: Clone + PartialEq>(name: &str, d: &SectionDelta<T>) -> Result<Section<T>, DeltaError> {

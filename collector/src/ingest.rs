@@ -19,7 +19,7 @@ use crate::drift::{self, DriftRules, Evaluation, RecordHeader, ScopeSubject};
 use crate::identify;
 use crate::model::*;
 use crate::reconcile;
-use crate::store::{CommitError, HeartbeatCommit, IngestCommit, Store};
+use crate::store::{CommitError, FlowUpdate, HeartbeatCommit, IngestCommit, Store};
 
 /// Why a submission was refused. Each maps to one HTTP status; none stored anything.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +234,8 @@ pub struct Ingest {
     rules: std::sync::RwLock<Option<(std::time::Instant, Arc<Rules>)>>,
     rules_max_age: std::time::Duration,
     flap_window: chrono::Duration,
+    /// Flows nobody reported for this long leave the map.
+    flow_expiry: chrono::Duration,
     keep_bodies: bool,
     /// Woken when a commit queued a feed event.
     pub events: Notify,
@@ -259,6 +261,7 @@ impl Ingest {
             rules: Default::default(),
             rules_max_age: RULES_MAX_AGE,
             flap_window: chrono::Duration::hours(24),
+            flow_expiry: chrono::Duration::days(crate::model::flows::DEFAULT_EXPIRY_DAYS),
             keep_bodies: false,
             events: Notify::new(),
             keys: Default::default(),
@@ -274,6 +277,31 @@ impl Ingest {
     pub fn with_flap_window(mut self, window: chrono::Duration) -> Self {
         self.flap_window = window;
         self
+    }
+
+    pub fn with_flow_expiry(mut self, age: chrono::Duration) -> Self {
+        self.flow_expiry = age;
+        self
+    }
+
+    pub fn flow_expiry(&self) -> chrono::Duration {
+        self.flow_expiry
+    }
+
+    /// What an inventory's `connections` section does to its computer's flows.
+    fn flow_update(&self, snap: &census_shared::Snapshot, now: DateTime<Utc>) -> FlowUpdate {
+        let expire_before = now - self.flow_expiry;
+        let section = &snap.connections;
+        match (section.data(), section.status) {
+            (Some(flows), _) => FlowUpdate::Report {
+                flows: flows.clone(),
+                expire_before,
+            },
+            // A sample that failed this time says nothing about the flows.
+            (None, census_shared::SectionStatus::Failed) => FlowUpdate::Keep,
+            (None, _) if crate::delta::is_kept(section) => FlowUpdate::Keep,
+            (None, _) => FlowUpdate::Stopped { expire_before },
+        }
     }
 
     /// Keep each agent's last accepted body as evidence (forensics: the exact bytes it
@@ -643,6 +671,7 @@ impl Ingest {
                 change_record: change_record.clone(),
                 removals_put: drift.removals_put,
                 removals_cleared: drift.removals_cleared,
+                flows: self.flow_update(snap, now),
                 ..accepted_commit(&agent, env, now, &received, self.evidence(received.body))
             };
             slot.release();

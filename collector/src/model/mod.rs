@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod baseline;
+pub mod flows;
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod filter;
 pub mod health;
 pub mod licences;
+pub mod map;
 pub mod services;
 pub mod titles;
 pub mod views;

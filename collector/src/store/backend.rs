@@ -86,10 +86,17 @@ pub enum Space {
     /// computer number -> the record revision whose installs, OS release or status the
     /// exposure tracker has yet to match (written by the record's own transaction).
     Rematch,
+    /// address text, 0, computer number -> nothing: which computers hold an IP address now
+    /// (maintained with each record's components).
+    Addresses,
+    /// computer number -> the flows its agent reported ([`FlowsRec`](crate::model::flows::FlowsRec)).
+    Flows,
+    /// peer address text, 0, reporter number -> nothing: who reported a flow to an address.
+    FlowTargets,
 }
 
 impl Space {
-    pub const ALL: [Space; 40] = [
+    pub const ALL: [Space; 43] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -130,6 +137,9 @@ impl Space {
         Space::AdvisoryIndex,
         Space::Exposures,
         Space::Rematch,
+        Space::Addresses,
+        Space::Flows,
+        Space::FlowTargets,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -176,6 +186,9 @@ impl Space {
             Space::AdvisoryIndex => "advisory_index",
             Space::Exposures => "exposures",
             Space::Rematch => "rematch",
+            Space::Addresses => "v3_addresses",
+            Space::Flows => "flows",
+            Space::FlowTargets => "flow_targets",
         }
     }
 }

@@ -609,6 +609,20 @@ pub fn num_key(num: u32) -> [u8; 4] {
     num.to_be_bytes()
 }
 
+/// An address index key (also a flow target key): the address, 0, the computer number.
+pub fn address_key(address: &str, num: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(address.len() + 5);
+    k.extend_from_slice(address.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&num.to_be_bytes());
+    k
+}
+
+/// The computer number an address key ends with.
+pub fn address_key_num(key: &[u8]) -> Option<u32> {
+    read_num(key.get(key.len().checked_sub(4)?..)?)
+}
+
 pub fn read_num(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))
 }

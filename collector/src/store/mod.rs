@@ -134,6 +134,25 @@ pub struct IngestCommit {
     pub removals_cleared: Vec<(Aspect, String)>,
     /// The received wire body, kept as evidence (latest per agent).
     pub body: Option<Vec<u8>>,
+    /// What the inventory's `connections` section does to `ci_id`'s flows.
+    pub flows: FlowUpdate,
+}
+
+/// What one inventory does to its computer's network flows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum FlowUpdate {
+    /// Not reported this time (unchanged in a delta, a failed sample, a heartbeat-like
+    /// unchanged inventory): the stored flows stand, current ones seen with the computer.
+    #[default]
+    Keep,
+    /// The flows sampled since the previous inventory.
+    Report {
+        flows: Vec<census_shared::Connection>,
+        /// Flows last seen before this are forgotten.
+        expire_before: DateTime<Utc>,
+    },
+    /// The agent no longer samples flows: none is current any more.
+    Stopped { expire_before: DateTime<Utc> },
 }
 
 impl From<StoreError> for EnrollError {
@@ -562,6 +581,14 @@ pub trait Store: Send + Sync + 'static {
     /// The computers behind keys of [`ProductInstalls::installs`] (`None` for a key that
     /// names no computer any more).
     fn computer_summaries(&self, keys: &[u64]) -> Result<Vec<Option<ComputerSummary>>, StoreError>;
+    /// The flows computer `id` reported (empty when none).
+    fn flows_of(&self, id: &str) -> Result<Vec<crate::model::flows::Flow>, StoreError>;
+    /// The IP addresses computer `id` holds now.
+    fn addresses_of(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// The computers (ids) that reported a flow to `address`.
+    fn flow_reporters(&self, address: &str) -> Result<Vec<String>, StoreError>;
+    /// The computers (ids) whose records hold `address` now.
+    fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
     /// [`Store::lookup_identity`] for several keys, in their order: one read, not one each.
     fn lookup_identities(&self, keys: &[IdentityKey]) -> Result<Vec<Option<String>>, StoreError> {

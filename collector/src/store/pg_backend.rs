@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         7,
         "vulnerability exposure ledgers and the computers awaiting a re-match",
     ),
+    (
+        8,
+        "who holds each IP address, network flows per computer and who reported each peer",
+    ),
 ];
 
 /// advisory lock class of the migration runner (session lock) and of the background-work
@@ -1252,11 +1256,13 @@ fn migration_sql(version: i32) -> String {
              ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL",
             t = table(Space::Licences)
         ),
-        5..=7 => match version {
-            5 => [Space::Services, Space::ServiceVersions],
-            6 => [Space::Advisories, Space::AdvisoryIndex],
-            _ => [Space::Exposures, Space::Rematch],
+        5..=8 => match version {
+            5 => vec![Space::Services, Space::ServiceVersions],
+            6 => vec![Space::Advisories, Space::AdvisoryIndex],
+            7 => vec![Space::Exposures, Space::Rematch],
+            _ => vec![Space::Addresses, Space::Flows, Space::FlowTargets],
         }
+        .into_iter()
         .map(|space| {
             format!(
                 "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);\n\
@@ -1264,6 +1270,7 @@ fn migration_sql(version: i32) -> String {
                 t = table(space)
             )
         })
+        .collect::<Vec<_>>()
         .join(";\n"),
         _ => String::new(),
     }

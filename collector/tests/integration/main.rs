@@ -6,6 +6,7 @@ mod deltas;
 pub(crate) mod drift;
 mod foreign;
 mod health;
+pub(crate) mod map;
 mod migration;
 mod postgres;
 mod register;

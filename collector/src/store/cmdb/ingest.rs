@@ -237,6 +237,7 @@ struct PreparedIngest {
     conflict: Option<Vec<u8>>,
     removals: Vec<(Vec<u8>, Vec<u8>)>,
     queued: Option<Vec<u8>>,
+    flows: Option<super::flows::PreparedFlows>,
 }
 
 impl Cmdb {
@@ -299,7 +300,15 @@ impl Cmdb {
                 removals.push((removal_key(ci_id, r.aspect, &r.key), codec::encode_json(r)?));
             }
         }
+        let flows = match (&c.ci_id, &c.flows) {
+            (Some(ci_id), update) if *update != FlowUpdate::Keep => match self.num_of(ci_id)? {
+                Some(num) => self.prepare_flows(num, update, c.seen_at)?,
+                None => None,
+            },
+            _ => None,
+        };
         Ok(PreparedIngest {
+            flows,
             shared,
             records,
             variants,
@@ -471,6 +480,9 @@ impl Cmdb {
             }
             if let Some(body) = &c.body {
                 tx.put(Space::Evidence, key, body)?;
+            }
+            if let Some(flows) = &p.flows {
+                Self::write_flows(tx, flows)?;
             }
             Ok(())
         })?;

@@ -164,6 +164,23 @@ impl Machine {
             .collect()
     }
 
+    /// The IP addresses this record holds now (its live IP address components).
+    pub fn addresses(&self) -> BTreeSet<&str> {
+        self.components
+            .values()
+            .filter(|c| c.class == CiClass::IpAddress && c.status != CiStatus::Retired)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The address index's keys for this record.
+    pub fn address_keys(&self) -> BTreeSet<Vec<u8>> {
+        self.addresses()
+            .into_iter()
+            .map(|a| codec::address_key(a, self.num))
+            .collect()
+    }
+
     /// The reverse entries of every edge to a CI held elsewhere (not installs: those are
     /// postings).
     pub fn edge_reverse_keys(
@@ -200,6 +217,9 @@ pub(crate) struct Encoded {
     pub new_ids: Vec<String>,
     pub rev_put: Vec<Vec<u8>>,
     pub rev_delete: Vec<Vec<u8>>,
+    /// Address index entries this record gains and loses.
+    pub addr_put: Vec<Vec<u8>>,
+    pub addr_delete: Vec<Vec<u8>>,
     /// (product, variant, add?) for the postings of this computer.
     pub postings: Vec<(u32, u32, bool)>,
     pub step: Option<([u8; 8], Vec<u8>)>,
@@ -436,6 +456,7 @@ impl Cmdb {
         let mut next_variant = || variants.next().ok_or_else(|| io("variant not interned"));
         let target = |id: &str| nums.get(id).copied();
         let before_rev = m.edge_reverse_keys(&mut |id| target(id));
+        let before_addresses = m.address_keys();
         let before_installs = m.install_variants();
         let created = m.is_empty();
         let had_components: BTreeSet<String> = m.components.keys().cloned().collect();
@@ -556,12 +577,21 @@ impl Cmdb {
             };
         }
         let after_rev = m.edge_reverse_keys(&mut |id| target(id));
+        let after_addresses = m.address_keys();
         let after_installs = m.install_variants();
         let mut out = Encoded {
             num: m.num,
             expect: m.raw.take(),
             rev_put: after_rev.difference(&before_rev).cloned().collect(),
             rev_delete: before_rev.difference(&after_rev).cloned().collect(),
+            addr_put: after_addresses
+                .difference(&before_addresses)
+                .cloned()
+                .collect(),
+            addr_delete: before_addresses
+                .difference(&after_addresses)
+                .cloned()
+                .collect(),
             postings: after_installs
                 .difference(&before_installs)
                 .map(|&(p, v)| (p, v, true))
@@ -663,6 +693,12 @@ impl Cmdb {
         }
         for k in &e.rev_put {
             tx.put(Space::Reverse, k, &[])?;
+        }
+        for k in &e.addr_delete {
+            tx.delete(Space::Addresses, k)?;
+        }
+        for k in &e.addr_put {
+            tx.put(Space::Addresses, k, &[])?;
         }
         let (_, offset) = layout.chunk_of(e.num);
         let keys = e.posting_keys(layout);

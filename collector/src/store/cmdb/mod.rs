@@ -10,6 +10,7 @@ mod backup;
 mod check;
 mod copy;
 mod feed;
+mod flows;
 mod history;
 mod ingest;
 mod machine;
@@ -282,13 +283,13 @@ impl Cmdb {
                 found: v,
                 supported: STORE_SCHEMA_VERSION,
             }),
-            Some(_) => Self::over(Box::new(sled)),
+            Some(_) => Self::over(Box::new(sled))?.indexed(),
             None => {
                 for (k, v) in new_store_meta(false) {
                     sled.put(Space::Meta, k, &v)?;
                 }
                 sled.flush()?;
-                Self::over(Box::new(sled))
+                Self::over(Box::new(sled))?.indexed()
             }
         }
     }
@@ -330,7 +331,13 @@ impl Cmdb {
                 });
             }
         }
-        Self::over(backend)
+        Self::over(backend)?.indexed()
+    }
+
+    /// This store with the indexes added after its schema was made filled in.
+    fn indexed(self) -> Result<Self, StoreError> {
+        self.ensure_address_index()?;
+        Ok(self)
     }
 
     /// The domain services over a backend that already holds the current schema.
@@ -1044,6 +1051,24 @@ impl Store for Cmdb {
 
     fn installs_of(&self, product_id: &str) -> Result<ProductInstalls, StoreError> {
         self.read_installs_of(product_id)
+    }
+
+    fn flows_of(&self, id: &str) -> Result<Vec<crate::model::flows::Flow>, StoreError> {
+        self.read_flows_of(id)
+    }
+
+    fn addresses_of(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.read_addresses_of(id)
+    }
+
+    fn flow_reporters(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let nums = self.flow_reporter_nums(address)?;
+        self.ids_of(&nums)
+    }
+
+    fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let nums = self.address_holder_nums(address)?;
+        self.ids_of(&nums)
     }
 
     fn computer_summaries(&self, keys: &[u64]) -> Result<Vec<Option<ComputerSummary>>, StoreError> {

@@ -1,0 +1,343 @@
+//! The dependency map over the real ingest path: flows two agents report, resolved by the
+//! address the peer holds, joined from both sides, external endpoints, shared (NAT) addresses,
+//! expiry, and flows never being drift.
+
+use census_collector::query::map::{self, EdgeKind, NodeKind};
+use census_collector::store::Store;
+use census_shared::{Connection, FlowDirection, IpAddress, Section, Snapshot, System};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::drift::{base_software, machine, rig, Rig};
+
+/// A machine of its own: serial, machine id, host name, MAC and address.
+pub(crate) fn host(n: u8, name: &str, address: &str) -> Snapshot {
+    let mut s = machine(base_software());
+    s.system = Section::collected(System {
+        vendor: Some("Dell Inc.".into()),
+        serial: Some(format!("SER-{n}")),
+        machine_id: Some(format!("{n:032x}")),
+        ..Default::default()
+    });
+    if let Some(os) = s.os.data_mut() {
+        os.hostname = name.into();
+    }
+    if let Some(nics) = s.network_interfaces.data_mut() {
+        nics[0].mac = Some(format!("52:54:00:00:00:{n:02x}"));
+        nics[0].addresses = vec![IpAddress {
+            address: address.into(),
+            prefix: 16,
+            family: "ipv4".into(),
+            scope: Some("global".into()),
+        }];
+    }
+    s
+}
+
+pub(crate) fn flow(
+    direction: FlowDirection,
+    port: u16,
+    remote: &str,
+    process: &str,
+    at: DateTime<Utc>,
+) -> Connection {
+    Connection {
+        direction,
+        protocol: "tcp".into(),
+        port,
+        remote_address: remote.into(),
+        process: Some(process.into()),
+        samples: 10,
+        peak_connections: 2,
+        first_seen: at - Duration::minutes(10),
+        last_seen: at,
+    }
+}
+
+fn with_flows(mut s: Snapshot, flows: Vec<Connection>) -> Snapshot {
+    s.connections = Section::collected(flows);
+    s
+}
+
+fn computer(r: &Rig, name: &str) -> String {
+    r.store
+        .scan_cis_named(name)
+        .unwrap_or_else(|| panic!("{name} stored"))
+}
+
+trait Named {
+    fn scan_cis_named(&self, name: &str) -> Option<String>;
+}
+
+impl Named for census_collector::store::Cmdb {
+    fn scan_cis_named(&self, name: &str) -> Option<String> {
+        let mut found = None;
+        self.scan_cis(census_collector::model::CiClass::Computer, &mut |c| {
+            if c.name == name {
+                found = Some(c.id);
+            }
+            true
+        })
+        .unwrap();
+        found
+    }
+}
+
+#[test]
+fn flows_from_two_agents_join_into_one_edge_resolved_by_address() {
+    let mut r = rig("map-two");
+    let t0 = Utc::now() - Duration::hours(2);
+    // The web server reports first: its database is not known yet.
+    let web = with_flows(
+        host(1, "web01", "10.1.2.3"),
+        vec![
+            flow(
+                FlowDirection::Outbound,
+                5432,
+                "10.1.9.9",
+                "/usr/bin/order-service",
+                t0,
+            ),
+            flow(
+                FlowDirection::Outbound,
+                443,
+                "203.0.113.7",
+                "/usr/bin/order-service",
+                t0,
+            ),
+            flow(FlowDirection::Outbound, 443, "203.0.113.8", "curl", t0),
+            flow(
+                FlowDirection::Inbound,
+                443,
+                "198.51.100.20",
+                "/usr/sbin/nginx",
+                t0,
+            ),
+        ],
+    );
+    r.send(web, t0);
+    r.switch_to_new_agent("agt_db");
+    let db = with_flows(
+        host(2, "db01", "10.1.9.9"),
+        vec![flow(
+            FlowDirection::Inbound,
+            5432,
+            "10.1.2.3",
+            "postgres",
+            t0,
+        )],
+    );
+    r.send(db, t0 + Duration::minutes(1));
+    let web_id = computer(&r, "web01");
+    let db_id = computer(&r, "db01");
+    let now = Utc::now();
+    let expiry = Duration::days(7);
+
+    let around_db = map::neighbourhood(
+        r.store.as_ref(),
+        std::slice::from_ref(&db_id),
+        1,
+        now,
+        expiry,
+    )
+    .unwrap();
+    let ids: Vec<(&str, NodeKind, u32)> = around_db
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.kind, n.depth))
+        .collect();
+    assert!(ids.contains(&("db01", NodeKind::Computer, 0)), "{ids:?}");
+    assert!(ids.contains(&("web01", NodeKind::Computer, 1)), "{ids:?}");
+    assert_eq!(around_db.edges.len(), 1, "{:?}", around_db.edges);
+    let e = &around_db.edges[0];
+    assert_eq!(
+        (
+            e.kind,
+            e.from.as_str(),
+            e.to.as_str(),
+            e.port,
+            e.protocol.as_str()
+        ),
+        (
+            EdgeKind::ConnectsTo,
+            web_id.as_str(),
+            db_id.as_str(),
+            5432,
+            "tcp"
+        )
+    );
+    assert_eq!(e.client_process.as_deref(), Some("/usr/bin/order-service"));
+    assert_eq!(e.server_process.as_deref(), Some("postgres"));
+    assert_eq!(e.reported_by, ["client", "server"]);
+    assert_eq!(e.samples, 20, "both sides' samples");
+
+    // Around the web server at depth 2: the database, one external group for the two
+    // 203.0.113.x peers, and the client of its nginx.
+    let around_web = map::neighbourhood(
+        r.store.as_ref(),
+        std::slice::from_ref(&web_id),
+        2,
+        now,
+        expiry,
+    )
+    .unwrap();
+    let endpoints: Vec<(&str, Vec<String>)> = around_web
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Endpoint)
+        .map(|n| (n.name.as_str(), n.addresses.clone()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            ("198.51.100.0/24", vec!["198.51.100.20".to_string()]),
+            (
+                "203.0.113.0/24",
+                vec!["203.0.113.7".to_string(), "203.0.113.8".to_string()]
+            ),
+        ]
+    );
+    let inbound = around_web
+        .edges
+        .iter()
+        .find(|e| e.to == web_id && e.port == 443)
+        .expect("the nginx client");
+    assert_eq!(inbound.from, "endpoint:198.51.100.0/24");
+    assert_eq!(inbound.server_process.as_deref(), Some("/usr/sbin/nginx"));
+    // 443 to the group from two processes is one edge per (client, server, port).
+    assert_eq!(
+        around_web
+            .edges
+            .iter()
+            .filter(|e| e.to == "endpoint:203.0.113.0/24")
+            .count(),
+        1
+    );
+    let rows = map::edge_rows(&around_web);
+    assert_eq!(rows.len(), around_web.edges.len());
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "web01" && r[3] == "db01" && r[5] == "5432"));
+
+    // What depends on db01: web01.
+    let dependents = map::dependents(r.store.as_ref(), &db_id, 2, now, expiry).unwrap();
+    assert_eq!(dependents.values().collect::<Vec<_>>(), ["web01"]);
+}
+
+#[test]
+fn an_address_two_computers_hold_stays_an_endpoint_and_flows_never_drift() {
+    let mut r = rig("map-nat");
+    let t0 = Utc::now() - Duration::hours(3);
+    // Two hosts behind one NAT address (both report it).
+    r.switch_to_new_agent("agt_a");
+    r.send(host(3, "nat-a", "10.9.0.1"), t0);
+    r.switch_to_new_agent("agt_b");
+    r.send(host(4, "nat-b", "10.9.0.1"), t0);
+    r.switch_to_new_agent("agt_c");
+    let client = with_flows(
+        host(5, "client", "10.2.0.5"),
+        vec![flow(FlowDirection::Outbound, 8080, "10.9.0.1", "java", t0)],
+    );
+    r.send(client, t0);
+    let client_id = computer(&r, "client");
+    let now = Utc::now();
+    let m = map::neighbourhood(
+        r.store.as_ref(),
+        std::slice::from_ref(&client_id),
+        1,
+        now,
+        Duration::days(7),
+    )
+    .unwrap();
+    let targets: Vec<&str> = m.edges.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["endpoint:10.9.0.0/24"],
+        "never a guess between two holders"
+    );
+
+    // Other flows only: no change record, no new version.
+    let before = r.store.get_ci(&client_id).unwrap().unwrap().version;
+    let moved = with_flows(
+        host(5, "client", "10.2.0.5"),
+        vec![flow(
+            FlowDirection::Outbound,
+            9090,
+            "10.9.0.1",
+            "java",
+            t0 + Duration::minutes(30),
+        )],
+    );
+    assert!(
+        r.send(moved, t0 + Duration::minutes(30)).is_none(),
+        "flows are volatile"
+    );
+    assert_eq!(r.store.get_ci(&client_id).unwrap().unwrap().version, before);
+    let m = map::neighbourhood(
+        r.store.as_ref(),
+        std::slice::from_ref(&client_id),
+        1,
+        now,
+        Duration::days(7),
+    )
+    .unwrap();
+    let ports: Vec<u16> = m.edges.iter().map(|e| e.port).collect();
+    assert_eq!(
+        ports,
+        [8080, 9090],
+        "the earlier flow stays until it expires"
+    );
+}
+
+#[test]
+fn flows_expire_when_nobody_reports_them_and_stop_with_the_section() {
+    let mut r = rig("map-expiry");
+    let t0 = Utc::now() - Duration::days(10);
+    let first = with_flows(
+        host(6, "app", "10.3.0.6"),
+        vec![flow(
+            FlowDirection::Outbound,
+            25,
+            "192.0.2.25",
+            "postfix",
+            t0,
+        )],
+    );
+    r.send(first, t0);
+    let id = computer(&r, "app");
+    // Nine days later a report without the mail flow: it was last seen nine days ago.
+    let later = t0 + Duration::days(9);
+    r.send(
+        with_flows(
+            host(6, "app", "10.3.0.6"),
+            vec![flow(
+                FlowDirection::Outbound,
+                53,
+                "192.0.2.53",
+                "unbound",
+                later,
+            )],
+        ),
+        later,
+    );
+    let m = map::neighbourhood(
+        r.store.as_ref(),
+        std::slice::from_ref(&id),
+        1,
+        later,
+        Duration::days(7),
+    )
+    .unwrap();
+    let ports: Vec<u16> = m.edges.iter().map(|e| e.port).collect();
+    assert_eq!(ports, [53], "the 9-day-old flow expired (7 days)");
+    assert!(
+        r.store.flows_of(&id).unwrap().iter().all(|f| f.port == 53),
+        "and is gone from the record"
+    );
+
+    // The agent stops sampling: its flows are no longer current, so they age out too.
+    let stopped_at = later + Duration::days(8);
+    r.send(host(6, "app", "10.3.0.6"), stopped_at);
+    assert!(r.store.flows_of(&id).unwrap().iter().all(|f| !f.current));
+    let m = map::neighbourhood(r.store.as_ref(), &[id], 1, stopped_at, Duration::days(7)).unwrap();
+    assert!(m.edges.is_empty(), "{:?}", m.edges);
+}
