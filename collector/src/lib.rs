@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod leader;
 pub mod lifecycle;
 pub mod login;
+pub mod map_api;
 pub mod model;
 pub mod openapi;
 pub mod ops;

@@ -232,6 +232,15 @@ struct ImpactParams {
 struct ServiceImpact {
     computers_total: usize,
     services: Vec<AffectedService>,
+    /// For a computer (or a change record's): the computers that reach it over the network
+    /// (its clients, and theirs), whose services are counted too.
+    network_dependents: Vec<NamedComputer>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct NamedComputer {
+    id: String,
+    name: String,
 }
 
 async fn impact(
@@ -297,10 +306,28 @@ async fn impact(
                     .ok_or_else(|| OpError::NotFound(format!("change record {id}")))?;
                 [(record.ci_id, record.ci_name)].into_iter().collect()
             };
+            // What reaches a computer over the network goes down with it.
+            let mut network_dependents = Vec::new();
+            let mut computers = computers;
+            if p.ci.is_some() || p.change_record.is_some() {
+                let started: Vec<String> = computers.keys().cloned().collect();
+                for id in started {
+                    for (dep, name) in crate::ops::map::dependents(ops, &id, now)? {
+                        if !computers.contains_key(&dep) {
+                            network_dependents.push(NamedComputer {
+                                id: dep.clone(),
+                                name: name.clone(),
+                            });
+                            computers.insert(dep, name);
+                        }
+                    }
+                }
+            }
             let affected = services::impact_of(store, &computers, now)?;
             Ok(ServiceImpact {
                 computers_total: computers.len(),
                 services: affected,
+                network_dependents,
             })
         })
         .await?;

@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: ServicesCommand,
     },
+    /// The dependency map: which computers talk to which, on what service.
+    Map {
+        #[command(subcommand)]
+        command: MapCommand,
+    },
     /// The asset register: what people record about computers.
     Register {
         #[command(subcommand)]
@@ -161,6 +166,23 @@ enum ServicesCommand {
     /// Everything a service depends on: services and computers.
     Dependencies {
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapCommand {
+    /// The connections around a computer (client -> server), to a depth of 1 to 4 hops.
+    Host {
+        /// The computer's CI id.
+        id: String,
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
+    },
+    /// A service's map: the computers it runs on and their connections.
+    Service {
+        id: String,
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
     },
 }
 
@@ -670,6 +692,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Register { command } => register(output, &load()?, command).await?,
         Command::Services { command } => services(output, &load()?, command).await?,
         Command::Vulns { command } => vulns(output, &load()?, command).await?,
+        Command::Map { command } => map(output, &load()?, command).await?,
         Command::Health { command } => {
             let command = command.unwrap_or(HealthCommand::Show {
                 class: None,
@@ -1053,6 +1076,76 @@ async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Resu
         }
     };
     println!("{}", serde_json::to_string_pretty(&settings)?);
+    Ok(())
+}
+
+async fn map(output: Output, cfg: &ClientConfig, command: MapCommand) -> Result<()> {
+    let map = match command {
+        MapCommand::Host { id, depth } => {
+            call(
+                cfg,
+                "/api/v1/map",
+                &[("ci", id), ("depth", depth.to_string())],
+            )
+            .await?
+        }
+        MapCommand::Service { id, depth } => {
+            let path = format!("/api/v1/services/{id}/map");
+            call(cfg, &path, &[("depth", depth.to_string())]).await?
+        }
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&map)?);
+        return Ok(());
+    }
+    let names: std::collections::HashMap<&str, &str> = rows_of(&map, "nodes")
+        .iter()
+        .filter_map(|n| Some((n["id"].as_str()?, n["name"].as_str()?)))
+        .collect();
+    let name = |v: &Value| {
+        let id = v.as_str().unwrap_or_default();
+        Value::String(names.get(id).copied().unwrap_or(id).to_string())
+    };
+    let rows: Vec<Value> = rows_of(&map, "edges")
+        .iter()
+        .filter(|e| e["kind"] == "connects_to")
+        .map(|e| {
+            serde_json::json!({
+                "client": name(&e["from"]),
+                "server": name(&e["to"]),
+                "service": format!("{}/{}", cell(&e["protocol"]), cell(&e["port"])),
+                "client_process": e["client_process"],
+                "server_process": e["server_process"],
+                "samples": e["samples"],
+                "last_seen": e["last_seen"],
+                "reported_by": e["reported_by"],
+            })
+        })
+        .collect();
+    print_rows(
+        output,
+        &rows,
+        &[
+            "client",
+            "server",
+            "service",
+            "client_process",
+            "server_process",
+            "samples",
+            "last_seen",
+            "reported_by",
+        ],
+    )?;
+    eprintln!(
+        "{} nodes, {} connections{}",
+        rows_of(&map, "nodes").len(),
+        rows.len(),
+        if map["truncated"] == true {
+            " (truncated at 500 nodes)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

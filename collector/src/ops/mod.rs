@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod foreign;
 pub mod health;
 pub mod licences;
+pub mod map;
 pub mod register;
 pub mod register_csv;
 pub mod services;

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod chart;
+pub mod map;
 pub mod pages;
 pub mod session;
 pub mod titles;
@@ -103,6 +104,7 @@ pub fn routes(t: &mut RouteTable) {
         post(actions::edit_register),
     );
     t.ui("GET", "/ui/health", Allowed::AnyPerson, get(pages::health));
+    t.ui("GET", "/ui/map", Allowed::AnyPerson, get(map::map));
     t.ui("GET", "/ui/vulns", Allowed::AnyPerson, get(vulns::fleet));
     t.ui(
         "GET",
@@ -323,6 +325,7 @@ impl Chrome {
             ("/ui/conflicts", "Identity conflicts"),
             ("/ui/licences", "Licences"),
             ("/ui/services", "Services"),
+            ("/ui/map", "Map"),
             ("/ui/health", "Health"),
             ("/ui/vulns", "Vulnerabilities"),
         ];
