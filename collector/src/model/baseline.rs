@@ -4,17 +4,121 @@
 //!
 //! Architecture Invariant: a rule whose facts were not collected is `unknown`, never
 //! `pass`: a missing software section does not prove that telnetd is absent.
-//! Not yet stored, served or shown.
+//!
+//! A [`Baseline`] is what people store: a name, the computers it applies to (a filter of
+//! the query language, evaluated when asked, so a new host is covered the moment it is
+//! discovered) and its rules; each change a new version, audited.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use census_shared::version::VersionScheme;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::licence::VersionRange;
 
 /// Most rules one baseline holds.
 pub const MAX_RULES: usize = 200;
+
+/// Most baselines a CMDB holds (each is evaluated over its hosts on every report).
+pub const MAX_BASELINES: usize = 100;
+/// Longest filter text.
+pub const MAX_FILTER_CHARS: usize = 2_000;
+/// Days of compliance trend kept per baseline.
+pub const TREND_DAYS: usize = 400;
+
+/// An approved state for the computers a filter selects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// `bln_` then 20 hex digits.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The computers it applies to, in the query language (empty: every computer), e.g.
+    /// `ip in 10.1.0.0/16 and register.labels = web`.
+    #[serde(default)]
+    pub applies_to: String,
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<BaselineRule>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+    /// Set when deleted: the last version stays.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Baseline {
+    /// Checks what people wrote; messages start with the field they are about.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err("name: 1 to 200 characters, no control characters".into());
+        }
+        if self.description.chars().count() > 2_000 {
+            return Err("description: at most 2000 characters".into());
+        }
+        if self.applies_to.chars().count() > MAX_FILTER_CHARS {
+            return Err(format!("applies_to: at most {MAX_FILTER_CHARS} characters"));
+        }
+        validate(&self.rules)
+    }
+
+    /// A rule as one line: what a report's columns and a CSV show.
+    pub fn rule_text(rule: &BaselineRule) -> String {
+        match rule {
+            BaselineRule::PackageInstalled { package, versions } if versions.trim().is_empty() => {
+                format!("{package} installed")
+            }
+            BaselineRule::PackageInstalled { package, versions } => {
+                format!("{package} {versions}")
+            }
+            BaselineRule::PackageAbsent { package } => format!("no {package}"),
+            BaselineRule::ListeningOnlyOn { ports } => {
+                format!("listening only on {}", join(ports))
+            }
+            BaselineRule::ServiceEnabled { service } => format!("{service} enabled"),
+        }
+    }
+}
+
+/// One day's compliance of one baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompliancePoint {
+    pub day: NaiveDate,
+    pub baseline: String,
+    pub hosts: usize,
+    pub pass: usize,
+    pub fail: usize,
+    pub unknown: usize,
+}
+
+/// The trend with `point` in it: one point per baseline and day (a later one replaces the
+/// day's), at most [`TREND_DAYS`] per baseline, oldest first.
+pub fn with_point(mut trend: Vec<CompliancePoint>, point: CompliancePoint) -> Vec<CompliancePoint> {
+    trend.retain(|p| !(p.baseline == point.baseline && p.day == point.day));
+    trend.push(point);
+    trend.sort_by(|a, b| a.day.cmp(&b.day).then(a.baseline.cmp(&b.baseline)));
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &trend {
+        *per.entry(p.baseline.clone()).or_default() += 1;
+    }
+    let mut drop: BTreeMap<String, usize> = per
+        .into_iter()
+        .map(|(b, n)| (b, n.saturating_sub(TREND_DAYS)))
+        .collect();
+    trend.retain(|p| match drop.get_mut(&p.baseline) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            false
+        }
+        _ => true,
+    });
+    trend
+}
 
 /// One requirement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +148,9 @@ pub struct HostFacts {
     pub services: Option<BTreeMap<String, bool>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -53,7 +159,7 @@ pub enum Verdict {
 }
 
 /// A rule's verdict on one host, and what it was decided on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     pub verdict: Verdict,
     pub evidence: String,

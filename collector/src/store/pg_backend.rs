@@ -1270,6 +1270,16 @@ fn migration_sql(version: i32) -> String {
                 t = table(space)
             )
         })
+        .chain(
+            // The address index is filled on the next open: the meta key saying it is
+            // complete goes (a byte-for-byte copy may have brought one along).
+            (version == 8).then(|| {
+                format!(
+                    "DELETE FROM {} WHERE k = 'address_index'::bytea",
+                    table(Space::Meta)
+                )
+            }),
+        )
         .collect::<Vec<_>>()
         .join(";\n"),
         _ => String::new(),

@@ -221,6 +221,9 @@ fn flows_from_two_agents_join_into_one_edge_resolved_by_address() {
     // What depends on db01: web01.
     let dependents = map::dependents(r.store.as_ref(), &db_id, 2, now, expiry).unwrap();
     assert_eq!(dependents.values().collect::<Vec<_>>(), ["web01"]);
+
+    let report = r.store.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
 #[test]

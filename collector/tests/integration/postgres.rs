@@ -490,8 +490,8 @@ fn a_computer_renamed_by_another_collector_shows_its_new_name_here() {
 }
 
 /// A database made by a collector of migration 1 (no CI, relationship or version reports,
-/// no summary stamps, no licences, no services, no advisories, no exposure ledgers) gets
-/// migrations 2 to 7 on the next start, with its new tables filled
+/// no summary stamps, no licences, no services, no advisories, no exposure ledgers, no
+/// address index or flows) gets migrations 2 to 8 on the next start, with its new tables filled
 /// from the stored bytes and every summary stamped.
 #[test]
 fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
@@ -525,13 +525,18 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
        DROP TABLE census.kv_licences, census.kv_services, census.kv_service_versions;
        DROP TABLE census.kv_advisories, census.kv_advisory_index;
        DROP TABLE census.kv_exposures, census.kv_rematch;
-       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7)");
+       DROP TABLE census.kv_v3_addresses, census.kv_flows, census.kv_flow_targets;
+       DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7, 8)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();
     assert_eq!(after, before);
-    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "7");
-    // Migrations 4 to 7 made the tables of licences, services, advisories and exposures a
-    // migration-1 database lacks.
+    assert_eq!(q("SELECT max(version) FROM census.schema_migrations"), "8");
+    // Migrations 4 to 8 made the tables of licences, services, advisories, exposures and
+    // flows a migration-1 database lacks, and the address index is whole after the open.
+    assert_eq!(
+        s.check_consistency().unwrap().problems,
+        Vec::<String>::new()
+    );
     assert_eq!(q("SELECT count(*) FROM census.kv_licences"), "0");
     assert_eq!(q("SELECT count(*) FROM census.kv_service_versions"), "0");
     assert_eq!(q("SELECT count(*) FROM census.kv_advisory_index"), "0");

@@ -21,8 +21,10 @@ impl Cmdb {
         let mut expected_rev: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut expected_postings: BTreeSet<(u32, u32, u32)> = BTreeSet::new();
         let mut variants_present: std::collections::HashSet<u32> = Default::default();
+        let mut expected_addresses: BTreeSet<Vec<u8>> = BTreeSet::new();
         for num in nums {
             let m = self.load_machine(num)?;
+            expected_addresses.extend(m.address_keys());
             let holder = m.id.to_string();
             match self.backend.get(Space::Ids, holder.as_bytes())? {
                 Some(v) if codec::read_num(&v) == Some(num) => {}
@@ -183,7 +185,49 @@ impl Cmdb {
         for k in stored_rev.difference(&expected_rev) {
             report.problem(format!("{}: no such edge", shown_rev(k)));
         }
+        let stored_addresses = self.keys_of(Space::Addresses)?;
+        for k in expected_addresses.difference(&stored_addresses) {
+            report.problem(format!("{}: missing", shown(Space::Addresses, k)));
+        }
+        for k in stored_addresses.difference(&expected_addresses) {
+            report.problem(format!(
+                "{}: the computer does not hold the address",
+                shown(Space::Addresses, k)
+            ));
+        }
+        // Who reported a flow to an address: exactly the addresses of each flows record.
+        let mut expected_targets: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut flow_nums = Vec::new();
+        self.backend.scan(Space::Flows, Range::all(), &mut |k, _| {
+            flow_nums.extend(codec::read_num(k));
+            Ok(Flow::Continue)
+        })?;
+        for num in flow_nums {
+            if let Some(rec) = self.flows_record(num)? {
+                expected_targets.extend(
+                    rec.addresses()
+                        .into_iter()
+                        .map(|a| codec::address_key(a, num)),
+                );
+            }
+        }
+        let stored_targets = self.keys_of(Space::FlowTargets)?;
+        for k in expected_targets.difference(&stored_targets) {
+            report.problem(format!("{}: missing", shown(Space::FlowTargets, k)));
+        }
+        for k in stored_targets.difference(&expected_targets) {
+            report.problem(format!("{}: no such flow", shown(Space::FlowTargets, k)));
+        }
         report.cis += self.backend.count(Space::Shared)?;
         Ok(report)
+    }
+
+    fn keys_of(&self, space: Space) -> Result<BTreeSet<Vec<u8>>, StoreError> {
+        let mut keys = BTreeSet::new();
+        self.backend.scan(space, Range::all(), &mut |k, _| {
+            keys.insert(k.to_vec());
+            Ok(Flow::Continue)
+        })?;
+        Ok(keys)
     }
 }
