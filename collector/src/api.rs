@@ -74,6 +74,7 @@ pub fn route_table(mut t: RouteTable) -> RouteTable {
     crate::vulns_api::routes(&mut t);
     crate::services_api::routes(&mut t);
     crate::map_api::routes(&mut t);
+    crate::baselines_api::routes(&mut t);
     crate::software_api::routes(&mut t);
     t.people(
         "GET",

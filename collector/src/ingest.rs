@@ -304,6 +304,48 @@ impl Ingest {
         }
     }
 
+    /// The baseline rules a change makes its computer fail: each baseline that applies to
+    /// the computer after the change, evaluated on the state before and after it. Read
+    /// only when a change record is raised, so an unchanged fleet costs nothing.
+    fn compliance_breaks(
+        &self,
+        stored: &crate::store::OwnedState,
+        plan: &reconcile::Plan,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::model::ComplianceBreak>, crate::store::StoreError> {
+        use crate::model::baseline::{Baseline, Verdict};
+        use crate::query::compliance;
+        let baselines = self.store.list_baselines()?;
+        if baselines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let after = plan.state_after(stored);
+        let Some(computer) = after.computer.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let (before_facts, after_facts) =
+            (compliance::facts_of(stored), compliance::facts_of(&after));
+        let mut breaks = Vec::new();
+        for b in &baselines {
+            if !compliance::applies_to(self.store.as_ref(), b, computer, now)? {
+                continue;
+            }
+            let (_, was) = compliance::evaluate(b, &before_facts);
+            let (_, is) = compliance::evaluate(b, &after_facts);
+            for ((rule, was), is) in b.rules.iter().zip(&was).zip(is) {
+                if is.verdict == Verdict::Fail && was.verdict != Verdict::Fail {
+                    breaks.push(crate::model::ComplianceBreak {
+                        baseline_id: b.id.clone(),
+                        baseline_name: b.name.clone(),
+                        rule: Baseline::rule_text(rule),
+                        evidence: is.evidence,
+                    });
+                }
+            }
+        }
+        Ok(breaks)
+    }
+
     /// Keep each agent's last accepted body as evidence (forensics: the exact bytes it
     /// signed). Off by default: it is the largest record a computer has (~24 KB for 900
     /// packages), nothing reads it but a backup, and the content hash and seq on the agent
@@ -645,7 +687,12 @@ impl Ingest {
                 Evaluation::default()
             };
             let t_plan = t0.elapsed();
-            let change_record = drift.record;
+            let mut change_record = drift.record;
+            if let Some(record) = change_record.as_mut() {
+                record.compliance = self
+                    .compliance_breaks(&stored, &plan, now)
+                    .map_err(unavailable)?;
+            }
             let mut ci_puts = plan.ci_puts;
             ci_puts.extend(plan.computer);
             let changed = !plan.versioned.is_empty();

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod baselines_api;
 pub mod changes_api;
 pub mod compat_api;
 pub mod delta;

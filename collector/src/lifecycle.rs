@@ -78,6 +78,26 @@ fn record_health(store: Arc<dyn Store>, today: chrono::NaiveDate) -> Result<(), 
     Ok(())
 }
 
+/// Records `today`'s compliance point of every baseline unless the trend has them.
+fn record_compliance(store: Arc<dyn Store>, today: chrono::NaiveDate) -> Result<(), String> {
+    let baselines = store.list_baselines().map_err(|e| e.to_string())?;
+    let trend = store.compliance_trend().map_err(|e| e.to_string())?;
+    if baselines
+        .iter()
+        .all(|b| trend.iter().any(|p| p.baseline == b.id && p.day == today))
+    {
+        return Ok(());
+    }
+    let ops = crate::ops::Ops {
+        store,
+        ingest: None,
+    };
+    let points =
+        crate::ops::baselines::record_today(&ops, Utc::now()).map_err(|e| e.to_string())?;
+    tracing::info!(baselines = points.len(), "compliance recorded");
+    Ok(())
+}
+
 pub async fn run(
     store: Arc<dyn Store>,
     policy: Lifecycle,
@@ -85,6 +105,7 @@ pub async fn run(
     leader: crate::leader::Leader,
 ) {
     let mut health_recorded: Option<chrono::NaiveDate> = None;
+    let mut compliance_recorded: Option<chrono::NaiveDate> = None;
     loop {
         if !leader.leads() {
             tokio::time::sleep(every.min(crate::leader::ASK_EVERY)).await;
@@ -106,6 +127,14 @@ pub async fn run(
                 Ok(Ok(())) => health_recorded = Some(today),
                 Ok(Err(e)) => tracing::warn!(error = %e, "health point not recorded"),
                 Err(e) => tracing::warn!(error = %e, "health task failed"),
+            }
+        }
+        if compliance_recorded != Some(today) {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || record_compliance(s, today)).await {
+                Ok(Ok(())) => compliance_recorded = Some(today),
+                Ok(Err(e)) => tracing::warn!(error = %e, "compliance not recorded"),
+                Err(e) => tracing::warn!(error = %e, "compliance task failed"),
             }
         }
         tokio::time::sleep(every).await;

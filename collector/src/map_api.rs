@@ -73,11 +73,10 @@ async fn around_map(
     q: Option<String>,
 ) -> Result<DependencyMap, ApiProblem> {
     let p: AroundParams = query_params(q)?;
-    Ok(st
-        .run(person, move |ops, _| {
-            op::around(ops, &p.ci, p.depth, Utc::now())
-        })
-        .await?)
+    st.run(person, move |ops, _| {
+        op::around(ops, &p.ci, p.depth, Utc::now())
+    })
+    .await
 }
 
 async fn service_map(
@@ -87,11 +86,10 @@ async fn service_map(
     q: Option<String>,
 ) -> Result<DependencyMap, ApiProblem> {
     let p: DepthParams = query_params(q)?;
-    Ok(st
-        .run(person, move |ops, _| {
-            op::of_service(ops, &id, p.depth, Utc::now())
-        })
-        .await?)
+    st.run(person, move |ops, _| {
+        op::of_service(ops, &id, p.depth, Utc::now())
+    })
+    .await
 }
 
 async fn around(

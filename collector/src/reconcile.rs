@@ -680,6 +680,44 @@ pub struct Plan {
     pub drifted: bool,
 }
 
+impl Plan {
+    /// The computer's state once this plan is committed, from the state it was planned
+    /// against: what a baseline is evaluated on before the commit.
+    pub fn state_after(&self, stored: &OwnedState) -> OwnedState {
+        let mut components = stored.components.clone();
+        for put in &self.ci_puts {
+            match components.iter_mut().find(|c| c.id == put.id) {
+                Some(c) => *c = put.clone(),
+                None => components.push(put.clone()),
+            }
+        }
+        let gone: std::collections::HashSet<(&str, &str)> = self
+            .install_deletes
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_str()))
+            .collect();
+        let mut installs: Vec<Install> = stored
+            .installs
+            .iter()
+            .filter(|i| !gone.contains(&(i.product.as_str(), i.discriminator.as_str())))
+            .filter(|i| {
+                !self
+                    .install_puts
+                    .iter()
+                    .any(|p| p.product == i.product && p.discriminator == i.discriminator)
+            })
+            .cloned()
+            .collect();
+        installs.extend(self.install_puts.iter().cloned());
+        OwnedState {
+            computer: self.computer.clone().or_else(|| stored.computer.clone()),
+            components,
+            relationships: stored.relationships.clone(),
+            installs,
+        }
+    }
+}
+
 /// Compares the stored state with the desired one and plans every write.
 pub fn plan(
     cid: &str,

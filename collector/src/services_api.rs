@@ -313,12 +313,14 @@ async fn impact(
                 let started: Vec<String> = computers.keys().cloned().collect();
                 for id in started {
                     for (dep, name) in crate::ops::map::dependents(ops, &id, now)? {
-                        if !computers.contains_key(&dep) {
+                        if let std::collections::btree_map::Entry::Vacant(e) =
+                            computers.entry(dep.clone())
+                        {
                             network_dependents.push(NamedComputer {
-                                id: dep.clone(),
+                                id: dep,
                                 name: name.clone(),
                             });
-                            computers.insert(dep, name);
+                            e.insert(name);
                         }
                     }
                 }

@@ -207,6 +207,7 @@ pub fn evaluate(
         state: RecordState::Open,
         review: None,
         tickets,
+        compliance: Vec::new(),
     });
     out
 }

@@ -160,6 +160,7 @@ pub enum Verdict {
 
 /// A rule's verdict on one host, and what it was decided on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RuleFinding)]
 pub struct Finding {
     pub verdict: Verdict,
     pub evidence: String,

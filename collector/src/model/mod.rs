@@ -763,6 +763,20 @@ pub struct ChangeRecord {
     /// authorize it (copied when it is detected), and any people link later.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tickets: Vec<TicketRef>,
+    /// Baseline rules this change made the computer fail (it passed them, or they were
+    /// unknown, before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<ComplianceBreak>,
+}
+
+/// A baseline rule a change record's change broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComplianceBreak {
+    pub baseline_id: String,
+    pub baseline_name: String,
+    pub rule: String,
+    /// The failing verdict's evidence after the change ("also listens on 23").
+    pub evidence: String,
 }
 
 /// A ticket in the ITSM tool that holds a change or an incident (ServiceNow CHG0012345,

@@ -649,6 +649,7 @@ mod tests {
             state: RecordState::Open,
             review: None,
             tickets: vec![],
+            compliance: vec![],
         }
     }
 

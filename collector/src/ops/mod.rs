@@ -7,6 +7,7 @@
 //! the transports (`changes_api`, `ui`, `admin`) use `ops`; nothing here names a transport.
 
 pub mod admin;
+pub mod baselines;
 pub mod changes;
 pub mod credentials;
 pub mod foreign;

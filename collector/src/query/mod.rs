@@ -5,6 +5,7 @@
 //! `installs` edges when the filter requires a package name, else a scan of the class) ->
 //! `eval::matches` -> sort by (key, id) -> the page after the cursor.
 
+pub mod compliance;
 pub mod eval;
 pub mod filter;
 pub mod health;
@@ -340,7 +341,7 @@ fn group_by_computer(installs: Vec<(u64, usize)>) -> Vec<(u64, Vec<usize>)> {
     grouped
 }
 
-fn installs(edges: Vec<Relationship>) -> Vec<Attributes> {
+pub(crate) fn installs(edges: Vec<Relationship>) -> Vec<Attributes> {
     edges
         .into_iter()
         .filter(|r| r.key.kind == RelKind::Installs)

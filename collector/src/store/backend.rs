@@ -93,10 +93,12 @@ pub enum Space {
     Flows,
     /// peer address text, 0, reporter number -> nothing: who reported a flow to an address.
     FlowTargets,
+    /// baseline id -> the baseline's current version (JSON).
+    Baselines,
 }
 
 impl Space {
-    pub const ALL: [Space; 43] = [
+    pub const ALL: [Space; 44] = [
         Space::Meta,
         Space::EnrollmentTokens,
         Space::Agents,
@@ -140,6 +142,7 @@ impl Space {
         Space::Addresses,
         Space::Flows,
         Space::FlowTargets,
+        Space::Baselines,
     ];
 
     /// The stored name. Spaces whose layout is unchanged since schema 2 keep their names,
@@ -189,6 +192,7 @@ impl Space {
             Space::Addresses => "v3_addresses",
             Space::Flows => "flows",
             Space::FlowTargets => "flow_targets",
+            Space::Baselines => "baselines",
         }
     }
 }

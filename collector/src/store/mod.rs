@@ -228,6 +228,12 @@ pub enum PeopleWrite {
         service: crate::model::service::Service,
         expected: u64,
     },
+    /// A baseline's next version (a new one at version 1), applied only if the stored
+    /// version is still `expected` (0: none stored); refused as `Stale` otherwise.
+    PutBaseline {
+        baseline: crate::model::baseline::Baseline,
+        expected: u64,
+    },
     DeleteLicence(String),
     /// Register edits of computers and computers recorded before discovery, all or none
     /// (one person's edit or record, or a whole file).
@@ -625,6 +631,19 @@ pub trait Store: Send + Sync + 'static {
     fn register_settings(&self) -> Result<Option<register::RegisterSettings>, StoreError>;
     /// Services not deleted, by name.
     fn list_services(&self) -> Result<Vec<crate::model::service::Service>, StoreError>;
+    /// Every baseline not deleted, by name.
+    fn list_baselines(&self) -> Result<Vec<crate::model::baseline::Baseline>, StoreError>;
+    fn get_baseline(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::model::baseline::Baseline>, StoreError>;
+    /// The daily compliance points, oldest first.
+    fn compliance_trend(&self) -> Result<Vec<crate::model::baseline::CompliancePoint>, StoreError>;
+    /// Adds points to the trend (replacing a baseline's point of the same day).
+    fn put_compliance_points(
+        &self,
+        points: Vec<crate::model::baseline::CompliancePoint>,
+    ) -> Result<(), StoreError>;
     fn get_service(&self, id: &str) -> Result<Option<crate::model::service::Service>, StoreError>;
     /// Every version of a service, oldest first.
     fn service_history(&self, id: &str) -> Result<Vec<crate::model::service::Service>, StoreError>;

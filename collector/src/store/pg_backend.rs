@@ -72,7 +72,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (
         8,
-        "who holds each IP address, network flows per computer and who reported each peer",
+        "who holds each IP address, network flows per computer and who reported each peer; configuration baselines",
     ),
 ];
 
@@ -1260,7 +1260,12 @@ fn migration_sql(version: i32) -> String {
             5 => vec![Space::Services, Space::ServiceVersions],
             6 => vec![Space::Advisories, Space::AdvisoryIndex],
             7 => vec![Space::Exposures, Space::Rematch],
-            _ => vec![Space::Addresses, Space::Flows, Space::FlowTargets],
+            _ => vec![
+                Space::Addresses,
+                Space::Flows,
+                Space::FlowTargets,
+                Space::Baselines,
+            ],
         }
         .into_iter()
         .map(|space| {

@@ -2,6 +2,7 @@
 //! (signed, encoded snapshots into `Ingest::snapshot`), protocol v2's deltas against full
 //! snapshots, the migration of a schema-2 store, vulnerability matching and software titles.
 
+mod baselines;
 mod deltas;
 pub(crate) mod drift;
 mod foreign;

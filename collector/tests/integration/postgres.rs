@@ -525,7 +525,7 @@ fn migration_2_fills_its_report_tables_from_what_the_database_holds() {
        DROP TABLE census.kv_licences, census.kv_services, census.kv_service_versions;
        DROP TABLE census.kv_advisories, census.kv_advisory_index;
        DROP TABLE census.kv_exposures, census.kv_rematch;
-       DROP TABLE census.kv_v3_addresses, census.kv_flows, census.kv_flow_targets;
+       DROP TABLE census.kv_v3_addresses, census.kv_flows, census.kv_flow_targets, census.kv_baselines;
        DELETE FROM census.schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7, 8)");
     let s = open(&url);
     let after: Vec<String> = views.iter().map(|v| q(v)).collect();

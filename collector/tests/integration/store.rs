@@ -1018,6 +1018,7 @@ fn the_feed_sequencer_numbers_a_batch_in_order_with_a_delivery_per_active_webhoo
             state: RecordState::Open,
             review: None,
             tickets: vec![],
+            compliance: vec![],
         };
         ids.push(record.id.clone());
         s.commit_ingest(&IngestCommit {

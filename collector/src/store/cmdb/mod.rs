@@ -154,6 +154,7 @@ pub(crate) type TxResult<T, E> = Result<T, Fail<E>>;
 /// Meta keys of CMDB health: its settings and its daily trend.
 pub(crate) const HEALTH_SETTINGS_KEY: &[u8] = b"health_settings";
 pub(crate) const HEALTH_TREND_KEY: &[u8] = b"health_trend";
+pub(crate) const COMPLIANCE_TREND_KEY: &[u8] = b"compliance_trend";
 pub(crate) const SOFTWARE_RULES_KEY: &[u8] = b"software_rules";
 
 /// Runs `body` in one transaction and hands back its value or its reason.
@@ -1199,6 +1200,47 @@ impl Store for Cmdb {
                 .then(a.id.cmp(&b.id))
         });
         Ok(all)
+    }
+
+    fn list_baselines(&self) -> Result<Vec<crate::model::baseline::Baseline>, StoreError> {
+        let mut all: Vec<crate::model::baseline::Baseline> =
+            self.scan_json(Space::Baselines, Range::all())?;
+        all.retain(|b| !b.deleted);
+        all.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(all)
+    }
+
+    fn get_baseline(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::model::baseline::Baseline>, StoreError> {
+        self.get_json(Space::Baselines, id.as_bytes())
+    }
+
+    fn compliance_trend(&self) -> Result<Vec<crate::model::baseline::CompliancePoint>, StoreError> {
+        Ok(self
+            .get_json(Space::Meta, COMPLIANCE_TREND_KEY)?
+            .unwrap_or_default())
+    }
+
+    fn put_compliance_points(
+        &self,
+        points: Vec<crate::model::baseline::CompliancePoint>,
+    ) -> Result<(), StoreError> {
+        transact::<(), StoreError>(self.backend.as_ref(), |tx| {
+            let mut trend: Vec<crate::model::baseline::CompliancePoint> =
+                tx_json(tx, Space::Meta, COMPLIANCE_TREND_KEY)?.unwrap_or_default();
+            for p in &points {
+                trend = crate::model::baseline::with_point(trend, p.clone());
+            }
+            tx_put_json(tx, Space::Meta, COMPLIANCE_TREND_KEY, &trend)
+        })?;
+        self.backend.flush()
     }
 
     fn get_service(&self, id: &str) -> Result<Option<crate::model::service::Service>, StoreError> {

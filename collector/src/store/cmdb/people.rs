@@ -250,6 +250,17 @@ impl Cmdb {
                     key.extend_from_slice(&service.version.to_be_bytes());
                     tx_put_json(tx, Space::ServiceVersions, &key, service)?;
                 }
+                PeopleWrite::PutBaseline { baseline, expected } => {
+                    let stored: Option<crate::model::baseline::Baseline> =
+                        tx_json(tx, Space::Baselines, baseline.id.as_bytes())?;
+                    if stored.as_ref().map_or(0, |b| b.version) != *expected {
+                        return Err(Fail::Abort(PeopleWriteError::Stale(format!(
+                            "baseline {}",
+                            baseline.id
+                        ))));
+                    }
+                    tx_put_json(tx, Space::Baselines, baseline.id.as_bytes(), baseline)?;
+                }
                 PeopleWrite::PutSoftwareRules { expected, book } => {
                     let stored: Option<crate::model::titles::SoftwareRuleBook> =
                         tx_json(tx, Space::Meta, super::SOFTWARE_RULES_KEY)?;
