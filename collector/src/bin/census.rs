@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: ServicesCommand,
     },
+    /// Configuration baselines and who complies with them.
+    Baselines {
+        #[command(subcommand)]
+        command: BaselinesCommand,
+    },
     /// The dependency map: which computers talk to which, on what service.
     Map {
         #[command(subcommand)]
@@ -165,6 +170,41 @@ enum ServicesCommand {
     },
     /// Everything a service depends on: services and computers.
     Dependencies {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselinesCommand {
+    /// Every baseline.
+    List,
+    /// One baseline as JSON.
+    Show {
+        id: String,
+    },
+    /// State a baseline from a JSON file (name, applies_to, rules).
+    Add {
+        file: PathBuf,
+    },
+    /// Replace a baseline with a JSON file's.
+    Set {
+        id: String,
+        file: PathBuf,
+    },
+    Delete {
+        id: String,
+    },
+    /// Compliance now: counts per rule, then the hosts (failing first) with each verdict.
+    Report {
+        id: String,
+        /// Only hosts of this verdict: pass, fail, unknown.
+        #[arg(long)]
+        verdict: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// The daily counts, oldest first.
+    Trend {
         id: String,
     },
 }
@@ -693,6 +733,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Services { command } => services(output, &load()?, command).await?,
         Command::Vulns { command } => vulns(output, &load()?, command).await?,
         Command::Map { command } => map(output, &load()?, command).await?,
+        Command::Baselines { command } => baselines(output, &load()?, command).await?,
         Command::Health { command } => {
             let command = command.unwrap_or(HealthCommand::Show {
                 class: None,
@@ -1076,6 +1117,118 @@ async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Resu
         }
     };
     println!("{}", serde_json::to_string_pretty(&settings)?);
+    Ok(())
+}
+
+async fn baselines(output: Output, cfg: &ClientConfig, command: BaselinesCommand) -> Result<()> {
+    let print = |v: &Value| -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    };
+    match command {
+        BaselinesCommand::List => {
+            let list = call(cfg, "/api/v1/baselines", &[]).await?;
+            if output == Output::Json {
+                return print(&list);
+            }
+            let rows: Vec<Value> = rows_of(&list, "baselines")
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "id": b["id"], "name": b["name"], "applies_to": b["applies_to"],
+                        "rules": b["rules"].as_array().map_or(0, Vec::len), "version": b["version"],
+                    })
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &["id", "name", "applies_to", "rules", "version"],
+            )?;
+        }
+        BaselinesCommand::Show { id } => {
+            print(&call(cfg, &format!("/api/v1/baselines/{id}"), &[]).await?)?
+        }
+        BaselinesCommand::Add { file } => {
+            print(&post(cfg, "/api/v1/baselines", &json_file(&file)?).await?)?
+        }
+        BaselinesCommand::Set { id, file } => {
+            let path = format!("/api/v1/baselines/{id}");
+            let req = client(cfg.ca_pem.as_deref())?
+                .put(url(cfg, &path))
+                .json(&json_file(&file)?);
+            print(&send(cfg, format!("PUT {path}"), req).await?)?
+        }
+        BaselinesCommand::Delete { id } => {
+            let path = format!("/api/v1/baselines/{id}");
+            let req = client(cfg.ca_pem.as_deref())?.delete(url(cfg, &path));
+            send(cfg, format!("DELETE {path}"), req).await?;
+        }
+        BaselinesCommand::Report { id, verdict, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(v) = verdict {
+                q.push(("verdict", v));
+            }
+            let r = call(cfg, &format!("/api/v1/baselines/{id}/compliance"), &q).await?;
+            if output == Output::Json {
+                return print(&r);
+            }
+            print_rows(
+                output,
+                rows_of(&r, "rules"),
+                &["rule", "pass", "fail", "unknown"],
+            )?;
+            let rules: Vec<String> = rows_of(&r, "rules")
+                .iter()
+                .map(|r| cell(&r["rule"]))
+                .collect();
+            let rows: Vec<Value> = rows_of(&r, "hosts")
+                .iter()
+                .map(|h| {
+                    let failing: Vec<String> = h["findings"]
+                        .as_array()
+                        .map(|f| {
+                            f.iter()
+                                .zip(&rules)
+                                .filter(|(f, _)| f["verdict"] != "pass")
+                                .map(|(f, rule)| {
+                                    format!(
+                                        "{rule}: {} ({})",
+                                        cell(&f["verdict"]),
+                                        cell(&f["evidence"])
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    serde_json::json!({
+                        "name": h["name"], "verdict": h["verdict"], "id": h["id"],
+                        "not_passing": failing.join("; "),
+                    })
+                })
+                .collect();
+            print_rows(output, &rows, &["name", "verdict", "not_passing", "id"])?;
+            eprintln!(
+                "{}: {} hosts, {} pass, {} fail, {} unknown",
+                cell(&r["baseline_name"]),
+                cell(&r["hosts_total"]),
+                cell(&r["pass"]),
+                cell(&r["fail"]),
+                cell(&r["unknown"])
+            );
+        }
+        BaselinesCommand::Trend { id } => {
+            let t = call(cfg, &format!("/api/v1/baselines/{id}/trend"), &[]).await?;
+            if output == Output::Json {
+                return print(&t);
+            }
+            print_rows(
+                output,
+                rows_of(&t, "points"),
+                &["day", "hosts", "pass", "fail", "unknown"],
+            )?;
+        }
+    }
     Ok(())
 }
 

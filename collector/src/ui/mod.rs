@@ -7,6 +7,7 @@
 //! under the signed-in person's name. Every value shown is escaped by askama.
 
 pub mod actions;
+pub mod baselines;
 pub mod chart;
 pub mod map;
 pub mod pages;
@@ -105,6 +106,18 @@ pub fn routes(t: &mut RouteTable) {
     );
     t.ui("GET", "/ui/health", Allowed::AnyPerson, get(pages::health));
     t.ui("GET", "/ui/map", Allowed::AnyPerson, get(map::map));
+    t.ui(
+        "GET",
+        "/ui/baselines",
+        Allowed::AnyPerson,
+        get(baselines::list),
+    );
+    t.ui(
+        "GET",
+        "/ui/baselines/{id}",
+        Allowed::AnyPerson,
+        get(baselines::show),
+    );
     t.ui("GET", "/ui/vulns", Allowed::AnyPerson, get(vulns::fleet));
     t.ui(
         "GET",
@@ -326,6 +339,7 @@ impl Chrome {
             ("/ui/licences", "Licences"),
             ("/ui/services", "Services"),
             ("/ui/map", "Map"),
+            ("/ui/baselines", "Baselines"),
             ("/ui/health", "Health"),
             ("/ui/vulns", "Vulnerabilities"),
         ];

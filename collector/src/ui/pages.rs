@@ -1197,6 +1197,8 @@ struct ChangePage {
     /// The services the change reaches.
     services: Vec<AffectedRow>,
     tickets: Vec<TicketRef>,
+    /// Baseline rules the change made the computer fail.
+    compliance: Vec<ComplianceBreak>,
     /// The tickets as the form edits them: one per line.
     tickets_text: String,
     tickets_action: String,
@@ -1277,6 +1279,7 @@ pub async fn change(
         tickets_text: tickets_text(&r.tickets),
         tickets_action: format!("/ui/changes/{}/tickets", segment(&r.id)),
         tickets: r.tickets.clone(),
+        compliance: r.compliance.clone(),
         from_version: r.from_version,
         to_version: r.to_version,
         record: record_row(&r),
