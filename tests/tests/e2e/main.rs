@@ -11,6 +11,7 @@ mod faults;
 mod foreign;
 mod health;
 mod ingest;
+mod map;
 mod packaging;
 mod postgres;
 mod query;

@@ -86,6 +86,8 @@ pub struct Collector {
     pub port: u16,
     pub url: String,
     extra: Vec<String>,
+    /// The address it listens on (loopback unless a test needs another local one).
+    host: String,
     /// Made by `attach`: dropping it leaves the collector and its directory alone.
     attached: bool,
 }
@@ -103,6 +105,7 @@ impl Collector {
             port: 0,
             url: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1".into(),
             attached: false,
         };
         c.launch();
@@ -116,6 +119,25 @@ impl Collector {
             port: 0,
             url: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1".into(),
+            attached: false,
+        };
+        c.launch();
+        c
+    }
+
+    /// A collector listening on `host` (a local address other than loopback, which agents
+    /// in another network namespace reach), named in its certificate.
+    pub fn start_on(name: &str, host: &str, extra: &[&str]) -> Collector {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend(["--san".to_string(), host.to_string()]);
+        let mut c = Collector {
+            dir: temp_dir(name).keep(),
+            child: None,
+            port: 0,
+            url: String::new(),
+            extra,
+            host: host.into(),
             attached: false,
         };
         c.launch();
@@ -128,7 +150,7 @@ impl Collector {
             self.dir.display().to_string(),
             "serve".into(),
             "--listen".into(),
-            format!("127.0.0.1:{}", self.port),
+            format!("{}:{}", self.host, self.port),
         ];
         args.extend(self.extra.clone());
         let mut child = Command::new(bin("census-collector"))
@@ -173,6 +195,7 @@ impl Collector {
             port,
             url: url.to_string(),
             extra: Vec::new(),
+            host: "127.0.0.1".into(),
             attached: true,
         }
     }
