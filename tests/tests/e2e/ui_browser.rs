@@ -656,3 +656,103 @@ fn browser_makes_a_service_and_reads_the_cmdb_health() {
     assert!(b.no_alert());
     b.screenshot(&screenshot_dir(), "health");
 }
+
+#[test]
+fn browser_reads_a_200_node_dependency_map_and_a_baseline_report() {
+    use census_shared::{Connection, FlowDirection, Section};
+    let c = Collector::start("ui-map-baselines");
+    person_with_password(&c, "carl", "change_manager");
+    // One host with 199 peers in 199 external /24s (200 nodes), one of its processes
+    // named to be an attack on the page.
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "hub01",
+        Some("SER-HUB-1"),
+        None,
+        &format!("{:032x}", 901),
+        &["52:54:00:0b:00:01"],
+    );
+    s.listening_ports = Section::collected(vec![census_shared::ListeningPort {
+        protocol: "tcp".into(),
+        address: "0.0.0.0".into(),
+        port: 22,
+        process: Some("sshd".into()),
+        ..Default::default()
+    }]);
+    let now = chrono::Utc::now();
+    s.connections = Section::collected(
+        (0..199u32)
+            .map(|i| Connection {
+                direction: FlowDirection::Outbound,
+                protocol: "tcp".into(),
+                port: 443,
+                remote_address: format!("198.{}.{}.7", 18 + i / 200, i % 200),
+                process: Some(if i == 0 {
+                    "<img src=x onerror=alert(1)>".into()
+                } else {
+                    "/usr/bin/agent-of-things".into()
+                }),
+                samples: 3,
+                peak_connections: 1,
+                first_seen: now - chrono::Duration::minutes(5),
+                last_seen: now,
+            })
+            .collect(),
+    );
+    let r = a.send(&c, &mut s);
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let id = r.body["ci_id"].as_str().unwrap().to_string();
+    let cm = person_token(&c, "cm2", "change_manager");
+    let baseline: Value = c
+        .http()
+        .post(format!("{}/api/v1/baselines", c.url))
+        .bearer_auth(&cm)
+        .json(&json!({"name": "<b>hubs</b>", "applies_to": "name ^= hub",
+            "rules": [{"rule": "package_absent", "package": "telnetd"},
+                      {"rule": "listening_only_on", "ports": [443]}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let baseline_id = baseline["id"].as_str().expect("made").to_string();
+
+    let driver = Driver::start();
+    let b = driver.session();
+    b.resize(1400, 1000);
+    b.sign_in(&c, "carl");
+    b.go(&format!("{}/ui/cis/{id}", c.url));
+    b.click("#ci-map");
+    b.wait_for("the map", |b| b.current_url().contains("/ui/map?ci="));
+    let circles = b.script("return document.querySelectorAll('#dependency-map circle').length");
+    assert_eq!(circles, json!(200), "every node drawn");
+    let inside = b.script(
+        "const s = document.querySelector('#dependency-map').getBoundingClientRect(); \
+         return [...document.querySelectorAll('#dependency-map circle')].every(c => { \
+           const r = c.getBoundingClientRect(); \
+           return r.left >= s.left && r.right <= s.right && r.top >= s.top && r.bottom <= s.bottom; })",
+    );
+    assert_eq!(inside, json!(true), "every node inside the drawing");
+    assert!(
+        b.text("#map-edges")
+            .contains("<img src=x onerror=alert(1)>"),
+        "process names are text"
+    );
+    assert!(b.no_alert());
+    b.screenshot(&screenshot_dir(), "map-200");
+
+    b.go(&format!("{}/ui/baselines", c.url));
+    assert!(b.text("#baselines").contains("<b>hubs</b>"));
+    b.go(&format!("{}/ui/baselines/{baseline_id}", c.url));
+    let counts = b.text("#compliance-counts");
+    assert!(
+        counts.starts_with("1 hosts: 0 pass, 1 fail, 0 unknown"),
+        "{counts}"
+    );
+    let hosts = b.text("#baseline-hosts");
+    assert!(
+        hosts.contains("hub01") && hosts.contains("also listens on 22"),
+        "{hosts}"
+    );
+    assert!(b.no_alert());
+    b.screenshot(&screenshot_dir(), "baseline");
+}
