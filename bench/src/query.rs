@@ -6,7 +6,7 @@
 //! during the export).
 //!
 //! usage: query-bench [--computers N] [--packages M] [--runs R] [--dir PATH] [--keep]
-//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services|vulns|titles]
+//!                    [--cache-mb MB] [--only package|impact|detail|asof|csv|register|health|services|vulns|titles|map|compliance]
 //!                    [--store URL]
 //!                    [--chunk-bits BITS]
 
@@ -20,7 +20,9 @@ use census_collector::query::{self, filter, views, Query, Sort};
 use census_collector::store::{Cmdb, Store};
 
 mod inprocess;
-use census_shared::{IpAddress, NetworkInterface, Os, Section, Snapshot, Software, System};
+use census_shared::{
+    Connection, FlowDirection, IpAddress, NetworkInterface, Os, Section, Snapshot, Software, System,
+};
 use chrono::{DateTime, Utc};
 use inprocess::{bench_token, enroll, ingest_batch, prepare, status_kib, Agent, Prepared, BATCH};
 
@@ -74,7 +76,7 @@ fn snapshot(i: usize, packages: usize, rng: &mut Lcg, bump: bool) -> Snapshot {
         kind: "ethernet".into(),
         physical: true,
         addresses: vec![IpAddress {
-            address: format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+            address: address(i),
             prefix: 16,
             family: "ipv4".into(),
             scope: Some("global".into()),
@@ -112,7 +114,103 @@ fn snapshot(i: usize, packages: usize, rng: &mut Lcg, bump: bool) -> Snapshot {
         ..Default::default()
     }));
     s.software = Section::collected(sw);
+    s.connections = Section::collected(flows_of(i, computers_seeded()));
     s
+}
+
+fn address(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
+}
+
+/// How many computers the seeded fleet has (the flows name their peers by number).
+static SEEDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn computers_seeded() -> usize {
+    SEEDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A three-tier fleet in groups of ten: computer 0 of a group is a database (5432), 1-4
+/// application servers (8080) that each use their group's database and the next group's,
+/// 5-9 web servers that each use two of their group's application servers; every host
+/// also calls 443 on two external addresses. Both sides report each flow.
+fn flows_of(i: usize, n: usize) -> Vec<Connection> {
+    let groups = (n / 10).max(1);
+    let g = i / 10;
+    let now = Utc::now();
+    let flow = |direction, port, peer: String, process: &str| Connection {
+        direction,
+        protocol: "tcp".into(),
+        port,
+        remote_address: peer,
+        process: Some(process.into()),
+        samples: 60,
+        peak_connections: 4,
+        first_seen: now - chrono::Duration::hours(1),
+        last_seen: now,
+    };
+    let mut out = vec![
+        flow(
+            FlowDirection::Outbound,
+            443,
+            format!("203.0.{}.{}", g % 256, i % 7),
+            "curl",
+        ),
+        flow(
+            FlowDirection::Outbound,
+            443,
+            format!("198.51.100.{}", i % 50),
+            "curl",
+        ),
+    ];
+    let in_group = |k: usize| (g * 10 + k < n).then_some(g * 10 + k);
+    match i % 10 {
+        0 => {
+            let prev = (g + groups - 1) % groups;
+            for k in 1..=4 {
+                for client in [in_group(k), (prev * 10 + k < n).then_some(prev * 10 + k)]
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push(flow(
+                        FlowDirection::Inbound,
+                        5432,
+                        address(client),
+                        "postgres",
+                    ));
+                }
+            }
+        }
+        app @ 1..=4 => {
+            for db in [g * 10, ((g + 1) % groups) * 10] {
+                if db < n {
+                    out.push(flow(
+                        FlowDirection::Outbound,
+                        5432,
+                        address(db),
+                        "/usr/bin/orders",
+                    ));
+                }
+            }
+            for w in 5..=9 {
+                if (1 + w % 4 == app || 1 + (w + 1) % 4 == app) && g * 10 + w < n {
+                    out.push(flow(
+                        FlowDirection::Inbound,
+                        8080,
+                        address(g * 10 + w),
+                        "/usr/bin/orders",
+                    ));
+                }
+            }
+        }
+        w => {
+            for app in [1 + w % 4, 1 + (w + 1) % 4] {
+                if let Some(a) = in_group(app) {
+                    out.push(flow(FlowDirection::Outbound, 8080, address(a), "nginx"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A different install time on every computer, as the agents report them (dpkg's .list
@@ -235,6 +333,7 @@ fn seed(
     computers: usize,
     packages: usize,
 ) -> Result<DateTime<Utc>> {
+    SEEDED.store(computers, std::sync::atomic::Ordering::Relaxed);
     bench_token(store)?;
     let ingest = Arc::new(Ingest::new(store.clone() as Arc<dyn Store>));
 
@@ -350,6 +449,12 @@ fn report(
     }
     if only == Some("titles") {
         return titles(store, runs);
+    }
+    if only == Some("map") {
+        return map(store, runs);
+    }
+    if only == Some("compliance") {
+        return compliance(store, runs);
     }
     let ids: Vec<String> = store
         .list_cis(Some(CiClass::Computer))?
@@ -1088,5 +1193,134 @@ fn vulns(store: &Arc<Cmdb>, runs: usize, packages: usize) -> Result<()> {
     println!("| a new host's first inventory | {n} | {p50:.1} | {p99:.1} | {opened} exposures opened, one event |");
     let (p50, p99) = percentiles(drifts);
     println!("| one host's drift (pkg-00010 upgraded) | {n} | {p50:.1} | {p99:.1} | {closed} exposures closed, one event |");
+    Ok(())
+}
+
+/// The dependency map at this size (`--only map`): the neighbourhood of a web server to
+/// depth 2 (its application servers, their databases and other clients), and what depends
+/// on a database.
+fn map(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::query::map;
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let computers: Vec<(String, String)> = store
+        .list_cis(Some(CiClass::Computer))?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let named = |suffix: usize| -> Vec<String> {
+        computers
+            .iter()
+            .filter(|(_, n)| {
+                n.trim_start_matches("host")
+                    .parse::<usize>()
+                    .is_ok_and(|i| i % 10 == suffix)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let webs = named(7);
+    let dbs = named(0);
+    let mut pick = Lcg(11);
+    let expiry = chrono::Duration::days(7);
+    measure(
+        "map around a web server, depth 2",
+        runs,
+        || {
+            let id = &webs[(pick.next() as usize) % webs.len()];
+            Ok(map::neighbourhood(
+                store.as_ref(),
+                std::slice::from_ref(id),
+                2,
+                Utc::now(),
+                expiry,
+            )?)
+        },
+        |m| format!("{} nodes, {} edges", m.nodes.len(), m.edges.len()),
+    )?;
+    let mut pick = Lcg(12);
+    measure(
+        "map around a database, depth 1",
+        runs,
+        || {
+            let id = &dbs[(pick.next() as usize) % dbs.len()];
+            Ok(map::neighbourhood(
+                store.as_ref(),
+                std::slice::from_ref(id),
+                1,
+                Utc::now(),
+                expiry,
+            )?)
+        },
+        |m| format!("{} nodes, {} edges", m.nodes.len(), m.edges.len()),
+    )?;
+    let mut pick = Lcg(13);
+    measure(
+        "what depends on a database (2 hops)",
+        runs,
+        || {
+            let id = &dbs[(pick.next() as usize) % dbs.len()];
+            Ok(map::dependents(store.as_ref(), id, 2, Utc::now(), expiry)?)
+        },
+        |d| format!("{} computers", d.len()),
+    )?;
+    Ok(())
+}
+
+/// Compliance at this size (`--only compliance`): every computer against a baseline of 20
+/// rules (package versions and absences over the generated packages, listening ports and
+/// a service, which the generated inventories do not collect: unknown).
+fn compliance(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
+    use census_collector::model::baseline::{Baseline, BaselineRule};
+    use census_collector::query::compliance;
+    println!("| query | runs | first ms | p50 ms | p99 ms | result |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let mut rules: Vec<BaselineRule> = (0..12)
+        .map(|p| BaselineRule::PackageInstalled {
+            package: format!("pkg-{p:05}"),
+            versions: ">= 1.1-1".into(),
+        })
+        .collect();
+    rules.extend((0..6).map(|p| BaselineRule::PackageAbsent {
+        package: format!("pkg-{:05}", 2990 + p),
+    }));
+    rules.push(BaselineRule::ListeningOnlyOn {
+        ports: [22, 443].into_iter().collect(),
+    });
+    rules.push(BaselineRule::ServiceEnabled {
+        service: "ssh.service".into(),
+    });
+    let now = Utc::now();
+    let b = Baseline {
+        id: "bln_bench".into(),
+        name: "bench".into(),
+        description: String::new(),
+        applies_to: String::new(),
+        rules,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        updated_by: "bench".into(),
+        deleted: false,
+    };
+    measure(
+        "compliance of every computer against 20 rules",
+        runs,
+        || {
+            Ok(compliance::report(
+                store.as_ref(),
+                &b,
+                Utc::now(),
+                None,
+                100,
+            )?)
+        },
+        |r| {
+            format!(
+                "{} hosts: {} pass, {} fail, {} unknown",
+                r.hosts_total, r.pass, r.fail, r.unknown
+            )
+        },
+    )?;
     Ok(())
 }

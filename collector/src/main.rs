@@ -282,6 +282,9 @@ struct ServeArgs {
     /// 25 KB per computer; off by default).
     #[arg(long)]
     keep_bodies: bool,
+    /// A network flow nobody reported for this many days leaves the dependency map.
+    #[arg(long, default_value_t = census_collector::model::flows::DEFAULT_EXPIRY_DAYS, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    flow_expiry_days: i64,
     /// Delay before a failed webhook delivery is retried; doubles per attempt.
     #[arg(long, default_value = "30s")]
     webhook_retry_base: String,
@@ -557,6 +560,7 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
         log_format: _,
         flap_window,
         keep_bodies,
+        flow_expiry_days,
         webhook_retry_base,
         webhook_max_attempts,
         pace_factor,
@@ -694,7 +698,8 @@ fn serve(data_dir: &Path, store_args: &StoreArgs, args: ServeArgs) -> Result<()>
         let ingest = Arc::new(
             Ingest::new(store.clone())
                 .with_flap_window(flap_window)
-                .with_keep_bodies(keep_bodies),
+                .with_keep_bodies(keep_bodies)
+                .with_flow_expiry(chrono::Duration::days(flow_expiry_days)),
         );
         let leader = census_collector::leader::Leader::elect(
             store.clone(),
