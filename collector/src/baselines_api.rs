@@ -65,6 +65,7 @@ pub fn routes(table: &mut RouteTable) {
             get(compliance),
         )
         .query::<ComplianceParams>()
+        .refuses(&[422])
         .json::<ComplianceReport>();
     table
         .people(
@@ -74,6 +75,7 @@ pub fn routes(table: &mut RouteTable) {
             get(export),
         )
         .query::<ComplianceParams>()
+        .refuses(&[422])
         .text("text/csv");
     table
         .people("GET", "/api/v1/baselines/{id}/trend", READERS, get(trend))

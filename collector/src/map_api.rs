@@ -57,6 +57,7 @@ struct AroundParams {
     /// The computer's CI id.
     ci: String,
     /// Hops from it, 1 to 4 (default 1).
+    #[param(minimum = 1, maximum = 4)]
     depth: Option<u32>,
 }
 
@@ -64,6 +65,7 @@ struct AroundParams {
 #[serde(deny_unknown_fields)]
 struct DepthParams {
     /// Hops from what the service runs on, 1 to 4 (default 1).
+    #[param(minimum = 1, maximum = 4)]
     depth: Option<u32>,
 }
 
