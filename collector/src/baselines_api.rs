@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json};
@@ -222,16 +222,7 @@ async fn export(
             out.push('\n');
         }
     }
-    let mut resp = out.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    resp.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"census-compliance.csv\""),
-    );
-    Ok(resp)
+    Ok(crate::query_api::csv_download(out, "census-compliance.csv"))
 }
 
 pub fn verdict_text(v: Verdict) -> &'static str {

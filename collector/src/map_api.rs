@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
@@ -140,14 +139,5 @@ fn csv(map: &DependencyMap) -> Response {
         out.push_str(&cells.join(","));
         out.push('\n');
     }
-    let mut r = out.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"census-map-edges.csv\""),
-    );
-    r
+    crate::query_api::csv_download(out, "census-map-edges.csv")
 }

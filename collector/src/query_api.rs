@@ -338,6 +338,19 @@ async fn ci_sbom(
     }
 }
 
+/// A CSV body as a download named `file`.
+pub fn csv_download(body: String, file: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 /// One CSV cell: quoted when needed, and a leading `=`, `+`, `-`, `@`, tab or CR escaped
 /// with `'` so spreadsheets never evaluate agent-supplied text as a formula.
 pub fn csv_cell(value: &Value) -> String {

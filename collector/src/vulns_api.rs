@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
@@ -179,14 +178,5 @@ async fn export(
         out.push_str(&row.join(","));
         out.push('\n');
     }
-    let mut r = out.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"census-vulns.csv\""),
-    );
-    Ok(r)
+    Ok(crate::query_api::csv_download(out, "census-vulns.csv"))
 }

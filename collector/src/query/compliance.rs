@@ -10,7 +10,9 @@ use census_shared::version::VersionScheme;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::baseline::{self, Baseline, CompliancePoint, Finding, HostFacts, Verdict};
+use crate::model::baseline::{
+    self, Baseline, BaselineRule, CompliancePoint, Finding, HostFacts, Verdict,
+};
 use crate::model::*;
 use crate::query::{self, filter, Query, Sort};
 use crate::store::{OwnedState, Store, StoreError};
@@ -70,6 +72,12 @@ impl ComplianceReport {
 /// collected when the state holds what it leaves: installs, the listening-port attribute,
 /// service components.
 pub fn facts_of(state: &OwnedState) -> HostFacts {
+    facts_for(state, None)
+}
+
+/// [`facts_of`], keeping only the packages `wanted` names (what a baseline's rules read):
+/// a host's thousand other packages are not copied.
+pub fn facts_for(state: &OwnedState, wanted: Option<&BTreeSet<&str>>) -> HostFacts {
     let packages = (!state.installs.is_empty()).then(|| {
         let mut by_name: BTreeMap<String, Vec<(String, VersionScheme)>> = BTreeMap::new();
         for i in &state.installs {
@@ -77,6 +85,9 @@ pub fn facts_of(state: &OwnedState) -> HostFacts {
             let (Some(name), Some(version)) = (&p.name, &p.version) else {
                 continue;
             };
+            if wanted.is_some_and(|w| !w.contains(name.as_str())) {
+                continue;
+            }
             let scheme = VersionScheme::for_source(p.source.as_deref().unwrap_or_default());
             by_name
                 .entry(name.clone())
@@ -127,6 +138,9 @@ pub fn facts_of(state: &OwnedState) -> HostFacts {
         services: (!services.is_empty()).then_some(services),
     }
 }
+
+/// A host's overall verdict and each rule's finding.
+type HostVerdict = (Verdict, Vec<Finding>);
 
 /// One host against a baseline.
 pub fn evaluate(b: &Baseline, facts: &HostFacts) -> (Verdict, Vec<Finding>) {
@@ -217,11 +231,51 @@ pub fn report(
             unknown: 0,
         })
         .collect();
+    let wanted: BTreeSet<&str> = b
+        .rules
+        .iter()
+        .filter_map(|r| match r {
+            BaselineRule::PackageInstalled { package, .. }
+            | BaselineRule::PackageAbsent { package } => Some(package.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Hosts are read and evaluated on every core, then counted in order.
+    let hosts_list: Vec<(&String, &String)> = hosts.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = hosts_list.len().div_ceil(threads).max(1);
+    let evaluated: Vec<Result<Vec<HostVerdict>, StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts_list
+            .chunks(chunk)
+            .map(|part| {
+                let wanted = &wanted;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(id, _)| {
+                            let state = store.owned_state(id)?;
+                            Ok(evaluate(b, &facts_for(&state, Some(wanted))))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(StoreError::Io("a compliance worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut results = Vec::with_capacity(hosts_list.len());
+    for part in evaluated {
+        results.extend(part?);
+    }
     let (mut pass, mut fail, mut unknown) = (0, 0, 0);
     let mut listed = Vec::new();
-    for (id, name) in &hosts {
-        let state = store.owned_state(id)?;
-        let (verdict, findings) = evaluate(b, &facts_of(&state));
+    for ((id, name), (verdict, findings)) in hosts_list.into_iter().zip(results) {
         for (r, f) in rules.iter_mut().zip(&findings) {
             match f.verdict {
                 Verdict::Pass => r.pass += 1,
