@@ -107,6 +107,9 @@ struct Reader<'a> {
     expire_before: DateTime<Utc>,
     last_seen: HashMap<String, Option<DateTime<Utc>>>,
     holders: HashMap<String, Vec<String>>,
+    /// Each reporter's live flows, read once per map (a depth-2 walk asks for a
+    /// computer's flows from itself and from each neighbour it reported).
+    flows: HashMap<String, Vec<Flow>>,
 }
 
 impl<'a> Reader<'a> {
@@ -135,6 +138,9 @@ impl<'a> Reader<'a> {
     /// A reporter's flows still on the map, with a current flow seen as late as its
     /// reporter.
     fn live_flows(&mut self, reporter: &str) -> Result<Vec<Flow>, StoreError> {
+        if let Some(f) = self.flows.get(reporter) {
+            return Ok(f.clone());
+        }
         let Some(reporter_seen) = self.computer_last_seen(reporter)? else {
             return Ok(Vec::new());
         };
@@ -145,6 +151,7 @@ impl<'a> Reader<'a> {
             }
         }
         flows.retain(|f| f.last_seen >= self.expire_before);
+        self.flows.insert(reporter.to_string(), flows.clone());
         Ok(flows)
     }
 
@@ -289,6 +296,7 @@ pub fn neighbourhood(
         expire_before: now - expiry,
         last_seen: HashMap::new(),
         holders: HashMap::new(),
+        flows: HashMap::new(),
     };
     let mut depth_of: BTreeMap<String, u32> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
@@ -383,6 +391,7 @@ pub fn dependents(
         expire_before: now - expiry,
         last_seen: HashMap::new(),
         holders: HashMap::new(),
+        flows: HashMap::new(),
     };
     let mut found: BTreeSet<String> = BTreeSet::new();
     let mut frontier = vec![id.to_string()];

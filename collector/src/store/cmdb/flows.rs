@@ -94,11 +94,8 @@ impl Cmdb {
         };
         let comps: codec::ComponentsRec =
             codec::decode_packed(&shown(Space::Components, &key), &bytes)?;
-        Ok(comps
-            .components
-            .into_iter()
-            .filter(|c| c.class == CiClass::IpAddress && c.status != CiStatus::Retired)
-            .map(|c| c.name)
+        Ok(super::machine::live_addresses(&comps.components)
+            .map(str::to_string)
             .collect())
     }
 
@@ -118,12 +115,11 @@ impl Cmdb {
         update: &FlowUpdate,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<PreparedFlows>, StoreError> {
-        let old = match update {
-            FlowUpdate::Keep => return Ok(None),
-            _ => self.flows_record(num)?,
-        };
+        if *update == FlowUpdate::Keep {
+            return Ok(None);
+        }
+        let old = self.flows_record(num)?;
         let new = match update {
-            FlowUpdate::Keep => return Ok(None),
             FlowUpdate::Report {
                 flows,
                 expire_before,
@@ -147,6 +143,7 @@ impl Cmdb {
                 Some(old) => FlowsRec::stopped(old, *expire_before),
                 None => return Ok(None),
             },
+            FlowUpdate::Keep => return Ok(None),
         };
         let before: std::collections::BTreeSet<Vec<u8>> = old
             .as_ref()

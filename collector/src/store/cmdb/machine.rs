@@ -166,11 +166,7 @@ impl Machine {
 
     /// The IP addresses this record holds now (its live IP address components).
     pub fn addresses(&self) -> BTreeSet<&str> {
-        self.components
-            .values()
-            .filter(|c| c.class == CiClass::IpAddress && c.status != CiStatus::Retired)
-            .map(|c| c.name.as_str())
-            .collect()
+        live_addresses(self.components.values()).collect()
     }
 
     /// The address index's keys for this record.
@@ -198,6 +194,17 @@ impl Machine {
         }
         keys
     }
+}
+
+/// The addresses of the live IP address components among `components` (what the address
+/// index holds for a record).
+pub(crate) fn live_addresses<'a>(
+    components: impl IntoIterator<Item = &'a CiRec>,
+) -> impl Iterator<Item = &'a str> {
+    components
+        .into_iter()
+        .filter(|c| c.class == CiClass::IpAddress && c.status != CiStatus::Retired)
+        .map(|c| c.name.as_str())
 }
 
 /// One record's writes, encoded and ready for a transaction.
