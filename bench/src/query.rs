@@ -1221,39 +1221,28 @@ fn map(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
     };
     let webs = named(7);
     let dbs = named(0);
-    let mut pick = Lcg(11);
     let expiry = chrono::Duration::days(7);
-    measure(
-        "map around a web server, depth 2",
-        runs,
-        || {
-            let id = &webs[(pick.next() as usize) % webs.len()];
-            Ok(map::neighbourhood(
-                store.as_ref(),
-                std::slice::from_ref(id),
-                2,
-                Utc::now(),
-                expiry,
-            )?)
-        },
-        |m| format!("{} nodes, {} edges", m.nodes.len(), m.edges.len()),
-    )?;
-    let mut pick = Lcg(12);
-    measure(
-        "map around a database, depth 1",
-        runs,
-        || {
-            let id = &dbs[(pick.next() as usize) % dbs.len()];
-            Ok(map::neighbourhood(
-                store.as_ref(),
-                std::slice::from_ref(id),
-                1,
-                Utc::now(),
-                expiry,
-            )?)
-        },
-        |m| format!("{} nodes, {} edges", m.nodes.len(), m.edges.len()),
-    )?;
+    for (label, ids, depth, seed) in [
+        ("map around a web server, depth 2", &webs, 2, 11),
+        ("map around a database, depth 1", &dbs, 1, 12),
+    ] {
+        let mut pick = Lcg(seed);
+        measure(
+            label,
+            runs,
+            || {
+                let id = &ids[(pick.next() as usize) % ids.len()];
+                Ok(map::neighbourhood(
+                    store.as_ref(),
+                    std::slice::from_ref(id),
+                    depth,
+                    Utc::now(),
+                    expiry,
+                )?)
+            },
+            |m| format!("{} nodes, {} edges", m.nodes.len(), m.edges.len()),
+        )?;
+    }
     let mut pick = Lcg(13);
     measure(
         "what depends on a database (2 hops)",
@@ -1263,6 +1252,18 @@ fn map(store: &Arc<Cmdb>, runs: usize) -> Result<()> {
             Ok(map::dependents(store.as_ref(), id, 2, Utc::now(), expiry)?)
         },
         |d| format!("{} computers", d.len()),
+    )?;
+    measure(
+        "the fleet's external endpoints (first 100 groups)",
+        runs.min(10),
+        || Ok(map::endpoints(store.as_ref(), Utc::now(), expiry, 100)?),
+        |l| {
+            format!(
+                "{} groups, the first reached by {} computers",
+                l.total,
+                l.groups.first().map_or(0, |g| g.computers)
+            )
+        },
     )?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 use crate::http::{query_params, ApiProblem, AppState};
 use crate::ops::map as op;
 use crate::people::{Allowed, Person, RouteTable};
-use crate::query::map::{edge_rows, DependencyMap, EDGE_COLUMNS};
+use crate::query::map::{edge_rows, DependencyMap, EndpointList, EDGE_COLUMNS};
 use crate::query_api::csv_cell;
 
 const READERS: Allowed = Allowed::AnyPerson;
@@ -29,6 +29,21 @@ pub fn routes(table: &mut RouteTable) {
         .people("GET", "/api/v1/map/edges", READERS, get(around_csv))
         .query::<AroundParams>()
         .refuses(&[404, 422])
+        .text("text/csv");
+    table
+        .people("GET", "/api/v1/map/endpoints", READERS, get(endpoints))
+        .query::<EndpointParams>()
+        .refuses(&[422])
+        .json::<EndpointList>();
+    table
+        .people(
+            "GET",
+            "/api/v1/map/endpoints/export",
+            READERS,
+            get(endpoints_csv),
+        )
+        .query::<EndpointParams>()
+        .refuses(&[422])
         .text("text/csv");
     table
         .people("GET", "/api/v1/services/{id}/map", READERS, get(service))
@@ -66,6 +81,47 @@ struct DepthParams {
     /// Hops from what the service runs on, 1 to 4 (default 1).
     #[param(minimum = 1, maximum = 4)]
     depth: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct EndpointParams {
+    /// Groups listed, 1 to 1000 (default 100), those most computers talk to first.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+async fn endpoint_list(
+    st: &Arc<AppState>,
+    person: &Person,
+    q: Option<String>,
+) -> Result<EndpointList, ApiProblem> {
+    let p: EndpointParams = query_params(q)?;
+    st.run(person, move |ops, _| {
+        op::endpoints(ops, p.limit, Utc::now())
+    })
+    .await
+}
+
+async fn endpoints(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    Ok(Json(endpoint_list(&st, &person, q).await?).into_response())
+}
+
+async fn endpoints_csv(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let list = endpoint_list(&st, &person, q).await?;
+    let rows = crate::query::map::endpoint_rows(&list);
+    Ok(crate::query_api::csv_download(
+        csv_text(&crate::query::map::ENDPOINT_COLUMNS, &rows),
+        "census-map-endpoints.csv",
+    ))
 }
 
 async fn around_map(
@@ -129,9 +185,16 @@ async fn service_csv(
 
 /// The map's `connects_to` edges as a CSV download.
 fn csv(map: &DependencyMap) -> Response {
-    let mut out = EDGE_COLUMNS.join(",");
+    crate::query_api::csv_download(
+        csv_text(&EDGE_COLUMNS, &edge_rows(map)),
+        "census-map-edges.csv",
+    )
+}
+
+fn csv_text<const N: usize>(columns: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut out = columns.join(",");
     out.push('\n');
-    for row in edge_rows(map) {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .map(|c| csv_cell(&serde_json::Value::String(c.clone())))
@@ -139,5 +202,5 @@ fn csv(map: &DependencyMap) -> Response {
         out.push_str(&cells.join(","));
         out.push('\n');
     }
-    crate::query_api::csv_download(out, "census-map-edges.csv")
+    out
 }

@@ -103,6 +103,8 @@ fn summary(m: &str, path: &str) -> &'static str {
         ("GET", "/api/v1/baselines/{id}/trend") => "A baseline's daily compliance counts, oldest first",
         ("GET", "/api/v1/map") => "The dependency map around a computer: connects_to edges (client -> server, protocol, port, each side's process, samples, first and last seen, who reported it) to a depth of 1 to 4 hops; peers no single computer holds are endpoint groups by /24 or /64",
         ("GET", "/api/v1/map/edges") => "The edges of the dependency map around a computer as CSV",
+        ("GET", "/api/v1/map/endpoints") => "The external endpoints the fleet talks to: peers no single computer holds (hosts without an agent, SaaS ranges, NAT pools), grouped by /24 or /64 as on the map, with their addresses, the ports each way, the computers talking to them, samples and first and last seen; the groups most computers reach first",
+        ("GET", "/api/v1/map/endpoints/export") => "The external endpoint groups as CSV, a row per group",
         ("GET", "/api/v1/services/{id}/map") => "A service's dependency map: the service, the computers it runs on, and their network neighbourhood to a depth",
         ("GET", "/api/v1/services/{id}/map/edges") => "The edges of a service's dependency map as CSV",
         ("GET", "/api/v1/services/{id}/vulns") => "A service's vulnerabilities: the advisories that hold on the computers it and every service it depends on run on, most severe first, with host counts",

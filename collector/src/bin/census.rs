@@ -224,6 +224,12 @@ enum MapCommand {
         #[arg(long, default_value_t = 1)]
         depth: u32,
     },
+    /// External endpoints the fleet talks to (peers no single computer holds: hosts without
+    /// an agent, SaaS ranges, NAT pools), by subnet, those most computers reach first.
+    Endpoints {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +481,18 @@ async fn post(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
         .post(url(cfg, path))
         .json(body);
     send(cfg, format!("POST {path}"), req).await
+}
+
+async fn put(cfg: &ClientConfig, path: &str, body: &Value) -> Result<Value> {
+    let req = client(cfg.ca_pem.as_deref())?
+        .put(url(cfg, path))
+        .json(body);
+    send(cfg, format!("PUT {path}"), req).await
+}
+
+async fn delete(cfg: &ClientConfig, path: &str) -> Result<Value> {
+    let req = client(cfg.ca_pem.as_deref())?.delete(url(cfg, path));
+    send(cfg, format!("DELETE {path}"), req).await
 }
 
 async fn call(cfg: &ClientConfig, path: &str, query: &[(&str, String)]) -> Result<Value> {
@@ -881,15 +899,10 @@ async fn services(output: Output, cfg: &ClientConfig, command: ServicesCommand) 
         }
         ServicesCommand::Set { id, file } => {
             let path = format!("/api/v1/services/{id}");
-            let req = client(cfg.ca_pem.as_deref())?
-                .put(url(cfg, &path))
-                .json(&json_file(&file)?);
-            print(&send(cfg, format!("PUT {path}"), req).await?)?
+            print(&put(cfg, &path, &json_file(&file)?).await?)?
         }
         ServicesCommand::Delete { id } => {
-            let path = format!("/api/v1/services/{id}");
-            let req = client(cfg.ca_pem.as_deref())?.delete(url(cfg, &path));
-            send(cfg, format!("DELETE {path}"), req).await?;
+            delete(cfg, &format!("/api/v1/services/{id}")).await?;
         }
         ServicesCommand::Impact {
             ci,
@@ -1042,11 +1055,12 @@ async fn software(output: Output, cfg: &ClientConfig, command: SoftwareCommand) 
                     file.display()
                 ),
             };
-            let path = "/api/v1/software/rules";
-            let req = client(cfg.ca_pem.as_deref())?
-                .put(url(cfg, path))
-                .json(&serde_json::json!({ "rules": rules }));
-            let book = send(cfg, format!("PUT {path}"), req).await?;
+            let book = put(
+                cfg,
+                "/api/v1/software/rules",
+                &serde_json::json!({ "rules": rules }),
+            )
+            .await?;
             println!(
                 "draft saved: {} rules (the applied set is unchanged until `census software replay --apply`)",
                 rows_of(&book, "draft").len()
@@ -1110,10 +1124,7 @@ async fn settings(cfg: &ClientConfig, path: &str, file: Option<PathBuf>) -> Resu
                 o.remove("updated_by");
                 o.remove("updated_at");
             }
-            let req = client(cfg.ca_pem.as_deref())?
-                .put(url(cfg, path))
-                .json(&body);
-            send(cfg, format!("PUT {path}"), req).await?
+            put(cfg, path, &body).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&settings)?);
@@ -1154,15 +1165,10 @@ async fn baselines(output: Output, cfg: &ClientConfig, command: BaselinesCommand
         }
         BaselinesCommand::Set { id, file } => {
             let path = format!("/api/v1/baselines/{id}");
-            let req = client(cfg.ca_pem.as_deref())?
-                .put(url(cfg, &path))
-                .json(&json_file(&file)?);
-            print(&send(cfg, format!("PUT {path}"), req).await?)?
+            print(&put(cfg, &path, &json_file(&file)?).await?)?
         }
         BaselinesCommand::Delete { id } => {
-            let path = format!("/api/v1/baselines/{id}");
-            let req = client(cfg.ca_pem.as_deref())?.delete(url(cfg, &path));
-            send(cfg, format!("DELETE {path}"), req).await?;
+            delete(cfg, &format!("/api/v1/baselines/{id}")).await?;
         }
         BaselinesCommand::Report { id, verdict, limit } => {
             let mut q = vec![("limit", limit.to_string())];
@@ -1234,6 +1240,62 @@ async fn baselines(output: Output, cfg: &ClientConfig, command: BaselinesCommand
 
 async fn map(output: Output, cfg: &ClientConfig, command: MapCommand) -> Result<()> {
     let map = match command {
+        MapCommand::Endpoints { limit } => {
+            let list = call(
+                cfg,
+                "/api/v1/map/endpoints",
+                &[("limit", limit.to_string())],
+            )
+            .await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let join = |v: &Value| {
+                let words: Vec<String> = v
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|w| match w {
+                        Value::Object(o) => {
+                            cell(o.get("address").or(o.get("name")).unwrap_or(&Value::Null))
+                        }
+                        other => cell(other),
+                    })
+                    .collect();
+                Value::String(words.join(" "))
+            };
+            let rows: Vec<Value> = rows_of(&list, "groups")
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "subnet": g["subnet"],
+                        "addresses": join(&g["addresses"]),
+                        "serves": join(&g["ports_it_serves"]),
+                        "uses": join(&g["ports_it_uses"]),
+                        "computers": g["computers"],
+                        "some_computers": join(&g["named"]),
+                        "last_seen": g["last_seen"],
+                    })
+                })
+                .collect();
+            print_rows(
+                output,
+                &rows,
+                &[
+                    "subnet",
+                    "addresses",
+                    "serves",
+                    "uses",
+                    "computers",
+                    "some_computers",
+                    "last_seen",
+                ],
+            )?;
+            eprintln!("{} of {} endpoint groups", rows.len(), cell(&list["total"]));
+            return Ok(());
+        }
         MapCommand::Host { id, depth } => {
             call(
                 cfg,
@@ -1772,7 +1834,6 @@ fn licence_rows(list: &Value) -> Vec<Value> {
 }
 
 async fn licences(output: Output, cfg: &ClientConfig, command: LicenceCommand) -> Result<()> {
-    let http = client(cfg.ca_pem.as_deref())?;
     match command {
         LicenceCommand::List => {
             let list = call(cfg, "/api/v1/licences", &[]).await?;
@@ -1808,18 +1869,7 @@ async fn licences(output: Output, cfg: &ClientConfig, command: LicenceCommand) -
             println!("{}", cell(&l["id"]));
         }
         LicenceCommand::Delete { id } => {
-            let path = format!("/api/v1/licences/{id}");
-            let r = http
-                .delete(url(cfg, &path))
-                .bearer_auth(&cfg.token)
-                .send()
-                .await
-                .with_context(|| format!("DELETE {path}"))?;
-            let status = r.status();
-            if !status.is_success() {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                bail!("{status}: {}", cell(&body["detail"]));
-            }
+            delete(cfg, &format!("/api/v1/licences/{id}")).await?;
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use super::{draft, Actor, OpError, Ops};
 use crate::model::baseline::{Baseline, BaselineRule, CompliancePoint, Verdict, MAX_BASELINES};
 use crate::model::CiClass;
 use crate::query::compliance::{self, ComplianceReport};
-use crate::store::{PeopleWrite, PeopleWriteError};
+use crate::store::PeopleWrite;
 
 /// Most hosts a report lists when not told (the counts are over every host).
 pub const DEFAULT_LISTED: usize = 1_000;
@@ -76,14 +76,7 @@ pub fn update(
     req: BaselineRequest,
 ) -> Result<Baseline, OpError> {
     let before = find(ops, id)?;
-    if let Some(v) = req.expected_version {
-        if v != before.version {
-            return Err(OpError::Conflict(format!(
-                "{id} is at version {}, not {v}; reload and try again",
-                before.version
-            )));
-        }
-    }
+    super::expect_version(id, req.expected_version, before.version)?;
     let next = requested(&before, req, actor)?;
     write(ops, actor, next, Some(before), "baseline.update")
 }
@@ -102,12 +95,7 @@ pub fn delete(ops: &Ops, actor: &Actor, id: &str) -> Result<(), OpError> {
 }
 
 fn requested(base: &Baseline, req: BaselineRequest, actor: &Actor) -> Result<Baseline, OpError> {
-    if req.expected_version.is_some_and(|v| v > i64::MAX as u64) {
-        return Err(OpError::invalid(format!(
-            "expected_version: at most {}",
-            i64::MAX
-        )));
-    }
+    super::version_bound(req.expected_version)?;
     Ok(Baseline {
         name: req.name.trim().to_string(),
         description: req.description,
@@ -167,13 +155,7 @@ fn commit(
                 .flatten(),
             None,
         ),
-    )
-    .map_err(|e| match e {
-        PeopleWriteError::Stale(what) => OpError::Conflict(format!(
-            "{what} changed while this was written; reload and try again"
-        )),
-        other => other.into(),
-    })?;
+    )?;
     Ok(next)
 }
 

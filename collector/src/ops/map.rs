@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{OpError, Ops};
 use crate::model::CiClass;
-use crate::query::map::{self, DependencyMap, MAX_DEPTH};
+use crate::query::map::{self, DependencyMap, EndpointList, MAX_DEPTH, MAX_ENDPOINT_GROUPS};
 
 /// Hops shown when a request does not say.
 pub const DEFAULT_DEPTH: u32 = 1;
@@ -85,6 +85,26 @@ pub fn dependents(
         now,
         expiry(ops),
     )?)
+}
+
+/// Endpoint groups listed when a request does not say.
+pub const DEFAULT_ENDPOINTS: usize = 100;
+
+/// The external endpoint groups the fleet talks to, those most computers reach first.
+pub fn endpoints(
+    ops: &Ops,
+    limit: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<EndpointList, OpError> {
+    let limit = match limit.unwrap_or(DEFAULT_ENDPOINTS) {
+        n if (1..=MAX_ENDPOINT_GROUPS).contains(&n) => n,
+        n => {
+            return Err(OpError::invalid(format!(
+                "limit: {n} is outside 1..={MAX_ENDPOINT_GROUPS}"
+            )))
+        }
+    };
+    Ok(map::endpoints(ops.store.as_ref(), now, expiry(ops), limit)?)
 }
 
 /// How far up the network an impact from a computer looks (clients, and their clients).

@@ -63,6 +63,30 @@ impl OpError {
     }
 }
 
+/// A write's `expected_version` is one a client can send: JSON integers beyond i64 are not
+/// portable, so the schemas bound it there.
+pub fn version_bound(expected: Option<u64>) -> Result<(), OpError> {
+    match expected {
+        Some(v) if v > i64::MAX as u64 => Err(OpError::invalid(format!(
+            "expected_version: at most {}",
+            i64::MAX
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The compare-and-set a person's edit asks for: refused unless `id` is still at
+/// `expected` (when given).
+pub fn expect_version(id: &str, expected: Option<u64>, current: u64) -> Result<(), OpError> {
+    version_bound(expected)?;
+    match expected {
+        Some(v) if v != current => Err(OpError::Conflict(format!(
+            "{id} is at version {current}, not {v}; reload and try again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl From<PeopleWriteError> for OpError {
     fn from(e: PeopleWriteError) -> Self {
         match e {

@@ -346,14 +346,7 @@ pub fn edit(
     let settings = settings(ops)?;
     let values = checked_values(CiClass::Computer, &edit.set, &settings)?;
     write_ci_register(ops, ci_id, &settings, |ci| {
-        if let Some(v) = edit.expected_version {
-            if v != ci.version {
-                return Err(OpError::Conflict(format!(
-                    "{} is at version {}, not {v}; reload and try again",
-                    ci.id, ci.version
-                )));
-            }
-        }
+        super::expect_version(&ci.id, edit.expected_version, ci.version)?;
         let Some((next, change)) = apply(ci, &values, &settings, source, &actor.name, Utc::now())?
         else {
             return Ok(None);

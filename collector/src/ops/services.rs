@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{draft, Actor, OpError, Ops};
 use crate::model::service::{self, RunsOn, Service, ServiceKind};
 use crate::model::*;
-use crate::store::{PeopleWrite, PeopleWriteError};
+use crate::store::PeopleWrite;
 
 /// A service as people send it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -49,20 +49,8 @@ pub fn find(ops: &Ops, id: &str) -> Result<Service, OpError> {
         .ok_or_else(|| OpError::NotFound(format!("service {id}")))
 }
 
-/// A version number a client may send (the schema's bound: JSON integers beyond i64 are
-/// not portable).
-fn check_expected(req: &ServiceRequest) -> Result<(), OpError> {
-    match req.expected_version {
-        Some(v) if v > i64::MAX as u64 => Err(OpError::Invalid {
-            field: Some("expected_version".into()),
-            message: format!("expected_version: at most {}", i64::MAX),
-        }),
-        _ => Ok(()),
-    }
-}
-
 pub fn create(ops: &Ops, actor: &Actor, req: ServiceRequest) -> Result<Service, OpError> {
-    check_expected(&req)?;
+    super::version_bound(req.expected_version)?;
     if ops.store.list_services()?.len() >= service::MAX_SERVICES {
         return Err(OpError::Conflict(format!(
             "at most {} services",
@@ -96,16 +84,8 @@ pub fn create(ops: &Ops, actor: &Actor, req: ServiceRequest) -> Result<Service, 
 }
 
 pub fn update(ops: &Ops, actor: &Actor, id: &str, req: ServiceRequest) -> Result<Service, OpError> {
-    check_expected(&req)?;
     let before = find(ops, id)?;
-    if let Some(v) = req.expected_version {
-        if v != before.version {
-            return Err(OpError::Conflict(format!(
-                "{id} is at version {}, not {v}; reload and try again",
-                before.version
-            )));
-        }
-    }
+    super::expect_version(id, req.expected_version, before.version)?;
     let next = requested(&before, req, actor);
     write(ops, actor, next, Some(before), "service.update")
 }
@@ -170,18 +150,8 @@ pub fn delete(ops: &Ops, actor: &Actor, id: &str) -> Result<(), OpError> {
             None,
             None,
         ),
-    )
-    .map_err(stale_is_conflict)?;
+    )?;
     Ok(())
-}
-
-fn stale_is_conflict(e: PeopleWriteError) -> OpError {
-    match e {
-        PeopleWriteError::Stale(what) => OpError::Conflict(format!(
-            "{what} changed while this was written; reload and try again"
-        )),
-        other => other.into(),
-    }
 }
 
 /// Every check, then the write of `next` over `before`.
@@ -271,7 +241,6 @@ fn write(
             serde_json::to_value(&next).ok(),
             None,
         ),
-    )
-    .map_err(stale_is_conflict)?;
+    )?;
     Ok(next)
 }

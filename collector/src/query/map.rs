@@ -113,6 +113,16 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(store: &'a dyn Store, now: DateTime<Utc>, expiry: Duration) -> Reader<'a> {
+        Reader {
+            store,
+            expire_before: now - expiry,
+            last_seen: HashMap::new(),
+            holders: HashMap::new(),
+            flows: HashMap::new(),
+        }
+    }
+
     fn computer_last_seen(&mut self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         if let Some(t) = self.last_seen.get(id) {
             return Ok(*t);
@@ -291,13 +301,7 @@ pub fn neighbourhood(
     expiry: Duration,
 ) -> Result<DependencyMap, StoreError> {
     let depth = depth.min(MAX_DEPTH);
-    let mut reader = Reader {
-        store,
-        expire_before: now - expiry,
-        last_seen: HashMap::new(),
-        holders: HashMap::new(),
-        flows: HashMap::new(),
-    };
+    let mut reader = Reader::new(store, now, expiry);
     let mut depth_of: BTreeMap<String, u32> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
     for c in centres {
@@ -386,13 +390,7 @@ pub fn dependents(
     now: DateTime<Utc>,
     expiry: Duration,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut reader = Reader {
-        store,
-        expire_before: now - expiry,
-        last_seen: HashMap::new(),
-        holders: HashMap::new(),
-        flows: HashMap::new(),
-    };
+    let mut reader = Reader::new(store, now, expiry);
     let mut found: BTreeSet<String> = BTreeSet::new();
     let mut frontier = vec![id.to_string()];
     for _ in 0..depth.min(MAX_DEPTH) {
@@ -472,6 +470,148 @@ pub fn of_service(
     Ok(map)
 }
 
+/// The most endpoint groups one listing gives.
+pub const MAX_ENDPOINT_GROUPS: usize = 1_000;
+/// The computers an endpoint group names (`computers` counts them all).
+pub const COMPUTERS_NAMED: usize = 20;
+
+/// An address in an endpoint group.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EndpointAddress {
+    pub address: String,
+    /// How many computers hold it now: 0 (nothing Census inventories), or 2 and more (a NAT
+    /// pool, a bridge address every Docker host has): never resolved to one of them.
+    pub held_by: usize,
+}
+
+/// A computer by id and name.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct NamedComputer {
+    pub id: String,
+    pub name: String,
+}
+
+/// One external endpoint group: peers of the fleet that resolve to no single computer,
+/// by /24 (IPv4) or /64 (IPv6), as the map shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EndpointGroup {
+    /// Its node id on every map (`endpoint:SUBNET`).
+    pub id: String,
+    pub subnet: String,
+    pub addresses: Vec<EndpointAddress>,
+    /// Where the fleet connects to it ("tcp/443"): it serves these.
+    pub ports_it_serves: Vec<String>,
+    /// Where it connects to the fleet's listeners ("tcp/22").
+    pub ports_it_uses: Vec<String>,
+    /// The computers talking to it.
+    pub computers: usize,
+    /// Up to [`COMPUTERS_NAMED`] of them (in the order of their ids), sorted by name.
+    pub named: Vec<NamedComputer>,
+    pub samples: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EndpointList {
+    /// Groups in all; `groups` holds the first `limit`, those most computers talk to first.
+    pub total: usize,
+    pub groups: Vec<EndpointGroup>,
+}
+
+#[derive(Default)]
+struct EndpointAcc {
+    addresses: BTreeMap<String, usize>,
+    serves: BTreeSet<String>,
+    uses: BTreeSet<String>,
+    computers: BTreeSet<String>,
+    samples: u64,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+/// Every external endpoint group the fleet's live flows reach (shadow IT, SaaS ranges,
+/// hosts without an agent, NAT pools), those most computers talk to first. Reads the
+/// flows of the computers that reported an address no single other computer holds.
+pub fn endpoints(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    expiry: Duration,
+    limit: usize,
+) -> Result<EndpointList, StoreError> {
+    let mut reader = Reader::new(store, now, expiry);
+    let mut reporters: BTreeSet<String> = BTreeSet::new();
+    for (address, reporter) in store.flow_targets()? {
+        if !matches!(reader.holders(&address)?.as_slice(), [one] if *one != reporter) {
+            reporters.insert(reporter);
+        }
+    }
+    let mut groups: BTreeMap<String, EndpointAcc> = BTreeMap::new();
+    for reporter in &reporters {
+        for f in reader.live_flows(reporter)? {
+            if f.peer.is_some() {
+                continue;
+            }
+            let held = reader.holders(&f.remote)?;
+            if matches!(held.as_slice(), [one] if one != reporter) {
+                continue;
+            }
+            let acc = groups.entry(endpoint_group(&f.remote)).or_default();
+            acc.addresses.insert(f.remote.clone(), held.len());
+            let port = format!("{}/{}", f.protocol, f.port);
+            if f.direction == FlowDirection::Outbound {
+                acc.serves.insert(port);
+            } else {
+                acc.uses.insert(port);
+            }
+            acc.computers.insert(reporter.clone());
+            acc.samples = acc.samples.saturating_add(f.samples);
+            acc.first_seen = Some(acc.first_seen.map_or(f.first_seen, |t| t.min(f.first_seen)));
+            acc.last_seen = Some(acc.last_seen.map_or(f.last_seen, |t| t.max(f.last_seen)));
+        }
+    }
+    let total = groups.len();
+    let mut ranked: Vec<(String, EndpointAcc)> = groups.into_iter().collect();
+    ranked.sort_by(|(a, x), (b, y)| y.computers.len().cmp(&x.computers.len()).then(a.cmp(b)));
+    ranked.truncate(limit.min(MAX_ENDPOINT_GROUPS));
+    let mut out = Vec::with_capacity(ranked.len());
+    for (subnet, acc) in ranked {
+        let ids: Vec<&str> = acc
+            .computers
+            .iter()
+            .take(COMPUTERS_NAMED)
+            .map(String::as_str)
+            .collect();
+        let mut named: Vec<NamedComputer> = store
+            .get_cis(&ids)?
+            .into_iter()
+            .flatten()
+            .map(|c| NamedComputer {
+                id: c.id,
+                name: c.name,
+            })
+            .collect();
+        named.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        out.push(EndpointGroup {
+            id: endpoint_id(&subnet),
+            addresses: acc
+                .addresses
+                .into_iter()
+                .map(|(address, held_by)| EndpointAddress { address, held_by })
+                .collect(),
+            subnet,
+            ports_it_serves: acc.serves.into_iter().collect(),
+            ports_it_uses: acc.uses.into_iter().collect(),
+            computers: acc.computers.len(),
+            named,
+            samples: acc.samples,
+            first_seen: acc.first_seen.unwrap_or(now),
+            last_seen: acc.last_seen.unwrap_or(now),
+        });
+    }
+    Ok(EndpointList { total, groups: out })
+}
+
 /// The columns of [`edge_rows`].
 pub const EDGE_COLUMNS: [&str; 12] = [
     "client_id",
@@ -514,6 +654,47 @@ pub fn edge_rows(map: &DependencyMap) -> Vec<[String; 12]> {
                 time(e.first_seen),
                 time(e.last_seen),
                 e.reported_by.join(" "),
+            ]
+        })
+        .collect()
+}
+
+/// The columns of [`endpoint_rows`].
+pub const ENDPOINT_COLUMNS: [&str; 9] = [
+    "subnet",
+    "addresses",
+    "ports_it_serves",
+    "ports_it_uses",
+    "computers",
+    "named_computers",
+    "samples",
+    "first_seen",
+    "last_seen",
+];
+
+/// One row per endpoint group (the CSV export); lists are space-separated.
+pub fn endpoint_rows(list: &EndpointList) -> Vec<[String; 9]> {
+    list.groups
+        .iter()
+        .map(|g| {
+            [
+                g.subnet.clone(),
+                g.addresses
+                    .iter()
+                    .map(|a| a.address.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                g.ports_it_serves.join(" "),
+                g.ports_it_uses.join(" "),
+                g.computers.to_string(),
+                g.named
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                g.samples.to_string(),
+                g.first_seen.to_rfc3339(),
+                g.last_seen.to_rfc3339(),
             ]
         })
         .collect()

@@ -593,6 +593,8 @@ pub trait Store: Send + Sync + 'static {
     fn addresses_of(&self, id: &str) -> Result<Vec<String>, StoreError>;
     /// The computers (ids) that reported a flow to `address`.
     fn flow_reporters(&self, address: &str) -> Result<Vec<String>, StoreError>;
+    /// Every (address, reporter id) pair: who reported a flow to which address.
+    fn flow_targets(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// The computers (ids) whose records hold `address` now.
     fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;

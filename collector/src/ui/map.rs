@@ -23,6 +23,9 @@ use crate::model::CiClass;
 use crate::ops::map as op;
 use crate::people::Person;
 use crate::query::map::{DependencyMap, EdgeKind, NodeKind, MAX_DEPTH};
+
+/// Endpoint groups the endpoints page lists (the CSV export takes up to the API's bound).
+const ENDPOINTS_LISTED: usize = 200;
 use crate::ui::session::Session;
 
 /// Distance between two rings, and the least arc between two nodes of one ring (pixels).
@@ -104,8 +107,18 @@ fn href_of(id: &str, kind: NodeKind, depth: u32) -> Option<String> {
     match kind {
         NodeKind::Computer => Some(format!("/ui/map?ci={}&depth={depth}", url_encode(id))),
         NodeKind::Service => Some(format!("/ui/services/{}", segment(id))),
-        NodeKind::Endpoint => None,
+        NodeKind::Endpoint => Some(format!("/ui/map/endpoints#{}", endpoint_anchor(id))),
     }
+}
+
+/// The fragment naming an endpoint group's row on the endpoints page.
+fn endpoint_anchor(id: &str) -> String {
+    let group = id.strip_prefix("endpoint:").unwrap_or(id);
+    let slug: String = group
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("ep-{slug}")
 }
 
 fn short(label: &str) -> String {
@@ -427,5 +440,71 @@ pub async fn map(
         edges,
         rows,
         truncated: map.truncated,
+    })
+}
+
+pub struct EndpointRow {
+    pub anchor: String,
+    pub subnet: String,
+    /// Each address, with who holds it when someone does ("2 computers").
+    pub addresses: Vec<String>,
+    pub serves: String,
+    pub uses: String,
+    pub computers: usize,
+    /// Some of the computers: (name, their map).
+    pub named: Vec<(String, String)>,
+    pub more: usize,
+    pub last_seen: String,
+}
+
+#[derive(Template)]
+#[template(path = "map_endpoints.html")]
+struct EndpointsPage {
+    chrome: Chrome,
+    total: usize,
+    rows: Vec<EndpointRow>,
+}
+
+/// The external endpoints the fleet talks to.
+pub async fn endpoints(
+    State(st): State<Arc<AppState>>,
+    Extension(person): Extension<Person>,
+    Extension(session): Extension<Session>,
+) -> UiResult {
+    let list = st
+        .run(&person, move |ops, _| {
+            op::endpoints(ops, Some(ENDPOINTS_LISTED), Utc::now())
+        })
+        .await?;
+    let rows = list
+        .groups
+        .iter()
+        .map(|g| EndpointRow {
+            anchor: endpoint_anchor(&g.id),
+            subnet: g.subnet.clone(),
+            addresses: g
+                .addresses
+                .iter()
+                .map(|a| match a.held_by {
+                    0 => a.address.clone(),
+                    n => format!("{} (held by {n} computers)", a.address),
+                })
+                .collect(),
+            serves: g.ports_it_serves.join(", "),
+            uses: g.ports_it_uses.join(", "),
+            computers: g.computers,
+            named: g
+                .named
+                .iter()
+                .map(|c| (c.name.clone(), format!("/ui/map?ci={}", url_encode(&c.id))))
+                .collect(),
+            more: g.computers.saturating_sub(g.named.len()),
+            last_seen: g.last_seen.format("%Y-%m-%d %H:%M").to_string(),
+        })
+        .collect();
+    render(&EndpointsPage {
+        chrome: Chrome::new(&person, &session, "/ui/map"),
+        total: list.total,
+        rows,
     })
 }

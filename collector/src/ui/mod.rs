@@ -108,6 +108,12 @@ pub fn routes(t: &mut RouteTable) {
     t.ui("GET", "/ui/map", Allowed::AnyPerson, get(map::map));
     t.ui(
         "GET",
+        "/ui/map/endpoints",
+        Allowed::AnyPerson,
+        get(map::endpoints),
+    );
+    t.ui(
+        "GET",
         "/ui/baselines",
         Allowed::AnyPerson,
         get(baselines::list),

@@ -58,6 +58,18 @@ fn with_flows(mut s: Snapshot, flows: Vec<Connection>) -> Snapshot {
     s
 }
 
+/// The map around `id` as it stands at `now`, with the default 7-day flow expiry.
+fn around(r: &Rig, id: &str, depth: u32, now: DateTime<Utc>) -> map::DependencyMap {
+    map::neighbourhood(
+        r.store.as_ref(),
+        &[id.to_string()],
+        depth,
+        now,
+        Duration::days(7),
+    )
+    .unwrap()
+}
+
 fn computer(r: &Rig, name: &str) -> String {
     r.store
         .scan_cis_named(name)
@@ -132,14 +144,7 @@ fn flows_from_two_agents_join_into_one_edge_resolved_by_address() {
     let now = Utc::now();
     let expiry = Duration::days(7);
 
-    let around_db = map::neighbourhood(
-        r.store.as_ref(),
-        std::slice::from_ref(&db_id),
-        1,
-        now,
-        expiry,
-    )
-    .unwrap();
+    let around_db = around(&r, &db_id, 1, now);
     let ids: Vec<(&str, NodeKind, u32)> = around_db
         .nodes
         .iter()
@@ -172,14 +177,7 @@ fn flows_from_two_agents_join_into_one_edge_resolved_by_address() {
 
     // Around the web server at depth 2: the database, one external group for the two
     // 203.0.113.x peers, and the client of its nginx.
-    let around_web = map::neighbourhood(
-        r.store.as_ref(),
-        std::slice::from_ref(&web_id),
-        2,
-        now,
-        expiry,
-    )
-    .unwrap();
+    let around_web = around(&r, &web_id, 2, now);
     let endpoints: Vec<(&str, Vec<String>)> = around_web
         .nodes
         .iter()
@@ -222,6 +220,54 @@ fn flows_from_two_agents_join_into_one_edge_resolved_by_address() {
     let dependents = map::dependents(r.store.as_ref(), &db_id, 2, now, expiry).unwrap();
     assert_eq!(dependents.values().collect::<Vec<_>>(), ["web01"]);
 
+    // The fleet's endpoints: the same two groups, without the database (resolved).
+    let list = map::endpoints(r.store.as_ref(), now, expiry, 100).unwrap();
+    assert_eq!(list.total, 2);
+    // subnet, addresses, ports it serves, ports it uses, computers
+    type Row<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>, usize);
+    let groups: Vec<Row> = list
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.subnet.as_str(),
+                g.addresses.iter().map(|a| a.address.as_str()).collect(),
+                g.ports_it_serves.iter().map(String::as_str).collect(),
+                g.ports_it_uses.iter().map(String::as_str).collect(),
+                g.computers,
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (
+                "198.51.100.0/24",
+                vec!["198.51.100.20"],
+                vec![],
+                vec!["tcp/443"],
+                1
+            ),
+            (
+                "203.0.113.0/24",
+                vec!["203.0.113.7", "203.0.113.8"],
+                vec!["tcp/443"],
+                vec![],
+                1
+            ),
+        ]
+    );
+    assert!(list
+        .groups
+        .iter()
+        .all(|g| g.addresses.iter().all(|a| a.held_by == 0)
+            && g.named.iter().map(|c| c.name.as_str()).eq(["web01"])
+            && g.id == format!("endpoint:{}", g.subnet)));
+    let limited = map::endpoints(r.store.as_ref(), now, expiry, 1).unwrap();
+    assert_eq!((limited.total, limited.groups.len()), (2, 1));
+    let rows = map::endpoint_rows(&list);
+    assert_eq!(rows[1][1], "203.0.113.7 203.0.113.8");
+
     let report = r.store.check_consistency().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
@@ -243,19 +289,23 @@ fn an_address_two_computers_hold_stays_an_endpoint_and_flows_never_drift() {
     r.send(client, t0);
     let client_id = computer(&r, "client");
     let now = Utc::now();
-    let m = map::neighbourhood(
-        r.store.as_ref(),
-        std::slice::from_ref(&client_id),
-        1,
-        now,
-        Duration::days(7),
-    )
-    .unwrap();
+    let m = around(&r, &client_id, 1, now);
     let targets: Vec<&str> = m.edges.iter().map(|e| e.to.as_str()).collect();
     assert_eq!(
         targets,
         ["endpoint:10.9.0.0/24"],
         "never a guess between two holders"
+    );
+    let list = map::endpoints(r.store.as_ref(), now, Duration::days(7), 100).unwrap();
+    let nat = &list.groups[0];
+    assert_eq!(
+        (list.total, nat.subnet.as_str(), nat.computers),
+        (1, "10.9.0.0/24", 1)
+    );
+    assert_eq!(
+        (nat.addresses[0].address.as_str(), nat.addresses[0].held_by),
+        ("10.9.0.1", 2),
+        "an address two computers hold is listed with its holders' count"
     );
 
     // Other flows only: no change record, no new version.
@@ -275,14 +325,7 @@ fn an_address_two_computers_hold_stays_an_endpoint_and_flows_never_drift() {
         "flows are volatile"
     );
     assert_eq!(r.store.get_ci(&client_id).unwrap().unwrap().version, before);
-    let m = map::neighbourhood(
-        r.store.as_ref(),
-        std::slice::from_ref(&client_id),
-        1,
-        now,
-        Duration::days(7),
-    )
-    .unwrap();
+    let m = around(&r, &client_id, 1, now);
     let ports: Vec<u16> = m.edges.iter().map(|e| e.port).collect();
     assert_eq!(
         ports,
@@ -322,14 +365,7 @@ fn flows_expire_when_nobody_reports_them_and_stop_with_the_section() {
         ),
         later,
     );
-    let m = map::neighbourhood(
-        r.store.as_ref(),
-        std::slice::from_ref(&id),
-        1,
-        later,
-        Duration::days(7),
-    )
-    .unwrap();
+    let m = around(&r, &id, 1, later);
     let ports: Vec<u16> = m.edges.iter().map(|e| e.port).collect();
     assert_eq!(ports, [53], "the 9-day-old flow expired (7 days)");
     assert!(
@@ -341,6 +377,6 @@ fn flows_expire_when_nobody_reports_them_and_stop_with_the_section() {
     let stopped_at = later + Duration::days(8);
     r.send(host(6, "app", "10.3.0.6"), stopped_at);
     assert!(r.store.flows_of(&id).unwrap().iter().all(|f| !f.current));
-    let m = map::neighbourhood(r.store.as_ref(), &[id], 1, stopped_at, Duration::days(7)).unwrap();
+    let m = around(&r, &id, 1, stopped_at);
     assert!(m.edges.is_empty(), "{:?}", m.edges);
 }

@@ -740,6 +740,20 @@ fn browser_reads_a_200_node_dependency_map_and_a_baseline_report() {
     assert!(b.no_alert());
     b.screenshot(&screenshot_dir(), "map-200");
 
+    // An endpoint node leads to its row among the fleet's external endpoints.
+    let href = b.script(
+        "return document.querySelector('#dependency-map g.endpoint a').getAttribute('href')",
+    );
+    let href = href.as_str().expect("endpoint nodes are links").to_string();
+    assert!(href.starts_with("/ui/map/endpoints#ep-198-"), "{href}");
+    b.go(&format!("{}{href}", c.url));
+    let rows = b.script("return document.querySelectorAll('#endpoints tbody tr').length");
+    assert_eq!(rows, json!(199), "one row per /24");
+    let anchor = href.split('#').nth(1).unwrap_or_default().to_string();
+    let row = b.text(&format!("#{anchor}"));
+    assert!(row.contains("hub01") && row.contains("tcp/443"), "{row}");
+    assert!(b.no_alert());
+
     b.go(&format!("{}/ui/baselines", c.url));
     assert!(b.text("#baselines").contains("<b>hubs</b>"));
     b.go(&format!("{}/ui/baselines/{baseline_id}", c.url));

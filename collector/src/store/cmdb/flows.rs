@@ -52,6 +52,29 @@ impl Cmdb {
         Ok(out)
     }
 
+    /// Every (address, reporter id) pair in the reverse index, in address order.
+    pub(crate) fn read_flow_targets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut pairs = Vec::new();
+        self.backend
+            .scan(Space::FlowTargets, Range::all(), &mut |k, _| {
+                let address = k
+                    .len()
+                    .checked_sub(5)
+                    .and_then(|end| std::str::from_utf8(&k[..end]).ok());
+                if let (Some(address), Some(num)) = (address, codec::address_key_num(k)) {
+                    pairs.push((address.to_string(), num));
+                }
+                Ok(Flow::Continue)
+            })?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for (address, num) in pairs {
+            if let Some(id) = self.id_of(num)? {
+                out.push((address, id.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The CI ids of `nums` (numbers no longer naming anything are left out).
     pub(crate) fn ids_of(&self, nums: &[u32]) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::with_capacity(nums.len());

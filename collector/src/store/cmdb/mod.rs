@@ -1067,6 +1067,10 @@ impl Store for Cmdb {
         self.ids_of(&nums)
     }
 
+    fn flow_targets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read_flow_targets()
+    }
+
     fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError> {
         let nums = self.address_holder_nums(address)?;
         self.ids_of(&nums)
@@ -1190,29 +1194,15 @@ impl Store for Cmdb {
     }
 
     fn list_services(&self) -> Result<Vec<crate::model::service::Service>, StoreError> {
-        let mut all: Vec<crate::model::service::Service> =
+        let all: Vec<crate::model::service::Service> =
             self.scan_json(Space::Services, Range::all())?;
-        all.retain(|s| !s.deleted);
-        all.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(all)
+        Ok(live_by_name(all, |s| (s.deleted, &s.name, &s.id)))
     }
 
     fn list_baselines(&self) -> Result<Vec<crate::model::baseline::Baseline>, StoreError> {
-        let mut all: Vec<crate::model::baseline::Baseline> =
+        let all: Vec<crate::model::baseline::Baseline> =
             self.scan_json(Space::Baselines, Range::all())?;
-        all.retain(|b| !b.deleted);
-        all.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(all)
+        Ok(live_by_name(all, |b| (b.deleted, &b.name, &b.id)))
     }
 
     fn get_baseline(
@@ -1447,4 +1437,15 @@ impl Cmdb {
         })?;
         Ok(s)
     }
+}
+
+/// Documents people name (services, baselines) as lists show them: deleted ones dropped,
+/// by name without regard to case, the id breaking ties.
+fn live_by_name<T>(mut all: Vec<T>, key: impl Fn(&T) -> (bool, &String, &String)) -> Vec<T> {
+    all.retain(|d| !key(d).0);
+    all.sort_by_cached_key(|d| {
+        let (_, name, id) = key(d);
+        (name.to_lowercase(), id.clone())
+    });
+    all
 }
