@@ -335,3 +335,143 @@ fn two_agents_in_their_own_namespaces_map_a_real_connection_from_both_sides() {
         "{map}"
     );
 }
+
+#[test]
+fn the_census_command_maps_a_host_lists_endpoints_and_keeps_baselines() {
+    use census_shared::{Connection, FlowDirection, ListeningPort, Section};
+    let c = Collector::start("map-cli");
+    let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
+    let mut s = machine(
+        "gw01",
+        Some("SER-GW-1"),
+        None,
+        &format!("{:032x}", 77),
+        &["52:54:00:0c:00:01"],
+    );
+    s.listening_ports = Section::collected(vec![ListeningPort {
+        protocol: "tcp".into(),
+        address: "0.0.0.0".into(),
+        port: 22,
+        process: Some("sshd".into()),
+        ..Default::default()
+    }]);
+    let now = chrono::Utc::now();
+    let flow = |port: u16, remote: &str, process: &str| Connection {
+        direction: FlowDirection::Outbound,
+        protocol: "tcp".into(),
+        port,
+        remote_address: remote.into(),
+        process: Some(process.into()),
+        samples: 4,
+        peak_connections: 1,
+        first_seen: now - chrono::Duration::minutes(5),
+        last_seen: now,
+    };
+    s.connections = Section::collected(vec![
+        flow(443, "203.0.113.7", "/usr/bin/updater"),
+        flow(443, "203.0.113.9", "curl"),
+        flow(53, "192.0.2.53", "/usr/sbin/unbound"),
+    ]);
+    let r = a.send(&c, &mut s);
+    assert_eq!(r.status, 200, "{}", r.detail());
+    let id = r.body["ci_id"].as_str().unwrap().to_string();
+
+    let cm = person_token(&c, "carol", "change_manager");
+    let config = c.dir.join("client.json");
+    census_login(&c, &config, &cm);
+    let census = |args: &[&str]| run_census(&config, args, None);
+
+    let (ok, out, err) = census(&["map", "host", &id, "--depth", "2"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("gw01") && out.contains("203.0.113.0/24") && out.contains("tcp/443"),
+        "{out}"
+    );
+    assert!(out.contains("/usr/bin/updater"), "{out}");
+    let (ok, _, err) = census(&["map", "host", &id, "--depth", "9"]);
+    assert!(!ok && err.contains("depth"), "{err}");
+
+    let (ok, out, err) = census(&["-o", "csv", "map", "endpoints"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two groups: {out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("203.0.113.0/24,203.0.113.7 203.0.113.9,tcp/443,")),
+        "{out}"
+    );
+    assert!(err.contains("2 of 2 endpoint groups"), "{err}");
+    let csv = c
+        .http()
+        .get(format!("{}/api/v1/map/endpoints/export", c.url))
+        .bearer_auth(&cm)
+        .send()
+        .unwrap();
+    assert_eq!(csv.status().as_u16(), 200);
+    let csv = csv.text().unwrap();
+    assert!(csv.starts_with("subnet,addresses,"), "{csv}");
+    assert!(csv.contains("gw01"), "{csv}");
+    let refused = c
+        .http()
+        .get(format!("{}/api/v1/map/endpoints?limit=0", c.url))
+        .bearer_auth(&cm)
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+
+    // A baseline through its whole life.
+    let file = c.dir.join("gateways.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "gateways", "applies_to": "name ^= gw",
+            "rules": [{"rule": "package_absent", "package": "telnetd"},
+                      {"rule": "listening_only_on", "ports": [443]}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = census(&["-o", "json", "baselines", "add", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let baseline = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["version"], 1);
+    let (ok, out, _) = census(&["baselines", "list"]);
+    assert!(
+        ok && out.contains("gateways") && out.contains(&baseline),
+        "{out}"
+    );
+    let (ok, out, err) = census(&["baselines", "report", &baseline]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("gw01") && out.contains("also listens on 22"),
+        "{out}"
+    );
+    assert!(err.contains("1 hosts, 0 pass, 1 fail, 0 unknown"), "{err}");
+    // A stale version is refused; the current one lets the edit through.
+    std::fs::write(
+        &file,
+        r#"{"name": "gateways", "applies_to": "name ^= gw", "expected_version": 7,
+            "rules": [{"rule": "listening_only_on", "ports": [22, 443]}]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = census(&["baselines", "set", &baseline, file.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("409") && err.contains("version 1"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        r#"{"name": "gateways", "applies_to": "name ^= gw", "expected_version": 1,
+            "rules": [{"rule": "listening_only_on", "ports": [22, 443]}]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = census(&["baselines", "set", &baseline, file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = census(&["baselines", "report", &baseline]);
+    assert!(ok && err.contains("1 pass, 0 fail"), "{err}");
+    let (ok, _, err) = census(&["baselines", "trend", &baseline]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = census(&["baselines", "delete", &baseline]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = census(&["baselines", "show", &baseline]);
+    assert!(!ok && err.contains("404"), "{err}");
+}
