@@ -195,6 +195,8 @@ impl<'a> Reader<'a> {
                 // Resolved when read if it was not when reported (the peer enrolled since).
                 None => match self.holders(&f.remote)?.as_slice() {
                     [one] if one != id => Some(one.clone()),
+                    // A connection to its own address: no edge between machines.
+                    [_] => continue,
                     _ => None,
                 },
             };
@@ -480,7 +482,8 @@ pub const COMPUTERS_NAMED: usize = 20;
 pub struct EndpointAddress {
     pub address: String,
     /// How many computers hold it now: 0 (nothing Census inventories), or 2 and more (a NAT
-    /// pool, a bridge address every Docker host has): never resolved to one of them.
+    /// pool, a bridge address every Docker host has): never resolved to one of them. (An
+    /// address one computer holds is that computer, or, to itself, no edge at all.)
     pub held_by: usize,
 }
 
@@ -542,7 +545,7 @@ pub fn endpoints(
     let mut reader = Reader::new(store, now, expiry);
     let mut reporters: BTreeSet<String> = BTreeSet::new();
     for (address, reporter) in store.flow_targets()? {
-        if !matches!(reader.holders(&address)?.as_slice(), [one] if *one != reporter) {
+        if reader.holders(&address)?.len() != 1 {
             reporters.insert(reporter);
         }
     }
@@ -553,7 +556,8 @@ pub fn endpoints(
                 continue;
             }
             let held = reader.holders(&f.remote)?;
-            if matches!(held.as_slice(), [one] if one != reporter) {
+            if held.len() == 1 {
+                // Another computer's (resolved when read), or its own.
                 continue;
             }
             let acc = groups.entry(endpoint_group(&f.remote)).or_default();

@@ -380,3 +380,28 @@ fn flows_expire_when_nobody_reports_them_and_stop_with_the_section() {
     let m = around(&r, &id, 1, stopped_at);
     assert!(m.edges.is_empty(), "{:?}", m.edges);
 }
+
+#[test]
+fn a_connection_to_its_own_address_is_no_edge_and_no_endpoint() {
+    let mut r = rig("map-self");
+    let t0 = Utc::now() - Duration::hours(1);
+    r.send(
+        with_flows(
+            host(7, "solo", "10.4.0.7"),
+            vec![
+                flow(FlowDirection::Outbound, 8080, "10.4.0.7", "curl", t0),
+                flow(FlowDirection::Inbound, 8080, "10.4.0.7", "java", t0),
+                flow(FlowDirection::Outbound, 443, "192.0.2.44", "curl", t0),
+            ],
+        ),
+        t0,
+    );
+    let id = computer(&r, "solo");
+    let now = Utc::now();
+    let m = around(&r, &id, 2, now);
+    let edges: Vec<(&str, u16)> = m.edges.iter().map(|e| (e.to.as_str(), e.port)).collect();
+    assert_eq!(edges, [("endpoint:192.0.2.0/24", 443)]);
+    let list = map::endpoints(r.store.as_ref(), now, Duration::days(7), 100).unwrap();
+    let subnets: Vec<&str> = list.groups.iter().map(|g| g.subnet.as_str()).collect();
+    assert_eq!(subnets, ["192.0.2.0/24"], "its own address is not external");
+}
