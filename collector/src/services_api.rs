@@ -234,13 +234,7 @@ struct ServiceImpact {
     services: Vec<AffectedService>,
     /// For a computer (or a change record's): the computers that reach it over the network
     /// (its clients, and theirs), whose services are counted too.
-    network_dependents: Vec<NamedComputer>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct NamedComputer {
-    id: String,
-    name: String,
+    network_dependents: Vec<crate::query::map::NamedComputer>,
 }
 
 async fn impact(
@@ -316,7 +310,7 @@ async fn impact(
                         if let std::collections::btree_map::Entry::Vacant(e) =
                             computers.entry(dep.clone())
                         {
-                            network_dependents.push(NamedComputer {
+                            network_dependents.push(crate::query::map::NamedComputer {
                                 id: dep,
                                 name: name.clone(),
                             });

@@ -228,6 +228,25 @@ pub fn resolve(owners: &[u32], reporter: u32) -> Option<u32> {
     }
 }
 
+/// Of the computers whose records hold an address (with their status), those that hold it
+/// now: retired ones never; stale ones only when no active computer holds it.
+pub fn current_holders(holders: &[(u32, crate::model::CiStatus)]) -> Vec<u32> {
+    use crate::model::CiStatus;
+    let of = |wanted: CiStatus| -> Vec<u32> {
+        holders
+            .iter()
+            .filter(|(_, s)| *s == wanted)
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    let active = of(CiStatus::Active);
+    if active.is_empty() {
+        of(CiStatus::Stale)
+    } else {
+        active
+    }
+}
+
 /// The group an external endpoint is shown in: its /24 (IPv4) or /64 (IPv6).
 pub fn endpoint_group(address: &str) -> String {
     match address.parse::<IpAddr>() {
@@ -353,5 +372,15 @@ mod tests {
             .collect();
         let rec = FlowsRec::merged(None, &report, 1, t(60), t(0), &|_| vec![]);
         assert_eq!(rec.flows.len(), MAX_STORED_FLOWS);
+    }
+
+    #[test]
+    fn a_retired_computer_holds_nothing_and_a_stale_one_only_alone() {
+        use crate::model::CiStatus::*;
+        assert_eq!(current_holders(&[(1, Retired), (2, Active)]), [2]);
+        assert_eq!(current_holders(&[(1, Stale), (2, Active)]), [2]);
+        assert_eq!(current_holders(&[(1, Stale), (2, Retired)]), [1]);
+        assert_eq!(current_holders(&[(1, Active), (2, Active)]), [1, 2]);
+        assert_eq!(current_holders(&[(1, Retired)]), Vec::<u32>::new());
     }
 }

@@ -595,7 +595,8 @@ pub trait Store: Send + Sync + 'static {
     fn flow_reporters(&self, address: &str) -> Result<Vec<String>, StoreError>;
     /// Every (address, reporter id) pair: who reported a flow to which address.
     fn flow_targets(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// The computers (ids) whose records hold `address` now.
+    /// The computers (ids) holding `address` now: never a retired one, and a stale one
+    /// only when no active computer holds it.
     fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError>;
     fn lookup_identity(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
     /// [`Store::lookup_identity`] for several keys, in their order: one read, not one each.

@@ -405,3 +405,64 @@ fn a_connection_to_its_own_address_is_no_edge_and_no_endpoint() {
     let subnets: Vec<&str> = list.groups.iter().map(|g| g.subnet.as_str()).collect();
     assert_eq!(subnets, ["192.0.2.0/24"], "its own address is not external");
 }
+
+#[test]
+fn an_address_a_retired_computer_held_belongs_to_the_computer_holding_it_now() {
+    use census_collector::model::CiStatus;
+    let mut r = rig("map-dhcp");
+    let t0 = Utc::now() - Duration::hours(2);
+    // A laptop that left had 10.5.0.9; the DHCP server gave it to another one since.
+    r.switch_to_new_agent("agt_old");
+    r.send(host(8, "old-laptop", "10.5.0.9"), t0);
+    r.switch_to_new_agent("agt_new");
+    r.send(host(9, "new-laptop", "10.5.0.9"), t0);
+    r.switch_to_new_agent("agt_admin");
+    r.send(
+        with_flows(
+            host(10, "admin", "10.5.0.1"),
+            vec![flow(FlowDirection::Outbound, 22, "10.5.0.9", "ssh", t0)],
+        ),
+        t0,
+    );
+    let admin = computer(&r, "admin");
+    let old = computer(&r, "old-laptop");
+    let new = computer(&r, "new-laptop");
+    let now = Utc::now();
+    let targets = |r: &Rig| -> Vec<String> {
+        around(r, &admin, 1, now)
+            .edges
+            .iter()
+            .map(|e| e.to.clone())
+            .collect()
+    };
+    assert_eq!(targets(&r), ["endpoint:10.5.0.0/24"], "two active holders");
+
+    // The old laptop goes silent: the active holder is the one holding it now.
+    let v = r.store.get_ci(&old).unwrap().unwrap().version;
+    assert!(r
+        .store
+        .set_ci_status(&old, v, CiStatus::Stale, now)
+        .unwrap());
+    assert_eq!(targets(&r), [new.clone()]);
+    assert!(
+        map::endpoints(r.store.as_ref(), now, Duration::days(7), 100)
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+
+    // Retired, it holds nothing, even once the other one is silent too.
+    let v = r.store.get_ci(&old).unwrap().unwrap().version;
+    assert!(r
+        .store
+        .set_ci_status(&old, v, CiStatus::Retired, now)
+        .unwrap());
+    let v = r.store.get_ci(&new).unwrap().unwrap().version;
+    assert!(r
+        .store
+        .set_ci_status(&new, v, CiStatus::Stale, now)
+        .unwrap());
+    assert_eq!(targets(&r), [new]);
+    let report = r.store.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

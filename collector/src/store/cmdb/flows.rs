@@ -31,6 +31,23 @@ impl Cmdb {
         self.numbers_under(Space::Addresses, address)
     }
 
+    /// The computers that hold `address` now as far as flows are concerned: a retired
+    /// computer holds nothing, and a silent (stale) one only when no active one reports it
+    /// (an address a DHCP server gave to another machine since).
+    pub(crate) fn current_holder_nums(&self, address: &str) -> Result<Vec<u32>, StoreError> {
+        let nums = self.address_holder_nums(address)?;
+        if nums.is_empty() {
+            return Ok(nums);
+        }
+        let keys: Vec<u64> = nums.iter().map(|&n| u64::from(n)).collect();
+        let statuses: Vec<(u32, CiStatus)> = nums
+            .iter()
+            .zip(self.read_computer_summaries(&keys)?)
+            .filter_map(|(&n, s)| s.map(|s| (n, s.status)))
+            .collect();
+        Ok(crate::model::flows::current_holders(&statuses))
+    }
+
     /// The numbers of the computers that reported a flow to `address`.
     pub(crate) fn flow_reporter_nums(&self, address: &str) -> Result<Vec<u32>, StoreError> {
         self.numbers_under(Space::FlowTargets, address)
@@ -151,7 +168,7 @@ impl Cmdb {
                 for f in flows {
                     if !holders.contains_key(&f.remote_address) {
                         let held = if crate::model::flows::resolvable(&f.remote_address) {
-                            self.address_holder_nums(&f.remote_address)?
+                            self.current_holder_nums(&f.remote_address)?
                         } else {
                             Vec::new()
                         };

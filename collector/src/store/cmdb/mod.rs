@@ -1072,7 +1072,7 @@ impl Store for Cmdb {
     }
 
     fn address_holders(&self, address: &str) -> Result<Vec<String>, StoreError> {
-        let nums = self.address_holder_nums(address)?;
+        let nums = self.current_holder_nums(address)?;
         self.ids_of(&nums)
     }
 
