@@ -443,7 +443,7 @@ fn an_address_a_retired_computer_held_belongs_to_the_computer_holding_it_now() {
         .store
         .set_ci_status(&old, v, CiStatus::Stale, now)
         .unwrap());
-    assert_eq!(targets(&r), [new.clone()]);
+    assert_eq!(targets(&r), std::slice::from_ref(&new));
     assert!(
         map::endpoints(r.store.as_ref(), now, Duration::days(7), 100)
             .unwrap()
