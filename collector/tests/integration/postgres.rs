@@ -691,3 +691,11 @@ fn exposures_are_tracked_on_a_shared_database() {
     let dir = std::env::temp_dir().join(format!("census-pg-exposures-{}", std::process::id()));
     super::vulns::exposure_cycle(super::drift::rig_on("pg-exposures", store, dir));
 }
+
+#[test]
+fn an_address_handed_over_resolves_on_a_shared_database() {
+    let url = Cluster::shared().database("pg_address_handover");
+    let store = std::sync::Arc::new(open(&url));
+    let dir = std::env::temp_dir().join(format!("census-pg-handover-{}", std::process::id()));
+    super::map::address_handover(super::drift::rig_on("pg-handover", store, dir));
+}

@@ -35,17 +35,50 @@ impl Cmdb {
     /// computer holds nothing, and a silent (stale) one only when no active one reports it
     /// (an address a DHCP server gave to another machine since).
     pub(crate) fn current_holder_nums(&self, address: &str) -> Result<Vec<u32>, StoreError> {
-        let nums = self.address_holder_nums(address)?;
-        if nums.is_empty() {
-            return Ok(nums);
+        Ok(self
+            .current_holders_of([address])?
+            .remove(address)
+            .unwrap_or_default())
+    }
+
+    /// [`Cmdb::current_holder_nums`] of several addresses, with one read of the holders'
+    /// statuses (a database round trip on PostgreSQL).
+    fn current_holders_of<'a>(
+        &self,
+        addresses: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, Vec<u32>>, StoreError> {
+        let mut recorded: HashMap<String, Vec<u32>> = HashMap::new();
+        for address in addresses {
+            if !recorded.contains_key(address) {
+                let nums = if crate::model::flows::resolvable(address) {
+                    self.address_holder_nums(address)?
+                } else {
+                    Vec::new()
+                };
+                recorded.insert(address.to_string(), nums);
+            }
         }
-        let keys: Vec<u64> = nums.iter().map(|&n| u64::from(n)).collect();
-        let statuses: Vec<(u32, CiStatus)> = nums
+        let mut nums: Vec<u64> = recorded.values().flatten().map(|&n| u64::from(n)).collect();
+        nums.sort_unstable();
+        nums.dedup();
+        if nums.is_empty() {
+            return Ok(recorded);
+        }
+        let status: HashMap<u32, CiStatus> = nums
             .iter()
-            .zip(self.read_computer_summaries(&keys)?)
-            .filter_map(|(&n, s)| s.map(|s| (n, s.status)))
+            .zip(self.read_computer_summaries(&nums)?)
+            .filter_map(|(&n, s)| Some((u32::try_from(n).ok()?, s?.status)))
             .collect();
-        Ok(crate::model::flows::current_holders(&statuses))
+        Ok(recorded
+            .into_iter()
+            .map(|(address, held)| {
+                let with_status: Vec<(u32, CiStatus)> = held
+                    .iter()
+                    .filter_map(|n| Some((*n, *status.get(n)?)))
+                    .collect();
+                (address, crate::model::flows::current_holders(&with_status))
+            })
+            .collect())
     }
 
     /// The numbers of the computers that reported a flow to `address`.
@@ -164,17 +197,8 @@ impl Cmdb {
                 flows,
                 expire_before,
             } => {
-                let mut holders: HashMap<String, Vec<u32>> = HashMap::new();
-                for f in flows {
-                    if !holders.contains_key(&f.remote_address) {
-                        let held = if crate::model::flows::resolvable(&f.remote_address) {
-                            self.current_holder_nums(&f.remote_address)?
-                        } else {
-                            Vec::new()
-                        };
-                        holders.insert(f.remote_address.clone(), held);
-                    }
-                }
+                let holders =
+                    self.current_holders_of(flows.iter().map(|f| f.remote_address.as_str()))?;
                 FlowsRec::merged(old.as_ref(), flows, num, at, *expire_before, &|a| {
                     holders.get(a).cloned().unwrap_or_default()
                 })
