@@ -338,7 +338,6 @@ fn two_agents_in_their_own_namespaces_map_a_real_connection_from_both_sides() {
 
 #[test]
 fn the_census_command_maps_a_host_lists_endpoints_and_keeps_baselines() {
-    use census_shared::{Connection, FlowDirection, ListeningPort, Section};
     let c = Collector::start("map-cli");
     let mut a = FakeAgent::enroll(&c, &c.token(1, "1h"));
     let mut s = machine(
@@ -348,29 +347,11 @@ fn the_census_command_maps_a_host_lists_endpoints_and_keeps_baselines() {
         &format!("{:032x}", 77),
         &["52:54:00:0c:00:01"],
     );
-    s.listening_ports = Section::collected(vec![ListeningPort {
-        protocol: "tcp".into(),
-        address: "0.0.0.0".into(),
-        port: 22,
-        process: Some("sshd".into()),
-        ..Default::default()
-    }]);
-    let now = chrono::Utc::now();
-    let flow = |port: u16, remote: &str, process: &str| Connection {
-        direction: FlowDirection::Outbound,
-        protocol: "tcp".into(),
-        port,
-        remote_address: remote.into(),
-        process: Some(process.into()),
-        samples: 4,
-        peak_connections: 1,
-        first_seen: now - chrono::Duration::minutes(5),
-        last_seen: now,
-    };
-    s.connections = Section::collected(vec![
-        flow(443, "203.0.113.7", "/usr/bin/updater"),
-        flow(443, "203.0.113.9", "curl"),
-        flow(53, "192.0.2.53", "/usr/sbin/unbound"),
+    s.listening_ports = sshd_listening();
+    s.connections = census_shared::Section::collected(vec![
+        outbound(443, "203.0.113.7", "/usr/bin/updater"),
+        outbound(443, "203.0.113.9", "curl"),
+        outbound(53, "192.0.2.53", "/usr/sbin/unbound"),
     ]);
     let r = a.send(&c, &mut s);
     assert_eq!(r.status, 200, "{}", r.detail());

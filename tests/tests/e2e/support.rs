@@ -559,6 +559,33 @@ pub fn acked_without_change(
         .collect()
 }
 
+/// sshd listening on every IPv4 address, port 22.
+pub fn sshd_listening() -> Section<Vec<ListeningPort>> {
+    Section::collected(vec![ListeningPort {
+        protocol: "tcp".into(),
+        address: "0.0.0.0".into(),
+        port: 22,
+        process: Some("sshd".into()),
+        ..Default::default()
+    }])
+}
+
+/// An outbound TCP flow to `remote:port` by `process`, sampled over the last five minutes.
+pub fn outbound(port: u16, remote: &str, process: &str) -> Connection {
+    let now = Utc::now();
+    Connection {
+        direction: FlowDirection::Outbound,
+        protocol: "tcp".into(),
+        port,
+        remote_address: remote.into(),
+        process: Some(process.into()),
+        samples: 4,
+        peak_connections: 1,
+        first_seen: now - chrono::Duration::minutes(5),
+        last_seen: now,
+    }
+}
+
 /// A small but complete machine inventory.
 pub fn machine(
     hostname: &str,

@@ -659,7 +659,7 @@ fn browser_makes_a_service_and_reads_the_cmdb_health() {
 
 #[test]
 fn browser_reads_a_200_node_dependency_map_and_a_baseline_report() {
-    use census_shared::{Connection, FlowDirection, Section};
+    use census_shared::Section;
     let c = Collector::start("ui-map-baselines");
     person_with_password(&c, "carl", "change_manager");
     // One host with 199 peers in 199 external /24s (200 nodes), one of its processes
@@ -672,30 +672,19 @@ fn browser_reads_a_200_node_dependency_map_and_a_baseline_report() {
         &format!("{:032x}", 901),
         &["52:54:00:0b:00:01"],
     );
-    s.listening_ports = Section::collected(vec![census_shared::ListeningPort {
-        protocol: "tcp".into(),
-        address: "0.0.0.0".into(),
-        port: 22,
-        process: Some("sshd".into()),
-        ..Default::default()
-    }]);
-    let now = chrono::Utc::now();
+    s.listening_ports = sshd_listening();
     s.connections = Section::collected(
         (0..199u32)
-            .map(|i| Connection {
-                direction: FlowDirection::Outbound,
-                protocol: "tcp".into(),
-                port: 443,
-                remote_address: format!("198.{}.{}.7", 18 + i / 200, i % 200),
-                process: Some(if i == 0 {
-                    "<img src=x onerror=alert(1)>".into()
-                } else {
-                    "/usr/bin/agent-of-things".into()
-                }),
-                samples: 3,
-                peak_connections: 1,
-                first_seen: now - chrono::Duration::minutes(5),
-                last_seen: now,
+            .map(|i| {
+                outbound(
+                    443,
+                    &format!("198.{}.{}.7", 18 + i / 200, i % 200),
+                    if i == 0 {
+                        "<img src=x onerror=alert(1)>"
+                    } else {
+                        "/usr/bin/agent-of-things"
+                    },
+                )
             })
             .collect(),
     );
