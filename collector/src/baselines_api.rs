@@ -19,7 +19,6 @@ use crate::model::Role;
 use crate::ops::baselines::{self as op, BaselineRequest};
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::compliance::ComplianceReport;
-use crate::query_api::csv_cell;
 
 const READERS: Allowed = Allowed::AnyPerson;
 /// Who states baselines: change managers and admins.
@@ -203,25 +202,29 @@ async fn export(
     RawQuery(q): RawQuery,
 ) -> Reply {
     let r = report_of(&st, &person, id, q).await?;
-    let mut out = String::from("host_id,host_name,host_verdict,rule,verdict,evidence\n");
-    for h in &r.hosts {
-        for (rule, f) in r.rules.iter().zip(&h.findings) {
-            let cells = [
+    let rows = r.hosts.iter().flat_map(|h| {
+        r.rules.iter().zip(&h.findings).map(|(rule, f)| {
+            [
                 h.id.as_str(),
                 h.name.as_str(),
                 verdict_text(h.verdict),
                 rule.rule.as_str(),
                 verdict_text(f.verdict),
                 f.evidence.as_str(),
-            ];
-            let row: Vec<String> = cells
-                .iter()
-                .map(|c| csv_cell(&serde_json::Value::String(c.to_string())))
-                .collect();
-            out.push_str(&row.join(","));
-            out.push('\n');
-        }
-    }
+            ]
+        })
+    });
+    let out = crate::query_api::csv_table(
+        &[
+            "host_id",
+            "host_name",
+            "host_verdict",
+            "rule",
+            "verdict",
+            "evidence",
+        ],
+        rows,
+    );
     Ok(crate::query_api::csv_download(out, "census-compliance.csv"))
 }
 

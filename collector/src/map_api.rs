@@ -15,7 +15,7 @@ use crate::http::{query_params, ApiProblem, AppState};
 use crate::ops::map as op;
 use crate::people::{Allowed, Person, RouteTable};
 use crate::query::map::{edge_rows, DependencyMap, EndpointList, EDGE_COLUMNS};
-use crate::query_api::csv_cell;
+use crate::query_api::csv_table;
 
 const READERS: Allowed = Allowed::AnyPerson;
 
@@ -119,7 +119,7 @@ async fn endpoints_csv(
     let list = endpoint_list(&st, &person, q).await?;
     let rows = crate::query::map::endpoint_rows(&list);
     Ok(crate::query_api::csv_download(
-        csv_text(&crate::query::map::ENDPOINT_COLUMNS, &rows),
+        csv_table(&crate::query::map::ENDPOINT_COLUMNS, rows),
         "census-map-endpoints.csv",
     ))
 }
@@ -186,21 +186,7 @@ async fn service_csv(
 /// The map's `connects_to` edges as a CSV download.
 fn csv(map: &DependencyMap) -> Response {
     crate::query_api::csv_download(
-        csv_text(&EDGE_COLUMNS, &edge_rows(map)),
+        csv_table(&EDGE_COLUMNS, edge_rows(map)),
         "census-map-edges.csv",
     )
-}
-
-fn csv_text<const N: usize>(columns: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut out = columns.join(",");
-    out.push('\n');
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .map(|c| csv_cell(&serde_json::Value::String(c.clone())))
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
 }

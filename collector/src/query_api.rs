@@ -351,6 +351,26 @@ pub fn csv_download(body: String, file: &'static str) -> Response {
     r
 }
 
+/// A CSV document: the header line, then a line per row of text cells (each through
+/// [`csv_cell`]).
+pub fn csv_table<R, C>(columns: &[&str], rows: impl IntoIterator<Item = R>) -> String
+where
+    R: IntoIterator<Item = C>,
+    C: AsRef<str>,
+{
+    let mut out = columns.join(",");
+    out.push('\n');
+    for row in rows {
+        let cells: Vec<String> = row
+            .into_iter()
+            .map(|c| csv_cell(&Value::String(c.as_ref().to_string())))
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 /// One CSV cell: quoted when needed, and a leading `=`, `+`, `-`, `@`, tab or CR escaped
 /// with `'` so spreadsheets never evaluate agent-supplied text as a formula.
 pub fn csv_cell(value: &Value) -> String {

@@ -1251,18 +1251,12 @@ async fn map(output: Output, cfg: &ClientConfig, command: MapCommand) -> Result<
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
-            let join = |v: &Value| {
-                let words: Vec<String> = v
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
+            // A list as one cell: each item, or each item's `field`.
+            let join = |v: &Value, field: Option<&str>| {
+                let items = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
+                let words: Vec<String> = items
                     .iter()
-                    .map(|w| match w {
-                        Value::Object(o) => {
-                            cell(o.get("address").or(o.get("name")).unwrap_or(&Value::Null))
-                        }
-                        other => cell(other),
-                    })
+                    .map(|i| cell(field.map_or(i, |f| &i[f])))
                     .collect();
                 Value::String(words.join(" "))
             };
@@ -1271,11 +1265,11 @@ async fn map(output: Output, cfg: &ClientConfig, command: MapCommand) -> Result<
                 .map(|g| {
                     serde_json::json!({
                         "subnet": g["subnet"],
-                        "addresses": join(&g["addresses"]),
-                        "serves": join(&g["ports_it_serves"]),
-                        "uses": join(&g["ports_it_uses"]),
+                        "addresses": join(&g["addresses"], Some("address")),
+                        "serves": join(&g["ports_it_serves"], None),
+                        "uses": join(&g["ports_it_uses"], None),
                         "computers": g["computers"],
-                        "some_computers": join(&g["named"]),
+                        "some_computers": join(&g["named"], Some("name")),
                         "last_seen": g["last_seen"],
                     })
                 })

@@ -47,6 +47,7 @@ pub fn find(ops: &Ops, id: &str) -> Result<Baseline, OpError> {
 }
 
 pub fn create(ops: &Ops, actor: &Actor, req: BaselineRequest) -> Result<Baseline, OpError> {
+    super::version_bound(req.expected_version)?;
     if ops.store.list_baselines()?.len() >= MAX_BASELINES {
         return Err(OpError::Conflict(format!(
             "at most {MAX_BASELINES} baselines"
@@ -65,7 +66,7 @@ pub fn create(ops: &Ops, actor: &Actor, req: BaselineRequest) -> Result<Baseline
         updated_by: String::new(),
         deleted: false,
     };
-    let next = requested(&blank, req, actor)?;
+    let next = requested(&blank, req, actor);
     write(ops, actor, next, None, "baseline.create")
 }
 
@@ -77,7 +78,7 @@ pub fn update(
 ) -> Result<Baseline, OpError> {
     let before = find(ops, id)?;
     super::expect_version(id, req.expected_version, before.version)?;
-    let next = requested(&before, req, actor)?;
+    let next = requested(&before, req, actor);
     write(ops, actor, next, Some(before), "baseline.update")
 }
 
@@ -94,9 +95,9 @@ pub fn delete(ops: &Ops, actor: &Actor, id: &str) -> Result<(), OpError> {
     Ok(())
 }
 
-fn requested(base: &Baseline, req: BaselineRequest, actor: &Actor) -> Result<Baseline, OpError> {
-    super::version_bound(req.expected_version)?;
-    Ok(Baseline {
+/// `base`'s next version as `req` asks it to be.
+fn requested(base: &Baseline, req: BaselineRequest, actor: &Actor) -> Baseline {
+    Baseline {
         name: req.name.trim().to_string(),
         description: req.description,
         applies_to: req.applies_to.trim().to_string(),
@@ -105,7 +106,7 @@ fn requested(base: &Baseline, req: BaselineRequest, actor: &Actor) -> Result<Bas
         updated_at: Utc::now(),
         updated_by: actor.name.clone(),
         ..base.clone()
-    })
+    }
 }
 
 fn write(

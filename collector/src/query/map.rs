@@ -101,6 +101,16 @@ struct Said {
 
 type EdgeKey = (String, String, &'static str, u16);
 
+/// The other end of a flow.
+enum Peer {
+    /// The one computer holding the address.
+    Computer(String),
+    /// A connection to the reporter's own address: no edge between machines.
+    Itself,
+    /// No computer, or several, hold the address: an external endpoint.
+    Endpoint,
+}
+
 /// Reads flows around computers, remembering what it read.
 struct Reader<'a> {
     store: &'a dyn Store,
@@ -186,28 +196,32 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Who is at the other end of `reporter`'s flow `f`.
+    fn peer_of(&mut self, reporter: &str, f: &Flow) -> Result<Peer, StoreError> {
+        if let Some(p) = &f.peer {
+            return Ok(Peer::Computer(p.clone()));
+        }
+        // Resolved when read if it was not when reported (the peer enrolled since).
+        Ok(match self.holders(&f.remote)?.as_slice() {
+            [one] if one != reporter => Peer::Computer(one.clone()),
+            [_] => Peer::Itself,
+            _ => Peer::Endpoint,
+        })
+    }
+
     /// Every edge with `id` at one end.
     fn edges_around(&mut self, id: &str) -> Result<Vec<Said>, StoreError> {
         let mut out = Vec::new();
         for f in self.live_flows(id)? {
-            let peer = match &f.peer {
-                Some(p) => Some(p.clone()),
-                // Resolved when read if it was not when reported (the peer enrolled since).
-                None => match self.holders(&f.remote)?.as_slice() {
-                    [one] if one != id => Some(one.clone()),
-                    // A connection to its own address: no edge between machines.
-                    [_] => continue,
-                    _ => None,
-                },
-            };
-            match peer {
-                Some(p) => out.push(Self::said(id, p, &f, false)),
-                None => out.push(Self::said(
+            match self.peer_of(id, &f)? {
+                Peer::Computer(p) => out.push(Self::said(id, p, &f, false)),
+                Peer::Endpoint => out.push(Self::said(
                     id,
                     endpoint_id(&endpoint_group(&f.remote)),
                     &f,
                     true,
                 )),
+                Peer::Itself => {}
             }
         }
         // What others reported about this computer's addresses.
@@ -552,16 +566,12 @@ pub fn endpoints(
     let mut groups: BTreeMap<String, EndpointAcc> = BTreeMap::new();
     for reporter in &reporters {
         for f in reader.live_flows(reporter)? {
-            if f.peer.is_some() {
+            if !matches!(reader.peer_of(reporter, &f)?, Peer::Endpoint) {
                 continue;
             }
-            let held = reader.holders(&f.remote)?;
-            if held.len() == 1 {
-                // Another computer's (resolved when read), or its own.
-                continue;
-            }
+            let held_by = reader.holders(&f.remote)?.len();
             let acc = groups.entry(endpoint_group(&f.remote)).or_default();
-            acc.addresses.insert(f.remote.clone(), held.len());
+            acc.addresses.insert(f.remote.clone(), held_by);
             let port = format!("{}/{}", f.protocol, f.port);
             if f.direction == FlowDirection::Outbound {
                 acc.serves.insert(port);

@@ -23,10 +23,10 @@ use crate::model::CiClass;
 use crate::ops::map as op;
 use crate::people::Person;
 use crate::query::map::{DependencyMap, EdgeKind, NodeKind, MAX_DEPTH};
+use crate::ui::session::Session;
 
 /// Endpoint groups the endpoints page lists (the CSV export takes up to the API's bound).
 const ENDPOINTS_LISTED: usize = 200;
-use crate::ui::session::Session;
 
 /// Distance between two rings, and the least arc between two nodes of one ring (pixels).
 const RING: f64 = 170.0;

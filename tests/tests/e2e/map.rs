@@ -427,6 +427,28 @@ fn the_census_command_maps_a_host_lists_endpoints_and_keeps_baselines() {
         "{out}"
     );
     assert!(err.contains("1 hosts, 0 pass, 1 fail, 0 unknown"), "{err}");
+    let csv = c
+        .http()
+        .get(format!(
+            "{}/api/v1/baselines/{baseline}/compliance/export",
+            c.url
+        ))
+        .bearer_auth(&cm)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0], "host_id,host_name,host_verdict,rule,verdict,evidence",
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "a row per host and rule: {csv}");
+    assert!(
+        lines[2]
+            == format!("{id},gw01.example.com,fail,listening only on 443,fail,also listens on 22"),
+        "{csv}"
+    );
     // A stale version is refused; the current one lets the edit through.
     std::fs::write(
         &file,
